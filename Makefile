@@ -1,0 +1,64 @@
+# nschain: build, install, test, bench, demo.
+#   make              release build of every tool
+#   make test         installs what the tests need (Debian packages, only if missing), then
+#                     fmt check, clippy -D warnings, and every test (root tests need root)
+#   make install      binaries, man pages and shell completions under $(PREFIX)
+#   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
+#   make demo         the five questions answered on three nginx containers
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CARGO    ?= cargo
+TOOLS    := $(sort $(notdir $(wildcard tools/*)))
+RELEASE  := target/release
+
+# Debian packages the tests, demo and benchmarks use, as they are.
+DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
+                curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt
+
+.PHONY: all build install deps test check unit bench demo shell clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps check
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	@set -e; for t in $(TOOLS); do \
+		install -m 0755 $(RELEASE)/$$t $(DESTDIR)$(PREFIX)/bin/$$t; \
+		NSCHAIN_GENERATE=man  $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; \
+		NSCHAIN_GENERATE=bash $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
+		NSCHAIN_GENERATE=zsh  $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \
+		NSCHAIN_GENERATE=fish $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$t.fish; \
+		echo "installed $$t"; \
+	done
+
+bench: deps build
+	bash bench/run.sh
+
+demo: deps build
+	bash demo/demo.sh
+
+clean:
+	$(CARGO) clean

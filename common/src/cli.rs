@@ -1,0 +1,104 @@
+//! The command-line recipe every tool shares: `TOOL [OPTIONS] [--] [COMMAND [ARG]...]`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{debug, exit, report, Fatal};
+
+/// What a tool's `run` returns when it does not exec: the status to exit with (`pidns`).
+pub type Status = u8;
+
+/// The trailing `COMMAND [ARG]...`: parsing stops at the first word that is not an option,
+/// so option-like words of the command pass through untouched.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommandArgs {
+    /// Command to run, with its arguments (default: $SHELL, else /bin/sh)
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+/// Runs a tool: parses its arguments, calls `run`, and turns a failure into the contract's
+/// one-line message and exit status. Every `main.rs` is one call to this.
+pub fn main<A: Parser>(tool: &'static str, run: fn(A) -> Result<Status, Fatal>) -> ExitCode {
+    report::set_tool(tool);
+    debug::start();
+    let args = match parse::<A>(tool, std::env::args_os()) {
+        Ok(args) => args,
+        Err(code) => return ExitCode::from(code),
+    };
+    match run(args) {
+        Ok(status) => ExitCode::from(status),
+        Err(fatal) => {
+            fatal.print();
+            ExitCode::from(fatal.code)
+        }
+    }
+}
+
+/// Parses argv; `Err` carries the exit status (0 after `--help`/`--version`, 125 for a usage
+/// error, already reported with the tool's name).
+pub fn parse<A: Parser>(
+    tool: &'static str,
+    argv: impl IntoIterator<Item = OsString>,
+) -> Result<A, u8> {
+    if let Some(kind) = std::env::var_os("NSCHAIN_GENERATE") {
+        return Err(generate::<A>(tool, &kind.to_string_lossy()));
+    }
+    let command = A::command().name(tool).bin_name(tool);
+    let parsed = command
+        .try_get_matches_from(argv)
+        .and_then(|mut matches| A::from_arg_matches_mut(&mut matches));
+    match parsed {
+        Ok(args) => Ok(args),
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: to stdout, status 0.
+            let _ = error.print();
+            Err(0)
+        }
+        Err(error) => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("{tool}: fatal: {first}");
+            for tip in rendered
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("tip: "))
+            {
+                report::hint_line(tip);
+            }
+            report::hint_line(format!("see '{tool} --help'"));
+            Err(exit::FAILURE)
+        }
+    }
+}
+
+/// `NSCHAIN_GENERATE=man|bash|zsh|fish TOOL` prints the tool's man page or shell completion
+/// (used by `make install`, so the generated files always match the binary).
+fn generate<A: Parser>(tool: &'static str, kind: &str) -> u8 {
+    let mut command = A::command().name(tool).bin_name(tool);
+    let mut out = std::io::stdout().lock();
+    let shell = match kind {
+        "man" => {
+            return match clap_mangen::Man::new(command).render(&mut out) {
+                Ok(()) => 0,
+                Err(e) => {
+                    report::warning(format_args!("unable to write the man page: {e}"));
+                    exit::FAILURE
+                }
+            };
+        }
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        "fish" => clap_complete::Shell::Fish,
+        other => {
+            eprintln!("{tool}: fatal: NSCHAIN_GENERATE={other}: expected man, bash, zsh or fish");
+            return exit::FAILURE;
+        }
+    };
+    clap_complete::generate(shell, &mut command, tool, &mut out);
+    let _ = out.flush();
+    0
+}

@@ -1,0 +1,56 @@
+//! `NSCHAIN_DEBUG=1`: every link prints each step it takes, with its duration, to stderr, so a
+//! user can see which link of a long chain misbehaves or is slow.
+
+use std::fmt::Display;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::report::tool;
+
+static START: OnceLock<Option<Instant>> = OnceLock::new();
+
+/// Reads `NSCHAIN_DEBUG` once, at the start of the tool.
+pub fn start() {
+    START.get_or_init(|| {
+        std::env::var_os("NSCHAIN_DEBUG")
+            .filter(|v| !v.is_empty() && v != "0")
+            .map(|_| Instant::now())
+    });
+}
+
+/// Whether steps are being traced.
+pub fn enabled() -> bool {
+    matches!(START.get(), Some(Some(_)))
+}
+
+/// Runs one setup step, tracing its name and duration when debugging.
+pub fn step<T>(what: impl Display, f: impl FnOnce() -> T) -> T {
+    if !enabled() {
+        return f();
+    }
+    let begin = Instant::now();
+    let result = f();
+    let micros = begin.elapsed().as_micros();
+    eprintln!(
+        "{}[{}]: debug: {what} ({}.{:03} ms)",
+        tool(),
+        std::process::id(),
+        micros / 1000,
+        micros % 1000
+    );
+    result
+}
+
+/// Traces a single event with the time since the tool started.
+pub fn note(what: impl Display) {
+    if let Some(Some(start)) = START.get() {
+        let micros = start.elapsed().as_micros();
+        eprintln!(
+            "{}[{}]: debug: {what} (at {}.{:03} ms)",
+            tool(),
+            std::process::id(),
+            micros / 1000,
+            micros % 1000
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The contract shared by every nschain tool (DESIGN.md §1).
+//!
+//! Each tool unshares or joins one namespace, sets it up and execs the rest of its argv. This
+//! crate holds only what every link must do the same way: the command-line recipe
+//! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the exec ([`exec`]),
+//! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
+//! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
+//! `NSCHAIN_DEBUG` step trace ([`debug`]). Namespace-specific logic stays in its tool.
+
+pub mod chain;
+pub mod cli;
+pub mod debug;
+pub mod exec;
+pub mod exit;
+pub mod info;
+pub mod link;
+pub mod ns;
+pub mod pin;
+pub mod report;
+pub mod state;
+
+pub use cli::main;
+pub use report::{Fatal, Hint};

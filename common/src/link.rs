@@ -1,0 +1,142 @@
+//! The shared options of every namespace tool (`--join`, `--pin`, `--name`, `--info-fd`) and
+//! the steps they add around a tool's own setup:
+//!
+//! ```text
+//! Link::prepare   check the options; nothing is changed yet
+//! Link::enter     join the target, or unshare (pinning through a helper forked before)
+//! ... the tool's own setup ...
+//! Link::finish    register under the chain's name, write the --info-fd line
+//! ```
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::chain::{self, Naming};
+use crate::info::{self, NsId, Record};
+use crate::ns::{self, JoinTarget, Namespace, NsFile};
+use crate::pin::PinHelper;
+use crate::{report, Fatal};
+
+/// `--join`, `--pin`, `--name` and `--info-fd`, flattened into every tool's arguments.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NsOptions {
+    /// Enter an existing namespace instead of creating one: a namespace file
+    /// (/proc/PID/ns/TYPE, a pinned file), a PID, or the name of a running chain
+    #[arg(long, value_name = "TARGET", conflicts_with = "pin")]
+    pub join: Option<JoinTarget>,
+
+    /// Keep the new namespace alive by bind-mounting it at PATH, to be joined later
+    #[arg(long, value_name = "PATH")]
+    pub pin: Option<PathBuf>,
+
+    /// Name the whole chain, so that nsps lists it and --join NAME enters it
+    #[arg(long, value_name = "NAME", value_parser = chain::parse_name)]
+    pub name: Option<String>,
+
+    /// Write one JSON line describing what this link made to file descriptor FD
+    #[arg(long, value_name = "FD", value_parser = info::parse_fd)]
+    pub info_fd: Option<RawFd>,
+}
+
+/// One link of a chain, for one namespace kind.
+#[derive(Debug)]
+pub struct Link {
+    kind: Namespace,
+    options: NsOptions,
+    naming: Option<Naming>,
+    joined: Option<NsFile>,
+}
+
+impl Link {
+    /// Checks the shared options before anything is changed: the name is free, the join
+    /// target exists and is a namespace of the right type.
+    pub fn prepare(kind: Namespace, options: &NsOptions) -> Result<Link, Fatal> {
+        let naming = chain::naming(options.name.as_deref())?;
+        let joined = match &options.join {
+            Some(target) => Some(NsFile::open(kind, target)?),
+            None => None,
+        };
+        Ok(Link {
+            kind,
+            options: options.clone(),
+            naming,
+            joined,
+        })
+    }
+
+    pub fn kind(&self) -> Namespace {
+        self.kind
+    }
+
+    /// Whether this link joins an existing namespace rather than creating one.
+    pub fn is_join(&self) -> bool {
+        self.joined.is_some()
+    }
+
+    /// The join target, when joining.
+    pub fn join_target(&self) -> Option<&JoinTarget> {
+        self.options.join.as_ref()
+    }
+
+    /// The namespace file being joined, when joining.
+    pub fn joined(&self) -> Option<&NsFile> {
+        self.joined.as_ref()
+    }
+
+    /// Joins the target, or creates the namespace (and pins it when asked).
+    pub fn enter(&self) -> Result<(), Fatal> {
+        if let Some(ns) = &self.joined {
+            return ns.enter();
+        }
+        let helper = match &self.options.pin {
+            Some(path) => Some(PinHelper::spawn(path, self.kind)?),
+            None => None,
+        };
+        ns::unshare(self.kind)?;
+        match helper {
+            Some(helper) => helper.pin(),
+            None => Ok(()),
+        }
+    }
+
+    /// Spawns the pin helper without unsharing, for tools that unshare themselves (`pidns`,
+    /// `userns`): call [`PinHelper::pin`] once the namespace exists.
+    pub fn pin_helper(&self) -> Result<Option<PinHelper>, Fatal> {
+        match (&self.options.pin, &self.joined) {
+            (Some(path), None) => Ok(Some(PinHelper::spawn(path, self.kind)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The record of what this link made, held by process `pid`.
+    pub fn record(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let path = self.kind.proc_path(Some(pid));
+        let inode = ns::inode_of(&path)?;
+        Ok(Record {
+            tool: report::tool().to_owned(),
+            pid,
+            ns: NsId {
+                kind: self.kind.proc_name().to_owned(),
+                inode,
+            },
+            created: self.joined.is_none(),
+            extra,
+        })
+    }
+
+    /// Registers the link under the chain's name and writes the `--info-fd` line. `pid` is the
+    /// host pid of the process that holds the namespace (this one, except for `pidns`).
+    pub fn finish(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let record = self.record(pid, extra)?;
+        if let Some(naming) = &self.naming {
+            chain::claim(naming)?;
+            chain::register(&naming.name, &record)?;
+        }
+        if let Some(fd) = self.options.info_fd {
+            info::write_line(fd, &record)?;
+        }
+        Ok(record)
+    }
+}

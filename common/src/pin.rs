@@ -1,0 +1,144 @@
+//! `--pin PATH`: keep a new namespace alive by bind-mounting its nsfs file at PATH, as
+//! `unshare --net=PATH` does. The bind must land in the caller's mount namespace and be made
+//! with the caller's privileges, which the link itself may have lost after its unshare (a new
+//! user or mount namespace), so a helper forked *before* the unshare makes it when told to.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
+use crate::ns::Namespace;
+use crate::{debug, Fatal};
+
+/// A forked helper waiting for the go-ahead to pin this process's new namespace.
+#[derive(Debug)]
+pub struct PinHelper {
+    child: Pid,
+    go: File,
+    result: File,
+    path: PathBuf,
+    created: bool,
+}
+
+impl PinHelper {
+    /// Prepares PATH (creating an empty file if missing) and forks the helper.
+    pub fn spawn(path: &Path, kind: Namespace) -> Result<PinHelper, Fatal> {
+        let created = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(path)
+        {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => {
+                return Err(
+                    Fatal::from(e).context(format!("unable to create pin file {}", path.display()))
+                )
+            }
+        };
+        let spawned = spawn_helper(path, kind);
+        match spawned {
+            Ok((child, go, result)) => Ok(PinHelper {
+                child,
+                go,
+                result,
+                path: path.to_owned(),
+                created,
+            }),
+            Err(e) => {
+                if created {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Tells the helper to bind the namespace (now created) and waits for it.
+    pub fn pin(mut self) -> Result<(), Fatal> {
+        let outcome = debug::step(format_args!("pin at {}", self.path.display()), || {
+            self.go.write_all(b"g")?;
+            let mut errno = [0u8; 4];
+            self.result.read_exact(&mut errno)?;
+            Ok::<i32, std::io::Error>(i32::from_ne_bytes(errno))
+        });
+        let _ = waitpid(self.child, None);
+        match outcome {
+            Ok(0) => Ok(()),
+            Ok(errno) => Err(self.fail(Errno::from_raw(errno).into())),
+            Err(e) => Err(self.fail(e.into())),
+        }
+    }
+
+    fn fail(&self, error: anyhow::Error) -> Fatal {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        Fatal::from(error)
+            .context(format!("unable to pin the namespace at {}", self.path.display()))
+            .with_hint("pinning bind-mounts the namespace file: it needs CAP_SYS_ADMIN in the caller's mount namespace")
+    }
+}
+
+impl Drop for PinHelper {
+    fn drop(&mut self) {
+        // Not told to go (setup failed): the helper reads EOF and exits without binding.
+        let _ = nix::sys::signal::kill(self.child, None)
+            .ok()
+            .map(|()| waitpid(self.child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)));
+    }
+}
+
+fn spawn_helper(path: &Path, kind: Namespace) -> anyhow::Result<(Pid, File, File)> {
+    let (go_read, go_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+    let (result_read, result_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+    let source = kind.proc_path(Some(std::process::id()));
+    // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.
+    match unsafe { fork() }.context("unable to fork the pin helper")? {
+        ForkResult::Child => {
+            drop(go_write);
+            drop(result_read);
+            let mut go = File::from(go_read);
+            let mut byte = [0u8; 1];
+            let errno = match go.read(&mut byte) {
+                Ok(1) => match mount(
+                    Some(&source),
+                    path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                ) {
+                    Ok(()) => 0,
+                    Err(errno) => errno as i32,
+                },
+                _ => {
+                    // SAFETY: _exit ends the helper without running the parent's destructors.
+                    unsafe { libc::_exit(0) }
+                }
+            };
+            let _ = File::from(result_write).write_all(&errno.to_ne_bytes());
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(go_read);
+            drop(result_write);
+            Ok((child, File::from(go_write), File::from(result_read)))
+        }
+    }
+}
+
+/// Waits for the helper's exit status (used only in tests and diagnostics).
+pub fn exited_ok(status: WaitStatus) -> bool {
+    matches!(status, WaitStatus::Exited(_, 0))
+}

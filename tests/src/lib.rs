@@ -1,0 +1,206 @@
+//! Test support shared by every tool's tests and the chain tests: where the binaries are,
+//! how to run them (as root, rootless as uid 65534, inside a throwaway "host" network
+//! namespace), and the CI rule for tests that cannot run here.
+//!
+//! A test that needs something this machine lacks calls [`require`]: it skips loudly when run
+//! by hand and FAILS when `CI` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use serde_json::Value;
+
+/// The directory holding the workspace's binaries (beside the test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    if deps.ends_with("deps") {
+        deps.parent().expect("profile dir").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// The path of a workspace binary (`utsns`, `nsprobe`, ...).
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A command for a workspace binary, with the chain's state moved to `state` and the other
+/// binaries on PATH (so chains can name the next link by its bare name).
+pub fn tool(name: &str, state: &Path) -> Command {
+    let mut cmd = Command::new(bin(name));
+    with_env(&mut cmd, state);
+    cmd
+}
+
+/// Sets the test environment: state dirs under `state`, our binaries first on PATH, no
+/// inherited chain name or debug trace.
+pub fn with_env(cmd: &mut Command, state: &Path) {
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        bin_dir().display()
+    );
+    cmd.env("PATH", path)
+        .env("NSCHAIN_RUN_DIR", state.join("run"))
+        .env("NSCHAIN_DATA_DIR", state.join("data"))
+        .env_remove("NSCHAIN_NAME")
+        .env_remove("NSCHAIN_DEBUG");
+}
+
+/// A scratch directory every user can enter (rootless tests run as uid 65534 inside it).
+pub fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("nschain-test-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `CI` is set: then a missing capability is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Returns true when `ok`; otherwise skips loudly (false) or, under CI, fails the test.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("CI requires: {what}");
+    }
+    eprintln!("SKIPPED (not in CI): needs {what}");
+    false
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Wraps `cmd` to run as the unprivileged uid/gid 65534 (nobody), with no supplementary groups.
+pub fn as_nobody(cmd: &Command) -> Command {
+    let mut wrapped = Command::new("setpriv");
+    wrapped.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ]);
+    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// Runs `cmd` with stdin closed and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("unable to run {:?}: {e}", cmd.get_program()))
+}
+
+/// stdout as a trimmed string.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// stderr as a string.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns trimmed stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}: stdout={} stderr={}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Asserts the contract of a failed setup: status 125 and one `TOOL: fatal:` line.
+pub fn assert_fatal(out: &Output, tool: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "expected 125 from {tool}, got {}: {err}",
+        out.status
+    );
+    assert!(
+        err.starts_with(&format!("{tool}: fatal: ")),
+        "stderr must start with '{tool}: fatal: ', got: {err}"
+    );
+}
+
+/// Parses the JSON that `nsprobe` printed.
+pub fn probe_json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("nsprobe printed no JSON ({e}): {out}"))
+}
+
+/// The inode of one of this (test) process's namespaces.
+pub fn own_ns_inode(kind: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .ino()
+}
+
+/// The host's hostname as the test process sees it.
+pub fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Whether an unprivileged user (uid 65534) can create a user namespace here.
+pub fn rootless_userns_works() -> bool {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "true"]);
+    run(&mut as_nobody(&cmd)).status.success()
+}
+
+/// The argument list of a command, for messages.
+pub fn shown(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,52 @@
+//! `utsns`: run a command in a new UTS namespace, with its own hostname and domainname.
+
+mod names;
+
+use clap::Parser;
+use common::cli::{CommandArgs, Status};
+use common::link::{Link, NsOptions};
+use common::ns::Namespace;
+use common::{debug, Fatal};
+use serde_json::{json, Map};
+
+pub use names::{validate_domainname, validate_hostname};
+
+/// Run COMMAND in a new UTS namespace: its own hostname and NIS domain name, invisible to the
+/// host and to every other container (the same hostname can be used by many at once).
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  utsns --hostname web1 -- hostname\n  utsns --hostname build -- make\n  utsns --pin /run/web1.uts --hostname web1 true; utsns --join /run/web1.uts -- hostname"
+)]
+pub struct Args {
+    /// Hostname inside the namespace (RFC 1123, at most 64 bytes)
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true, value_parser = names::parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// NIS domain name inside the namespace (at most 64 bytes)
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true, value_parser = names::parse_domainname)]
+    pub domainname: Option<String>,
+
+    #[command(flatten)]
+    pub ns: NsOptions,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+pub fn run(args: Args) -> Result<Status, Fatal> {
+    let link = Link::prepare(Namespace::Uts, &args.ns)?;
+    link.enter()?;
+    if let Some(name) = &args.hostname {
+        debug::step("sethostname", || nix::unistd::sethostname(name))
+            .map_err(|e| Fatal::from(e).context("unable to set the hostname"))?;
+    }
+    if let Some(name) = &args.domainname {
+        names::set_domainname(name)?;
+    }
+    let hostname = nix::unistd::gethostname().unwrap_or_default();
+    let mut extra = Map::new();
+    extra.insert("hostname".into(), json!(hostname.to_string_lossy()));
+    link.finish(std::process::id(), extra)?;
+    Err(common::exec::exec(args.command.command))
+}
