@@ -36,7 +36,7 @@ pub struct NsOptions {
     pub name: Option<String>,
 
     /// Write one JSON line describing what this link made to file descriptor FD
-    #[arg(long, value_name = "FD", value_parser = info::parse_fd)]
+    #[arg(long, value_name = "FD", allow_hyphen_values = true, value_parser = info::parse_fd)]
     pub info_fd: Option<RawFd>,
 }
 

@@ -211,7 +211,7 @@ impl NsFile {
             .with_context(|| format!("{} is not a namespace file", path.display()))?;
         if actual != kind {
             return Err(Fatal::new(format!(
-                "{} is a {actual} namespace, not a {kind} namespace",
+                "{} is a namespace of type {actual}, not {kind}",
                 path.display()
             )));
         }
