@@ -1,0 +1,198 @@
+//! What a chain is, read from its registrations and checked against /proc.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use common::info::Record;
+use common::{chain, state, Fatal};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One running chain.
+#[derive(Debug, Serialize)]
+pub struct Container {
+    pub name: String,
+    /// Host pid of the container's PID 1 (of the chain's first process without a pid ns).
+    pub pid: u32,
+    pub command: String,
+    pub uptime_seconds: u64,
+    pub hostname: Option<String>,
+    pub addresses: Vec<String>,
+    pub ports: Vec<String>,
+    pub layer: Option<String>,
+    /// The namespaces the chain made for itself.
+    pub namespaces: Vec<String>,
+    pub records: Vec<Record>,
+    /// host pid ↔ container pid, for every process of the chain.
+    pub processes: Vec<Process>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Process {
+    pub host_pid: u32,
+    pub container_pid: u32,
+    pub command: String,
+}
+
+/// Every running chain; registrations of chains that are gone are pruned.
+pub fn running() -> Vec<Container> {
+    chain::names()
+        .into_iter()
+        .filter(|name| !chain::prune_if_stale(name))
+        .filter_map(|name| container(&name).ok())
+        .collect()
+}
+
+/// One running chain, in full.
+pub fn container(name: &str) -> Result<Container, Fatal> {
+    let records = chain::live_records(name);
+    if records.is_empty() {
+        chain::prune_if_stale(name);
+        return Err(Fatal::new(format!("no chain named {name} is running"))
+            .with_hint("nsps lists the running chains"));
+    }
+    let find = |kind: &str| records.iter().find(|r| r.ns.kind == kind);
+    let pid_record = find("pid");
+    let pid = pid_record
+        .or_else(|| records.iter().min_by_key(|r| r.pid))
+        .map(|r| r.pid)
+        .unwrap_or_default();
+    let processes = match pid_record {
+        Some(record) => members(record.ns.inode),
+        None => Vec::new(),
+    };
+    // With an init as PID 1, the payload the user started is PID 2.
+    let payload = processes
+        .iter()
+        .find(|p| {
+            p.container_pid == 2
+                && processes
+                    .iter()
+                    .any(|i| i.container_pid == 1 && i.command.starts_with("pidns"))
+        })
+        .map(|p| p.host_pid)
+        .unwrap_or(pid);
+    let created = chain::meta(name).map(|m| m.created).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let text = |record: Option<&Record>, key: &str| {
+        record
+            .and_then(|r| r.extra.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let net = find("net");
+    let mut namespaces: Vec<String> = records
+        .iter()
+        .filter(|r| r.created)
+        .map(|r| r.ns.kind.clone())
+        .collect();
+    namespaces.sort();
+    Ok(Container {
+        name: name.to_owned(),
+        pid,
+        command: cmdline(payload),
+        uptime_seconds: now.saturating_sub(created),
+        hostname: text(find("uts"), "hostname"),
+        addresses: strings(net, &["address", "addresses", "ip"]),
+        ports: strings(net, &["ports", "publish", "published"]),
+        layer: text(find("mnt"), "layer"),
+        namespaces,
+        processes,
+        records,
+    })
+}
+
+/// String values of the first key present, a string or a list.
+fn strings(record: Option<&Record>, keys: &[&str]) -> Vec<String> {
+    let Some(record) = record else {
+        return Vec::new();
+    };
+    let Some(value) = keys.iter().find_map(|k| record.extra.get(*k)) else {
+        return Vec::new();
+    };
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        other => vec![other.to_string()],
+    }
+}
+
+/// Every process in the pid namespace with this inode, with its innermost pid (from NSpid).
+fn members(pid_ns_inode: u64) -> Vec<Process> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut processes: Vec<Process> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::metadata(format!("/proc/{pid}/ns/pid")).is_ok_and(|m| m.ino() == pid_ns_inode)
+        })
+        .filter_map(|pid| {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))?
+                .split_whitespace()
+                .last()?
+                .parse()
+                .ok()?;
+            Some(Process {
+                host_pid: pid,
+                container_pid: inner,
+                command: cmdline(pid),
+            })
+        })
+        .collect();
+    processes.sort_by_key(|p| p.container_pid);
+    processes
+}
+
+/// A process's command line, arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// `nsps rm NAME`: deletes a stopped chain's kept overlay layer and its registration.
+pub fn remove(name: &str) -> Result<(), Fatal> {
+    if let Some(pid) = chain::live_pid(name) {
+        return Err(
+            Fatal::new(format!("chain {name} is still running (pid {pid})"))
+                .with_hint("stop it first; nsps rm only deletes what a stopped chain kept"),
+        );
+    }
+    let layer: PathBuf = state::data_dir().join("overlay").join(name);
+    let registered = chain::dir(name).is_dir();
+    if !layer.exists() && !registered {
+        return Err(Fatal::new(format!(
+            "no stopped chain named {name} has a kept layer"
+        )));
+    }
+    if layer.exists() {
+        fs::remove_dir_all(&layer)
+            .with_context(|| format!("unable to delete {}", layer.display()))?;
+    }
+    if registered {
+        chain::prune_if_stale(name);
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `nsps` output: a table for people, JSON for scripts.
+
+use std::io::Write;
+
+use anyhow::Context;
+use common::Fatal;
+
+use crate::inspect::Container;
+
+/// The list of running chains.
+pub fn list(containers: &[Container], json: bool) -> Result<(), Fatal> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = serde_json::to_string_pretty(containers)?;
+        writeln!(out, "{value}").context("unable to write")?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 9]> = containers
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.pid.to_string(),
+                shorten(&c.command, 32),
+                uptime(c.uptime_seconds),
+                c.hostname.clone().unwrap_or_else(|| "-".into()),
+                dash(&c.addresses.join(",")),
+                dash(&c.ports.join(",")),
+                c.namespaces.join(","),
+                c.layer.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "PID",
+        "COMMAND",
+        "UPTIME",
+        "HOSTNAME",
+        "ADDRESS",
+        "PORTS",
+        "NAMESPACES",
+        "LAYER",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec())).context("unable to write")?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))
+            .context("unable to write")?;
+    }
+    Ok(())
+}
+
+/// One chain in full.
+pub fn one(c: &Container, json: bool) -> Result<(), Fatal> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(c)?).context("unable to write")?;
+        return Ok(());
+    }
+    let mut text = format!(
+        "name:        {}\npid 1:       {} (host pid)\ncommand:     {}\nuptime:      {}\nhostname:    {}\naddresses:   {}\nports:       {}\nlayer:       {}\nnamespaces:  {}\n",
+        c.name,
+        c.pid,
+        c.command,
+        uptime(c.uptime_seconds),
+        c.hostname.as_deref().unwrap_or("-"),
+        dash(&c.addresses.join(", ")),
+        dash(&c.ports.join(", ")),
+        c.layer.as_deref().unwrap_or("-"),
+        c.namespaces.join(" "),
+    );
+    for r in &c.records {
+        text.push_str(&format!(
+            "  {:<6} inode {}  held by host pid {}  ({} by {})\n",
+            r.ns.kind,
+            r.ns.inode,
+            r.pid,
+            if r.created { "made" } else { "joined" },
+            r.tool
+        ));
+    }
+    if !c.processes.is_empty() {
+        text.push_str("processes (host pid -> container pid):\n");
+        for p in &c.processes {
+            text.push_str(&format!(
+                "  {:>8} -> {:<6} {}\n",
+                p.host_pid, p.container_pid, p.command
+            ));
+        }
+    }
+    out.write_all(text.as_bytes()).context("unable to write")?;
+    Ok(())
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn uptime(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
