@@ -11,6 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod audit;
+
 pub use serde_json::Value;
 
 /// The directory holding the workspace's binaries (beside the test executable's `deps/`).

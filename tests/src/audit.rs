@@ -1,0 +1,161 @@
+//! The leak audit: what a test's containers may leave on the host, snapshotted before and
+//! compared after (DESIGN.md §4, "Nothing leaks").
+//!
+//! A snapshot holds, for one test: the mounts that mention its scratch directory, the state
+//! files under its run and data directories, every process (and so every namespace) that
+//! carries its `NSCHAIN_RUN_DIR` in its environment, and — when the test plays the host in a
+//! throwaway network namespace — that namespace's links, nft ruleset and mounts.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What may be left behind, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub mounts: BTreeSet<String>,
+    pub state_files: BTreeSet<PathBuf>,
+    pub processes: BTreeSet<String>,
+    pub links: BTreeSet<String>,
+    pub nft: String,
+}
+
+/// Takes a snapshot for the test whose state lives under `state`; `netns` names the
+/// throwaway network namespace (`ip netns` name) that plays the host, if any.
+pub fn snapshot(state: &Path, netns: Option<&str>) -> Snapshot {
+    let marker = state.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .map(|l| l.split_whitespace().nth(4).unwrap_or_default().to_owned())
+        .collect();
+    let mut state_files = BTreeSet::new();
+    for dir in ["run", "data"] {
+        walk(&state.join(dir), &mut state_files);
+    }
+    let (links, nft) = match netns {
+        Some(ns) => (
+            in_netns(ns, &["ip", "-o", "link", "show"])
+                .lines()
+                .map(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .trim()
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect(),
+            in_netns(ns, &["nft", "list", "ruleset"]),
+        ),
+        None => (BTreeSet::new(), String::new()),
+    };
+    Snapshot {
+        mounts,
+        state_files,
+        processes: processes_with_env(&format!("NSCHAIN_RUN_DIR={}", state.join("run").display())),
+        links,
+        nft,
+    }
+}
+
+/// Waits (up to 5 s, cleanup may be asynchronous) until the snapshot equals `before`, then
+/// returns; panics with the difference otherwise. Paths under `kept` are allowed to remain.
+pub fn assert_nothing_left(before: &Snapshot, state: &Path, netns: Option<&str>, kept: &[&Path]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut after = snapshot(state, netns);
+        after
+            .state_files
+            .retain(|f| !kept.iter().any(|k| f.starts_with(k)) && !before.state_files.contains(f));
+        let mut expected = before.clone();
+        expected.state_files.clear();
+        // Files that are just empty directories of the state layout are not leaks.
+        after.state_files.retain(|f| !f.is_dir());
+        if after == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("left behind after the run:\n{}", diff(&expected, &after));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn diff(before: &Snapshot, after: &Snapshot) -> String {
+    let mut out = String::new();
+    let sets = [
+        ("mount", &before.mounts, &after.mounts),
+        ("process", &before.processes, &after.processes),
+        ("link", &before.links, &after.links),
+    ];
+    for (what, b, a) in sets {
+        for x in a.difference(b) {
+            out.push_str(&format!("  new {what}: {x}\n"));
+        }
+        for x in b.difference(a) {
+            out.push_str(&format!("  gone {what}: {x}\n"));
+        }
+    }
+    for f in &after.state_files {
+        out.push_str(&format!("  new state file: {}\n", f.display()));
+    }
+    if before.nft != after.nft {
+        out.push_str(&format!(
+            "  nft ruleset before:\n{}\n  after:\n{}\n",
+            before.nft, after.nft
+        ));
+    }
+    out
+}
+
+fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        out.insert(path.clone());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&path, out);
+        }
+    }
+}
+
+fn in_netns(ns: &str, argv: &[&str]) -> String {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `pid command` of every process whose environment holds `entry` (as root, every process's
+/// environment is readable).
+pub fn processes_with_env(entry: &str) -> BTreeSet<String> {
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    proc.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == entry.as_bytes()))
+        })
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            format!("{pid} {}", cmd.join(" "))
+        })
+        .collect()
+}
