@@ -1,0 +1,406 @@
+//! `--map-auto`: a 65536-id host range for inner ids 0..65535, never shared by two running
+//! chains.
+//!
+//! Where ranges come from:
+//! - the caller's `/etc/subuid` and `/etc/subgid` entries, cut into 65536-id blocks (the k-th
+//!   uid block goes with the k-th gid block) — always when unprivileged, and as root when root
+//!   has entries in both files;
+//! - otherwise, as root, the built-in pool of systemd-nspawn's `--private-users=pick`: 64K
+//!   blocks from 0x80000 (524288) up to 0x6FFF0000 (1879048192), skipping every block that holds
+//!   a uid of /etc/passwd, a gid of /etc/group, or a range delegated in /etc/subuid or
+//!   /etc/subgid. The lowest free block is taken.
+//!
+//! Allocation happens under an exclusive `flock` on `RUN_DIR/userns/lock`. Each allocation is
+//! a lease file `RUN_DIR/userns/lease-UID-GID.json` naming its holder: the pid and the inode of
+//! the user namespace it made. The lock is held until the lease names the new namespace, so a
+//! lease is live exactly while that pid still has that user namespace (or, if the pid is gone,
+//! while any process is still in it). The next allocation removes every lease that is not
+//! live: a chain's range is free again as soon as the chain has ended, even after SIGKILL.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::idmap::Range;
+use crate::subid::{SubIds, User, BLOCK, SUBGID, SUBUID};
+use common::{debug, state, Fatal};
+
+/// The built-in pool (systemd-nspawn's `--private-users=pick` range).
+pub const POOL_START: u32 = 0x0008_0000;
+pub const POOL_END: u32 = 0x6FFF_0000;
+
+/// Where the host ids come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Pairs of (uid block, gid block) from the caller's subordinate id entries.
+    SubIds(Vec<(u32, u32)>),
+    /// The built-in pool, minus the blocks holding these host ids or ranges.
+    Pool { busy: Vec<(u64, u64)> },
+}
+
+/// A lease as stored on disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub pid: u32,
+    /// The inode of the holder's user namespace; 0 while the namespace is being made.
+    pub userns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub count: u32,
+}
+
+impl LeaseRecord {
+    fn overlaps(&self, uid: u32, gid: u32) -> bool {
+        let hit = |a: u32, b: u32| {
+            u64::from(a) < u64::from(b) + u64::from(BLOCK)
+                && u64::from(b) < u64::from(a) + u64::from(self.count)
+        };
+        hit(self.uid, uid) || hit(self.gid, gid)
+    }
+}
+
+/// Decides where `--map-auto` ranges come from for this caller; fails with the lines to add
+/// when an unprivileged caller has no delegation.
+pub fn source(user: &User, privileged: bool) -> Result<Source, Fatal> {
+    let subuid = SubIds::read(Path::new(SUBUID))?;
+    let subgid = SubIds::read(Path::new(SUBGID))?;
+    let uids = subuid.blocks(user);
+    let gids = subgid.blocks(user);
+    if !uids.is_empty() && !gids.is_empty() {
+        return Ok(Source::SubIds(uids.into_iter().zip(gids).collect()));
+    }
+    if privileged {
+        let mut busy: Vec<(u64, u64)> = Vec::new();
+        for ids in [&subuid, &subgid] {
+            busy.extend(ids.entries.iter().map(|e| (u64::from(e.start), e.end())));
+        }
+        for file in ["/etc/passwd", "/etc/group"] {
+            busy.extend(ids_in(file).into_iter().map(|id| (id, id + 1)));
+        }
+        return Ok(Source::Pool { busy });
+    }
+    let (file, ids) = if uids.is_empty() {
+        (SUBUID, &subuid)
+    } else {
+        (SUBGID, &subgid)
+    };
+    let has_some = !ids.of(user).is_empty();
+    let message = if has_some {
+        format!(
+            "--map-auto needs 65536 ids delegated to user {} in {file}, the entry is smaller",
+            user.shown()
+        )
+    } else {
+        format!(
+            "--map-auto needs ids delegated to user {} in {SUBUID} and {SUBGID}, {file} has none",
+            user.shown()
+        )
+    };
+    Err(Fatal::new(message).with_hint(format!(
+        "as root, add this line to {SUBUID}: {}, and this line to {SUBGID}: {}",
+        subuid.suggested_line(user),
+        subgid.suggested_line(user)
+    )))
+}
+
+/// The third field (uid or gid) of every line of /etc/passwd or /etc/group.
+fn ids_in(file: &str) -> Vec<u64> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse::<u64>().ok())
+        .collect()
+}
+
+impl Source {
+    /// The candidate (uid start, gid start) blocks, in order of preference.
+    fn candidates(&self) -> Box<dyn Iterator<Item = (u32, u32)> + '_> {
+        match self {
+            Source::SubIds(pairs) => Box::new(pairs.iter().copied()),
+            Source::Pool { busy } => Box::new(
+                (POOL_START..POOL_END)
+                    .step_by(BLOCK as usize)
+                    .filter(move |start| {
+                        let (a, b) = (u64::from(*start), u64::from(*start) + u64::from(BLOCK));
+                        !busy.iter().any(|(s, e)| *s < b && a < *e)
+                    })
+                    .map(|s| (s, s)),
+            ),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Source::SubIds(_) => "subids",
+            Source::Pool { .. } => "pool",
+        }
+    }
+}
+
+/// A held allocation. Until [`Lease::commit`] the lock is held; dropping a lease that was not
+/// kept removes its file (setup failed: nothing is left behind).
+#[derive(Debug)]
+pub struct Lease {
+    path: PathBuf,
+    lock: Option<File>,
+    record: LeaseRecord,
+    source: &'static str,
+    keep: bool,
+}
+
+/// The lease directory: `RUN_DIR/userns`.
+pub fn dir() -> PathBuf {
+    state::run_dir().join("userns")
+}
+
+/// Takes the lock, reclaims dead leases and leases the first free block.
+pub fn allocate(source: &Source) -> Result<Lease, Fatal> {
+    let dir = dir();
+    state::ensure_dir(&dir, 0o755).map_err(|e| Fatal::from(e).context("unable to lease ids"))?;
+    let lock_path = dir.join("lock");
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&lock_path)
+        .with_context(|| format!("unable to open {}", lock_path.display()))?;
+    debug::step("lock the id leases", || lock_file(&lock, libc::LOCK_EX))
+        .with_context(|| format!("unable to lock {}", lock_path.display()))?;
+    let live = debug::step("reclaim dead leases", || live_leases(&dir));
+    let chosen = source
+        .candidates()
+        .find(|(uid, gid)| !live.iter().any(|l| l.overlaps(*uid, *gid)));
+    let Some((uid, gid)) = chosen else {
+        let _ = lock_file(&lock, libc::LOCK_UN);
+        return Err(Fatal::new(format!(
+            "no free 65536-id range for --map-auto: {} running chains hold all of them",
+            live.len()
+        ))
+        .with_hint(match source {
+            Source::SubIds(_) => {
+                format!("delegate more ids to this user in {SUBUID} and {SUBGID}, or stop a chain")
+            }
+            Source::Pool { .. } => "stop a chain started with --map-auto".to_owned(),
+        }));
+    };
+    let record = LeaseRecord {
+        pid: std::process::id(),
+        userns: 0,
+        uid,
+        gid,
+        count: BLOCK,
+    };
+    let path = dir.join(format!("lease-{uid}-{gid}.json"));
+    let lease = Lease {
+        path,
+        lock: Some(lock),
+        record,
+        source: source.describe(),
+        keep: false,
+    };
+    lease.write()?;
+    Ok(lease)
+}
+
+/// `flock(2)` on a file, retrying on EINTR.
+fn lock_file(file: &File, operation: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: flock only takes the lock of an open descriptor that `file` owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Reads every lease, removes those whose holder is gone and returns the live ones.
+fn live_leases(dir: &Path) -> Vec<LeaseRecord> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("lease-") || !name.ends_with(".json") {
+            continue;
+        }
+        let record = fs::read(entry.path())
+            .ok()
+            .and_then(|text| serde_json::from_slice::<LeaseRecord>(&text).ok());
+        match record {
+            Some(record) if holder_has_namespace(&record) => live.push(record),
+            // Unreadable, unfinished (its maker died holding the lock) or holder gone.
+            Some(record) if record.userns != 0 => dead.push((entry.path(), Some(record))),
+            _ => dead.push((entry.path(), None)),
+        }
+    }
+    if dead.iter().any(|(_, r)| r.is_some()) {
+        // The holder is gone; another process may still be in its namespace (a daemon that
+        // outlived the chain): its ids are still in use.
+        let in_use = user_namespaces_in_use();
+        for (path, record) in dead {
+            match record {
+                Some(record) if in_use.contains(&record.userns) => live.push(record),
+                _ => {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+    } else {
+        for (path, _) in dead {
+            let _ = fs::remove_file(path);
+        }
+    }
+    live
+}
+
+fn holder_has_namespace(record: &LeaseRecord) -> bool {
+    record.userns != 0
+        && fs::metadata(format!("/proc/{}/ns/user", record.pid))
+            .is_ok_and(|m| m.ino() == record.userns)
+}
+
+/// The inodes of every user namespace a visible process is in.
+fn user_namespaces_in_use() -> HashSet<u64> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| fs::metadata(e.path().join("ns/user")).ok())
+        .map(|m| m.ino())
+        .collect()
+}
+
+impl Lease {
+    fn write(&self) -> Result<(), Fatal> {
+        let tmp = self.path.with_extension("tmp");
+        let text = serde_json::to_vec(&self.record)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .with_context(|| format!("unable to write {}", tmp.display()))?;
+        file.write_all(&text)
+            .with_context(|| format!("unable to write {}", tmp.display()))?;
+        fs::rename(&tmp, &self.path)
+            .with_context(|| format!("unable to write {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// The leased uid range for inner 0..65535.
+    pub fn uid_range(&self) -> Range {
+        Range {
+            inner: 0,
+            outer: self.record.uid,
+            count: self.record.count,
+        }
+    }
+
+    /// The leased gid range for inner 0..65535.
+    pub fn gid_range(&self) -> Range {
+        Range {
+            inner: 0,
+            outer: self.record.gid,
+            count: self.record.count,
+        }
+    }
+
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the new user namespace as the holder and releases the lock.
+    pub fn commit(&mut self, userns: u64) -> Result<(), Fatal> {
+        self.record.userns = userns;
+        let written = self.write();
+        self.unlock();
+        written
+    }
+
+    fn unlock(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            // An explicit unlock: the forked helpers may still share the open file.
+            let _ = lock_file(&lock, libc::LOCK_UN);
+        }
+    }
+
+    /// Keeps the lease file after this process execs: the chain holds it now.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+        self.unlock();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_skips_busy_ids() {
+        let pool = Source::Pool {
+            busy: vec![(524288 + 5, 524288 + 6), (589824, 589824 + 70000)],
+        };
+        let first: Vec<(u32, u32)> = pool.candidates().take(2).collect();
+        // 524288 holds a passwd id, 589824 and 655360 the subuid range.
+        assert_eq!(first, vec![(720896, 720896), (786432, 786432)]);
+        let all = Source::Pool { busy: vec![] };
+        assert_eq!(all.candidates().count(), 28663);
+        assert_eq!(
+            all.candidates().last(),
+            Some((POOL_END - BLOCK, POOL_END - BLOCK))
+        );
+    }
+
+    #[test]
+    fn leases_overlap_by_uid_or_gid() {
+        let lease = LeaseRecord {
+            pid: 1,
+            userns: 1,
+            uid: 100000,
+            gid: 200000,
+            count: BLOCK,
+        };
+        assert!(lease.overlaps(100000, 0));
+        assert!(lease.overlaps(0, 200000));
+        assert!(lease.overlaps(100000 + 65535, 0));
+        assert!(!lease.overlaps(100000 + 65536, 200000 + 65536));
+        assert!(!lease.overlaps(100000 - 65536, 200000 - 65536));
+        assert!(lease.overlaps(100000 - 65535, 0));
+    }
+}

@@ -1,0 +1,284 @@
+//! `userns`: run a command in a new user namespace — root inside, unprivileged outside, and
+//! host ids that never clash between containers.
+//!
+//! ```text
+//! prepare    check the options, the maps and /etc/subuid; nothing is changed yet
+//! helpers    fork the pin helper (--pin) and the map helper (ranges), before the unshare
+//! lease      --map-auto: take a free 65536-id range under the lease lock
+//! unshare    CLONE_NEWUSER; the lease now names the new namespace
+//! maps       written by the link itself (its own ids) or by the helper (ranges)
+//! register   under the chain's name, while still the caller on the host; a named chain's
+//!            directory is given to the host ids of the inner root
+//! become     uid/gid 0 inside (or --map-user/--map-group), --keep-caps, then exec
+//! ```
+
+mod auto;
+mod creds;
+mod helper;
+pub mod idmap;
+mod plan;
+pub mod subid;
+
+use clap::{Parser, ValueEnum};
+use common::cli::{CommandArgs, Status};
+use common::link::{Link, NsOptions};
+use common::ns::{self, Namespace};
+use common::{chain, debug, report, state, Fatal};
+use serde_json::{json, Map, Value};
+
+use crate::helper::Helper;
+use crate::idmap::Range;
+use crate::plan::{Caller, Plan, Writer};
+
+/// What `/proc/PID/setgroups` is set to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Setgroups {
+    /// setgroups(2) works inside (needs a gid map written by newgidmap or root)
+    Allow,
+    /// setgroups(2) is refused inside, for good (required for an unprivileged self map)
+    Deny,
+}
+
+impl Setgroups {
+    fn as_str(self) -> &'static str {
+        match self {
+            Setgroups::Allow => "allow",
+            Setgroups::Deny => "deny",
+        }
+    }
+}
+
+/// Run COMMAND in a new user namespace, as root inside (or the --map-user/--map-group ids).
+///
+/// With no map option, your uid and gid become 0 inside (--map-root). Ranges go through
+/// newuidmap/newgidmap (checked against /etc/subuid and /etc/subgid) unless you hold
+/// CAP_SETUID/CAP_SETGID, e.g. as root, then they are written directly. --map-auto picks a
+/// 65536-id host range that no other running chain uses: from your /etc/subuid and /etc/subgid
+/// entries, or, as root without entries, from the pool 524288..1879048191 in 64K blocks.
+///
+/// Put userns first in a rootless chain: every namespace made after it is owned by it.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  userns -- id -u                                   # 0\n  userns -- utsns --hostname web1 -- hostname       # rootless chain\n  userns --map-users 0:100000:65536 --map-groups 0:100000:65536 -- id\n  userns --map-auto --name web1 -- pidns -- sh\n  userns --map-root --map-users 1:100000:65535 --map-groups 1:100000:65535 -- sh"
+)]
+pub struct Args {
+    /// Map your uid and gid to 0 inside (the default when no map option is given)
+    #[arg(long, conflicts_with_all = ["map_user", "map_group", "map_auto", "join"])]
+    pub map_root: bool,
+
+    /// Your uid inside (default 0); with --map-users, which mapped uid to become
+    #[arg(long, value_name = "UID", value_parser = idmap::parse_single, conflicts_with = "map_auto")]
+    pub map_user: Option<u32>,
+
+    /// Your gid inside (default 0); with --map-groups, which mapped gid to become
+    #[arg(long, value_name = "GID", value_parser = idmap::parse_single, conflicts_with = "map_auto")]
+    pub map_group: Option<u32>,
+
+    /// Map host uids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
+    #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
+          conflicts_with_all = ["map_auto", "join"])]
+    pub map_users: Vec<Range>,
+
+    /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
+    #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
+          conflicts_with_all = ["map_auto", "join"])]
+    pub map_groups: Vec<Range>,
+
+    /// Map inner ids 0..65535 to a free 65536-id host range, leased while the chain runs
+    #[arg(long, conflicts_with = "join")]
+    pub map_auto: bool,
+
+    /// Allow or deny setgroups(2) inside (default: deny for a self map, else unchanged)
+    #[arg(long, value_name = "POLICY", value_enum, conflicts_with = "join")]
+    pub setgroups: Option<Setgroups>,
+
+    /// Keep the capabilities across the exec when the inner uid is not 0 (ambient set)
+    #[arg(long)]
+    pub keep_caps: bool,
+
+    #[command(flatten)]
+    pub ns: NsOptions,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+pub fn run(args: Args) -> Result<Status, Fatal> {
+    let link = Link::prepare(Namespace::User, &args.ns)?;
+    // Resolve (and export) the host-side state paths now: later links run as root inside the
+    // new namespace and would otherwise pick rootless defaults.
+    state::run_dir();
+    state::data_dir();
+    if link.is_join() {
+        return join(&link, &args);
+    }
+    let caller = Caller::current();
+    let mut plan = Plan::new(&args, &caller)?;
+    let source = match plan.auto {
+        true => Some(auto::source(&caller.user, caller.privileged)?),
+        false => None,
+    };
+
+    // Helpers first: they must keep the caller's namespace and privileges.
+    let pin = link.pin_helper()?;
+    let mut helper = match plan.writer {
+        Writer::Helper(_) => Some(Helper::spawn()?),
+        Writer::Itself => None,
+    };
+    let mut lease = match &source {
+        Some(source) => {
+            let lease = auto::allocate(source)?;
+            plan.set_auto(lease.uid_range(), lease.gid_range());
+            Some(lease)
+        }
+        None => None,
+    };
+
+    ns::unshare(Namespace::User)?;
+    if let Some(lease) = lease.as_mut() {
+        lease.commit(ns::current_inode(Namespace::User)?)?;
+    }
+    write_maps(&plan, helper.as_mut())?;
+    if let Some(pin) = pin {
+        pin.pin()?;
+    }
+
+    // Register while this process is still the caller on the host (its credentials change
+    // only at the setresuid below), so the registration directory is writable.
+    let extra = describe(&plan, lease.as_ref());
+    link.finish(std::process::id(), extra)?;
+    share_chain_dir(&plan, &caller, helper.as_mut())?;
+    if let Some(helper) = helper {
+        helper.finish();
+    }
+
+    creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
+    if let Some(lease) = lease {
+        lease.keep();
+    }
+    Err(common::exec::exec(args.command.command))
+}
+
+/// `--join`: enter the user namespace, become root inside (or the requested ids), exec.
+fn join(link: &Link, args: &Args) -> Result<Status, Fatal> {
+    link.enter()?;
+    let uid = args.map_user.unwrap_or(0);
+    let gid = args.map_group.unwrap_or(0);
+    let extra = current_maps();
+    link.finish(std::process::id(), extra)?;
+    creds::become_ids(uid, gid, args.keep_caps)?;
+    Err(common::exec::exec(args.command.command.clone()))
+}
+
+fn write_maps(plan: &Plan, helper: Option<&mut Helper>) -> Result<(), Fatal> {
+    let wanted = plan.setgroups;
+    match (plan.writer, helper) {
+        (Writer::Helper(method), Some(helper)) => helper.write_maps(
+            method,
+            &plan.uid_map,
+            &plan.gid_map,
+            wanted.map(Setgroups::as_str),
+        )?,
+        _ => write_own_maps(plan)?,
+    }
+    if wanted == Some(Setgroups::Allow) && !creds::setgroups_allowed() {
+        return Err(Fatal::new(
+            "--setgroups allow: newgidmap denied setgroups, because the gid map includes your own gid",
+        )
+        .with_hint("map only gids delegated to you in /etc/subgid, or drop --setgroups allow"));
+    }
+    Ok(())
+}
+
+/// The link writes its own single-line maps (its own ids only), `setgroups` denied first.
+fn write_own_maps(plan: &Plan) -> Result<(), Fatal> {
+    let write = |file: &str, text: &str| {
+        debug::step(format_args!("write /proc/self/{file}"), || {
+            std::fs::write(format!("/proc/self/{file}"), text)
+        })
+        .map_err(|e| {
+            Fatal::from(e)
+                .context(format!("unable to write /proc/self/{file}"))
+                .with_hint(
+                    "an LSM policy (AppArmor's restrict_unprivileged_userns, SELinux) may forbid \
+                     unprivileged user namespaces from mapping ids",
+                )
+        })
+    };
+    write("uid_map", &plan.uid_map.text())?;
+    if let Some(policy) = plan.setgroups {
+        write("setgroups", policy.as_str())?;
+    }
+    write("gid_map", &plan.gid_map.text())
+}
+
+/// A named chain's registration directory must stay writable for the later links, which run
+/// as the inner ids, i.e. other host ids: the helper gives it to them.
+fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) -> Result<(), Fatal> {
+    let Some(name) = std::env::var(chain::NAME_VAR)
+        .ok()
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(());
+    };
+    let Some((uid, gid)) = plan.host_ids() else {
+        return Ok(());
+    };
+    if uid == caller.uid && gid == caller.gid {
+        return Ok(());
+    }
+    match (helper, caller.privileged) {
+        (Some(helper), true) => helper
+            .chown(&chain::dir(&name), uid, gid)
+            .map_err(|e| e.context(format!("unable to share chain {name} with the namespace"))),
+        _ => {
+            report::warning(format!(
+                "the inner ids are host uid {uid} and gid {gid}, not yours: later links cannot \
+                 register in chain {name} (map your own id to {} with --map-user)",
+                plan.uid
+            ));
+            Ok(())
+        }
+    }
+}
+
+fn describe(plan: &Plan, lease: Option<&auto::Lease>) -> Map<String, Value> {
+    let mut extra = current_maps();
+    extra.insert("inner_uid".into(), json!(plan.uid));
+    extra.insert("inner_gid".into(), json!(plan.gid));
+    if let Some(lease) = lease {
+        extra.insert(
+            "lease".into(),
+            json!({
+                "uid": lease.uid_range().outer,
+                "gid": lease.gid_range().outer,
+                "count": lease.uid_range().count,
+                "source": lease.source(),
+                "file": lease.path().to_string_lossy(),
+            }),
+        );
+    }
+    extra
+}
+
+/// The kernel's view of this process's maps (the truth, whatever was asked).
+fn current_maps() -> Map<String, Value> {
+    let lines = |file: &str| -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/self/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let mut extra = Map::new();
+    extra.insert("uid_map".into(), json!(lines("uid_map")));
+    extra.insert("gid_map".into(), json!(lines("gid_map")));
+    extra.insert(
+        "setgroups".into(),
+        json!(std::fs::read_to_string("/proc/self/setgroups")
+            .unwrap_or_default()
+            .trim()),
+    );
+    extra
+}
