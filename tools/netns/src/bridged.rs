@@ -1,0 +1,299 @@
+//! Bridge mode, step by step. Every check a user can fail (address, subnet, ports) comes
+//! before the first change of the host; a failure after it undoes what was done.
+//!
+//! ```text
+//! host netlink socket, lock the leases, collect dead ones
+//! plan the bridge's subnet; check --ip / allocate; check the ports (leases + a bind probe)
+//! bridge (if missing), ip_forward, lease file, nft batch (table if missing + elements)
+//! fork the cleanup watcher; unshare (+ pin)
+//! veth: host end on the bridge, peer created as eth0 directly in the new namespace
+//! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
+//! ```
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::Context;
+use common::cli::Status;
+use common::link::Link;
+use common::ns::Namespace;
+use common::{debug, Fatal, Hint};
+use serde_json::{json, Map};
+
+use crate::bridge::{self, Bridge};
+use crate::cleanup::{self, Watcher};
+use crate::ipam::{self, Lease, Store};
+use crate::netlink::Rtnl;
+use crate::nft;
+use crate::publish::{Proto, Publish};
+use crate::Args;
+
+/// The container's interface name.
+const PEER: &str = "eth0";
+
+pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
+    let link = Link::prepare(Namespace::Net, &args.ns)?;
+    bridge::check_privilege()?;
+    let mut host = Rtnl::open().context("unable to open a netlink socket")?;
+    let host_ns =
+        File::open("/proc/self/ns/net").context("unable to open the host network namespace")?;
+    let store = debug::step("lock leases", || Store::lock(&cleanup::state_dir()))
+        .fatal_context("unable to lock the lease directory")?;
+    let live = debug::step("collect dead leases", || {
+        cleanup::collect(&store, &mut host)
+    })?;
+    let mut br = debug::step("plan bridge", || {
+        bridge::plan(&mut host, bridge_name, args.subnet)
+    })?;
+
+    let ip = choose_address(&store, &br, &live, args.ip)?;
+    check_ports(&args.publish, &live)?;
+
+    // From here on the host changes.
+    let created = bridge::ensure(&mut host, &mut br, args.mtu)?;
+    bridge::enable_forwarding()?;
+    let bridge_index = br.link.as_ref().map(|l| l.index).unwrap_or(0);
+    let mut lease = Lease {
+        ip,
+        bridge: br.name.clone(),
+        pid: std::process::id(),
+        netns: 0,
+        veth: ipam::veth_name(ip),
+        ifindex: 0,
+        ports: args.publish.clone(),
+    };
+    store
+        .create(&lease)
+        .fatal_context(format!("unable to lease {ip}"))?;
+    let mut undo = Undo {
+        entered: false,
+        ports: false,
+        veth: None,
+    };
+    let result = setup(
+        &args,
+        &link,
+        &mut host,
+        &store,
+        &br,
+        created,
+        bridge_index,
+        &mut lease,
+        &mut undo,
+    );
+    let watcher = match result {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            undo.run(&mut host, &host_ns, &store, &lease);
+            return Err(error);
+        }
+    };
+    drop(store); // unlock: the lease is complete and its veth exists
+    watcher.go(&lease)?;
+    let mut extra = Map::new();
+    extra.insert("mode".into(), json!("bridge"));
+    extra.insert("bridge".into(), json!(br.name));
+    extra.insert("subnet".into(), json!(br.subnet.to_string()));
+    extra.insert(
+        "address".into(),
+        json!(format!("{ip}/{}", br.subnet.prefix)),
+    );
+    extra.insert("gateway".into(), json!(br.gateway().to_string()));
+    extra.insert("veth".into(), json!(lease.veth));
+    extra.insert("peer".into(), json!(PEER));
+    extra.insert(
+        "ports".into(),
+        json!(lease
+            .ports
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()),
+    );
+    link.finish(std::process::id(), extra)?;
+    Err(common::exec::exec(args.command.command))
+}
+
+/// What to undo when the setup fails after the lease was written.
+struct Undo {
+    entered: bool,
+    ports: bool,
+    veth: Option<u32>,
+}
+
+impl Undo {
+    fn run(&self, host: &mut Rtnl, host_ns: &File, store: &Store, lease: &Lease) {
+        if let Some(index) = self.veth {
+            let _ = host.delete_link(index);
+        }
+        if self.entered {
+            // nft runs in the namespace it is started from: go back to the host's.
+            let _ = nix::sched::setns(host_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
+        }
+        if self.ports {
+            let _ = nft::delete_ports(&lease.ports);
+        }
+        let _ = store.remove(lease);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn setup(
+    args: &Args,
+    link: &Link,
+    host: &mut Rtnl,
+    store: &Store,
+    br: &Bridge,
+    created: bool,
+    bridge_index: u32,
+    lease: &mut Lease,
+    undo: &mut Undo,
+) -> Result<Watcher, Fatal> {
+    let exists =
+        debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
+    let mut batch = String::new();
+    if !exists {
+        batch.push_str(nft::base_table());
+    }
+    if created || !exists {
+        nft::add_bridge(&mut batch, &br.name, &br.subnet);
+    }
+    nft::add_ports(&mut batch, &lease.ports, lease.ip);
+    if !batch.is_empty() {
+        debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
+        undo.ports = true;
+    }
+    let watcher = Watcher::spawn()?;
+    link.enter()?;
+    undo.entered = true;
+    let own_ns =
+        File::open("/proc/self/ns/net").context("unable to open the new network namespace")?;
+    debug::step("create veth", || {
+        host.create_veth(
+            &lease.veth,
+            PEER,
+            own_ns.as_raw_fd(),
+            bridge_index,
+            args.mtu,
+        )
+    })
+    .with_context(|| format!("unable to create the veth pair {} / {PEER}", lease.veth))?;
+    let veth = host
+        .link_by_name(&lease.veth)
+        .context("unable to look up the new veth")?
+        .ok_or_else(|| Fatal::new(format!("the veth {} vanished", lease.veth)))?;
+    undo.veth = Some(veth.index);
+    debug::step("veth up", || host.set_port_up_hairpin(veth.index))
+        .with_context(|| format!("unable to bring {} up", lease.veth))?;
+    let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
+    debug::step("lo up", || inner.set_up(1, None)).context("unable to bring lo up")?;
+    let eth0 = inner
+        .link_by_name(PEER)
+        .context("unable to look up eth0")?
+        .ok_or_else(|| Fatal::new("eth0 is missing in the new namespace"))?;
+    // A gratuitous ARP when eth0 comes up: neighbours forget a previous holder's MAC.
+    let _ = bridge::write_sysctl(&format!("net/ipv4/conf/{PEER}/arp_notify"), "1");
+    debug::step("eth0 address", || {
+        inner.add_address(eth0.index, lease.ip, br.subnet.prefix)
+    })
+    .with_context(|| format!("unable to add {} to eth0", lease.ip))?;
+    debug::step("eth0 up", || inner.set_up(eth0.index, None)).context("unable to bring eth0 up")?;
+    debug::step("default route", || inner.add_default_route(br.gateway()))
+        .with_context(|| format!("unable to add the default route via {}", br.gateway()))?;
+    lease.netns = own_ns.metadata().map(|m| m.ino()).unwrap_or(0);
+    lease.ifindex = veth.index;
+    store
+        .update(lease)
+        .fatal_context("unable to record the lease")?;
+    Ok(watcher)
+}
+
+fn port_error(error: anyhow::Error, ports: &[Publish]) -> Fatal {
+    let text = format!("{error:#}");
+    let fatal = Fatal::from(error).context("unable to publish the ports");
+    if text.contains("File exists") && !ports.is_empty() {
+        fatal.with_hint("a host port is already published in the nft table ip nschain (by a container netns does not know of?): see `nft list table ip nschain`")
+    } else {
+        fatal
+    }
+}
+
+fn choose_address(
+    store: &Store,
+    br: &Bridge,
+    live: &[Lease],
+    wanted: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, Fatal> {
+    let taken: HashSet<Ipv4Addr> = live
+        .iter()
+        .filter(|l| l.bridge == br.name)
+        .map(|l| l.ip)
+        .collect();
+    match wanted {
+        Some(ip) => {
+            br.subnet.check_host(ip).map_err(|e| {
+                Fatal::new(format!("--ip {ip}: {e}"))
+                    .with_hint(format!("the bridge {} has subnet {}", br.name, br.subnet))
+            })?;
+            if let Some(holder) = live.iter().find(|l| l.bridge == br.name && l.ip == ip) {
+                return Err(Fatal::new(format!(
+                    "the address {ip} is in use by another container (pid {})",
+                    holder.pid
+                ))
+                .with_hint("omit --ip to get a free address"));
+            }
+            Ok(ip)
+        }
+        None => ipam::allocate(&br.subnet, &taken, store.last(&br.name)).ok_or_else(|| {
+            Fatal::new(format!(
+                "the subnet {} of the bridge {} is exhausted ({} containers)",
+                br.subnet,
+                br.name,
+                taken.len()
+            ))
+            .with_hint(
+                "stop a container, run `netns gc`, or use another bridge with a larger --subnet",
+            )
+        }),
+    }
+}
+
+/// A host port is an error when another live container publishes it, or a host process
+/// holds it (a probe bind in the host namespace).
+fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<(), Fatal> {
+    for p in publish {
+        if let Some(holder) = live
+            .iter()
+            .find(|l| l.ports.iter().any(|q| q.clashes_with(p)))
+        {
+            return Err(Fatal::new(format!(
+                "the host port {}/{} is already published by the container at {} (pid {})",
+                p.host_port,
+                p.proto.as_str(),
+                holder.ip,
+                holder.pid
+            ))
+            .with_hint("choose another HOSTPORT in -p HOSTPORT:PORT"));
+        }
+        let addr = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
+        let probe = debug::step(
+            format_args!("probe {addr}/{}", p.proto.as_str()),
+            || match p.proto {
+                Proto::Tcp => TcpListener::bind(addr).map(drop),
+                Proto::Udp => UdpSocket::bind(addr).map(drop),
+            },
+        );
+        if let Err(e) = probe {
+            let fatal = Fatal::from(e).context(format!(
+                "the host port {addr}/{} is not free",
+                p.proto.as_str()
+            ));
+            return Err(
+                fatal.with_hint("a host process listens there: stop it or choose another HOSTPORT")
+            );
+        }
+    }
+    Ok(())
+}

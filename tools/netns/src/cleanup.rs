@@ -1,0 +1,361 @@
+//! Releasing what a container held (its address, published ports and nft elements) once its
+//! network namespace is gone, and `netns gc [--prune]`.
+//!
+//! Two paths, so that a SIGKILL at any moment never breaks the next run:
+//! - a tiny watcher, double-forked before the unshare (so it lives in the host namespace and is
+//!   nobody's child in the container) and re-executed as `netns gc --watch` (a fresh, small
+//!   process): it waits on a pidfd of the container's process, then for the kernel to delete
+//!   the container's veth (the namespace is gone: no process and no pin holds it any more), and
+//!   releases the lease;
+//! - lazy collection: every bridge-mode start and `netns gc` release, under the lock, the
+//!   leases whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
+//!
+//! The nft elements are always deleted before the lease, so an address is never reused while
+//! a stale port rule still points at it.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use common::cli::Status;
+use common::{debug, report, Fatal};
+use nix::unistd::{fork, pipe2, ForkResult};
+
+use crate::ipam::{Lease, Store};
+use crate::netlink::Rtnl;
+use crate::nft;
+
+/// The watcher's descriptors after its exec.
+const WATCH_GO_FD: RawFd = 3;
+const WATCH_PIDFD: RawFd = 4;
+
+/// The lease directory.
+pub fn state_dir() -> PathBuf {
+    common::state::run_dir().join("netns")
+}
+
+/// Whether a lease's namespace still exists: its host-side veth is still there.
+pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
+    if lease.ifindex == 0 {
+        return Ok(false);
+    }
+    let link = rtnl
+        .link_by_index(lease.ifindex)
+        .context("unable to look up a container's veth")?;
+    Ok(link.is_some_and(|l| l.name == lease.veth))
+}
+
+/// Releases a lease: its nft elements first, then the file.
+pub fn release(store: &Store, lease: &Lease) -> anyhow::Result<()> {
+    debug::step(format_args!("release {}", lease.ip), || {
+        nft::delete_ports(&lease.ports)?;
+        store.remove(lease)
+    })
+}
+
+/// Releases every dead lease; returns the live ones.
+pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
+    let mut live = Vec::new();
+    for lease in store.all_leases()? {
+        if is_alive(rtnl, &lease)? {
+            live.push(lease);
+        } else if let Err(e) = release(store, &lease) {
+            report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
+        }
+    }
+    Ok(live)
+}
+
+/// `netns gc [--prune]`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "netns gc",
+    about = "Release the addresses, ports and nft elements of containers that are gone",
+    after_help = "`netns gc` is recognised only as the very first argument; run a program named gc with `netns -- gc`."
+)]
+struct GcArgs {
+    /// Also delete the bridges and the nft table `ip nschain` once no container uses them
+    #[arg(long)]
+    prune: bool,
+
+    /// Internal: the cleanup watcher of one container
+    #[arg(long, hide = true)]
+    watch: bool,
+}
+
+/// Whether argv asks for `netns gc` (the exact first word; `netns -- gc` runs a program).
+pub fn is_gc(argv: &[OsString]) -> bool {
+    argv.get(1).is_some_and(|a| a == "gc")
+}
+
+/// Runs `netns gc`.
+pub fn gc_main(argv: Vec<OsString>) -> Result<Status, Fatal> {
+    let args = match common::cli::parse::<GcArgs>("netns", argv.into_iter().skip(1)) {
+        Ok(args) => args,
+        Err(code) => return Ok(code),
+    };
+    if args.watch {
+        return watch().map(|()| 0);
+    }
+    gc(args.prune)?;
+    Ok(0)
+}
+
+fn gc(prune: bool) -> Result<(), Fatal> {
+    let dir = state_dir();
+    if !dir.exists() && !prune {
+        return Ok(());
+    }
+    let store = Store::lock(&dir)?;
+    let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
+    let live = collect(&store, &mut rtnl)?;
+    if !prune {
+        return Ok(());
+    }
+    let bridges = store.bridges()?;
+    for bridge in &bridges {
+        if live.iter().any(|l| &l.bridge == bridge) {
+            continue;
+        }
+        if let Some(link) = rtnl
+            .link_by_name(bridge)
+            .context("unable to look up a bridge")?
+        {
+            let subnet = rtnl
+                .addresses()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|a| a.index == link.index)
+                .map(|a| crate::ipam::Cidr::containing(a.ip, a.prefix));
+            rtnl.delete_link(link.index)
+                .with_context(|| format!("unable to delete the bridge {bridge}"))?;
+            if let Some(subnet) = subnet {
+                if live.is_empty() {
+                    // the table goes below
+                } else if nft::table_exists().unwrap_or(false) {
+                    let mut batch = String::new();
+                    nft::delete_bridge(&mut batch, bridge, &subnet);
+                    let _ = nft::apply(&batch);
+                }
+            }
+        }
+        store.forget_bridge(bridge)?;
+    }
+    if live.is_empty() {
+        nft::delete_table().context("unable to delete the nft table ip nschain")?;
+    }
+    Ok(())
+}
+
+/// The parent's end of a watcher: tells it which lease to watch, or (dropped unsent) that the
+/// setup failed.
+#[derive(Debug)]
+pub struct Watcher {
+    go: File,
+}
+
+impl Watcher {
+    /// Double-forks the watcher, which re-executes this binary as `netns gc --watch`.
+    pub fn spawn() -> Result<Watcher, Fatal> {
+        debug::step("spawn cleanup watcher", spawn_watcher)
+            .fatal_context_str("unable to start the cleanup watcher")
+    }
+
+    /// Hands the lease over; the watcher releases it when the namespace is gone.
+    pub fn go(mut self, lease: &Lease) -> Result<(), Fatal> {
+        let line = format!(
+            "{} {} {} {} {}\n",
+            lease.bridge, lease.ip, lease.pid, lease.ifindex, lease.veth
+        );
+        self.go
+            .write_all(line.as_bytes())
+            .context("unable to hand the lease to the cleanup watcher")?;
+        Ok(())
+    }
+}
+
+trait FatalContextStr<T> {
+    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal>;
+}
+
+impl<T> FatalContextStr<T> for anyhow::Result<T> {
+    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal> {
+        self.map_err(|e| Fatal::from(e.context(what)))
+    }
+}
+
+fn pidfd_self() -> anyhow::Result<OwnedFd> {
+    let pid = std::process::id() as libc::c_long;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_long) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("unable to open a pidfd");
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn spawn_watcher() -> anyhow::Result<Watcher> {
+    let pidfd = pidfd_self()?;
+    let (go_read, go_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+    let exe = CString::new("/proc/self/exe")?;
+    let argv = [
+        CString::new("netns")?,
+        CString::new("gc")?,
+        CString::new("--watch")?,
+    ];
+    let devnull = CString::new("/dev/null")?;
+    // SAFETY: single-threaded; the child only calls async-signal-safe functions before exec.
+    match unsafe { fork() }.context("unable to fork")? {
+        ForkResult::Child => {
+            // SAFETY: as above; the grandchild is re-parented to init (or a subreaper), so it
+            // is never a child the container's process must wait for.
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                // SAFETY: only raw descriptor juggling and exec, all async-signal-safe.
+                unsafe {
+                    libc::setsid();
+                    let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
+                    if null >= 0 {
+                        libc::dup2(null, 0);
+                        libc::dup2(null, 1);
+                        libc::dup2(null, 2);
+                    }
+                    let go = libc::fcntl(go_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+                    let pid = libc::fcntl(pidfd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+                    if go >= 0 && pid >= 0 {
+                        libc::dup2(go, WATCH_GO_FD);
+                        libc::dup2(pid, WATCH_PIDFD);
+                        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+                        let args = [
+                            argv[0].as_ptr(),
+                            argv[1].as_ptr(),
+                            argv[2].as_ptr(),
+                            std::ptr::null(),
+                        ];
+                        libc::execv(exe.as_ptr(), args.as_ptr());
+                    }
+                    libc::_exit(127);
+                }
+            }
+            // SAFETY: the intermediate child ends at once, without the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            let _ = nix::sys::wait::waitpid(child, None);
+            drop(go_read);
+            drop(pidfd);
+            Ok(Watcher {
+                go: File::from(go_write),
+            })
+        }
+    }
+}
+
+/// `netns gc --watch`: the watcher's life.
+fn watch() -> Result<(), Fatal> {
+    // SAFETY: the spawner placed the go pipe at this number for us alone.
+    let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
+    // SAFETY: likewise for the pidfd of the container's process.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(WATCH_PIDFD) };
+    let mut line = String::new();
+    let _ = go.read_to_string(&mut line);
+    drop(go);
+    let Some(target) = parse_go(&line) else {
+        // The setup failed or was killed: collect whatever it left.
+        drop(pidfd);
+        return gc(false);
+    };
+    wait_readable(&pidfd);
+    drop(pidfd);
+    let mut events = Rtnl::open_link_events().context("unable to watch link events")?;
+    let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
+    loop {
+        match rtnl.link_by_index(target.ifindex) {
+            Ok(Some(link)) if link.name == target.veth => {
+                events
+                    .wait_link_deleted(target.ifindex)
+                    .context("unable to watch link events")?;
+            }
+            Ok(_) => break,
+            Err(e) => return Err(Fatal::from(e).context("unable to look up the veth")),
+        }
+    }
+    drop(events);
+    let store = Store::lock(&state_dir())?;
+    let lease = store
+        .leases(&target.bridge)?
+        .into_iter()
+        .find(|l| l.ip == target.ip && l.pid == target.pid && l.ifindex == target.ifindex);
+    if let Some(lease) = lease {
+        release(&store, &lease)?;
+    }
+    Ok(())
+}
+
+struct Target {
+    bridge: String,
+    ip: Ipv4Addr,
+    pid: u32,
+    ifindex: u32,
+    veth: String,
+}
+
+fn parse_go(line: &str) -> Option<Target> {
+    let mut words = line.split_whitespace();
+    Some(Target {
+        bridge: words.next()?.to_owned(),
+        ip: words.next()?.parse().ok()?,
+        pid: words.next()?.parse().ok()?,
+        ifindex: words.next()?.parse().ok()?,
+        veth: words.next()?.to_owned(),
+    })
+}
+
+/// Blocks until the pidfd reports that its process exited.
+fn wait_readable(fd: &OwnedFd) {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_lines_round_trip() {
+        let t = parse_go("nschain0 10.200.0.2 42 7 nsc0ac80002\n").unwrap();
+        assert_eq!(t.bridge, "nschain0");
+        assert_eq!(t.ip, Ipv4Addr::new(10, 200, 0, 2));
+        assert_eq!((t.pid, t.ifindex), (42, 7));
+        assert_eq!(t.veth, "nsc0ac80002");
+        assert!(parse_go("").is_none());
+        assert!(parse_go("nschain0 x 1 2 v").is_none());
+    }
+
+    #[test]
+    fn gc_is_only_the_first_word() {
+        let v = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(is_gc(&v(&["netns", "gc"])));
+        assert!(is_gc(&v(&["netns", "gc", "--prune"])));
+        assert!(!is_gc(&v(&["netns", "--", "gc"])));
+        assert!(!is_gc(&v(&["netns", "--bridge", "gc"])));
+        assert!(!is_gc(&v(&["netns"])));
+    }
+}

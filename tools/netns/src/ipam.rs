@@ -1,0 +1,429 @@
+//! Address management without a daemon: CIDR arithmetic (pure), and leases kept as one file
+//! per address under `RUN/netns/<bridge>/`, created and reclaimed under an exclusive `flock`
+//! on `RUN/netns/lock`.
+//!
+//! A lease records the holder's pid, its network namespace inode, its host-side veth (name and
+//! ifindex) and its published ports. It is alive while that veth exists: the kernel deletes the
+//! veth when the namespace dies, whatever killed it. A lease is written and its veth created
+//! while the lock is held, so a lease without a veth seen under the lock is one whose creator
+//! died (SIGKILL) in the middle of its setup.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::publish::Publish;
+
+/// An IPv4 network: address and prefix length, host bits zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// The network that contains `ip` with this prefix.
+    pub fn containing(ip: Ipv4Addr, prefix: u8) -> Cidr {
+        Cidr {
+            network: Ipv4Addr::from(u32::from(ip) & mask(prefix)),
+            prefix,
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.network)
+    }
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let prefix = self.prefix.min(other.prefix);
+        u32::from(self.network) & mask(prefix) == u32::from(other.network) & mask(prefix)
+    }
+
+    /// The gateway: the first address after the network's.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !mask(self.prefix))
+    }
+
+    /// Whether `ip` can be given to a container: in the network, and neither the network,
+    /// the gateway nor the broadcast address.
+    pub fn check_host(&self, ip: Ipv4Addr) -> Result<(), String> {
+        if !self.contains(ip) {
+            return Err(format!("{ip} is outside the subnet {self}"));
+        }
+        if ip == self.network || ip == self.broadcast() {
+            return Err(format!(
+                "{ip} is the network or broadcast address of {self}"
+            ));
+        }
+        if ip == self.gateway() {
+            return Err(format!("{ip} is the gateway of {self}"));
+        }
+        Ok(())
+    }
+
+    /// The first and last address a container can get.
+    fn host_range(&self) -> (u32, u32) {
+        (
+            u32::from(self.gateway()) + 1,
+            u32::from(self.broadcast()).saturating_sub(1),
+        )
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - u32::from(p.min(32))),
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage =
+            format!("'{text}' is not an IPv4 subnet: expected ADDRESS/PREFIX, e.g. 10.200.0.0/16");
+        let (addr, prefix) = text.split_once('/').ok_or_else(|| usage.clone())?;
+        let ip: Ipv4Addr = addr.parse().map_err(|_| usage.clone())?;
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 2 {
+            return Err(usage);
+        }
+        let prefix: u8 = prefix.parse().map_err(|_| usage.clone())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!(
+                "the prefix of '{text}' must be between /8 and /30 (a gateway and at least one container)"
+            ));
+        }
+        let cidr = Cidr::containing(ip, prefix);
+        if cidr.network != ip {
+            return Err(format!("'{text}' has host bits set: did you mean {cidr}?"));
+        }
+        Ok(cidr)
+    }
+}
+
+/// The next free address after `last` (round robin, like CNI host-local), or None when the
+/// subnet is exhausted.
+pub fn allocate(
+    cidr: &Cidr,
+    taken: &HashSet<Ipv4Addr>,
+    last: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let (first, end) = cidr.host_range();
+    if end < first {
+        return None;
+    }
+    let count = end - first + 1;
+    let start = match last {
+        Some(ip) if cidr.contains(ip) && (first..=end).contains(&u32::from(ip)) => {
+            u32::from(ip) - first + 1
+        }
+        _ => 0,
+    };
+    (0..count)
+        .map(|i| first + (start + i) % count)
+        .map(Ipv4Addr::from)
+        .find(|ip| !taken.contains(ip))
+}
+
+/// One container's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub bridge: String,
+    /// The process that made the namespace (it execs the container's command).
+    pub pid: u32,
+    /// The inode of the container's network namespace (0 until it exists).
+    pub netns: u64,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// Its ifindex in the host namespace (0 until it exists).
+    pub ifindex: u32,
+    pub ports: Vec<Publish>,
+}
+
+/// The state directory, locked.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens `dir` (creating it) and takes the exclusive lock (blocks while another netns
+    /// holds it).
+    pub fn lock(dir: &Path) -> anyhow::Result<Store> {
+        common::state::ensure_dir(dir, 0o755)?;
+        let path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("unable to open {}", path.display()))?;
+        loop {
+            // SAFETY: flock only takes a lock on the open file; the fd stays owned by `lock`.
+            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).with_context(|| format!("unable to lock {}", path.display()));
+            }
+        }
+        Ok(Store {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    fn bridge_dir(&self, bridge: &str) -> PathBuf {
+        self.dir.join(format!("bridge-{bridge}"))
+    }
+
+    /// The bridges that have (or had) leases.
+    pub fn bridges(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).context("unable to read the lease directory"),
+        };
+        for entry in entries.flatten() {
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("bridge-"))
+            {
+                out.push(name.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every lease of `bridge` (unreadable files are reported and treated as dead).
+    pub fn leases(&self, bridge: &str) -> anyhow::Result<Vec<Lease>> {
+        let dir = self.bridge_dir(bridge);
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("unable to read {}", dir.display())),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(ip) = name.to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+                continue;
+            };
+            let text = std::fs::read(entry.path()).unwrap_or_default();
+            match serde_json::from_slice::<Lease>(&text) {
+                Ok(lease) if lease.ip == ip => out.push(lease),
+                _ => {
+                    // A torn write (crash while writing): nothing can hold it.
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        out.sort_by_key(|l| l.ip);
+        Ok(out)
+    }
+
+    /// Every lease of every bridge.
+    pub fn all_leases(&self) -> anyhow::Result<Vec<Lease>> {
+        let mut out = Vec::new();
+        for bridge in self.bridges()? {
+            out.extend(self.leases(&bridge)?);
+        }
+        Ok(out)
+    }
+
+    fn lease_path(&self, lease: &Lease) -> PathBuf {
+        self.bridge_dir(&lease.bridge).join(lease.ip.to_string())
+    }
+
+    /// Writes a new lease (fails if the address is leased).
+    pub fn create(&self, lease: &Lease) -> anyhow::Result<()> {
+        let dir = self.bridge_dir(&lease.bridge);
+        common::state::ensure_dir(&dir, 0o755)?;
+        let path = self.lease_path(lease);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("unable to create the lease {}", path.display()))?;
+        file.write_all(&serde_json::to_vec(lease)?)
+            .with_context(|| format!("unable to write the lease {}", path.display()))?;
+        std::fs::write(dir.join("last"), lease.ip.to_string())
+            .with_context(|| format!("unable to write {}", dir.join("last").display()))?;
+        Ok(())
+    }
+
+    /// Replaces a lease's content atomically.
+    pub fn update(&self, lease: &Lease) -> anyhow::Result<()> {
+        let path = self.lease_path(lease);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(lease)?)
+            .with_context(|| format!("unable to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("unable to update the lease {}", path.display()))
+    }
+
+    /// Removes a lease if it is still the one given (never someone else's after a reuse).
+    pub fn remove(&self, lease: &Lease) -> anyhow::Result<()> {
+        let path = self.lease_path(lease);
+        match std::fs::read(&path) {
+            Ok(text) => {
+                if let Ok(current) = serde_json::from_slice::<Lease>(&text) {
+                    if current.pid != lease.pid || current.veth != lease.veth {
+                        bail!("the lease {} now belongs to another container", lease.ip);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("unable to read {}", path.display())),
+        }
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("unable to remove the lease {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The last address given on `bridge` (round robin).
+    pub fn last(&self, bridge: &str) -> Option<Ipv4Addr> {
+        std::fs::read_to_string(self.bridge_dir(bridge).join("last"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// Forgets a bridge whose leases are all gone (`gc --prune`).
+    pub fn forget_bridge(&self, bridge: &str) -> anyhow::Result<()> {
+        let dir = self.bridge_dir(bridge);
+        let _ = std::fs::remove_file(dir.join("last"));
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("unable to remove {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The host-side veth name for an address: `nsc` + the address in hex (unique while the
+/// lease lives, at most 11 bytes).
+pub fn veth_name(ip: Ipv4Addr) -> String {
+    format!("nsc{:08x}", u32::from(ip))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_check() {
+        let c: Cidr = "10.200.0.0/16".parse().unwrap();
+        assert_eq!(c.gateway(), Ipv4Addr::new(10, 200, 0, 1));
+        assert_eq!(c.broadcast(), Ipv4Addr::new(10, 200, 255, 255));
+        assert!(c.contains(Ipv4Addr::new(10, 200, 3, 4)));
+        assert!(!c.contains(Ipv4Addr::new(10, 201, 0, 1)));
+        assert_eq!(c.to_string(), "10.200.0.0/16");
+        for bad in [
+            "",
+            "10.0.0.0",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "10.0.0.0/31",
+            "10.0.0.0/7",
+            "10.0.0/16",
+            "10.0.0.256/24",
+            "10.0.0.1/24",
+            "10.0.0.0/-1",
+            "10.0.0.0/016x",
+            "a/16",
+            "10.0.0.0/1a",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?} was accepted");
+        }
+        assert!("10.0.0.1/24"
+            .parse::<Cidr>()
+            .unwrap_err()
+            .contains("10.0.0.0/24"));
+        let small: Cidr = "10.9.9.0/30".parse().unwrap();
+        assert!(small.check_host(Ipv4Addr::new(10, 9, 9, 2)).is_ok());
+        for bad in [[10, 9, 9, 0], [10, 9, 9, 1], [10, 9, 9, 3], [10, 9, 8, 2]] {
+            assert!(small.check_host(Ipv4Addr::from(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn overlaps() {
+        let a: Cidr = "10.0.0.0/8".parse().unwrap();
+        let b: Cidr = "10.88.0.0/16".parse().unwrap();
+        let c: Cidr = "172.17.0.0/16".parse().unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!b.overlaps(&c));
+    }
+
+    #[test]
+    fn allocation_is_round_robin_and_ends() {
+        let c: Cidr = "10.9.9.0/29".parse().unwrap(); // hosts .2 to .6
+        let mut taken = HashSet::new();
+        assert_eq!(allocate(&c, &taken, None), Some(Ipv4Addr::new(10, 9, 9, 2)));
+        assert_eq!(
+            allocate(&c, &taken, Some(Ipv4Addr::new(10, 9, 9, 2))),
+            Some(Ipv4Addr::new(10, 9, 9, 3))
+        );
+        assert_eq!(
+            allocate(&c, &taken, Some(Ipv4Addr::new(10, 9, 9, 6))),
+            Some(Ipv4Addr::new(10, 9, 9, 2))
+        );
+        for i in 2..=5 {
+            taken.insert(Ipv4Addr::new(10, 9, 9, i));
+        }
+        assert_eq!(
+            allocate(&c, &taken, Some(Ipv4Addr::new(10, 9, 9, 2))),
+            Some(Ipv4Addr::new(10, 9, 9, 6))
+        );
+        taken.insert(Ipv4Addr::new(10, 9, 9, 6));
+        assert_eq!(allocate(&c, &taken, None), None);
+        let tiny: Cidr = "10.9.9.0/30".parse().unwrap();
+        assert_eq!(
+            allocate(&tiny, &HashSet::new(), None),
+            Some(Ipv4Addr::new(10, 9, 9, 2))
+        );
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        let name = veth_name(Ipv4Addr::new(255, 255, 255, 255));
+        assert_eq!(name, "nscffffffff");
+        assert!(name.len() < 16);
+    }
+}

@@ -1,0 +1,183 @@
+//! `netns`: run a command in a new network namespace, with `lo` up; in bridge mode with its
+//! own address on a host bridge and published ports; rootless through a user-mode stack.
+
+mod bridge;
+mod bridged;
+mod cleanup;
+mod ipam;
+mod netlink;
+mod nft;
+mod publish;
+mod rootless;
+
+use std::net::Ipv4Addr;
+
+use clap::Parser;
+use common::cli::{CommandArgs, Status};
+use common::link::{Link, NsOptions};
+use common::ns::Namespace;
+use common::{debug, Fatal};
+use serde_json::{json, Map};
+
+pub use ipam::Cidr;
+pub use publish::{Proto, Publish};
+
+/// Run COMMAND in a new network namespace: its own interfaces, addresses, routes and ports.
+///
+/// Without a mode, the namespace has only `lo`, up (unlike `unshare -n`). `--bridge` gives it
+/// an address on a host bridge, a default route, outbound masquerade and published ports (needs
+/// CAP_NET_ADMIN on the host: put netns before userns). Rootless, `--slirp4netns` (or `--pasta`)
+/// gives it user-mode networking with published ports.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:
+  netns -- ./flaky-test                      (lo only: no network)
+  netns --bridge -p 8080:80 -- nginx -g 'daemon off;'
+  netns --bridge=br1 --subnet 10.210.0.0/16 --ip 10.210.0.9 -- sh
+  userns -- netns --slirp4netns -p 8080:80 -- python3 -m http.server 80
+  netns gc [--prune]                         (release what dead containers left; --prune: bridges and table)
+
+Notes:
+  --bridge takes its NAME only as --bridge=NAME (so `netns --bridge true` runs true).
+  `gc` is a subcommand only as the very first argument: `netns -- gc` runs a program named gc.
+  Cleanup: a small watcher releases the address and ports when the namespace is gone; after
+  a SIGKILL the next bridge-mode start, or `netns gc`, does it."
+)]
+pub struct Args {
+    /// Bridge mode: an address on the host bridge NAME (default nschain0, created if missing)
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "nschain0",
+        value_parser = bridge::parse_name
+    )]
+    pub bridge: Option<String>,
+
+    /// The bridge's subnet (default: a free /16 from 10.200.0.0/16 up)
+    #[arg(long, value_name = "CIDR", requires = "bridge")]
+    pub subnet: Option<Cidr>,
+
+    /// The container's address (default: the next free one of the subnet)
+    #[arg(long, value_name = "ADDR", requires = "bridge")]
+    pub ip: Option<Ipv4Addr>,
+
+    /// MTU of the container's interface
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub mtu: Option<u32>,
+
+    /// Publish a port on the host (repeatable): [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]
+    #[arg(short = 'p', long, value_name = "SPEC")]
+    pub publish: Vec<Publish>,
+
+    /// Rootless: user-mode networking through slirp4netns (address 10.0.2.100)
+    #[arg(long, conflicts_with_all = ["bridge", "pasta"])]
+    pub slirp4netns: bool,
+
+    /// Rootless: user-mode networking through passt's pasta (2024-02 or later)
+    #[arg(long, conflicts_with = "bridge")]
+    pub pasta: bool,
+
+    #[command(flatten)]
+    pub ns: NsOptions,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+pub fn run(args: Args) -> Result<Status, Fatal> {
+    let argv: Vec<_> = std::env::args_os().collect();
+    if cleanup::is_gc(&argv) {
+        return cleanup::gc_main(argv);
+    }
+    check_modes(&args)?;
+    if let Some(bridge) = args.bridge.clone() {
+        return bridged::run(args, &bridge);
+    }
+    if args.slirp4netns || args.pasta {
+        return run_user_mode(args);
+    }
+    let link = Link::prepare(Namespace::Net, &args.ns)?;
+    link.enter()?;
+    let mut extra = Map::new();
+    if !link.is_join() {
+        loopback_up()?;
+        extra.insert("mode".into(), json!("loopback"));
+    }
+    link.finish(std::process::id(), extra)?;
+    Err(common::exec::exec(args.command.command))
+}
+
+fn check_modes(args: &Args) -> Result<(), Fatal> {
+    let mode = args.bridge.is_some() || args.slirp4netns || args.pasta;
+    if args.ns.join.is_some() && (mode || !args.publish.is_empty() || args.mtu.is_some()) {
+        return Err(Fatal::new(
+            "--join enters a network namespace that is already set up: it takes no --bridge, --slirp4netns, --pasta, --publish or --mtu",
+        )
+        .with_hint("a pod shares the network of its first container: publish the ports there"));
+    }
+    if !mode && !args.publish.is_empty() {
+        return Err(Fatal::new(
+            "--publish needs a network: add --bridge (rootful) or --slirp4netns (rootless)",
+        ));
+    }
+    if !mode && args.mtu.is_some() {
+        return Err(Fatal::new("--mtu needs --bridge, --slirp4netns or --pasta"));
+    }
+    if let Some((a, b)) = publish::first_clash(&args.publish) {
+        return Err(Fatal::new(format!(
+            "the host port of {a} is published twice (also by {b})"
+        )));
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the current (new) namespace.
+fn loopback_up() -> Result<(), Fatal> {
+    debug::step("lo up", || -> std::io::Result<()> {
+        let mut rtnl = netlink::Rtnl::open()?;
+        rtnl.set_up(1, None)
+    })
+    .map_err(|e| Fatal::from(e).context("unable to bring lo up"))
+}
+
+fn run_user_mode(args: Args) -> Result<Status, Fatal> {
+    let stack = if args.pasta {
+        rootless::check_pasta()?;
+        rootless::Stack::Pasta
+    } else {
+        rootless::Stack::Slirp4netns
+    };
+    let link = Link::prepare(Namespace::Net, &args.ns)?;
+    let api_dir = cleanup::state_dir();
+    let helper = rootless::spawn(stack, args.mtu, &args.publish, &api_dir)?;
+    link.enter()?;
+    loopback_up()?;
+    let exit_fd = helper.start(&args.publish)?;
+    let mut extra = Map::new();
+    extra.insert("mode".into(), json!(stack.program()));
+    if stack == rootless::Stack::Slirp4netns {
+        extra.insert(
+            "address".into(),
+            json!(format!("{}/24", rootless::SLIRP_GUEST)),
+        );
+        extra.insert("gateway".into(), json!(rootless::SLIRP_GATEWAY));
+    }
+    extra.insert(
+        "ports".into(),
+        json!(args
+            .publish
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()),
+    );
+    link.finish(std::process::id(), extra)?;
+    if let Some(fd) = &exit_fd {
+        rootless::inherit(fd)?;
+    }
+    let error = common::exec::exec(args.command.command);
+    drop(exit_fd);
+    Err(error)
+}

@@ -1,0 +1,437 @@
+//! A small synchronous rtnetlink client (netlink-sys + netlink-packet-route): links, veth
+//! pairs, bridges, addresses and routes. No threads, no async runtime.
+//!
+//! A NETLINK_ROUTE socket stays bound to the network namespace it was created in, so the tool
+//! opens one before `unshare(CLONE_NEWNET)` (the host side) and one after (the new namespace).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// The multicast group of link events (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
+
+/// One rtnetlink socket, bound to the network namespace it was opened in.
+pub struct Rtnl {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Rtnl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rtnl").field("seq", &self.seq).finish()
+    }
+}
+
+/// A link as the tool needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub controller: Option<u32>,
+}
+
+/// An IPv4 address on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Rtnl {
+    /// Opens a socket in the current network namespace (close-on-exec).
+    pub fn open() -> io::Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Rtnl {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Opens a socket that receives link events (for the cleanup watcher).
+    pub fn open_link_events() -> io::Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(RTNLGRP_LINK)?;
+        Ok(Rtnl {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        self.socket.send(&bytes, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Receives one datagram and decodes every message in it.
+    fn receive(&mut self) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+        self.buf.clear();
+        let len = self.socket.recv(&mut self.buf, 0)?;
+        let data = &self.buf[..len.min(self.buf.len())];
+        let mut messages = Vec::new();
+        let mut offset = 0;
+        while offset + 16 <= data.len() {
+            let length = u32::from_ne_bytes([
+                data[offset],
+                data[offset + 1],
+                data[offset + 2],
+                data[offset + 3],
+            ]) as usize;
+            if length < 16 || offset + length > data.len() {
+                break;
+            }
+            let message =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..offset + length])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            messages.push(message);
+            offset += (length + 3) & !3;
+        }
+        Ok(messages)
+    }
+
+    /// Sends a request and waits for its acknowledgement.
+    fn request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        let seq = self.send(message, flags | NLM_F_ACK)?;
+        loop {
+            for reply in self.receive()? {
+                if reply.header.sequence_number != seq {
+                    continue;
+                }
+                if let NetlinkPayload::Error(error) = reply.payload {
+                    return match error.code {
+                        None => Ok(()),
+                        Some(_) => Err(error.to_io()),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sends a dump request and collects the answers.
+    fn dump(&mut self, message: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(message, NLM_F_DUMP)?;
+        let mut answers = Vec::new();
+        loop {
+            for reply in self.receive()? {
+                if reply.header.sequence_number != seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Done(_) => return Ok(answers),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(answers),
+                            Some(_) => Err(error.to_io()),
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(inner) => answers.push(inner),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends a get request and returns the single answer (None when the kernel says ENODEV).
+    fn get_link(&mut self, message: LinkMessage) -> io::Result<Option<Link>> {
+        let seq = self.send(RouteNetlinkMessage::GetLink(message), 0)?;
+        loop {
+            for reply in self.receive()? {
+                if reply.header.sequence_number != seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                        return Ok(Some(to_link(&link)))
+                    }
+                    NetlinkPayload::Error(error) => {
+                        let err = error.to_io();
+                        return match err.raw_os_error() {
+                            Some(libc::ENODEV) => Ok(None),
+                            _ if error.code.is_none() => Ok(None),
+                            _ => Err(err),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The link called `name`, if any.
+    pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        self.get_link(message)
+    }
+
+    /// The link with index `index`, if any.
+    pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        self.get_link(message)
+    }
+
+    /// Creates a bridge with a fixed MAC address (so it does not flap as ports come and go).
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        message
+            .attributes
+            .push(LinkAttribute::Address(mac.to_vec()));
+        if let Some(mtu) = mtu {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Creates a veth pair: `host` on the bridge `controller` in this socket's namespace, and
+    /// `peer` directly in the namespace of `peer_ns_fd`.
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_ns_fd: RawFd,
+        controller: u32,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
+        let mut peer_message = LinkMessage::default();
+        peer_message
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_owned()));
+        peer_message
+            .attributes
+            .push(LinkAttribute::NetNsFd(peer_ns_fd));
+        if let Some(mtu) = mtu {
+            peer_message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(host.to_owned()));
+        message
+            .attributes
+            .push(LinkAttribute::Controller(controller));
+        if let Some(mtu) = mtu {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Brings a link up (and sets its MTU when given).
+    pub fn set_up(&mut self, index: u32, mtu: Option<u32>) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        if let Some(mtu) = mtu {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// Brings a bridge port up with hairpin mode on (a container can reach its own
+    /// published port through the host).
+    pub fn set_port_up_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// Deletes a link (for a veth, both ends go).
+    pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(message), 0)
+    }
+
+    /// Adds an IPv4 address to a link.
+    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix;
+        message.header.index = index;
+        message
+            .attributes
+            .push(AddressAttribute::Local(IpAddr::V4(ip)));
+        message
+            .attributes
+            .push(AddressAttribute::Address(IpAddr::V4(ip)));
+        if prefix < 31 {
+            let host_bits = 32 - u32::from(prefix);
+            let broadcast = u32::from(ip) | ((1u32 << host_bits) - 1);
+            message
+                .attributes
+                .push(AddressAttribute::Broadcast(Ipv4Addr::from(broadcast)));
+        }
+        self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Every IPv4 address of this namespace.
+    pub fn addresses(&mut self) -> io::Result<Vec<Addr>> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        let answers = self.dump(RouteNetlinkMessage::GetAddress(message))?;
+        let mut out = Vec::new();
+        for answer in answers {
+            if let RouteNetlinkMessage::NewAddress(addr) = answer {
+                let ip = addr.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                    _ => None,
+                });
+                let ip = ip.or_else(|| {
+                    addr.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                        _ => None,
+                    })
+                });
+                if let Some(ip) = ip {
+                    out.push(Addr {
+                        index: addr.header.index,
+                        ip,
+                        prefix: addr.header.prefix_len,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The destinations (network, prefix) of every IPv4 route of every table.
+    pub fn route_destinations(&mut self) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        let answers = self.dump(RouteNetlinkMessage::GetRoute(message))?;
+        let mut out = Vec::new();
+        for answer in answers {
+            if let RouteNetlinkMessage::NewRoute(route) = answer {
+                if route.header.kind != RouteType::Unicast {
+                    continue;
+                }
+                let prefix = route.header.destination_prefix_length;
+                if prefix == 0 {
+                    continue; // a default route overlaps everything and nothing
+                }
+                let dest = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                });
+                out.push((dest.unwrap_or(Ipv4Addr::UNSPECIFIED), prefix));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the default route via `gateway`.
+    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Boot;
+        message.header.scope = RouteScope::Universe;
+        message.header.kind = RouteType::Unicast;
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Blocks until the kernel announces that link `index` was deleted.
+    pub fn wait_link_deleted(&mut self, index: u32) -> io::Result<()> {
+        loop {
+            let messages = match self.receive() {
+                Ok(messages) => messages,
+                // Events were lost: the caller checks the link again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for message in messages {
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) =
+                    message.payload
+                {
+                    if link.header.index == index {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn to_link(message: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: message.header.index,
+        name: String::new(),
+        controller: None,
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => link.name.clone_from(name),
+            LinkAttribute::Controller(index) => link.controller = Some(*index),
+            _ => {}
+        }
+    }
+    link
+}
