@@ -10,11 +10,12 @@
 //!   a uid of /etc/passwd, a gid of /etc/group, or a range delegated in /etc/subuid or
 //!   /etc/subgid. The lowest free block is taken.
 //!
-//! Allocation happens under an exclusive `flock` on `RUN_DIR/userns/lock`. Each allocation is
-//! a lease file `RUN_DIR/userns/lease-UID-GID.json` naming its holder: the pid and the inode of
-//! the user namespace it made. The lock is held until the lease names the new namespace, so a
-//! lease is live exactly while that pid still has that user namespace (or, if the pid is gone,
-//! while any process is still in it). The next allocation removes every lease that is not
+//! Allocation happens under an exclusive `flock` on the directory `RUN_DIR/userns/`. Each allocation is
+//! a lease file `RUN_DIR/userns/lease-UID-GID.json` naming its holder: the pid (with its start
+//! time, against pid reuse) and the inode of the user namespace it made. The lock is held until
+//! the lease names the new namespace, so a lease is live exactly while that process still has
+//! that user namespace (or while it is pinned with `--pin`, or, if the holder is gone, while a
+//! visible process is still in it). The next allocation removes every lease that is not
 //! live: a chain's range is free again as soon as the chain has ended, even after SIGKILL.
 
 use std::collections::HashSet;
@@ -53,6 +54,14 @@ pub struct LeaseRecord {
     pub uid: u32,
     pub gid: u32,
     pub count: u32,
+    /// The holder's start time (field 22 of /proc/PID/stat), so that a reused pid is not
+    /// taken for the holder; /proc/PID/stat stays readable when /proc/PID/ns is not (the
+    /// holder of a rootless range runs as a subordinate uid after it becomes root inside).
+    #[serde(default)]
+    pub start: u64,
+    /// `--pin PATH`: the namespace outlives its process while pinned there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<PathBuf>,
 }
 
 impl LeaseRecord {
@@ -143,15 +152,15 @@ impl Source {
     }
 }
 
-/// A held allocation. Until [`Lease::commit`] the lock is held; dropping a lease that was not
-/// kept removes its file (setup failed: nothing is left behind).
+/// A held allocation. Until [`Lease::commit`] the lock is held. Dropping it removes the lease
+/// file (setup failed: nothing is left behind); after a successful exec it is never dropped,
+/// and the file names the running chain.
 #[derive(Debug)]
 pub struct Lease {
     path: PathBuf,
     lock: Option<File>,
     record: LeaseRecord,
     source: &'static str,
-    keep: bool,
 }
 
 /// The lease directory: `RUN_DIR/userns`.
@@ -160,20 +169,13 @@ pub fn dir() -> PathBuf {
 }
 
 /// Takes the lock, reclaims dead leases and leases the first free block.
-pub fn allocate(source: &Source) -> Result<Lease, Fatal> {
+pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
     let dir = dir();
     state::ensure_dir(&dir, 0o755).map_err(|e| Fatal::from(e).context("unable to lease ids"))?;
-    let lock_path = dir.join("lock");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&lock_path)
-        .with_context(|| format!("unable to open {}", lock_path.display()))?;
+    // The directory itself is the lock: no lock file to leave behind.
+    let lock = File::open(&dir).with_context(|| format!("unable to open {}", dir.display()))?;
     debug::step("lock the id leases", || lock_file(&lock, libc::LOCK_EX))
-        .with_context(|| format!("unable to lock {}", lock_path.display()))?;
+        .with_context(|| format!("unable to lock {}", dir.display()))?;
     let live = debug::step("reclaim dead leases", || live_leases(&dir));
     let chosen = source
         .candidates()
@@ -197,6 +199,8 @@ pub fn allocate(source: &Source) -> Result<Lease, Fatal> {
         uid,
         gid,
         count: BLOCK,
+        start: start_time(std::process::id()).unwrap_or(0),
+        pin: pin.and_then(|p| std::path::absolute(p).ok()),
     };
     let path = dir.join(format!("lease-{uid}-{gid}.json"));
     let lease = Lease {
@@ -204,7 +208,6 @@ pub fn allocate(source: &Source) -> Result<Lease, Fatal> {
         lock: Some(lock),
         record,
         source: source.describe(),
-        keep: false,
     };
     lease.write()?;
     Ok(lease)
@@ -269,9 +272,32 @@ fn live_leases(dir: &Path) -> Vec<LeaseRecord> {
 }
 
 fn holder_has_namespace(record: &LeaseRecord) -> bool {
-    record.userns != 0
-        && fs::metadata(format!("/proc/{}/ns/user", record.pid))
-            .is_ok_and(|m| m.ino() == record.userns)
+    if record.userns == 0 {
+        return false;
+    }
+    let pinned = record
+        .pin
+        .as_deref()
+        .is_some_and(|pin| fs::metadata(pin).is_ok_and(|m| m.ino() == record.userns));
+    if pinned {
+        return true;
+    }
+    if start_time(record.pid) != Some(record.start) {
+        return false;
+    }
+    // The holder runs; its namespace is checked when we may look (not always rootless).
+    match fs::metadata(format!("/proc/{}/ns/user", record.pid)) {
+        Ok(meta) => meta.ino() == record.userns,
+        Err(_) => true,
+    }
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The inodes of every user namespace a visible process is in.
@@ -350,18 +376,11 @@ impl Lease {
             let _ = lock_file(&lock, libc::LOCK_UN);
         }
     }
-
-    /// Keeps the lease file after this process execs: the chain holds it now.
-    pub fn keep(mut self) {
-        self.keep = true;
-    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
+        let _ = fs::remove_file(&self.path);
         self.unlock();
     }
 }
@@ -388,6 +407,14 @@ mod tests {
     }
 
     #[test]
+    fn start_times_identify_processes() {
+        let me = start_time(std::process::id()).unwrap();
+        assert!(me > 0);
+        assert_eq!(start_time(std::process::id()), Some(me));
+        assert_eq!(start_time(u32::MAX), None);
+    }
+
+    #[test]
     fn leases_overlap_by_uid_or_gid() {
         let lease = LeaseRecord {
             pid: 1,
@@ -395,6 +422,8 @@ mod tests {
             uid: 100000,
             gid: 200000,
             count: BLOCK,
+            start: 0,
+            pin: None,
         };
         assert!(lease.overlaps(100000, 0));
         assert!(lease.overlaps(0, 200000));

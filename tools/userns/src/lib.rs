@@ -68,21 +68,23 @@ pub struct Args {
     pub map_root: bool,
 
     /// Your uid inside (default 0); with --map-users, which mapped uid to become
-    #[arg(long, value_name = "UID", value_parser = idmap::parse_single, conflicts_with = "map_auto")]
+    #[arg(long, value_name = "UID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+          allow_hyphen_values = true)]
     pub map_user: Option<u32>,
 
     /// Your gid inside (default 0); with --map-groups, which mapped gid to become
-    #[arg(long, value_name = "GID", value_parser = idmap::parse_single, conflicts_with = "map_auto")]
+    #[arg(long, value_name = "GID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+          allow_hyphen_values = true)]
     pub map_group: Option<u32>,
 
     /// Map host uids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
     #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
-          conflicts_with_all = ["map_auto", "join"])]
+          conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_users: Vec<Range>,
 
     /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
     #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
-          conflicts_with_all = ["map_auto", "join"])]
+          conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_groups: Vec<Range>,
 
     /// Map inner ids 0..65535 to a free 65536-id host range, leased while the chain runs
@@ -128,14 +130,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
     let mut lease = match &source {
         Some(source) => {
-            let lease = auto::allocate(source)?;
+            let lease = auto::allocate(source, args.ns.pin.as_deref())?;
             plan.set_auto(lease.uid_range(), lease.gid_range());
             Some(lease)
         }
         None => None,
     };
 
-    ns::unshare(Namespace::User)?;
+    unshare_user()?;
     if let Some(lease) = lease.as_mut() {
         lease.commit(ns::current_inode(Namespace::User)?)?;
     }
@@ -154,10 +156,34 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
-    if let Some(lease) = lease {
-        lease.keep();
-    }
-    Err(common::exec::exec(args.command.command))
+    // A successful exec never returns: the lease stays with the chain. A failed one drops
+    // (removes) it.
+    let failed = common::exec::exec(args.command.command);
+    drop(lease);
+    Err(failed)
+}
+
+/// `unshare(CLONE_NEWUSER)`, saying plainly when user namespaces are switched off.
+fn unshare_user() -> Result<(), Fatal> {
+    ns::unshare(Namespace::User).map_err(|fatal| {
+        let limit = std::fs::read_to_string("/proc/sys/user/max_user_namespaces");
+        if limit.is_ok_and(|l| l.trim() == "0") {
+            return Fatal::new(format!(
+                "user namespaces are disabled here: user.max_user_namespaces is 0 ({:#})",
+                fatal.error
+            ))
+            .with_hint("as root: sysctl -w user.max_user_namespaces=15000 (or ask the administrator)");
+        }
+        let clone = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone");
+        if clone.is_ok_and(|l| l.trim() == "0") && !nix::unistd::geteuid().is_root() {
+            return Fatal::new(format!(
+                "unprivileged user namespaces are disabled here: kernel.unprivileged_userns_clone is 0 ({:#})",
+                fatal.error
+            ))
+            .with_hint("as root: sysctl -w kernel.unprivileged_userns_clone=1, or run as root");
+        }
+        fatal
+    })
 }
 
 /// `--join`: enter the user namespace, become root inside (or the requested ids), exec.

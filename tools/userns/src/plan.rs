@@ -135,6 +135,23 @@ impl Plan {
                 &self.gid_map.ranges,
                 "--map-groups",
             )?;
+            if self.setgroups == Some(Setgroups::Allow) {
+                let own = SubIds::read(Path::new(SUBGID))?;
+                let delegated = own.of(&caller.user);
+                let undelegated = self
+                    .gid_map
+                    .ranges
+                    .iter()
+                    .find(|r| !delegated.iter().any(|e| e.covers(r.outer, r.count)));
+                if let Some(range) = undelegated {
+                    return Err(Fatal::new(format!(
+                        "--setgroups allow: the gid map maps your own gid ({range}), newgidmap would deny setgroups"
+                    ))
+                    .with_hint(format!(
+                        "map only gids delegated to you in {SUBGID} (e.g. --map-groups 0:START:COUNT), or drop --setgroups allow"
+                    )));
+                }
+            }
         }
         Ok(())
     }
