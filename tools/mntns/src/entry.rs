@@ -1,0 +1,307 @@
+//! The entry into the container, the last thing before exec (DESIGN.md §2, rule 6): working
+//! directory checked to be inside the root, user switch, capabilities reduced, no_new_privs,
+//! every fd ≥ 3 closed unless kept, then COMMAND.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::Context;
+use caps::{CapSet, Capability};
+use common::{debug, exit, Fatal};
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+
+use crate::volume::User;
+
+/// Docker's default capability set (moby's `oci/caps/defaults.go`).
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// A `--cap-add`/`--cap-drop` value: `ALL` or one capability (`NET_ADMIN`, `cap_net_admin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapSpec {
+    All,
+    One(Capability),
+}
+
+impl FromStr for CapSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let upper = text.to_ascii_uppercase();
+        if upper == "ALL" {
+            return Ok(CapSpec::All);
+        }
+        let name = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        Capability::from_str(&name).map(CapSpec::One).map_err(|_| {
+            format!("'{text}' is not a capability (see capabilities(7); ALL for every one)")
+        })
+    }
+}
+
+/// The capability set COMMAND gets from `base` and the user's additions and drops.
+pub fn compute_caps(
+    base: &HashSet<Capability>,
+    all: &HashSet<Capability>,
+    add: &[CapSpec],
+    drop: &[CapSpec],
+) -> HashSet<Capability> {
+    let mut set = base.clone();
+    if drop.contains(&CapSpec::All) {
+        set.clear();
+    }
+    if add.contains(&CapSpec::All) {
+        set.extend(all.iter().copied());
+    }
+    for spec in add {
+        if let CapSpec::One(cap) = spec {
+            set.insert(*cap);
+        }
+    }
+    for spec in drop {
+        if let CapSpec::One(cap) = spec {
+            if !add.contains(spec) {
+                set.remove(cap);
+            }
+        }
+    }
+    set
+}
+
+/// What the entry does.
+#[derive(Debug, Default)]
+pub struct Entry {
+    /// A new root: fds are closed and capabilities reduced by default.
+    pub container: bool,
+    pub preserve_fds: u32,
+    pub user: Option<User>,
+    pub cap_add: Vec<CapSpec>,
+    pub cap_drop: Vec<CapSpec>,
+    pub no_new_privs: bool,
+    /// The working directory, already resolved inside the root before pivot_root.
+    pub workdir: Option<(PathBuf, OwnedFd)>,
+    /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
+    pub on_host: bool,
+}
+
+impl Entry {
+    /// Enters the container and execs COMMAND; returns only on failure.
+    pub fn exec(self, command: Vec<OsString>) -> Fatal {
+        if let Err(e) = self.prepare() {
+            return e;
+        }
+        let error = common::exec::exec(command);
+        if error.code == exit::NOT_FOUND && self.container && self.on_host {
+            return error.with_hint(
+                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)",
+            );
+        }
+        error
+    }
+
+    fn prepare(&self) -> Result<(), Fatal> {
+        self.change_dir()?;
+        self.switch_user_and_caps()?;
+        if self.no_new_privs {
+            debug::step("no_new_privs", nix::sys::prctl::set_no_new_privs)
+                .map_err(|e| Fatal::from(e).context("unable to set no_new_privs"))?;
+        }
+        if self.container || self.preserve_fds > 0 {
+            self.close_fds()?;
+        }
+        Ok(())
+    }
+
+    fn change_dir(&self) -> Result<(), Fatal> {
+        let Some((path, fd)) = &self.workdir else {
+            return Ok(());
+        };
+        debug::step(
+            format_args!("chdir {}", path.display()),
+            || -> anyhow::Result<()> {
+                nix::unistd::fchdir(fd.as_raw_fd())
+                    .with_context(|| format!("unable to enter {}", path.display()))?;
+                check_cwd_inside_root()
+            },
+        )
+        .map_err(|e| Fatal::from(e).context("unable to set the working directory"))
+    }
+
+    fn switch_user_and_caps(&self) -> Result<(), Fatal> {
+        let change_caps = self.container || !self.cap_add.is_empty() || !self.cap_drop.is_empty();
+        if !change_caps && self.user.is_none() {
+            return Ok(());
+        }
+        let keep = if change_caps {
+            let base: HashSet<Capability> = if self.container {
+                DEFAULT_CAPS.into_iter().collect()
+            } else {
+                caps::read(None, CapSet::Permitted)
+                    .map_err(|e| Fatal::new(format!("unable to read the capabilities: {e}")))?
+            };
+            let all = caps::read(None, CapSet::Bounding)
+                .map_err(|e| Fatal::new(format!("unable to read the capabilities: {e}")))?;
+            Some(compute_caps(&base, &all, &self.cap_add, &self.cap_drop))
+        } else {
+            None
+        };
+        debug::step("user and capabilities", || -> anyhow::Result<()> {
+            if let Some(keep) = &keep {
+                // The bounding set first: it needs CAP_SETPCAP, which may be dropped below.
+                for cap in caps::read(None, CapSet::Bounding)? {
+                    if !keep.contains(&cap) {
+                        caps::drop(None, CapSet::Bounding, cap).with_context(|| {
+                            format!("unable to drop {cap} from the bounding set")
+                        })?;
+                    }
+                }
+                caps::clear(None, CapSet::Ambient).context("unable to clear the ambient set")?;
+            }
+            if let Some(user) = self.user {
+                switch_user(user)?;
+            }
+            if let Some(keep) = &keep {
+                // After a switch to a non-zero uid the kernel has cleared these already.
+                let permitted = caps::read(None, CapSet::Permitted)?;
+                let keep: HashSet<Capability> = keep.intersection(&permitted).copied().collect();
+                caps::set(None, CapSet::Effective, &keep)
+                    .context("unable to set the effective capabilities")?;
+                caps::set(None, CapSet::Permitted, &keep)
+                    .context("unable to set the permitted capabilities")?;
+                caps::clear(None, CapSet::Inheritable)
+                    .context("unable to clear the inheritable capabilities")?;
+            }
+            Ok(())
+        })
+        .map_err(|e| Fatal::from(e).context("unable to set up the user and capabilities"))
+    }
+
+    fn close_fds(&self) -> Result<(), Fatal> {
+        let mut keep = self.preserve_fds;
+        if let Some(n) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            keep = keep.max(n);
+            std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        }
+        let first = 3u32.saturating_add(keep);
+        debug::step(format_args!("close fds >= {first}"), || {
+            // SAFETY: closes descriptors this process will not use again: everything the
+            // tool opened is done with, and COMMAND must not inherit the rest.
+            let rc = unsafe { libc::close_range(first, u32::MAX, 0) };
+            Errno::result(rc).map(drop)
+        })
+        .map_err(|e| Fatal::from(e).context("unable to close the inherited file descriptors"))
+    }
+}
+
+/// Supplementary groups cleared (when the user namespace allows setgroups), then gid, then uid.
+fn switch_user(user: User) -> anyhow::Result<()> {
+    match nix::unistd::setgroups(&[]) {
+        Ok(()) => {}
+        Err(Errno::EPERM)
+            if std::fs::read_to_string("/proc/self/setgroups")
+                .is_ok_and(|s| s.trim() == "deny") => {}
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context("unable to clear the supplementary groups"))
+        }
+    }
+    let gid = Gid::from_raw(user.gid);
+    let uid = Uid::from_raw(user.uid);
+    nix::unistd::setresgid(gid, gid, gid).with_context(|| {
+        format!(
+            "unable to switch to gid {} (is it mapped in the user namespace?)",
+            user.gid
+        )
+    })?;
+    nix::unistd::setresuid(uid, uid, uid).with_context(|| {
+        format!(
+            "unable to switch to uid {} (is it mapped in the user namespace?)",
+            user.uid
+        )
+    })?;
+    Ok(())
+}
+
+/// CVE-2024-21626: a working directory reached through a leaked fd or /proc magic link lies
+/// outside the root, and getcwd says so with "(unreachable)".
+pub fn check_cwd_inside_root() -> anyhow::Result<()> {
+    let cwd = nix::unistd::getcwd().context("unable to read the working directory")?;
+    if !cwd.is_absolute() || !Path::new("/").join(&cwd).starts_with("/") {
+        anyhow::bail!(
+            "the working directory {} is outside the root",
+            cwd.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn capability_names_parse() {
+        assert_eq!("ALL".parse::<CapSpec>().unwrap(), CapSpec::All);
+        assert_eq!("all".parse::<CapSpec>().unwrap(), CapSpec::All);
+        assert_eq!(
+            "net_admin".parse::<CapSpec>().unwrap(),
+            CapSpec::One(Capability::CAP_NET_ADMIN)
+        );
+        assert_eq!(
+            "CAP_SYS_ADMIN".parse::<CapSpec>().unwrap(),
+            CapSpec::One(Capability::CAP_SYS_ADMIN)
+        );
+        for bad in ["", "CAP_", "NET_ADMINX", "cap_bogus", "1"] {
+            assert!(bad.parse::<CapSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn caps_are_computed_like_docker() {
+        let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+        let all: HashSet<Capability> = caps::all();
+        let one = |c| CapSpec::One(c);
+        assert_eq!(compute_caps(&base, &all, &[], &[]), base);
+        assert!(compute_caps(&base, &all, &[], &[CapSpec::All]).is_empty());
+        let only = compute_caps(
+            &base,
+            &all,
+            &[one(Capability::CAP_NET_ADMIN)],
+            &[CapSpec::All],
+        );
+        assert_eq!(only, [Capability::CAP_NET_ADMIN].into_iter().collect());
+        let most = compute_caps(
+            &base,
+            &all,
+            &[CapSpec::All],
+            &[one(Capability::CAP_SYS_ADMIN)],
+        );
+        assert_eq!(most.len(), all.len() - 1);
+        let fewer = compute_caps(&base, &all, &[], &[one(Capability::CAP_CHOWN)]);
+        assert_eq!(fewer.len(), 13);
+    }
+}

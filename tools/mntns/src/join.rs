@@ -1,0 +1,107 @@
+//! `--join TARGET`: enter a running container's mount namespace, and (as `nsenter` does with
+//! /proc/PID/root and /proc/PID/cwd) its root and working directory when TARGET names a
+//! process or a chain. Both are opened before the setns, while the caller's /proc is still
+//! the one that shows TARGET.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use common::chain;
+use common::info::{self, NsId, Record};
+use common::link::Link;
+use common::ns::JoinTarget;
+use common::{debug, report, Fatal};
+use serde_json::Map;
+
+use crate::resolve;
+
+/// The target's root and working directory, opened before entering.
+#[derive(Debug)]
+pub struct Joined {
+    root: Option<OwnedFd>,
+    cwd: Option<OwnedFd>,
+}
+
+/// The pid behind a join target, if it names a process.
+fn target_pid(link: &Link) -> Option<u32> {
+    match link.join_target()? {
+        JoinTarget::Pid(pid) => Some(*pid),
+        JoinTarget::Chain(_) | JoinTarget::Path(_) => {
+            // A chain's namespace is opened as /proc/PID/ns/mnt.
+            let path = &link.joined()?.path;
+            let mut parts = path.strip_prefix("/proc").ok()?.components();
+            let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+            (parts.as_path() == Path::new("ns/mnt")).then_some(pid)
+        }
+    }
+}
+
+/// Registers the link and writes the --info-fd line (before the host's paths disappear),
+/// then enters the namespace, the target's root and its working directory.
+pub fn enter(
+    link: &Link,
+    ns: &common::link::NsOptions,
+    workdir: Option<&Path>,
+) -> Result<Joined, Fatal> {
+    let pid = target_pid(link);
+    let open = |what: &str| -> Result<Option<OwnedFd>, Fatal> {
+        match pid {
+            Some(pid) => Ok(Some(resolve::open_host_dir(&PathBuf::from(format!(
+                "/proc/{pid}/{what}"
+            )))?)),
+            None => Ok(None),
+        }
+    };
+    let root = open("root")?;
+    let cwd = if workdir.is_none() {
+        open("cwd")?
+    } else {
+        None
+    };
+    announce(link, ns)?;
+    link.enter()?;
+    let joined = Joined { root, cwd };
+    debug::step("enter the target's root", || joined.chroot())
+        .map_err(|e| Fatal::from(e).context("unable to enter the container's root"))?;
+    Ok(joined)
+}
+
+fn announce(link: &Link, ns: &common::link::NsOptions) -> Result<(), Fatal> {
+    let Some(joined) = link.joined() else {
+        return Ok(());
+    };
+    let record = Record {
+        tool: report::tool().to_owned(),
+        pid: crate::proc_self_pid(),
+        ns: NsId {
+            kind: "mnt".into(),
+            inode: joined.inode()?,
+        },
+        created: false,
+        extra: Map::new(),
+    };
+    if let Some(naming) = chain::naming(ns.name.as_deref())? {
+        chain::claim(&naming)?;
+        chain::register(&naming.name, &record)?;
+    }
+    if let Some(fd) = ns.info_fd {
+        info::write_line(fd, &record)?;
+    }
+    Ok(())
+}
+
+impl Joined {
+    fn chroot(&self) -> anyhow::Result<()> {
+        if let Some(root) = &self.root {
+            nix::unistd::fchdir(root.as_fd().as_raw_fd()).context("unable to enter the root")?;
+            nix::unistd::chroot(".").context("unable to chroot into the container's root")?;
+        }
+        match &self.cwd {
+            Some(cwd) => nix::unistd::fchdir(cwd.as_fd().as_raw_fd())
+                .context("unable to enter the container's working directory")?,
+            None => nix::unistd::chdir("/").context("unable to enter /")?,
+        }
+        crate::entry::check_cwd_inside_root()
+    }
+}

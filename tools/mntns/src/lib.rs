@@ -1,0 +1,470 @@
+//! `mntns`: run a command in a new mount namespace — private mounts on the host tree, or a
+//! container root (`--rootfs`, `--overlay`) with its own /proc, /sys, /dev and /etc files,
+//! entered safely (DESIGN.md §2 rule 6, §4 "every path inside a container root is hostile").
+//!
+//! Order of a run (each step traced with NSCHAIN_DEBUG=1):
+//!
+//! ```text
+//! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
+//! open and verify the host's device nodes        dev
+//! overlay layer + cleaner (before unshare)       overlay
+//! unshare(CLONE_NEWNS), propagation              link, propagation
+//! new root: bind rootfs / mount overlay          rootfs, overlay
+//! /proc (before the old root goes), /sys, /etc files, /dev
+//! volumes, tmpfs (targets resolved in the root)  resolve
+//! masked and read-only paths                     proc_sys
+//! register, --info-fd                            link.finish
+//! pivot_root(".", "."), detach the old root      rootfs
+//! workdir, user, capabilities, nnp, fds, exec    entry
+//! ```
+
+mod dev;
+mod entry;
+mod etc_files;
+mod join;
+mod overlay;
+mod proc_sys;
+mod propagation;
+mod resolve;
+mod rootfs;
+mod sys;
+pub mod volume;
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use common::cli::{CommandArgs, Status};
+use common::link::{Link, NsOptions};
+use common::ns::Namespace;
+use common::{debug, Fatal, Hint};
+use serde_json::{json, Map};
+
+pub use entry::{CapSpec, DEFAULT_CAPS};
+use resolve::Create;
+use volume::{Propagation, Tmpfs, User, Volume};
+
+/// Run COMMAND in a new mount namespace. Without a new root, mounts stay private to it
+/// (like `unshare -m`); with --rootfs or --overlay, COMMAND runs in a container root with its
+/// own /proc, read-only /sys, a minimal /dev, masked kernel files and Docker's default
+/// capabilities. mntns with a new root must be the last link of a chain.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  mntns --overlay / -- sh -c 'echo hi > /opt/test1'     copy-on-write view of the host root\n  mntns --rootfs ./rootfs -v ./data:/data:ro -- /bin/sh\n  pidns -- mntns --proc -- ps                              only the new pid namespace's processes\n  mntns --tmpfs /tmp:size=64m -- make\n\nThe writable layer of --overlay is kept at $NSCHAIN_DATA_DIR/overlay/<id> (the chain's\nname, or a random id; see --info-fd) unless --rm is given."
+)]
+pub struct Args {
+    /// Mount propagation of the new namespace
+    #[arg(long, value_name = "MODE", default_value = "private", value_parser = parse_propagation)]
+    pub propagation: Propagation,
+
+    /// Mount a new /proc for the pid namespace this link runs in (always done with a new root)
+    #[arg(long)]
+    pub proc: bool,
+
+    /// Use DIR as the root filesystem (bound onto itself, pivot_root, old root detached)
+    #[arg(long, value_name = "DIR", conflicts_with = "overlay")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Root = overlayfs of the read-only LOWER dirs (first is topmost) and a writable layer;
+    /// `--overlay /` is a copy-on-write view of the host's root
+    #[arg(long, value_name = "LOWER[:LOWER...]")]
+    pub overlay: Option<OsString>,
+
+    /// Keep the writable layer in DIR (DIR/diff, DIR/work, DIR/merged) instead of
+    /// $NSCHAIN_DATA_DIR/overlay/<id>
+    #[arg(long, value_name = "DIR", requires = "overlay")]
+    pub upper: Option<PathBuf>,
+
+    /// Delete the writable layer when COMMAND exits
+    #[arg(long, requires = "overlay")]
+    pub rm: bool,
+
+    /// Bind-mount the host's SRC at DST (inside the root), read-write or read-only
+    /// (recursively: every submount of SRC too)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro|rw]")]
+    pub volumes: Vec<OsString>,
+
+    /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
+    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev)
+    #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
+    pub tmpfs: Vec<OsString>,
+
+    /// Make the root filesystem read-only (volumes, tmpfs, /dev keep their own mode)
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Working directory of COMMAND, inside the root (created if missing in a new root)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Do not generate /etc/hostname, /etc/hosts and /etc/resolv.conf in a new root
+    #[arg(long)]
+    pub no_etc: bool,
+
+    /// Keep file descriptors 3 to 3+N-1 open for COMMAND (with a new root every other fd ≥ 3
+    /// is closed; LISTEN_FDS is honoured too)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+
+    /// Run COMMAND as UID[:GID] (numeric, as mapped in the current user namespace)
+    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<User>,
+
+    /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_add: Vec<CapSpec>,
+
+    /// Drop a capability from COMMAND's set (NAME, CAP_NAME or ALL)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_drop: Vec<CapSpec>,
+
+    /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
+    #[arg(long)]
+    pub no_new_privs: bool,
+
+    #[command(flatten)]
+    pub ns: NsOptions,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+fn parse_propagation(text: &str) -> Result<Propagation, String> {
+    text.parse()
+}
+
+fn parse_user(text: &str) -> Result<User, String> {
+    text.parse()
+}
+
+fn parse_cap(text: &str) -> Result<CapSpec, String> {
+    text.parse()
+}
+
+/// The new root, checked.
+#[derive(Debug)]
+enum NewRoot {
+    Rootfs(PathBuf),
+    Overlay(Vec<PathBuf>),
+}
+
+/// Every input, checked before anything changes.
+#[derive(Debug)]
+struct Plan {
+    root: Option<NewRoot>,
+    volumes: Vec<Volume>,
+    tmpfs: Vec<Tmpfs>,
+}
+
+fn check_dir(path: &Path, what: &str) -> Result<PathBuf, Fatal> {
+    let meta = std::fs::metadata(path)
+        .fatal_context(format!("unable to use {} as {what}", path.display()))?;
+    if !meta.is_dir() {
+        return Err(Fatal::new(format!(
+            "unable to use {} as {what}: not a directory",
+            path.display()
+        )));
+    }
+    std::fs::canonicalize(path).fatal_context(format!("unable to use {} as {what}", path.display()))
+}
+
+fn plan(args: &Args) -> Result<Plan, Fatal> {
+    let root = if let Some(dir) = &args.rootfs {
+        Some(NewRoot::Rootfs(check_dir(dir, "the root filesystem")?))
+    } else if let Some(lowers) = &args.overlay {
+        let mut list = Vec::new();
+        for lower in lowers.as_bytes().split(|&b| b == b':') {
+            if lower.is_empty() {
+                return Err(Fatal::new(format!(
+                    "invalid --overlay '{}': an empty lower layer",
+                    lowers.to_string_lossy()
+                )));
+            }
+            let dir = check_dir(Path::new(OsStr::from_bytes(lower)), "a lower layer")?;
+            overlay::check_option_path(&dir).map_err(Fatal::new)?;
+            list.push(dir);
+        }
+        if let Some(upper) = &args.upper {
+            if !upper.is_absolute() {
+                return Err(Fatal::new(format!(
+                    "--upper {}: not an absolute path",
+                    upper.display()
+                )));
+            }
+            overlay::check_option_path(upper).map_err(Fatal::new)?;
+        }
+        Some(NewRoot::Overlay(list))
+    } else {
+        None
+    };
+    let mut volumes = Vec::new();
+    for spec in &args.volumes {
+        let volume = volume::parse_volume(spec).map_err(Fatal::new)?;
+        // Checked now; opened again once in the new namespace (a mount of another namespace
+        // cannot be bound).
+        resolve::open_host(&volume.source)
+            .fatal_context(format!("invalid volume '{}'", spec.to_string_lossy()))?;
+        volumes.push(volume);
+    }
+    let tmpfs = args
+        .tmpfs
+        .iter()
+        .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = &args.workdir {
+        if !dir.is_absolute() {
+            return Err(Fatal::new(format!(
+                "--workdir {}: not an absolute path",
+                dir.display()
+            )));
+        }
+    }
+    Ok(Plan {
+        root,
+        volumes,
+        tmpfs,
+    })
+}
+
+/// This process's pid as the mounted /proc numbers it (the host's pid before a new /proc).
+pub(crate) fn proc_self_pid() -> u32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(std::process::id)
+}
+
+/// Whether COMMAND can be found on the host (for the hint when it is missing in the root).
+fn on_host(command: &[OsString]) -> bool {
+    let argv = common::exec::command_or_shell(command.to_vec());
+    let Some(program) = argv.first() else {
+        return false;
+    };
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.as_bytes().contains(&b'/') {
+        return executable(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+}
+
+pub fn run(args: Args) -> Result<Status, Fatal> {
+    let plan = plan(&args)?;
+    let link = Link::prepare(Namespace::Mnt, &args.ns)?;
+    if link.is_join() {
+        return run_join(args, plan, &link);
+    }
+    let container = plan.root.is_some();
+    let mut entry = entry::Entry {
+        container,
+        preserve_fds: args.preserve_fds,
+        user: args.user,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        no_new_privs: args.no_new_privs,
+        workdir: None,
+        on_host: container && on_host(&args.command.command),
+    };
+    // Checked before anything changes; opened again in the new namespace below.
+    if container {
+        debug::step("verify the host's device nodes", dev::HostNodes::open)?;
+    }
+    let etc = (container && !args.no_etc).then(etc_files::EtcFiles::generate);
+    let mut layer = None;
+    let mut cleaner = None;
+    if let Some(NewRoot::Overlay(lowers)) = &plan.root {
+        if args.upper.is_none() {
+            debug::step("collect stale --rm layers", overlay::collect_garbage);
+        }
+        let name = args.ns.name.clone().or_else(|| {
+            std::env::var(common::chain::NAME_VAR)
+                .ok()
+                .filter(|n| !n.is_empty())
+        });
+        let lower = lowers
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("/"));
+        let mut made = overlay::prepare(args.upper.as_deref(), name.as_deref(), args.rm, lower)?;
+        cleaner = overlay::Cleaner::spawn(&mut made)?;
+        layer = Some(made);
+    }
+
+    link.enter()?;
+    let setup = if container {
+        propagation::for_setup(args.propagation)
+    } else {
+        args.propagation
+    };
+    propagation::apply("/", setup)?;
+    let nodes = if container {
+        Some(debug::step(
+            "open the host's device nodes",
+            dev::HostNodes::open,
+        )?)
+    } else {
+        None
+    };
+
+    let root: OwnedFd = match (&plan.root, &layer) {
+        (Some(NewRoot::Rootfs(dir)), _) => rootfs::bind_self(dir)?,
+        (Some(NewRoot::Overlay(lowers)), Some(layer)) => overlay::mount(layer, lowers)?,
+        _ => resolve::open_host_dir(Path::new("/"))?,
+    };
+    if let (true, Some(nodes)) = (container, &nodes) {
+        proc_sys::mount_proc(root.as_fd())?;
+        proc_sys::mount_sys(root.as_fd())?;
+        if let Some(etc) = &etc {
+            etc_files::install(root.as_fd(), etc)?;
+        }
+        dev::setup(root.as_fd(), nodes)?;
+    } else if args.proc {
+        proc_sys::mount_host_proc()?;
+    }
+    mount_volumes(root.as_fd(), &plan.volumes)?;
+    mount_tmpfs(root.as_fd(), &plan.tmpfs)?;
+    if let (true, Some(nodes)) = (container, &nodes) {
+        let null = nodes
+            .null()
+            .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
+        proc_sys::mask(root.as_fd(), null)?;
+        proc_sys::read_only(root.as_fd())?;
+    }
+    if let Some(dir) = &args.workdir {
+        let create = if container { Create::Dir } else { Create::No };
+        let fd = resolve::open_in_root(root.as_fd(), dir, create)
+            .fatal_context("unable to set the working directory")?;
+        entry.workdir = Some((dir.clone(), fd));
+    }
+
+    let mut extra = Map::new();
+    if let Some(new_root) = &plan.root {
+        let shown = match (new_root, &layer) {
+            (NewRoot::Rootfs(dir), _) => dir.clone(),
+            (NewRoot::Overlay(_), Some(layer)) => layer.merged(),
+            (NewRoot::Overlay(_), None) => PathBuf::new(),
+        };
+        extra.insert("rootfs".into(), json!(shown.to_string_lossy()));
+    }
+    if let Some(layer) = &layer {
+        extra.insert("id".into(), json!(layer.id));
+        extra.insert("layer".into(), json!(layer.dir.to_string_lossy()));
+        extra.insert("rm".into(), json!(layer.rm));
+    }
+    link.finish(proc_self_pid(), extra)?;
+
+    if container {
+        rootfs::pivot(&root)?;
+        if args.read_only {
+            rootfs::make_root_read_only()?;
+        }
+        if args.propagation == Propagation::Shared {
+            propagation::apply("/", Propagation::Shared)?;
+        }
+    } else if args.read_only {
+        rootfs::make_root_read_only()?;
+    }
+    drop(root);
+    if let Some(cleaner) = cleaner {
+        cleaner.release(args.rm);
+    }
+    Err(entry.exec(args.command.command))
+}
+
+fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
+    if plan.root.is_some()
+        || !plan.volumes.is_empty()
+        || !plan.tmpfs.is_empty()
+        || args.proc
+        || args.read_only
+    {
+        return Err(Fatal::new(
+            "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
+        ));
+    }
+    let _joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
+    let workdir = match &args.workdir {
+        Some(dir) => {
+            let root = resolve::open_host_dir(Path::new("/"))?;
+            let fd = resolve::open_in_root(root.as_fd(), dir, Create::No)
+                .fatal_context("unable to set the working directory")?;
+            Some((dir.clone(), fd))
+        }
+        None => None,
+    };
+    let entry = entry::Entry {
+        container: true,
+        preserve_fds: args.preserve_fds,
+        user: args.user,
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        no_new_privs: args.no_new_privs,
+        workdir,
+        on_host: false,
+    };
+    Err(entry.exec(args.command.command))
+}
+
+fn mount_volumes(root: std::os::fd::BorrowedFd<'_>, volumes: &[Volume]) -> Result<(), Fatal> {
+    for volume in volumes {
+        debug::step(
+            format_args!("volume {}", volume.target.display()),
+            || -> anyhow::Result<()> {
+                let source = resolve::open_host(&volume.source)?;
+                let create = match resolve::file_type(source.as_fd())? {
+                    nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
+                    _ => Create::File,
+                };
+                let target = resolve::open_in_root(root, &volume.target, create)?;
+                if proc_sys::is_proc_or_sys(target.as_fd()) {
+                    anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
+                }
+                let attrs = if volume.read_only {
+                    sys::MOUNT_ATTR_RDONLY
+                } else {
+                    0
+                };
+                sys::bind(source.as_fd(), target.as_fd(), true, attrs)?;
+                Ok(())
+            },
+        )
+        .map_err(|e| {
+            Fatal::from(e).context(format!(
+                "unable to mount the volume {} at {}",
+                volume.source.display(),
+                volume.target.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn mount_tmpfs(root: std::os::fd::BorrowedFd<'_>, list: &[Tmpfs]) -> Result<(), Fatal> {
+    for tmpfs in list {
+        debug::step(
+            format_args!("tmpfs {}", tmpfs.target.display()),
+            || -> anyhow::Result<()> {
+                let target = resolve::open_in_root(root, &tmpfs.target, Create::Dir)?;
+                if proc_sys::is_proc_or_sys(target.as_fd()) {
+                    anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
+                }
+                let data = (!tmpfs.data.is_empty()).then_some(tmpfs.data.as_str());
+                sys::mount_fs("tmpfs", target.as_fd(), tmpfs.flags, data)?;
+                Ok(())
+            },
+        )
+        .map_err(|e| {
+            Fatal::from(e).context(format!(
+                "unable to mount a tmpfs at {}",
+                tmpfs.target.display()
+            ))
+        })?;
+    }
+    Ok(())
+}

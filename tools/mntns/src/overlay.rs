@@ -1,0 +1,419 @@
+//! `--overlay LOWER[:LOWER...]`: overlayfs with read-only lower layers and a per-container
+//! writable layer at `$NSCHAIN_DATA_DIR/overlay/<id>/{diff,work,merged}` (or `--upper DIR`).
+//!
+//! The layer outlives the chain unless `--rm` is given. Deleting it "when the chain ends"
+//! needs someone who is still there after mntns has exec'd COMMAND: a tiny cleaner process,
+//! forked before the mount namespace is unshared (so it still sees the layer's directory), that
+//! waits on a pidfd of the exec'd process and deletes the layer when it exits. The cleaner is
+//! non-dumpable (a container process cannot read its root or fds through /proc without
+//! CAP_SYS_PTRACE, which the default capability set lacks), in its own session, with stdin and
+//! stdout on /dev/null. It keeps stderr: whoever reads the chain's stderr to EOF (a shell's
+//! `$(...)`, a test) sees the layer gone by then.
+//!
+//! A SIGKILLed cleaner, or one killed with its pid namespace when that namespace's init exits
+//! first, must not leak the layer for good: a `--rm` layer holds a `.rm` lock file, locked by
+//! its cleaner for as long as it lives; every later `mntns --overlay` deletes `--rm` layers
+//! whose lock is free and any half-deleted `.trash-*` directory.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use common::{debug, report, state, Fatal};
+use nix::mount::MsFlags;
+use nix::unistd::{fork, ForkResult};
+
+use crate::sys;
+
+const RM_LOCK: &str = ".rm";
+const TRASH_PREFIX: &str = ".trash-";
+
+/// The writable layer of one container.
+#[derive(Debug)]
+pub struct Layer {
+    pub id: String,
+    pub dir: PathBuf,
+    /// Created by this run (deleted again if setup fails).
+    pub fresh: bool,
+    /// The layer directory itself was made by this run (not a user's `--upper DIR`).
+    pub own_dir: bool,
+    pub rm: bool,
+    /// Held while the layer is set up; the cleaner inherits it.
+    lock: Option<File>,
+}
+
+impl Layer {
+    pub fn diff(&self) -> PathBuf {
+        self.dir.join("diff")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+}
+
+/// The directory holding every layer.
+pub fn layers_dir() -> PathBuf {
+    state::data_dir().join("overlay")
+}
+
+/// A random layer id: 12 hex digits, as Docker shows container ids.
+fn random_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 6];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("unable to read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks a lower layer (or the `--upper` directory) can be named in overlayfs options.
+pub fn check_option_path(path: &Path) -> Result<(), String> {
+    if path
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|b| b",:\\\n".contains(b))
+    {
+        return Err(format!(
+            "{} contains a character overlayfs cannot take in a layer path (',', ':', '\\')",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Creates (or, for a named chain, reuses) the layer directories. `lower_mode` is the mode of
+/// the topmost lower layer's root, given to `diff` (which becomes the merged root).
+pub fn prepare(
+    upper: Option<&Path>,
+    name: Option<&str>,
+    rm: bool,
+    lower: &Path,
+) -> Result<Layer, Fatal> {
+    let (id, dir, own_dir) = match upper {
+        Some(dir) => {
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "upper".into());
+            (id, dir.to_owned(), !dir.exists())
+        }
+        None => {
+            let parent = layers_dir();
+            state::ensure_dir(&parent, 0o700).fatal_ctx("unable to prepare the layer directory")?;
+            let id = match name {
+                Some(name) => name.to_owned(),
+                None => random_id()?,
+            };
+            let dir = parent.join(&id);
+            (id, dir.clone(), !dir.exists())
+        }
+    };
+    check_option_path(&dir).map_err(Fatal::new)?;
+    let fresh = own_dir || !dir.join("diff").exists();
+    let made = debug::step(format_args!("prepare layer {}", dir.display()), || {
+        make_dirs(&dir, lower, rm)
+    });
+    let lock = match made {
+        Ok(lock) => lock,
+        Err(e) => {
+            if own_dir {
+                let _ = fs::remove_dir_all(&dir);
+            }
+            return Err(
+                Fatal::from(e).context(format!("unable to prepare the layer {}", dir.display()))
+            );
+        }
+    };
+    Ok(Layer {
+        id,
+        dir,
+        fresh,
+        own_dir,
+        rm,
+        lock,
+    })
+}
+
+fn make_dirs(dir: &Path, lower: &Path, rm: bool) -> anyhow::Result<Option<File>> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let lower_meta =
+        fs::metadata(lower).with_context(|| format!("unable to read {}", lower.display()))?;
+    let diff = dir.join("diff");
+    if !diff.exists() {
+        fs::DirBuilder::new().mode(0o755).create(&diff)?;
+        // The merged root takes its attributes from diff: copy the lower root's.
+        fs::set_permissions(
+            &diff,
+            fs::Permissions::from_mode(lower_meta.mode() & 0o7777),
+        )?;
+        let _ = std::os::unix::fs::chown(&diff, Some(lower_meta.uid()), Some(lower_meta.gid()));
+    }
+    for sub in ["work", "merged"] {
+        let path = dir.join(sub);
+        if !path.exists() {
+            fs::DirBuilder::new().mode(0o700).create(&path)?;
+        }
+    }
+    if !rm {
+        return Ok(None);
+    }
+    let lock = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(dir.join(RM_LOCK))?;
+    // SAFETY: flock on an fd we own.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!("the layer is in use by a running container");
+    }
+    Ok(Some(lock))
+}
+
+/// Mounts the overlay at `merged`; returns an O_PATH fd of the new root.
+pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
+    let lowerdir = lowers
+        .iter()
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        layer.diff().display(),
+        layer.work().display()
+    );
+    if !state::is_host_root() {
+        // Inside a user namespace: keep overlay's metadata in user.* xattrs.
+        data.push_str(",userxattr");
+    }
+    let merged = layer.merged();
+    debug::step("mount overlay", || {
+        nix::mount::mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+    })
+    .map_err(|e| {
+        let fatal = Fatal::from(e).context(format!("unable to mount the overlay at {}", merged.display()));
+        match e {
+            nix::errno::Errno::EBUSY => fatal.with_hint("the layer is in use by another running container"),
+            nix::errno::Errno::EINVAL if !state::is_host_root() => fatal.with_hint("in a user namespace overlayfs refuses a lower layer with mounts on it (the host's /proc, /dev, ... are locked over /): use a directory without submounts, such as an image's rootfs, as LOWER"),
+            nix::errno::Errno::EINVAL => fatal.with_hint("overlayfs refuses this combination: the layer must be on a filesystem that supports it (not overlayfs or tmpfs without xattrs) and outside every lower layer's own mount"),
+            _ => fatal,
+        }
+    })?;
+    Ok(crate::resolve::open_host_dir(&merged)?)
+}
+
+/// Deletes `--rm` layers whose cleaner is gone and half-deleted trash.
+pub fn collect_garbage() {
+    let parent = layers_dir();
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let path = entry.path();
+        if name.as_bytes().starts_with(TRASH_PREFIX.as_bytes()) {
+            let _ = fs::remove_dir_all(&path);
+            continue;
+        }
+        let Ok(lock) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path.join(RM_LOCK))
+        else {
+            continue;
+        };
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            debug::note(format_args!(
+                "deleting the stale --rm layer {}",
+                path.display()
+            ));
+            let _ = delete_dir(&parent, &name);
+        }
+    }
+}
+
+/// Renames `parent/name` to trash (atomic: the layer is gone at once) and deletes it.
+fn delete_dir(parent: &Path, name: &std::ffi::OsStr) -> std::io::Result<()> {
+    let mut trash = OsString::from(TRASH_PREFIX);
+    trash.push(name);
+    trash.push(format!("-{}", std::process::id()));
+    let trash = parent.join(trash);
+    fs::rename(parent.join(name), &trash)?;
+    fs::remove_dir_all(&trash)
+}
+
+fn delete_layer(dir: &Path, own_dir: bool) -> std::io::Result<()> {
+    if own_dir {
+        if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
+            return delete_dir(parent, name);
+        }
+    }
+    for sub in ["diff", "work", "merged", RM_LOCK] {
+        let path = dir.join(sub);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path)?,
+            Ok(_) => fs::remove_file(&path)?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The forked cleaner, waiting for word from mntns.
+#[derive(Debug)]
+pub struct Cleaner {
+    go: File,
+}
+
+impl Cleaner {
+    /// Forks the cleaner (before the mount namespace is unshared). Needed when the layer is
+    /// fresh (to remove it if setup fails) or `--rm`.
+    pub fn spawn(layer: &mut Layer) -> Result<Option<Cleaner>, Fatal> {
+        if !layer.fresh && !layer.rm {
+            return Ok(None);
+        }
+        let watched = sys::pidfd_open(std::process::id() as libc::pid_t)
+            .map_err(|e| Fatal::from(e).context("unable to watch this process (pidfd_open)"))?;
+        let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+        let lock = layer.lock.take();
+        // SAFETY: mntns is single-threaded until exec, so the child may run ordinary code.
+        match unsafe { fork() }
+            .map_err(|e| Fatal::from(e).context("unable to fork the layer cleaner"))?
+        {
+            ForkResult::Child => {
+                drop(go_write);
+                let keep = [
+                    go_read.as_raw_fd(),
+                    watched.as_raw_fd(),
+                    lock.as_ref().map(|l| l.as_raw_fd()).unwrap_or(-1),
+                ];
+                let code = clean(File::from(go_read), watched, layer, &keep);
+                drop(lock);
+                // SAFETY: _exit ends the cleaner without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { .. } => {
+                drop(go_read);
+                drop(lock);
+                Ok(Some(Cleaner {
+                    go: File::from(go_write),
+                }))
+            }
+        }
+    }
+
+    /// Setup succeeded: the cleaner deletes the layer when this process (COMMAND after the
+    /// exec) exits if `--rm`, else it leaves at once.
+    pub fn release(mut self, rm: bool) {
+        let _ = self.go.write_all(if rm { b"w" } else { b"k" });
+    }
+}
+
+/// The cleaner's life: detach, wait for word, then for the watched process, then delete.
+fn clean(mut go: File, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
+    detach(keep);
+    let mut word = [0u8; 1];
+    let delete = match go.read(&mut word) {
+        Ok(1) if word[0] == b'k' => return 0,
+        Ok(1) => true,
+        // mntns failed before the exec: undo what it made.
+        _ => layer.fresh || layer.rm,
+    };
+    drop(go);
+    let mut fds = [libc::pollfd {
+        fd: watched.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    loop {
+        // SAFETY: fds is a valid array of one pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+        if rc > 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            break;
+        }
+    }
+    if !delete {
+        return 0;
+    }
+    match delete_layer(&layer.dir, layer.own_dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            report::warning(format_args!(
+                "unable to delete the layer {}: {e}",
+                layer.dir.display()
+            ));
+            1
+        }
+    }
+}
+
+/// Leaves the caller's session and terminal, closes every fd but stderr and `keep`, and
+/// becomes non-dumpable.
+fn detach(keep: &[RawFd]) {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let _ = nix::sys::prctl::set_name(c"mntns-cleaner");
+    let _ = nix::unistd::setsid();
+    for signal in [
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGQUIT,
+        nix::sys::signal::Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) };
+    }
+    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor this process no longer uses (the cleaner owns no
+            // other Rust object holding these fds except the `keep` ones).
+            unsafe { libc::close(fd) };
+        }
+    }
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_fd().as_raw_fd(), 0);
+        let _ = nix::unistd::dup2(null.as_fd().as_raw_fd(), 1);
+    }
+    let _ = nix::unistd::chdir("/");
+}
+
+trait FatalCtx<T> {
+    fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal>;
+}
+
+impl<T> FatalCtx<T> for anyhow::Result<T> {
+    fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal> {
+        self.map_err(|e| Fatal::from(e).context(what))
+    }
+}

@@ -1,0 +1,210 @@
+//! Resolving a path inside a container root that the container's owner controls (DESIGN.md
+//! §4: "every path inside a container root is hostile").
+//!
+//! The walk is component-wise: each component is opened with `O_PATH | O_NOFOLLOW` relative
+//! to the fd of its parent, so the kernel never follows a symlink for us. A symlink met on
+//! the way is read and resolved *inside the root* (an absolute target restarts at the root
+//! fd, `..` never climbs above it), as `openat2(RESOLVE_IN_ROOT)` does. Missing components
+//! can be created on the way (mkdirat, and an empty file for the last one), always relative
+//! to an fd that was itself reached without leaving the root. The result is an O_PATH fd that
+//! mounts are made on; no path string inside the root is ever looked up again.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{Mode, SFlag};
+
+/// What to do with a missing component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Fail with ENOENT.
+    No,
+    /// Create missing directories, the last one included.
+    Dir,
+    /// Create missing directories and an empty file as the last component.
+    File,
+}
+
+/// The most symlinks followed in one resolution (the kernel's own limit).
+const MAX_LINKS: u32 = 40;
+
+/// Opens `path` as an O_PATH fd, resolved inside `root` (see the module docs).
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
+    resolve(root, path, create)
+        .with_context(|| format!("unable to resolve {} inside the root", path.display()))
+}
+
+fn components(path: &OsStr) -> impl Iterator<Item = OsString> + '_ {
+    path.as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
+}
+
+fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
+    let mut pending: VecDeque<OsString> = components(path.as_os_str()).collect();
+    // The directories walked so far, below the root.
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name.as_bytes() == b".." {
+            stack.pop();
+            continue;
+        }
+        let last = pending.is_empty();
+        let parent = stack.last().map(|fd| fd.as_fd()).unwrap_or(root);
+        let fd = match open_path(parent, &name) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) if create != Create::No => {
+                make(parent, &name, if last { create } else { Create::Dir })?;
+                open_path(parent, &name)
+                    .with_context(|| format!("unable to open {}", name.to_string_lossy()))?
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("unable to open {}", name.to_string_lossy())))
+            }
+        };
+        let kind = file_type(fd.as_fd())?;
+        if kind == SFlag::S_IFLNK {
+            links += 1;
+            if links > MAX_LINKS {
+                bail!("too many levels of symbolic links");
+            }
+            let target = nix::fcntl::readlinkat(Some(fd.as_raw_fd()), "")
+                .context("unable to read a symbolic link")?;
+            if target.as_bytes().first() == Some(&b'/') {
+                stack.clear();
+            }
+            for component in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                pending.push_front(component);
+            }
+            continue;
+        }
+        if !last && kind != SFlag::S_IFDIR {
+            return Err(anyhow::Error::from(Errno::ENOTDIR)
+                .context(format!("{} is not a directory", name.to_string_lossy())));
+        }
+        stack.push(fd);
+    }
+    match stack.pop() {
+        Some(fd) => Ok(fd),
+        None => open_path(root, OsStr::new(".")).context("unable to open the root"),
+    }
+}
+
+/// `openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)`.
+pub fn open_path(parent: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::openat(
+        Some(parent.as_raw_fd()),
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: openat returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The file type of an fd (`S_IFDIR`, `S_IFLNK`, ...).
+pub fn file_type(fd: BorrowedFd<'_>) -> anyhow::Result<SFlag> {
+    let stat = nix::sys::stat::fstat(fd.as_raw_fd()).context("unable to stat")?;
+    Ok(SFlag::from_bits_truncate(
+        stat.st_mode & SFlag::S_IFMT.bits(),
+    ))
+}
+
+fn make(parent: BorrowedFd<'_>, name: &OsStr, create: Create) -> anyhow::Result<()> {
+    let shown = name.to_string_lossy();
+    let result = match create {
+        Create::File => nix::fcntl::openat(
+            Some(parent.as_raw_fd()),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(|fd| {
+            // SAFETY: a fresh descriptor; wrapping it closes it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) })
+        }),
+        Create::Dir | Create::No => nix::sys::stat::mkdirat(
+            Some(parent.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o755),
+        ),
+    };
+    match result {
+        // Lost a race with someone creating it: the caller opens what is there.
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("unable to create {shown}"))),
+    }
+}
+
+/// Opens a directory of the host (a trusted path) as an O_PATH fd.
+pub fn open_host_dir(path: &Path) -> anyhow::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("unable to open {}", path.display()))?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens any host path (a trusted path, symlinks followed) as an O_PATH fd.
+pub fn open_host(path: &Path) -> anyhow::Result<OwnedFd> {
+    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .with_context(|| format!("unable to open {}", path.display()))?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn real(fd: &OwnedFd) -> std::path::PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../../../../etc", root.join("a/b/up")).unwrap();
+        symlink("/../..", root.join("dotdot")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        let rootfd = open_host_dir(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        let r = |p: &str, c| open_in_root(rootfd.as_fd(), Path::new(p), c);
+        assert_eq!(real(&r("/abs", Create::No).unwrap()), root.join("etc"));
+        assert_eq!(real(&r("/a/b/up", Create::No).unwrap()), root.join("etc"));
+        assert_eq!(real(&r("/dotdot", Create::No).unwrap()), root);
+        assert_eq!(real(&r("/../../..", Create::No).unwrap()), root);
+        assert_eq!(real(&r("/", Create::No).unwrap()), root);
+        assert!(r("/loop1", Create::No).is_err());
+        assert!(r("/missing", Create::No).is_err());
+        // Created through a symlink: lands inside the root, not on the host's /etc.
+        let made = r("/abs/nschain-test-x/y", Create::File).unwrap();
+        assert_eq!(real(&made), root.join("etc/nschain-test-x/y"));
+        assert!(root.join("etc/nschain-test-x/y").is_file());
+        assert!(!Path::new("/etc/nschain-test-x").exists());
+        let made = r("/new/dir", Create::Dir).unwrap();
+        assert_eq!(file_type(made.as_fd()).unwrap(), SFlag::S_IFDIR);
+        // A file in the middle of the path.
+        std::fs::write(root.join("f"), "x").unwrap();
+        assert!(r("/f/x", Create::Dir).is_err());
+    }
+}
