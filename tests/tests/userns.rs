@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nschain_tests::audit::{assert_nothing_left, snapshot};
@@ -50,6 +51,14 @@ fn nobody_with_subids(cmd: &Command, dir: &Path, subuid: &str, subgid: &str) -> 
         };
     }
     wrapped
+}
+
+/// The tests that hand out ranges of the built-in pool as root and assert which one comes
+/// next run one at a time (each has its own lease directory, but the host's uids are shared).
+static POOL: Mutex<()> = Mutex::new(());
+
+fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn need_root() -> bool {
@@ -307,6 +316,25 @@ fn ranges_as_nobody_go_through_newuidmap_with_a_private_subuid() {
     assert_eq!(lines(&probe["gid_map"]), ["0 65534 1", "1 300000 65535"]);
 }
 
+/// Creates the go file when dropped (also when a test panics), so no chain waits forever.
+struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
+/// Kills a process left behind by a test when dropped.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to the process the test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
 /// Starts `n` chains `userns --map-auto` at once, each holding its namespace until `go`
 /// exists; returns the (uid, gid) host starts each got.
 fn concurrent_map_auto(
@@ -315,8 +343,10 @@ fn concurrent_map_auto(
     wrap: impl Fn(&Command) -> Command,
 ) -> Vec<(u64, u64, u64)> {
     let go = state.join("go");
-    let script = "cat /proc/self/uid_map /proc/self/gid_map; echo ready; \
-                  while [ ! -e \"$1\" ]; do sleep 0.02; done";
+    // Released by the go file, or after 10 s should the test fail before making it.
+    let _release = Release(go.clone());
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; echo ready; i=0; \
+                  while [ ! -e \"$1\" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done";
     let mut children: Vec<Child> = (0..n)
         .map(|_| {
             let mut cmd = userns(state, &["--map-auto", "--", "sh", "-c", script, "sh"]);
@@ -380,6 +410,7 @@ fn map_auto_as_root_gives_20_concurrent_chains_disjoint_ranges_freed_after() {
     if !need_root() {
         return;
     }
+    let _pool = pool_lock();
     let state = scratch();
     let before = snapshot(state.path(), None);
     let ranges = concurrent_map_auto(state.path(), 20, |c| {
@@ -450,16 +481,23 @@ fn map_auto_as_nobody_gives_20_concurrent_chains_disjoint_subuid_ranges() {
     }
     let state = scratch();
     // Room for exactly 20 blocks on each side.
-    let subuid = "nobody:1000000:1310720\n";
-    let subgid = "nobody:3000000:1310720\n";
+    // Above the built-in pool (which ends at 0x6FFF0000), so root tests never share these.
+    let subuid = "nobody:2000000000:1310720\n";
+    let subgid = "nobody:2100000000:1310720\n";
     let before = snapshot(state.path(), None);
     let ranges = concurrent_map_auto(state.path(), 20, |c| {
         nobody_with_subids(c, state.path(), subuid, subgid)
     });
     assert_pairwise_disjoint(&ranges);
     for (uid, gid, count) in &ranges {
-        assert!(*uid >= 1000000 && uid + count <= 1000000 + 1310720, "{uid}");
-        assert!(*gid >= 3000000 && gid + count <= 3000000 + 1310720, "{gid}");
+        assert!(
+            *uid >= 2000000000 && uid + count <= 2000000000 + 1310720,
+            "{uid}"
+        );
+        assert!(
+            *gid >= 2100000000 && gid + count <= 2100000000 + 1310720,
+            "{gid}"
+        );
     }
     // All 20 blocks were free again: a 21st chain after them gets the first block.
     let cmd = userns(
@@ -471,8 +509,66 @@ fn map_auto_as_nobody_gives_20_concurrent_chains_disjoint_subuid_ranges() {
         .split_whitespace()
         .map(|f| f.parse().unwrap())
         .collect();
-    assert_eq!(again, [0, 3000000, 65536]);
+    assert_eq!(again, [0, 2100000000, 65536]);
     assert_nothing_left_but_leases(&before, state.path());
+}
+
+#[test]
+fn a_process_that_outlives_its_chain_keeps_the_range() {
+    if !need_root() {
+        return;
+    }
+    let _pool = pool_lock();
+    let state = scratch();
+    let map = |out: &str| -> u64 { out.split_whitespace().nth(1).unwrap().parse().unwrap() };
+    // The chain's process exits at once, its background child lives on in the namespace.
+    let out = ok(&mut userns(
+        state.path(),
+        &[
+            "--map-auto",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 </dev/null >/dev/null 2>&1 & echo $!; head -1 /proc/self/uid_map",
+        ],
+    ));
+    let (pid, range) = out.split_once('\n').unwrap();
+    let pid: i32 = pid.trim().parse().unwrap();
+    let sleeper = KillOnDrop(pid);
+    let first = map(range);
+    let again = ok(&mut userns(
+        state.path(),
+        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
+    ));
+    assert_ne!(
+        map(&again),
+        first,
+        "the range of a running process was handed out again"
+    );
+    drop(sleeper);
+    // Gone, or a zombie waiting for a reaper (it holds no ids any more).
+    for _ in 0..200 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .next();
+        if matches!(state, None | Some("Z")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let free = ok(&mut userns(
+        state.path(),
+        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
+    ));
+    assert_eq!(
+        map(&free),
+        first,
+        "the range is free once its last process is gone"
+    );
 }
 
 #[test]
@@ -503,6 +599,7 @@ fn root_inside_cannot_read_a_file_only_host_root_can_read() {
     if !need_root() {
         return;
     }
+    let _pool = pool_lock();
     let state = scratch();
     let secret = state.path().join("secret");
     std::fs::write(&secret, "host root only\n").unwrap();
@@ -544,6 +641,7 @@ fn a_named_map_auto_chain_can_be_joined_by_later_links_and_tools() {
     if !need_root() {
         return;
     }
+    let _pool = pool_lock();
     let state = scratch();
     let name = format!("userns-named-{}", std::process::id());
     let mut chain = userns(
@@ -598,6 +696,7 @@ fn a_pinned_map_auto_namespace_keeps_its_lease_and_can_be_joined() {
     if !need_root() {
         return;
     }
+    let _pool = pool_lock();
     let state = scratch();
     let pin = state.path().join("user.pin");
     let mut cmd = userns(state.path(), &["--map-auto", "--pin"]);

@@ -15,7 +15,7 @@
 //! time, against pid reuse) and the inode of the user namespace it made. The lock is held until
 //! the lease names the new namespace, so a lease is live exactly while that process still has
 //! that user namespace (or while it is pinned with `--pin`, or, if the holder is gone, while a
-//! visible process is still in it). The next allocation removes every lease that is not
+//! process still runs as one of its host uids). The next allocation removes every lease that is not
 //! live: a chain's range is free again as soon as the chain has ended, even after SIGKILL.
 
 use std::collections::HashSet;
@@ -252,12 +252,13 @@ fn live_leases(dir: &Path) -> Vec<LeaseRecord> {
         }
     }
     if dead.iter().any(|(_, r)| r.is_some()) {
-        // The holder is gone; another process may still be in its namespace (a daemon that
-        // outlived the chain): its ids are still in use.
-        let in_use = user_namespaces_in_use();
+        // The holder is gone, but a process of its namespace may have outlived it (a daemon
+        // that left the chain): while a process runs as one of its host uids, they are in use.
+        let candidates: Vec<&LeaseRecord> = dead.iter().filter_map(|(_, r)| r.as_ref()).collect();
+        let in_use = uids_in_use(&candidates);
         for (path, record) in dead {
             match record {
-                Some(record) if in_use.contains(&record.userns) => live.push(record),
+                Some(record) if in_use.contains(&record.uid) => live.push(record),
                 _ => {
                     let _ = fs::remove_file(path);
                 }
@@ -292,6 +293,18 @@ fn holder_has_namespace(record: &LeaseRecord) -> bool {
     }
 }
 
+/// Whether process `pid` has exited and waits to be reaped (it uses no ids any more).
+fn is_zombie(pid: &std::ffi::OsStr) -> bool {
+    let path = Path::new("/proc").join(pid).join("stat");
+    let Ok(stat) = fs::read_to_string(path) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
+}
+
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -300,22 +313,30 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// The inodes of every user namespace a visible process is in.
-fn user_namespaces_in_use() -> HashSet<u64> {
+/// The uid starts of the leases whose host uids some process still runs as (the owner of
+/// /proc/PID is the process's effective uid, readable by anyone).
+fn uids_in_use(leases: &[&LeaseRecord]) -> HashSet<u32> {
+    let mut in_use = HashSet::new();
     let Ok(entries) = fs::read_dir("/proc") else {
-        return HashSet::new();
+        return in_use;
     };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| fs::metadata(e.path().join("ns/user")).ok())
-        .map(|m| m.ino())
-        .collect()
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let uid = u64::from(meta.uid());
+        for lease in leases {
+            let start = u64::from(lease.uid);
+            if (start..start + u64::from(lease.count)).contains(&uid) && !is_zombie(&name) {
+                in_use.insert(lease.uid);
+            }
+        }
+    }
+    in_use
 }
 
 impl Lease {
