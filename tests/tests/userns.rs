@@ -571,6 +571,88 @@ fn a_process_that_outlives_its_chain_keeps_the_range() {
     );
 }
 
+/// The start time of this (test) process, as a lease records its holder's.
+fn own_start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn leases_are_judged_by_the_kernel_not_by_their_files() {
+    if !need_root() {
+        return;
+    }
+    let _pool = pool_lock();
+    let state = scratch();
+    let dir = state.path().join("run/userns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lease = |start: u64, pid: u32, userns: u64, started: u64| {
+        let text = format!(
+            r#"{{"pid":{pid},"userns":{userns},"uid":{start},"gid":{start},"count":65536,"start":{started}}}"#
+        );
+        std::fs::write(dir.join(format!("lease-{start}-{start}.json")), text).unwrap();
+    };
+    let me = std::process::id();
+    // Held: this process, with its real user namespace and start time.
+    lease(524288, me, own_ns_inode("user"), own_start_time());
+    // Not held: unfinished (its maker was killed while making the namespace), the wrong
+    // namespace, a reused pid (other start time), a pid that does not exist, and garbage.
+    lease(589824, me, 0, own_start_time());
+    lease(655360, me, 1, own_start_time());
+    lease(720896, me, own_ns_inode("user"), own_start_time() + 1);
+    lease(786432, u32::MAX - 1, own_ns_inode("user"), 1);
+    std::fs::write(dir.join("lease-851968-851968.json"), "not json").unwrap();
+    let got = |state: &Path| -> u64 {
+        let out = ok(&mut userns(
+            state,
+            &["--map-auto", "--", "cat", "/proc/self/uid_map"],
+        ));
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        got(state.path()),
+        589824,
+        "the held range is skipped, the first dead one reused"
+    );
+    let mut left: Vec<String> = leases(state.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["lease-524288-524288.json", "lease-589824-589824.json"],
+        "dead leases are removed"
+    );
+}
+
+#[test]
+fn the_host_state_paths_are_passed_down_to_later_links() {
+    if !need_rootless() {
+        return;
+    }
+    let state = scratch();
+    let show = ["--", "sh", "-c", "echo $NSCHAIN_RUN_DIR $NSCHAIN_DATA_DIR"];
+    // As root: the rootful paths (printing them creates nothing).
+    let mut cmd = userns(state.path(), &show);
+    cmd.env_remove("NSCHAIN_RUN_DIR")
+        .env_remove("NSCHAIN_DATA_DIR");
+    assert_eq!(ok(&mut cmd), "/run/nschain /var/lib/nschain");
+    // Rootless: the caller's, although the next link is root inside.
+    let mut cmd = userns(state.path(), &show);
+    cmd.env_remove("NSCHAIN_RUN_DIR")
+        .env_remove("NSCHAIN_DATA_DIR")
+        .env("XDG_RUNTIME_DIR", state.path().join("xdg-run"))
+        .env("XDG_DATA_HOME", state.path().join("xdg-data"));
+    let expected = format!(
+        "{}/xdg-run/nschain {}/xdg-data/nschain",
+        state.path().display(),
+        state.path().display()
+    );
+    assert_eq!(ok(&mut as_nobody(&cmd)), expected);
+}
+
 #[test]
 fn ordering_userns_first_works_rootless_and_last_fails_with_a_hint() {
     if !need_rootless() {
