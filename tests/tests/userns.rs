@@ -774,6 +774,64 @@ fn a_named_map_auto_chain_can_be_joined_by_later_links_and_tools() {
 }
 
 #[test]
+fn a_rootless_named_chain_is_joined_through_its_user_namespace() {
+    if !need_rootless() {
+        return;
+    }
+    let state = scratch();
+    let name = format!("userns-rootless-{}", std::process::id());
+    let chain = userns(
+        state.path(),
+        &[
+            "--name",
+            &name,
+            "--",
+            "utsns",
+            "--hostname",
+            "rl-h",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    let mut chain = as_nobody(&chain).spawn().unwrap();
+    let _stop = KillOnDrop(chain.id() as i32);
+    let join = userns(
+        state.path(),
+        &[
+            "--join",
+            &name,
+            "--",
+            "utsns",
+            "--join",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "id -u; hostname",
+        ],
+    );
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let out = run(&mut as_nobody(&join));
+        if out.status.success() {
+            seen = stdout(&out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen, "0\nrl-h");
+    // Without its user namespace first, the rootless caller may not join: a hint says so.
+    let mut direct = tool("utsns", state.path());
+    direct.args(["--join", &name, "--", "hostname"]);
+    let out = run(&mut as_nobody(&direct));
+    assert_fatal(&out, "utsns");
+    assert!(stderr(&out).contains("userns --join"), "{}", stderr(&out));
+    chain.kill().unwrap();
+    chain.wait().unwrap();
+}
+
+#[test]
 fn a_pinned_map_auto_namespace_keeps_its_lease_and_can_be_joined() {
     if !need_root() {
         return;
