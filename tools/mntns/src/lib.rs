@@ -371,6 +371,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         rootfs::make_root_read_only()?;
     }
     drop(root);
+    drop(nodes);
     if let Some(cleaner) = cleaner {
         cleaner.release(args.rm);
     }

@@ -1,0 +1,949 @@
+//! mntns: private mounts, container roots from --rootfs and --overlay, and the entry into
+//! them, checked from the outside (what a user sees on the host) and from the inside (what a
+//! container process sees).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nschain_tests::*;
+
+/// Docker's default capability set as /proc/PID/status prints it: CHOWN DAC_OVERRIDE FOWNER
+/// FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE
+/// SETFCAP.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "echo", "grep", "id", "ps", "stat", "readlink", "touch", "mkdir", "wc",
+    "head", "test", "sleep", "mount", "printf", "pwd", "find", "true",
+];
+
+/// A tiny root filesystem: Debian's static busybox and its applet links.
+fn busybox_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    for d in ["etc", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        std::fs::write(root.join("etc").join(f), "").unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in BUSYBOX_APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    root
+}
+
+fn have_busybox() -> bool {
+    require(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox (Debian package busybox-static)",
+    )
+}
+
+fn mntns(state: &Path) -> Command {
+    tool("mntns", state)
+}
+
+/// A state directory every user may write (rootless runs keep their layers in it).
+fn state_dir(scratch: &Path) -> PathBuf {
+    let state = scratch.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    state
+}
+
+fn ok_out(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}: stdout={} stderr={}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// The mount points a process sees (field 5 of mountinfo).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .collect()
+}
+
+/// What a container root may have mounted: mntns's own mounts and the masked and read-only
+/// paths the kernel has.
+fn allowed_container_mounts() -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = [
+        "/",
+        "/proc",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/dev",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/interrupts",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    set.insert("/sys".into());
+    set
+}
+
+/// Runs `args` (mntns first) inside a throwaway mount namespace that plays the host, and
+/// returns the output plus that "host"'s mountinfo before and after.
+fn in_fake_host(state: &Path, dir: &Path, args: &[&str]) -> (Output, String, String) {
+    let mut cmd = Command::new("unshare");
+    with_env(&mut cmd, state);
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "cat /proc/self/mountinfo > \"$0/before\"; \"$@\"; rc=$?; \
+             cat /proc/self/mountinfo > \"$0/after\"; exit $rc",
+        )
+        .arg(dir)
+        .args(args);
+    let out = run(&mut cmd);
+    let before = std::fs::read_to_string(dir.join("before")).unwrap();
+    let after = std::fs::read_to_string(dir.join("after")).unwrap();
+    (out, before, after)
+}
+
+/// Every file under `dir`, as relative paths (empty when `dir` does not exist).
+fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The seed scenario: --overlay /
+
+#[test]
+fn three_overlay_containers_each_see_only_their_own_file() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    assert!(
+        !Path::new("/opt/test1").exists(),
+        "the host already has /opt/test1: the scenario would prove nothing"
+    );
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let names: Vec<String> = (1..=3)
+        .map(|i| format!("seed{}-{i}", std::process::id()))
+        .collect();
+    // The three run at the same time: each checks it starts without the file, writes its
+    // own text, waits for the others to have written theirs, and reads its file back.
+    let children: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let mut cmd = mntns(&state);
+            cmd.args(["--overlay", "/", "--name", name, "--", "sh", "-c"])
+                .arg(
+                    "test ! -e /opt/test1 || { echo 'saw a file at start'; exit 3; }; \
+                     echo \"text of $0\" > /opt/test1; sleep 0.6; cat /opt/test1",
+                )
+                .arg(name)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for (name, child) in names.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(ok_out(&out, name), format!("text of {name}"));
+    }
+    assert!(
+        !Path::new("/opt/test1").exists(),
+        "a container wrote to the host's /opt"
+    );
+    for name in &names {
+        let layer = state.join("data/overlay").join(name);
+        let file = layer.join("diff/opt/test1");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("text of {name}\n"),
+            "{}",
+            file.display()
+        );
+        // Without --rm the layer stays after the container exited.
+        assert!(layer.join("work").is_dir() && layer.join("merged").is_dir());
+    }
+}
+
+#[test]
+fn rm_deletes_the_layer_when_the_container_exits_and_info_fd_names_it() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let info = dir.path().join("info");
+    let mut cmd = Command::new("sh");
+    with_env(&mut cmd, &state);
+    cmd.arg("-c")
+        .arg(
+            "exec mntns --overlay / --rm --info-fd 3 -- \
+             sh -c 'echo gone > /opt/test1; sleep 0.5' 3>\"$0\"",
+        )
+        .arg(&info)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // While it runs the layer is there, with the file in diff.
+    let mut layer = PathBuf::new();
+    wait_for("the --info-fd line", Duration::from_secs(10), || {
+        let Ok(text) = std::fs::read_to_string(&info) else {
+            return false;
+        };
+        let Ok(line) = serde_json::from_str::<Value>(&text) else {
+            return false;
+        };
+        layer = PathBuf::from(line["layer"].as_str().unwrap());
+        assert_eq!(line["tool"], "mntns");
+        assert_eq!(line["ns"]["type"], "mnt");
+        assert_eq!(line["rm"], true);
+        assert_eq!(
+            line["rootfs"].as_str().unwrap(),
+            layer.join("merged").to_str().unwrap()
+        );
+        true
+    });
+    assert!(
+        layer.starts_with(state.join("data/overlay")),
+        "{}",
+        layer.display()
+    );
+    wait_for("the file in diff", Duration::from_secs(10), || {
+        layer.join("diff/opt/test1").exists()
+    });
+    let out = child.wait_with_output().unwrap();
+    ok_out(&out, "mntns --rm");
+    // The cleaner keeps stderr until it is done: reading to EOF means the layer is gone.
+    assert!(!layer.exists(), "{} is still there", layer.display());
+    assert_eq!(
+        tree(&state.join("data/overlay")),
+        BTreeSet::new(),
+        "no trash left"
+    );
+}
+
+#[test]
+fn a_failed_setup_removes_the_fresh_layer() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    // /proc cannot take a volume: the failure comes after the layer was made.
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "x").unwrap();
+    let out = run(mntns(&state)
+        .args(["--overlay", "/", "-v"])
+        .arg(format!("{}:/dev/null/x", file.display()))
+        .args(["--", "true"]));
+    assert_fatal(&out, "mntns");
+    assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// A busybox root
+
+#[test]
+fn a_busybox_root_sees_only_its_own_mounts_devices_and_no_host() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let marker = dir.path().join("host-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let script = "cat /proc/self/mountinfo; echo ---; ls -a /dev; echo ---; \
+         for n in null zero full random urandom tty; do stat -c '%n %F %t:%T' /dev/$n; done; echo ---; \
+         cat \"$0\" 2>/dev/null && echo REACHED-MARKER; cat /proc/1/root\"$0\" 2>/dev/null && echo REACHED-VIA-PROC; \
+         find / -xdev -name host-marker; echo ---; \
+         wc -c < /proc/timer_list; wc -c < /proc/interrupts; \
+         mkdir /sys/nschain-x 2>/dev/null && echo SYS-WRITABLE; \
+         echo x > /proc/sys/kernel/hostname 2>/dev/null && echo PROC-SYS-WRITABLE; \
+         if [ -e /proc/sysrq-trigger ]; then echo h > /proc/sysrq-trigger 2>/dev/null && echo SYSRQ-WRITABLE; fi; \
+         if [ -e /proc/kcore ]; then head -c 1 /proc/kcore >/dev/null 2>&1 && echo KCORE-READABLE; fi; \
+         echo end";
+    // Wrapped in a UTS namespace: were /proc/sys writable, only a throwaway hostname changes.
+    let mut cmd = Command::new("unshare");
+    with_env(&mut cmd, &state);
+    cmd.args(["--uts", "--", "mntns", "--rootfs"])
+        .arg(&root)
+        .args(["--", "/bin/sh", "-c", script])
+        .arg(&marker);
+    let out = ok_out(&run(&mut cmd), "mntns --rootfs busybox");
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(parts.len(), 5, "{out}");
+
+    let points = mount_points(parts[0]);
+    let allowed = allowed_container_mounts();
+    for point in &points {
+        assert!(
+            allowed.contains(point),
+            "unexpected mount {point} in:\n{}",
+            parts[0]
+        );
+    }
+    for needed in [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/dev/null",
+        "/proc/sys",
+    ] {
+        assert!(
+            points.iter().any(|p| p == needed),
+            "{needed} not mounted:\n{}",
+            parts[0]
+        );
+    }
+    let root_line = parts[0]
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap();
+    assert!(
+        root_line
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .ends_with("/root"),
+        "the root is not the rootfs: {root_line}"
+    );
+    let sys_line = parts[0]
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/sys"))
+        .unwrap();
+    assert!(
+        sys_line
+            .split_whitespace()
+            .nth(5)
+            .unwrap()
+            .starts_with("ro"),
+        "{sys_line}"
+    );
+
+    let dev: BTreeSet<&str> = parts[1].lines().collect();
+    let expected: BTreeSet<&str> = [
+        ".", "..", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr",
+        "stdin", "stdout", "tty", "urandom", "zero",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(dev, expected);
+    let nodes: Vec<&str> = parts[2].lines().collect();
+    assert_eq!(
+        nodes,
+        [
+            "/dev/null character special file 1:3",
+            "/dev/zero character special file 1:5",
+            "/dev/full character special file 1:7",
+            "/dev/random character special file 1:8",
+            "/dev/urandom character special file 1:9",
+            "/dev/tty character special file 5:0",
+        ]
+    );
+    assert!(
+        parts[3].trim().is_empty(),
+        "the host was reachable: {}",
+        parts[3]
+    );
+    let rest: Vec<&str> = parts[4].lines().collect();
+    assert_eq!(
+        rest,
+        ["0", "0", "end"],
+        "masked files readable or paths writable: {}",
+        parts[4]
+    );
+    // The host sees these files with content: the zeros above come from the masks.
+    assert!(!std::fs::read_to_string("/proc/interrupts")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_command_missing_in_the_new_root_exits_127_with_the_put_mntns_last_hint() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let out = run(mntns(&state)
+        .arg("--rootfs")
+        .arg(&root)
+        .args(["--", "utsns", "true"]));
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("mntns: fatal: unable to execute utsns"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mntns: hint:") && err.contains("put mntns last"),
+        "{err}"
+    );
+    // Missing everywhere: 127 without that hint.
+    let out = run(mntns(&state)
+        .arg("--rootfs")
+        .arg(&root)
+        .args(["--", "nschain-no-such-cmd"]));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(!stderr(&out).contains("hint"), "{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------------------
+// Volumes, tmpfs, read-only root, working directory
+
+#[test]
+fn volumes_are_read_write_or_read_only_down_to_their_submounts() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let rw = dir.path().join("rw");
+    let ro = dir.path().join("ro");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(ro.join("sub")).unwrap();
+    std::fs::write(ro.join("file"), "read me").unwrap();
+    let file = dir.path().join("single");
+    std::fs::write(&file, "one file").unwrap();
+    // The "host" gets a submount under the ro volume's source.
+    let mut cmd = Command::new("unshare");
+    with_env(&mut cmd, &state);
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs nschain-sub \"$0/ro/sub\" || exit 9; exec \"$@\"")
+        .arg(dir.path())
+        .arg("mntns")
+        .arg("--rootfs")
+        .arg(&root)
+        .arg("-v")
+        .arg(format!("{}:/data/rw", rw.display()))
+        .arg("-v")
+        .arg(format!("{}:/data/ro:ro", ro.display()))
+        .arg("--volume")
+        .arg(format!("{}:/etc/single:ro", file.display()))
+        .args(["--", "/bin/sh", "-c"])
+        .arg(
+            "touch /data/rw/new || echo RW-FAILED; \
+             touch /data/ro/x 2>/dev/null && echo RO-WRITABLE; \
+             touch /data/ro/sub/x 2>/dev/null && echo RO-SUBMOUNT-WRITABLE; \
+             echo x >> /etc/single 2>/dev/null && echo RO-FILE-WRITABLE; \
+             cat /data/ro/file; echo; cat /etc/single",
+        );
+    let out = ok_out(&run(&mut cmd), "volumes");
+    assert_eq!(out, "read me\none file");
+    assert!(
+        rw.join("new").exists(),
+        "the rw volume did not write through to the host"
+    );
+    assert!(!ro.join("x").exists());
+}
+
+#[test]
+fn a_rootfs_symlink_to_etc_used_as_a_target_stays_inside_the_root() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    std::os::unix::fs::symlink("/etc", root.join("evil")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../etc", root.join("bin/evil2")).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "volume\n").unwrap();
+    let unique = format!("nschain-mntns-test-{}", std::process::id());
+    let out = run(mntns(&state)
+        .arg("--rootfs")
+        .arg(&root)
+        .arg("-v")
+        .arg(format!("{}:/evil/{unique}", src.display()))
+        .arg("--tmpfs")
+        .arg(format!("/bin/evil2/{unique}-tmp:size=1m"))
+        .args(["--", "/bin/sh", "-c"])
+        .arg(format!(
+            "cat /etc/{unique}/f; touch /etc/{unique}-tmp/t && echo tmpfs-ok"
+        )));
+    assert_eq!(ok_out(&out, "symlink targets"), "volume\ntmpfs-ok");
+    assert!(
+        !Path::new("/etc").join(&unique).exists(),
+        "wrote to the host's /etc"
+    );
+    assert!(
+        !Path::new("/etc").join(format!("{unique}-tmp")).exists(),
+        "wrote to the host's /etc"
+    );
+    assert!(
+        root.join("etc").join(&unique).is_dir(),
+        "the mount point was made inside the root"
+    );
+}
+
+#[test]
+fn tmpfs_read_only_root_and_workdir() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let out = run(mntns(&state)
+        .arg("--rootfs")
+        .arg(&root)
+        .args([
+            "--read-only",
+            "--tmpfs",
+            "/scratch:size=1m,mode=750",
+            "-w",
+            "/work/dir",
+        ])
+        .args(["--", "/bin/sh", "-c"])
+        .arg(
+            "pwd; touch /x 2>/dev/null && echo ROOT-WRITABLE; touch /scratch/y && echo tmpfs-ok; \
+             grep ' /scratch ' /proc/self/mountinfo",
+        ));
+    let out = ok_out(&out, "tmpfs, --read-only, -w");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["/work/dir", "tmpfs-ok"], "{out}");
+    assert!(
+        lines[2].contains("size=1024k") && lines[2].contains("mode=750"),
+        "{out}"
+    );
+    assert!(lines[2].contains("nosuid,nodev,noexec"), "{out}");
+    assert!(root.join("work/dir").is_dir());
+}
+
+// ---------------------------------------------------------------------------------------
+// Propagation
+
+#[test]
+fn a_mount_made_inside_never_appears_on_the_host() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let point = dir.path().join("m");
+    std::fs::create_dir(&point).unwrap();
+    // The fake host's mounts are shared, as systemd makes them: the worst case.
+    let check = |mntns_args: &[&str]| -> String {
+        let mut cmd = Command::new("unshare");
+        with_env(&mut cmd, &state);
+        cmd.args(["--mount", "--propagation", "shared", "--", "sh", "-c"])
+            .arg("\"$@\" || exit 9; grep -c \" $0 \" /proc/self/mountinfo; true")
+            .arg(&point)
+            .arg("mntns")
+            .args(mntns_args)
+            .args(["--", "mount", "-t", "tmpfs", "nschain-inside"])
+            .arg(&point);
+        ok_out(&run(&mut cmd), "propagation")
+    };
+    assert_eq!(check(&[]), "0", "default (private)");
+    assert_eq!(check(&["--propagation", "private"]), "0");
+    assert_eq!(check(&["--propagation", "slave"]), "0");
+    assert_eq!(
+        check(&[
+            "--overlay",
+            "/",
+            "--rm",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--propagation",
+            "shared"
+        ]),
+        "0",
+        "container mode"
+    );
+    // The same check sees a mount that does propagate.
+    assert_eq!(check(&["--propagation", "shared"]), "1");
+}
+
+// ---------------------------------------------------------------------------------------
+// The entry: capabilities, user, file descriptors
+
+fn status_caps(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once(":\t"))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn container_capabilities_are_dockers_default_set_or_what_is_asked() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let caps = |args: &[&str]| {
+        let out = run(mntns(&state).arg("--rootfs").arg(&root).args(args).args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "grep ^Cap /proc/self/status; id -u; id -g",
+        ]));
+        ok_out(&out, "caps")
+    };
+    let default = caps(&[]);
+    let map = status_caps(&default);
+    for (key, want) in [
+        ("CapEff", DOCKER_CAPS),
+        ("CapPrm", DOCKER_CAPS),
+        ("CapBnd", DOCKER_CAPS),
+        ("CapInh", "0000000000000000"),
+        ("CapAmb", "0000000000000000"),
+    ] {
+        assert!(
+            map.contains(&(key.to_owned(), want.to_owned())),
+            "{key}: {default}"
+        );
+    }
+    let none = caps(&["--cap-drop", "ALL"]);
+    for key in ["CapEff", "CapPrm", "CapBnd"] {
+        assert!(
+            status_caps(&none).contains(&(key.to_owned(), "0000000000000000".to_owned())),
+            "{none}"
+        );
+    }
+    let more = caps(&["--cap-add", "net_admin", "--cap-drop", "CAP_NET_RAW"]);
+    // + NET_ADMIN (bit 12), - NET_RAW (bit 13).
+    assert!(
+        status_caps(&more).contains(&("CapEff".into(), "00000000a80415fb".into())),
+        "{more}"
+    );
+    let user = caps(&["--user", "1000:1000", "--no-new-privs"]);
+    let ids: Vec<&str> = user.lines().rev().take(2).collect();
+    assert_eq!(ids, ["1000", "1000"], "{user}");
+    assert!(
+        status_caps(&user).contains(&("CapEff".into(), "0000000000000000".into())),
+        "{user}"
+    );
+}
+
+#[test]
+fn an_fd_on_a_host_directory_is_not_reachable_inside() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let host_dir = dir.path().join("hostdir");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("secret"), "host").unwrap();
+    let inside = |extra: &[&str], script: &str| {
+        let mut cmd = Command::new("sh");
+        with_env(&mut cmd, &state);
+        cmd.arg("-c")
+            .arg("exec 7<\"$0\"; shift; exec \"$@\"")
+            .arg(&host_dir)
+            .arg("-")
+            .arg("mntns")
+            .arg("--rootfs")
+            .arg(&root)
+            .args(extra)
+            .args(["--", "/bin/sh", "-c", script]);
+        ok_out(&run(&mut cmd), "fd test")
+    };
+    let script = "if [ -e /proc/self/fd/7 ]; then ls /proc/self/fd/7/; else echo closed; fi";
+    assert_eq!(inside(&[], script), "closed");
+    // Kept on request, it is there (so the check above can fail) ...
+    assert_eq!(inside(&["--preserve-fds", "5"], script), "secret");
+    // ... but a working directory named through it still stays inside the root.
+    let out = inside(&["--preserve-fds", "5", "-w", "/proc/self/fd/7"], "ls; pwd");
+    assert!(!out.contains("secret"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Rootless and chains
+
+/// The rootless user-namespace link: our `userns` when it is built, else util-linux unshare.
+fn rootless_prefix() -> Vec<String> {
+    if bin_dir().join("userns").exists() {
+        vec!["userns".into(), "--".into()]
+    } else {
+        eprintln!("mntns tests: userns is not built, using unshare --user --map-root-user");
+        vec![
+            "unshare".into(),
+            "--user".into(),
+            "--map-root-user".into(),
+            "--".into(),
+        ]
+    }
+}
+
+/// The pid-namespace link: our `pidns` when built, else `unshare --pid --fork`.
+fn pidns_prefix() -> Vec<String> {
+    if bin_dir().join("pidns").exists() {
+        vec!["pidns".into(), "--".into()]
+    } else {
+        eprintln!("mntns tests: pidns is not built, using unshare --pid --fork");
+        vec![
+            "unshare".into(),
+            "--pid".into(),
+            "--fork".into(),
+            "--".into(),
+        ]
+    }
+}
+
+#[test]
+fn rootless_rootfs_and_overlay_have_proc_and_dev() {
+    if !require(
+        rootless_userns_works(),
+        "unprivileged user namespaces (uid 65534)",
+    ) || !have_busybox()
+    {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = "ls /proc | grep -c '^[0-9]'; ls /dev | wc -l; head -c 4 /dev/urandom | wc -c; \
+                  echo ok > /dev/null && echo devnull-ok; touch /new && echo written; \
+                  grep ^CapEff /proc/self/status";
+    for (mode, arg) in [("--rootfs", root.clone()), ("--overlay", root.clone())] {
+        let mut chain: Vec<String> = rootless_prefix();
+        chain.extend(pidns_prefix());
+        let mut cmd = Command::new(&chain[0]);
+        with_env(&mut cmd, &state);
+        cmd.args(&chain[1..])
+            .arg("mntns")
+            .arg(mode)
+            .arg(&arg)
+            .args([
+                "--name",
+                &format!("rl{}{}", std::process::id(), &mode[2..4]),
+            ])
+            .args(["--", "/bin/sh", "-c", script]);
+        let out = ok_out(&run(&mut as_nobody(&cmd)), mode);
+        let lines: Vec<&str> = out.lines().collect();
+        let procs: u32 = lines[0].parse().unwrap();
+        assert!(
+            procs <= 5,
+            "{mode}: only the container's processes in /proc: {out}"
+        );
+        assert_eq!(lines[1], "14", "{mode}: /dev: {out}");
+        assert_eq!(lines[2..5], ["4", "devnull-ok", "written"], "{mode}: {out}");
+        assert_eq!(lines[5], format!("CapEff:\t{DOCKER_CAPS}"), "{mode}");
+    }
+    // The overlay's write landed in the layer, owned by the unprivileged user on the host.
+    let layer = state
+        .join("data/overlay")
+        .join(format!("rl{}ov", std::process::id()));
+    let written = layer.join("diff/new");
+    assert_eq!(
+        std::fs::metadata(&written).unwrap().uid(),
+        65534,
+        "{}",
+        written.display()
+    );
+    assert!(!root.join("new").exists() || root.join("new").metadata().unwrap().uid() == 65534);
+}
+
+#[test]
+fn pidns_then_mntns_proc_shows_only_the_containers_processes() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let pids = |with_proc: bool| -> Vec<u32> {
+        let chain = pidns_prefix();
+        let mut cmd = Command::new(&chain[0]);
+        with_env(&mut cmd, &state);
+        cmd.args(&chain[1..]).arg("mntns");
+        if with_proc {
+            cmd.arg("--proc");
+        }
+        cmd.args(["--", "ps", "-e", "-o", "pid="]);
+        ok_out(&run(&mut cmd), "pidns -- mntns --proc -- ps")
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+    let inside = pids(true);
+    assert!(
+        !inside.is_empty() && inside.iter().all(|p| *p <= 2),
+        "{inside:?}"
+    );
+    // Without --proc, ps reads the host's /proc: the check above can fail.
+    assert!(pids(false).len() > 2);
+}
+
+#[test]
+fn join_enters_a_running_containers_root_and_working_directory() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let name = format!("join{}", std::process::id());
+    let mut container = mntns(&state)
+        .args(["--overlay", "/", "--rm", "--name", &name, "--", "sh", "-c"])
+        .arg("mkdir -p /opt/jdir && cd /opt/jdir && echo joined > here && exec sleep 30")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let here = state
+        .join("data/overlay")
+        .join(&name)
+        .join("diff/opt/jdir/here");
+    wait_for("the container's file", Duration::from_secs(10), || {
+        here.exists()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let out = run(mntns(&state).args([
+        "--join",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "pwd; cat here; test -e /opt/test1 || echo own-root",
+    ]));
+    container.kill().unwrap();
+    container.wait().unwrap();
+    assert_eq!(ok_out(&out, "mntns --join"), "/opt/jdir\njoined\nown-root");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_is_125_and_leaves_the_mount_table_and_data_dir_untouched() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let good = dir.path().to_str().unwrap().to_owned();
+    let missing = format!("{good}/missing");
+    let file = file.to_str().unwrap().to_owned();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--rootfs".into(), missing.clone()],
+        vec!["--rootfs".into(), file.clone()],
+        vec!["--overlay".into(), missing.clone()],
+        vec!["--overlay".into(), format!("/:{file}")],
+        vec![
+            "--overlay".into(),
+            "/".into(),
+            "-v".into(),
+            format!("{missing}:/x"),
+        ],
+        vec!["-v".into(), format!("{good}:relative/target")],
+        vec!["-v".into(), format!("{good}:/x:rx")],
+        vec!["-v".into(), format!("{good}")],
+        vec![
+            "--overlay".into(),
+            "/".into(),
+            "--tmpfs".into(),
+            "/t:size=lots".into(),
+        ],
+        vec!["--tmpfs".into(), "/t:size=0".into()],
+        vec!["--tmpfs".into(), "t".into()],
+        vec!["--tmpfs".into(), "/t:mode=999".into()],
+        vec![
+            "--overlay".into(),
+            "/".into(),
+            "--cap-add".into(),
+            "CAP_NO_SUCH".into(),
+        ],
+        vec!["--cap-drop".into(), "bogus".into()],
+        vec!["--propagation".into(), "rshared".into()],
+        vec!["--user".into(), "root".into()],
+        vec!["--preserve-fds".into(), "-1".into()],
+        vec!["-w".into(), "relative".into()],
+        vec!["--rm".into()],
+        vec!["--join".into(), "no-such-chain".into()],
+        vec![
+            "--overlay".into(),
+            "/".into(),
+            "--upper".into(),
+            "rel".into(),
+        ],
+    ];
+    for case in cases {
+        let mut args = vec!["mntns"];
+        args.extend(case.iter().map(String::as_str));
+        args.extend(["--", "true"]);
+        let (out, before, after) = in_fake_host(&state, dir.path(), &args);
+        assert_fatal(&out, "mntns");
+        assert_eq!(before, after, "{case:?} changed the mount table");
+        assert!(
+            !state.join("data").exists(),
+            "{case:?} left {:?}",
+            tree(&state.join("data"))
+        );
+    }
+}
