@@ -60,5 +60,15 @@ bench: deps build
 demo: deps build
 	bash demo/demo.sh
 
+# An interactive container over a copy-on-write view of this machine's root, deleted on exit.
+shell: build
+	@if [ "$$(id -u)" = 0 ]; then \
+		PATH=$(CURDIR)/$(RELEASE):$$PATH netns -- ipcns -- utsns --hostname nschain -- pidns -- \
+			mntns --overlay / --rm -- bash; \
+	else \
+		PATH=$(CURDIR)/$(RELEASE):$$PATH userns -- netns -- ipcns -- utsns --hostname nschain -- pidns -- \
+			mntns --overlay / --rm -- bash; \
+	fi
+
 clean:
 	$(CARGO) clean

@@ -168,6 +168,9 @@ fn cmdline(pid: u32) -> String {
                 .map(String::from_utf8_lossy)
                 .collect::<Vec<_>>()
                 .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .unwrap_or_default()
 }
