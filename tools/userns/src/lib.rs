@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let caller = Caller::current();
     let mut plan = Plan::new(&args, &caller)?;
     let source = match plan.auto {
-        true => Some(auto::source(&caller.user, caller.privileged)?),
+        true => Some(auto::source(caller.user(), caller.privileged)?),
         false => None,
     };
 

@@ -16,7 +16,8 @@ use crate::{Args, Setgroups};
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
-    pub user: User,
+    /// The user of the real uid, looked up (NSS) only when /etc/subuid matters.
+    user: std::cell::OnceCell<User>,
     /// CAP_SETUID and CAP_SETGID held: maps are written directly, any outer ids.
     pub privileged: bool,
 }
@@ -26,9 +27,14 @@ impl Caller {
         Caller {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
-            user: User::current(),
+            user: std::cell::OnceCell::new(),
             privileged: crate::creds::privileged(),
         }
+    }
+
+    /// The user whose /etc/subuid and /etc/subgid entries apply.
+    pub fn user(&self) -> &User {
+        self.user.get_or_init(User::current)
     }
 }
 
@@ -124,20 +130,20 @@ impl Plan {
         }
         if self.writer == Writer::Helper(Method::NewIdMap) {
             SubIds::read(Path::new(SUBUID))?.check(
-                &caller.user,
+                caller.user(),
                 caller.uid,
                 &self.uid_map.ranges,
                 "--map-users",
             )?;
             SubIds::read(Path::new(SUBGID))?.check(
-                &caller.user,
+                caller.user(),
                 caller.gid,
                 &self.gid_map.ranges,
                 "--map-groups",
             )?;
             if self.setgroups == Some(Setgroups::Allow) {
                 let own = SubIds::read(Path::new(SUBGID))?;
-                let delegated = own.of(&caller.user);
+                let delegated = own.of(caller.user());
                 let undelegated = self
                     .gid_map
                     .ranges
