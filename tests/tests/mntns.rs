@@ -947,3 +947,151 @@ fn bad_input_is_125_and_leaves_the_mount_table_and_data_dir_untouched() {
         );
     }
 }
+
+#[test]
+fn an_image_dev_symlink_is_refused_not_followed() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    std::fs::remove_dir(root.join("dev")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("dev")).unwrap();
+    let out = run(mntns(&state)
+        .arg("--rootfs")
+        .arg(&root)
+        .args(["--", "/bin/true"]));
+    assert_fatal(&out, "mntns");
+    assert!(stderr(&out).contains("/dev"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(root.join("etc")).unwrap().count(),
+        3,
+        "something was made in the symlink's target"
+    );
+}
+
+#[test]
+fn etc_files_come_from_the_chains_own_namespaces() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    // In a network namespace of its own with only a loopback, the hostname maps to
+    // 127.0.1.1; the resolver configuration is the host's.
+    let mut cmd = Command::new("unshare");
+    with_env(&mut cmd, &state);
+    cmd.args(["--net", "--", "utsns", "--hostname", "web1", "--", "mntns", "--rootfs"])
+        .arg(&root)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/hostname; grep web1 /etc/hosts; grep -c localhost /etc/hosts; cat /etc/resolv.conf",
+        ]);
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(
+        ok_out(&run(&mut cmd), "etc files"),
+        format!("web1\n127.0.1.1\tweb1\n2\n{host_resolv}").trim_end()
+    );
+    // The image itself is untouched: the files are bind mounts.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        ""
+    );
+    let out = run(mntns(&state).arg("--rootfs").arg(&root).args([
+        "--no-etc",
+        "--",
+        "/bin/sh",
+        "-c",
+        "wc -c < /etc/hostname",
+    ]));
+    assert_eq!(ok_out(&out, "--no-etc"), "0");
+}
+
+#[test]
+fn stale_rm_layers_are_collected_by_the_next_run() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    // Inside a pid namespace the cleaner dies with it when the init exits: what it could not
+    // finish is left as trash or an unlocked --rm layer ...
+    let chain = pidns_prefix();
+    for _ in 0..2 {
+        let mut cmd = Command::new(&chain[0]);
+        with_env(&mut cmd, &state);
+        cmd.args(&chain[1..]).args([
+            "mntns",
+            "--overlay",
+            "/",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "echo x > /opt/test1",
+        ]);
+        ok_out(&run(&mut cmd), "pidns -- mntns --rm");
+    }
+    // ... that the next run deletes.
+    ok_out(
+        &run(mntns(&state).args(["--overlay", "/", "--rm", "--", "true"])),
+        "mntns --rm",
+    );
+    assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
+}
+
+#[test]
+fn without_a_new_root_mount_points_are_not_created_on_the_host() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let target = dir.path().join("no-such-dir");
+    let (out, before, after) = in_fake_host(
+        &state,
+        dir.path(),
+        &["mntns", "--tmpfs", target.to_str().unwrap(), "--", "true"],
+    );
+    assert_fatal(&out, "mntns");
+    assert_eq!(before, after);
+    assert!(!target.exists(), "a mount point was created on the host");
+    // An existing target works, and the tmpfs is private to the namespace.
+    std::fs::create_dir(&target).unwrap();
+    let out = run(mntns(&state)
+        .arg("--tmpfs")
+        .arg(format!("{}:size=1m", target.display()))
+        .args(["--", "sh", "-c", "touch \"$0/x\" && echo ok"])
+        .arg(&target));
+    assert_eq!(ok_out(&out, "--tmpfs on the host tree"), "ok");
+    assert!(!target.join("x").exists());
+}
+
+#[test]
+fn rootless_overlay_of_the_host_root_fails_cleanly_with_a_hint() {
+    if !require(
+        rootless_userns_works(),
+        "unprivileged user namespaces (uid 65534)",
+    ) {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let chain = rootless_prefix();
+    let mut cmd = Command::new(&chain[0]);
+    with_env(&mut cmd, &state);
+    cmd.args(&chain[1..])
+        .args(["mntns", "--overlay", "/", "--", "true"]);
+    let out = run(&mut as_nobody(&cmd));
+    assert_fatal(&out, "mntns");
+    assert!(
+        stderr(&out).contains("mntns: hint: in a user namespace overlayfs refuses"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
+}

@@ -16,7 +16,7 @@ use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag};
 
-use crate::resolve::{self, Create};
+use crate::resolve;
 use crate::sys;
 
 /// The device nodes every container gets: name, major, minor.
@@ -92,10 +92,8 @@ pub fn setup(root: BorrowedFd<'_>, host: &HostNodes) -> Result<(), Fatal> {
 }
 
 fn build(root: BorrowedFd<'_>, host: &HostNodes) -> anyhow::Result<()> {
-    let target = resolve::open_in_root(root, Path::new("/dev"), Create::Dir)?;
-    if resolve::file_type(target.as_fd())? != SFlag::S_IFDIR {
-        bail!("/dev is not a directory");
-    }
+    // Never through a symlink of the image (CVE-2026-41579, CVE-2026-47766).
+    let target = resolve::top_dir(root, "dev")?;
     sys::mount_fs(
         "tmpfs",
         target.as_fd(),
@@ -148,7 +146,7 @@ fn build(root: BorrowedFd<'_>, host: &HostNodes) -> anyhow::Result<()> {
 /// After mounting on `root/dev`, a fresh fd to the new mount's root (the old fd names the
 /// directory underneath).
 fn reopen_dir(root: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
-    let fd = resolve::open_in_root(root, Path::new("/dev"), Create::No)?;
+    let fd = resolve::top_dir(root, "dev")?;
     let dir = nix::fcntl::openat(
         Some(fd.as_raw_fd()),
         ".",

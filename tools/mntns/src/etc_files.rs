@@ -109,7 +109,7 @@ pub fn install(root: BorrowedFd<'_>, files: &EtcFiles) -> Result<(), Fatal> {
 }
 
 fn stage(root: BorrowedFd<'_>, files: &EtcFiles) -> anyhow::Result<()> {
-    let staging_point = resolve::open_in_root(root, Path::new("/dev"), Create::Dir)?;
+    let staging_point = resolve::top_dir(root, "dev")?;
     sys::mount_fs(
         "tmpfs",
         staging_point.as_fd(),
@@ -119,14 +119,14 @@ fn stage(root: BorrowedFd<'_>, files: &EtcFiles) -> anyhow::Result<()> {
     .context("unable to mount a staging tmpfs")?;
     let result = bind_all(root, files);
     // The binds keep the staging files alive; the staging mount itself goes.
-    let staged = resolve::open_in_root(root, Path::new("/dev"), Create::No)?;
+    let staged = resolve::top_dir(root, "dev")?;
     nix::mount::umount2(&sys::fd_path(staged.as_fd()), MntFlags::MNT_DETACH)
         .context("unable to detach the staging tmpfs")?;
     result
 }
 
 fn bind_all(root: BorrowedFd<'_>, files: &EtcFiles) -> anyhow::Result<()> {
-    let staged = resolve::open_in_root(root, Path::new("/dev"), Create::No)?;
+    let staged = resolve::top_dir(root, "dev")?;
     for (name, content) in &files.files {
         let fd = nix::fcntl::openat(
             Some(staged.as_raw_fd()),

@@ -327,8 +327,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     } else if args.proc {
         proc_sys::mount_host_proc()?;
     }
-    mount_volumes(root.as_fd(), &plan.volumes)?;
-    mount_tmpfs(root.as_fd(), &plan.tmpfs)?;
+    // Mount points are created inside a new root (in its image or layer), never on the host.
+    let create = container;
+    mount_volumes(root.as_fd(), &plan.volumes, create)?;
+    mount_tmpfs(root.as_fd(), &plan.tmpfs, create)?;
     if let (true, Some(nodes)) = (container, &nodes) {
         let null = nodes
             .null()
@@ -412,13 +414,18 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
     Err(entry.exec(args.command.command))
 }
 
-fn mount_volumes(root: std::os::fd::BorrowedFd<'_>, volumes: &[Volume]) -> Result<(), Fatal> {
+fn mount_volumes(
+    root: std::os::fd::BorrowedFd<'_>,
+    volumes: &[Volume],
+    create: bool,
+) -> Result<(), Fatal> {
     for volume in volumes {
         debug::step(
             format_args!("volume {}", volume.target.display()),
             || -> anyhow::Result<()> {
                 let source = resolve::open_host(&volume.source)?;
                 let create = match resolve::file_type(source.as_fd())? {
+                    _ if !create => Create::No,
                     nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
                     _ => Create::File,
                 };
@@ -446,12 +453,17 @@ fn mount_volumes(root: std::os::fd::BorrowedFd<'_>, volumes: &[Volume]) -> Resul
     Ok(())
 }
 
-fn mount_tmpfs(root: std::os::fd::BorrowedFd<'_>, list: &[Tmpfs]) -> Result<(), Fatal> {
+fn mount_tmpfs(
+    root: std::os::fd::BorrowedFd<'_>,
+    list: &[Tmpfs],
+    create: bool,
+) -> Result<(), Fatal> {
     for tmpfs in list {
         debug::step(
             format_args!("tmpfs {}", tmpfs.target.display()),
             || -> anyhow::Result<()> {
-                let target = resolve::open_in_root(root, &tmpfs.target, Create::Dir)?;
+                let create = if create { Create::Dir } else { Create::No };
+                let target = resolve::open_in_root(root, &tmpfs.target, create)?;
                 if proc_sys::is_proc_or_sys(target.as_fd()) {
                     anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
                 }

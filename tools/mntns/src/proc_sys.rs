@@ -7,14 +7,14 @@
 //! mount is checked by its filesystem magic before anything is mounted over its files.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use common::{debug, Fatal};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
-use nix::sys::stat::{Mode, SFlag};
+use nix::sys::stat::SFlag;
 
 use crate::resolve::{self, Create};
 use crate::sys;
@@ -51,29 +51,6 @@ const SAFE: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-/// Opens (creating if missing) the top-level directory `name` of the root, refusing a
-/// symlink or anything but a directory.
-fn top_dir(root: BorrowedFd<'_>, name: &str) -> anyhow::Result<OwnedFd> {
-    let fd = match resolve::open_path(root, OsStr::new(name)) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => {
-            nix::sys::stat::mkdirat(
-                Some(root.as_raw_fd()),
-                name,
-                Mode::from_bits_truncate(0o555),
-            )
-            .with_context(|| format!("unable to create /{name}"))?;
-            resolve::open_path(root, OsStr::new(name))
-                .with_context(|| format!("unable to open /{name}"))?
-        }
-        Err(e) => return Err(anyhow::Error::from(e).context(format!("unable to open /{name}"))),
-    };
-    if resolve::file_type(fd.as_fd())? != SFlag::S_IFDIR {
-        bail!("/{name} in the new root is not a directory: refusing to mount over it");
-    }
-    Ok(fd)
-}
-
 /// Checks that `/name` in the root is now a mount of the filesystem `magic`.
 fn check_magic(root: BorrowedFd<'_>, name: &str, magic: i64) -> anyhow::Result<()> {
     let fd = resolve::open_path(root, OsStr::new(name))?;
@@ -87,7 +64,7 @@ fn check_magic(root: BorrowedFd<'_>, name: &str, magic: i64) -> anyhow::Result<(
 /// Mounts a fresh /proc at `/proc` of the root.
 pub fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Fatal> {
     debug::step("mount /proc", || -> anyhow::Result<()> {
-        let target = top_dir(root, "proc")?;
+        let target = resolve::top_dir(root, "proc")?;
         match sys::mount_fs("proc", target.as_fd(), SAFE, None) {
             Ok(()) => {}
             Err(Errno::EPERM) if !common::state::is_host_root() => {
@@ -114,7 +91,7 @@ pub fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Fatal> {
 /// our user namespace), else a read-only recursive bind of the host's /sys.
 pub fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Fatal> {
     debug::step("mount /sys", || -> anyhow::Result<()> {
-        let target = top_dir(root, "sys")?;
+        let target = resolve::top_dir(root, "sys")?;
         match sys::mount_fs("sysfs", target.as_fd(), SAFE | MsFlags::MS_RDONLY, None) {
             Ok(()) => check_magic(root, "sys", SYSFS_MAGIC),
             Err(Errno::EPERM) => {

@@ -145,6 +145,28 @@ fn make(parent: BorrowedFd<'_>, name: &OsStr, create: Create) -> anyhow::Result<
     }
 }
 
+/// Opens (creating if missing) the top-level directory `name` of the root, refusing a
+/// symlink or anything but a directory.
+pub fn top_dir(root: BorrowedFd<'_>, name: &str) -> anyhow::Result<OwnedFd> {
+    let fd = match open_path(root, OsStr::new(name)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            nix::sys::stat::mkdirat(
+                Some(root.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(0o555),
+            )
+            .with_context(|| format!("unable to create /{name}"))?;
+            open_path(root, OsStr::new(name)).with_context(|| format!("unable to open /{name}"))?
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("unable to open /{name}"))),
+    };
+    if file_type(fd.as_fd())? != SFlag::S_IFDIR {
+        bail!("/{name} in the new root is not a directory: refusing to mount over it");
+    }
+    Ok(fd)
+}
+
 /// Opens a directory of the host (a trusted path) as an O_PATH fd.
 pub fn open_host_dir(path: &Path) -> anyhow::Result<OwnedFd> {
     let fd = nix::fcntl::open(
