@@ -1095,3 +1095,38 @@ fn rootless_overlay_of_the_host_root_fails_cleanly_with_a_hint() {
     );
     assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
 }
+
+#[test]
+fn overlay_lowers_stack_first_on_top_and_upper_chooses_the_layer() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let bottom = busybox_root(dir.path());
+    std::fs::write(bottom.join("f"), "bottom\n").unwrap();
+    std::fs::write(bottom.join("g"), "only bottom\n").unwrap();
+    let top = dir.path().join("top");
+    std::fs::create_dir(&top).unwrap();
+    std::fs::write(top.join("f"), "top\n").unwrap();
+    let upper = dir.path().join("layer");
+    let out = run(mntns(&state)
+        .arg("--overlay")
+        .arg(format!("{}:{}", top.display(), bottom.display()))
+        .arg("--upper")
+        .arg(&upper)
+        .args(["--", "/bin/sh", "-c", "cat /f /g; echo new > /h; rm /g"]));
+    assert_eq!(ok_out(&out, "two lowers"), "top\nonly bottom");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("diff/h")).unwrap(),
+        "new\n"
+    );
+    // The lowers are never written: the deletion is a whiteout in the layer.
+    assert!(bottom.join("g").exists() && !top.join("h").exists() && !bottom.join("h").exists());
+    let whiteout = std::fs::symlink_metadata(upper.join("diff/g")).unwrap();
+    assert_eq!(whiteout.rdev(), 0, "a whiteout is a 0:0 character device");
+    assert!(
+        !state.join("data").exists(),
+        "--upper keeps the layer out of the data dir"
+    );
+}

@@ -172,18 +172,32 @@ fn make_dirs(dir: &Path, lower: &Path, rm: bool) -> anyhow::Result<Option<File>>
     if !rm {
         return Ok(None);
     }
+    let path = dir.join(RM_LOCK);
+    if let Ok(existing) = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(existing.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!("the layer is in use by a running container");
+        }
+    }
+    // Locked under a private name first, then renamed into place: a concurrent garbage
+    // collection never sees an unlocked `.rm` of a layer being set up.
+    let tmp = dir.join(format!("{RM_LOCK}.{}", std::process::id()));
     let lock = OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(false)
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(dir.join(RM_LOCK))?;
+        .open(&tmp)?;
     // SAFETY: flock on an fd we own.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        bail!("the layer is in use by a running container");
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("unable to lock {}", tmp.display());
     }
+    fs::rename(&tmp, &path)?;
     Ok(Some(lock))
 }
 

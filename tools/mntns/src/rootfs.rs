@@ -55,5 +55,5 @@ pub fn make_root_read_only() -> Result<(), Fatal> {
     debug::step("remount / read-only", || {
         sys::set_attr(root.as_fd(), sys::MOUNT_ATTR_RDONLY, false)
     })
-    .map_err(|e| Fatal::from(e).context("unable to make the root read-only"))
+    .map_err(|e| Fatal::from(sys::new_api(e)).context("unable to make the root read-only"))
 }

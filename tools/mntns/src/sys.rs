@@ -106,17 +106,32 @@ pub fn move_onto(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Err
 
 /// Bind-mounts `source` onto `target` (both resolved fds), with mount attributes `attrs` set
 /// on the whole new tree before it becomes visible.
+///
+/// Needs the new mount API (Linux 5.12, for `mount_setattr`): the attributes are set on the
+/// detached tree, so a read-only bind is never writable for an instant, and only the asked
+/// flags are set, so the flags a user namespace locks (nosuid, nodev, noexec, atime) are kept
+/// as they are without reading them back from statvfs.
 pub fn bind(
     source: BorrowedFd<'_>,
     target: BorrowedFd<'_>,
     recursive: bool,
     attrs: u64,
-) -> Result<(), Errno> {
-    let tree = clone_tree(source, recursive)?;
+) -> anyhow::Result<()> {
+    let tree = clone_tree(source, recursive).map_err(new_api)?;
     if attrs != 0 {
-        set_attr(tree.as_fd_ref(), attrs, recursive)?;
+        set_attr(tree.as_fd_ref(), attrs, recursive).map_err(new_api)?;
     }
-    move_onto(tree.as_fd_ref(), target)
+    move_onto(tree.as_fd_ref(), target).map_err(anyhow::Error::from)
+}
+
+/// ENOSYS from the new mount API: say which kernel is needed.
+pub fn new_api(errno: Errno) -> anyhow::Error {
+    let error = anyhow::Error::from(errno);
+    if errno == Errno::ENOSYS {
+        error.context("this kernel lacks the new mount API (open_tree, mount_setattr): mntns needs Linux 5.12 or later")
+    } else {
+        error
+    }
 }
 
 /// Mounts a new filesystem of type `fstype` on the resolved `target`.
