@@ -221,6 +221,13 @@ fn three_overlay_containers_each_see_only_their_own_file() {
         // Without --rm the layer stays after the container exited.
         assert!(layer.join("work").is_dir() && layer.join("merged").is_dir());
     }
+    // Another container cannot read their layers through its view of the host's root.
+    let layers = state.join("data/overlay");
+    let out = run(mntns(&state)
+        .args(["--overlay", "/", "--rm", "--", "sh", "-c"])
+        .arg("ls -A \"$0\"; cat \"$0\"/*/diff/opt/test1 2>/dev/null; true")
+        .arg(&layers));
+    assert_eq!(ok_out(&out, "a fourth container"), "");
 }
 
 #[test]

@@ -336,6 +336,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
         proc_sys::mask(root.as_fd(), null)?;
+        overlay::hide_layers(root.as_fd())?;
         proc_sys::read_only(root.as_fd())?;
     }
     if let Some(dir) = &args.workdir {

@@ -239,6 +239,34 @@ pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
     Ok(crate::resolve::open_host_dir(&merged)?)
 }
 
+/// Hides every container's layer from a root that shows the host's files (`--overlay /`,
+/// `--rootfs /`): other containers' diff directories would be readable through the lower
+/// layer. An empty read-only tmpfs covers the layers directory inside the root.
+pub fn hide_layers(root: std::os::fd::BorrowedFd<'_>) -> Result<(), Fatal> {
+    let layers = layers_dir();
+    let target = match crate::resolve::open_in_root(root, &layers, crate::resolve::Create::No) {
+        Ok(fd) => fd,
+        Err(_) => return Ok(()),
+    };
+    if crate::resolve::file_type(target.as_fd())? != nix::sys::stat::SFlag::S_IFDIR {
+        return Ok(());
+    }
+    debug::step("hide the layers directory", || {
+        sys::mount_fs(
+            "tmpfs",
+            target.as_fd(),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=4k,nr_inodes=1,mode=0555"),
+        )
+    })
+    .map_err(|e| {
+        Fatal::from(e).context(format!(
+            "unable to hide {} in the new root",
+            layers.display()
+        ))
+    })
+}
+
 /// Deletes `--rm` layers whose cleaner is gone and half-deleted trash.
 pub fn collect_garbage() {
     let parent = layers_dir();
