@@ -1,0 +1,208 @@
+//! Inside the namespace: the tiny init (PID 1) and COMMAND (PID 2), or COMMAND alone
+//! (`--no-init`: PID 1; `--join`: a process of the joined namespace).
+//!
+//! Everything here runs in a forked copy of the monitor and ends in exec or `_exit`: it never
+//! returns into `main`.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use common::{debug, exit, Fatal};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::lifeline;
+use crate::shed;
+use crate::signals::{self, SignalFd};
+
+/// What runs inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The init (PID 1) that forks COMMAND as PID 2.
+    Init,
+    /// COMMAND itself, as PID 1 (`--no-init`) or as a joined process (`--join`).
+    Command,
+}
+
+/// What the monitor hands to its child across the fork.
+pub struct Child {
+    pub role: Role,
+    pub command: Vec<OsString>,
+    /// `--pgroup`: COMMAND gets a process group of its own, signals go to the group.
+    pub pgroup: bool,
+    /// With `--pgroup`: the caller was the terminal's foreground group, so COMMAND's group
+    /// takes the terminal (else Ctrl-C would reach nobody).
+    pub foreground: bool,
+    /// A pidfd of the monitor: the container dies with it.
+    pub monitor: OwnedFd,
+    /// Read end of the go-ahead pipe: the monitor writes once it has registered the container.
+    pub go: OwnedFd,
+    /// Write end (close-on-exec) of the exec report: a byte means COMMAND was not executed.
+    pub exec_report: OwnedFd,
+    /// The caller's signal mask, restored for COMMAND (std's exec leaves the mask alone).
+    pub mask: signals::Set,
+}
+
+/// Ends this process at once, without running anything of the monitor's.
+fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit ends the process without unwinding or running destructors.
+    unsafe { libc::_exit(code.into()) }
+}
+
+/// Reports that COMMAND never ran, prints why, and exits with the failure's status.
+fn fail(report: &OwnedFd, fatal: Fatal) -> ! {
+    let byte = [fatal.code];
+    // SAFETY: one byte from a local buffer, to a pipe this process owns.
+    unsafe {
+        libc::write(report.as_raw_fd(), byte.as_ptr().cast(), 1);
+    }
+    fatal.print();
+    exit_now(fatal.code)
+}
+
+/// The forked child's whole life.
+pub fn run(child: Child) -> ! {
+    match lifeline::tie_to(&child.monitor) {
+        Ok(true) => {}
+        // The monitor is gone already: nobody to report to.
+        Ok(false) => exit_now(exit::FAILURE),
+        Err(e) => fail(
+            &child.exec_report,
+            Fatal::from(e).context("unable to tie the container to its monitor"),
+        ),
+    }
+    // Wait for the go-ahead: the monitor registers the container and writes --status-fd and
+    // --info-fd first. EOF instead means the monitor failed (and kills us).
+    if !wait_for_go(&child.go) {
+        exit_now(exit::FAILURE);
+    }
+    match child.role {
+        Role::Init => init(child),
+        Role::Command => command(child),
+    }
+}
+
+/// Blocks until the monitor writes its go-ahead byte (false: EOF or error).
+fn wait_for_go(go: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reads one byte into a local buffer.
+        let n = unsafe { libc::read(go.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return n == 1;
+    }
+}
+
+/// COMMAND: own process group if asked, then exec with the signal mask and SIGPIPE restored
+/// (std's exec does both; the dispositions were never changed on this side of the fork).
+fn command(child: Child) -> ! {
+    if child.pgroup {
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        if child.foreground {
+            // SIGTTOU is still blocked here, so a background group may take the terminal.
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+        }
+    }
+    let Child {
+        command,
+        exec_report,
+        mask,
+        ..
+    } = child;
+    // From here on, a pending signal hits COMMAND with the caller's dispositions.
+    if let Err(e) = signals::restore(&mask) {
+        fail(
+            &exec_report,
+            Fatal::from(e).context("unable to restore the signal mask"),
+        );
+    }
+    let fatal = common::exec::exec(command);
+    fail(&exec_report, fatal)
+}
+
+/// PID 1: forks COMMAND, sheds everything, then forwards signals and reaps until COMMAND
+/// exits, and exits with its status (the kernel then kills what is left in the namespace).
+fn init(child: Child) -> ! {
+    let set = signals::Set::taken_over();
+    let signalfd = match debug::step("init: signalfd", || SignalFd::new(&set)) {
+        Ok(fd) => fd,
+        Err(e) => fail(
+            &child.exec_report,
+            Fatal::from(e).context("unable to create a signalfd"),
+        ),
+    };
+    // SAFETY: single-threaded; the child only sets its process group and execs.
+    let payload = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(signalfd);
+            command(child)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(
+            &child.exec_report,
+            Fatal::from(e).context("unable to fork COMMAND"),
+        ),
+    };
+    if child.pgroup {
+        // Also from this side, so that no signal finds the group missing.
+        let _ = nix::unistd::setpgid(payload, payload);
+    }
+    let target = if child.pgroup {
+        Pid::from_raw(-payload.as_raw())
+    } else {
+        payload
+    };
+    drop(child);
+    shed::shed();
+    let fd = signalfd.into_raw();
+    shed::close_all_but(fd);
+    for signal in signals::JOB_CONTROL {
+        signals::ignore(signal);
+    }
+    serve(fd, payload, target)
+}
+
+/// The init's loop: no allocation, one read per signal.
+fn serve(fd: libc::c_int, payload: Pid, target: Pid) -> ! {
+    loop {
+        match signals::read_raw(fd) {
+            Ok(info) if info.ssi_signo == libc::SIGCHLD as u32 => reap(payload),
+            Ok(info) => {
+                if signals::sent_by_a_process(&info) {
+                    // SAFETY: kill takes a pid (or -pgid) and a signal number.
+                    unsafe {
+                        libc::kill(target.as_raw(), info.ssi_signo as libc::c_int);
+                    }
+                }
+            }
+            // Signals cannot be read any more: still reap, and still exit with COMMAND.
+            Err(_) => loop {
+                let mut status = 0;
+                // SAFETY: waits for any child; `status` is a local.
+                let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+                if pid == payload.as_raw() {
+                    exit_now(exit::from_wait_status(status));
+                }
+                if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    exit_now(exit::FAILURE);
+                }
+            },
+        }
+    }
+}
+
+/// Reaps every zombie (SIGCHLD coalesces); exits with COMMAND's status if it is one of them.
+fn reap(payload: Pid) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for any child without blocking; `status` is a local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == payload.as_raw() {
+            exit_now(exit::from_wait_status(status));
+        }
+        if pid <= 0 {
+            return;
+        }
+    }
+}

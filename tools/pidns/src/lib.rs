@@ -1,0 +1,243 @@
+//! `pidns`: run a command in a new PID namespace, as bubblewrap does it, in three processes:
+//!
+//! ```text
+//! monitor  (the caller's pid namespace)  forwards the signals sent to it, exits n or 128+s
+//!   init   (PID 1)                       forwards signals, reaps zombies, exits with COMMAND
+//!     COMMAND (PID 2)                    signal mask and dispositions restored
+//! ```
+//!
+//! `--no-init` makes COMMAND PID 1 itself; `--join` forks COMMAND into an existing pid
+//! namespace (`docker exec`).
+
+mod child;
+mod lifeline;
+mod monitor;
+mod shed;
+mod signals;
+mod status;
+
+use std::os::fd::RawFd;
+
+use clap::Parser;
+use common::cli::{CommandArgs, Status};
+use common::link::{Link, NsOptions};
+use common::ns::{self, Namespace};
+use common::{chain, debug, Fatal};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::unistd::{fork, getpgrp, pipe2, ForkResult, Pid};
+use serde_json::{json, Map};
+
+use crate::child::{Child, Role};
+
+const AFTER_HELP: &str = "\
+Processes:
+  monitor   stays in the caller's pid namespace; forwards the signals sent to it (TERM, INT,
+            HUP, QUIT, USR1, USR2, WINCH, CONT, ALRM, real-time...) to the container and exits
+            with its status: n, or 128+s when it was killed by signal s
+  init      PID 1: forwards signals to COMMAND (--pgroup: to its process group), reaps every
+            orphan, exits with COMMAND's status when COMMAND ends (the kernel then kills the
+            rest); it keeps no way out: an empty mount namespace of its own, no capability but
+            CAP_KILL, not dumpable, no file descriptor of the caller's
+  COMMAND   PID 2, with the caller's signal mask and dispositions
+Killing the monitor (even with SIGKILL) kills the container; --die-with-parent also kills
+the monitor, and so the container, when the process that started pidns dies.
+
+Put mntns AFTER pidns: a proc file system shows the pid namespace of the process that mounts
+it, so `pidns -- mntns --proc ...` shows the container's processes, while mntns before pidns
+would mount a /proc of the caller's namespace.
+
+Examples:
+  pidns -- sh -c 'echo $$'                      # 2 (1 with --no-init)
+  pidns --status-fd 3 -- nginx -g 'daemon off;' 3>status.jsonl
+  pidns --name web1 -- mntns --proc -- sleep 1000 &
+  pidns --join web1 -- mntns --join web1 -- ps -ef";
+
+/// Run COMMAND in a new PID namespace, under a tiny init: COMMAND is PID 2, PID 1 forwards
+/// signals and reaps zombies, and the exit status comes back as n, or 128+s for a signal.
+#[derive(Parser, Debug)]
+#[command(version, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Run COMMAND as PID 1 itself, without the init (it must reap orphans, and it ignores
+    /// every signal it has no handler for, SIGTERM and SIGINT included)
+    #[arg(long, conflicts_with = "join")]
+    pub no_init: bool,
+
+    /// Put COMMAND in a process group of its own (the terminal's foreground group, if the
+    /// caller's was) and forward signals to the whole group
+    #[arg(long)]
+    pub pgroup: bool,
+
+    /// Kill the container when the process that started pidns dies (PDEATHSIG, checked
+    /// race-free through a pidfd)
+    #[arg(long)]
+    pub die_with_parent: bool,
+
+    /// Write JSON lines to file descriptor FD: {"pid": host pid of PID 1, "ns": {...}} at the
+    /// start, then {"exit-code": n} once the container ends, only if COMMAND was executed
+    #[arg(long, value_name = "FD", value_parser = status::parse_fd)]
+    pub status_fd: Option<RawFd>,
+
+    #[command(flatten)]
+    pub ns: NsOptions,
+
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+pub fn run(args: Args) -> Result<Status, Fatal> {
+    let link = Link::prepare(Namespace::Pid, &args.ns)?;
+    if let (Some(status), Some(info)) = (args.status_fd, args.ns.info_fd) {
+        if status == info {
+            return Err(Fatal::new(format!(
+                "--status-fd {status} and --info-fd {info} must be different descriptors"
+            )));
+        }
+    }
+    // The descriptors this link writes to are not passed on to COMMAND.
+    for fd in [args.status_fd, args.ns.info_fd].into_iter().flatten() {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .map_err(|e| Fatal::from(e).context(format!("unable to use file descriptor {fd}")))?;
+    }
+    if args.die_with_parent {
+        die_with_parent()?;
+    }
+    export_chain_settings(&args.ns);
+    let helper = link.pin_helper()?;
+
+    // Signals are blocked before the fork, so none is lost before the signalfds exist.
+    let taken_over = signals::Set::taken_over();
+    let mask = signals::block(&taken_over)
+        .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+    let signalfd = signals::SignalFd::new(&taken_over)
+        .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let me = lifeline::pidfd_open(Pid::this()).map_err(|e| {
+        Fatal::from(e)
+            .context("unable to open a pidfd")
+            .with_hint("pidns needs Linux 5.3 or later (pidfd_open)")
+    })?;
+    let (go_read, go_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let (report_read, report_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let caller_pgrp = getpgrp();
+    let foreground =
+        args.pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
+
+    if link.is_join() {
+        link.enter()?;
+    } else {
+        ns::unshare(Namespace::Pid)?;
+    }
+    let role = if link.is_join() || args.no_init {
+        Role::Command
+    } else {
+        Role::Init
+    };
+    // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
+    let forked = debug::step("fork", || unsafe { fork() })
+        .map_err(|e| Fatal::from(e).context("unable to fork the container's first process"))?;
+    let pid = match forked {
+        ForkResult::Child => {
+            drop(signalfd);
+            drop(go_write);
+            drop(report_read);
+            child::run(Child {
+                role,
+                command: args.command.command,
+                pgroup: args.pgroup,
+                foreground,
+                monitor: me,
+                go: go_read,
+                exec_report: report_write,
+                mask,
+            })
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(me);
+    drop(go_read);
+    drop(report_write);
+    // With --no-init and --join, COMMAND's group is ours to signal; the init handles its own.
+    let target = if args.pgroup && role == Role::Command {
+        let _ = nix::unistd::setpgid(pid, pid);
+        Pid::from_raw(-pid.as_raw())
+    } else {
+        pid
+    };
+
+    let started = (|| -> Result<(), Fatal> {
+        let host_pid = pid.as_raw() as u32;
+        if let Some(fd) = args.status_fd {
+            status::write_line(fd, &status::started(host_pid)).map_err(|e| {
+                Fatal::from(e).context(format!("unable to write to status fd {fd}"))
+            })?;
+        }
+        if let Some(helper) = helper {
+            helper.pin()?;
+        }
+        let mut extra = Map::new();
+        extra.insert("monitor".into(), json!(std::process::id()));
+        extra.insert("init".into(), json!(role == Role::Init));
+        link.finish(host_pid, extra)?;
+        nix::unistd::write(&go_write, b"g")
+            .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
+        Ok(())
+    })();
+    if let Err(fatal) = started {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(fatal);
+    }
+    drop(go_write);
+    debug::note(format_args!("container started, pid {pid}"));
+
+    let code = monitor::watch(pid, target, &signalfd);
+    if foreground {
+        monitor::give_back_terminal(caller_pgrp);
+    }
+    if let Some(fd) = args.status_fd {
+        if monitor::executed(&report_read) {
+            if let Err(e) = status::write_line(fd, &status::exited(code)) {
+                common::report::warning(format_args!("unable to write to status fd {fd}: {e}"));
+            }
+        }
+        // SAFETY: the status fd was handed to this link; it is closed once, at the end.
+        unsafe {
+            libc::close(fd);
+        }
+    }
+    Ok(code)
+}
+
+/// `--die-with-parent` for the monitor: PDEATHSIG, then a re-check of the parent we meant.
+fn die_with_parent() -> Result<(), Fatal> {
+    let parent = nix::unistd::getppid();
+    let pidfd = lifeline::pidfd_open(parent);
+    debug::step("die with parent", lifeline::kill_me_with_parent)
+        .map_err(|e| Fatal::from(e).context("unable to set the parent-death signal"))?;
+    let gone = nix::unistd::getppid() != parent
+        || match &pidfd {
+            Ok(fd) => lifeline::has_exited(fd),
+            Err(_) => true,
+        };
+    if gone {
+        return Err(Fatal::new(format!(
+            "--die-with-parent: the parent process {parent} has already exited"
+        )));
+    }
+    Ok(())
+}
+
+/// COMMAND is forked before this link registers (which exports the chain's name and state
+/// directories): export them now, so that the next links see them.
+fn export_chain_settings(options: &NsOptions) {
+    let inherited = std::env::var_os(chain::NAME_VAR).is_some_and(|n| !n.is_empty());
+    if options.name.is_none() && !inherited {
+        return;
+    }
+    common::state::run_dir();
+    common::state::data_dir();
+    if let (Some(name), false) = (&options.name, inherited) {
+        std::env::set_var(chain::NAME_VAR, name);
+    }
+}

@@ -1,0 +1,232 @@
+//! What the init gives up once COMMAND runs, so that PID 1 is no way out of the container:
+//! the caller's filesystem (its own mount namespace holding one empty read-only tmpfs), its
+//! capabilities (all but CAP_KILL, see [`drop_capabilities`]), ptrace and /proc access
+//! (not dumpable), and every file descriptor but its signalfd.
+//!
+//! Each step is best effort: the init must never fail once COMMAND runs.
+
+use std::ffi::CStr;
+use std::io;
+
+use common::debug;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn check_int(rc: libc::c_int) -> io::Result<()> {
+    check(rc.into()).map(drop)
+}
+
+/// Closes the descriptor when dropped.
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor was returned by the kernel to this code and is closed once.
+        unsafe {
+            libc::close(self.0);
+        }
+    }
+}
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+/// capability(7) number of CAP_KILL.
+const CAP_KILL: libc::c_ulong = 5;
+
+/// An empty, read-only tmpfs, not attached anywhere yet.
+fn empty_tmpfs() -> io::Result<Fd> {
+    let tmpfs: &CStr = c"tmpfs";
+    // SAFETY: fsopen takes a NUL-terminated file system name and flags.
+    let fs = Fd(
+        check(unsafe { libc::syscall(libc::SYS_fsopen, tmpfs.as_ptr(), FSOPEN_CLOEXEC) })?
+            as libc::c_int,
+    );
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.0,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: fsmount takes the configured context and flags, and returns a new mount fd.
+    let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.0, FSMOUNT_CLOEXEC, attrs) })?;
+    Ok(Fd(mnt as libc::c_int))
+}
+
+/// Moves the init into a mount namespace of its own whose only mount is an empty tmpfs: it
+/// holds no reference to the caller's mounts (which would keep them busy) and sees no file.
+fn empty_mount_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes flags only.
+    check_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+    let root: &CStr = c"/";
+    let dot: &CStr = c".";
+    let empty: &CStr = c"";
+    // SAFETY: NUL-terminated paths; a propagation change passes no source, type or data.
+    check_int(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    })?;
+    let mnt = empty_tmpfs()?;
+    // SAFETY: attaches the detached mount (by fd, empty path) on top of "/".
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.0,
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            root.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    // SAFETY: fchdir to the tmpfs's root, a directory fd we own.
+    check_int(unsafe { libc::fchdir(mnt.0) })?;
+    // SAFETY: pivot_root(".", "."): the tmpfs becomes the root, the old root is stacked on it.
+    let pivoted = check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) });
+    if pivoted.is_err() {
+        // No pivot here (an initramfs root): a chroot into the tmpfs still hides every file.
+        // SAFETY: NUL-terminated path.
+        check_int(unsafe { libc::chroot(dot.as_ptr()) })?;
+        return Ok(());
+    }
+    // SAFETY: detaches the old root, stacked on ".", and everything under it.
+    check_int(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) })?;
+    // SAFETY: NUL-terminated path.
+    check_int(unsafe { libc::chdir(root.as_ptr()) })
+}
+
+/// Drops every capability but CAP_KILL from every set, and clears the bounding and ambient
+/// sets. CAP_KILL stays: COMMAND (or a link after this one, `mntns --user`) may switch to
+/// another uid, and the init must still be able to forward signals to it.
+fn drop_capabilities() -> io::Result<()> {
+    for cap in 0..64 {
+        if cap == CAP_KILL {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number; EINVAL past the last one.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            break;
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no further argument.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let kill = 1u32 << CAP_KILL as u32;
+    let data = [
+        Data {
+            effective: kill,
+            permitted: kill,
+            inheritable: 0,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: a version-3 header and two data words, as capset(2) expects.
+    check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
+}
+
+/// Not dumpable: no ptrace, no /proc/1/{root,cwd,fd,environ,mem} for the container's processes.
+fn not_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes 0 or 1.
+    check_int(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
+}
+
+/// Closes every descriptor but `keep`, the caller's stdio included: the init must hold no
+/// pipe, terminal or lock of the caller's (a reader waiting for EOF, a lock released on exit).
+pub fn close_all_but(keep: libc::c_int) {
+    let ranges = [(0, keep - 1), (keep + 1, libc::c_int::MAX)];
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range closes descriptors of this process only.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0,
+            )
+        };
+        if rc != 0 {
+            // Before Linux 5.9: close them one by one.
+            for fd in first..last.min(65_536) {
+                // SAFETY: closing a descriptor number; EBADF for the unused ones is harmless.
+                unsafe {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// Sheds everything, in an order that keeps each step possible (capabilities go after the
+/// mounts, which need CAP_SYS_ADMIN). Failures are traced with NSCHAIN_DEBUG only.
+pub fn shed() {
+    note(
+        "empty mount namespace",
+        debug::step("init: empty mount namespace", empty_mount_namespace),
+    );
+    note(
+        "drop capabilities",
+        debug::step("init: drop capabilities", drop_capabilities),
+    );
+    note(
+        "not dumpable",
+        debug::step("init: not dumpable", not_dumpable),
+    );
+}
+
+fn note(what: &str, result: io::Result<()>) {
+    if let Err(e) = result {
+        debug::note(format_args!("init: {what} failed: {e}"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The signals the monitor and the init take over: which ones, blocking them, and reading them
+//! from a signalfd without allocating.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+/// Signals left alone: SIGKILL and SIGSTOP cannot be caught; the synchronous ones (a fault of
+/// the process itself) must stay deliverable; SIGCHLD is how a waiter learns of an exit; the
+/// job-control stops keep their default in the monitor (Ctrl-Z stops it) and are ignored by
+/// the init. 32 and 33 belong to glibc's threads.
+const NOT_FORWARDED: [libc::c_int; 15] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGABRT,
+    libc::SIGCHLD,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    32,
+    33,
+];
+
+/// The job-control signals the init ignores (it has no terminal to stop for).
+pub const JOB_CONTROL: [libc::c_int; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Whether a signal sent to the monitor or the init is passed on to the container.
+pub fn forwarded(signal: libc::c_int) -> bool {
+    (1..=libc::SIGRTMAX()).contains(&signal) && !NOT_FORWARDED.contains(&signal)
+}
+
+/// A signal set (plain libc, so that real-time signals fit).
+#[derive(Clone, Copy)]
+pub struct Set(libc::sigset_t);
+
+impl Set {
+    /// Every forwarded signal, plus SIGCHLD: what the monitor and the init block and read.
+    pub fn taken_over() -> Set {
+        let mut set = Set::empty();
+        for signal in 1..=libc::SIGRTMAX() {
+            if forwarded(signal) || signal == libc::SIGCHLD {
+                set.add(signal);
+            }
+        }
+        set
+    }
+
+    pub fn empty() -> Set {
+        // SAFETY: sigemptyset initialises the zeroed set it is given.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            Set(set)
+        }
+    }
+
+    pub fn add(&mut self, signal: libc::c_int) {
+        // SAFETY: the set is initialised; an invalid number only makes sigaddset fail.
+        unsafe {
+            libc::sigaddset(&mut self.0, signal);
+        }
+    }
+}
+
+/// Replaces the signal mask with `how`/`set`, returning the previous mask.
+fn mask(how: libc::c_int, set: &Set) -> io::Result<Set> {
+    let mut old = Set::empty();
+    // SAFETY: both sets are initialised sigset_t values owned by this frame.
+    let rc = unsafe { libc::sigprocmask(how, &set.0, &mut old.0) };
+    if rc == 0 {
+        Ok(old)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Blocks `set`, returning the previous mask.
+pub fn block(set: &Set) -> io::Result<Set> {
+    mask(libc::SIG_BLOCK, set)
+}
+
+/// Restores a mask returned by [`block`].
+pub fn restore(old: &Set) -> io::Result<()> {
+    mask(libc::SIG_SETMASK, old).map(drop)
+}
+
+/// Sets `signal`'s disposition to ignored.
+pub fn ignore(signal: libc::c_int) {
+    // SAFETY: SIG_IGN installs no handler code; the old disposition is not needed.
+    unsafe {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+}
+
+/// A close-on-exec signalfd for a set of blocked signals.
+pub struct SignalFd(OwnedFd);
+
+impl SignalFd {
+    pub fn new(set: &Set) -> io::Result<SignalFd> {
+        // SAFETY: -1 asks for a new descriptor; the set is initialised.
+        let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: signalfd returned a new descriptor that nothing else owns.
+        Ok(SignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Gives up ownership: the descriptor stays open under its number.
+    pub fn into_raw(self) -> libc::c_int {
+        self.0.into_raw_fd()
+    }
+
+    pub fn raw(&self) -> libc::c_int {
+        self.0.as_raw_fd()
+    }
+
+    /// Blocks until a signal arrives (retrying on EINTR); no allocation.
+    pub fn read(&self) -> io::Result<libc::signalfd_siginfo> {
+        read_raw(self.raw())
+    }
+}
+
+/// Reads one `signalfd_siginfo` from a signalfd given by number (the init keeps only the
+/// number once it has closed everything else).
+pub fn read_raw(fd: libc::c_int) -> io::Result<libc::signalfd_siginfo> {
+    loop {
+        // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: the buffer is `size` bytes of writable memory owned by this frame.
+        let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        if n == size as isize {
+            return Ok(info);
+        }
+        let error = io::Error::last_os_error();
+        if n < 0 && error.kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n >= 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        return Err(error);
+    }
+}
+
+/// Whether a signal was sent by a process (kill, sigqueue, tkill) rather than generated by the
+/// kernel for a terminal (Ctrl-C, hangup): those already reach the whole foreground process
+/// group, the container included, and must not arrive twice.
+pub fn sent_by_a_process(info: &libc::signalfd_siginfo) -> bool {
+    matches!(
+        info.ssi_code,
+        libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_signals_are_forwarded_and_faults_are_not() {
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+            libc::SIGCONT,
+            libc::SIGALRM,
+            libc::SIGPIPE,
+            libc::SIGRTMIN(),
+            libc::SIGRTMAX(),
+        ] {
+            assert!(forwarded(signal), "{signal}");
+        }
+        for signal in [
+            0,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGCHLD,
+            libc::SIGSEGV,
+            libc::SIGTSTP,
+            libc::SIGRTMAX() + 1,
+        ] {
+            assert!(!forwarded(signal), "{signal}");
+        }
+    }
+}
