@@ -722,6 +722,25 @@ fn an_fd_on_a_host_directory_is_not_reachable_inside() {
     assert_eq!(inside(&[], script), "closed");
     // Kept on request, it is there (so the check above can fail) ...
     assert_eq!(inside(&["--preserve-fds", "5"], script), "secret");
+    // Socket activation: LISTEN_FDS keeps 3.., and LISTEN_PID names COMMAND.
+    let mut cmd = Command::new("sh");
+    with_env(&mut cmd, &state);
+    cmd.arg("-c")
+        .arg("exec 3<\"$0\"/secret; shift; exec \"$@\"")
+        .arg(&host_dir)
+        .arg("-")
+        .arg("mntns")
+        .arg("--rootfs")
+        .arg(&root)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat <&3; echo; [ \"$LISTEN_PID\" = $$ ] && echo pid-ok",
+        ])
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1");
+    assert_eq!(ok_out(&run(&mut cmd), "LISTEN_FDS"), "host\npid-ok");
     // ... but a working directory named through it still stays inside the root.
     let out = inside(&["--preserve-fds", "5", "-w", "/proc/self/fd/7"], "ls; pwd");
     assert!(!out.contains("secret"), "{out}");
@@ -1135,5 +1154,38 @@ fn overlay_lowers_stack_first_on_top_and_upper_chooses_the_layer() {
     assert!(
         !state.join("data").exists(),
         "--upper keeps the layer out of the data dir"
+    );
+}
+
+#[test]
+fn a_pinned_container_mount_namespace_can_be_joined_by_path() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    let pin = dir.path().join("mnt.pin");
+    let out = run(mntns(&state)
+        .arg("--pin")
+        .arg(&pin)
+        .arg("--rootfs")
+        .arg(&root)
+        .args(["--", "/bin/sh", "-c", "echo pinned > /etc/hostname"]));
+    ok_out(&out, "mntns --pin");
+    let joined = run(mntns(&state).arg("--join").arg(&pin).args([
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname; pwd; ls /",
+    ]));
+    let unpinned = Command::new("umount").arg(&pin).status().unwrap();
+    assert!(unpinned.success());
+    let joined = ok_out(&joined, "mntns --join PIN");
+    // The container's own /etc/hostname (a bind mount that lives with the namespace).
+    assert!(joined.starts_with("pinned\n/\nbin\n"), "{joined}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        ""
     );
 }
