@@ -959,6 +959,14 @@ fn bad_input_is_125_and_leaves_the_mount_table_and_data_dir_untouched() {
             "rel".into(),
         ],
     ];
+    // A data directory with a kept layer and a stale --rm one: bad input touches neither.
+    let kept = state.join("data/overlay/kept/diff");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("file"), "kept").unwrap();
+    let stale = state.join("data/overlay/stale");
+    std::fs::create_dir_all(stale.join("diff")).unwrap();
+    std::fs::write(stale.join(".rm"), "").unwrap();
+    let data_before = tree(&state.join("data"));
     for case in cases {
         let mut args = vec!["mntns"];
         args.extend(case.iter().map(String::as_str));
@@ -966,12 +974,19 @@ fn bad_input_is_125_and_leaves_the_mount_table_and_data_dir_untouched() {
         let (out, before, after) = in_fake_host(&state, dir.path(), &args);
         assert_fatal(&out, "mntns");
         assert_eq!(before, after, "{case:?} changed the mount table");
-        assert!(
-            !state.join("data").exists(),
-            "{case:?} left {:?}",
-            tree(&state.join("data"))
+        assert_eq!(
+            tree(&state.join("data")),
+            data_before,
+            "{case:?} changed the data dir"
         );
     }
+    // A chain name inherited from an earlier link becomes a layer's path: checked too.
+    let mut cmd = mntns(&state);
+    cmd.env("NSCHAIN_NAME", "../../escape")
+        .args(["--overlay", "/", "--", "true"]);
+    assert_fatal(&run(&mut cmd), "mntns");
+    assert_eq!(tree(&state.join("data")), data_before);
+    assert!(!state.join("escape").exists());
 }
 
 #[test]

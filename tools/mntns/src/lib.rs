@@ -279,14 +279,18 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut layer = None;
     let mut cleaner = None;
     if let Some(NewRoot::Overlay(lowers)) = &plan.root {
-        if args.upper.is_none() {
-            debug::step("collect stale --rm layers", overlay::collect_garbage);
-        }
         let name = args.ns.name.clone().or_else(|| {
             std::env::var(common::chain::NAME_VAR)
                 .ok()
                 .filter(|n| !n.is_empty())
         });
+        if let Some(name) = &name {
+            // It becomes a path component of the layer.
+            common::chain::validate_name(name).map_err(Fatal::new)?;
+        }
+        if args.upper.is_none() {
+            debug::step("collect stale --rm layers", overlay::collect_garbage);
+        }
         let lower = lowers
             .first()
             .map(PathBuf::as_path)

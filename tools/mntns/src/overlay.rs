@@ -106,12 +106,16 @@ pub fn prepare(
             (id, dir.to_owned(), !dir.exists())
         }
         None => {
-            let parent = layers_dir();
-            state::ensure_dir(&parent, 0o700).fatal_ctx("unable to prepare the layer directory")?;
             let id = match name {
-                Some(name) => name.to_owned(),
+                // The chain's name (from NSCHAIN_NAME too): it becomes a path component.
+                Some(name) => {
+                    common::chain::validate_name(name).map_err(Fatal::new)?;
+                    name.to_owned()
+                }
                 None => random_id()?,
             };
+            let parent = layers_dir();
+            state::ensure_dir(&parent, 0o700).fatal_ctx("unable to prepare the layer directory")?;
             let dir = parent.join(&id);
             (id, dir.clone(), !dir.exists())
         }
