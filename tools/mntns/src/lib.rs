@@ -114,7 +114,8 @@ pub struct Args {
     #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
     pub user: Option<User>,
 
-    /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL)
+    /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
+    /// from Docker's default set, else from the current one
     #[arg(long, value_name = "CAP", value_parser = parse_cap)]
     pub cap_add: Vec<CapSpec>,
 
