@@ -958,6 +958,14 @@ fn bad_input_is_125_and_leaves_the_mount_table_and_data_dir_untouched() {
             "--upper".into(),
             "rel".into(),
         ],
+        vec!["--pin".into(), format!("{missing}/pin")],
+        vec![
+            "--overlay".into(),
+            "/".into(),
+            "--name".into(),
+            "bad name".into(),
+        ],
+        vec!["--info-fd".into(), "99".into()],
     ];
     // A data directory with a kept layer and a stale --rm one: bad input touches neither.
     let kept = state.join("data/overlay/kept/diff");
