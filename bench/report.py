@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""bench/report.py DATA_DIR OUT.md: turns what bench/run.sh collected into bench/RESULTS.md.
+
+Inputs in DATA_DIR: rows.tsv (group, label, command, ok|failed|missing, reason), hf-GROUP.json
+(hyperfine --export-json), facts.tsv (key, value), scale.json (bench/scale.py), text-*.txt
+(verbatim blocks), strace-*.txt, perf-*.csv. Every number printed comes from these files; a row
+without a measurement says why instead.
+"""
+
+import json
+import os
+import statistics
+import sys
+
+DATA, OUT = sys.argv[1], sys.argv[2]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_facts():
+    facts = {}
+    try:
+        with open(os.path.join(DATA, "facts.tsv")) as f:
+            for line in f:
+                key, _, value = line.rstrip("\n").partition("\t")
+                facts[key] = value
+    except FileNotFoundError:
+        pass
+    return facts
+
+
+def read_rows():
+    rows = {}
+    try:
+        with open(os.path.join(DATA, "rows.tsv")) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                parts += [""] * (5 - len(parts))
+                group, label, command, status, reason = parts[:5]
+                rows.setdefault(group, []).append(
+                    {"label": label, "command": command, "status": status, "reason": reason}
+                )
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def quantile(values, q):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    pos = (len(values) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (pos - low)
+
+
+def read_results(group):
+    """label -> {median, p25, p75, min, mean, runs, user, system} in milliseconds."""
+    path = os.path.join(DATA, f"hf-{group}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for r in data.get("results", []):
+        times = [t * 1000 for t in r.get("times", [])]
+        out[r["command"]] = {
+            "median": statistics.median(times) if times else r["median"] * 1000,
+            "p25": quantile(times, 0.25),
+            "p75": quantile(times, 0.75),
+            "min": min(times) if times else r["min"] * 1000,
+            "mean": r["mean"] * 1000,
+            "runs": len(times),
+            "user": r.get("user", 0) * 1000,
+            "system": r.get("system", 0) * 1000,
+        }
+    return out
+
+
+FACTS = read_facts()
+ROWS = read_rows()
+RESULTS = {group: read_results(group) for group in ROWS}
+LINES = []
+
+
+def emit(text=""):
+    LINES.append(text)
+
+
+def ms(value):
+    return f"{value:.2f}"
+
+
+def median_of(group, label=None, prefix=None):
+    for name, r in RESULTS.get(group, {}).items():
+        if (label is not None and name == label) or (prefix is not None and name.startswith(prefix)):
+            return name, r["median"]
+    return None, None
+
+
+def why_missing(group, label=None, prefix=None):
+    for row in ROWS.get(group, []):
+        if (label is not None and row["label"] == label) or (
+            prefix is not None and row["label"].startswith(prefix)
+        ):
+            if row["status"] == "missing":
+                return f"not measured: {row['reason'] if ' ' in row['reason'] else 'not built: ' + row['reason']}"
+            if row["status"] == "failed":
+                return f"not measured: the command failed ({row['reason'][:160]})"
+        if row["label"] == "*" and row["status"] == "failed":
+            return f"not measured: {row['reason'][:160]}"
+    return "not measured: no row (section skipped)"
+
+
+def group_table(group, ref_label=None, ref_prefix=None, title_ref=None):
+    """One hyperfine run as a table: median, IQR, min, ratio and difference to the reference."""
+    results = RESULTS.get(group, {})
+    ref_name, ref = median_of(group, ref_label, ref_prefix)
+    ref_title = title_ref or ref_name or ref_label or ref_prefix or "reference"
+    emit(f"| command | median ms | IQR ms | min ms | user+sys ms | ÷ {ref_title} | Δ ms |")
+    emit("|---|---:|---:|---:|---:|---:|---:|")
+    for row in ROWS.get(group, []):
+        if row["label"] == "*":
+            continue
+        r = results.get(row["label"])
+        if r is None:
+            reason = row["reason"] if row["status"] != "ok" else "hyperfine failed"
+            if row["status"] == "missing":
+                reason = reason if " " in reason else f"not built: {reason}"
+            else:
+                reason = f"failed: {reason[:200]}"
+            emit(f"| {row['label']} | — | — | — | — | — | **not measured** ({reason}) |")
+            continue
+        ratio = f"{r['median'] / ref:.2f}" if ref else "—"
+        delta = f"{r['median'] - ref:+.2f}" if ref else "—"
+        emit(
+            f"| {row['label']} | {ms(r['median'])} | {ms(r['p25'])}–{ms(r['p75'])} | {ms(r['min'])} "
+            f"| {ms(r['user'] + r['system'])} | {ratio} | {delta} |"
+        )
+    failed = [row for row in ROWS.get(group, []) if row["label"] == "*"]
+    for row in failed:
+        emit(f"\nhyperfine failed for this group: {row['reason']}")
+    emit()
+
+
+# ----------------------------------------------------------------------------------------------
+TARGETS = []  # (target, measured, limit, margin, status)
+
+
+def ratio_target(name, group, a, b, limit, a_prefix=False, b_prefix=False):
+    an, av = median_of(group, **({"prefix": a} if a_prefix else {"label": a}))
+    bn, bv = median_of(group, **({"prefix": b} if b_prefix else {"label": b}))
+    if av is None or bv is None:
+        missing_a = why_missing(group, **({"prefix": a} if a_prefix else {"label": a})) if av is None else ""
+        missing_b = why_missing(group, **({"prefix": b} if b_prefix else {"label": b})) if bv is None else ""
+        TARGETS.append((name, "—", f"≤ {limit:.2f}", "—", (missing_a or missing_b)))
+        return
+    ratio = av / bv
+    margin = limit - ratio
+    met = ratio <= limit
+    how = (
+        f"{margin:.2f} under"
+        if met
+        else f"{-margin:.2f} over ({(ratio / limit - 1) * 100:.0f}% over the limit; "
+        f"{av - limit * bv:.2f} ms too slow)"
+    )
+    TARGETS.append(
+        (name, f"{ms(av)} / {ms(bv)} ms = **{ratio:.2f}**", f"≤ {limit:.2f}", how, "met" if met else "**NOT met**")
+    )
+
+
+ratio_target("full chain ≤ 0.8 × bwrap", "chain", "nschain chain", "bwrap --unshare-all", 0.8)
+ratio_target("full chain ≤ 0.3 × crun", "chain", "nschain chain", "crun run", 0.3)
+ratio_target("full chain ≤ 1.5 × floor", "chain", "nschain chain", "floor", 1.5)
+for tool, anchor in [
+    ("utsns", "unshare -u true"),
+    ("ipcns", "unshare -i true"),
+    ("netns", "unshare -n true"),
+    ("pidns", "unshare -pf true"),
+    ("mntns", "unshare -m true"),
+    ("userns", "unshare -Ur true (uid 65534)"),
+]:
+    label = "userns --map-root true (uid 65534)" if tool == "userns" else f"{tool} true"
+    ratio_target(f"{tool} ≤ 1.2 × `{anchor}`", f"tool-{tool}", label, anchor, 1.2)
+
+# bridge: absolute difference
+bn, bv = median_of("bridge", "netns --bridge true")
+un, uv = median_of("bridge", "unshare -n true")
+if bv is not None and uv is not None:
+    d = bv - uv
+    TARGETS.append(
+        (
+            "bridge setup ≤ 2 ms over `unshare -n`",
+            f"{ms(bv)} − {ms(uv)} ms = **{d:+.2f} ms**",
+            "≤ 2.00 ms",
+            f"{2 - d:.2f} ms under" if d <= 2 else f"{d - 2:.2f} ms over",
+            "met" if d <= 2 else "**NOT met**",
+        )
+    )
+else:
+    TARGETS.append(
+        ("bridge setup ≤ 2 ms over `unshare -n`", "—", "≤ 2.00 ms", "—",
+         why_missing("bridge", "netns --bridge true" if bv is None else "unshare -n true"))
+    )
+
+SCALE = None
+scale_path = os.path.join(DATA, "scale.json")
+if os.path.exists(scale_path):
+    with open(scale_path) as f:
+        SCALE = json.load(f)
+scale_why = (
+    f"not measured: {FACTS['scale_skipped']}" if "scale_skipped" in FACTS else "not measured: section 5 skipped or failed"
+)
+if SCALE and SCALE.get("overhead_rss_kib_per_container") is not None:
+    rss = SCALE["overhead_rss_kib_per_container"] / 1024
+    pss = SCALE["overhead_pss_kib_per_container"] / 1024
+    TARGETS.append(
+        (
+            "memory per idle container ≤ 1 MiB",
+            f"RSS **{rss:.2f} MiB** (PSS {pss:.2f} MiB) per container, payload excluded",
+            "≤ 1.00 MiB",
+            f"{1 - rss:.2f} MiB under" if rss <= 1 else f"{rss - 1:.2f} MiB over (PSS is {'under' if pss <= 1 else 'over'})",
+            "met" if rss <= 1 else "**NOT met**",
+        )
+    )
+else:
+    TARGETS.append(("memory per idle container ≤ 1 MiB", "—", "≤ 1.00 MiB", "—", scale_why))
+if SCALE and SCALE.get("up_seconds") is not None:
+    n = SCALE["n"]
+    up = SCALE["up_seconds"]
+    complete = SCALE.get("up_count") == n
+    if n == 1000 and complete:
+        TARGETS.append(
+            ("1000 containers up in ≤ 10 s", f"**{up:.2f} s**", "≤ 10 s",
+             f"{10 - up:.2f} s under" if up <= 10 else f"{up - 10:.2f} s over", "met" if up <= 10 else "**NOT met**")
+        )
+    else:
+        TARGETS.append(
+            ("1000 containers up in ≤ 10 s",
+             f"{SCALE.get('up_count')} of {n} up in {up:.2f} s", "≤ 10 s", "—",
+             "not measured at 1000" if n != 1000 else f"**NOT met**: only {SCALE.get('up_count')} of {n} came up")
+        )
+else:
+    TARGETS.append(("1000 containers up in ≤ 10 s", "—", "≤ 10 s", "—", scale_why))
+
+# ----------------------------------------------------------------------------------------------
+emit("# nschain benchmark results")
+emit()
+emit(
+    f"Written by `make bench` (bench/run.sh → bench/report.py), run {FACTS.get('started', '?')} – "
+    f"{FACTS.get('finished', '?')}, commit `{FACTS.get('commit', '?')}`."
+)
+emit()
+emit(f"- machine: {FACTS.get('machine', '?')}")
+emit(f"- versions: {FACTS.get('versions', '?')}")
+emit(
+    f"- method: every table is ONE `hyperfine -N` run (no shell in between), {FACTS.get('warmup', '?')} warm-up "
+    f"and {FACTS.get('runs', '?')} timed runs per command, commands of a table measured back to back; "
+    "medians of wall time from fork to exit as hyperfine sees it; IQR = 25th–75th percentile; "
+    "release binaries of `target/release` (LTO, stripped)."
+)
+emit(f"- tools built: {FACTS.get('tools_present', '').strip() or 'none'}")
+missing_tools = FACTS.get("tools_missing", "").strip()
+emit(f"- tools NOT built (their rows say *not measured*): {missing_tools or 'none'}")
+emit()
+emit("## Targets (issue 8)")
+emit()
+emit("| target | measured | limit | margin | status |")
+emit("|---|---|---|---|---|")
+for t in TARGETS:
+    emit("| " + " | ".join(t) + " |")
+emit()
+
+emit("## 1. Each tool alone vs its `unshare` equivalent")
+emit()
+emit(
+    "`netns` brings `lo` up, `unshare -n` leaves it down: the third row of the netns table "
+    "(`unshare -n ip link set lo up`) is the functional equivalent; the target compares with plain "
+    "`unshare -n true`. `userns` rows run as uid 65534 through `setpriv`, whose own cost is the "
+    "last row."
+)
+emit()
+for tool in ["utsns", "ipcns", "netns", "pidns", "mntns", "userns"]:
+    emit(f"### {tool}")
+    emit()
+    group_table(f"tool-{tool}", ref_prefix="unshare -")
+
+emit("## 2. The full rootful chain (six namespaces, busybox root, /proc, /dev)")
+emit()
+emit(f"- chain: `{FACTS.get('chain_rootful', '?')}`")
+emit(
+    "- floor: `nschain-floor ROOT /bin/true` (bench/floor): one process, one `unshare` of all six "
+    "namespaces, maps, lo up, hostname, one fork, `/` private, root bound, /proc, tmpfs /dev with 6 "
+    "bound device nodes, `pivot_root`, exec — the kernel's price of the same work."
+)
+emit(
+    "- crun: `crun run` of a `crun spec` bundle over the same root with the user namespace added "
+    "(root → root, as the chain), `terminal: false`, no cgroup mount, `--cgroup-manager=disabled`; "
+    "crun 1.8 rejects this host's hybrid cgroup layout, so this table ran in a private mount "
+    "namespace with `/sys/fs/cgroup/unified` unmounted (same for every row)."
+)
+emit("- `unshare -muinpU -f --mount-proc` has no new root: it is the issue's anchor, not equivalent work.")
+emit()
+group_table("chain", ref_label="floor")
+if "chain-partial" in ROWS:
+    emit("Partial chain (what is built; NOT the full chain, for orientation only):")
+    emit()
+    group_table("chain-partial", ref_prefix="unshare")
+
+emit("## 3. The rootless chain (uid 65534)")
+emit()
+emit(f"- chain: `{FACTS.get('chain_rootless', '?')}`")
+emit()
+group_table("rootless", ref_prefix="floor")
+
+emit("## 4. Bridge networking")
+emit()
+emit(
+    "All rows run inside a throwaway network + mount namespace that plays the host (fresh `lo`, "
+    "tmpfs `/run`); nothing of the machine's interfaces or firewall is touched. The `ip` script "
+    "makes a netns, a veth into it, attaches it to a bridge, sets address, lo, route, runs `true` "
+    "and deletes the netns; it includes one `/bin/sh` start (last row)."
+)
+emit()
+group_table("bridge", ref_label="unshare -n true")
+path = os.path.join(DATA, "text-netns-setup.txt")
+if os.path.exists(path):
+    emit("Output of `bench/netns-setup.sh` (written by the netns tool's author):")
+    emit()
+    emit("```")
+    emit(open(path).read().rstrip())
+    emit("```")
+    emit()
+else:
+    emit("`bench/netns-setup.sh` does not exist (yet): no additional bridge measurements.")
+    emit()
+
+emit("## 5. Scale: containers in bridge mode started at once")
+emit()
+if SCALE:
+    emit(f"- chain per container: `{FACTS.get('scale_chain', '?')}`")
+    emit(
+        "- method: bench/scale.py in a throwaway network namespace (the \"host\"), a child subreaper so "
+        "nothing a container leaves behind escapes the count; all N launched without waiting; "
+        "\"up\" = the payload printed `up` on the shared pipe; memory = RSS and PSS from "
+        "/proc/PID/smaps_rollup of every process alive per container, payload (`sleep`) shown apart; "
+        "stop = SIGKILL to every payload; \"clean\" = no process, no veth, no lease file left."
+    )
+    emit()
+    emit("| figure | value |")
+    emit("|---|---|")
+    order = [
+        ("n", "containers"),
+        ("up_count", "came up"),
+        ("failed", "failed before up"),
+        ("launch_seconds", "time to launch all (s)"),
+        ("up_seconds", "time until all running (s)"),
+        ("overhead_rss_kib_per_container", "our processes: RSS per container (KiB)"),
+        ("overhead_pss_kib_per_container", "our processes: PSS per container (KiB)"),
+        ("payload_rss_kib_per_container", "payload: RSS per container (KiB)"),
+        ("payload_pss_kib_per_container", "payload: PSS per container (KiB)"),
+        ("memavailable_kib_per_container", "MemAvailable drop per container, kernel included (KiB)"),
+        ("processes_per_container", "processes alive per container (payload included)"),
+        ("veths_while_up", "veth devices while up"),
+        ("run_files_while_up", "files under the run dir while up"),
+        ("exit_seconds", "time from SIGKILL of the payloads until every chain exited (s)"),
+        ("clean_seconds", "time from SIGKILL until nothing is left (s)"),
+        ("left_veths", "veths left"),
+        ("left_processes", "processes left"),
+        ("left_lease_files", "lease files left"),
+    ]
+    for key, title in order:
+        if key in SCALE and SCALE[key] is not None:
+            value = SCALE[key]
+            if isinstance(value, float):
+                value = f"{value:.3f}" if value < 100 else f"{value:.0f}"
+            emit(f"| {title} | {value} |")
+    emit()
+    if SCALE.get("by_process"):
+        emit("Alive per container while idle, by program:")
+        emit()
+        emit("| program | processes | RSS KiB each (mean) | PSS KiB each (mean) |")
+        emit("|---|---:|---:|---:|")
+        for name, v in sorted(SCALE["by_process"].items()):
+            emit(f"| {name} | {v['count']} | {v['rss_kib'] / v['count']:.0f} | {v['pss_kib'] / v['count']:.0f} |")
+        emit()
+    if SCALE.get("left_files"):
+        emit("Files left under the run dir after cleanup: " + ", ".join(f"`{p}`" for p in SCALE["left_files"][:10]))
+        emit()
+    if SCALE.get("errors"):
+        emit("First errors from the containers:")
+        emit()
+        emit("```")
+        emit("\n".join(SCALE["errors"][:10]))
+        emit("```")
+        emit()
+    if SCALE.get("note"):
+        emit(SCALE["note"])
+        emit()
+else:
+    emit(scale_why)
+    emit()
+
+emit("## 6. Sizes, memory, static vs dynamic exec")
+emit()
+emit("Sizes of the release binaries (`strip = true` in the release profile), with the anchors for scale:")
+emit()
+emit("| binary | bytes | note |")
+emit("|---|---:|---|")
+for key, value in FACTS.items():
+    if key.startswith("size_"):
+        name = key[5:].replace("ref_", "")
+        size, _, note = value.partition(" ")
+        if key.startswith("size_ref_"):
+            note = "anchor (Debian)"
+        emit(f"| {name} | {int(size):,} | {note} |")
+emit()
+mem = [(k[10:], v) for k, v in FACTS.items() if k.startswith("mem_pidns_") and k != "mem_pidns_note"]
+if mem:
+    emit("`pidns -- sleep 1000`, resident memory of each process (from /proc/PID/smaps_rollup; RSS counts "
+         "shared library pages in full, PSS divides them among their users):")
+    emit()
+    emit("| process | comm | RSS KiB | PSS KiB |")
+    emit("|---|---|---:|---:|")
+    for role, value in mem:
+        parts = value.split(" ", 2)
+        emit(f"| {role} | {parts[2] if len(parts) > 2 else ''} | {parts[0]} | {parts[1]} |")
+    emit()
+    if "mem_pidns_note" in FACTS:
+        emit(f"Note: {FACTS['mem_pidns_note']}.")
+        emit()
+elif "pidns" not in FACTS.get("tools_present", ""):
+    emit("pidns memory: not measured: pidns not built.")
+    emit()
+path = os.path.join(DATA, "text-pidns-rss.txt")
+if os.path.exists(path):
+    emit("Output of `bench/pidns-rss.sh` (written by the pidns tool's author):")
+    emit()
+    emit("```")
+    emit(open(path).read().rstrip())
+    emit("```")
+    emit()
+emit("Static vs dynamic: the same `utsns` linked with `-C target-feature=+crt-static`, and the exec of "
+     "a static program alone (busybox `true`) vs a dynamic one (coreutils `/bin/true`):")
+emit()
+if "static" in ROWS:
+    group_table("static", ref_label="utsns (dynamic)")
+    group_table("static-true", ref_label="/bin/true (dynamic)")
+else:
+    emit(f"not measured: {FACTS.get('static_failed', 'static build skipped (NSCHAIN_BENCH_STATIC=0 or utsns not built)')}")
+    emit()
+
+emit("## 7. Where the chain's time goes")
+emit()
+perf = {}
+for name in ["chain", "bwrap", "floor"]:
+    path = os.path.join(DATA, f"perf-{name}.csv")
+    if not os.path.exists(path):
+        continue
+    values = {}
+    for line in open(path):
+        parts = line.strip().split(",")
+        if len(parts) >= 3 and parts[0] and not line.startswith("#"):
+            try:
+                values[parts[2]] = float(parts[0])
+            except ValueError:
+                pass
+    perf[name] = values
+if perf:
+    emit("`perf stat -r 50` (per run, all processes of the run):")
+    emit()
+    emit("| command | task-clock ms | page faults | context switches | cpu migrations |")
+    emit("|---|---:|---:|---:|---:|")
+    for name, v in perf.items():
+        emit(
+            f"| {name} | {v.get('task-clock', float('nan')):.2f} | {v.get('page-faults', float('nan')):.0f} "
+            f"| {v.get('context-switches', float('nan')):.0f} | {v.get('cpu-migrations', float('nan')):.0f} |"
+        )
+    emit()
+for name in ["chain", "bwrap", "floor"]:
+    path = os.path.join(DATA, f"strace-{name}.txt")
+    if not os.path.exists(path):
+        continue
+    lines = [l.rstrip() for l in open(path) if l.strip()]
+    # header (2 lines) + top 15 syscalls + total
+    body = lines[:2] + lines[2:17] + [l for l in lines if "total" in l]
+    emit(f"`strace -f -c` of one {name} run (top 15 by time; strace inflates every syscall, read counts more than times):")
+    emit()
+    emit("```")
+    emit("\n".join(body))
+    emit("```")
+    emit()
+path = os.path.join(DATA, "text-debug-chain.txt")
+if os.path.exists(path):
+    emit("`NSCHAIN_DEBUG=1` step trace of one chain run (each link's steps with their durations):")
+    emit()
+    emit("```")
+    emit(open(path).read().rstrip())
+    emit("```")
+    emit()
+path = os.path.join(DATA, "strace-chain-full.txt")
+if os.path.exists(path):
+    counts = {}
+    for line in open(path):
+        for sc in ["execve", "clone3", "clone", "fork", "unshare", "mount", "pivot_root", "umount2", "openat", "newfstatat", "mmap"]:
+            if f"{sc}(" in line and "resumed" not in line:
+                counts[sc] = counts.get(sc, 0) + 1
+                break
+    if counts:
+        emit("Syscalls of interest in one chain run: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        emit()
+
+findings = os.path.join(HERE, "findings.md")
+if os.path.exists(findings):
+    emit(open(findings).read().rstrip())
+    emit()
+
+with open(OUT, "w") as f:
+    f.write("\n".join(LINES) + "\n")

@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# make bench: nschain measured side by side with its anchors, in ONE run, on this machine.
+#
+# Writes bench/RESULTS.md and prints it. Every comparison is one hyperfine invocation, so the
+# commands of a row are measured minutes apart at most, under the same load; report.py turns the
+# JSON into medians, ratios and the targets of issue 8. A tool that is not built is reported as
+# "not measured", never guessed. Sections:
+#   1. each tool alone vs its util-linux unshare equivalent
+#   2. the full rootful chain over a busybox root vs bwrap, crun, unshare and our floor
+#   3. the rootless chain (uid 65534) vs bwrap rootless and the floor
+#   4. bridge networking (netns --bridge) vs unshare -n and ip commands, in a throwaway netns
+#   5. scale: N containers in bridge mode started at once (bench/scale.py)
+#   6. binary sizes, pidns monitor/init memory, static vs dynamic exec, strace/perf profile
+#
+# Knobs: NSCHAIN_BENCH_RUNS (runs per command, 200), NSCHAIN_BENCH_WARMUP (20),
+# NSCHAIN_BENCH_SCALE (containers in section 5, 1000; 0 skips it), NSCHAIN_BENCH_STATIC=0 skips
+# the static build, NSCHAIN_BENCH_BIN (binaries, default target/release),
+# NSCHAIN_BENCH_OUT (default bench/RESULTS.md).
+# Needs root (rootful rows; rootless rows switch to uid 65534 with setpriv). Never touches the
+# host's interfaces or firewall: every network row runs in a network namespace made here.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+BIN=${NSCHAIN_BENCH_BIN:-$REPO/target/release}
+RUNS=${NSCHAIN_BENCH_RUNS:-200}
+WARMUP=${NSCHAIN_BENCH_WARMUP:-20}
+SCALE=${NSCHAIN_BENCH_SCALE:-1000}
+OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
+TOOLS=(utsns ipcns netns pidns mntns userns)
+NOBODY=(setpriv --reuid 65534 --regid 65534 --clear-groups)
+
+if [[ $(id -u) != 0 ]]; then
+    echo "bench: must run as root (the rootless rows switch to uid 65534 themselves)" >&2
+    exit 1
+fi
+for prog in hyperfine python3 unshare bwrap crun busybox setpriv strace; do
+    command -v "$prog" >/dev/null || { echo "bench: $prog is missing (make deps)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/nschain-bench.XXXXXX)
+chmod 755 "$WORK"
+DATA=$WORK/data
+mkdir -p "$DATA" "$WORK/run" "$WORK/state" "$WORK/run-nobody" "$WORK/state-nobody"
+chown 65534:65534 "$WORK/run-nobody" "$WORK/state-nobody"
+export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
+unset NSCHAIN_NAME NSCHAIN_DEBUG
+
+cleanup() {
+    local pids
+    pids=$(jobs -p) || true
+    [[ -n $pids ]] && kill $pids 2>/dev/null
+    # Mounts made by an interrupted row live in namespaces that die with their processes;
+    # only plain files remain here.
+    rm -rf "$WORK" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+# fact KEY VALUE: a figure for report.py
+fact() { printf '%s\t%s\n' "$1" "$2" >>"$DATA/facts.tsv"; }
+# text NAME < file: a verbatim block for report.py
+text() { cat >"$DATA/text-$1.txt"; }
+have() { [[ -x $BIN/$1 ]]; }
+missing_tools() {
+    local t out=()
+    for t in "$@"; do have "$t" || out+=("$t"); done
+    echo "${out[*]}"
+}
+
+fact started "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+fact machine "$(nproc) cpus, $(uname -sr), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+fact versions "$(hyperfine --version), $(unshare --version | sed 's/.*from //'), $(bwrap --version), $(crun --version | head -1), busybox $(busybox | head -1 | awk '{print $2}'), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
+fact commit "$(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+fact runs "$RUNS"
+fact warmup "$WARMUP"
+fact tools_present "$(for t in "${TOOLS[@]}"; do have "$t" && printf '%s ' "$t"; done)"
+fact tools_missing "$(missing_tools "${TOOLS[@]}")"
+
+# --- one comparison -----------------------------------------------------------------------------
+# hf GROUP LABEL CMD [LABEL CMD]... : checks each command once (a failing one is reported, not
+# timed), then times the rest in ONE hyperfine run (-N: no shell in between). HF_WRAP, when set,
+# is a command prefix the whole run executes under (a throwaway namespace).
+HF_WRAP=()
+hf() {
+    local group=$1 label cmd err rc
+    shift
+    local args=()
+    while (($#)); do
+        label=$1 cmd=$2
+        shift 2
+        rc=0
+        err=$("${HF_WRAP[@]}" timeout 30 bash -c "exec $cmd" </dev/null 2>&1 >/dev/null) || rc=$?
+        if ((rc == 0)); then
+            args+=(-n "$label" "$cmd")
+            printf '%s\t%s\t%s\tok\t\n' "$group" "$label" "$cmd" >>"$DATA/rows.tsv"
+        else
+            err=$(printf '%s' "$err" | tr '\n\t' '  ' | cut -c1-300)
+            printf '%s\t%s\t%s\tfailed\t%s\n' "$group" "$label" "$cmd" "exit $rc: ${err:-no message}" >>"$DATA/rows.tsv"
+            log "$group/$label failed its check run: $err"
+        fi
+    done
+    ((${#args[@]})) || return 0
+    log "timing $group: $(( ${#args[@]} / 3 )) commands x $RUNS runs"
+    if ! "${HF_WRAP[@]}" hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
+        --export-json "$DATA/hf-$group.json" "${args[@]}" >"$DATA/hf-$group.log" 2>&1; then
+        log "$group: hyperfine failed: $(tail -3 "$DATA/hf-$group.log")"
+        printf '%s\t*\t\tfailed\thyperfine: %s\n' "$group" "$(tail -1 "$DATA/hf-$group.log" | tr '\t' ' ')" >>"$DATA/rows.tsv"
+        rm -f "$DATA/hf-$group.json"
+    fi
+}
+# missing GROUP LABEL CMD REASON: a row that cannot be measured
+missing() { printf '%s\t%s\t%s\tmissing\t%s\n' "$1" "$2" "$3" "$4" >>"$DATA/rows.tsv"; }
+# row GROUP LABEL CMD TOOLS...: hf arguments if every tool is built, else a "missing" row
+ROW=()
+row() {
+    local group=$1 label=$2 cmd=$3
+    shift 3
+    local absent
+    absent=$(missing_tools "$@")
+    if [[ -n $absent ]]; then
+        missing "$group" "$label" "$cmd" "$absent"
+    else
+        ROW+=("$label" "$cmd")
+    fi
+}
+# help_has TOOL FLAG: whether TOOL's --help mentions FLAG
+help_has() { have "$1" && "$BIN/$1" --help 2>/dev/null | grep -q -e "$2"; }
+
+# --- a busybox root and an OCI bundle over it ----------------------------------------------------
+ROOTFS=$WORK/rootfs
+mkdir -p "$ROOTFS"/{bin,proc,dev,sys,tmp,etc,root,run}
+cp "$(command -v busybox)" "$ROOTFS/bin/busybox"
+for applet in $("$ROOTFS/bin/busybox" --list); do
+    [[ $applet == busybox ]] || ln -s busybox "$ROOTFS/bin/$applet"
+done
+chmod 1777 "$ROOTFS/tmp"
+
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE" "$WORK/crun-state"
+(cd "$BUNDLE" && crun spec)
+python3 - "$BUNDLE/config.json" "$ROOTFS" <<'EOF'
+import json, sys
+path, root = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["root"] = {"path": root, "readonly": False}
+c["hostname"] = "b"
+p = c["process"]
+p["terminal"] = False
+p["args"] = ["/bin/true"]
+# same namespaces as the chain: pid ipc uts mount network + user (root mapped to root)
+c["linux"]["namespaces"].append({"type": "user"})
+c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+c["linux"].pop("resources", None)          # no cgroup manager on this machine
+mounts = []
+for m in c["mounts"]:
+    if m["destination"] == "/sys/fs/cgroup":
+        continue                            # no cgroup namespace in the chain either
+    if m["type"] == "devpts":               # gid 5 is not mapped in a one-id user namespace
+        m["options"] = [o for o in m["options"] if not o.startswith("gid=")]
+    mounts.append(m)
+c["mounts"] = mounts
+json.dump(c, open(path, "w"), indent=1)
+EOF
+# crun 1.8 refuses cgroup v1/v2 hybrid hosts ("drop all controllers from cgroupv2") even with
+# --cgroup-manager=disabled: rows with crun run in a private mount namespace without the
+# unified hierarchy, which changes nothing for the other commands of the row.
+CRUN_WRAP=(unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' sh)
+CRUN="crun --root $WORK/crun-state --cgroup-manager=disabled run --bundle $BUNDLE nschain-bench"
+
+FLOOR=$BIN/nschain-floor
+[[ -x $FLOOR ]] || FLOOR=""
+
+# --- 1. each tool alone vs its unshare equivalent ----------------------------------------------
+log "1. tools alone"
+ROW=(); row tool-utsns "utsns true" "$BIN/utsns true" utsns
+hf tool-utsns "${ROW[@]}" "unshare -u true" "unshare -u true"
+ROW=(); row tool-ipcns "ipcns true" "$BIN/ipcns true" ipcns
+hf tool-ipcns "${ROW[@]}" "unshare -i true" "unshare -i true"
+ROW=(); row tool-netns "netns true" "$BIN/netns true" netns
+hf tool-netns "${ROW[@]}" "unshare -n true" "unshare -n true" \
+    "unshare -n ip link set lo up" "unshare -n ip link set lo up"
+ROW=(); row tool-pidns "pidns true" "$BIN/pidns true" pidns
+help_has pidns --no-init && row tool-pidns "pidns --no-init true" "$BIN/pidns --no-init true" pidns
+hf tool-pidns "${ROW[@]}" "unshare -pf true" "unshare -pf true"
+ROW=(); row tool-mntns "mntns true" "$BIN/mntns true" mntns
+hf tool-mntns "${ROW[@]}" "unshare -m true" "unshare -m true"
+ROW=(); row tool-userns "userns --map-root true (uid 65534)" "${NOBODY[*]} $BIN/userns --map-root true" userns
+hf tool-userns "${ROW[@]}" "unshare -Ur true (uid 65534)" "${NOBODY[*]} unshare -Ur true" \
+    "setpriv alone (uid 65534)" "${NOBODY[*]} true"
+
+# --- 2. the full rootful chain ------------------------------------------------------------------
+log "2. rootful chain"
+CHAIN="$BIN/netns -- $BIN/userns --map-root -- $BIN/ipcns -- $BIN/utsns --hostname b -- $BIN/pidns -- $BIN/mntns --rootfs $ROOTFS -- /bin/true"
+fact chain_rootful "$CHAIN"
+fact floor_present "$([[ -n $FLOOR ]] && echo yes || echo no)"
+ROW=()
+row chain "nschain chain" "$CHAIN" netns userns ipcns utsns pidns mntns
+row_bwrap="bwrap --unshare-all --hostname b --bind $ROOTFS / --proc /proc --dev /dev /bin/true"
+if [[ -n $FLOOR ]]; then ROW+=("floor" "$FLOOR $ROOTFS /bin/true"); else missing chain floor "" "nschain-floor not built"; fi
+HF_WRAP=("${CRUN_WRAP[@]}")
+hf chain "${ROW[@]}" \
+    "bwrap --unshare-all" "$row_bwrap" \
+    "crun run" "$CRUN" \
+    "unshare -muinpU -f --mount-proc" "unshare -muinpU -f --mount-proc true"
+HF_WRAP=()
+# what exists of the chain, for orientation while tools are missing
+partial=() partial_names=()
+for t in netns userns ipcns utsns pidns; do
+    have "$t" || continue
+    case $t in
+        userns) partial+=("$BIN/userns --map-root --") ;;
+        utsns) partial+=("$BIN/utsns --hostname b --") ;;
+        *) partial+=("$BIN/$t --") ;;
+    esac
+    partial_names+=("$t")
+done
+if [[ -n $(missing_tools netns userns ipcns utsns pidns mntns) && ${#partial[@]} -gt 0 ]]; then
+    hf chain-partial "partial chain: ${partial_names[*]}" "${partial[*]} true" \
+        "unshare with the same namespaces" "unshare -f -$(for t in "${partial_names[@]}"; do
+            case $t in netns) printf n ;; userns) printf Ur ;; ipcns) printf i ;; utsns) printf u ;; pidns) printf p ;; esac
+        done) true"
+fi
+
+# --- 3. the rootless chain ----------------------------------------------------------------------
+log "3. rootless chain"
+CHAIN_NOBODY="$BIN/userns --map-root -- $BIN/netns -- $BIN/ipcns -- $BIN/utsns --hostname b -- $BIN/pidns -- $BIN/mntns --rootfs $ROOTFS -- /bin/true"
+fact chain_rootless "${NOBODY[*]} $CHAIN_NOBODY"
+ROW=()
+row rootless "nschain chain (uid 65534)" "env NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody ${NOBODY[*]} $CHAIN_NOBODY" userns netns ipcns utsns pidns mntns
+[[ -n $FLOOR ]] && ROW+=("floor (uid 65534)" "${NOBODY[*]} $FLOOR $ROOTFS /bin/true")
+hf rootless "${ROW[@]}" \
+    "bwrap --unshare-all --unshare-user (uid 65534)" "${NOBODY[*]} bwrap --unshare-all --unshare-user --hostname b --bind $ROOTFS / --proc /proc --dev /dev /bin/true" \
+    "unshare -Urmuinp -f --mount-proc (uid 65534)" "${NOBODY[*]} unshare -Urmuinp -f --mount-proc true"
+
+# --- 4. bridge networking, in a throwaway "host" network namespace ---------------------------------
+log "4. bridge networking"
+# Everything of this row runs in a new network and mount namespace: the bridge, the veths, the
+# nft table and /run/netns of the ip script exist only there and die with it.
+NETHOST=(unshare -n -m --propagation private sh -c 'ip link set lo up && mount -t tmpfs tmpfs /run && exec "$@"' sh)
+cat >"$WORK/ip-bridge.sh" <<'EOF'
+#!/bin/sh
+# What netns --bridge does, with ip commands: a netns, a veth into it, the bridge, an address,
+# lo up, a default route, the command, then the cleanup. Bridge created once (first run).
+set -e
+n=c$$
+ip link show nsbip0 >/dev/null 2>&1 || {
+    ip link add nsbip0 type bridge && ip addr add 10.231.0.1/16 dev nsbip0 && ip link set nsbip0 up
+}
+ip netns add $n
+ip link add v$n type veth peer name eth0 netns $n
+ip link set v$n master nsbip0 up
+ip -n $n addr add 10.231.$(($$ % 250 + 1)).$(($$ / 250 % 250 + 2))/16 dev eth0
+ip -n $n link set eth0 up
+ip -n $n link set lo up
+ip -n $n route add default via 10.231.0.1
+ip netns exec $n true
+ip netns del $n
+EOF
+chmod 755 "$WORK/ip-bridge.sh"
+ROW=()
+if help_has netns --bridge; then
+    row bridge "netns --bridge true" "$BIN/netns --bridge nsbench0 true" netns
+else
+    missing bridge "netns --bridge true" "netns --bridge nsbench0 true" \
+        "$(have netns && echo 'netns has no --bridge yet' || echo 'not built: netns')"
+fi
+row bridge "netns true (lo up only)" "$BIN/netns true" netns
+HF_WRAP=("${NETHOST[@]}")
+hf bridge "${ROW[@]}" \
+    "unshare -n true" "unshare -n true" \
+    "ip commands (sh script)" "$WORK/ip-bridge.sh" \
+    "sh -c true (the script's shell alone)" "sh -c true"
+HF_WRAP=()
+if [[ -f bench/netns-setup.sh ]]; then
+    log "bench/netns-setup.sh"
+    { timeout 300 env BIN="$BIN" NSCHAIN_BENCH_BIN="$BIN" RUNS="$RUNS" bash bench/netns-setup.sh "$BIN" 2>&1 || echo "(exit $?)"; } | text netns-setup
+fi
+
+# --- 5. scale -----------------------------------------------------------------------------------
+if ((SCALE > 0)); then
+    log "5. scale: $SCALE containers"
+    if help_has netns --bridge; then
+        scale_chain=("$BIN/netns" --bridge nsscale0 --)
+        have userns && scale_chain+=("$BIN/userns" --map-root --)
+        have ipcns && scale_chain+=("$BIN/ipcns" --)
+        have utsns && scale_chain+=("$BIN/utsns" --hostname c --)
+        have pidns && scale_chain+=("$BIN/pidns" --)
+        have mntns && scale_chain+=("$BIN/mntns" --rootfs "$ROOTFS" --)
+        fact scale_chain "${scale_chain[*]} /bin/sh -c 'echo up; exec sleep 1000'"
+        "${NETHOST[@]}" env NSCHAIN_RUN_DIR="$WORK/run-scale" NSCHAIN_DATA_DIR="$WORK/state-scale" \
+            python3 bench/scale.py "$SCALE" "$DATA/scale.json" "${scale_chain[@]}" \
+            || log "scale.py failed (exit $?)"
+    else
+        fact scale_skipped "$(have netns && echo 'netns has no --bridge yet' || echo 'not built: netns')"
+    fi
+fi
+
+# --- 6. sizes, memory, static vs dynamic, profile -------------------------------------------------
+log "6. sizes, memory, static exec, profile"
+for t in "${TOOLS[@]}" nsps nschain-floor; do
+    [[ -x $BIN/$t ]] && fact "size_$t" "$(stat -c %s "$BIN/$t") $(file -b "$BIN/$t" | grep -o 'not stripped\|stripped' | head -1)"
+done
+fact size_ref_busybox "$(stat -c %s "$(command -v busybox)")"
+fact size_ref_bwrap "$(stat -c %s "$(command -v bwrap)")"
+fact size_ref_crun "$(stat -c %s "$(command -v crun)")"
+fact size_ref_unshare "$(stat -c %s "$(command -v unshare)")"
+
+# pidns monitor and init: resident memory while the payload sleeps
+if have pidns; then
+    "$BIN/pidns" -- sleep 1000 &
+    monitor=$!
+    for _ in $(seq 100); do
+        init=$(cat /proc/$monitor/task/$monitor/children 2>/dev/null | awk '{print $1}')
+        payload=""
+        [[ -n $init ]] && payload=$(cat /proc/$init/task/$init/children 2>/dev/null | awk '{print $1}')
+        [[ -n $payload ]] && break
+        sleep 0.05
+    done
+    for role in monitor init payload; do
+        pid=${!role}
+        [[ -n $pid && -r /proc/$pid/smaps_rollup ]] || continue
+        fact "mem_pidns_$role" "$(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {print r, p}' /proc/$pid/smaps_rollup) $(cat /proc/$pid/comm)"
+    done
+    # TERM is what a user sends; KILL of the monitor also ends the container (pidns --help)
+    kill -TERM "$monitor" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$monitor" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$monitor" 2>/dev/null; then
+        fact mem_pidns_note "SIGTERM to the monitor did not end \`pidns -- sleep\` within 2 s (SIGKILL used)"
+        kill -KILL "$monitor" 2>/dev/null || true
+    fi
+    wait "$monitor" 2>/dev/null || true
+fi
+if [[ -f bench/pidns-rss.sh ]]; then
+    log "bench/pidns-rss.sh"
+    { timeout 120 env BIN="$BIN" NSCHAIN_BENCH_BIN="$BIN" bash bench/pidns-rss.sh "$BIN" 2>&1 || echo "(exit $?)"; } | text pidns-rss
+fi
+
+# static vs dynamic: the same utsns, linked with crt-static
+if [[ ${NSCHAIN_BENCH_STATIC:-1} != 0 ]] && have utsns; then
+    log "building a static utsns (target/bench-static)"
+    if RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/bench-static" \
+        cargo build --release --quiet -p utsns --target x86_64-unknown-linux-gnu 2>"$DATA/static-build.log"; then
+        STATIC=$REPO/target/bench-static/x86_64-unknown-linux-gnu/release/utsns
+        fact size_utsns_static "$(stat -c %s "$STATIC") $(file -b "$STATIC" | grep -o 'static-pie linked\|statically linked' | head -1)"
+        hf static "utsns (static)" "$STATIC true" "utsns (dynamic)" "$BIN/utsns true"
+        # the exec of a static program vs a dynamic one, nothing else: busybox vs coreutils
+        hf static-true "busybox true (static)" "$ROOTFS/bin/busybox true" "/bin/true (dynamic)" "/bin/true"
+    else
+        fact static_failed "$(tail -3 "$DATA/static-build.log" | tr '\n\t' '  ')"
+    fi
+fi
+
+# where the chain's time goes: per-link step trace, syscall counts, page faults
+if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
+    NSCHAIN_DEBUG=1 $CHAIN 2>&1 | head -80 | text debug-chain || true
+    strace -f -c -o "$DATA/strace-chain.txt" $CHAIN >/dev/null 2>&1 || true
+    strace -f -c -o "$DATA/strace-bwrap.txt" $row_bwrap >/dev/null 2>&1 || true
+    [[ -n $FLOOR ]] && { strace -f -c -o "$DATA/strace-floor.txt" $FLOOR "$ROOTFS" /bin/true >/dev/null 2>&1 || true; }
+    strace -f -o "$DATA/strace-chain-full.txt" -e trace=execve,clone,clone3,fork,vfork,unshare,mount,pivot_root,umount2,openat,newfstatat,mmap $CHAIN >/dev/null 2>&1 || true
+    if command -v perf >/dev/null; then
+        for name in chain bwrap floor; do
+            case $name in
+                chain) cmd=$CHAIN ;;
+                bwrap) cmd=$row_bwrap ;;
+                floor) [[ -n $FLOOR ]] || continue; cmd="$FLOOR $ROOTFS /bin/true" ;;
+            esac
+            perf stat -r 50 -x, -e task-clock,page-faults,context-switches,cpu-migrations \
+                -o "$DATA/perf-$name.csv" $cmd >/dev/null 2>&1 || rm -f "$DATA/perf-$name.csv"
+        done
+    fi
+fi
+
+fact finished "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+python3 bench/report.py "$DATA" "$OUT"
+cat "$OUT"

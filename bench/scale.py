@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""bench/scale.py N OUT.json CHAIN...: N containers started at once, then stopped.
+
+Run by bench/run.sh inside a throwaway network namespace that plays the host. Each container is
+`CHAIN... /bin/sh -c 'echo up; exec sleep 1000'` with stdout on one shared pipe: a container is
+"up" when its `up` line arrived (every link ran and the payload started). This process is a child
+subreaper, so helpers that daemonize stay in its process tree and are counted and waited for.
+
+Measures: time to launch and to have all N up; RSS/PSS (smaps_rollup) of every process alive per
+container, payload apart; MemAvailable drop; then SIGKILL to every payload and the time until every
+chain exited and until nothing is left (no process, no veth, no lease file under NSCHAIN_RUN_DIR).
+"""
+
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+PAYLOAD = ["/bin/sh", "-c", "echo up; exec sleep 1000"]
+PAYLOAD_COMM = "sleep"
+UP_TIMEOUT = 300.0
+CLEAN_TIMEOUT = 180.0
+
+
+def meminfo(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def processes():
+    """pid -> (ppid, comm) for every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(name)] = (int(fields[1]), comm)
+    return out
+
+
+def descendants(root):
+    procs = processes()
+    children = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            out.append((child, procs[child][1]))
+            todo.append(child)
+    return out
+
+
+def rollup(pid):
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        return None
+    return rss, pss
+
+
+def veths():
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True)
+    return len([l for l in out.stdout.splitlines() if l.strip()])
+
+
+def run_files(run_dir):
+    out = []
+    for base, _, files in os.walk(run_dir):
+        for name in files:
+            out.append(os.path.relpath(os.path.join(base, name), run_dir))
+    return sorted(out)
+
+
+def lease_files(run_dir):
+    # what a container leaves behind under the run dir: leases, registrations, locks per address
+    return [p for p in run_files(run_dir) if any(k in p for k in ("lease", "ipam", "chains/", "addr"))]
+
+
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main():
+    n = int(sys.argv[1])
+    out_path = sys.argv[2]
+    chain = sys.argv[3:]
+    run_dir = os.environ.get("NSCHAIN_RUN_DIR", "/run/nschain")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    me = os.getpid()
+    result = {"n": n, "chain": chain}
+
+    read_end, write_end = os.pipe()
+    err_path = out_path + ".stderr"
+    err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    avail_before = meminfo("MemAvailable")
+
+    start = time.monotonic()
+    procs = []
+    for _ in range(n):
+        try:
+            procs.append(
+                subprocess.Popen(chain + PAYLOAD, stdin=subprocess.DEVNULL, stdout=write_end, stderr=err)
+            )
+        except OSError as e:
+            result["note"] = f"launch stopped after {len(procs)} containers: {e}"
+            break
+    launched = time.monotonic()
+    os.close(write_end)
+    result["launch_seconds"] = launched - start
+
+    up = 0
+    buffer = b""
+    deadline = start + UP_TIMEOUT
+    up_at = None
+    last_check = 0.0
+    while up < n and time.monotonic() < deadline:
+        ready, _, _ = select.select([read_end], [], [], 0.5)
+        if ready:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            up = buffer.count(b"up\n")
+            if up >= n:
+                up_at = time.monotonic()
+                break
+        now = time.monotonic()
+        if now - last_check > 1.0:
+            last_check = now
+            failed = sum(1 for p in procs if p.poll() is not None)
+            if failed + up >= len(procs):
+                break
+    result["up_count"] = up
+    result["up_seconds"] = (up_at or time.monotonic()) - start
+    result["failed"] = sum(1 for p in procs if p.poll() is not None)
+
+    # idle: let the last containers settle, then count what stays alive
+    time.sleep(1.0)
+    avail_up = meminfo("MemAvailable")
+    alive = descendants(me)
+    by_process = {}
+    overhead_rss = overhead_pss = payload_rss = payload_pss = 0
+    for pid, comm in alive:
+        usage = rollup(pid)
+        if usage is None:
+            continue
+        rss, pss = usage
+        entry = by_process.setdefault(comm, {"count": 0, "rss_kib": 0, "pss_kib": 0})
+        entry["count"] += 1
+        entry["rss_kib"] += rss
+        entry["pss_kib"] += pss
+        if comm == PAYLOAD_COMM:
+            payload_rss += rss
+            payload_pss += pss
+        else:
+            overhead_rss += rss
+            overhead_pss += pss
+    running = max(up, 1)
+    result["by_process"] = by_process
+    result["processes_per_container"] = round(len(alive) / running, 2)
+    result["overhead_rss_kib_per_container"] = overhead_rss / running
+    result["overhead_pss_kib_per_container"] = overhead_pss / running
+    result["payload_rss_kib_per_container"] = payload_rss / running
+    result["payload_pss_kib_per_container"] = payload_pss / running
+    result["memavailable_kib_per_container"] = (avail_before - avail_up) / running
+    result["veths_while_up"] = veths()
+    result["run_files_while_up"] = len(run_files(run_dir))
+
+    # stop: kill every payload, wait for the chains, then for the leftovers to go
+    stop = time.monotonic()
+    for pid, comm in alive:
+        if comm == PAYLOAD_COMM:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=max(1.0, stop + CLEAN_TIMEOUT - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    result["exit_seconds"] = time.monotonic() - stop
+    clean_at = None
+    while time.monotonic() < stop + CLEAN_TIMEOUT:
+        reap()
+        if not descendants(me) and veths() == 0 and not lease_files(run_dir):
+            clean_at = time.monotonic()
+            break
+        time.sleep(0.05)
+    result["clean_seconds"] = (clean_at - stop) if clean_at else None
+    left = descendants(me)
+    result["left_processes"] = len(left)
+    result["left_veths"] = veths()
+    result["left_lease_files"] = len(lease_files(run_dir))
+    result["left_files"] = run_files(run_dir)
+    if clean_at is None:
+        result["note"] = (result.get("note", "") + f" Not clean after {CLEAN_TIMEOUT:.0f} s.").strip()
+        for pid, _ in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+        reap()
+    os.close(err)
+    with open(err_path, errors="replace") as f:
+        lines = [l.rstrip() for l in f if l.strip()]
+    # one line per distinct message, most frequent first
+    counts = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    result["errors"] = [f"{c} × {l}" for l, c in sorted(counts.items(), key=lambda kv: -kv[1])]
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(
+        f"scale: {up}/{n} up in {result['up_seconds']:.2f} s, "
+        f"{result['overhead_rss_kib_per_container']:.0f} KiB RSS per container (payload excluded), "
+        f"clean in {result['clean_seconds']}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()
