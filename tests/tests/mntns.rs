@@ -305,6 +305,23 @@ fn a_failed_setup_removes_the_fresh_layer() {
         .args(["--", "true"]));
     assert_fatal(&out, "mntns");
     assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
+    // A user's --upper DIR keeps what was there before; only what mntns made goes.
+    let upper = dir.path().join("upper");
+    std::fs::create_dir_all(upper.join("notes")).unwrap();
+    std::fs::write(upper.join("notes/keep"), "mine").unwrap();
+    let out = run(mntns(&state)
+        .args(["--overlay", "/", "--upper"])
+        .arg(&upper)
+        .arg("-v")
+        .arg(format!("{}:/dev/null/x", file.display()))
+        .args(["--", "true"]));
+    assert_fatal(&out, "mntns");
+    assert_eq!(
+        tree(&upper),
+        [PathBuf::from("notes"), PathBuf::from("notes/keep")]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

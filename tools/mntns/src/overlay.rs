@@ -43,6 +43,8 @@ pub struct Layer {
     /// The layer directory itself was made by this run (not a user's `--upper DIR`).
     pub own_dir: bool,
     pub rm: bool,
+    /// The parts of the layer this run created (what a failed setup removes again).
+    made: Vec<&'static str>,
     /// Held while the layer is set up; the cleaner inherits it.
     lock: Option<File>,
 }
@@ -122,6 +124,10 @@ pub fn prepare(
     };
     check_option_path(&dir).map_err(Fatal::new)?;
     let fresh = own_dir || !dir.join("diff").exists();
+    let made_now: Vec<&'static str> = ["diff", "work", "merged"]
+        .into_iter()
+        .filter(|sub| !dir.join(sub).exists())
+        .collect();
     let made = debug::step(format_args!("prepare layer {}", dir.display()), || {
         make_dirs(&dir, lower, rm)
     });
@@ -142,6 +148,7 @@ pub fn prepare(
         fresh,
         own_dir,
         rm,
+        made: made_now,
         lock,
     })
 }
@@ -312,13 +319,21 @@ fn delete_dir(parent: &Path, name: &std::ffi::OsStr) -> std::io::Result<()> {
     fs::remove_dir_all(&trash)
 }
 
-fn delete_layer(dir: &Path, own_dir: bool) -> std::io::Result<()> {
-    if own_dir {
+/// Deletes the layer: all of it for `--rm`, else (a failed setup) only what this run made.
+/// A user's `--upper DIR` itself is never removed.
+fn delete_layer(layer: &Layer, all: bool) -> std::io::Result<()> {
+    let dir = &layer.dir;
+    if layer.own_dir {
         if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
             return delete_dir(parent, name);
         }
     }
-    for sub in ["diff", "work", "merged", RM_LOCK] {
+    let parts: Vec<&str> = if all {
+        vec!["diff", "work", "merged", RM_LOCK]
+    } else {
+        layer.made.iter().copied().chain([RM_LOCK]).collect()
+    };
+    for sub in parts {
         let path = dir.join(sub);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path)?,
@@ -384,11 +399,11 @@ impl Cleaner {
 fn clean(mut go: File, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
     detach(keep);
     let mut word = [0u8; 1];
-    let delete = match go.read(&mut word) {
+    let (delete, all) = match go.read(&mut word) {
         Ok(1) if word[0] == b'k' => return 0,
-        Ok(1) => true,
-        // mntns failed before the exec: undo what it made.
-        _ => layer.fresh || layer.rm,
+        Ok(1) => (true, true),
+        // mntns failed before the exec: undo what it made (all of it with --rm).
+        _ => (layer.fresh || layer.rm, layer.rm),
     };
     drop(go);
     let mut fds = [libc::pollfd {
@@ -406,7 +421,7 @@ fn clean(mut go: File, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
     if !delete {
         return 0;
     }
-    match delete_layer(&layer.dir, layer.own_dir) {
+    match delete_layer(layer, all) {
         Ok(()) => 0,
         Err(e) => {
             report::warning(format_args!(
