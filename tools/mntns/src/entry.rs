@@ -120,6 +120,13 @@ impl Entry {
         error
     }
 
+    /// Whether COMMAND will hold `cap` (in a new root, from the default set and the flags).
+    pub fn grants(&self, cap: Capability) -> bool {
+        let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+        compute_caps(&base, &caps::all(), &self.cap_add, &self.cap_drop).contains(&cap)
+            && self.user.map_or(true, |u| u.uid == 0)
+    }
+
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         self.switch_user_and_caps()?;

@@ -296,6 +296,11 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .first()
             .map(PathBuf::as_path)
             .unwrap_or(Path::new("/"));
+        if args.rm && entry.grants(caps::Capability::CAP_SYS_PTRACE) {
+            common::report::warning(
+                "--rm with CAP_SYS_PTRACE: the layer's cleaner stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
+            );
+        }
         let mut made = overlay::prepare(args.upper.as_deref(), name.as_deref(), args.rm, lower)?;
         cleaner = overlay::Cleaner::spawn(&mut made)?;
         layer = Some(made);
