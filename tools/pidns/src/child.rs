@@ -100,8 +100,7 @@ fn command(child: Child) -> ! {
     if child.pgroup {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
         if child.foreground {
-            // SIGTTOU is still blocked here, so a background group may take the terminal.
-            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+            signals::set_foreground(nix::unistd::getpgrp());
         }
     }
     let Child {

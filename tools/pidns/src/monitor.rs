@@ -82,13 +82,7 @@ pub fn executed(report: &OwnedFd) -> bool {
 }
 
 /// Gives the terminal back to the caller's process group (after `--pgroup` moved COMMAND to
-/// the foreground), with SIGTTOU blocked so that a background caller is not stopped.
+/// the foreground).
 pub fn give_back_terminal(pgrp: Pid) {
-    let mut ttou = signals::Set::empty();
-    ttou.add(libc::SIGTTOU);
-    let Ok(old) = signals::block(&ttou) else {
-        return;
-    };
-    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), pgrp);
-    let _ = signals::restore(&old);
+    signals::set_foreground(pgrp);
 }

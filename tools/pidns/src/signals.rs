@@ -97,6 +97,18 @@ pub fn ignore(signal: libc::c_int) {
     }
 }
 
+/// Makes `pgrp` the terminal's foreground process group, with SIGTTOU blocked so that a
+/// caller in the background is not stopped for it. Best effort (no terminal: nothing to do).
+pub fn set_foreground(pgrp: nix::unistd::Pid) {
+    let mut ttou = Set::empty();
+    ttou.add(libc::SIGTTOU);
+    let Ok(old) = block(&ttou) else {
+        return;
+    };
+    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), pgrp);
+    let _ = restore(&old);
+}
+
 /// A close-on-exec signalfd for a set of blocked signals.
 pub struct SignalFd(OwnedFd);
 
