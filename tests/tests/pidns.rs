@@ -386,6 +386,74 @@ fn ctrl_c_on_a_terminal_stops_the_container() {
 }
 
 #[test]
+fn command_gets_the_callers_signal_mask_and_dispositions() {
+    if !root() || !require(have("perl"), "perl") {
+        return;
+    }
+    let state = scratch();
+    // The caller blocks SIGUSR1 and ignores SIGHUP and SIGCHLD (as nohup and some daemons do).
+    let mut cmd = Command::new("perl");
+    with_env(&mut cmd, state.path());
+    cmd.args([
+        "-e",
+        "use POSIX; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGUSR1)); \
+         $SIG{HUP} = 'IGNORE'; $SIG{CHLD} = 'IGNORE'; exec @ARGV or exit 99",
+    ]);
+    let mut probe = Command::new("perl");
+    with_env(&mut probe, state.path());
+    probe.args(cmd.get_args()).arg(bin("pidns")).args([
+        "--",
+        "grep",
+        "-E",
+        "SigBlk|SigIgn",
+        "/proc/self/status",
+    ]);
+    let out = ok(&mut probe);
+    let field = |name: &str| {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().last().unwrap(), 16).unwrap()
+    };
+    assert_eq!(field("SigBlk:"), 1 << (libc::SIGUSR1 - 1), "{out}");
+    let ignored = field("SigIgn:");
+    assert_ne!(ignored & (1 << (libc::SIGHUP - 1)), 0, "{out}");
+    assert_ne!(ignored & (1 << (libc::SIGCHLD - 1)), 0, "{out}");
+    // With SIGCHLD ignored by the caller, the status still comes back (no auto-reaping).
+    let mut status = Command::new("perl");
+    with_env(&mut status, state.path());
+    status
+        .args(cmd.get_args())
+        .arg(bin("pidns"))
+        .args(["--", "sh", "-c", "exit 5"]);
+    assert_eq!(run(&mut status).status.code(), Some(5));
+    // Without all that, COMMAND starts with what it gets without pidns.
+    let grep = ["grep", "-E", "SigBlk|SigIgn", "/proc/self/status"];
+    let direct = ok(Command::new(grep[0]).args(&grep[1..]));
+    let mut args = vec!["--"];
+    args.extend(grep);
+    assert_eq!(ok(&mut pidns(state.path(), &args)), direct);
+}
+
+#[test]
+fn status_fd_1_shares_stdout_with_command() {
+    if !root() {
+        return;
+    }
+    let state = scratch();
+    let out = ok(&mut pidns(
+        state.path(),
+        &["--status-fd", "1", "--", "echo", "hi"],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("{\"") && lines[0].contains("\"pid\":"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "hi");
+    assert_eq!(lines[2], "{\"exit-code\":0}");
+}
+
+#[test]
 fn sigkill_of_the_monitor_leaves_no_process_behind() {
     if !root() {
         return;

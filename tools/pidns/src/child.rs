@@ -40,6 +40,8 @@ pub struct Child {
     pub exec_report: OwnedFd,
     /// The caller's signal mask, restored for COMMAND (std's exec leaves the mask alone).
     pub mask: signals::Set,
+    /// The caller's SIGCHLD disposition, restored for COMMAND.
+    pub sigchld: signals::Disposition,
 }
 
 /// Ends this process at once, without running anything of the monitor's.
@@ -107,8 +109,15 @@ fn command(child: Child) -> ! {
         command,
         exec_report,
         mask,
+        sigchld,
         ..
     } = child;
+    if let Err(e) = signals::restore_sigchld(&sigchld) {
+        fail(
+            &exec_report,
+            Fatal::from(e).context("unable to restore SIGCHLD"),
+        );
+    }
     // From here on, a pending signal hits COMMAND with the caller's dispositions.
     if let Err(e) = signals::restore(&mask) {
         fail(

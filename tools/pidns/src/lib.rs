@@ -93,8 +93,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             )));
         }
     }
-    // The descriptors this link writes to are not passed on to COMMAND.
-    for fd in [args.status_fd, args.ns.info_fd].into_iter().flatten() {
+    // The descriptors this link writes to are not passed on to COMMAND (stdio always is).
+    let consumed = [args.status_fd, args.ns.info_fd];
+    for fd in consumed.into_iter().flatten().filter(|fd| *fd > 2) {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
             .map_err(|e| Fatal::from(e).context(format!("unable to use file descriptor {fd}")))?;
     }
@@ -106,6 +107,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
 
     // Signals are blocked before the fork, so none is lost before the signalfds exist.
     let taken_over = signals::Set::taken_over();
+    let sigchld = signals::default_sigchld()
+        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
     let mask = signals::block(&taken_over)
         .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
     let signalfd = signals::SignalFd::new(&taken_over)
@@ -134,7 +137,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         Role::Init
     };
     // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
-    let forked = debug::step("fork", || unsafe { fork() })
+    let forked = unsafe { fork() }
         .map_err(|e| Fatal::from(e).context("unable to fork the container's first process"))?;
     let pid = match forked {
         ForkResult::Child => {
@@ -150,6 +153,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
                 go: go_read,
                 exec_report: report_write,
                 mask,
+                sigchld,
             })
         }
         ForkResult::Parent { child } => child,
@@ -189,7 +193,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         return Err(fatal);
     }
     drop(go_write);
-    debug::note(format_args!("container started, pid {pid}"));
+    debug::note(format_args!("container started: PID 1 is {pid}"));
 
     let code = monitor::watch(pid, target, &signalfd);
     if foreground {
@@ -201,9 +205,11 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
                 common::report::warning(format_args!("unable to write to status fd {fd}: {e}"));
             }
         }
-        // SAFETY: the status fd was handed to this link; it is closed once, at the end.
-        unsafe {
-            libc::close(fd);
+        if fd > 2 {
+            // SAFETY: the status fd was handed to this link; it is closed once, at the end.
+            unsafe {
+                libc::close(fd);
+            }
         }
     }
     Ok(code)

@@ -97,6 +97,39 @@ pub fn ignore(signal: libc::c_int) {
     }
 }
 
+/// A signal's disposition, saved to be restored for COMMAND.
+#[derive(Clone, Copy)]
+pub struct Disposition(libc::sigaction);
+
+/// Sets SIGCHLD to its default, returning the caller's disposition: with SIGCHLD ignored the
+/// kernel reaps children itself and their exit status would be lost to the monitor and the init.
+pub fn default_sigchld() -> io::Result<Disposition> {
+    // SAFETY: sigaction is plain data; all-zero is SIG_DFL with an empty mask.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both structs are valid; SIG_DFL installs no handler code.
+    let rc = unsafe { libc::sigaction(libc::SIGCHLD, &new, &mut old) };
+    if rc == 0 {
+        Ok(Disposition(old))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Puts back SIGCHLD's disposition as the caller had it (SIG_DFL or SIG_IGN: exec resets
+/// a handler anyway).
+pub fn restore_sigchld(old: &Disposition) -> io::Result<()> {
+    // SAFETY: the saved struct came from sigaction; a handler address would be reset by exec.
+    let rc = unsafe { libc::sigaction(libc::SIGCHLD, &old.0, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Makes `pgrp` the terminal's foreground process group, with SIGTTOU blocked so that a
 /// caller in the background is not stopped for it. Best effort (no terminal: nothing to do).
 pub fn set_foreground(pgrp: nix::unistd::Pid) {
