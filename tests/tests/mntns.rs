@@ -1138,7 +1138,7 @@ fn without_a_new_root_mount_points_are_not_created_on_the_host() {
 }
 
 #[test]
-fn rootless_overlay_of_the_host_root_fails_cleanly_with_a_hint() {
+fn rootless_overlay_of_the_host_root_is_split_per_directory() {
     if !require(
         rootless_userns_works(),
         "unprivileged user namespaces (uid 65534)",
@@ -1147,19 +1147,36 @@ fn rootless_overlay_of_the_host_root_fails_cleanly_with_a_hint() {
     }
     let dir = scratch();
     let state = state_dir(dir.path());
-    let chain = rootless_prefix();
+    let name = format!("rlhost{}", std::process::id());
+    let layers = state.join("data/overlay");
+    let mut chain: Vec<String> = rootless_prefix();
+    chain.extend(pidns_prefix());
     let mut cmd = Command::new(&chain[0]);
     with_env(&mut cmd, &state);
     cmd.args(&chain[1..])
-        .args(["mntns", "--overlay", "/", "--", "true"]);
-    let out = run(&mut as_nobody(&cmd));
-    assert_fatal(&out, "mntns");
+        .args(["mntns", "--overlay", "/", "--name", &name, "--", "sh", "-c"])
+        .arg(
+            "echo rootless > /opt/test1 && cat /opt/test1; echo top > /nschain-top; \
+             ls /dev | wc -l; ls /proc | grep -c '^[0-9]'; ls -A \"$0\" | wc -l",
+        )
+        .arg(&layers);
+    let out = ok_out(&run(&mut as_nobody(&cmd)), "rootless --overlay /");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["rootless", "14", lines[2]], "{out}");
     assert!(
-        stderr(&out).contains("mntns: hint: in a user namespace overlayfs refuses"),
-        "{}",
-        stderr(&out)
+        lines[2].parse::<u32>().unwrap() <= 5,
+        "only the container's processes: {out}"
     );
-    assert_eq!(tree(&state.join("data/overlay")), BTreeSet::new());
+    assert_eq!(lines[3], "0", "the layers are hidden inside: {out}");
+    let diff = layers.join(&name).join("diff");
+    let written = diff.join("opt/test1");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "rootless\n");
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), 65534);
+    assert!(
+        diff.join("nschain-top").exists(),
+        "a top-level write lands in diff too"
+    );
+    assert!(!Path::new("/opt/test1").exists() && !Path::new("/nschain-top").exists());
 }
 
 #[test]

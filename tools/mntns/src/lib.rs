@@ -23,6 +23,7 @@ mod entry;
 mod etc_files;
 mod join;
 mod overlay;
+mod overlay_split;
 mod proc_sys;
 mod propagation;
 mod resolve;

@@ -117,7 +117,9 @@ pub fn prepare(
                 None => random_id()?,
             };
             let parent = layers_dir();
-            state::ensure_dir(&parent, 0o700).fatal_ctx("unable to prepare the layer directory")?;
+            state::ensure_dir(&parent, 0o700)
+                .fatal_ctx("unable to prepare the layer directory")
+                .map_err(data_dir_hint)?;
             let dir = parent.join(&id);
             (id, dir.clone(), !dir.exists())
         }
@@ -137,9 +139,9 @@ pub fn prepare(
             if own_dir {
                 let _ = fs::remove_dir_all(&dir);
             }
-            return Err(
-                Fatal::from(e).context(format!("unable to prepare the layer {}", dir.display()))
-            );
+            return Err(data_dir_hint(
+                Fatal::from(e).context(format!("unable to prepare the layer {}", dir.display())),
+            ));
         }
     };
     Ok(Layer {
@@ -212,6 +214,23 @@ fn make_dirs(dir: &Path, lower: &Path, rm: bool) -> anyhow::Result<Option<File>>
     Ok(Some(lock))
 }
 
+/// In a user namespace, a data directory owned by an unmapped user (the host's root, for a
+/// chain with `userns --map-auto`) cannot take layers: say what to do.
+fn data_dir_hint(fatal: Fatal) -> Fatal {
+    let denied = fatal.error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.to_string().contains("is not a directory owned by")
+    });
+    if denied && !state::is_host_root() {
+        return fatal.with_hint(format!(
+            "the root of this user namespace cannot write to {}: give it a directory it owns (NSCHAIN_DATA_DIR, or chown to the host uid that root maps to), or choose the layer with --upper DIR",
+            layers_dir().display()
+        ));
+    }
+    fatal
+}
+
 /// Mounts the overlay at `merged`; returns an O_PATH fd of the new root.
 pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
     let lowerdir = lowers
@@ -229,7 +248,7 @@ pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
         data.push_str(",userxattr");
     }
     let merged = layer.merged();
-    debug::step("mount overlay", || {
+    let mounted = debug::step("mount overlay", || {
         nix::mount::mount(
             Some("overlay"),
             &merged,
@@ -237,8 +256,16 @@ pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
             MsFlags::empty(),
             Some(data.as_str()),
         )
-    })
-    .map_err(|e| {
+    });
+    if let (Err(nix::errno::Errno::EINVAL), false, [lower]) =
+        (&mounted, state::is_host_root(), lowers)
+    {
+        if !crate::overlay_split::mounts_below(lower).is_empty() {
+            // Locked mounts on the lower layer (a user namespace): one overlay per directory.
+            return crate::overlay_split::mount(layer, lower, ",userxattr");
+        }
+    }
+    mounted.map_err(|e| {
         let fatal = Fatal::from(e).context(format!("unable to mount the overlay at {}", merged.display()));
         match e {
             nix::errno::Errno::EBUSY => fatal.with_hint("the layer is in use by another running container"),

@@ -1,0 +1,286 @@
+//! `--overlay /` inside a user namespace, where overlayfs refuses the host's root as a lower
+//! layer: every mount on it (/proc, /dev, ...) is locked there, and a layer without them
+//! would reveal what they cover. The same copy-on-write view is built from several
+//! overlays instead, each on a directory that has no mount beneath it:
+//!
+//! ```text
+//! merged/            recursive bind of diff/ (writes at the top level land in diff/)
+//! merged/usr         overlay lower=/usr  upper=diff/usr  work=work/usr
+//! merged/mnt         a plain directory of diff/ (mounts below /mnt on the host) ...
+//! merged/mnt/data    ... overlay lower=/mnt/data upper=diff/mnt/data
+//! merged/bin         symlink copied from the host (usr/bin)
+//! merged/proc, sys, dev   empty directories (mntns mounts its own)
+//! ```
+//!
+//! A file written at /opt/test1 still lands in diff/opt/test1. Every path inside the layer
+//! is opened without following symlinks (a reused layer is the previous container's work),
+//! and the overlays get their directories as /proc/self/fd paths.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use common::{debug, Fatal};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sys::stat::{Mode, SFlag};
+
+use crate::overlay::Layer;
+use crate::resolve;
+use crate::sys;
+
+/// Top-level directories mntns mounts its own filesystems on.
+const OWN: [&str; 3] = ["proc", "sys", "dev"];
+
+/// The mount points of this mount namespace strictly below `top`.
+pub fn mounts_below(top: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(OsStr::from_bytes(&unescape(p.as_bytes()))))
+        .filter(|p| p.starts_with(top) && p != top)
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'\\' && i + 4 <= text.len() {
+            let digits = &text[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(byte) = u8::try_from(value) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Builds the split view of `lower` at the layer's merged directory; returns its root fd.
+pub fn mount(layer: &Layer, lower: &Path, data_extra: &str) -> Result<OwnedFd, Fatal> {
+    debug::step(
+        "mount the overlay split per directory",
+        || -> anyhow::Result<OwnedFd> {
+            let mounts = mounts_below(lower);
+            // The overlays are mounted on diff's own directories (upper and work must be reached
+            // through the same mount), then the whole tree is bound at merged.
+            let diff = resolve::open_host_dir(&layer.diff())?;
+            let work = resolve::open_host_dir(&layer.work())?;
+            let host = resolve::open_host_dir(lower)?;
+            populate(
+                diff.as_fd(),
+                work.as_fd(),
+                host.as_fd(),
+                lower,
+                &mounts,
+                data_extra,
+                true,
+            )?;
+            let merged = layer.merged();
+            nix::mount::mount(
+                Some(&layer.diff()),
+                &merged,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| {
+                format!(
+                    "unable to bind {} onto {}",
+                    layer.diff().display(),
+                    merged.display()
+                )
+            })?;
+            resolve::open_host_dir(&merged)
+        },
+    )
+    .map_err(|e| {
+        Fatal::from(e).context(format!(
+            "unable to build the overlay of {} in a user namespace",
+            lower.display()
+        ))
+    })
+}
+
+fn populate(
+    up: BorrowedFd<'_>,
+    work: BorrowedFd<'_>,
+    host: BorrowedFd<'_>,
+    host_path: &Path,
+    mounts: &[PathBuf],
+    data_extra: &str,
+    top: bool,
+) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(host_path)
+        .with_context(|| format!("unable to read {}", host_path.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("unable to read {}", host_path.display()))?;
+        let name = entry.file_name();
+        let child_path = host_path.join(&name);
+        let meta = std::fs::symlink_metadata(&child_path)
+            .with_context(|| format!("unable to read {}", child_path.display()))?;
+        if top && OWN.iter().any(|own| name.as_bytes() == own.as_bytes()) {
+            dir_in(up, &name, 0o555)?;
+            continue;
+        }
+        if meta.file_type().is_symlink() {
+            if matches!(resolve::open_path(up, &name), Err(Errno::ENOENT)) {
+                let target = std::fs::read_link(&child_path)?;
+                nix::unistd::symlinkat(&target, Some(up.as_raw_fd()), name.as_os_str())
+                    .with_context(|| format!("unable to copy the link {}", child_path.display()))?;
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            let up_child = dir_in(up, &name, meta.mode() & 0o7777)?;
+            let _ = nix::unistd::fchownat(
+                Some(up.as_raw_fd()),
+                name.as_os_str(),
+                Some(nix::unistd::Uid::from_raw(meta.uid())),
+                Some(nix::unistd::Gid::from_raw(meta.gid())),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            let work_child = dir_in(work, &name, 0o700)?;
+            let host_child = resolve::open_path(host, &name)
+                .with_context(|| format!("unable to open {}", child_path.display()))?;
+            let has_mounts_below = mounts
+                .iter()
+                .any(|m| m.starts_with(&child_path) && m != &child_path);
+            if has_mounts_below {
+                if std::fs::read_dir(&child_path).is_ok() {
+                    populate(
+                        up_child.as_fd(),
+                        work_child.as_fd(),
+                        host_child.as_fd(),
+                        &child_path,
+                        mounts,
+                        data_extra,
+                        false,
+                    )?;
+                } else {
+                    // Unreadable here: shown read-only, with what is mounted below it.
+                    sys::bind(
+                        host_child.as_fd(),
+                        up_child.as_fd(),
+                        true,
+                        sys::MOUNT_ATTR_RDONLY,
+                    )
+                    .with_context(|| format!("unable to bind {}", child_path.display()))?;
+                }
+                continue;
+            }
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}{data_extra}",
+                sys::fd_path(host_child.as_fd()).display(),
+                sys::fd_path(up_child.as_fd()).display(),
+                sys::fd_path(work_child.as_fd()).display(),
+            );
+            let mounted = sys::mount_fs("overlay", up_child.as_fd(), MsFlags::empty(), Some(&data));
+            if let Err(e) = mounted {
+                // A filesystem overlayfs cannot stack on: the directory stays read-only.
+                debug::note(format_args!(
+                    "{}: no overlay ({e}), bound read-only",
+                    child_path.display()
+                ));
+                sys::bind(
+                    host_child.as_fd(),
+                    up_child.as_fd(),
+                    true,
+                    sys::MOUNT_ATTR_RDONLY,
+                )
+                .with_context(|| format!("unable to bind {}", child_path.display()))?;
+            }
+            continue;
+        }
+        // A file at this level: an empty mount point in the layer, the host's file bound
+        // read-only on it.
+        let target = match resolve::open_path(up, &name) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                let fd = nix::fcntl::openat(
+                    Some(up.as_raw_fd()),
+                    name.as_os_str(),
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                )?;
+                nix::unistd::close(fd)?;
+                resolve::open_path(up, &name)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if resolve::file_type(target.as_fd())? != SFlag::S_IFREG {
+            continue;
+        }
+        if let Ok(source) = resolve::open_path(host, &name) {
+            let _ = sys::bind(
+                source.as_fd(),
+                target.as_fd(),
+                false,
+                sys::MOUNT_ATTR_RDONLY,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating with `mode` if missing) the directory `name` under `parent`, refusing a
+/// symlink or a non-directory left there by an earlier container.
+fn dir_in(parent: BorrowedFd<'_>, name: &OsStr, mode: u32) -> anyhow::Result<OwnedFd> {
+    let shown = name.to_string_lossy();
+    let fd = match resolve::open_path(parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            nix::sys::stat::mkdirat(
+                Some(parent.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(0o700),
+            )
+            .with_context(|| format!("unable to create {shown} in the layer"))?;
+            let fd = resolve::open_path(parent, name)?;
+            let path = sys::fd_path(fd.as_fd());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("unable to set the mode of {shown}"))?;
+            fd
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::from(e).context(format!("unable to open {shown} in the layer"))
+            )
+        }
+    };
+    if resolve::file_type(fd.as_fd())? != SFlag::S_IFDIR {
+        bail!("{shown} in the layer is not a directory: refusing to mount on it");
+    }
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape(b"/a\\040b"), b"/a b");
+        assert_eq!(unescape(b"/a\\134b"), b"/a\\b");
+        assert_eq!(unescape(b"/plain"), b"/plain");
+        assert_eq!(unescape(b"/x\\04"), b"/x\\04");
+    }
+}
