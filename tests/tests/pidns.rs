@@ -819,6 +819,17 @@ fn a_pinned_namespace_can_be_joined_while_the_container_runs() {
         finish(&mut monitor, Duration::from_secs(5)).code(),
         Some(143)
     );
+    // The pin keeps the namespace, not its processes: a dead namespace cannot be joined.
+    let out = run(&mut pidns(
+        state.path(),
+        &["--join", pin.to_str().unwrap(), "--", "true"],
+    ));
+    assert_fatal(&out, "pidns");
+    assert!(
+        stderr(&out).contains("pidns: hint: the joined pid namespace is dead"),
+        "{}",
+        stderr(&out)
+    );
     ok(Command::new("umount").arg(&pin));
     std::fs::remove_file(&pin).unwrap();
 }
@@ -882,4 +893,32 @@ fn help_says_why_mntns_comes_after_pidns() {
     ] {
         assert!(out.contains(flag), "{flag}");
     }
+}
+
+#[test]
+fn proc_mounted_after_pidns_shows_the_container_and_before_it_the_host() {
+    if !root() {
+        return;
+    }
+    let state = scratch();
+    // What `pidns -- mntns --proc` does (mntns after pidns): /proc of the new namespace.
+    let ps = ["ps", "-e", "-o", "pid=,comm="];
+    let mut args = vec!["--", "unshare", "--mount", "--mount-proc"];
+    args.extend(ps);
+    let out = ok(&mut pidns(state.path(), &args));
+    let procs: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(procs, ["1 pidns", "2 ps"], "{out}");
+    // In the wrong order, /proc was mounted by a process of the host's namespace.
+    let mut cmd = Command::new("unshare");
+    with_env(&mut cmd, state.path());
+    cmd.args([
+        "--mount",
+        "--mount-proc",
+        bin("pidns").to_str().unwrap(),
+        "--",
+    ])
+    .args(ps);
+    let out = ok(&mut cmd);
+    assert!(out.lines().count() > 3, "{out}");
+    assert!(!out.lines().any(|l| l.trim() == "2 ps"), "{out}");
 }

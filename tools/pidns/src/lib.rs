@@ -137,8 +137,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         Role::Init
     };
     // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
-    let forked = unsafe { fork() }
-        .map_err(|e| Fatal::from(e).context("unable to fork the container's first process"))?;
+    let forked = unsafe { fork() }.map_err(|errno| {
+        let fatal = Fatal::from(errno).context("unable to fork the container's first process");
+        if errno == nix::errno::Errno::ENOMEM && link.is_join() {
+            fatal.with_hint("the joined pid namespace is dead: its PID 1 has exited")
+        } else {
+            fatal
+        }
+    })?;
     let pid = match forked {
         ForkResult::Child => {
             drop(signalfd);
