@@ -1246,3 +1246,37 @@ fn a_pinned_container_mount_namespace_can_be_joined_by_path() {
         ""
     );
 }
+
+#[test]
+fn the_canonical_rootful_chain_runs_on_an_overlay_of_the_host() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    for link in ["userns", "ipcns", "utsns", "pidns"] {
+        if !require(bin_dir().join(link).exists(), &format!("{link} built")) {
+            return;
+        }
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let info = dir.path().join("info");
+    let mut cmd = Command::new("sh");
+    with_env(&mut cmd, &state);
+    cmd.arg("-c")
+        .arg(
+            "exec userns --map-auto -- ipcns -- utsns --hostname web1 -- pidns -- \
+             mntns --overlay / --info-fd 3 -- \
+             sh -c 'echo hi > /opt/test1; hostname; cat /etc/hostname; id -u' 3>\"$0\"",
+        )
+        .arg(&info);
+    assert_eq!(ok_out(&run(&mut cmd), "canonical chain"), "web1\nweb1\n0");
+    let line: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    let written = Path::new(line["layer"].as_str().unwrap()).join("diff/opt/test1");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "hi\n");
+    let owner = std::fs::metadata(&written).unwrap().uid();
+    assert!(
+        owner >= 65536,
+        "root inside is an unprivileged uid outside, got {owner}"
+    );
+    assert!(!Path::new("/opt/test1").exists());
+}
