@@ -922,3 +922,47 @@ fn proc_mounted_after_pidns_shows_the_container_and_before_it_the_host() {
     assert!(out.lines().count() > 3, "{out}");
     assert!(!out.lines().any(|l| l.trim() == "2 ps"), "{out}");
 }
+
+#[test]
+fn a_named_container_is_registered_while_it_runs_and_unregistered_after() {
+    if !root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let name = format!("pidreg{}", unique());
+    let info = state.path().join("info.json");
+    let mut cmd = Command::new("sh");
+    with_env(&mut cmd, state.path());
+    cmd.arg("-c")
+        .arg("exec \"$@\" 4>\"$INFO\"")
+        .arg("sh")
+        .arg(bin("pidns"))
+        .env("INFO", &info)
+        .args(["--name", &name, "--info-fd", "4", "--status-fd", "1"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo \"name=$NSCHAIN_NAME\"; cat /proc/self/status | grep NSpid",
+        ]);
+    let out = ok(&mut cmd);
+    let lines: Vec<&str> = out.lines().collect();
+    let first: Value = serde_json::from_str(lines[0]).unwrap();
+    // The next links see the chain's name; the record names PID 1 by its host pid.
+    assert_eq!(lines[1], format!("name={name}"));
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    assert_eq!(record["tool"], "pidns");
+    assert_eq!(record["pid"], first["pid"]);
+    assert_eq!(record["ns"]["type"], "pid");
+    assert_eq!(record["ns"]["inode"], first["ns"]["pid"]);
+    assert_eq!(record["init"], true);
+    std::fs::remove_file(&info).unwrap();
+    // Once the container ends, its registration is gone, also for a chain named earlier.
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+    if bin_dir().join("utsns").exists() {
+        let name = format!("pidreg{}", unique());
+        ok(&mut tool("utsns", state.path()).args(["--name", &name, "--", "pidns", "--", "true"]));
+        audit::assert_nothing_left(&before, state.path(), None, &[]);
+    }
+}

@@ -202,6 +202,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     debug::note(format_args!("container started: PID 1 is {pid}"));
 
     let code = monitor::watch(pid, target, &signalfd);
+    if !link.is_join() {
+        unregister(pid.as_raw() as u32);
+    }
     if foreground {
         monitor::give_back_terminal(caller_pgrp);
     }
@@ -238,6 +241,25 @@ fn die_with_parent() -> Result<(), Fatal> {
         )));
     }
     Ok(())
+}
+
+/// Removes the chain's registration when the container ends, unless a process outside this
+/// container still holds one of its namespaces. Records naming this monitor (links that
+/// exec'd into it) or the dead container are not counted: they end now.
+fn unregister(init: u32) {
+    let Some(name) = std::env::var(chain::NAME_VAR)
+        .ok()
+        .filter(|n| !n.is_empty())
+    else {
+        return;
+    };
+    let me = std::process::id();
+    let others = chain::live_records(&name)
+        .into_iter()
+        .any(|r| r.pid != me && r.pid != init);
+    if !others {
+        let _ = std::fs::remove_dir_all(chain::dir(&name));
+    }
 }
 
 /// COMMAND is forked before this link registers (which exports the chain's name and state
