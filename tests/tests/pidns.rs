@@ -962,7 +962,7 @@ fn a_named_container_is_registered_while_it_runs_and_unregistered_after() {
     audit::assert_nothing_left(&before, state.path(), None, &[]);
     if bin_dir().join("utsns").exists() {
         let name = format!("pidreg{}", unique());
-        ok(&mut tool("utsns", state.path()).args(["--name", &name, "--", "pidns", "--", "true"]));
+        ok(tool("utsns", state.path()).args(["--name", &name, "--", "pidns", "--", "true"]));
         audit::assert_nothing_left(&before, state.path(), None, &[]);
     }
 }
