@@ -9,7 +9,7 @@
 //! open and verify the host's device nodes        dev
 //! overlay layer + cleaner (before unshare)       overlay
 //! unshare(CLONE_NEWNS), propagation              link, propagation
-//! new root: bind rootfs / mount overlay          rootfs, overlay
+//! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
