@@ -286,6 +286,13 @@ fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<(), Fatal> {
             },
         );
         if let Err(e) = probe {
+            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                return Err(Fatal::new(format!(
+                    "-p {p}: {} is not an address of this host",
+                    addr.ip()
+                ))
+                .with_hint("omit HOSTIP to publish on every address of the host"));
+            }
             let fatal = Fatal::from(e).context(format!(
                 "the host port {addr}/{} is not free",
                 p.proto.as_str()

@@ -211,6 +211,8 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
         CString::new("--watch")?,
     ];
     let devnull = CString::new("/dev/null")?;
+    // NSCHAIN_DEBUG: the watcher keeps stderr, so that its trace and errors are seen.
+    let keep_stderr = debug::enabled();
     // SAFETY: single-threaded; the child only calls async-signal-safe functions before exec.
     match unsafe { fork() }.context("unable to fork")? {
         ForkResult::Child => {
@@ -224,7 +226,9 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
                     if null >= 0 {
                         libc::dup2(null, 0);
                         libc::dup2(null, 1);
-                        libc::dup2(null, 2);
+                        if !keep_stderr {
+                            libc::dup2(null, 2);
+                        }
                     }
                     let go = libc::fcntl(go_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
                     let pid = libc::fcntl(pidfd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
@@ -259,6 +263,8 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
 
 /// `netns gc --watch`: the watcher's life.
 fn watch() -> Result<(), Fatal> {
+    // Executed through /proc/self/exe, the watcher would show as `exe`: name it.
+    let _ = nix::sys::prctl::set_name(c"netns-gc-watch");
     // SAFETY: the spawner placed the go pipe at this number for us alone.
     let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
     // SAFETY: likewise for the pidfd of the container's process.
@@ -278,9 +284,13 @@ fn watch() -> Result<(), Fatal> {
     loop {
         match rtnl.link_by_index(target.ifindex) {
             Ok(Some(link)) if link.name == target.veth => {
-                events
-                    .wait_link_deleted(target.ifindex)
-                    .context("unable to watch link events")?;
+                match events.wait_link_deleted(target.ifindex) {
+                    // An undecodable event only means: look again.
+                    Err(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+                        return Err(Fatal::from(e).context("unable to watch link events"))
+                    }
+                    _ => {}
+                }
             }
             Ok(_) => break,
             Err(e) => return Err(Fatal::from(e).context("unable to look up the veth")),

@@ -57,11 +57,11 @@ pub struct Args {
     pub bridge: Option<String>,
 
     /// The bridge's subnet (default: a free /16 from 10.200.0.0/16 up)
-    #[arg(long, value_name = "CIDR", requires = "bridge")]
+    #[arg(long, value_name = "CIDR")]
     pub subnet: Option<Cidr>,
 
     /// The container's address (default: the next free one of the subnet)
-    #[arg(long, value_name = "ADDR", requires = "bridge")]
+    #[arg(long, value_name = "ADDR")]
     pub ip: Option<Ipv4Addr>,
 
     /// MTU of the container's interface
@@ -122,6 +122,10 @@ fn check_modes(args: &Args) -> Result<(), Fatal> {
         return Err(Fatal::new(
             "--publish needs a network: add --bridge (rootful) or --slirp4netns (rootless)",
         ));
+    }
+    if args.bridge.is_none() && (args.ip.is_some() || args.subnet.is_some()) {
+        return Err(Fatal::new("--ip and --subnet need --bridge")
+            .with_hint("netns --bridge --subnet CIDR --ip ADDR -- COMMAND"));
     }
     if !mode && args.mtu.is_some() {
         return Err(Fatal::new("--mtu needs --bridge, --slirp4netns or --pasta"));

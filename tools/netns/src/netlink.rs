@@ -110,10 +110,16 @@ impl Rtnl {
             if length < 16 || offset + length > data.len() {
                 break;
             }
-            let message =
-                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..offset + length])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            messages.push(message);
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..offset + length])
+            {
+                Ok(message) => messages.push(message),
+                // An attribute this crate cannot decode: skip the message, and answer the
+                // caller's request with an error only if it was the answer it waited for.
+                Err(e) if offset == 0 && data.len() == length => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                }
+                Err(_) => {}
+            }
             offset += (length + 3) & !3;
         }
         Ok(messages)
