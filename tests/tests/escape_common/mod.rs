@@ -1,0 +1,389 @@
+//! What the escape, fault, bad-input and load suites share: a throwaway "host" (network, IPC
+//! and UTS namespaces made by the test, so nothing of the machine is touched), a busybox
+//! container root carrying the attacker program `nsattack` (C, built with `gcc -static` at
+//! test time so that it runs in any root), the three chain configurations the suites attack,
+//! and the leak audit around every run.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use nschain_tests::audit::{assert_nothing_left, snapshot, Snapshot};
+use nschain_tests::*;
+
+/// The tools of the chain (and nsps), as built beside the tests.
+pub const TOOLS: &[&str] = &[
+    "netns", "userns", "ipcns", "utsns", "pidns", "mntns", "nsps",
+];
+
+const APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "echo", "true", "false", "sleep", "hostname", "id", "stat", "test", "mkdir",
+    "rm", "ln", "readlink", "wc", "head",
+];
+
+/// The attacker's C source (one mode per attack; see the file).
+const NSATTACK_C: &str = include_str!("nsattack.c");
+
+/// Builds `nsattack` once per test process (static: the busybox root has no libc).
+pub fn attacker() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            assert!(
+                require(
+                    have("gcc"),
+                    "gcc and a static libc (libc6-dev) to build nsattack"
+                ),
+                "gcc is needed"
+            );
+            let dir = bin_dir();
+            let src = dir.join(format!(".nsattack-{}.c", std::process::id()));
+            let tmp = dir.join(format!(".nsattack-{}", std::process::id()));
+            std::fs::write(&src, NSATTACK_C).unwrap();
+            let out = Command::new("gcc")
+                .args(["-static", "-O1", "-Wall", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .output()
+                .unwrap();
+            let _ = std::fs::remove_file(&src);
+            assert!(
+                out.status.success(),
+                "gcc -static nsattack.c failed: {}",
+                stderr(&out)
+            );
+            let ldd = Command::new("ldd").arg(&tmp).output().unwrap();
+            let text = String::from_utf8_lossy(&ldd.stdout).into_owned()
+                + &String::from_utf8_lossy(&ldd.stderr);
+            assert!(
+                text.contains("not a dynamic executable") || text.contains("statically linked"),
+                "nsattack is not static: {text}"
+            );
+            let path = dir.join("nsattack");
+            std::fs::rename(&tmp, &path).unwrap();
+            path
+        })
+        .clone()
+}
+
+/// Whether /bin/busybox (Debian's busybox-static) is there; under CI its absence fails.
+pub fn have_busybox() -> bool {
+    require(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox (Debian package busybox-static)",
+    )
+}
+
+/// A busybox root in `dir/root`, readable by everyone, with `/nsattack` in it.
+pub fn busybox_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "mnt"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        std::fs::write(root.join("etc").join(f), "").unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::copy(attacker(), root.join("nsattack")).unwrap();
+    std::fs::set_permissions(
+        root.join("nsattack"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    root
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "nsc-{tag}-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A throwaway network namespace (`ip netns`) that plays the host; deleted on drop.
+pub struct HostNs {
+    pub name: String,
+}
+
+impl HostNs {
+    pub fn new(tag: &str) -> HostNs {
+        let name = unique(tag);
+        let out = run(Command::new("ip").args(["netns", "add", &name]));
+        assert!(out.status.success(), "ip netns add: {}", stderr(&out));
+        run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        HostNs { name }
+    }
+}
+
+impl Drop for HostNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The three chains every attack runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    /// As root: netns → ipcns → utsns → pidns → mntns --rootfs.
+    Rootful,
+    /// As root with a user namespace: netns → userns --map-auto → ipcns → ... → mntns.
+    RootfulUserns,
+    /// As uid 65534: userns → netns → ipcns → utsns → pidns → mntns --rootfs.
+    Rootless,
+}
+
+impl Config {
+    pub const ALL: [Config; 3] = [Config::Rootful, Config::RootfulUserns, Config::Rootless];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Rootful => "rootful",
+            Config::RootfulUserns => "rootful+userns --map-auto",
+            Config::Rootless => "rootless (uid 65534)",
+        }
+    }
+
+    /// The links before mntns, `--name NAME` on the first one.
+    pub fn links(self, name: Option<&str>) -> Vec<String> {
+        let order: &[&str] = match self {
+            Config::Rootful => &["netns", "ipcns", "utsns", "pidns"],
+            Config::RootfulUserns => &["netns", "userns --map-auto", "ipcns", "utsns", "pidns"],
+            Config::Rootless => &["userns", "netns", "ipcns", "utsns", "pidns"],
+        };
+        let mut argv = Vec::new();
+        for (i, link) in order.iter().enumerate() {
+            argv.extend(link.split(' ').map(str::to_owned));
+            if i == 0 {
+                if let Some(name) = name {
+                    argv.extend(["--name".to_owned(), name.to_owned()]);
+                }
+            }
+            argv.push("--".to_owned());
+        }
+        argv
+    }
+}
+
+/// One test's world: scratch dir, state dirs, busybox root, throwaway host.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub root: PathBuf,
+    pub host: HostNs,
+    /// A private copy of the tools, first on PATH (so that nothing else runs them).
+    pub bin: Option<PathBuf>,
+    before: Snapshot,
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Lab {
+        let dir = scratch();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let root = busybox_root(dir.path());
+        let host = HostNs::new(tag);
+        let before = snapshot(&state, Some(&host.name));
+        Lab {
+            dir,
+            state,
+            root,
+            host,
+            bin: None,
+            before,
+        }
+    }
+
+    /// Copies the tools into a directory of this lab and puts it first on PATH.
+    pub fn private_tools(&mut self) -> Vec<PathBuf> {
+        let bin = self.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut copies = Vec::new();
+        for t in TOOLS {
+            let dst = bin.join(t);
+            std::fs::copy(nschain_tests::bin(t), &dst).unwrap();
+            copies.push(dst);
+        }
+        self.bin = Some(bin);
+        copies
+    }
+
+    /// The environment of every command of this lab.
+    pub fn env(&self, cmd: &mut Command) {
+        with_env(cmd, &self.state);
+        if let Some(bin) = &self.bin {
+            let path = format!(
+                "{}:{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                bin.display(),
+                bin_dir().display()
+            );
+            cmd.env("PATH", path);
+        }
+    }
+
+    /// `ip netns exec HOST unshare --ipc --uts -- sh -c PRE; ARGV` (as uid 65534 after the
+    /// wrapper when `nobody`). The "host" hostname is set to `nsc-host` first and printed on
+    /// stderr as `host-hostname=...` after ARGV.
+    pub fn in_host(&self, pre: &str, nobody: bool, argv: &[String]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.host.name,
+            "unshare",
+            "--ipc",
+            "--uts",
+            "--",
+        ]);
+        cmd.args(["sh", "-c"]).arg(format!(
+            "hostname nsc-host; {pre}\n\"$@\"; rc=$?; echo \"host-hostname=$(hostname)\" >&2; exit $rc"
+        ));
+        cmd.arg("sh");
+        if nobody {
+            cmd.args([
+                "setpriv",
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+            ]);
+        }
+        cmd.args(argv);
+        self.env(&mut cmd);
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    /// The argv of a whole chain of `config` running `command` in this lab's root.
+    pub fn chain_argv(
+        &self,
+        config: Config,
+        name: Option<&str>,
+        mntns_args: &[&str],
+        command: &[&str],
+    ) -> Vec<String> {
+        let mut argv = config.links(name);
+        argv.extend(["mntns".to_owned(), "--rootfs".to_owned()]);
+        argv.push(self.root.display().to_string());
+        argv.extend(mntns_args.iter().map(|s| (*s).to_owned()));
+        argv.push("--".to_owned());
+        argv.extend(command.iter().map(|s| (*s).to_owned()));
+        argv
+    }
+
+    /// The chain of `config` running `command`, in the throwaway host.
+    pub fn chain(
+        &self,
+        config: Config,
+        pre: &str,
+        mntns_args: &[&str],
+        command: &[&str],
+    ) -> Command {
+        let argv = self.chain_argv(config, None, mntns_args, command);
+        self.in_host(pre, config == Config::Rootless, &argv)
+    }
+
+    /// Asserts that the runs of this lab left nothing behind (mounts, links, nft, state
+    /// files, processes carrying its NSCHAIN_RUN_DIR).
+    pub fn assert_clean(&self) {
+        assert_nothing_left(&self.before, &self.state, Some(&self.host.name), &[]);
+    }
+}
+
+/// The `dev:ino` of files, as nsattack's exe-watch takes them.
+pub fn dev_ino(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap();
+            format!("{}:{}", m.dev(), m.ino())
+        })
+        .collect()
+}
+
+/// Asserts that an attack was blocked: the attacker exited 0, printed at least one BLOCKED
+/// line and no ESCAPED line. `claim` names the CVE or the promise the case guards.
+pub fn assert_blocked(claim: &str, config: Config, out: &Output) {
+    if let Err(e) = check_blocked(claim, config, out) {
+        panic!("{e}");
+    }
+}
+
+/// [`assert_blocked`] as a result, for tests that try every configuration before failing.
+pub fn check_blocked(claim: &str, config: Config, out: &Output) -> Result<(), String> {
+    let text = stdout(out);
+    let escaped: Vec<&str> = text.lines().filter(|l| l.contains("ESCAPED")).collect();
+    if !escaped.is_empty() {
+        return Err(format!(
+            "HOLE [{claim}] in the {} chain:\n{}\n--- full attacker output:\n{text}\n--- stderr:\n{}",
+            config.name(),
+            escaped.join("\n"),
+            stderr(out)
+        ));
+    }
+    if !(out.status.success() && text.lines().any(|l| l.contains("BLOCKED"))) {
+        return Err(format!(
+            "[{claim}] the attack did not run in the {} chain (status {}):\nstdout:\n{text}\nstderr:\n{}",
+            config.name(),
+            out.status,
+            stderr(out)
+        ));
+    }
+    Ok(())
+}
+
+/// Panics with every failure of `results` (one per configuration), if any.
+pub fn assert_all(results: Vec<Result<(), String>>) {
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The `maj:min` of the block device holding the host's root file system (or the first disk
+/// of /proc/partitions when / is not on a block device).
+pub fn host_disk() -> (u32, u32) {
+    let dev = std::fs::metadata("/").unwrap().dev();
+    // SAFETY: major/minor are pure arithmetic on a dev_t.
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    if maj != 0 {
+        return (maj, min);
+    }
+    let parts = std::fs::read_to_string("/proc/partitions").unwrap();
+    for line in parts.lines().skip(2) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 {
+            return (f[0].parse().unwrap(), f[1].parse().unwrap());
+        }
+    }
+    panic!("no block device in /proc/partitions");
+}
+
+/// Whether the chains as uid 65534 can run here (under CI their absence fails).
+pub fn need_rootless() -> bool {
+    require(
+        rootless_userns_works(),
+        "unprivileged user namespaces for uid 65534",
+    )
+}
+
+/// The requirements of the rootful suites.
+pub fn need_root() -> bool {
+    require(is_root(), "root (the suites build a throwaway host)")
+        && require(have("ip"), "ip (iproute2)")
+        && require(have("nft"), "nft (nftables)")
+        && have_busybox()
+}

