@@ -167,6 +167,11 @@ pub fn is_live(record: &Record) -> bool {
     inode_of(&path).is_ok_and(|inode| inode == record.ns.inode)
 }
 
+/// Whether the chain has a live record for this kind of namespace.
+pub fn has_live_record(name: &str, kind: Namespace) -> bool {
+    live_records(name).iter().any(|r| r.kind() == Some(kind))
+}
+
 /// A pid that keeps the chain alive, if any.
 pub fn live_pid(name: &str) -> Option<u32> {
     live_records(name).first().map(|r| r.pid)

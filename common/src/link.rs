@@ -132,7 +132,11 @@ impl Link {
         let record = self.record(pid, extra)?;
         if let Some(naming) = &self.naming {
             chain::claim(naming)?;
-            chain::register(&naming.name, &record)?;
+            // Joining a namespace the chain already registered (docker exec) must not replace
+            // the record of the process that holds it.
+            if !(self.is_join() && chain::has_live_record(&naming.name, self.kind)) {
+                chain::register(&naming.name, &record)?;
+            }
         }
         if let Some(fd) = self.options.info_fd {
             info::write_line(fd, &record)?;

@@ -30,7 +30,8 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Fatal {
         |kind| records.iter().any(|r| r.ns.kind == kind && r.created),
         command,
     );
-    // The links are our own binaries, found beside nsps, so the chain does not depend on PATH.
+    // The joining links enter this chain; they must not register under another chain's name.
+    std::env::remove_var(chain::NAME_VAR);
     common::exec::exec(argv)
 }
 
@@ -40,6 +41,7 @@ pub fn joining_chain(
     has: impl Fn(&str) -> bool,
     command: Vec<OsString>,
 ) -> Vec<OsString> {
+    // The links are our own binaries, found beside nsps, so the chain does not depend on PATH.
     let dir = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(PathBuf::from));
