@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -43,6 +44,13 @@ pub fn state_dir() -> PathBuf {
 pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
     if lease.ifindex == 0 {
         return Ok(false);
+    }
+    // Fast path (one stat, no netlink): the process that made the namespace still holds it.
+    if lease.netns != 0 {
+        let path = format!("/proc/{}/ns/net", lease.pid);
+        if std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns) {
+            return Ok(true);
+        }
     }
     let link = rtnl
         .link_by_index(lease.ifindex)
@@ -157,6 +165,17 @@ fn gc(prune: bool) -> Result<(), Fatal> {
 #[derive(Debug)]
 pub struct Watcher {
     go: File,
+    /// The intermediate child of the double fork, reaped in `go` (it exits at once; waiting
+    /// for it later lets its fork overlap the rest of the setup).
+    intermediate: Option<nix::unistd::Pid>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(pid) = self.intermediate.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 impl Watcher {
@@ -168,6 +187,9 @@ impl Watcher {
 
     /// Hands the lease over; the watcher releases it when the namespace is gone.
     pub fn go(mut self, lease: &Lease) -> Result<(), Fatal> {
+        if let Some(pid) = self.intermediate.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
         let line = format!(
             "{} {} {} {} {}\n",
             lease.bridge, lease.ip, lease.pid, lease.ifindex, lease.veth
@@ -251,11 +273,11 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
-            let _ = nix::sys::wait::waitpid(child, None);
             drop(go_read);
             drop(pidfd);
             Ok(Watcher {
                 go: File::from(go_write),
+                intermediate: Some(child),
             })
         }
     }
