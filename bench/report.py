@@ -259,6 +259,15 @@ emit(
     "medians of wall time from fork to exit as hyperfine sees it; IQR = 25th–75th percentile; "
     "release binaries of `target/release` (LTO, stripped)."
 )
+load_start, load_end = FACTS.get("load_start", "?"), FACTS.get("load_end", "?")
+emit(f"- load average (1, 5, 15 min) at the start: {load_start}; at the end: {load_end}")
+try:
+    busy = max(float(load_start.split()[0]), float(load_end.split()[0])) > 1.0
+except (ValueError, IndexError):
+    busy = False
+if busy:
+    emit("  - **the machine was busy during this run** (other work was running): wall times of every "
+         "row are inflated and noisier; the ratios of one table (measured back to back) stay comparable")
 emit(f"- tools built: {FACTS.get('tools_present', '').strip() or 'none'}")
 missing_tools = FACTS.get("tools_missing", "").strip()
 emit(f"- tools NOT built (their rows say *not measured*): {missing_tools or 'none'}")
@@ -384,6 +393,17 @@ if SCALE:
         for name, v in sorted(SCALE["by_process"].items()):
             emit(f"| {name} | {v['count']} | {v['rss_kib'] / v['count']:.0f} | {v['pss_kib'] / v['count']:.0f} |")
         emit()
+    if SCALE.get("up_curve"):
+        emit("Containers up over time (count: seconds since the first launch): "
+             + ", ".join(f"{c}: {t:.2f}" for c, t in SCALE["up_curve"]))
+        emit()
+    if SCALE.get("debug_last"):
+        emit("`NSCHAIN_DEBUG=1` trace of the last container started (N−1 already running or starting):")
+        emit()
+        emit("```")
+        emit("\n".join(SCALE["debug_last"]))
+        emit("```")
+        emit()
     if SCALE.get("left_files"):
         emit("Files left under the run dir after cleanup: " + ", ".join(f"`{p}`" for p in SCALE["left_files"][:10]))
         emit()
@@ -498,6 +518,28 @@ if os.path.exists(path):
     emit(open(path).read().rstrip())
     emit("```")
     emit()
+if "kmsg_per_chain" in FACTS:
+    emit(f"Kernel log lines written per chain run: {FACTS['kmsg_per_chain']}.")
+    path = os.path.join(DATA, "text-kmsg-chain.txt")
+    if FACTS["kmsg_per_chain"] not in ("0", "") and os.path.exists(path):
+        emit()
+        emit("```")
+        emit(open(path).read().rstrip())
+        emit("```")
+    emit()
+for name, title in [
+    ("perf-dso", "`perf record -g` over 100 chain runs: share of CPU samples by program and object"),
+    ("perf-sym", "the same samples by program and symbol (self time)"),
+    ("perf-kernel-children", "kernel functions with their callees (children time), all programs"),
+]:
+    path = os.path.join(DATA, f"text-{name}.txt")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        emit(title + ":")
+        emit()
+        emit("```")
+        emit(open(path).read().rstrip())
+        emit("```")
+        emit()
 path = os.path.join(DATA, "strace-chain-full.txt")
 if os.path.exists(path):
     counts = {}

@@ -72,6 +72,7 @@ fact started "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 fact machine "$(nproc) cpus, $(uname -sr), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 fact versions "$(hyperfine --version), $(unshare --version | sed 's/.*from //'), $(bwrap --version), $(crun --version | head -1), busybox $(busybox | head -1 | awk '{print $2}'), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 fact commit "$(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+fact load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact runs "$RUNS"
 fact warmup "$WARMUP"
 fact tools_present "$(for t in "${TOOLS[@]}"; do have "$t" && printf '%s ' "$t"; done)"
@@ -172,6 +173,29 @@ CRUN="crun --root $WORK/crun-state --cgroup-manager=disabled run --bundle $BUNDL
 FLOOR=$BIN/nschain-floor
 [[ -x $FLOOR ]] || FLOOR=""
 
+# --- static builds (for the static-vs-dynamic rows) ------------------------------------------
+# The same tools linked with crt-static, in their own target dir (target/bench-static): every
+# tool that is built, else utsns alone. Never used for the headline rows.
+STATIC=""
+STATIC_ALL=no
+if [[ ${NSCHAIN_BENCH_STATIC:-1} != 0 ]] && have utsns; then
+    static_pkgs=()
+    for t in "${TOOLS[@]}"; do have "$t" && static_pkgs+=(-p "$t"); done
+    log "building static binaries (${static_pkgs[*]}) in target/bench-static"
+    static_build() {
+        RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/bench-static" \
+            cargo build --release --quiet "$@" --target x86_64-unknown-linux-gnu 2>"$DATA/static-build.log"
+    }
+    if static_build "${static_pkgs[@]}"; then
+        STATIC=$REPO/target/bench-static/x86_64-unknown-linux-gnu/release
+        [[ ${#static_pkgs[@]} == $((2 * ${#TOOLS[@]})) ]] && STATIC_ALL=yes
+    elif static_build -p utsns; then
+        STATIC=$REPO/target/bench-static/x86_64-unknown-linux-gnu/release
+    else
+        fact static_failed "$(tail -3 "$DATA/static-build.log" | tr '\n\t' '  ')"
+    fi
+fi
+
 # --- 1. each tool alone vs its unshare equivalent ----------------------------------------------
 log "1. tools alone"
 ROW=(); row tool-utsns "utsns true" "$BIN/utsns true" utsns
@@ -197,6 +221,13 @@ fact chain_rootful "$CHAIN"
 fact floor_present "$([[ -n $FLOOR ]] && echo yes || echo no)"
 ROW=()
 row chain "nschain chain" "$CHAIN" netns userns ipcns utsns pidns mntns
+if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
+    # variants, to show where the time goes (not the shipped build or the default chain)
+    help_has pidns --no-init &&
+        ROW+=("variant: chain with pidns --no-init" "${CHAIN/$BIN\/pidns --/$BIN/pidns --no-init --}")
+    [[ $STATIC_ALL == yes ]] &&
+        ROW+=("variant: chain of static binaries" "${CHAIN//$BIN\//$STATIC/}")
+fi
 row_bwrap="bwrap --unshare-all --hostname b --bind $ROOTFS / --proc /proc --dev /dev /bin/true"
 if [[ -n $FLOOR ]]; then ROW+=("floor" "$FLOOR $ROOTFS /bin/true"); else missing chain floor "" "nschain-floor not built"; fi
 HF_WRAP=("${CRUN_WRAP[@]}")
@@ -261,9 +292,9 @@ EOF
 chmod 755 "$WORK/ip-bridge.sh"
 ROW=()
 if help_has netns --bridge; then
-    row bridge "netns --bridge true" "$BIN/netns --bridge nsbench0 true" netns
+    row bridge "netns --bridge true" "$BIN/netns --bridge=nsbench0 true" netns
 else
-    missing bridge "netns --bridge true" "netns --bridge nsbench0 true" \
+    missing bridge "netns --bridge true" "netns --bridge=nsbench0 true" \
         "$(have netns && echo 'netns has no --bridge yet' || echo 'not built: netns')"
 fi
 row bridge "netns true (lo up only)" "$BIN/netns true" netns
@@ -282,7 +313,7 @@ fi
 if ((SCALE > 0)); then
     log "5. scale: $SCALE containers"
     if help_has netns --bridge; then
-        scale_chain=("$BIN/netns" --bridge nsscale0 --)
+        scale_chain=("$BIN/netns" --bridge=nsscale0 --)
         have userns && scale_chain+=("$BIN/userns" --map-root --)
         have ipcns && scale_chain+=("$BIN/ipcns" --)
         have utsns && scale_chain+=("$BIN/utsns" --hostname c --)
@@ -337,19 +368,12 @@ if [[ -f bench/pidns-rss.sh ]]; then
     { timeout 120 env BIN="$BIN" NSCHAIN_BENCH_BIN="$BIN" bash bench/pidns-rss.sh "$BIN" 2>&1 || echo "(exit $?)"; } | text pidns-rss
 fi
 
-# static vs dynamic: the same utsns, linked with crt-static
-if [[ ${NSCHAIN_BENCH_STATIC:-1} != 0 ]] && have utsns; then
-    log "building a static utsns (target/bench-static)"
-    if RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO/target/bench-static" \
-        cargo build --release --quiet -p utsns --target x86_64-unknown-linux-gnu 2>"$DATA/static-build.log"; then
-        STATIC=$REPO/target/bench-static/x86_64-unknown-linux-gnu/release/utsns
-        fact size_utsns_static "$(stat -c %s "$STATIC") $(file -b "$STATIC" | grep -o 'static-pie linked\|statically linked' | head -1)"
-        hf static "utsns (static)" "$STATIC true" "utsns (dynamic)" "$BIN/utsns true"
-        # the exec of a static program vs a dynamic one, nothing else: busybox vs coreutils
-        hf static-true "busybox true (static)" "$ROOTFS/bin/busybox true" "/bin/true (dynamic)" "/bin/true"
-    else
-        fact static_failed "$(tail -3 "$DATA/static-build.log" | tr '\n\t' '  ')"
-    fi
+# static vs dynamic: the same utsns, linked with crt-static (built at the start)
+if [[ -n $STATIC ]]; then
+    fact size_utsns_static "$(stat -c %s "$STATIC/utsns") $(file -b "$STATIC/utsns" | grep -o 'static-pie linked\|statically linked' | head -1)"
+    hf static "utsns (static)" "$STATIC/utsns true" "utsns (dynamic)" "$BIN/utsns true"
+    # the exec of a static program vs a dynamic one, nothing else: busybox vs coreutils
+    hf static-true "busybox true (static)" "$ROOTFS/bin/busybox true" "/bin/true (dynamic)" "/bin/true"
 fi
 
 # where the chain's time goes: per-link step trace, syscall counts, page faults
@@ -359,7 +383,23 @@ if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
     strace -f -c -o "$DATA/strace-bwrap.txt" $row_bwrap >/dev/null 2>&1 || true
     [[ -n $FLOOR ]] && { strace -f -c -o "$DATA/strace-floor.txt" $FLOOR "$ROOTFS" /bin/true >/dev/null 2>&1 || true; }
     strace -f -o "$DATA/strace-chain-full.txt" -e trace=execve,clone,clone3,fork,vfork,unshare,mount,pivot_root,umount2,openat,newfstatat,mmap $CHAIN >/dev/null 2>&1 || true
+    # kernel log lines a chain run makes (a printk to the console is slow, and noise)
+    before=$(dmesg 2>/dev/null | wc -l) || before=0
+    for _ in $(seq 20); do $CHAIN >/dev/null 2>&1 || true; done
+    after=$(dmesg 2>/dev/null | wc -l) || after=0
+    fact kmsg_per_chain "$(( (after - before) / 20 ))"
+    dmesg 2>/dev/null | tail -n $(( after - before > 0 ? (after - before < 6 ? after - before : 6) : 0 )) | text kmsg-chain || true
     if command -v perf >/dev/null; then
+        # where the CPU goes over 100 chain runs: per program, per symbol (kernel and user)
+        for _ in $(seq 100); do echo "$CHAIN"; done >"$WORK/loop.sh"
+        if perf record -q -o "$WORK/perf.data" -g -- bash "$WORK/loop.sh" >/dev/null 2>&1; then
+            perf report -i "$WORK/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null \
+                | grep -v '^#' | grep -v '^$' | head -20 | text perf-dso || true
+            perf report -i "$WORK/perf.data" --no-children --sort comm,sym --stdio -g none 2>/dev/null \
+                | grep -v '^#' | grep -v '^$' | head -30 | text perf-sym || true
+            perf report -i "$WORK/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
+                | grep -v '^#' | grep -v '^$' | grep '\[k\]' | head -30 | text perf-kernel-children || true
+        fi
         for name in chain bwrap floor; do
             case $name in
                 chain) cmd=$CHAIN ;;
@@ -372,6 +412,7 @@ if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
     fi
 fi
 
+fact load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact finished "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 python3 bench/report.py "$DATA" "$OUT"
 cat "$OUT"

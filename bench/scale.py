@@ -12,6 +12,7 @@ chain exited and until nothing is left (no process, no veth, no lease file under
 """
 
 import ctypes
+import ipaddress
 import json
 import os
 import resource
@@ -95,8 +96,20 @@ def run_files(run_dir):
 
 
 def lease_files(run_dir):
-    # what a container leaves behind under the run dir: leases, registrations, locks per address
-    return [p for p in run_files(run_dir) if any(k in p for k in ("lease", "ipam", "chains/", "addr"))]
+    """What a container leaves behind under the run dir: netns leases (netns/bridge-NAME/ADDR),
+    anything named like a lease, chain registrations."""
+    out = []
+    for path in run_files(run_dir):
+        name = os.path.basename(path)
+        try:
+            ipaddress.ip_address(name)
+            out.append(path)
+            continue
+        except ValueError:
+            pass
+        if "lease" in name or path.startswith("chains/"):
+            out.append(path)
+    return out
 
 
 def reap():
@@ -128,20 +141,33 @@ def main():
 
     start = time.monotonic()
     procs = []
-    for _ in range(n):
+    debug_path = out_path + ".debug"
+    debug_err = os.open(debug_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    debug_env = dict(os.environ, NSCHAIN_DEBUG="1")
+    for i in range(n):
+        last = i == n - 1  # the last container traces its steps: what a start costs at N-1
         try:
             procs.append(
-                subprocess.Popen(chain + PAYLOAD, stdin=subprocess.DEVNULL, stdout=write_end, stderr=err)
+                subprocess.Popen(
+                    chain + PAYLOAD,
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    stderr=debug_err if last else err,
+                    env=debug_env if last else None,
+                )
             )
         except OSError as e:
             result["note"] = f"launch stopped after {len(procs)} containers: {e}"
             break
     launched = time.monotonic()
     os.close(write_end)
+    os.close(debug_err)
     result["launch_seconds"] = launched - start
 
     up = 0
     buffer = b""
+    milestones = sorted({max(1, n * k // 10) for k in range(1, 11)})
+    curve = []
     deadline = start + UP_TIMEOUT
     up_at = None
     last_check = 0.0
@@ -153,6 +179,8 @@ def main():
                 break
             buffer += chunk
             up = buffer.count(b"up\n")
+            while milestones and up >= milestones[0]:
+                curve.append([milestones.pop(0), round(time.monotonic() - start, 3)])
             if up >= n:
                 up_at = time.monotonic()
                 break
@@ -163,6 +191,7 @@ def main():
             if failed + up >= len(procs):
                 break
     result["up_count"] = up
+    result["up_curve"] = curve
     result["up_seconds"] = (up_at or time.monotonic()) - start
     result["failed"] = sum(1 for p in procs if p.poll() is not None)
 
@@ -173,6 +202,11 @@ def main():
     by_process = {}
     overhead_rss = overhead_pss = payload_rss = payload_pss = 0
     for pid, comm in alive:
+        if comm == "exe":  # re-executed through /proc/self/exe: name it after its binary
+            try:
+                comm = "exe → " + os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+            except OSError:
+                pass
         usage = rollup(pid)
         if usage is None:
             continue
@@ -243,6 +277,11 @@ def main():
     for line in lines:
         counts[line] = counts.get(line, 0) + 1
     result["errors"] = [f"{c} × {l}" for l, c in sorted(counts.items(), key=lambda kv: -kv[1])]
+    try:
+        with open(debug_path, errors="replace") as f:
+            result["debug_last"] = [l.rstrip() for l in f if l.strip()][:60]
+    except OSError:
+        pass
     with open(out_path, "w") as f:
         json.dump(result, f, indent=1)
     print(
