@@ -25,7 +25,7 @@ use anyhow::Context;
 use clap::Parser;
 use common::cli::Status;
 use common::{debug, report, Fatal};
-use nix::unistd::{fork, pipe2, ForkResult};
+use nix::unistd::pipe2;
 
 use crate::ipam::{Lease, Store};
 use crate::netlink::Rtnl;
@@ -165,21 +165,10 @@ fn gc(prune: bool) -> Result<(), Fatal> {
 #[derive(Debug)]
 pub struct Watcher {
     go: File,
-    /// The intermediate child of the double fork, reaped in `go` (it exits at once; waiting
-    /// for it later lets its fork overlap the rest of the setup).
-    intermediate: Option<nix::unistd::Pid>,
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if let Some(pid) = self.intermediate.take() {
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
-    }
 }
 
 impl Watcher {
-    /// Double-forks the watcher, which re-executes this binary as `netns gc --watch`.
+    /// Spawns the watcher (detached), which re-executes this binary as `netns gc --watch`.
     pub fn spawn() -> Result<Watcher, Fatal> {
         debug::step("spawn cleanup watcher", spawn_watcher)
             .fatal_context_str("unable to start the cleanup watcher")
@@ -187,9 +176,6 @@ impl Watcher {
 
     /// Hands the lease over; the watcher releases it when the namespace is gone.
     pub fn go(mut self, lease: &Lease) -> Result<(), Fatal> {
-        if let Some(pid) = self.intermediate.take() {
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
         let line = format!(
             "{} {} {} {} {}\n",
             lease.bridge, lease.ip, lease.pid, lease.ifindex, lease.veth
@@ -226,61 +212,25 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
     let pidfd = pidfd_self()?;
     let (go_read, go_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
-    let exe = CString::new("/proc/self/exe")?;
     let argv = [
         CString::new("netns")?,
         CString::new("gc")?,
         CString::new("--watch")?,
     ];
-    let devnull = CString::new("/dev/null")?;
     // NSCHAIN_DEBUG: the watcher keeps stderr, so that its trace and errors are seen.
-    let keep_stderr = debug::enabled();
-    // SAFETY: single-threaded; the child only calls async-signal-safe functions before exec.
-    match unsafe { fork() }.context("unable to fork")? {
-        ForkResult::Child => {
-            // SAFETY: as above; the grandchild is re-parented to init (or a subreaper), so it
-            // is never a child the container's process must wait for.
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
-                // SAFETY: only raw descriptor juggling and exec, all async-signal-safe.
-                unsafe {
-                    libc::setsid();
-                    let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
-                    if null >= 0 {
-                        libc::dup2(null, 0);
-                        libc::dup2(null, 1);
-                        if !keep_stderr {
-                            libc::dup2(null, 2);
-                        }
-                    }
-                    let go = libc::fcntl(go_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-                    let pid = libc::fcntl(pidfd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-                    if go >= 0 && pid >= 0 {
-                        libc::dup2(go, WATCH_GO_FD);
-                        libc::dup2(pid, WATCH_PIDFD);
-                        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
-                        let args = [
-                            argv[0].as_ptr(),
-                            argv[1].as_ptr(),
-                            argv[2].as_ptr(),
-                            std::ptr::null(),
-                        ];
-                        libc::execv(exe.as_ptr(), args.as_ptr());
-                    }
-                    libc::_exit(127);
-                }
-            }
-            // SAFETY: the intermediate child ends at once, without the parent's destructors.
-            unsafe { libc::_exit(0) }
-        }
-        ForkResult::Parent { child } => {
-            drop(go_read);
-            drop(pidfd);
-            Ok(Watcher {
-                go: File::from(go_write),
-                intermediate: Some(child),
-            })
-        }
-    }
+    crate::spawn::detached(
+        c"/proc/self/exe",
+        &argv,
+        &[
+            (go_read.as_raw_fd(), WATCH_GO_FD),
+            (pidfd.as_raw_fd(), WATCH_PIDFD),
+        ],
+        debug::enabled(),
+    )
+    .context("unable to spawn netns gc --watch")?;
+    Ok(Watcher {
+        go: File::from(go_write),
+    })
 }
 
 /// `netns gc --watch`: the watcher's life.

@@ -9,6 +9,7 @@ mod netlink;
 mod nft;
 mod publish;
 mod rootless;
+mod spawn;
 
 use std::net::Ipv4Addr;
 
