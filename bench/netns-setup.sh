@@ -5,13 +5,19 @@
 #
 #   bench/netns-setup.sh [NETNS_BINARY]        (default: target/release/netns)
 #   RUNS=300 bench/netns-setup.sh              (hyperfine runs per command)
+#   SETTLE=0 bench/netns-setup.sh              (seconds between runs, default 0.1)
+#
+# Between runs the script sleeps SETTLE seconds: the kernel tears the previous run's network
+# namespace down asynchronously, holding the RTNL lock that every netlink change (of netns and
+# of ip alike) waits for; back to back (SETTLE=0) that teardown is measured too.
 #
 # Prints a Markdown table (hyperfine --export-markdown) and the setup trace of one run.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 netns=$(realpath "${1:-${NETNS:-$here/target/release/netns}}")
-runs=${RUNS:-200}
+runs=${RUNS:-100}
+settle=${SETTLE:-0.1}
 
 if [ "${NSCHAIN_BENCH_INNER:-}" != 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "netns-setup.sh: needs root (it builds a throwaway host namespace)" >&2; exit 1; }
@@ -54,9 +60,9 @@ EOF
 "$netns" --bridge true
 sleep 0.3
 
-echo "## netns bridge-mode setup ($(nproc) CPUs, $(uname -r), $runs runs each)"
+echo "## netns bridge-mode setup ($(nproc) CPUs, $(uname -r), $runs runs each, ${settle}s apart)"
 echo
-hyperfine -N --warmup 20 --runs "$runs" --export-markdown "$work/result.md" \
+hyperfine -N --warmup 10 --runs "$runs" --prepare "sleep $settle" --export-markdown "$work/result.md" \
     --command-name "unshare -n true" "unshare -n true" \
     --command-name "netns true (lo up)" "$netns true" \
     --command-name "netns --bridge true" "$netns --bridge true" \
