@@ -5,11 +5,14 @@
 //! Order of a run (each step traced with NSCHAIN_DEBUG=1):
 //!
 //! ```text
+//! take the handed-down idmapped trees            idmap (NSCHAIN_IDMAP, unexported)
 //! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
 //! open and verify the host's device nodes        dev
 //! overlay layer + cleaner (before unshare)       overlay
 //! unshare(CLONE_NEWNS), propagation              link, propagation
-//! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns)
+//! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
+//!           (an idmapped tree is attached instead  without an idmapped tree)
+//!           of the host's PATH)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
@@ -21,6 +24,7 @@
 mod dev;
 mod entry;
 mod etc_files;
+mod idmap;
 mod join;
 mod overlay;
 mod overlay_split;
@@ -257,11 +261,33 @@ fn on_host(command: &[OsString]) -> bool {
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
+    // First: the trees are this link's, whatever happens next (closed before COMMAND).
+    let mut trees = idmap::Trees::take()?;
     let plan = plan(&args)?;
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if link.is_join() {
+        drop(trees);
         return run_join(args, plan, &link);
     }
+    let handed = trees.paths();
+    let mut root_tree = match &plan.root {
+        Some(NewRoot::Rootfs(dir)) => trees.take_for(dir, "--rootfs"),
+        _ => None,
+    };
+    let mut lower_trees: Vec<Option<OwnedFd>> = match &plan.root {
+        Some(NewRoot::Overlay(lowers)) => lowers
+            .iter()
+            .map(|l| trees.take_for(l, "--overlay"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut volume_trees: Vec<Option<OwnedFd>> = plan
+        .volumes
+        .iter()
+        .map(|v| trees.take_for(&v.source, "--volume"))
+        .collect();
+    // The trees nothing here uses are closed now.
+    drop(trees);
     let container = plan.root.is_some();
     let mut entry = entry::Entry {
         container,
@@ -302,7 +328,17 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
                 "--rm with CAP_SYS_PTRACE: the layer's cleaner stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
             );
         }
-        let mut made = overlay::prepare(args.upper.as_deref(), name.as_deref(), args.rm, lower)?;
+        let lower_tree = lower_trees
+            .first()
+            .and_then(|t| t.as_ref())
+            .map(|t| t.as_fd());
+        let mut made = overlay::prepare(
+            args.upper.as_deref(),
+            name.as_deref(),
+            args.rm,
+            lower,
+            lower_tree,
+        )?;
         cleaner = overlay::Cleaner::spawn(&mut made)?;
         layer = Some(made);
     }
@@ -324,8 +360,13 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
 
     let root: OwnedFd = match (&plan.root, &layer) {
-        (Some(NewRoot::Rootfs(dir)), _) => rootfs::bind_self(dir)?,
-        (Some(NewRoot::Overlay(lowers)), Some(layer)) => overlay::mount(layer, lowers)?,
+        (Some(NewRoot::Rootfs(dir)), _) => match root_tree.take() {
+            Some(tree) => rootfs::attach_tree(dir, tree)?,
+            None => rootfs::bind_self(dir)?,
+        },
+        (Some(NewRoot::Overlay(lowers)), Some(layer)) => {
+            overlay::mount(layer, lowers, &mut lower_trees)?
+        }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
     if let (true, Some(nodes)) = (container, &nodes) {
@@ -340,7 +381,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     // Mount points are created inside a new root (in its image or layer), never on the host.
     let create = container;
-    mount_volumes(root.as_fd(), &plan.volumes, create)?;
+    mount_volumes(root.as_fd(), &plan.volumes, &mut volume_trees, create)?;
     mount_tmpfs(root.as_fd(), &plan.tmpfs, create)?;
     if let (true, Some(nodes)) = (container, &nodes) {
         let null = nodes
@@ -370,6 +411,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("id".into(), json!(layer.id));
         extra.insert("layer".into(), json!(layer.dir.to_string_lossy()));
         extra.insert("rm".into(), json!(layer.rm));
+    }
+    if !handed.is_empty() {
+        extra.insert("idmap".into(), json!(handed));
     }
     link.finish(proc_self_pid(), extra)?;
 
@@ -429,13 +473,18 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
 fn mount_volumes(
     root: std::os::fd::BorrowedFd<'_>,
     volumes: &[Volume],
+    trees: &mut [Option<OwnedFd>],
     create: bool,
 ) -> Result<(), Fatal> {
-    for volume in volumes {
+    for (i, volume) in volumes.iter().enumerate() {
+        let tree = trees.get_mut(i).and_then(Option::take);
         debug::step(
             format_args!("volume {}", volume.target.display()),
             || -> anyhow::Result<()> {
-                let source = resolve::open_host(&volume.source)?;
+                let source = match &tree {
+                    Some(tree) => tree.try_clone()?,
+                    None => resolve::open_host(&volume.source)?,
+                };
                 let create = match resolve::file_type(source.as_fd())? {
                     _ if !create => Create::No,
                     nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
@@ -450,7 +499,17 @@ fn mount_volumes(
                 } else {
                     0
                 };
-                sys::bind(source.as_fd(), target.as_fd(), true, attrs)?;
+                match &tree {
+                    // The idmapped tree itself is attached (its own mount only); the
+                    // attributes are set once it is in this namespace, before COMMAND runs.
+                    Some(tree) => {
+                        sys::move_onto(tree.as_fd(), target.as_fd())?;
+                        if attrs != 0 {
+                            sys::set_attr(tree.as_fd(), attrs, false).map_err(sys::new_api)?;
+                        }
+                    }
+                    None => sys::bind(source.as_fd(), target.as_fd(), true, attrs)?,
+                }
                 Ok(())
             },
         )

@@ -18,7 +18,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -98,6 +98,7 @@ pub fn prepare(
     name: Option<&str>,
     rm: bool,
     lower: &Path,
+    lower_tree: Option<BorrowedFd<'_>>,
 ) -> Result<Layer, Fatal> {
     let (id, dir, own_dir) = match upper {
         Some(dir) => {
@@ -131,7 +132,7 @@ pub fn prepare(
         .filter(|sub| !dir.join(sub).exists())
         .collect();
     let made = debug::step(format_args!("prepare layer {}", dir.display()), || {
-        make_dirs(&dir, lower, rm)
+        make_dirs(&dir, lower, lower_tree, rm)
     });
     let lock = match made {
         Ok(lock) => lock,
@@ -155,7 +156,12 @@ pub fn prepare(
     })
 }
 
-fn make_dirs(dir: &Path, lower: &Path, rm: bool) -> anyhow::Result<Option<File>> {
+fn make_dirs(
+    dir: &Path,
+    lower: &Path,
+    lower_tree: Option<BorrowedFd<'_>>,
+    rm: bool,
+) -> anyhow::Result<Option<File>> {
     fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
@@ -164,17 +170,20 @@ fn make_dirs(dir: &Path, lower: &Path, rm: bool) -> anyhow::Result<Option<File>>
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let lower_meta =
-        fs::metadata(lower).with_context(|| format!("unable to read {}", lower.display()))?;
+    // An idmapped tree shows the owners as the namespace sees them through it.
+    let (uid, gid, mode) = match lower_tree {
+        Some(tree) => crate::idmap::root_attrs(tree),
+        None => fs::metadata(lower)
+            .map(|m| (m.uid(), m.gid(), m.mode()))
+            .map_err(anyhow::Error::from),
+    }
+    .with_context(|| format!("unable to read {}", lower.display()))?;
     let diff = dir.join("diff");
     if !diff.exists() {
         fs::DirBuilder::new().mode(0o755).create(&diff)?;
         // The merged root takes its attributes from diff: copy the lower root's.
-        fs::set_permissions(
-            &diff,
-            fs::Permissions::from_mode(lower_meta.mode() & 0o7777),
-        )?;
-        let _ = std::os::unix::fs::chown(&diff, Some(lower_meta.uid()), Some(lower_meta.gid()));
+        fs::set_permissions(&diff, fs::Permissions::from_mode(mode & 0o7777))?;
+        let _ = std::os::unix::fs::chown(&diff, Some(uid), Some(gid));
     }
     for sub in ["work", "merged"] {
         let path = dir.join(sub);
@@ -231,8 +240,83 @@ fn data_dir_hint(fatal: Fatal) -> Fatal {
     fatal
 }
 
-/// Mounts the overlay at `merged`; returns an O_PATH fd of the new root.
-pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
+/// Mounts the overlay at `merged`; returns an O_PATH fd of the new root. A lower layer with
+/// an idmapped tree (`trees[i]`) is that tree, attached for the mount at a staging directory
+/// of the layer and detached again once overlayfs holds it.
+pub fn mount(
+    layer: &Layer,
+    lowers: &[PathBuf],
+    trees: &mut [Option<OwnedFd>],
+) -> Result<OwnedFd, Fatal> {
+    let mut staged = Staged::default();
+    let mut shown = Vec::new();
+    for (i, lower) in lowers.iter().enumerate() {
+        match trees.get_mut(i).and_then(Option::take) {
+            Some(tree) => shown.push(staged.attach(layer, i, tree, lower)?),
+            None => shown.push(lower.clone()),
+        }
+    }
+    let mounted = mount_lowers(layer, &shown, staged.is_empty());
+    staged.detach();
+    mounted
+}
+
+/// Idmapped trees attached in the layer for the overlay mount (`.idmap-N`), detached and
+/// removed once overlayfs holds its own clones of them.
+#[derive(Default)]
+struct Staged {
+    dirs: Vec<PathBuf>,
+}
+
+impl Staged {
+    fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    fn attach(
+        &mut self,
+        layer: &Layer,
+        i: usize,
+        tree: OwnedFd,
+        lower: &Path,
+    ) -> Result<PathBuf, Fatal> {
+        let dir = layer.dir.join(format!(".idmap-{i}"));
+        debug::step(
+            format_args!(
+                "attach the idmapped tree of {} at {}",
+                lower.display(),
+                dir.display()
+            ),
+            || -> anyhow::Result<()> {
+                match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let target = crate::resolve::open_host_dir(&dir)?;
+                self.dirs.push(dir.clone());
+                sys::move_onto(tree.as_fd(), target.as_fd())?;
+                Ok(())
+            },
+        )
+        .map_err(|e| {
+            Fatal::from(e).context(format!(
+                "unable to attach the idmapped tree of {}",
+                lower.display()
+            ))
+        })?;
+        Ok(dir)
+    }
+
+    fn detach(self) {
+        for dir in self.dirs {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+}
+
+fn mount_lowers(layer: &Layer, lowers: &[PathBuf], may_split: bool) -> Result<OwnedFd, Fatal> {
     let lowerdir = lowers
         .iter()
         .map(|l| l.to_string_lossy().into_owned())
@@ -257,8 +341,8 @@ pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
             Some(data.as_str()),
         )
     });
-    if let (Err(nix::errno::Errno::EINVAL), false, [lower]) =
-        (&mounted, state::is_host_root(), lowers)
+    if let (Err(nix::errno::Errno::EINVAL), false, [lower], true) =
+        (&mounted, state::is_host_root(), lowers, may_split)
     {
         if !crate::overlay_split::mounts_below(lower).is_empty() {
             // Locked mounts on the lower layer (a user namespace): one overlay per directory.
@@ -279,9 +363,11 @@ pub fn mount(layer: &Layer, lowers: &[PathBuf]) -> Result<OwnedFd, Fatal> {
 
 /// Hides every container's layer from a root that shows the host's files (`--overlay /`,
 /// `--rootfs /`): other containers' diff directories would be readable through the lower
-/// layer. An empty read-only tmpfs covers the layers directory inside the root.
+/// layer. An empty read-only tmpfs covers the layers directory inside the root — or, when
+/// the data directory is a range's own (`DATA/userns-<uid>`, made by `userns` as host root),
+/// the whole of DATA, which holds the other ranges' and the rootful containers' layers.
 pub fn hide_layers(root: std::os::fd::BorrowedFd<'_>) -> Result<(), Fatal> {
-    let layers = layers_dir();
+    let layers = hidden_dir(&state::data_dir());
     let target = match crate::resolve::open_in_root(root, &layers, crate::resolve::Create::No) {
         Ok(fd) => fd,
         Err(_) => return Ok(()),
@@ -303,6 +389,19 @@ pub fn hide_layers(root: std::os::fd::BorrowedFd<'_>) -> Result<(), Fatal> {
             layers.display()
         ))
     })
+}
+
+/// What [`hide_layers`] covers for the data directory `data`.
+fn hidden_dir(data: &Path) -> PathBuf {
+    let range_dir = data
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("userns-"))
+        .is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()));
+    match (range_dir, data.parent()) {
+        (true, Some(parent)) if parent != Path::new("/") => parent.to_owned(),
+        _ => data.join("overlay"),
+    }
 }
 
 /// Deletes `--rm` layers whose cleaner is gone and half-deleted trash.
@@ -503,5 +602,30 @@ trait FatalCtx<T> {
 impl<T> FatalCtx<T> for anyhow::Result<T> {
     fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal> {
         self.map_err(|e| Fatal::from(e).context(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_data_dir_hides_the_whole_data_dir() {
+        assert_eq!(
+            hidden_dir(Path::new("/var/lib/nschain")),
+            Path::new("/var/lib/nschain/overlay")
+        );
+        assert_eq!(
+            hidden_dir(Path::new("/var/lib/nschain/userns-524288")),
+            Path::new("/var/lib/nschain")
+        );
+        assert_eq!(
+            hidden_dir(Path::new("/data/userns-x")),
+            Path::new("/data/userns-x/overlay")
+        );
+        assert_eq!(
+            hidden_dir(Path::new("/userns-1")),
+            Path::new("/userns-1/overlay")
+        );
     }
 }

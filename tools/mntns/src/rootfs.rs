@@ -27,6 +27,25 @@ pub fn bind_self(dir: &Path) -> Result<OwnedFd, Fatal> {
     Ok(resolve::open_host_dir(dir)?)
 }
 
+/// Attaches the idmapped tree of DIR (handed down by `userns --idmap`) on DIR and returns an
+/// O_PATH fd of it: the new root, showing DIR's own mount only (not its submounts).
+pub fn attach_tree(dir: &Path, tree: OwnedFd) -> Result<OwnedFd, Fatal> {
+    debug::step(
+        format_args!("attach the idmapped tree of {}", dir.display()),
+        || -> anyhow::Result<OwnedFd> {
+            let target = resolve::open_host_dir(dir)?;
+            sys::move_onto(tree.as_fd(), target.as_fd())?;
+            resolve::open_host_dir(dir)
+        },
+    )
+    .map_err(|e| {
+        Fatal::from(e).context(format!(
+            "unable to attach the idmapped tree of {}",
+            dir.display()
+        ))
+    })
+}
+
 /// Makes `root` the root of this mount namespace and detaches the old one.
 pub fn pivot(root: &OwnedFd) -> Result<(), Fatal> {
     debug::step("pivot_root", || -> anyhow::Result<()> {

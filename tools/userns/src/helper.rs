@@ -6,7 +6,11 @@
 //!   CAP_SETUID/CAP_SETGID, else through the setuid `newuidmap`/`newgidmap` (uidmap package),
 //!   which check `/etc/subuid` and `/etc/subgid` — as util-linux `unshare --map-users` does;
 //! - change the owner of a host directory to the host ids of the inner root (a named chain's
-//!   registration directory, so that later links, now root inside, can register).
+//!   registration directory, so that later links, now root inside, can register), or make
+//!   such a directory (the range's data directory, where later links keep overlay layers);
+//! - make an idmapped detached clone of a host tree for the new user namespace (`--idmap`):
+//!   `open_tree(OPEN_TREE_CLONE)` then `mount_setattr(MOUNT_ATTR_IDMAP)`, both of which need
+//!   CAP_SYS_ADMIN over the host's mounts; the tree's fd comes back with SCM_RIGHTS.
 //!
 //! Requests and replies are JSON lines over a socketpair (a socket, not a pipe, so that a
 //! later request can hand a file descriptor back with SCM_RIGHTS, e.g. an idmapped mount made
@@ -15,13 +19,15 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, Context};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
@@ -54,6 +60,12 @@ enum Request {
         uid: u32,
         gid: u32,
     },
+    /// Creates the directory (mode 0700; its parents 0755) if missing and gives it to
+    /// `uid`/`gid`; refuses a symlink or a non-directory.
+    MakeDir { path: Vec<u8>, uid: u32, gid: u32 },
+    /// Makes an idmapped detached clone of the tree at `path` for the target's user
+    /// namespace; the reply carries its fd.
+    Idmap { path: Vec<u8> },
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -133,7 +145,53 @@ impl Helper {
         })
     }
 
+    /// Has the helper create (if missing) `path` for the host ids `uid`/`gid`.
+    pub fn make_dir(&mut self, path: &Path, uid: u32, gid: u32) -> Result<(), Fatal> {
+        let request = Request::MakeDir {
+            path: path.as_os_str().as_bytes().to_vec(),
+            uid,
+            gid,
+        };
+        debug::step(
+            format_args!("make {} for {uid}:{gid}", path.display()),
+            || self.call(&request),
+        )
+    }
+
+    /// Has the helper make an idmapped detached clone of `path` for this process's (new)
+    /// user namespace, whose maps must be written already.
+    pub fn idmap(&mut self, path: &Path) -> Result<OwnedFd, Fatal> {
+        let request = Request::Idmap {
+            path: path.as_os_str().as_bytes().to_vec(),
+        };
+        let mut fds = Vec::new();
+        debug::step(format_args!("idmapped clone of {}", path.display()), || {
+            self.call_with_fds(&request, Some(&mut fds))
+        })
+        .map_err(|e| {
+            e.context(format!(
+                "unable to make an idmapped tree of {}",
+                path.display()
+            ))
+        })?;
+        let mut fds = fds.into_iter();
+        let tree = fds
+            .next()
+            .ok_or_else(|| Fatal::new("the map helper sent no file descriptor"))?;
+        Ok(tree)
+    }
+
     fn call(&mut self, request: &Request) -> Result<(), Fatal> {
+        self.call_with_fds(request, None)
+    }
+
+    /// Sends one request and reads its one-line reply; with `fds`, the reply is read with
+    /// recvmsg(2) and the descriptors passed with it (SCM_RIGHTS) are collected there.
+    fn call_with_fds(
+        &mut self,
+        request: &Request,
+        fds: Option<&mut Vec<OwnedFd>>,
+    ) -> Result<(), Fatal> {
         let socket = self
             .socket
             .as_mut()
@@ -144,10 +202,19 @@ impl Helper {
             .get_mut()
             .write_all(&line)
             .context("unable to talk to the map helper")?;
-        let mut answer = String::new();
-        socket
-            .read_line(&mut answer)
-            .context("unable to read the map helper's answer")?;
+        let answer = match fds {
+            None => {
+                let mut answer = String::new();
+                socket
+                    .read_line(&mut answer)
+                    .context("unable to read the map helper's answer")?;
+                answer
+            }
+            // Nothing is buffered: the helper writes only in answer to a request, and every
+            // earlier answer was read to its end.
+            Some(fds) => read_line_with_fds(socket.get_ref(), fds)
+                .context("unable to read the map helper's answer")?,
+        };
         if answer.is_empty() {
             return Err(Fatal::new("the map helper exited without answering"));
         }
@@ -184,6 +251,41 @@ impl Drop for Helper {
     }
 }
 
+/// Reads one line from `socket` with recvmsg(2), keeping the descriptors that come with it
+/// (close-on-exec).
+fn read_line_with_fds(socket: &UnixStream, fds: &mut Vec<OwnedFd>) -> anyhow::Result<String> {
+    let mut line = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                for fd in received {
+                    // SAFETY: the kernel installed these descriptors for us with SCM_RIGHTS;
+                    // nothing else owns them.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        let n = msg.bytes;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.ends_with(b"\n") {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
 /// The helper's side: serve requests until EOF, then exit without running the parent's
 /// destructors.
 fn serve(socket: UnixStream, target: u32) -> ! {
@@ -195,16 +297,40 @@ fn serve(socket: UnixStream, target: u32) -> ! {
             Ok(n) if n > 0 => {}
             _ => break,
         }
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => handle(&request, target),
-            Err(e) => Reply {
-                error: Some(format!("bad request to the map helper: {e}")),
-                hint: None,
-            },
+        let (reply, fd) = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Idmap { path }) => {
+                let path = PathBuf::from(OsString::from_vec(path));
+                match idmapped_tree(&path, target) {
+                    Ok(fd) => (Reply::default(), Some(fd)),
+                    Err((error, hint)) => (
+                        Reply {
+                            error: Some(format!("{error:#}")),
+                            hint,
+                        },
+                        None,
+                    ),
+                }
+            }
+            Ok(request) => (handle(&request, target), None),
+            Err(e) => (
+                Reply {
+                    error: Some(format!("bad request to the map helper: {e}")),
+                    hint: None,
+                },
+                None,
+            ),
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
-        if reader.get_mut().write_all(&out).is_err() {
+        let sent = match &fd {
+            Some(fd) => send_with_fd(reader.get_ref(), &out, fd.as_fd()),
+            None => reader
+                .get_mut()
+                .write_all(&out)
+                .map_err(anyhow::Error::from),
+        };
+        drop(fd);
+        if sent.is_err() {
             break;
         }
     }
@@ -251,6 +377,11 @@ fn handle(request: &Request, target: u32) -> Reply {
             .with_context(|| format!("unable to give {} to host uid {uid}", path.display()))
             .map_err(|e| (e, None))
         }
+        Request::MakeDir { path, uid, gid } => {
+            let path = PathBuf::from(OsString::from_vec(path.clone()));
+            make_dir(&path, *uid, *gid).map_err(|e| (e, None))
+        }
+        Request::Idmap { .. } => Err((anyhow!("an idmap request needs a descriptor"), None)),
     };
     match result {
         Ok(()) => Reply::default(),
@@ -262,6 +393,142 @@ fn handle(request: &Request, target: u32) -> Reply {
 }
 
 type Failure = (anyhow::Error, Option<String>);
+
+/// Sends `bytes` with `fd` attached (SCM_RIGHTS), the rest with plain writes.
+fn send_with_fd(socket: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> anyhow::Result<()> {
+    let raw = [fd.as_raw_fd()];
+    let iov = [IoSlice::new(bytes)];
+    let sent = sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    let rest = bytes.get(sent..).unwrap_or_default();
+    let mut socket = socket;
+    socket.write_all(rest)?;
+    Ok(())
+}
+
+/// `mkdir -p` of the parents (0755), the directory itself 0700, then owned by `uid`/`gid`;
+/// an existing entry must be a real directory (not a symlink).
+fn make_dir(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .with_context(|| format!("unable to create {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(anyhow!(e).context(format!("unable to create {}", path.display()))),
+    }
+    let dir = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("{} is not a directory", path.display()))?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    nix::unistd::fchown(
+        dir.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .with_context(|| format!("unable to give {} to host uid {uid}", path.display()))?;
+    Ok(())
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `open_tree(path, OPEN_TREE_CLONE)` (not recursive: the submounts of a tree, such as /proc
+/// or /sys under `/`, cannot all be idmapped, and they are not part of the tree asked for),
+/// then `mount_setattr(MOUNT_ATTR_IDMAP)` with the target's user namespace.
+fn idmapped_tree(path: &Path, target: u32) -> Result<OwnedFd, Failure> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| (anyhow!("{} contains a NUL byte", path.display()), None))?;
+    // SAFETY: open_tree takes a dirfd, a NUL-terminated path and flags; it returns a new fd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+        )
+    };
+    let tree = nix::errno::Errno::result(rc).map_err(|e| {
+        let hint = (e == nix::errno::Errno::ENOSYS)
+            .then(|| "idmapped mounts need Linux 5.12 or later".to_owned());
+        (
+            anyhow!(e).context(format!("unable to clone {} (open_tree)", path.display())),
+            hint,
+        )
+    })?;
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let userns = std::fs::File::open(format!("/proc/{target}/ns/user")).map_err(|e| {
+        (
+            anyhow!(e).context("unable to open the new user namespace"),
+            None,
+        )
+    })?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (its size is given) and the empty path; nothing is
+    // kept by the kernel.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(rc).map_err(|e| {
+        let hint = match e {
+            nix::errno::Errno::EINVAL => Some(format!(
+                "the filesystem of {} cannot be idmapped (ext4, xfs, btrfs, tmpfs and overlayfs can, \
+                 on Linux 5.12 to 6.3 depending on the filesystem), or it is already idmapped",
+                path.display()
+            )),
+            nix::errno::Errno::ENOSYS => Some("idmapped mounts need Linux 5.12 or later".to_owned()),
+            nix::errno::Errno::EPERM => {
+                Some("idmapped mounts need CAP_SYS_ADMIN in the host's user namespace".to_owned())
+            }
+            _ => None,
+        };
+        (
+            anyhow!(e).context(format!("unable to idmap the clone of {} (mount_setattr)", path.display())),
+            hint,
+        )
+    })?;
+    Ok(tree)
+}
 
 fn write_maps(
     target: u32,

@@ -7,9 +7,12 @@
 //! lease      --map-auto: take a free 65536-id range under the lease lock
 //! unshare    CLONE_NEWUSER; the lease now names the new namespace
 //! maps       written by the link itself (its own ids) or by the helper (ranges)
+//! idmap      --idmap: the helper makes idmapped detached clones for the new namespace
+//! data dir   as root with a range: DATA/userns-<host uid>, owned by the range's root
 //! register   under the chain's name, while still the caller on the host; a named chain's
 //!            directory is given to the host ids of the inner root
-//! become     uid/gid 0 inside (or --map-user/--map-group), --keep-caps, then exec
+//! become     uid/gid 0 inside (or --map-user/--map-group), --keep-caps, hand the idmapped
+//!            trees down (NSCHAIN_IDMAP), then exec
 //! ```
 
 mod auto;
@@ -18,6 +21,7 @@ mod helper;
 pub mod idmap;
 mod plan;
 pub mod subid;
+pub mod trees;
 
 use clap::{Parser, ValueEnum};
 use common::cli::{CommandArgs, Status};
@@ -25,6 +29,7 @@ use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
 use common::{chain, debug, report, state, Fatal};
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
 
 use crate::helper::Helper;
 use crate::idmap::Range;
@@ -60,7 +65,7 @@ impl Setgroups {
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  userns -- id -u                                   # 0\n  userns -- utsns --hostname web1 -- hostname       # rootless chain\n  userns --map-users 0:100000:65536 --map-groups 0:100000:65536 -- id\n  userns --map-auto --name web1 -- pidns -- sh\n  userns --map-root --map-users 1:100000:65535 --map-groups 1:100000:65535 -- sh"
+    after_help = "Examples:\n  userns -- id -u                                   # 0\n  userns -- utsns --hostname web1 -- hostname       # rootless chain\n  userns --map-users 0:100000:65536 --map-groups 0:100000:65536 -- id\n  userns --map-auto --name web1 -- pidns -- sh\n  userns --map-auto --idmap / -- pidns -- mntns --overlay / -- sh\n  userns --map-root --map-users 1:100000:65535 --map-groups 1:100000:65535 -- sh"
 )]
 pub struct Args {
     /// Map your uid and gid to 0 inside (the default when no map option is given)
@@ -99,6 +104,12 @@ pub struct Args {
     #[arg(long)]
     pub keep_caps: bool,
 
+    /// Hand down an idmapped clone of the tree at PATH (absolute; its own mount only, not
+    /// its submounts): host root's files read as root inside. mntns uses it where it uses
+    /// PATH (--rootfs, --overlay, --volume). Needs host root and a range map (repeatable)
+    #[arg(long, value_name = "PATH", conflicts_with = "join")]
+    pub idmap: Vec<PathBuf>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -121,6 +132,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         true => Some(auto::source(caller.user(), caller.privileged)?),
         false => None,
     };
+    let idmap = trees::check(&args.idmap, &plan, &caller)?;
 
     // Helpers first: they must keep the caller's namespace and privileges.
     let pin = link.pin_helper()?;
@@ -145,10 +157,18 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(pin) = pin {
         pin.pin()?;
     }
+    let trees = trees::Trees::make(&idmap, helper.as_mut())?;
+    let data_dir = share_data_dir(&plan, &caller, helper.as_mut())?;
 
     // Register while this process is still the caller on the host (its credentials change
     // only at the setresuid below), so the registration directory is writable.
-    let extra = describe(&plan, lease.as_ref());
+    let mut extra = describe(&plan, lease.as_ref());
+    if !idmap.is_empty() {
+        extra.insert("idmap".into(), json!(trees.describe()));
+    }
+    if let Some(dir) = &data_dir {
+        extra.insert("data_dir".into(), json!(dir.to_string_lossy()));
+    }
     link.finish(std::process::id(), extra)?;
     share_chain_dir(&plan, &caller, helper.as_mut())?;
     if let Some(helper) = helper {
@@ -156,9 +176,11 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
+    trees.hand_down()?;
     // A successful exec never returns: the lease stays with the chain. A failed one drops
     // (removes) it.
     let failed = common::exec::exec(args.command.command);
+    drop(trees);
     drop(lease);
     Err(failed)
 }
@@ -267,6 +289,32 @@ fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) ->
             Ok(())
         }
     }
+}
+
+/// As root with a range map, the later links (root inside, another host uid outside) cannot
+/// create anything in root's data directory: the helper makes them one of their own,
+/// `DATA/userns-<host uid>` (mode 0700, owned by the range's root), exported as their
+/// `NSCHAIN_DATA_DIR`. Overlay layers then land there, owned by the range.
+fn share_data_dir(
+    plan: &Plan,
+    caller: &Caller,
+    helper: Option<&mut Helper>,
+) -> Result<Option<PathBuf>, Fatal> {
+    let Some((uid, gid)) = plan.host_ids() else {
+        return Ok(None);
+    };
+    let (Some(helper), true) = (helper, caller.privileged) else {
+        return Ok(None);
+    };
+    if uid == caller.uid && gid == caller.gid {
+        return Ok(None);
+    }
+    let dir = trees::range_data_dir(&state::data_dir(), uid);
+    helper
+        .make_dir(&dir, uid, gid)
+        .map_err(|e| e.context("unable to prepare the data directory of the namespace"))?;
+    std::env::set_var(state::DATA_DIR_VAR, &dir);
+    Ok(Some(dir))
 }
 
 fn describe(plan: &Plan, lease: Option<&auto::Lease>) -> Map<String, Value> {

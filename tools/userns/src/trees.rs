@@ -1,0 +1,184 @@
+//! `--idmap PATH`: idmapped layers for a rootful chain with a range map.
+//!
+//! Under `--map-auto`, the container's root is an unprivileged host uid (524288, say): every
+//! file of the host's root or of an image belongs to an unmapped uid, and root inside cannot
+//! create `/opt/test1` on `mntns --overlay /`, nor can nginx write `/var/log/nginx`. An
+//! idmapped mount shows a tree with its owners shifted into the namespace's range — host uid
+//! 0 reads as uid 0 inside — without chowning anything.
+//!
+//! Only host root may make one, and only once the namespace's maps exist, so the helper
+//! (forked before the unshare) makes a detached clone of PATH (`open_tree(OPEN_TREE_CLONE)`,
+//! not recursive: the submounts of `/`, such as /proc, cannot all be idmapped) and idmaps it
+//! (`mount_setattr(MOUNT_ATTR_IDMAP)` with the new user namespace), then hands the fd back.
+//!
+//! The trees go down the chain as inherited fds named in `NSCHAIN_IDMAP`: one `FD PATH` line
+//! per tree (PATH absolute and canonical, without a newline). The producer (userns) exports
+//! it and clears close-on-exec only right before its exec; the consumer (mntns) reads it,
+//! unexports it and closes every fd of it before COMMAND runs; every other link passes them
+//! through untouched.
+//!
+//! The writable side: with a range map, host root also prepares a data directory owned by
+//! the range's root, `$NSCHAIN_DATA_DIR/userns-<host uid>/`, and exports it as the later
+//! links' `NSCHAIN_DATA_DIR`, so that `mntns --overlay` can create its layer there.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use caps::CapSet;
+use common::{debug, state, Fatal};
+
+use crate::helper::Helper;
+use crate::plan::{Caller, Plan};
+
+/// The variable naming the handed-down trees.
+pub const VAR: &str = "NSCHAIN_IDMAP";
+
+/// Checks the `--idmap` paths (before anything is made); returns them canonical.
+pub fn check(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<Vec<PathBuf>, Fatal> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut checked: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if !path.is_absolute() {
+            return Err(
+                Fatal::new(format!("--idmap {}: not an absolute path", path.display())).with_hint(
+                    "give the tree as an absolute path, e.g. --idmap / or --idmap \"$PWD/rootfs\"",
+                ),
+            );
+        }
+        if path.as_os_str().as_bytes().contains(&b'\n') {
+            return Err(Fatal::new(format!(
+                "--idmap {:?}: a path with a newline cannot be handed down",
+                path
+            )));
+        }
+        let canonical = std::fs::canonicalize(path).map_err(|e| {
+            Fatal::from(e).context(format!("unable to use {} for --idmap", path.display()))
+        })?;
+        if canonical.as_os_str().as_bytes().contains(&b'\n') {
+            return Err(Fatal::new(format!(
+                "--idmap {:?}: a path with a newline cannot be handed down",
+                canonical
+            )));
+        }
+        if !checked.contains(&canonical) {
+            checked.push(canonical);
+        }
+    }
+    if !host_root() {
+        return Err(Fatal::new(
+            "--idmap needs root on the host (CAP_SYS_ADMIN in the initial user namespace)",
+        )
+        .with_hint(
+            "rootless, files you own already appear as root inside under --map-root (the \
+             default): drop --idmap",
+        ));
+    }
+    if !plan.auto && plan.uid_map.is_single_of(caller.uid) && plan.gid_map.is_single_of(caller.gid)
+    {
+        return Err(Fatal::new(
+            "--idmap needs a range map: with only your own id mapped, an idmapped tree would look as it is",
+        )
+        .with_hint("add --map-auto (or --map-users and --map-groups)"));
+    }
+    if std::env::var_os(VAR).is_some_and(|v| !v.is_empty()) {
+        return Err(Fatal::new(format!(
+            "an earlier link already hands down idmapped trees ({VAR} is set)"
+        ))
+        .with_hint("give --idmap to one userns link of a chain"));
+    }
+    Ok(checked)
+}
+
+/// Root of the initial user namespace with CAP_SYS_ADMIN (what idmapped mounts need).
+fn host_root() -> bool {
+    state::in_initial_user_namespace()
+        && caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false)
+}
+
+/// The trees made for this chain, held until the exec.
+#[derive(Debug, Default)]
+pub struct Trees {
+    list: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl Trees {
+    /// Has the helper make one idmapped tree per path (the maps are written).
+    pub fn make(paths: &[PathBuf], helper: Option<&mut Helper>) -> Result<Trees, Fatal> {
+        let mut trees = Trees::default();
+        if paths.is_empty() {
+            return Ok(trees);
+        }
+        let helper = helper.ok_or_else(|| Fatal::new("--idmap needs the map helper"))?;
+        for path in paths {
+            let fd = helper.idmap(path)?;
+            trees.list.push((path.clone(), fd));
+        }
+        Ok(trees)
+    }
+
+    /// The `NSCHAIN_IDMAP` value.
+    fn value(&self) -> OsString {
+        let mut out = Vec::new();
+        for (i, (path, fd)) in self.list.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(fd.as_raw_fd().to_string().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(path.as_os_str().as_bytes());
+        }
+        OsString::from_vec(out)
+    }
+
+    /// For the exec: exports `NSCHAIN_IDMAP` and lets the fds be inherited. Call it last.
+    pub fn hand_down(&self) -> Result<(), Fatal> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        std::env::set_var(VAR, self.value());
+        for (path, fd) in &self.list {
+            debug::step(
+                format_args!("hand down fd {} ({})", fd.as_raw_fd(), path.display()),
+                || {
+                    nix::fcntl::fcntl(
+                        fd.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                    )
+                },
+            )
+            .map_err(|e| Fatal::from(e).context("unable to hand down an idmapped tree"))?;
+        }
+        Ok(())
+    }
+
+    /// For the `--info-fd` line and the registration.
+    pub fn describe(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|(p, _)| p.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+/// The data directory of a range: `DATA/userns-<host uid>`.
+pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
+    data.join(format!("userns-{uid}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_data_dirs_are_one_component() {
+        assert_eq!(
+            range_data_dir(Path::new("/var/lib/nschain"), 524288),
+            Path::new("/var/lib/nschain/userns-524288")
+        );
+    }
+}
