@@ -530,6 +530,72 @@ fn rootless_slirp4netns_publishes_a_port() {
     assert!(out.contains("bridge status 125"), "{out}");
 }
 
+/// --mtu, a host-address publish (127.0.0.1 only), UDP, and a container reaching its own
+/// published port through the host (hairpin).
+#[test]
+fn publish_variants_mtu_and_hairpin() {
+    if !need_root()
+        || !require(have("busybox"), "busybox")
+        || !require(have("curl"), "curl")
+        || !require(have("python3"), "python3")
+    {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let script = format!(
+        r#"
+        d={dir}
+        mkdir -p $d/www; echo hairpin page > $d/www/index.html
+        ip link add hv type veth peer name cv; ip addr add 192.168.78.1/24 dev hv; ip link set hv up
+        cat > $d/udp.py <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(b"udp answer to " + data, peer)
+PY
+        netns --bridge --mtu 1400 -p 8080:80 -p 127.0.0.1:8081:80 -p 5353:53/udp -- sh -c "
+            readlink /proc/self/ns/net > $d/ns
+            ip -o link show eth0 | grep -o 'mtu [0-9]*' > $d/mtu
+            busybox httpd -f -p 80 -h $d/www &
+            python3 $d/udp.py &
+            sleep 0.3
+            curl -s -m 3 192.168.78.1:8080 > $d/hairpin
+            wait" &
+        wait_for curl -sf 127.0.0.1:8081 || exit 1
+        echo "mtu: $(cat $d/mtu)"
+        echo "loopback publish: $(curl -s -m 2 127.0.0.1:8081)"
+        echo "loopback publish on another address: $(curl -s -m 2 192.168.78.1:8081 || echo refused)"
+        echo "all addresses: $(curl -s -m 2 192.168.78.1:8080)"
+        wait_for test -s $d/hairpin
+        echo "hairpin: $(cat $d/hairpin)"
+        echo "udp: $(python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(b"ping", ("127.0.0.1", 5353)); print(s.recvfrom(100)[0].decode())')"
+        # The container ends when its last process does: end them all.
+        for p in $(ls /proc | grep -E '^[0-9]+$'); do
+            [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$(cat $d/ns)" ] && kill $p
+        done
+        wait
+        wait_for no_leases && echo "clean at the end"
+        "#,
+        dir = state.path().display()
+    );
+    let out = in_host_ok(state.path(), &script);
+    assert!(out.contains("mtu: mtu 1400"), "{out}");
+    assert!(out.contains("loopback publish: hairpin page"), "{out}");
+    assert!(
+        out.contains("loopback publish on another address: refused"),
+        "{out}"
+    );
+    assert!(out.contains("all addresses: hairpin page"), "{out}");
+    assert!(out.contains("hairpin: hairpin page"), "{out}");
+    assert!(out.contains("udp: udp answer to ping"), "{out}");
+    assert!(out.contains("clean at the end"), "{out}");
+}
+
 #[test]
 fn gc_prune_removes_bridge_and_table_once_unused() {
     if !need_root() {
