@@ -278,8 +278,11 @@ impl Lab {
         command: &[&str],
     ) -> Vec<String> {
         let mut argv = config.links(name);
-        argv.extend(["mntns".to_owned(), "--rootfs".to_owned()]);
-        argv.push(self.root.display().to_string());
+        argv.push("mntns".to_owned());
+        if !mntns_args.contains(&"--overlay") {
+            argv.push("--rootfs".to_owned());
+            argv.push(self.root.display().to_string());
+        }
         argv.extend(mntns_args.iter().map(|s| (*s).to_owned()));
         argv.push("--".to_owned());
         argv.extend(command.iter().map(|s| (*s).to_owned()));
@@ -296,6 +299,35 @@ impl Lab {
     ) -> Command {
         let argv = self.chain_argv(config, None, mntns_args, command);
         self.in_host(pre, config == Config::Rootless, &argv)
+    }
+
+    /// SIGKILLs every process that carries this lab's NSCHAIN_RUN_DIR (its containers).
+    pub fn kill_all(&self) {
+        let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
+        for p in nschain_tests::audit::processes_with_env(&marker) {
+            let pid: i32 = p.split(' ').next().unwrap().parse().unwrap();
+            // SAFETY: kill(2) on a process of this lab's containers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Waits (up to 5 s) until no process of this lab runs, then takes the baseline again.
+    pub fn rebase_settled(&mut self) {
+        let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !nschain_tests::audit::processes_with_env(&marker).is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        self.rebase();
+    }
+
+    /// Takes the audit's baseline again (after making the host's shared objects on purpose:
+    /// a bridge, the nft table).
+    pub fn rebase(&mut self) {
+        self.before = snapshot(&self.state, Some(&self.host.name));
     }
 
     /// Asserts that the runs of this lab left nothing behind (mounts, links, nft, state

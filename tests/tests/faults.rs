@@ -1,0 +1,684 @@
+//! Fault injection: each link of the chain is made to fail at each important setup step
+//! (`strace --inject=SYSCALL:error=E:when=N` placed right before that link, or SIGKILL at a
+//! chosen moment). The contract: the exit status is 125 (126 for a payload that cannot be
+//! executed), stderr starts with `LINK: fatal: ` naming the link that failed, and the leak
+//! audit finds nothing left — or, after a SIGKILL, the cleanup watcher or the next
+//! `netns gc` removes it. Everything runs in a throwaway host.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod escape_common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use escape_common::*;
+use nschain_tests::*;
+
+fn need_strace() -> bool {
+    need_root() && require(have("strace"), "strace (fault injection)")
+}
+
+/// The argv of `config`'s chain with `strace -f ... PREFIX` inserted before link `at` (the
+/// links in order, mntns last).
+fn traced_chain(
+    lab: &Lab,
+    config: Config,
+    at: &str,
+    strace: &[&str],
+    mntns_args: &[&str],
+    command: &[&str],
+) -> Vec<String> {
+    let argv = lab.chain_argv(config, None, mntns_args, command);
+    let mut out = Vec::new();
+    let mut inserted = false;
+    for (i, word) in argv.iter().enumerate() {
+        let starts_link = i == 0 || argv[i - 1] == "--";
+        if !inserted && starts_link && word == at {
+            out.push("strace".to_owned());
+            out.extend(["-f", "-o", "/dev/null"].map(str::to_owned));
+            out.extend(strace.iter().map(|s| (*s).to_owned()));
+            inserted = true;
+        }
+        out.push(word.clone());
+    }
+    assert!(inserted, "no link {at} in {argv:?}");
+    out
+}
+
+fn assert_link_failed(out: &Output, link: &str, code: i32, what: &str) -> Result<(), String> {
+    let err = stderr(out);
+    if out.status.code() != Some(code) || !err.starts_with(&format!("{link}: fatal: ")) {
+        return Err(format!(
+            "{what}: expected {code} and '{link}: fatal: ...', got {}: {err}",
+            out.status
+        ));
+    }
+    Ok(())
+}
+
+fn links_of(config: Config) -> Vec<&'static str> {
+    let mut links: Vec<&str> = match config {
+        Config::Rootful => vec!["netns", "ipcns", "utsns", "pidns"],
+        Config::RootfulUserns => vec!["netns", "userns", "ipcns", "utsns", "pidns"],
+        Config::Rootless => vec!["userns", "netns", "ipcns", "utsns", "pidns"],
+    };
+    links.push("mntns");
+    links
+}
+
+#[test]
+fn each_link_names_itself_when_its_namespace_cannot_be_made() {
+    if !need_strace() {
+        return;
+    }
+    let lab = Lab::new("fault-unshare");
+    let mut configs = vec![Config::Rootful, Config::RootfulUserns];
+    if need_rootless() {
+        configs.push(Config::Rootless);
+    }
+    let mut failures = Vec::new();
+    for config in configs {
+        for link in links_of(config) {
+            for errno in ["EPERM", "ENOSPC", "EINVAL"] {
+                let inject = format!("--inject=unshare:error={errno}:when=1");
+                let argv = traced_chain(&lab, config, link, &[&inject], &[], &["/bin/true"]);
+                let out = run(&mut lab.in_host("", config == Config::Rootless, &argv));
+                if let Err(e) = assert_link_failed(
+                    &out,
+                    link,
+                    125,
+                    &format!("{} chain, {link} unshare {errno}", config.name()),
+                ) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How many times mntns makes each syscall of `names` in this setup.
+fn count_syscalls(lab: &Lab, mntns_args: &[&str], names: &[&str]) -> BTreeMap<String, usize> {
+    let trace = lab.dir.path().join("count.trace");
+    let argv = {
+        let mut a = traced_chain(
+            lab,
+            Config::Rootful,
+            "mntns",
+            &[],
+            mntns_args,
+            &["/bin/true"],
+        );
+        let i = a.iter().position(|w| w == "/dev/null").unwrap();
+        a[i] = trace.display().to_string();
+        a
+    };
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let call = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.split('(').next())
+            .unwrap_or_default();
+        if names.contains(&call) {
+            *counts.entry(call.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn every_mount_step_of_mntns_fails_fatally_and_leaves_nothing() {
+    if !need_strace() {
+        return;
+    }
+    let lab = Lab::new("fault-mount");
+    let src = lab.dir.path().join("vol");
+    std::fs::create_dir_all(&src).unwrap();
+    let volume = format!("{}:/vol", src.display());
+    let root = lab.root.display().to_string();
+    // An overlay root with --rm, a volume and a tmpfs: every kind of mount mntns makes.
+    let setups: Vec<Vec<&str>> = vec![
+        vec!["-v", &volume, "--tmpfs", "/scratch"],
+        vec!["--overlay", &root, "--rm", "-v", &volume],
+    ];
+    let calls = [
+        "mount",
+        "mount_setattr",
+        "move_mount",
+        "open_tree",
+        "fsopen",
+        "fsmount",
+        "fsconfig",
+        "pivot_root",
+        "umount2",
+        "openat2",
+        "mknodat",
+    ];
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for args in &setups {
+        // --rootfs is added by chain_argv; with --overlay it is replaced.
+        let counts = count_syscalls(&lab, args, &calls);
+        assert!(counts.get("pivot_root") == Some(&1), "{counts:?}");
+        for (call, n) in &counts {
+            for when in 1..=*n {
+                let inject = format!("--inject={call}:error=EACCES:when={when}");
+                let argv = traced_chain(
+                    &lab,
+                    Config::Rootful,
+                    "mntns",
+                    &[&inject],
+                    args,
+                    &["/bin/true"],
+                );
+                let out = run(&mut lab.in_host("", false, &argv));
+                tried += 1;
+                let what = format!("mntns {} with {call} #{when}/{n} failing", args.join(" "));
+                if out.status.success() {
+                    // Only a cleanup step may fail without failing the container.
+                    if call != "umount2" {
+                        failures.push(format!("{what}: the container ran anyway"));
+                    }
+                    continue;
+                }
+                if let Err(e) = assert_link_failed(&out, "mntns", 125, &what) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    eprintln!("{tried} mount faults injected");
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_entry_into_the_container_fails_closed() {
+    if !need_strace() {
+        return;
+    }
+    let lab = Lab::new("fault-entry");
+    // (syscall, error, expected status)
+    let cases = [
+        ("capset", "EPERM", 125),
+        ("chdir", "EACCES", 125),
+        ("fchdir", "EACCES", 125),
+        ("execve", "EACCES", 126),
+        ("setresuid", "EPERM", 125),
+        ("setresgid", "EPERM", 125),
+    ];
+    let mut failures = Vec::new();
+    for (call, errno, code) in cases {
+        // execve #1 is strace starting mntns itself; #2 is the payload.
+        let when = 1; // strace's own start of mntns is not counted: #1 is the payload's
+        let inject = format!("--inject={call}:error={errno}:when={when}");
+        let argv = traced_chain(
+            &lab,
+            Config::Rootful,
+            "mntns",
+            &[&inject],
+            &["--user", "1000:1000"],
+            &["/bin/true"],
+        );
+        let out = run(&mut lab.in_host("", false, &argv));
+        if out.status.success() {
+            failures.push(format!(
+                "mntns with {call} failing ({errno}): the payload ran"
+            ));
+            continue;
+        }
+        if let Err(e) = assert_link_failed(&out, "mntns", code, &format!("mntns {call} {errno}")) {
+            failures.push(e);
+        }
+    }
+    // close_range(2) failing (an old kernel) falls back to closing each fd: none may leak.
+    let argv = traced_chain(
+        &lab,
+        Config::Rootful,
+        "mntns",
+        &["--inject=close_range:error=ENOSYS:when=1"],
+        &[],
+        &["/nsattack", "fds"],
+    );
+    let mut cmd = lab.in_host("", false, &argv);
+    let host_file = std::fs::File::open("/etc/passwd").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&host_file);
+    // SAFETY: dup2 in the forked child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd);
+    if let Err(e) = check_blocked(
+        "CVE-2024-21626: fds closed without close_range",
+        Config::Rootful,
+        &out,
+    ) {
+        failures.push(e);
+    }
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Spawns a named container of `config` that sleeps; returns it once it is registered.
+fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
+    let argv = lab.chain_argv(config, Some(name), &[], &["/bin/sleep", "30"]);
+    let child = lab
+        .in_host("", config == Config::Rootless, &argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .state
+        .join("run/chains")
+        .join(name)
+        .join("mnt.json")
+        .exists()
+    {
+        assert!(Instant::now() < deadline, "{name} did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn stop(lab: &Lab, mut child: std::process::Child) {
+    lab.kill_all();
+    child.wait().unwrap();
+}
+
+#[test]
+fn joining_links_name_themselves_when_setns_fails() {
+    if !need_strace() {
+        return;
+    }
+    let lab = Lab::new("fault-setns");
+    let name = format!("fsetns{}", std::process::id());
+    let child = named_sleeper(&lab, Config::Rootful, &name);
+    let mut failures = Vec::new();
+    // The joining chain nsps exec runs (user first, mount last), with setns failing in each
+    // link in turn (strace right before it: its first setns fails).
+    let links = ["netns", "ipcns", "utsns", "pidns", "mntns"];
+    for at in links {
+        let mut argv: Vec<String> = Vec::new();
+        for link in links {
+            if link == at {
+                argv.extend(
+                    [
+                        "strace",
+                        "-f",
+                        "-o",
+                        "/dev/null",
+                        "--inject=setns:error=EPERM:when=1",
+                    ]
+                    .map(str::to_owned),
+                );
+            }
+            argv.extend([link, "--join", &name, "--"].map(str::to_owned));
+        }
+        argv.push("/bin/true".to_owned());
+        let out = run(&mut lab.in_host("", false, &argv));
+        if let Err(e) = assert_link_failed(
+            &out,
+            at,
+            125,
+            &format!("joining chain, setns failing in {at}"),
+        ) {
+            failures.push(e);
+        }
+    }
+    // And nsps exec itself: its first link fails and says so.
+    let argv: Vec<String> = [
+        "strace",
+        "-f",
+        "-o",
+        "/dev/null",
+        "--inject=setns:error=EPERM:when=1",
+        "nsps",
+        "exec",
+        &name,
+        "--",
+        "/bin/true",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    if let Err(e) = assert_link_failed(&out, "netns", 125, "nsps exec, first setns failing") {
+        failures.push(e);
+    }
+    stop(&lab, child);
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Found by the suite: in the canonical rootful chain (netns BEFORE userns), the network
+/// namespace belongs to the host's user namespace, so joining the container's user namespace
+/// first (as nsps exec does) loses the right to join it.
+#[test]
+fn nsps_exec_joins_the_canonical_rootful_chain_with_a_user_namespace() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("nsps-rootful-userns");
+    let name = format!("fjoin{}", std::process::id());
+    let child = named_sleeper(&lab, Config::RootfulUserns, &name);
+    let argv: Vec<String> = ["nsps", "exec", &name, "--", "/bin/hostname"]
+        .map(str::to_owned)
+        .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    stop(&lab, child);
+    lab.assert_clean();
+    assert!(
+        out.status.success(),
+        "BUG nsps exec cannot enter netns -> userns --map-auto -> ...: {}",
+        stderr(&out)
+    );
+}
+
+fn host_links(lab: &Lab) -> String {
+    let out = run(Command::new("ip").args(["-n", &lab.host.name, "-o", "link"]));
+    stdout(&out)
+}
+
+#[test]
+fn netns_netlink_failures_leave_no_veth_no_lease_no_rule() {
+    if !need_strace() {
+        return;
+    }
+    let mut lab = Lab::new("fault-netlink");
+    // The bridge and the nft table are the host's shared objects (made once, kept): make
+    // them first, then audit against that.
+    let argv: Vec<String> = ["netns", "--bridge", "-p", "18080:80", "--", "/bin/true"]
+        .map(str::to_owned)
+        .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.rebase_settled();
+    let trace = lab.dir.path().join("netlink.trace");
+    let argv: Vec<String> = [
+        "strace",
+        "-f",
+        "-o",
+        &trace.display().to_string(),
+        "-e",
+        "trace=sendto,sendmsg",
+        "netns",
+        "--bridge",
+        "-p",
+        "18080:80",
+        "--",
+        "/bin/true",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for call in ["sendto", "sendmsg"] {
+        counts.insert(
+            call,
+            text.lines()
+                .filter(|l| l.contains(&format!(" {call}(")))
+                .count(),
+        );
+    }
+    lab.assert_clean();
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (call, n) in counts {
+        for when in 1..=n {
+            let inject = format!("--inject={call}:error=ENOBUFS:when={when}");
+            let argv: Vec<String> = [
+                "strace",
+                "-f",
+                "-o",
+                "/dev/null",
+                &inject,
+                "netns",
+                "--bridge",
+                "-p",
+                "18080:80",
+                "--",
+                "/bin/true",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let out = run(&mut lab.in_host("", false, &argv));
+            tried += 1;
+            if out.status.success() {
+                continue; // a message whose failure is retried or not needed
+            }
+            if let Err(e) = assert_link_failed(
+                &out,
+                "netns",
+                125,
+                &format!("netns --bridge, {call} #{when}/{n}"),
+            ) {
+                failures.push(e);
+            }
+        }
+    }
+    eprintln!("{tried} netlink faults injected");
+    // The default mode (lo up) too.
+    let argv: Vec<String> = [
+        "strace",
+        "-f",
+        "-o",
+        "/dev/null",
+        "--inject=sendto:error=ENOBUFS:when=1",
+        "netns",
+        "--",
+        "/bin/true",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    if let Err(e) = assert_link_failed(&out, "netns", 125, "netns (lo up), sendto #1") {
+        failures.push(e);
+    }
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn sigkill_of_the_netns_link_after_its_veth_exists_is_cleaned() {
+    if !need_strace() {
+        return;
+    }
+    let mut lab = Lab::new("fault-kill-net");
+    let argv: Vec<String> = ["netns", "--bridge", "-p", "18081:80", "--", "/bin/true"]
+        .map(str::to_owned)
+        .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.rebase_settled();
+    // 1. Killed by the kernel at the exec of the next link (veth, lease and rules exist):
+    //    the cleanup watcher must release everything.
+    let argv: Vec<String> = [
+        "strace",
+        "-f",
+        "-o",
+        "/dev/null",
+        "--inject=execve:signal=KILL:when=2",
+        "netns",
+        "--bridge",
+        "-p",
+        "18081:80",
+        "--",
+        "/bin/true",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(
+        !out.status.success(),
+        "the kill did not happen: {}",
+        stderr(&out)
+    );
+    lab.assert_clean();
+    // 2. SIGKILL of the running container and of its cleanup watcher: the leftovers are
+    //    released by `netns gc` (and the next start).
+    let argv: Vec<String> = ["netns", "--bridge", "-p", "18081:80", "--", "sleep", "30"]
+        .map(str::to_owned)
+        .to_vec();
+    let mut child = lab
+        .in_host("", false, &argv)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host_links(&lab).contains("veth") && !host_links(&lab).contains("nsc") {
+        assert!(
+            Instant::now() < deadline,
+            "no veth appeared: {}",
+            host_links(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let marker = format!("NSCHAIN_RUN_DIR={}", lab.state.join("run").display());
+    let procs = nschain_tests::audit::processes_with_env(&marker);
+    for p in &procs {
+        let pid: i32 = p.split(' ').next().unwrap().parse().unwrap();
+        // SAFETY: kill(2) on processes of this test (they carry its state dir).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = child.wait();
+    let argv: Vec<String> = ["netns", "gc"].map(str::to_owned).to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "netns gc: {}", stderr(&out));
+    lab.assert_clean();
+    // The next start works (the address and port are free again).
+    let argv: Vec<String> = ["netns", "--bridge", "-p", "18081:80", "--", "/bin/true"]
+        .map(str::to_owned)
+        .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "the next start: {}", stderr(&out));
+    lab.assert_clean();
+}
+
+#[test]
+fn sigkill_of_the_pidns_monitor_kills_the_container_and_leaves_nothing() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("fault-kill-pid");
+    for config in [Config::Rootful, Config::RootfulUserns] {
+        let name = format!("fkill{}", std::process::id());
+        let child = named_sleeper(&lab, config, &name);
+        let pid_json =
+            std::fs::read_to_string(lab.state.join("run/chains").join(&name).join("pid.json"))
+                .unwrap();
+        let record: Value = serde_json::from_str(&pid_json).unwrap();
+        let monitor = record["monitor"].as_i64().unwrap() as i32;
+        // SAFETY: kill(2) on the monitor of this test's container.
+        unsafe { libc::kill(monitor, libc::SIGKILL) };
+        let _ = child.wait_with_output().unwrap();
+        lab.assert_clean();
+    }
+}
+
+#[test]
+fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("fault-kill-ovl");
+    let root = lab.root.display().to_string();
+    let name = format!("fovl{}", std::process::id());
+    let mut argv = Config::Rootful.links(Some(&name));
+    argv.extend(
+        [
+            "mntns",
+            "--overlay",
+            &root,
+            "--rm",
+            "--",
+            "/bin/sleep",
+            "30",
+        ]
+        .map(str::to_owned),
+    );
+    let child = lab
+        .in_host("", false, &argv)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .state
+        .join("run/chains")
+        .join(&name)
+        .join("mnt.json")
+        .exists()
+    {
+        assert!(Instant::now() < deadline, "no registration");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::fs::read_dir(lab.state.join("data/overlay")).is_ok_and(|mut d| d.next().is_some()),
+        "no layer was made"
+    );
+    let marker = format!("NSCHAIN_RUN_DIR={}", lab.state.join("run").display());
+    for p in nschain_tests::audit::processes_with_env(&marker) {
+        if p.split(' ').nth(1) == Some("/bin/sleep") {
+            let pid: i32 = p.split(' ').next().unwrap().parse().unwrap();
+            // SAFETY: kill(2) on the payload of this test's container.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let _ = child.wait_with_output();
+    lab.assert_clean();
+    // Even the cleaner killed with it: the next overlay start collects the layer.
+    let mut argv = Config::Rootful.links(Some(&name));
+    argv.extend(
+        [
+            "mntns",
+            "--overlay",
+            &root,
+            "--rm",
+            "--",
+            "/bin/sleep",
+            "30",
+        ]
+        .map(str::to_owned),
+    );
+    let child = lab
+        .in_host("", false, &argv)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .state
+        .join("run/chains")
+        .join(&name)
+        .join("mnt.json")
+        .exists()
+    {
+        assert!(Instant::now() < deadline, "no registration");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.kill_all();
+    let _ = child.wait_with_output();
+    let argv = lab.chain_argv(
+        Config::Rootful,
+        None,
+        &["--overlay", &root, "--rm"],
+        &["/bin/true"],
+    );
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.assert_clean();
+}
