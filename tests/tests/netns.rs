@@ -397,6 +397,11 @@ fn bad_inputs_fail_with_125_and_leave_the_host_as_it_was() {
         ("--join /proc/self/ns/net --bridge true", "--join"),
         ("--info-fd 99 --bridge true", "not open"),
         ("--pasta true", "pasta"),
+        // Fails after the lease and the nft elements were made: they are undone.
+        (
+            "--bridge -p 8084:80 --pin /nonexistent/pin true",
+            "unable to create pin file",
+        ),
     ];
     let mut script = format!(
         r#"
