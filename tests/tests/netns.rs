@@ -573,6 +573,9 @@ PY
         echo "loopback publish: $(curl -s -m 2 127.0.0.1:8081)"
         echo "loopback publish on another address: $(curl -s -m 2 192.168.78.1:8081 || echo refused)"
         echo "all addresses: $(curl -s -m 2 192.168.78.1:8080)"
+        # The published host port is held: a host process cannot take it afterwards.
+        busybox httpd -f -p 8080 -h $d/www 2>&1 | head -1 | sed 's/^/host bind: /'
+        busybox httpd -f -p 127.0.0.1:8081 -h $d/www 2>&1 | head -1 | sed 's/^/host bind 127: /' 
         wait_for test -s $d/hairpin
         echo "hairpin: $(cat $d/hairpin)"
         echo "udp: $(python3 -c '
@@ -596,6 +599,11 @@ s.sendto(b"ping", ("127.0.0.1", 5353)); print(s.recvfrom(100)[0].decode())')"
         "{out}"
     );
     assert!(out.contains("all addresses: hairpin page"), "{out}");
+    assert!(
+        out.contains("host bind: ") && out.contains("Address already in use"),
+        "{out}"
+    );
+    assert!(out.contains("host bind 127: "), "{out}");
     assert!(out.contains("hairpin: hairpin page"), "{out}");
     assert!(out.contains("udp: udp answer to ping"), "{out}");
     assert!(out.contains("clean at the end"), "{out}");

@@ -12,8 +12,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::Context;
@@ -50,7 +50,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     })?;
 
     let ip = choose_address(&store, &br, &live, args.ip)?;
-    check_ports(&args.publish, &live)?;
+    let held = check_ports(&args.publish, &live)?;
 
     // From here on the host changes.
     let created = bridge::ensure(&mut host, &mut br, args.mtu)?;
@@ -83,6 +83,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         bridge_index,
         &mut lease,
         &mut undo,
+        held,
     );
     let watcher = match result {
         Ok(watcher) => watcher,
@@ -150,6 +151,7 @@ fn setup(
     bridge_index: u32,
     lease: &mut Lease,
     undo: &mut Undo,
+    held: Vec<OwnedFd>,
 ) -> Result<Watcher, Fatal> {
     let exists =
         debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
@@ -165,7 +167,7 @@ fn setup(
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;
     }
-    let watcher = Watcher::spawn()?;
+    let watcher = Watcher::spawn(held)?;
     link.enter()?;
     undo.entered = true;
     let own_ns =
@@ -262,7 +264,12 @@ fn choose_address(
 
 /// A host port is an error when another live container publishes it, or a host process
 /// holds it (a probe bind in the host namespace).
-fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<(), Fatal> {
+///
+/// The probe sockets stay bound (not listening) and are handed to the cleanup watcher, which
+/// holds them for the container's life: a host process started later cannot bind the port
+/// either, so DNAT never silently shadows it.
+fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<Vec<OwnedFd>, Fatal> {
+    let mut held = Vec::with_capacity(publish.len());
     for p in publish {
         if let Some(holder) = live
             .iter()
@@ -278,29 +285,63 @@ fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<(), Fatal> {
             .with_hint("choose another HOSTPORT in -p HOSTPORT:PORT"));
         }
         let addr = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
-        let probe = debug::step(
-            format_args!("probe {addr}/{}", p.proto.as_str()),
-            || match p.proto {
-                Proto::Tcp => TcpListener::bind(addr).map(drop),
-                Proto::Udp => UdpSocket::bind(addr).map(drop),
-            },
-        );
-        if let Err(e) = probe {
-            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                return Err(Fatal::new(format!(
-                    "-p {p}: {} is not an address of this host",
-                    addr.ip()
-                ))
-                .with_hint("omit HOSTIP to publish on every address of the host"));
+        let probe = debug::step(format_args!("hold {addr}/{}", p.proto.as_str()), || {
+            hold_port(addr, p.proto)
+        });
+        match probe {
+            Ok(fd) => held.push(fd),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                    return Err(Fatal::new(format!(
+                        "-p {p}: {} is not an address of this host",
+                        addr.ip()
+                    ))
+                    .with_hint("omit HOSTIP to publish on every address of the host"));
+                }
+                let fatal = Fatal::from(e).context(format!(
+                    "the host port {addr}/{} is not free",
+                    p.proto.as_str()
+                ));
+                return Err(fatal.with_hint(
+                    "a host process listens there: stop it or choose another HOSTPORT",
+                ));
             }
-            let fatal = Fatal::from(e).context(format!(
-                "the host port {addr}/{} is not free",
-                p.proto.as_str()
-            ));
-            return Err(
-                fatal.with_hint("a host process listens there: stop it or choose another HOSTPORT")
-            );
         }
     }
-    Ok(())
+    Ok(held)
+}
+
+/// Binds (without SO_REUSEADDR, without listening) a socket on the host port.
+fn hold_port(addr: SocketAddrV4, proto: Proto) -> std::io::Result<OwnedFd> {
+    let kind = match proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+    };
+    // SAFETY: socket(2) with constant arguments returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sin` is a valid sockaddr_in of the length given, alive for the call.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
 }

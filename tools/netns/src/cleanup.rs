@@ -169,8 +169,10 @@ pub struct Watcher {
 
 impl Watcher {
     /// Spawns the watcher (detached), which re-executes this binary as `netns gc --watch`.
-    pub fn spawn() -> Result<Watcher, Fatal> {
-        debug::step("spawn cleanup watcher", spawn_watcher)
+    /// `held`: the sockets that reserve the published host ports, kept by the watcher until
+    /// the container is gone.
+    pub fn spawn(held: Vec<OwnedFd>) -> Result<Watcher, Fatal> {
+        debug::step("spawn cleanup watcher", || spawn_watcher(&held))
             .fatal_context_str("unable to start the cleanup watcher")
     }
 
@@ -208,7 +210,7 @@ fn pidfd_self() -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-fn spawn_watcher() -> anyhow::Result<Watcher> {
+fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
     let pidfd = pidfd_self()?;
     let (go_read, go_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
@@ -218,16 +220,19 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
         CString::new("--watch")?,
     ];
     // NSCHAIN_DEBUG: the watcher keeps stderr, so that its trace and errors are seen.
-    crate::spawn::detached(
-        c"/proc/self/exe",
-        &argv,
-        &[
-            (go_read.as_raw_fd(), WATCH_GO_FD),
-            (pidfd.as_raw_fd(), WATCH_PIDFD),
-        ],
-        debug::enabled(),
-    )
-    .context("unable to spawn netns gc --watch")?;
+    let mut fds = vec![
+        (go_read.as_raw_fd(), WATCH_GO_FD),
+        (pidfd.as_raw_fd(), WATCH_PIDFD),
+    ];
+    // The port-holding sockets from 5 up: the watcher never touches them, they close when
+    // it exits.
+    fds.extend(
+        held.iter()
+            .enumerate()
+            .map(|(i, fd)| (fd.as_raw_fd(), WATCH_PIDFD + 1 + i as RawFd)),
+    );
+    crate::spawn::detached(c"/proc/self/exe", &argv, &fds, debug::enabled())
+        .context("unable to spawn netns gc --watch")?;
     Ok(Watcher {
         go: File::from(go_write),
     })
