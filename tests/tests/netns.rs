@@ -618,8 +618,13 @@ fn gc_prune_removes_bridge_and_table_once_unused() {
     let out = in_host_ok(
         state.path(),
         r#"
-        netns --bridge -p 8080:80 -- true
+        # A host firewall that drops forwarded packets (as Docker's FORWARD policy does):
+        # warned about once, when the table is made.
+        nft add table ip hostfw
+        nft add chain ip hostfw hostforward '{ type filter hook forward priority 0; policy drop; }'
+        netns --bridge -p 8080:80 -- true 2>&1 | grep -o "warning: the nft chain 'ip hostfw hostforward' drops forwarded packets"
         wait_for no_leases || exit 1
+        nft delete table ip hostfw
         netns gc
         echo "after gc: $(ip -br link | grep -c nschain0) bridge, $(nft list tables | grep -c nschain) table"
         netns --bridge -- sleep 30 &
@@ -631,6 +636,10 @@ fn gc_prune_removes_bridge_and_table_once_unused() {
         netns gc --prune
         echo "pruned: $(ip -br link | grep -c nschain0) bridge, $(nft list tables | grep -c nschain) table"
         "#,
+    );
+    assert!(
+        out.contains("warning: the nft chain 'ip hostfw hostforward' drops forwarded packets"),
+        "{out}"
     );
     assert!(out.contains("after gc: 1 bridge, 1 table"), "{out}");
     assert!(out.contains("in use: 1 bridge, 1 table"), "{out}");

@@ -167,6 +167,14 @@ fn setup(
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;
     }
+    if !exists {
+        for chain in nft::forward_drop_chains() {
+            common::report::warning(format_args!(
+                "the nft chain '{chain}' drops forwarded packets by default: the containers on {} may get no traffic (accept iifname/oifname {} there; with Docker, in DOCKER-USER)",
+                br.name, br.name
+            ));
+        }
+    }
     let watcher = Watcher::spawn(held)?;
     link.enter()?;
     undo.entered = true;

@@ -230,6 +230,40 @@ pub fn delete_ports(ports: &[Publish]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The chains of other tables that drop forwarded packets by default (`table ip filter` /
+/// `chain FORWARD` of Docker's iptables-nft, a firewalld zone...): an accept in our table
+/// cannot override them.
+pub fn forward_drop_chains() -> Vec<String> {
+    let Ok(out) = Command::new("nft")
+        .args(["list", "chains"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    forward_drop_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn forward_drop_in(listing: &str) -> Vec<String> {
+    let mut table = "";
+    let mut chain = "";
+    let mut found = Vec::new();
+    for line in listing.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("table ") {
+            table = rest.trim_end_matches('{').trim();
+        } else if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.trim_end_matches('{').trim();
+        } else if line.contains("hook forward")
+            && line.contains("policy drop")
+            && table != format!("ip {TABLE}")
+        {
+            found.push(format!("{table} {chain}"));
+        }
+    }
+    found
+}
+
 /// Deletes the whole table (`gc --prune`).
 pub fn delete_table() -> anyhow::Result<()> {
     if table_exists().unwrap_or(true) {
@@ -242,6 +276,16 @@ pub fn delete_table() -> anyhow::Result<()> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_drop_chains_are_found() {
+        let listing = "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\ntable inet fw {\n\tchain fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n";
+        assert_eq!(
+            forward_drop_in(listing),
+            vec!["ip filter FORWARD".to_owned()]
+        );
+        assert!(forward_drop_in("").is_empty());
+    }
 
     #[test]
     fn elements_are_keyed_by_host_port() {
