@@ -228,6 +228,13 @@ fn three_nginx_published_on_80_81_82() {
         for i in 0 1 2; do echo "host $i: $(curl -s -m 3 127.0.0.1:8$i)"; done
         for i in 0 1 2; do echo "remote $i: $(ip netns exec {client} curl -s -m 3 192.168.77.1:8$i)"; done
         echo "other container: $(netns --bridge -- curl -s -m 3 192.168.77.1:81)"
+        # Outbound: a container reaches the other machine, masqueraded behind the host.
+        mkdir -p $d/remote; echo remote page > $d/remote/index.html
+        ip netns exec {client} busybox httpd -f -v -p 8000 -h $d/remote 2>$d/remote.log &
+        wait_for ip netns exec {client} curl -sf 127.0.0.1:8000
+        echo "outbound: $(netns --bridge -- curl -s -m 3 192.168.77.2:8000)"
+        kill %%
+        echo "remote saw: $(grep -o '192\.168\.77\.[0-9]*' $d/remote.log | sort -u | tr '\n' ' ')"
         for i in 0 1 2; do echo "info $i: $(cat $d/info$i)"; done
         for i in 0 1 2; do echo "log $i: $(grep -c '^192.168.77.2 ' $d/web$i/access.log)"; done
         kill $(jobs -p); wait
@@ -248,6 +255,8 @@ fn three_nginx_published_on_80_81_82() {
         assert!(out.contains(&format!("log {i}: 1")), "{out}");
     }
     assert!(out.contains("other container: page of web1"), "{out}");
+    assert!(out.contains("outbound: remote page"), "{out}");
+    assert!(out.contains("remote saw: 192.168.77.1 "), "{out}");
     let mut addresses: Vec<String> = out
         .lines()
         .filter_map(|l| l.split_once(": ").filter(|(k, _)| k.starts_with("info ")))
