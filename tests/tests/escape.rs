@@ -358,7 +358,7 @@ fn a_host_loopback_service_and_abstract_socket_are_unreachable() {
     let port = 20000 + (std::process::id() % 20000);
     let abstract_name = format!("nsc-host-sock-{}", std::process::id());
     let serve = format!(
-        "{} serve {port} {abstract_name} > serve.out & sleep 0.2",
+        "{} serve {port} {abstract_name} > serve.out 2>&1 & trap 'kill $!' EXIT; sleep 0.2",
         attacker().display()
     );
     // The attack works from the host itself (so the test can fail).
@@ -382,7 +382,7 @@ fn a_host_loopback_service_and_abstract_socket_are_unreachable() {
         "the host's own services must be reachable from the host: {}",
         stdout(&out)
     );
-    let pre = format!("{serve}; trap 'kill $!' EXIT");
+    let pre = serve.clone();
     attack_everywhere(
         &lab,
         "claim: a container cannot reach the host's 127.0.0.1 or abstract unix sockets",
