@@ -334,11 +334,10 @@ emit()
 group_table("bridge", ref_label="unshare -n true")
 path = os.path.join(DATA, "text-netns-setup.txt")
 if os.path.exists(path):
-    emit("Output of `bench/netns-setup.sh` (written by the netns tool's author):")
+    emit("Output of `bench/netns-setup.sh` (the netns tool's own benchmark, a separate hyperfine run "
+         "in its own throwaway host namespace; Markdown as it prints it):")
     emit()
-    emit("```")
-    emit(open(path).read().rstrip())
-    emit("```")
+    emit(open(path).read().rstrip().replace("\n## ", "\n#### ").replace("## netns", "#### netns", 1))
     emit()
 else:
     emit("`bench/netns-setup.sh` does not exist (yet): no additional bridge measurements.")
@@ -454,11 +453,10 @@ elif "pidns" not in FACTS.get("tools_present", ""):
     emit()
 path = os.path.join(DATA, "text-pidns-rss.txt")
 if os.path.exists(path):
-    emit("Output of `bench/pidns-rss.sh` (written by the pidns tool's author):")
+    emit("Output of `bench/pidns-rss.sh` (the pidns tool's own measurement, with tini and catatonit; "
+         "kB; Markdown as it prints it):")
     emit()
-    emit("```")
     emit(open(path).read().rstrip())
-    emit("```")
     emit()
 emit("Static vs dynamic: the same `utsns` linked with `-C target-feature=+crt-static`, and the exec of "
      "a static program alone (busybox `true`) vs a dynamic one (coreutils `/bin/true`):")
@@ -504,7 +502,8 @@ for name in ["chain", "bwrap", "floor"]:
     lines = [l.rstrip() for l in open(path) if l.strip()]
     # header (2 lines) + top 15 syscalls + total
     body = lines[:2] + lines[2:17] + [l for l in lines if "total" in l]
-    emit(f"`strace -f -c` of one {name} run (top 15 by time; strace inflates every syscall, read counts more than times):")
+    emit(f"`strace -f -c -S calls` of one {name} run (top 15 by number of calls; strace inflates every "
+         "syscall's time, read the counts):")
     emit()
     emit("```")
     emit("\n".join(body))
@@ -542,14 +541,48 @@ for name, title in [
         emit()
 path = os.path.join(DATA, "strace-chain-full.txt")
 if os.path.exists(path):
-    counts = {}
-    for line in open(path):
-        for sc in ["execve", "clone3", "clone", "fork", "unshare", "mount", "pivot_root", "umount2", "openat", "newfstatat", "mmap"]:
-            if f"{sc}(" in line and "resumed" not in line:
-                counts[sc] = counts.get(sc, 0) + 1
-                break
-    if counts:
-        emit("Syscalls of interest in one chain run: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    import collections
+    import re
+
+    program = {}
+    per_program = collections.defaultdict(collections.Counter)
+    order = []
+    parent_of = {}
+    for line in open(path, errors="replace"):
+        m = re.match(r"(\d+)\s+(?:<\.\.\. )?(clone3?|fork|vfork)\b.*= (\d+)$", line.rstrip())
+        if m:
+            parent_of[m.group(3)] = m.group(1)
+    for line in open(path, errors="replace"):
+        m = re.match(r"(\d+)\s+(?:<\.\.\. )?(\w+)[( ]", line)
+        if not m:
+            continue
+        pid, call = m.groups()
+        if call == "execve" and "resumed" not in line:
+            e = re.search(r'execve\("([^"]+)"', line)
+            if e and not line.rstrip().endswith(("ENOENT (No such file or directory)",)):
+                program[pid] = os.path.basename(e.group(1))
+        if "resumed" in line:
+            continue
+        name = program.get(pid)
+        if name is None:
+            # a forked child that has not exec'd: name it after its parent's program
+            name = "fork of " + program.get(parent_of.get(pid, ""), "a parent in another pid namespace")
+            program[pid] = name
+        if name not in order:
+            order.append(name)
+        per_program[name][call] += 1
+    if per_program:
+        emit("Syscalls of one chain run per program (from `strace -f`; a forked child is named after "
+             "the program it was forked from until it execs):")
+        emit()
+        emit("| program | syscalls | top calls |")
+        emit("|---|---:|---|")
+        for name in order:
+            c = per_program[name]
+            top = ", ".join(f"{k} {v}" for k, v in c.most_common(6))
+            emit(f"| {name} | {sum(c.values())} | {top} |")
+        total = sum(sum(c.values()) for c in per_program.values())
+        emit(f"| **total** | **{total}** | |")
         emit()
 
 findings = os.path.join(HERE, "findings.md")

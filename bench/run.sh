@@ -52,7 +52,7 @@ cleanup() {
     [[ -n $pids ]] && kill $pids 2>/dev/null
     # Mounts made by an interrupted row live in namespaces that die with their processes;
     # only plain files remain here.
-    rm -rf "$WORK" 2>/dev/null || true
+    if [[ -n ${NSCHAIN_BENCH_KEEP:-} ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -304,9 +304,9 @@ hf bridge "${ROW[@]}" \
     "ip commands (sh script)" "$WORK/ip-bridge.sh" \
     "sh -c true (the script's shell alone)" "sh -c true"
 HF_WRAP=()
-if [[ -f bench/netns-setup.sh ]]; then
+if [[ -f bench/netns-setup.sh ]] && have netns; then
     log "bench/netns-setup.sh"
-    { timeout 300 env BIN="$BIN" NSCHAIN_BENCH_BIN="$BIN" RUNS="$RUNS" bash bench/netns-setup.sh "$BIN" 2>&1 || echo "(exit $?)"; } | text netns-setup
+    { timeout 300 env RUNS="$RUNS" bash bench/netns-setup.sh "$BIN/netns" 2>/dev/null || echo "(exit $?)"; } | text netns-setup
 fi
 
 # --- 5. scale -----------------------------------------------------------------------------------
@@ -363,9 +363,9 @@ if have pidns; then
     fi
     wait "$monitor" 2>/dev/null || true
 fi
-if [[ -f bench/pidns-rss.sh ]]; then
+if [[ -f bench/pidns-rss.sh ]] && have pidns; then
     log "bench/pidns-rss.sh"
-    { timeout 120 env BIN="$BIN" NSCHAIN_BENCH_BIN="$BIN" bash bench/pidns-rss.sh "$BIN" 2>&1 || echo "(exit $?)"; } | text pidns-rss
+    { timeout 120 env PIDNS="$BIN/pidns" bash bench/pidns-rss.sh 2>&1 || echo "(exit $?)"; } | text pidns-rss
 fi
 
 # static vs dynamic: the same utsns, linked with crt-static (built at the start)
@@ -379,10 +379,10 @@ fi
 # where the chain's time goes: per-link step trace, syscall counts, page faults
 if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
     NSCHAIN_DEBUG=1 $CHAIN 2>&1 | head -80 | text debug-chain || true
-    strace -f -c -o "$DATA/strace-chain.txt" $CHAIN >/dev/null 2>&1 || true
-    strace -f -c -o "$DATA/strace-bwrap.txt" $row_bwrap >/dev/null 2>&1 || true
-    [[ -n $FLOOR ]] && { strace -f -c -o "$DATA/strace-floor.txt" $FLOOR "$ROOTFS" /bin/true >/dev/null 2>&1 || true; }
-    strace -f -o "$DATA/strace-chain-full.txt" -e trace=execve,clone,clone3,fork,vfork,unshare,mount,pivot_root,umount2,openat,newfstatat,mmap $CHAIN >/dev/null 2>&1 || true
+    strace -f -c -S calls -o "$DATA/strace-chain.txt" $CHAIN >/dev/null 2>&1 || true
+    strace -f -c -S calls -o "$DATA/strace-bwrap.txt" $row_bwrap >/dev/null 2>&1 || true
+    [[ -n $FLOOR ]] && { strace -f -c -S calls -o "$DATA/strace-floor.txt" $FLOOR "$ROOTFS" /bin/true >/dev/null 2>&1 || true; }
+    strace -f -o "$DATA/strace-chain-full.txt" $CHAIN >/dev/null 2>&1 || true
     # kernel log lines a chain run makes (a printk to the console is slow, and noise)
     before=$(dmesg 2>/dev/null | wc -l) || before=0
     for _ in $(seq 20); do $CHAIN >/dev/null 2>&1 || true; done

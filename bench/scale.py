@@ -25,8 +25,8 @@ import time
 PR_SET_CHILD_SUBREAPER = 36
 PAYLOAD = ["/bin/sh", "-c", "echo up; exec sleep 1000"]
 PAYLOAD_COMM = "sleep"
-UP_TIMEOUT = 300.0
-CLEAN_TIMEOUT = 180.0
+UP_TIMEOUT = 150.0
+CLEAN_TIMEOUT = 120.0
 
 
 def meminfo(key):
