@@ -294,6 +294,23 @@ for tool in ["utsns", "ipcns", "netns", "pidns", "mntns", "userns"]:
     emit()
     group_table(f"tool-{tool}", ref_prefix="unshare -")
 
+if "links" in ROWS:
+    emit("### The price of one link")
+    emit()
+    emit("Chains of `utsns --` links (the cheapest setup: one `unshare`, no hostname) ending in "
+         "`/bin/true`; the difference between 6 links and 1, divided by 5, is what one more exec'd "
+         "link costs, dynamic and static:")
+    emit()
+    group_table("links", ref_label="/bin/true alone")
+    r = RESULTS.get("links", {})
+    for kind, one, six in [("dynamic", "1 link: utsns -- true", "6 links: utsns -- ×6 true"),
+                           ("static", "1 static link", "6 static links")]:
+        if one in r and six in r:
+            per = (r[six]["median"] - r[one]["median"]) / 5
+            FACTS[f"per_link_{kind}"] = f"{per:.2f}"
+            emit(f"- one more {kind} link: **{per:.2f} ms**")
+    emit()
+
 emit("## 2. The full rootful chain (six namespaces, busybox root, /proc, /dev)")
 emit()
 emit(f"- chain: `{FACTS.get('chain_rootful', '?')}`")

@@ -15,7 +15,8 @@
 # Knobs: NSCHAIN_BENCH_RUNS (runs per command, 200), NSCHAIN_BENCH_WARMUP (20),
 # NSCHAIN_BENCH_SCALE (containers in section 5, 1000; 0 skips it), NSCHAIN_BENCH_STATIC=0 skips
 # the static build, NSCHAIN_BENCH_BIN (binaries, default target/release),
-# NSCHAIN_BENCH_OUT (default bench/RESULTS.md).
+# NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_QUIET=SECONDS (wait that long at
+# most for a quiet machine), NSCHAIN_BENCH_KEEP=1 (keep the work directory).
 # Needs root (rootful rows; rootless rows switch to uid 65534 with setpriv). Never touches the
 # host's interfaces or firewall: every network row runs in a network namespace made here.
 set -euo pipefail
@@ -72,6 +73,13 @@ fact started "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 fact machine "$(nproc) cpus, $(uname -sr), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 fact versions "$(hyperfine --version), $(unshare --version | sed 's/.*from //'), $(bwrap --version), $(crun --version | head -1), busybox $(busybox | head -1 | awk '{print $2}'), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 fact commit "$(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+# NSCHAIN_BENCH_QUIET=SECONDS: wait up to that long for the 1-minute load average to fall
+# below 1 before measuring (other work on the machine inflates every wall time)
+quiet=${NSCHAIN_BENCH_QUIET:-0}
+while ((quiet > 0)) && awk '{exit !($1 >= 1.0)}' /proc/loadavg; do
+    sleep 5
+    quiet=$((quiet - 5))
+done
 fact load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact runs "$RUNS"
 fact warmup "$WARMUP"
@@ -213,6 +221,15 @@ hf tool-mntns "${ROW[@]}" "unshare -m true" "unshare -m true"
 ROW=(); row tool-userns "userns --map-root true (uid 65534)" "${NOBODY[*]} $BIN/userns --map-root true" userns
 hf tool-userns "${ROW[@]}" "unshare -Ur true (uid 65534)" "${NOBODY[*]} unshare -Ur true" \
     "setpriv alone (uid 65534)" "${NOBODY[*]} true"
+
+# the price of one link: chains of k `utsns --` links (each unshares a UTS namespace, the
+# cheapest setup there is), dynamic and static; the slope is what one more exec'd link costs
+if have utsns; then
+    links() { local bin=$1 k=$2 out=""; for _ in $(seq "$k"); do out+="$bin/utsns -- "; done; echo "$out/bin/true"; }
+    ROW=("/bin/true alone" "/bin/true" "1 link: utsns -- true" "$(links "$BIN" 1)" "6 links: utsns -- ×6 true" "$(links "$BIN" 6)")
+    [[ -n $STATIC ]] && ROW+=("1 static link" "$(links "$STATIC" 1)" "6 static links" "$(links "$STATIC" 6)")
+    hf links "${ROW[@]}"
+fi
 
 # --- 2. the full rootful chain ------------------------------------------------------------------
 log "2. rootful chain"
