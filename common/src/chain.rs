@@ -99,7 +99,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
         return Ok(());
     }
     let chains = chains_dir();
-    state::ensure_dir(&chains, 0o755)?;
+    state::ensure_dir(&chains, 0o755).map_err(|e| inner_root_hint(e.into()))?;
     let dir = dir(&naming.name);
     if fs::create_dir(&dir).is_err() {
         // It exists: reuse it only if its chain is gone (a concurrent start loses here).
@@ -110,7 +110,9 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
             )));
         }
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).with_context(|| format!("unable to create {}", dir.display()))?;
+        fs::create_dir(&dir)
+            .with_context(|| format!("unable to create {}", dir.display()))
+            .map_err(|e| inner_root_hint(e.into()))?;
     }
     let meta = Meta {
         name: naming.name.clone(),
@@ -123,6 +125,23 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     write_json(&dir.join(META), &meta)?;
     std::env::set_var(NAME_VAR, &naming.name);
     Ok(())
+}
+
+/// Root inside a user namespace whose root is another host uid (`userns --map-auto` run by
+/// root) cannot create a registration in the host root's run directory: say where the name
+/// must be given instead.
+fn inner_root_hint(fatal: Fatal) -> Fatal {
+    let denied = fatal.error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if !denied || state::in_initial_user_namespace() {
+        return fatal;
+    }
+    fatal.with_hint(
+        "inside a user namespace, root cannot register in the host's run directory: as root \
+         with a range map, give --name at userns or an earlier link",
+    )
 }
 
 /// Registers one link's record under the chain (replacing an earlier one of the same type).

@@ -126,13 +126,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if link.is_join() {
         return join(&link, &args);
     }
+    let idmap = trees::check(&args.idmap)?;
     let caller = Caller::current();
     let mut plan = Plan::new(&args, &caller)?;
     let source = match plan.auto {
         true => Some(auto::source(caller.user(), caller.privileged)?),
         false => None,
     };
-    let idmap = trees::check(&args.idmap, &plan, &caller)?;
+    trees::check_range(&idmap, &plan, &caller)?;
 
     // Helpers first: they must keep the caller's namespace and privileges.
     let pin = link.pin_helper()?;

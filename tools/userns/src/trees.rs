@@ -35,8 +35,9 @@ use crate::plan::{Caller, Plan};
 /// The variable naming the handed-down trees.
 pub const VAR: &str = "NSCHAIN_IDMAP";
 
-/// Checks the `--idmap` paths (before anything is made); returns them canonical.
-pub fn check(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<Vec<PathBuf>, Fatal> {
+/// Checks the `--idmap` paths and the privilege they need (before anything is made);
+/// returns them canonical.
+pub fn check(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }
@@ -77,13 +78,6 @@ pub fn check(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<Vec<Path
              default): drop --idmap",
         ));
     }
-    if !plan.auto && plan.uid_map.is_single_of(caller.uid) && plan.gid_map.is_single_of(caller.gid)
-    {
-        return Err(Fatal::new(
-            "--idmap needs a range map: with only your own id mapped, an idmapped tree would look as it is",
-        )
-        .with_hint("add --map-auto (or --map-users and --map-groups)"));
-    }
     if std::env::var_os(VAR).is_some_and(|v| !v.is_empty()) {
         return Err(Fatal::new(format!(
             "an earlier link already hands down idmapped trees ({VAR} is set)"
@@ -91,6 +85,22 @@ pub fn check(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<Vec<Path
         .with_hint("give --idmap to one userns link of a chain"));
     }
     Ok(checked)
+}
+
+/// `--idmap` needs a range map: a tree idmapped for a namespace that maps only the caller's
+/// own id would look as it is.
+pub fn check_range(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<(), Fatal> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    if !plan.auto && plan.uid_map.is_single_of(caller.uid) && plan.gid_map.is_single_of(caller.gid)
+    {
+        return Err(Fatal::new(
+            "--idmap needs a range map: with only your own id mapped, an idmapped tree would look as it is",
+        )
+        .with_hint("add --map-auto (or --map-users and --map-groups)"));
+    }
+    Ok(())
 }
 
 /// Root of the initial user namespace with CAP_SYS_ADMIN (what idmapped mounts need).
