@@ -191,7 +191,15 @@ fn root_inside_creates_opt_test1_over_an_idmapped_host_root() {
         opt_before,
         "the host's /opt changed"
     );
-    audit::assert_nothing_left(&before, &state, None, &[&state.join("data")]);
+    // Kept: the named layer; and the lease, which the audit counts as live while any process
+    // of the machine runs in its range (tests running in parallel take the same range from
+    // their own run directories).
+    audit::assert_nothing_left(
+        &before,
+        &state,
+        None,
+        &[&state.join("data"), &state.join("run/userns")],
+    );
 }
 
 #[test]
@@ -590,6 +598,42 @@ fn a_name_given_after_map_auto_fails_with_a_hint() {
     assert!(
         out.contains("user.json") && out.contains("uts.json"),
         "{out}"
+    );
+}
+
+#[test]
+fn a_state_dir_the_range_cannot_reach_is_named_in_a_warning() {
+    if !need_root() || !need_links() {
+        return;
+    }
+    let dir = scratch();
+    let state = dir.path().join("private");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run(&mut sh(
+        &state,
+        "exec userns --map-auto --name idm-private -- mntns --overlay / --rm -- true",
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let range = err
+        .split("host uid ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or("?");
+    let warning = format!(
+        "userns: warning: host uid {range} (the namespace's ids outside) cannot reach {}",
+        state.join("data").display(),
+    );
+    assert!(err.contains(&warning), "{err}");
+    assert!(
+        err.contains(&format!("chmod o+x {}", state.display())),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("userns: warning:").count(),
+        1,
+        "said once: {err}"
     );
 }
 

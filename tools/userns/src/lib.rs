@@ -150,6 +150,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         None => None,
     };
 
+    warn_unreachable_state(&plan, &caller);
+
     unshare_user()?;
     if let Some(lease) = lease.as_mut() {
         lease.commit(ns::current_inode(Namespace::User)?)?;
@@ -290,6 +292,25 @@ fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) ->
             Ok(())
         }
     }
+}
+
+/// Before the unshare (the host's view of owners): warns when the later links, other host
+/// ids, will not reach their state directories.
+fn warn_unreachable_state(plan: &Plan, caller: &Caller) {
+    let Some((uid, gid)) = plan.host_ids() else {
+        return;
+    };
+    if !caller.privileged || (uid == caller.uid && gid == caller.gid) {
+        return;
+    }
+    let mut dirs = vec![trees::range_data_dir(&state::data_dir(), uid)];
+    if let Some(name) = std::env::var(chain::NAME_VAR)
+        .ok()
+        .filter(|n| !n.is_empty())
+    {
+        dirs.push(chain::dir(&name));
+    }
+    trees::warn_unreachable(&dirs, uid, gid);
 }
 
 /// As root with a range map, the later links (root inside, another host uid outside) cannot

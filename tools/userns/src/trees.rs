@@ -27,7 +27,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use caps::CapSet;
-use common::{debug, state, Fatal};
+use common::{debug, report, state, Fatal};
 
 use crate::helper::Helper;
 use crate::plan::{Caller, Plan};
@@ -174,6 +174,50 @@ impl Trees {
     }
 }
 
+/// Warns when host uid `uid` (gid `gid`), the later links' ids outside, cannot reach `dir`:
+/// an ancestor it may not search (a private `mktemp -d` state directory, say) makes every
+/// later registration or layer fail with EACCES, far from the cause.
+pub fn warn_unreachable(dirs: &[PathBuf], uid: u32, gid: u32) {
+    let mut said: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        let Some((ancestor, mode, owner)) = unreachable_ancestor(dir, uid, gid) else {
+            continue;
+        };
+        if said.contains(&ancestor) {
+            continue;
+        }
+        report::warning(format_args!(
+            "host uid {uid} (the namespace's ids outside) cannot reach {}: {} is mode {:o} of uid {owner}, so later links cannot keep state there (chmod o+x {})",
+            dir.display(),
+            ancestor.display(),
+            mode & 0o7777,
+            ancestor.display()
+        ));
+        said.push(ancestor);
+    }
+}
+
+/// The first ancestor of `dir` that `uid`/`gid` may not search: (path, mode, owner).
+fn unreachable_ancestor(dir: &Path, uid: u32, gid: u32) -> Option<(PathBuf, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    for ancestor in ancestors.into_iter().rev() {
+        let meta = std::fs::metadata(ancestor).ok()?;
+        let mode = meta.mode();
+        let searchable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Some((ancestor.to_owned(), mode, meta.uid()));
+        }
+    }
+    None
+}
+
 /// The data directory of a range: `DATA/userns-<host uid>`.
 pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
     data.join(format!("userns-{uid}"))
@@ -183,6 +227,21 @@ pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_ancestor_is_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let other = me.wrapping_add(524288);
+        let target = private.join("data/userns-1");
+        let found = unreachable_ancestor(&target, other, other).map(|(p, _, _)| p);
+        assert_eq!(found.as_deref(), Some(private.as_path()));
+        assert_eq!(unreachable_ancestor(&target, me, me), None);
+    }
 
     #[test]
     fn range_data_dirs_are_one_component() {
