@@ -56,6 +56,23 @@ pub fn plan(rtnl: &mut Rtnl, name: &str, subnet: Option<Cidr>) -> Result<Bridge,
     let link = rtnl
         .link_by_name(name)
         .with_context(|| format!("unable to look up the bridge {name}"))?;
+    if let Some(link) = &link {
+        // The common case: the bridge exists with its gateway; only its addresses are read.
+        let own = rtnl
+            .addresses_of(link.index)
+            .context("unable to list the bridge's addresses")?;
+        if let Some(a) = own.iter().find(|a| a.index == link.index && a.prefix <= 30) {
+            let cidr = Cidr::containing(a.ip, a.prefix);
+            if a.ip == cidr.gateway() && subnet.map_or(true, |s| s == cidr) {
+                return Ok(Bridge {
+                    name: name.to_owned(),
+                    subnet: cidr,
+                    link: Some(link.clone()),
+                    needs_address: false,
+                });
+            }
+        }
+    }
     let addresses = rtnl
         .addresses()
         .context("unable to list the host addresses")?;

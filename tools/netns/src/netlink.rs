@@ -334,9 +334,23 @@ impl Rtnl {
 
     /// Every IPv4 address of this namespace.
     pub fn addresses(&mut self) -> io::Result<Vec<Addr>> {
+        self.addresses_of(0)
+    }
+
+    /// The IPv4 addresses of link `index` (0: of every link), filtered by the kernel
+    /// (NETLINK_GET_STRICT_CHK) rather than dumped whole.
+    pub fn addresses_of(&mut self, index: u32) -> io::Result<Vec<Addr>> {
         let mut message = AddressMessage::default();
         message.header.family = AddressFamily::Inet;
-        let answers = self.dump(RouteNetlinkMessage::GetAddress(message))?;
+        message.header.index = index;
+        if index != 0 {
+            self.socket.set_netlink_get_strict_chk(true)?;
+        }
+        let answers = self.dump(RouteNetlinkMessage::GetAddress(message));
+        if index != 0 {
+            self.socket.set_netlink_get_strict_chk(false)?;
+        }
+        let answers = answers?;
         let mut out = Vec::new();
         for answer in answers {
             if let RouteNetlinkMessage::NewAddress(addr) = answer {
@@ -350,7 +364,7 @@ impl Rtnl {
                         _ => None,
                     })
                 });
-                if let Some(ip) = ip {
+                if let Some(ip) = ip.filter(|_| index == 0 || addr.header.index == index) {
                     out.push(Addr {
                         index: addr.header.index,
                         ip,

@@ -1,50 +1,80 @@
 //! Starting a detached helper cheaply: it must not be a child of this process (which execs
-//! into the container, whose program never expects it), so it is spawned by a short-lived
+//! into the container, whose program never expects it), so it is started by a short-lived
 //! intermediate and re-parented to init (or the nearest subreaper).
 //!
-//! A double `fork()` copies this process's page tables twice (about 1.5 ms here); instead the
+//! A double `fork()` copies this process's page tables twice and waits for both; instead the
 //! intermediate is a `clone(CLONE_VM | CLONE_VFORK)` child (no copy: it runs on a small stack
-//! of its own while this process waits), which `posix_spawn`s the helper (glibc uses the same
-//! kind of clone) in a new session, with its descriptors set by file actions, and exits.
+//! of its own while this process waits), which makes one raw fork (the helper) and exits at
+//! once. The helper, alone in its copy of the memory, starts a new session, places its
+//! descriptors, closes every other one and execs; nobody waits for that exec.
 
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-/// What the intermediate needs; it writes `result` back (it shares this memory).
+/// Everything the helper needs, prepared before the clone (nothing is allocated after it).
 struct Context {
     exe: *const libc::c_char,
-    argv: *const *mut libc::c_char,
-    envp: *const *mut libc::c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attr: *const libc::posix_spawnattr_t,
-    result: libc::c_int,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    devnull: *const libc::c_char,
+    keep_stderr: bool,
+    /// (source, target) pairs; every source is at 64 or above, every target below.
+    fds: *const (RawFd, RawFd),
+    nfds: usize,
+    first_closed: libc::c_uint,
+    /// The fork's result, written back by the intermediate (it shares this memory).
+    forked: libc::c_long,
+    errno: libc::c_int,
 }
 
 extern "C" fn intermediate(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the Context the parent keeps alive (and does not touch) until this
-    // child has exited (CLONE_VFORK); posix_spawn only reads the prepared arguments.
+    // child has exited (CLONE_VFORK). The raw fork gives the helper its own copy of the
+    // memory, where it only makes raw system calls on the prepared data, then execs.
     unsafe {
         let ctx = &mut *arg.cast::<Context>();
-        let mut pid: libc::pid_t = 0;
-        ctx.result =
-            libc::posix_spawn(&mut pid, ctx.exe, ctx.actions, ctx.attr, ctx.argv, ctx.envp);
+        let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
+        if pid != 0 {
+            ctx.forked = pid;
+            ctx.errno = if pid < 0 {
+                *libc::__errno_location()
+            } else {
+                0
+            };
+            return 0;
+        }
+        // The helper.
+        libc::setsid();
+        let null = libc::open(ctx.devnull, libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if !ctx.keep_stderr {
+                libc::dup2(null, 2);
+            }
+        }
+        let fds = std::slice::from_raw_parts(ctx.fds, ctx.nfds);
+        for (source, target) in fds {
+            libc::dup2(*source, *target);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            ctx.first_closed,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+        libc::execve(ctx.exe, ctx.argv, ctx.envp);
+        libc::syscall(libc::SYS_exit_group, 127 as libc::c_long);
     }
     0
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
 /// Spawns `exe argv...` detached (new session, re-parented away from this process), with
 /// stdin and stdout on /dev/null, stderr too unless `keep_stderr`, `fds` placed at the given
-/// numbers (source, target; targets from 3 up) and every other descriptor closed.
+/// numbers (source, target; targets from 3 up, below 64) and every other descriptor closed.
+/// Errors of the exec itself are not reported (the helper exits 127).
 pub fn detached(
     exe: &CStr,
     argv: &[CString],
@@ -62,11 +92,11 @@ pub fn detached(
         // SAFETY: a new descriptor nothing else owns.
         moved.push((unsafe { OwnedFd::from_raw_fd(fd) }, *target));
     }
+    let pairs: Vec<(RawFd, RawFd)> = moved.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
     let first_closed = fds.iter().map(|(_, t)| *t + 1).max().unwrap_or(3).max(3) as libc::c_uint;
 
-    let mut argv_ptrs: Vec<*mut libc::c_char> =
-        argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv_ptrs.push(std::ptr::null_mut());
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
     let env: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
@@ -75,83 +105,43 @@ pub fn detached(
             CString::new(kv).ok()
         })
         .collect();
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-    let devnull = c"/dev/null";
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
 
-    // SAFETY: zeroed storage is what posix_spawn_*_init expects to initialise.
-    let mut actions: libc::posix_spawn_file_actions_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut attr: libc::posix_spawnattr_t = unsafe { std::mem::zeroed() };
-    // SAFETY: initialising the objects just declared; destroyed below on every path.
-    unsafe {
-        check(libc::posix_spawn_file_actions_init(&mut actions))?;
-        check(libc::posix_spawnattr_init(&mut attr))?;
+    let mut ctx = Context {
+        exe: exe.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp.as_ptr(),
+        devnull: c"/dev/null".as_ptr(),
+        keep_stderr,
+        fds: pairs.as_ptr(),
+        nfds: pairs.len(),
+        first_closed,
+        forked: 0,
+        errno: 0,
+    };
+    let mut stack = vec![0u8; 64 * 1024];
+    // The stack grows down: hand clone its (16-byte aligned) top.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `intermediate` on its own stack in this
+    // address space while this thread is suspended until it exits, so `ctx`, the stack and
+    // every pointer in `ctx` stay valid and unshared for its whole life.
+    let pid = unsafe {
+        libc::clone(
+            intermediate,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut ctx as *mut Context).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let result = (|| -> io::Result<()> {
-        // SAFETY: the objects are initialised; the pointers outlive the calls.
-        unsafe {
-            check(libc::posix_spawn_file_actions_addopen(
-                &mut actions,
-                0,
-                devnull.as_ptr(),
-                libc::O_RDWR,
-                0,
-            ))?;
-            check(libc::posix_spawn_file_actions_adddup2(&mut actions, 0, 1))?;
-            if !keep_stderr {
-                check(libc::posix_spawn_file_actions_adddup2(&mut actions, 0, 2))?;
-            }
-            for (fd, target) in &moved {
-                check(libc::posix_spawn_file_actions_adddup2(
-                    &mut actions,
-                    fd.as_raw_fd(),
-                    *target,
-                ))?;
-            }
-            check(libc::posix_spawn_file_actions_addclosefrom_np(
-                &mut actions,
-                first_closed as libc::c_int,
-            ))?;
-            check(libc::posix_spawnattr_setflags(
-                &mut attr,
-                libc::POSIX_SPAWN_SETSID as libc::c_short,
-            ))?;
-        }
-        let mut ctx = Context {
-            exe: exe.as_ptr(),
-            argv: argv_ptrs.as_ptr(),
-            envp: envp.as_ptr(),
-            actions: &actions,
-            attr: &attr,
-            result: 0,
-        };
-        let mut stack = vec![0u8; 256 * 1024];
-        // The stack grows down: hand clone its (16-byte aligned) top.
-        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-        // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `intermediate` on its own stack in
-        // this address space while this thread is suspended until it exits, so `ctx`, the
-        // stack and every pointer in `ctx` stay valid and unshared for its whole life.
-        let pid = unsafe {
-            libc::clone(
-                intermediate,
-                top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&mut ctx as *mut Context).cast(),
-            )
-        };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        drop(stack);
-        check(ctx.result)
-    })();
-    // SAFETY: destroying the objects initialised above, once.
-    unsafe {
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-    }
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    drop(stack);
     drop(moved);
-    result
+    if ctx.forked < 0 {
+        return Err(io::Error::from_raw_os_error(ctx.errno));
+    }
+    Ok(())
 }
