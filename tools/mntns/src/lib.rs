@@ -59,7 +59,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  mntns --overlay / -- sh -c 'echo hi > /opt/test1'     copy-on-write view of the host root\n  mntns --rootfs ./rootfs -v ./data:/data:ro -- /bin/sh\n  pidns -- mntns --proc -- ps                              only the new pid namespace's processes\n  mntns --tmpfs /tmp:size=64m -- make\n\nThe writable layer of --overlay is kept at $NSCHAIN_DATA_DIR/overlay/<id> (the chain's\nname, or a random id; see --info-fd) unless --rm is given."
+    after_help = "Examples:\n  mntns --overlay / -- sh -c 'echo hi > /opt/test1'     copy-on-write view of the host root\n  mntns --rootfs ./rootfs -v ./data:/data:ro -- /bin/sh\n  pidns -- mntns --proc -- ps                              only the new pid namespace's processes\n  mntns --tmpfs /tmp:size=64m -- make\n\nThe writable layer of --overlay is kept at $NSCHAIN_DATA_DIR/overlay/<id> (the chain's\nname, or a random id; see --info-fd) unless --rm is given.\n\nTrees handed down by `userns --idmap PATH` (NSCHAIN_IDMAP) are used wherever PATH is:\n--rootfs PATH, an --overlay lower layer, a --volume source (the tree's own mount only)."
 )]
 pub struct Args {
     /// Mount propagation of the new namespace
