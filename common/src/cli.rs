@@ -60,9 +60,16 @@ pub fn parse<A: Parser>(
         }
         Err(error) => {
             let rendered = error.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("{tool}: fatal: {first}");
+            // The message is the first paragraph (clap lists missing arguments on the
+            // lines below the first); keep it on one line.
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("{tool}: fatal: {message}");
             for tip in rendered
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("tip: "))

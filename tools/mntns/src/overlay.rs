@@ -474,6 +474,7 @@ fn delete_layer(layer: &Layer, all: bool) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct Cleaner {
     go: File,
+    pid: nix::unistd::Pid,
 }
 
 impl Cleaner {
@@ -504,11 +505,12 @@ impl Cleaner {
                 // SAFETY: _exit ends the cleaner without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
-            ForkResult::Parent { .. } => {
+            ForkResult::Parent { child } => {
                 drop(go_read);
                 drop(lock);
                 Ok(Some(Cleaner {
                     go: File::from(go_write),
+                    pid: child,
                 }))
             }
         }
@@ -518,6 +520,10 @@ impl Cleaner {
     /// exec) exits if `--rm`, else it leaves at once.
     pub fn release(mut self, rm: bool) {
         let _ = self.go.write_all(if rm { b"w" } else { b"k" });
+        if !rm {
+            // It leaves at once: reap it, so COMMAND does not inherit a zombie child.
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::{chain, Fatal};
 
@@ -18,8 +19,19 @@ const ORDER: [(&str, &str); 6] = [
     ("mnt", "mntns"),
 ];
 
+/// The links of a chain, as their processes are named while they set up.
+const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"];
+
+/// How long `nsps exec` waits for a chain that is still starting.
+const SETTLE: Duration = Duration::from_secs(5);
+
 /// Execs the joining chain; returns only on failure.
 pub fn exec(name: &str, command: Vec<OsString>) -> Fatal {
+    // A chain that is still starting has not registered its later links yet: joining it then
+    // would leave out, say, its mount namespace and run COMMAND on the host's filesystem.
+    if let Err(fatal) = wait_until_settled(name) {
+        return fatal;
+    }
     let records = chain::live_records(name);
     if records.is_empty() {
         return Fatal::new(format!("no chain named {name} is running"))
@@ -33,6 +45,41 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Fatal {
     // The joining links enter this chain; they must not register under another chain's name.
     std::env::remove_var(chain::NAME_VAR);
     common::exec::exec(argv)
+}
+
+/// Waits until the chain's payload runs: every link has then registered (each registers
+/// before its exec). The payload is PID 2 under our init, else PID 1 of the chain's pid
+/// namespace, else the process holding the chain's namespaces.
+fn wait_until_settled(name: &str) -> Result<(), Fatal> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let records = chain::live_records(name);
+        if records.is_empty() {
+            return Err(Fatal::new(format!("no chain named {name} is running"))
+                .with_hint("nsps lists the running chains"));
+        }
+        let payload = match records.iter().find(|r| r.ns.kind == "pid") {
+            Some(pid) => crate::inspect::payload_pid(pid.ns.inode),
+            None => records.iter().map(|r| r.pid).max(),
+        };
+        let settled = payload.is_some_and(|pid| !LINKS.contains(&comm(pid).as_str()));
+        if settled {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Fatal::new(format!(
+                "chain {name} is still starting after {} s",
+                SETTLE.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `userns --join NAME -- pidns --join NAME -- ... -- COMMAND` for the kinds `has` accepts.

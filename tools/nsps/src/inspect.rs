@@ -63,16 +63,8 @@ pub fn container(name: &str) -> Result<Container, Fatal> {
         Some(record) => members(record.ns.inode),
         None => Vec::new(),
     };
-    // With an init as PID 1, the payload the user started is PID 2.
-    let payload = processes
-        .iter()
-        .find(|p| {
-            p.container_pid == 2
-                && processes
-                    .iter()
-                    .any(|i| i.container_pid == 1 && i.command.starts_with("pidns"))
-        })
-        .map(|p| p.host_pid)
+    let payload = pid_record
+        .and_then(|r| payload_in(&processes, r.pid))
         .unwrap_or(pid);
     let created = chain::meta(name).map(|m| m.created).unwrap_or_default();
     let now = std::time::SystemTime::now()
@@ -126,6 +118,26 @@ fn strings(record: Option<&Record>, keys: &[&str]) -> Vec<String> {
             .collect(),
         other => vec![other.to_string()],
     }
+}
+
+/// The host pid of the command the user started in the pid namespace with this inode: PID 2
+/// under our init, else PID 1.
+pub fn payload_pid(pid_ns_inode: u64) -> Option<u32> {
+    let processes = members(pid_ns_inode);
+    let init = processes.iter().find(|p| p.container_pid == 1)?;
+    payload_in(&processes, init.host_pid)
+}
+
+fn payload_in(processes: &[Process], init_host_pid: u32) -> Option<u32> {
+    let ours = std::fs::read_to_string(format!("/proc/{init_host_pid}/comm"))
+        .is_ok_and(|c| c.trim() == "pidns");
+    if !ours {
+        return Some(init_host_pid);
+    }
+    processes
+        .iter()
+        .find(|p| p.container_pid == 2)
+        .map(|p| p.host_pid)
 }
 
 /// Every process in the pid namespace with this inode, with its innermost pid (from NSpid).
