@@ -244,7 +244,7 @@ fn watch_joins(
 ) -> Result<(), String> {
     let copies = lab.private_tools();
     let ids = dev_ino(&copies);
-    let name = format!("exe{}", std::process::id());
+    let name = format!("exe{}{}", std::process::id(), config as u8);
     let mut command = vec!["/nsattack", "exe-watch", "2500"];
     command.extend(ids.iter().map(String::as_str));
     let argv = lab.chain_argv(config, Some(&name), &[], &command);
@@ -282,9 +282,10 @@ fn no_writable_handle_to_a_host_binary_when_joined_with_nsps_exec_cve_2019_5736(
     if !need_root() {
         return;
     }
-    let mut lab = Lab::new("nspsexec");
     let mut results = Vec::new();
+    // One lab per chain: a rootless chain refuses a state directory that root made.
     for config in configs() {
+        let mut lab = Lab::new("nspsexec");
         results.push(watch_joins(
             &mut lab,
             config,
@@ -301,8 +302,8 @@ fn no_writable_handle_to_a_host_binary_when_joined_with_nsps_exec_cve_2019_5736(
                 lab.in_host("", nobody, &argv)
             },
         ));
+        lab.assert_clean();
     }
-    lab.assert_clean();
     assert_all(results);
 }
 
@@ -318,9 +319,9 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
     if !need_root() {
         return;
     }
-    let mut lab = Lab::new("joinstart");
     let mut results = Vec::new();
     for config in [Config::Rootful, Config::RootfulUserns] {
+        let mut lab = Lab::new("joinstart");
         results.push(watch_joins(
             &mut lab,
             config,
@@ -336,8 +337,8 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
                 lab.in_host("", false, &argv)
             },
         ));
+        lab.assert_clean();
     }
-    lab.assert_clean();
     assert_all(results);
 }
 
@@ -347,6 +348,86 @@ fn lab_has_user(lab: &Lab, name: &str) -> bool {
         .join(name)
         .join("user.json")
         .exists()
+}
+
+#[test]
+fn a_process_joined_with_nsps_exec_gets_no_host_fd_cwd_namespace_or_process() {
+    if !need_root() {
+        return;
+    }
+    let marker = format!("nsc-host-process-j{}", std::process::id());
+    let mut host_proc = Command::new(attacker())
+        .args(["sleep", "60000", &marker])
+        .spawn()
+        .unwrap();
+    let reversed: String = marker.chars().rev().collect();
+    let mut results = Vec::new();
+    // RU is left out: nsps exec cannot enter it (see faults.rs, nsps_exec_joins_...).
+    let mut configs = vec![Config::Rootful];
+    if need_rootless() {
+        configs.push(Config::Rootless);
+    }
+    for config in configs {
+        // One lab per chain: a rootless chain refuses a state directory that root made.
+        let lab = Lab::new("joined");
+        let name = format!("join{}{}", std::process::id(), config as u8);
+        let argv = lab.chain_argv(config, Some(&name), &[], &["/bin/sleep", "30"]);
+        let mut container = lab
+            .in_host("", config == Config::Rootless, &argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !lab
+            .state
+            .join("run/chains")
+            .join(&name)
+            .join("mnt.json")
+            .exists()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} did not register"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for attack in [&["fds"][..], &["setns"][..], &["procs", &reversed][..]] {
+            let mut argv: Vec<String> = ["nsps", "exec", &name, "--", "/nsattack"]
+                .map(str::to_owned)
+                .to_vec();
+            argv.extend(attack.iter().map(|s| (*s).to_owned()));
+            let mut cmd = lab.in_host("", config == Config::Rootless, &argv);
+            // A host directory and a host namespace left open by the caller of nsps exec.
+            let dir = std::fs::File::open(lab.dir.path()).unwrap();
+            let ns = std::fs::File::open("/proc/self/ns/mnt").unwrap();
+            let (d, n) = (dir.as_raw_fd(), ns.as_raw_fd());
+            // SAFETY: dup2 in the forked child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(d, 7) < 0 || libc::dup2(n, 8) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let out = run(&mut cmd);
+            results.push(check_blocked(
+                &format!(
+                    "CVE-2024-21626 / claim: nothing of the host reaches a process joined with nsps exec ({})",
+                    attack[0]
+                ),
+                config,
+                &out,
+            ));
+        }
+        lab.kill_all_and_wait();
+        let _ = container.wait();
+        lab.assert_clean();
+    }
+    host_proc.kill().unwrap();
+    host_proc.wait().unwrap();
+    assert_all(results);
 }
 
 #[test]
