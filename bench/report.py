@@ -56,23 +56,35 @@ def quantile(values, q):
 
 def read_results(group):
     """label -> {median, p25, p75, min, mean, runs, user, system} in milliseconds."""
-    path = os.path.join(DATA, f"hf-{group}.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        data = json.load(f)
+    # one JSON per round (hf-GROUP.rN.json): the times of every round are pooled
+    paths = sorted(
+        os.path.join(DATA, name)
+        for name in os.listdir(DATA)
+        if name.startswith(f"hf-{group}.r") and name.endswith(".json")
+    )
+    pooled = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for r in data.get("results", []):
+            entry = pooled.setdefault(r["command"], {"times": [], "user": [], "system": []})
+            entry["times"] += [t * 1000 for t in r.get("times", [])]
+            entry["user"].append(r.get("user", 0) * 1000)
+            entry["system"].append(r.get("system", 0) * 1000)
     out = {}
-    for r in data.get("results", []):
-        times = [t * 1000 for t in r.get("times", [])]
-        out[r["command"]] = {
-            "median": statistics.median(times) if times else r["median"] * 1000,
+    for command, entry in pooled.items():
+        times = entry["times"]
+        if not times:
+            continue
+        out[command] = {
+            "median": statistics.median(times),
             "p25": quantile(times, 0.25),
             "p75": quantile(times, 0.75),
-            "min": min(times) if times else r["min"] * 1000,
-            "mean": r["mean"] * 1000,
+            "min": min(times),
+            "mean": statistics.mean(times),
             "runs": len(times),
-            "user": r.get("user", 0) * 1000,
-            "system": r.get("system", 0) * 1000,
+            "user": statistics.mean(entry["user"]),
+            "system": statistics.mean(entry["system"]),
         }
     return out
 
@@ -254,8 +266,10 @@ emit()
 emit(f"- machine: {FACTS.get('machine', '?')}")
 emit(f"- versions: {FACTS.get('versions', '?')}")
 emit(
-    f"- method: every table is ONE `hyperfine -N` run (no shell in between), {FACTS.get('warmup', '?')} warm-up "
-    f"and {FACTS.get('runs', '?')} timed runs per command, commands of a table measured back to back; "
+    f"- method: every table is measured side by side with `hyperfine -N` (no shell in between): "
+    f"{FACTS.get('runs', '?')} timed runs per command, split into {FACTS.get('rounds', '?')} rounds whose "
+    f"command order alternates (forward, reversed, ...) so that load that comes and goes falls on every "
+    f"command alike; {FACTS.get('warmup', '?')} warm-up runs in the first round, half as many in the others; "
     "medians of wall time from fork to exit as hyperfine sees it; IQR = 25th–75th percentile; "
     "release binaries of `target/release` (LTO, stripped)."
 )
@@ -328,6 +342,25 @@ emit(
 emit("- `unshare -muinpU -f --mount-proc` has no new root: it is the issue's anchor, not equivalent work.")
 emit()
 group_table("chain", ref_label="floor")
+_, floor_ms = median_of("chain", "floor")
+_, bwrap_ms = median_of("chain", "bwrap --unshare-all")
+_, crun_ms = median_of("chain", "crun run")
+if floor_ms and "per_link_dynamic" in FACTS:
+    emit("What an exec chain can reach at best on this machine: the floor's work plus five more "
+         "exec'd programs (a six-link chain execs six tools where the floor execs one):")
+    emit()
+    for kind in ["dynamic", "static"]:
+        if f"per_link_{kind}" not in FACTS:
+            continue
+        bound = floor_ms + 5 * float(FACTS[f"per_link_{kind}"])
+        parts = [f"floor {ms(floor_ms)} + 5 × {FACTS[f'per_link_{kind}']} = **{ms(bound)} ms**"]
+        if bwrap_ms:
+            parts.append(f"{bound / bwrap_ms:.2f} × bwrap")
+        if crun_ms:
+            parts.append(f"{bound / crun_ms:.2f} × crun")
+        parts.append(f"{bound / floor_ms:.2f} × floor")
+        emit(f"- {kind} links: " + ", ".join(parts))
+    emit()
 if "chain-partial" in ROWS:
     emit("Partial chain (what is built; NOT the full chain, for orientation only):")
     emit()

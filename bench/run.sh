@@ -13,6 +13,7 @@
 #   6. binary sizes, pidns monitor/init memory, static vs dynamic exec, strace/perf profile
 #
 # Knobs: NSCHAIN_BENCH_RUNS (runs per command, 200), NSCHAIN_BENCH_WARMUP (20),
+# NSCHAIN_BENCH_ROUNDS (the runs are split into that many alternating rounds, 4),
 # NSCHAIN_BENCH_SCALE (containers in section 5, 1000; 0 skips it), NSCHAIN_BENCH_STATIC=0 skips
 # the static build, NSCHAIN_BENCH_BIN (binaries, default target/release),
 # NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_QUIET=SECONDS (wait that long at
@@ -26,6 +27,7 @@ REPO=$PWD
 BIN=${NSCHAIN_BENCH_BIN:-$REPO/target/release}
 RUNS=${NSCHAIN_BENCH_RUNS:-200}
 WARMUP=${NSCHAIN_BENCH_WARMUP:-20}
+ROUNDS=${NSCHAIN_BENCH_ROUNDS:-4}
 SCALE=${NSCHAIN_BENCH_SCALE:-1000}
 OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
 TOOLS=(utsns ipcns netns pidns mntns userns)
@@ -83,6 +85,7 @@ done
 fact load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact runs "$RUNS"
 fact warmup "$WARMUP"
+fact rounds "$ROUNDS"
 fact tools_present "$(for t in "${TOOLS[@]}"; do have "$t" && printf '%s ' "$t"; done)"
 fact tools_missing "$(missing_tools "${TOOLS[@]}")"
 
@@ -110,13 +113,26 @@ hf() {
         fi
     done
     ((${#args[@]})) || return 0
-    log "timing $group: $(( ${#args[@]} / 3 )) commands x $RUNS runs"
-    if ! "${HF_WRAP[@]}" hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
-        --export-json "$DATA/hf-$group.json" "${args[@]}" >"$DATA/hf-$group.log" 2>&1; then
-        log "$group: hyperfine failed: $(tail -3 "$DATA/hf-$group.log")"
-        printf '%s\t*\t\tfailed\thyperfine: %s\n' "$group" "$(tail -1 "$DATA/hf-$group.log" | tr '\t' ' ')" >>"$DATA/rows.tsv"
-        rm -f "$DATA/hf-$group.json"
-    fi
+    # ROUNDS rounds of RUNS/ROUNDS runs each, the order of the commands reversed every other
+    # round: load that comes and goes (other work on the machine, the kernel's asynchronous
+    # namespace teardown left by the previous command) falls on every command alike.
+    local round per=$(( (RUNS + ROUNDS - 1) / ROUNDS )) n=$(( ${#args[@]} / 3 )) i ordered
+    log "timing $group: $n commands x $RUNS runs ($ROUNDS rounds)"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        ordered=()
+        for ((i = 0; i < n; i++)); do
+            local j=$(( round % 2 ? i : n - 1 - i ))
+            ordered+=("${args[@]:$((3 * j)):3}")
+        done
+        if ! "${HF_WRAP[@]}" hyperfine -N --style basic --warmup "$(( round == 1 ? WARMUP : WARMUP / 2 ))" \
+            --runs "$per" --export-json "$DATA/hf-$group.r$round.json" "${ordered[@]}" \
+            >>"$DATA/hf-$group.log" 2>&1; then
+            log "$group: hyperfine failed: $(tail -3 "$DATA/hf-$group.log")"
+            printf '%s\t*\t\tfailed\thyperfine: %s\n' "$group" "$(tail -1 "$DATA/hf-$group.log" | tr '\t' ' ')" >>"$DATA/rows.tsv"
+            rm -f "$DATA/hf-$group".r*.json
+            return 0
+        fi
+    done
 }
 # missing GROUP LABEL CMD REASON: a row that cannot be measured
 missing() { printf '%s\t%s\t%s\tmissing\t%s\n' "$1" "$2" "$3" "$4" >>"$DATA/rows.tsv"; }
