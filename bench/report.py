@@ -568,9 +568,10 @@ if os.path.exists(path):
     emit("```")
     emit()
 if "kmsg_per_chain" in FACTS:
-    emit(f"Kernel log lines written per chain run: {FACTS['kmsg_per_chain']}.")
+    emit(f"Kernel log lines written per chain run (20 runs between two /dev/kmsg markers): "
+         f"{FACTS['kmsg_per_chain']}.")
     path = os.path.join(DATA, "text-kmsg-chain.txt")
-    if FACTS["kmsg_per_chain"] not in ("0", "") and os.path.exists(path):
+    if FACTS["kmsg_per_chain"] not in ("0.0", "") and os.path.exists(path):
         emit()
         emit("```")
         emit(open(path).read().rstrip())

@@ -142,7 +142,7 @@ def main():
     start = time.monotonic()
     procs = []
     debug_path = out_path + ".debug"
-    debug_err = os.open(debug_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    debug_err = os.open(debug_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
     debug_env = dict(os.environ, NSCHAIN_DEBUG="1")
     for i in range(n):
         last = i == n - 1  # the last container traces its steps: what a start costs at N-1
