@@ -258,8 +258,13 @@ if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
     # variants, to show where the time goes (not the shipped build or the default chain)
     help_has pidns --no-init &&
         ROW+=("variant: chain with pidns --no-init" "${CHAIN/$BIN\/pidns --/$BIN/pidns --no-init --}")
-    [[ $STATIC_ALL == yes ]] &&
+    if [[ $STATIC_ALL == yes ]]; then
         ROW+=("variant: chain of static binaries" "${CHAIN//$BIN\//$STATIC/}")
+        if help_has pidns --no-init; then
+            noinit=${CHAIN/$BIN\/pidns --/$BIN/pidns --no-init --}
+            ROW+=("variant: static binaries and pidns --no-init" "${noinit//$BIN\//$STATIC/}")
+        fi
+    fi
 fi
 row_bwrap="bwrap --unshare-all --hostname b --bind $ROOTFS / --proc /proc --dev /dev /bin/true"
 if [[ -n $FLOOR ]]; then ROW+=("floor" "$FLOOR $ROOTFS /bin/true"); else missing chain floor "" "nschain-floor not built"; fi
