@@ -221,6 +221,22 @@ fn without_a_consumer_the_tree_passes_through_pidns_to_the_payload() {
     );
     let fds: Vec<&str> = out.lines().filter(|l| l.starts_with("fd ")).collect();
     assert_eq!(fds.len(), 2, "{out}");
+    // The chain has no consumer: userns says so.
+    let out_err = run(&mut sh(
+        &state,
+        "exec userns --map-auto --idmap / -- pidns -- true",
+    ));
+    assert!(
+        stderr(&out_err).contains("userns: warning: no mntns follows in this chain"),
+        "{}",
+        stderr(&out_err)
+    );
+    let quiet = run(&mut sh(
+        &state,
+        "exec userns --map-auto --idmap / -- pidns -- mntns --overlay / --rm -- true",
+    ));
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
     for (line, path) in fds.iter().zip(["/", "/tmp"]) {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(words[1].parse::<u32>().unwrap() > 2, "{line}");

@@ -134,6 +134,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         false => None,
     };
     trees::check_range(&idmap, &plan, &caller)?;
+    trees::warn_without_consumer(&idmap, &args.command.command);
 
     // Helpers first: they must keep the caller's namespace and privileges.
     let pin = link.pin_helper()?;

@@ -103,6 +103,26 @@ pub fn check_range(paths: &[PathBuf], plan: &Plan, caller: &Caller) -> Result<()
     Ok(())
 }
 
+/// Warns when no `mntns` follows in COMMAND's words: then nothing consumes the trees, and the
+/// payload itself gets them (root inside could attach one in a mount namespace of its own and
+/// write PATH's files with their host owners).
+pub fn warn_without_consumer(paths: &[PathBuf], command: &[OsString]) {
+    if paths.is_empty() {
+        return;
+    }
+    let consumed = command.iter().any(|word| {
+        Path::new(word)
+            .file_name()
+            .is_some_and(|name| name.as_bytes() == b"mntns")
+    });
+    if !consumed {
+        report::warning(format_args!(
+            "no mntns follows in this chain: COMMAND itself gets the idmapped trees ({VAR}), \
+             writable with their host owners by whoever attaches them"
+        ));
+    }
+}
+
 /// Root of the initial user namespace with CAP_SYS_ADMIN (what idmapped mounts need).
 fn host_root() -> bool {
     state::in_initial_user_namespace()
