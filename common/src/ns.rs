@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -242,6 +242,17 @@ impl NsFile {
 
 // NS_GET_NSTYPE: _IO(0xb7, 0x3).
 nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
+// NS_GET_USERNS: _IO(0xb7, 0x1).
+nix::ioctl_none!(ns_get_userns, 0xb7, 0x1);
+
+/// The inode of the user namespace that owns a namespace (`lsns -o ONS`).
+pub fn owner_inode(file: &File) -> anyhow::Result<u64> {
+    // SAFETY: NS_GET_USERNS takes no argument; it returns a new fd that we own at once.
+    let raw = unsafe { ns_get_userns(file.as_raw_fd()) }?;
+    // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+    let owner = File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) });
+    Ok(owner.metadata()?.ino())
+}
 
 /// The kind of namespace an nsfs file refers to.
 pub fn namespace_type(file: &File) -> anyhow::Result<Namespace> {

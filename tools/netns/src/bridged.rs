@@ -205,6 +205,9 @@ fn setup(
         .ok_or_else(|| Fatal::new("eth0 is missing in the new namespace"))?;
     // A gratuitous ARP when eth0 comes up: neighbours forget a previous holder's MAC.
     let _ = bridge::write_sysctl(&format!("net/ipv4/conf/{PEER}/arp_notify"), "1");
+    // As Docker: every port is the container's own. Its root may be an unprivileged range
+    // (userns after netns), without CAP_NET_BIND_SERVICE over a namespace the host owns.
+    let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
     debug::step("eth0 address", || {
         inner.add_address(eth0.index, lease.ip, br.subnet.prefix)
     })

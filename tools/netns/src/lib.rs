@@ -105,6 +105,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut extra = Map::new();
     if !link.is_join() {
         loopback_up()?;
+        // As Docker: every port is the container's own (see bridged.rs).
+        let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
         extra.insert("mode".into(), json!("loopback"));
     }
     link.finish(std::process::id(), extra)?;

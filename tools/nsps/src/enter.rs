@@ -3,10 +3,12 @@
 //! (DESIGN.md §2), then COMMAND.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{chain, Fatal};
+use common::info::Record;
+use common::{chain, ns, Fatal};
 
 /// The order links join in: the user namespace gives the rights to join the others; the pid
 /// namespace forks; the mount namespace changes the root, so it comes last.
@@ -37,11 +39,9 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Fatal {
         return Fatal::new(format!("no chain named {name} is running"))
             .with_hint("nsps lists the running chains");
     }
-    let argv = joining_chain(
-        name,
-        |kind| records.iter().any(|r| r.ns.kind == kind && r.created),
-        command,
-    );
+    let made = |kind: &str| records.iter().any(|r| r.ns.kind == kind && r.created);
+    let order = join_order(&records);
+    let argv = joining_chain(name, order.into_iter().filter(|k| made(k)), command);
     // The joining links enter this chain; they must not register under another chain's name.
     std::env::remove_var(chain::NAME_VAR);
     common::exec::exec(argv)
@@ -82,10 +82,33 @@ fn comm(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// `userns --join NAME -- pidns --join NAME -- ... -- COMMAND` for the kinds `has` accepts.
-pub fn joining_chain(
+/// The kinds in the order to join them: namespaces the chain made before its user namespace
+/// (`netns` in a rootful chain) belong to the caller's user namespace, so they are joined
+/// first, while still privileged there; then the user namespace; then the rest.
+fn join_order(records: &[Record]) -> Vec<&'static str> {
+    let user = records.iter().find(|r| r.ns.kind == "user" && r.created);
+    let outside = |kind: &str| {
+        user.is_some_and(|user| {
+            records.iter().any(|r| {
+                r.ns.kind == kind
+                    && File::open(format!("/proc/{}/ns/{kind}", r.pid))
+                        .ok()
+                        .and_then(|f| ns::owner_inode(&f).ok())
+                        .is_some_and(|owner| owner != user.ns.inode)
+            })
+        })
+    };
+    let (before, after): (Vec<_>, Vec<_>) = ORDER
+        .iter()
+        .map(|(kind, _)| *kind)
+        .partition(|kind| *kind != "user" && outside(kind));
+    before.into_iter().chain(after).collect()
+}
+
+/// `TOOL --join NAME -- ... -- COMMAND` for each kind, in the order given.
+pub fn joining_chain<'a>(
     name: &str,
-    has: impl Fn(&str) -> bool,
+    kinds: impl IntoIterator<Item = &'a str>,
     command: Vec<OsString>,
 ) -> Vec<OsString> {
     // The links are our own binaries, found beside nsps, so the chain does not depend on PATH.
@@ -93,13 +116,13 @@ pub fn joining_chain(
         .ok()
         .and_then(|exe| exe.parent().map(PathBuf::from));
     let mut argv: Vec<OsString> = Vec::new();
-    for (kind, tool) in ORDER {
-        if !has(kind) {
+    for kind in kinds {
+        let Some((_, tool)) = ORDER.iter().find(|(k, _)| *k == kind) else {
             continue;
-        }
+        };
         let program = match &dir {
             Some(dir) if dir.join(tool).exists() => dir.join(tool).into_os_string(),
-            _ => tool.into(),
+            _ => (*tool).into(),
         };
         argv.extend([program, "--join".into(), name.into(), "--".into()]);
     }
@@ -113,7 +136,8 @@ mod tests {
 
     #[test]
     fn the_chain_joins_user_first_and_mount_last() {
-        let argv = joining_chain("web1", |k| k != "net", vec!["hostname".into()]);
+        let kinds = ORDER.iter().map(|(k, _)| *k).filter(|k| *k != "net");
+        let argv = joining_chain("web1", kinds, vec!["hostname".into()]);
         let words: Vec<String> = argv
             .iter()
             .map(|a| {

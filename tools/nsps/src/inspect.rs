@@ -195,14 +195,25 @@ pub fn remove(name: &str) -> Result<(), Fatal> {
                 .with_hint("stop it first; nsps rm only deletes what a stopped chain kept"),
         );
     }
-    let layer: PathBuf = state::data_dir().join("overlay").join(name);
+    let data = state::data_dir();
+    // A chain under `userns --map-auto` keeps its layer in its range's data directory.
+    let mut layers: Vec<PathBuf> = vec![data.join("overlay").join(name)];
+    if let Ok(entries) = fs::read_dir(&data) {
+        layers.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("userns-"))
+                .map(|e| e.path().join("overlay").join(name)),
+        );
+    }
+    layers.retain(|l| l.exists());
     let registered = chain::dir(name).is_dir();
-    if !layer.exists() && !registered {
+    if layers.is_empty() && !registered {
         return Err(Fatal::new(format!(
             "no stopped chain named {name} has a kept layer"
         )));
     }
-    if layer.exists() {
+    for layer in layers {
         fs::remove_dir_all(&layer)
             .with_context(|| format!("unable to delete {}", layer.display()))?;
     }
