@@ -1,10 +1,12 @@
 //! The leak audit: what a test's containers may leave on the host, snapshotted before and
 //! compared after (DESIGN.md §4, "Nothing leaks").
 //!
-//! A snapshot holds, for one test: the mounts that mention its scratch directory, the state
-//! files under its run and data directories, every process (and so every namespace) that
-//! carries its `NSCHAIN_RUN_DIR` in its environment, and — when the test plays the host in a
-//! throwaway network namespace — that namespace's links, nft ruleset and mounts.
+//! A snapshot holds, for one test: the mounts that mention its state directory (or any other
+//! path it watches, e.g. its scratch directory with the container roots), the state files
+//! under its run and data directories (leases, registrations, overlay layers), every
+//! process that carries its `NSCHAIN_RUN_DIR` in its environment and the namespaces those
+//! processes hold, and — when the test plays the host in a throwaway network namespace —
+//! that namespace's links and nft ruleset.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,16 +21,25 @@ pub struct Snapshot {
     pub processes: BTreeSet<String>,
     pub links: BTreeSet<String>,
     pub nft: String,
+    /// `type:[inode]` of every namespace held by those processes (what `lsns` would list).
+    pub namespaces: BTreeSet<String>,
 }
 
 /// Takes a snapshot for the test whose state lives under `state`; `netns` names the
 /// throwaway network namespace (`ip netns` name) that plays the host, if any.
 pub fn snapshot(state: &Path, netns: Option<&str>) -> Snapshot {
-    let marker = state.display().to_string();
+    snapshot_watching(state, netns, &[])
+}
+
+/// [`snapshot`], also counting the mounts that mention any of `watched` (a test's scratch
+/// directory, where its container roots are).
+pub fn snapshot_watching(state: &Path, netns: Option<&str>, watched: &[&Path]) -> Snapshot {
+    let mut markers = vec![state.display().to_string()];
+    markers.extend(watched.iter().map(|p| p.display().to_string()));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains(&marker))
+        .filter(|l| markers.iter().any(|m| l.contains(m.as_str())))
         .map(|l| l.split_whitespace().nth(4).unwrap_or_default().to_owned())
         .collect();
     let mut state_files = BTreeSet::new();
@@ -54,21 +65,47 @@ pub fn snapshot(state: &Path, netns: Option<&str>) -> Snapshot {
         ),
         None => (BTreeSet::new(), String::new()),
     };
+    let processes = processes_with_env(&format!("NSCHAIN_RUN_DIR={}", state.join("run").display()));
+    let namespaces = processes
+        .iter()
+        .filter_map(|p| p.split(' ').next())
+        .flat_map(|pid| {
+            ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup"]
+                .into_iter()
+                .filter_map(move |kind| {
+                    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+                        .ok()
+                        .map(|l| l.display().to_string())
+                })
+        })
+        .collect();
     Snapshot {
         mounts,
         state_files,
-        processes: processes_with_env(&format!("NSCHAIN_RUN_DIR={}", state.join("run").display())),
+        processes,
         links,
         nft,
+        namespaces,
     }
 }
 
 /// Waits (up to 5 s, cleanup may be asynchronous) until the snapshot equals `before`, then
 /// returns; panics with the difference otherwise. Paths under `kept` are allowed to remain.
 pub fn assert_nothing_left(before: &Snapshot, state: &Path, netns: Option<&str>, kept: &[&Path]) {
+    assert_nothing_left_watching(before, state, netns, kept, &[]);
+}
+
+/// [`assert_nothing_left`] for a snapshot taken with [`snapshot_watching`] (same `watched`).
+pub fn assert_nothing_left_watching(
+    before: &Snapshot,
+    state: &Path,
+    netns: Option<&str>,
+    kept: &[&Path],
+    watched: &[&Path],
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut after = snapshot(state, netns);
+        let mut after = snapshot_watching(state, netns, watched);
         after
             .state_files
             .retain(|f| !kept.iter().any(|k| f.starts_with(k)) && !before.state_files.contains(f));
@@ -185,6 +222,7 @@ fn diff(before: &Snapshot, after: &Snapshot) -> String {
         ("mount", &before.mounts, &after.mounts),
         ("process", &before.processes, &after.processes),
         ("link", &before.links, &after.links),
+        ("namespace", &before.namespaces, &after.namespaces),
     ];
     for (what, b, a) in sets {
         for x in a.difference(b) {

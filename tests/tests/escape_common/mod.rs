@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use nschain_tests::audit::{assert_nothing_left, snapshot, Snapshot};
+use nschain_tests::audit::{assert_nothing_left_watching, snapshot_watching, Snapshot};
 use nschain_tests::*;
 
 /// The tools of the chain (and nsps), as built beside the tests.
@@ -195,7 +195,7 @@ impl Lab {
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
         let root = busybox_root(dir.path());
         let host = HostNs::new(tag);
-        let before = snapshot(&state, Some(&host.name));
+        let before = snapshot_watching(&state, Some(&host.name), &[dir.path()]);
         Lab {
             dir,
             state,
@@ -341,13 +341,19 @@ impl Lab {
     /// Takes the audit's baseline again (after making the host's shared objects on purpose:
     /// a bridge, the nft table).
     pub fn rebase(&mut self) {
-        self.before = snapshot(&self.state, Some(&self.host.name));
+        self.before = snapshot_watching(&self.state, Some(&self.host.name), &[self.dir.path()]);
     }
 
     /// Asserts that the runs of this lab left nothing behind (mounts, links, nft, state
     /// files, processes carrying its NSCHAIN_RUN_DIR).
     pub fn assert_clean(&self) {
-        assert_nothing_left(&self.before, &self.state, Some(&self.host.name), &[]);
+        assert_nothing_left_watching(
+            &self.before,
+            &self.state,
+            Some(&self.host.name),
+            &[],
+            &[self.dir.path()],
+        );
     }
 }
 
