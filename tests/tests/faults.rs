@@ -707,3 +707,149 @@ fn overlay_rm_layers_are_deleted_when_a_container_in_a_pid_namespace_ends() {
         left.len()
     );
 }
+
+/// Syscalls whose failure only tests the allocator or the runtime, not the tool.
+const NOT_INJECTED: &[&str] = &[
+    "read",
+    "close",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "brk",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "sigaltstack",
+    "set_robust_list",
+    "set_tid_address",
+    "rseq",
+    "arch_prctl",
+    "prlimit64",
+    "pread64",
+    "getpid",
+    "getppid",
+    "gettid",
+    "geteuid",
+    "getuid",
+    "getegid",
+    "getgid",
+    "execve",
+    "exit_group",
+    "exit",
+    "getrandom",
+    "poll",
+    "futex",
+    "sched_getaffinity",
+    "madvise",
+    "mremap",
+    "statx",
+    "newfstatat",
+    "fstat",
+    "lseek",
+    "getcwd",
+    "readlink",
+    "access",
+    "uname",
+    "wait4",
+    "waitid",
+    "sched_yield",
+    "clock_nanosleep",
+    "nanosleep",
+];
+
+/// Every other syscall a link makes (counted by a trace of one run), failed at each of its
+/// first occurrences: the link must exit 0 (the call was optional), or 125 / 126 with
+/// `TOOL: fatal:` — never panic, crash or hang.
+fn sweep(lab: &Lab, tool: &str, args: &[&str]) -> (usize, Vec<String>) {
+    let trace = lab.dir.path().join(format!("sweep-{tool}.trace"));
+    let mut argv: Vec<String> = ["strace", "-f", "-qq", "-o"].map(str::to_owned).to_vec();
+    argv.push(trace.display().to_string());
+    argv.push(tool.to_owned());
+    argv.extend(args.iter().map(|s| (*s).to_owned()));
+    argv.extend(["--", "/bin/true"].map(str::to_owned));
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "{tool}: {}", stderr(&out));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(call) = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.split('(').next())
+        else {
+            continue;
+        };
+        if call.is_empty()
+            || !call
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        if !NOT_INJECTED.contains(&call) {
+            *counts.entry(call.to_owned()).or_insert(0) += 1;
+        }
+    }
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (call, n) in counts {
+        for when in 1..=n.min(6) {
+            let inject = format!("--inject={call}:error=EPERM:when={when}");
+            let mut argv: Vec<String> = [
+                "timeout",
+                "-s",
+                "KILL",
+                "10",
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            argv.push(inject);
+            argv.push(tool.to_owned());
+            argv.extend(args.iter().map(|s| (*s).to_owned()));
+            argv.extend(["--", "/bin/true"].map(str::to_owned));
+            let out = run(&mut lab.in_host("", false, &argv));
+            tried += 1;
+            let err = stderr(&out);
+            let code = out.status.code();
+            let fine = code == Some(0)
+                || (matches!(code, Some(125 | 126))
+                    && err.starts_with(&format!("{tool}: fatal: ")));
+            if !fine || err.contains("panicked") {
+                failures.push(format!(
+                    "{tool} {} with {call} #{when} failing: {}: {err}",
+                    args.join(" "),
+                    out.status
+                ));
+            }
+        }
+    }
+    (tried, failures)
+}
+
+#[test]
+fn any_syscall_failing_in_any_link_gives_a_clean_125_never_a_crash() {
+    if !need_strace() || !require(have("timeout"), "timeout (coreutils)") {
+        return;
+    }
+    let lab = Lab::new("fault-sweep");
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for (tool, args) in [
+        ("utsns", &["--hostname", "swept"][..]),
+        ("ipcns", &["--sysctl", "kernel.shmmax=67108864"][..]),
+        ("userns", &["--map-auto"][..]),
+        ("pidns", &[][..]),
+        ("netns", &[][..]),
+    ] {
+        let (tried, mut f) = sweep(&lab, tool, args);
+        total += tried;
+        failures.append(&mut f);
+    }
+    eprintln!("{total} faults injected");
+    lab.assert_clean();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
