@@ -853,3 +853,94 @@ fn any_syscall_failing_in_any_link_gives_a_clean_125_never_a_crash() {
     lab.assert_clean();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// DESIGN.md §4: "Killing any link with SIGKILL at any moment must not break the next run."
+/// The full canonical chain (bridge with a published port, --map-auto, an overlay with --rm)
+/// is SIGKILLed — every process of it, watcher and cleaner included — at moments spread over
+/// its setup; then `netns gc` and one more run must work, and the audit must be clean.
+#[test]
+fn sigkill_at_any_moment_of_the_setup_never_breaks_the_next_run() {
+    if !need_root() {
+        return;
+    }
+    let mut lab = Lab::new("fault-chaos");
+    let root = lab.root.display().to_string();
+    let chain = |lab: &Lab| -> Command {
+        let argv: Vec<String> = [
+            "netns",
+            "--bridge",
+            "-p",
+            "18082:80",
+            "--",
+            "userns",
+            "--map-auto",
+            "--",
+            "ipcns",
+            "--",
+            "utsns",
+            "--",
+            "pidns",
+            "--",
+            "mntns",
+            "--overlay",
+            &root,
+            "--rm",
+            "--",
+            "/bin/true",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        lab.in_host("", false, &argv)
+    };
+    // The host's shared objects (bridge, nft table) first.
+    let out = run(&mut chain(&lab));
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.rebase_settled();
+    let mut killed = 0;
+    for step in 0..30u64 {
+        let mut child = chain(&lab)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(step * 1500));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        lab.kill_all_and_wait();
+        let _ = child.wait();
+    }
+    eprintln!("{killed} of 30 runs killed during their setup");
+    assert!(killed > 5, "the kills came too late to test anything");
+    let argv: Vec<String> = ["netns", "gc"].map(str::to_owned).to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "netns gc: {}", stderr(&out));
+    // The next run (without pidns, whose teardown would kill this run's own cleaner: bug 4
+    // of SECURITY.md) collects the stale layers of its range and leaves nothing.
+    let argv: Vec<String> = [
+        "netns",
+        "--bridge",
+        "-p",
+        "18082:80",
+        "--",
+        "userns",
+        "--map-auto",
+        "--",
+        "ipcns",
+        "--",
+        "utsns",
+        "--",
+        "mntns",
+        "--overlay",
+        &root,
+        "--rm",
+        "--",
+        "/bin/true",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = run(&mut lab.in_host("", false, &argv));
+    assert!(out.status.success(), "the next run: {}", stderr(&out));
+    next_overlay_start_collects(&lab);
+    lab.assert_clean();
+}
