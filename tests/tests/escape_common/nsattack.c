@@ -132,20 +132,30 @@ static void do_mknod(unsigned maj, unsigned min) {
 
 /* sysctl: core_pattern and sysrq-trigger must not be writable. Nothing harmful is written:
  * core_pattern gets its own value back, sysrq-trigger is only opened. */
+static void write_own_value(const char *path) {
+    char cur[512] = "", what[600];
+    snprintf(what, sizeof what, "write %s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { printf("INFO %s: %s\n", path, strerror(errno)); return; }
+    ssize_t n = read(fd, cur, sizeof cur - 1);
+    cur[n > 0 ? n : 0] = 0;
+    close(fd);
+    fd = open(path, O_WRONLY);
+    if (fd < 0) { blocked_errno(what); return; }
+    if (write(fd, cur, strlen(cur)) >= 0) escape(what, "written (its own value)");
+    else blocked_errno(what);
+    close(fd);
+}
+
 static void do_sysctl(void) {
-    char cur[512] = "";
-    int fd = open("/proc/sys/kernel/core_pattern", O_RDONLY);
-    if (fd >= 0) { ssize_t n = read(fd, cur, sizeof cur - 1); cur[n > 0 ? n : 0] = 0; close(fd); }
-    fd = open("/proc/sys/kernel/core_pattern", O_WRONLY);
-    if (fd < 0) blocked_errno("write /proc/sys/kernel/core_pattern");
-    else {
-        if (write(fd, cur, strlen(cur)) >= 0) escape("write /proc/sys/kernel/core_pattern", "written (its own value)");
-        else blocked_errno("write /proc/sys/kernel/core_pattern");
-        close(fd);
-    }
-    fd = open("/proc/sysrq-trigger", O_WRONLY);
-    if (fd < 0) blocked_errno("write /proc/sysrq-trigger");
-    else { close(fd); escape("write /proc/sysrq-trigger", "opened for writing"); }
+    const char *paths[] = {"/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe",
+                           "/proc/sys/kernel/hotplug", "/sys/kernel/uevent_helper",
+                           "/proc/sys/fs/binfmt_misc/status", "/proc/sys/vm/panic_on_oom", NULL};
+    for (int i = 0; paths[i]; i++) write_own_value(paths[i]);
+    int fd = open("/proc/sysrq-trigger", O_WRONLY);
+    if (fd >= 0) { close(fd); escape("write /proc/sysrq-trigger", "opened for writing"); }
+    else if (errno == ENOENT) printf("INFO /proc/sysrq-trigger: %s (this kernel has none)\n", strerror(errno));
+    else blocked_errno("write /proc/sysrq-trigger");
 }
 
 static int read_file(const char *path, char *buf, size_t len) {
