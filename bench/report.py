@@ -273,15 +273,20 @@ emit(
     "medians of wall time from fork to exit as hyperfine sees it; IQR = 25th–75th percentile; "
     "release binaries of `target/release` (LTO, stripped)."
 )
-load_start, load_end = FACTS.get("load_start", "?"), FACTS.get("load_end", "?")
-emit(f"- load average (1, 5, 15 min) at the start: {load_start}; at the end: {load_end}")
+sections = [(k[len("load_section_"):], v) for k, v in FACTS.items() if k.startswith("load_section_")]
+emit(
+    f"- load average (1 min) at the start: {FACTS.get('load_start', '?').split(' ')[0]}; before each section: "
+    + ", ".join(f"{n}: {v}" for n, v in sections)
+    + f"; at the end: {FACTS.get('load_end', '?').split(' ')[0]} (section 5 itself starts hundreds of processes)"
+)
 try:
-    busy = max(float(load_start.split()[0]), float(load_end.split()[0])) > 1.0
+    timed = [float(FACTS.get("load_start", "0").split()[0])] + [float(v) for n, v in sections if n in "1234"]
+    busy = max(timed) > 1.0
 except (ValueError, IndexError):
     busy = False
 if busy:
-    emit("  - **the machine was busy during this run** (other work was running): wall times of every "
-         "row are inflated and noisier; the ratios of one table (measured back to back) stay comparable")
+    emit("  - **the machine was busy during the timed sections** (other work was running): wall times are "
+         "inflated and noisier; the ratios inside one table (measured in alternating rounds) stay comparable")
 emit(f"- tools built: {FACTS.get('tools_present', '').strip() or 'none'}")
 missing_tools = FACTS.get("tools_missing", "").strip()
 emit(f"- tools NOT built (their rows say *not measured*): {missing_tools or 'none'}")

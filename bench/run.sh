@@ -60,6 +60,8 @@ cleanup() {
 trap cleanup EXIT
 
 log() { printf 'bench: %s\n' "$*" >&2; }
+# section N TITLE: logs it and records the load average before it
+section() { log "$1. $2"; fact "load_section_$1" "$(cut -d' ' -f1 /proc/loadavg)"; }
 # fact KEY VALUE: a figure for report.py
 fact() { printf '%s\t%s\n' "$1" "$2" >>"$DATA/facts.tsv"; }
 # text NAME < file: a verbatim block for report.py
@@ -221,7 +223,7 @@ if [[ ${NSCHAIN_BENCH_STATIC:-1} != 0 ]] && have utsns; then
 fi
 
 # --- 1. each tool alone vs its unshare equivalent ----------------------------------------------
-log "1. tools alone"
+section 1 "tools alone"
 ROW=(); row tool-utsns "utsns true" "$BIN/utsns true" utsns
 hf tool-utsns "${ROW[@]}" "unshare -u true" "unshare -u true"
 ROW=(); row tool-ipcns "ipcns true" "$BIN/ipcns true" ipcns
@@ -248,7 +250,7 @@ if have utsns; then
 fi
 
 # --- 2. the full rootful chain ------------------------------------------------------------------
-log "2. rootful chain"
+section 2 "rootful chain"
 CHAIN="$BIN/netns -- $BIN/userns --map-root -- $BIN/ipcns -- $BIN/utsns --hostname b -- $BIN/pidns -- $BIN/mntns --rootfs $ROOTFS -- /bin/true"
 fact chain_rootful "$CHAIN"
 fact floor_present "$([[ -n $FLOOR ]] && echo yes || echo no)"
@@ -293,7 +295,7 @@ if [[ -n $(missing_tools netns userns ipcns utsns pidns mntns) && ${#partial[@]}
 fi
 
 # --- 3. the rootless chain ----------------------------------------------------------------------
-log "3. rootless chain"
+section 3 "rootless chain"
 CHAIN_NOBODY="$BIN/userns --map-root -- $BIN/netns -- $BIN/ipcns -- $BIN/utsns --hostname b -- $BIN/pidns -- $BIN/mntns --rootfs $ROOTFS -- /bin/true"
 fact chain_rootless "${NOBODY[*]} $CHAIN_NOBODY"
 ROW=()
@@ -304,7 +306,7 @@ hf rootless "${ROW[@]}" \
     "unshare -Urmuinp -f --mount-proc (uid 65534)" "${NOBODY[*]} unshare -Urmuinp -f --mount-proc true"
 
 # --- 4. bridge networking, in a throwaway "host" network namespace ---------------------------------
-log "4. bridge networking"
+section 4 "bridge networking"
 # Everything of this row runs in a new network and mount namespace: the bridge, the veths, the
 # nft table and /run/netns of the ip script exist only there and die with it.
 NETHOST=(unshare -n -m --propagation private sh -c 'ip link set lo up && mount -t tmpfs tmpfs /run && exec "$@"' sh)
@@ -349,7 +351,7 @@ fi
 
 # --- 5. scale -----------------------------------------------------------------------------------
 if ((SCALE > 0)); then
-    log "5. scale: $SCALE containers"
+    section 5 "scale: $SCALE containers"
     if help_has netns --bridge; then
         scale_chain=("$BIN/netns" --bridge=nsscale0 --)
         have userns && scale_chain+=("$BIN/userns" --map-root --)
@@ -367,7 +369,7 @@ if ((SCALE > 0)); then
 fi
 
 # --- 6. sizes, memory, static vs dynamic, profile -------------------------------------------------
-log "6. sizes, memory, static exec, profile"
+section 6 "sizes, memory, static exec, profile"
 for t in "${TOOLS[@]}" nsps nschain-floor; do
     [[ -x $BIN/$t ]] && fact "size_$t" "$(stat -c %s "$BIN/$t") $(file -b "$BIN/$t" | grep -o 'not stripped\|stripped' | head -1)"
 done
