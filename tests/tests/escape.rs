@@ -320,7 +320,7 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
         return;
     }
     let mut results = Vec::new();
-    for config in [Config::Rootful, Config::RootfulUserns] {
+    for config in configs() {
         let mut lab = Lab::new("joinstart");
         results.push(watch_joins(
             &mut lab,
@@ -334,7 +334,7 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
                 argv.extend(["pidns", "--join", name, "--", "mntns", "--rootfs"].map(str::to_owned));
                 argv.push(lab.root.display().to_string());
                 argv.extend(["--", "/bin/true"].map(str::to_owned));
-                lab.in_host("", false, &argv)
+                lab.in_host("", lab_is_rootless(lab, name), &argv)
             },
         ));
         lab.assert_clean();
