@@ -157,6 +157,8 @@ def group_table(group, ref_label=None, ref_prefix=None, title_ref=None):
 
 # ----------------------------------------------------------------------------------------------
 TARGETS = []  # (target, measured, limit, margin, status)
+PERF = {}
+PER_PROGRAM = {}
 
 
 def ratio_target(name, group, a, b, limit, a_prefix=False, b_prefix=False):
@@ -539,6 +541,7 @@ for name in ["chain", "bwrap", "floor"]:
             except ValueError:
                 pass
     perf[name] = values
+PERF = perf
 if perf:
     emit("`perf stat -r 50` (per run, all processes of the run):")
     emit()
@@ -627,6 +630,7 @@ if os.path.exists(path):
         if name not in order:
             order.append(name)
         per_program[name][call] += 1
+    PER_PROGRAM.update(per_program)
     if per_program:
         emit("Syscalls of one chain run per program (from `strace -f`; a forked child is named after "
              "the program it was forked from until it execs):")
@@ -641,9 +645,77 @@ if os.path.exists(path):
         emit(f"| **total** | **{total}** | |")
         emit()
 
+def fill_findings(text):
+    """Fills the findings' placeholders from this run's data ("n/a" when not measured)."""
+    import re
+
+    def med(group, label):
+        return median_of(group, label)[1]
+
+    def fmt(value, digits=2):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    values = {"RUNFIGURES": f"run of {FACTS.get('started', '?')}"}
+    values["PERLINKDYN"] = FACTS.get("per_link_dynamic", "n/a")
+    values["PERLINKSTATIC"] = FACTS.get("per_link_static", "n/a")
+    floor_v, bwrap_v = med("chain", "floor"), med("chain", "bwrap --unshare-all")
+    for kind, key in [("static", "BOUNDSTATIC"), ("dynamic", "BOUNDDYN")]:
+        per = FACTS.get(f"per_link_{kind}")
+        bound = floor_v + 5 * float(per) if (floor_v and per) else None
+        values[key] = fmt(bound)
+        if kind == "static":
+            values["BOUNDSTATICBW"] = fmt(bound / bwrap_v if bound and bwrap_v else None)
+    dyn, sta = med("static", "utsns (dynamic)"), med("static", "utsns (static)")
+    values["STATICGAIN"] = f"−{dyn - sta:.2f} ms" if dyn and sta else "n/a"
+    chain_v, chain_s = med("chain", "nschain chain"), med("chain", "variant: chain of static binaries")
+    values["CHAINSTATICGAIN"] = f"−{chain_v - chain_s:.2f} ms" if chain_v and chain_s else "n/a"
+    values["PIDNSINIT"] = fmt(med("tool-pidns", "pidns true"))
+    values["PIDNSNOINIT"] = fmt(med("tool-pidns", "pidns --no-init true"))
+    b, u = med("bridge", "netns --bridge true"), med("bridge", "unshare -n true")
+    values["BRIDGEDELTA"] = fmt(b - u if b and u else None)
+    sc = SCALE or {}
+    values["UPSECONDS"] = fmt(sc.get("up_seconds"), 1)
+    values["CLEANSECONDS"] = fmt(sc.get("clean_seconds"), 1)
+    lock = None
+    for line in sc.get("debug_last") or []:
+        m = re.search(r"lock leases \(([0-9.]+) ms\)", line)
+        if m:
+            lock = float(m.group(1)) / 1000
+    values["LASTLOCK"] = fmt(lock, 1)
+    rss, pss = sc.get("overhead_rss_kib_per_container"), sc.get("overhead_pss_kib_per_container")
+    values["RSSMIB"] = fmt(rss / 1024 if rss is not None else None)
+    values["PSSMIB"] = fmt(pss / 1024 if pss is not None else None)
+    values["SCALEN"] = str(sc.get("n", "n/a"))
+    for name, key in [("chain", "PFCHAIN"), ("floor", "PFFLOOR"), ("bwrap", "PFBWRAP")]:
+        pf = PERF.get(name, {}).get("page-faults")
+        values[key] = f"{pf:.0f}" if pf is not None else "n/a"
+    mntns_calls = PER_PROGRAM.get("mntns")
+    values["MNTNSCALLS"] = str(sum(mntns_calls.values())) if mntns_calls else "n/a"
+    floor_calls = "n/a"
+    path = os.path.join(DATA, "strace-floor.txt")
+    if os.path.exists(path):
+        for line in open(path):
+            if line.strip().endswith("total"):
+                parts = line.split()
+                floor_calls = parts[3] if len(parts) >= 6 else parts[-2]
+    values["FLOORCALLS"] = floor_calls
+    met = [t[0] for t in TARGETS if t[4] == "met"]
+    values["METLIST"] = "; ".join(met) if met else "no target"
+    if sc:
+        values["LEFTOVERS"] = (
+            f"{sc.get('left_veths')} veths, {sc.get('left_lease_files')} leases, "
+            f"{sc.get('left_processes')} processes left"
+        )
+    else:
+        values["LEFTOVERS"] = "not measured"
+    for key in sorted(values, key=len, reverse=True):
+        text = text.replace(key, str(values[key]))
+    return text
+
+
 findings = os.path.join(HERE, "findings.md")
 if os.path.exists(findings):
-    emit(open(findings).read().rstrip())
+    emit(fill_findings(open(findings).read().rstrip()))
     emit()
 
 with open(OUT, "w") as f:
