@@ -347,13 +347,34 @@ impl Lab {
     /// Asserts that the runs of this lab left nothing behind (mounts, links, nft, state
     /// files, processes carrying its NSCHAIN_RUN_DIR).
     pub fn assert_clean(&self) {
+        self.assert_clean_keeping(&[]);
+    }
+
+    /// [`Lab::assert_clean`], allowing the state files under `kept`.
+    pub fn assert_clean_keeping(&self, kept: &[&Path]) {
         assert_nothing_left_watching(
             &self.before,
             &self.state,
             Some(&self.host.name),
-            &[],
+            kept,
             &[self.dir.path()],
         );
+    }
+
+    /// The data directories of the `--map-auto` ranges (`DATA/userns-<uid>`) used so far.
+    pub fn range_data_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.state.join("data"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("userns-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
