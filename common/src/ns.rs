@@ -116,7 +116,7 @@ pub fn unshare(ns: Namespace) -> Result<(), Fatal> {
     })
     .map_err(|errno| {
         let hint = unshare_hint(ns, errno);
-        let fatal = Fatal::from(errno).context(format!("unable to create a {ns} namespace"));
+        let fatal = Fatal::from(errno).context(format!("unable to unshare the {ns} namespace"));
         match hint {
             Some(hint) => fatal.with_hint(hint),
             None => fatal,

@@ -734,7 +734,7 @@ fn rootless_pidns_without_a_user_namespace_fails_with_a_hint() {
     let out = run(&mut as_nobody(&pidns(state.path(), &["--", "true"])));
     assert_fatal(&out, "pidns");
     assert!(
-        stderr(&out).contains("unable to create a pid namespace: Operation not permitted"),
+        stderr(&out).contains("unable to unshare the pid namespace: Operation not permitted"),
         "{}",
         stderr(&out)
     );

@@ -129,6 +129,10 @@ impl Entry {
 
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
+        if self.container {
+            // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
+            crate::seccomp::deny_terminal_injection()?;
+        }
         self.switch_user_and_caps()?;
         if self.no_new_privs {
             debug::step("no_new_privs", nix::sys::prctl::set_no_new_privs)

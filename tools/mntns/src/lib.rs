@@ -32,6 +32,7 @@ mod proc_sys;
 mod propagation;
 mod resolve;
 mod rootfs;
+mod seccomp;
 mod sys;
 pub mod volume;
 
@@ -261,6 +262,11 @@ fn on_host(command: &[OsString]) -> bool {
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
+    // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
+    // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
+    // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
+    debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
+        .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: the trees are this link's, whatever happens next (closed before COMMAND).
     let mut trees = idmap::Trees::take()?;
     let plan = plan(&args)?;
