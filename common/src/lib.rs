@@ -7,6 +7,7 @@
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]). Namespace-specific logic stays in its tool.
 
+pub mod after;
 pub mod chain;
 pub mod cli;
 pub mod debug;

@@ -269,6 +269,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: the trees are this link's, whatever happens next (closed before COMMAND).
     let mut trees = idmap::Trees::take()?;
+    // So is the socket to the link that waits outside (pidns), if any.
+    let after = common::after::take();
     let plan = plan(&args)?;
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if link.is_join() {
@@ -436,8 +438,23 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     drop(root);
     drop(nodes);
+    // The cleaner lives in the container's pid namespace and dies with it when PID 1 exits:
+    // under pidns, the monitor outside removes a --rm layer once the container has ended.
+    let delegated = match (args.rm, &after, &layer) {
+        (true, Some(after), Some(layer)) if layer.own_dir => {
+            common::after::request_removal(after, &layer.dir)
+                .map_err(|e| {
+                    common::report::warning(format_args!(
+                        "unable to hand the layer's removal to pidns: {e}"
+                    ))
+                })
+                .is_ok()
+        }
+        _ => false,
+    };
+    drop(after);
     if let Some(cleaner) = cleaner {
-        cleaner.release(args.rm);
+        cleaner.release(args.rm, delegated);
     }
     Err(entry.exec(args.command.command))
 }

@@ -15,7 +15,6 @@
 //! its cleaner for as long as it lives; every later `mntns --overlay` deletes `--rm` layers
 //! whose lock is free and any half-deleted `.trash-*` directory.
 
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -30,8 +29,8 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::sys;
 
-const RM_LOCK: &str = ".rm";
-const TRASH_PREFIX: &str = ".trash-";
+/// The lock file of a `--rm` layer: also the mark that lets `pidns` remove it afterwards.
+const RM_LOCK: &str = common::after::REMOVABLE_MARK;
 
 /// The writable layer of one container.
 #[derive(Debug)]
@@ -406,43 +405,12 @@ fn hidden_dir(data: &Path) -> PathBuf {
 
 /// Deletes `--rm` layers whose cleaner is gone and half-deleted trash.
 pub fn collect_garbage() {
-    let parent = layers_dir();
-    let Ok(entries) = fs::read_dir(&parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let path = entry.path();
-        if name.as_bytes().starts_with(TRASH_PREFIX.as_bytes()) {
-            let _ = fs::remove_dir_all(&path);
-            continue;
-        }
-        let Ok(lock) = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path.join(RM_LOCK))
-        else {
-            continue;
-        };
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            debug::note(format_args!(
-                "deleting the stale --rm layer {}",
-                path.display()
-            ));
-            let _ = delete_dir(&parent, &name);
-        }
-    }
+    common::after::collect_stale(&layers_dir());
 }
 
 /// Renames `parent/name` to trash (atomic: the layer is gone at once) and deletes it.
 fn delete_dir(parent: &Path, name: &std::ffi::OsStr) -> std::io::Result<()> {
-    let mut trash = OsString::from(TRASH_PREFIX);
-    trash.push(name);
-    trash.push(format!("-{}", std::process::id()));
-    let trash = parent.join(trash);
-    fs::rename(parent.join(name), &trash)?;
-    fs::remove_dir_all(&trash)
+    common::after::remove_tree(&parent.join(name))
 }
 
 /// Deletes the layer: all of it for `--rm`, else (a failed setup) only what this run made.
@@ -518,8 +486,17 @@ impl Cleaner {
 
     /// Setup succeeded: the cleaner deletes the layer when this process (COMMAND after the
     /// exec) exits if `--rm`, else it leaves at once.
-    pub fn release(mut self, rm: bool) {
-        let _ = self.go.write_all(if rm { b"w" } else { b"k" });
+    ///
+    /// `delegated`: a link outside the pid namespace (pidns) removes the `--rm` layer once the
+    /// container has ended; the cleaner then only holds the layer's lock until COMMAND exits
+    /// (so that no other start collects a live layer), and deletes nothing.
+    pub fn release(mut self, rm: bool, delegated: bool) {
+        let word = match (rm, delegated) {
+            (false, _) => b"k",
+            (true, true) => b"h",
+            (true, false) => b"w",
+        };
+        let _ = self.go.write_all(word);
         if !rm {
             // It leaves at once: reap it, so COMMAND does not inherit a zombie child.
             let _ = nix::sys::wait::waitpid(self.pid, None);
@@ -533,6 +510,7 @@ fn clean(mut go: File, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
     let mut word = [0u8; 1];
     let (delete, all) = match go.read(&mut word) {
         Ok(1) if word[0] == b'k' => return 0,
+        Ok(1) if word[0] == b'h' => (false, false),
         Ok(1) => (true, true),
         // mntns failed before the exec: undo what it made (all of it with --rm).
         _ => (layer.fresh || layer.rm, layer.rm),

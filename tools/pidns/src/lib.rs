@@ -126,6 +126,15 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let foreground =
         args.pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
 
+    // Links inside may leave work for after the container (mntns --rm): the kernel kills
+    // everything in the namespace when PID 1 exits, so the monitor does it.
+    let after = if link.is_join() {
+        None
+    } else {
+        Some(common::after::Offer::new().map_err(|e| {
+            Fatal::from(e).context("unable to create the socket for work after the container")
+        })?)
+    };
     if link.is_join() {
         link.enter()?;
     } else {
@@ -150,6 +159,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             drop(signalfd);
             drop(go_write);
             drop(report_read);
+            if let Some(offer) = after {
+                if let Err(e) = offer.hand_down() {
+                    common::report::warning(format_args!(
+                        "unable to hand down {}: {e}",
+                        common::after::VAR
+                    ));
+                }
+            }
             child::run(Child {
                 role,
                 command: args.command.command,
@@ -164,6 +181,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         ForkResult::Parent { child } => child,
     };
+    let after = after.map(common::after::Offer::keep);
     drop(me);
     drop(go_read);
     drop(report_write);
@@ -202,6 +220,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     debug::note(format_args!("container started: PID 1 is {pid}"));
 
     let code = monitor::watch(pid, target, &signalfd);
+    if let Some(after) = after {
+        after.run_requests();
+    }
     if !link.is_join() {
         unregister(pid.as_raw() as u32);
     }

@@ -152,6 +152,13 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
 
     warn_unreachable_state(&plan, &caller);
+    if caller.privileged && plan.host_ids().is_some() {
+        // Only host root reaches every range's data directory: a --rm layer left by a killed
+        // chain of another range is collected here, whichever range this chain gets.
+        debug::step("collect stale layers of every range", || {
+            trees::collect_stale_layers(&state::data_dir())
+        });
+    }
 
     unshare_user()?;
     if let Some(lease) = lease.as_mut() {

@@ -238,6 +238,18 @@ fn unreachable_ancestor(dir: &Path, uid: u32, gid: u32) -> Option<(PathBuf, u32,
     None
 }
 
+/// Collects the stale `--rm` layers of every range (`DATA/userns-*/overlay`).
+pub fn collect_stale_layers(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("userns-") {
+            common::after::collect_stale(&entry.path().join("overlay"));
+        }
+    }
+}
+
 /// The data directory of a range: `DATA/userns-<host uid>`.
 pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
     data.join(format!("userns-{uid}"))

@@ -1,0 +1,216 @@
+//! Work for after the container: `NSCHAIN_AFTER_FD`.
+//!
+//! When a pid namespace's PID 1 exits, the kernel kills every process left in it, so a link
+//! inside the container cannot reliably clean up after it (`mntns --rm` deleting its layer).
+//! The link that waits outside (`pidns`'s monitor) offers a socket; a later link asks it, with
+//! one message, to remove a directory once the container has ended. Like every hand-down of the
+//! chain (DESIGN.md §1), the producer exports the variable and the consumer takes it and
+//! unexports it: COMMAND never receives the socket.
+//!
+//! Only a directory that carries [`REMOVABLE_MARK`] is ever removed, so a request cannot turn
+//! the waiting link against anything but a layer that asked to be deleted.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+use crate::{debug, report};
+
+pub const VAR: &str = "NSCHAIN_AFTER_FD";
+/// A directory may be removed only if it holds a regular file of this name.
+pub const REMOVABLE_MARK: &str = ".rm";
+const TRASH_PREFIX: &str = ".trash-";
+
+/// The waiting side's offer, made before its fork.
+#[derive(Debug)]
+pub struct Offer {
+    ours: OwnedFd,
+    theirs: OwnedFd,
+}
+
+impl Offer {
+    pub fn new() -> io::Result<Offer> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        )?;
+        Ok(Offer { ours, theirs })
+    }
+
+    /// In the child, before its exec: the next links inherit the socket, named in `VAR`.
+    pub fn hand_down(self) -> io::Result<()> {
+        drop(self.ours);
+        let fd = self.theirs.into_raw_fd();
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+        std::env::set_var(VAR, fd.to_string());
+        Ok(())
+    }
+
+    /// In the parent, after the fork: keeps its end only.
+    pub fn keep(self) -> Listener {
+        Listener { ours: self.ours }
+    }
+}
+
+/// The waiting side, once the child has its end.
+#[derive(Debug)]
+pub struct Listener {
+    ours: OwnedFd,
+}
+
+impl Listener {
+    /// Once the container has ended: carries out every request it made.
+    pub fn run_requests(self) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = recv(self.ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            if n == 0 {
+                break;
+            }
+            let dir = PathBuf::from(OsStr::from_bytes(&buf[..n]));
+            if !removable(&dir) {
+                report::warning(format_args!(
+                    "ignored a request to remove {}: not a directory marked for removal",
+                    dir.display()
+                ));
+                continue;
+            }
+            if let Err(e) = debug::step(format_args!("remove {}", dir.display()), || {
+                remove_tree(&dir)
+            }) {
+                report::warning(format_args!("unable to remove {}: {e}", dir.display()));
+            }
+        }
+    }
+}
+
+/// The consuming side: takes the socket a waiting link offered, if any, and unexports it.
+pub fn take() -> Option<OwnedFd> {
+    let value = std::env::var(VAR).ok()?;
+    std::env::remove_var(VAR);
+    let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
+    let stat = nix::sys::stat::fstat(fd).ok()?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    // SAFETY: the fd was handed down to this link by name and is a socket; from here on this
+    // link owns it (and closes it).
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    Some(fd)
+}
+
+/// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container
+/// has ended.
+pub fn request_removal(fd: &impl AsFd, dir: &Path) -> io::Result<()> {
+    let bytes = dir.as_os_str().as_bytes();
+    send(fd.as_fd().as_raw_fd(), bytes, MsgFlags::empty())?;
+    Ok(())
+}
+
+/// Removes the layers under `parent` that were marked for removal but whose holder is gone
+/// (their mark is not locked: the remover was killed, or died with its pid namespace), and
+/// half-deleted trash. The next start of any chain that can reach `parent` calls this.
+pub fn collect_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry
+            .file_name()
+            .as_bytes()
+            .starts_with(TRASH_PREFIX.as_bytes())
+        {
+            let _ = fs::remove_dir_all(&path);
+            continue;
+        }
+        let Ok(mark) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path.join(REMOVABLE_MARK))
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own; released when `mark` is closed.
+        if unsafe { libc::flock(mark.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            debug::note(format_args!("removing the stale layer {}", path.display()));
+            let _ = remove_tree(&path);
+        }
+    }
+}
+
+fn removable(dir: &Path) -> bool {
+    dir.is_absolute()
+        && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+        && fs::symlink_metadata(dir.join(REMOVABLE_MARK)).is_ok_and(|m| m.is_file())
+}
+
+/// Removes a directory tree so that it is gone at once: renamed to `.trash-NAME-PID` beside
+/// it, then deleted; half-deleted trash of the same directory (a remover killed midway) goes
+/// too. A missing directory is not an error.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no parent directory",
+        ));
+    };
+    let mut prefix = TRASH_PREFIX.as_bytes().to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.push(b'-');
+    let mut trash = prefix.clone();
+    trash.extend_from_slice(std::process::id().to_string().as_bytes());
+    match fs::rename(dir, parent.join(OsStr::from_bytes(&trash))) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for entry in fs::read_dir(parent)?.flatten() {
+        if entry.file_name().as_bytes().starts_with(&prefix) {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_marked_directories_are_removed() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let layer = dir.path().join("web1");
+        fs::create_dir_all(layer.join("diff/opt"))?;
+        fs::write(layer.join("diff/opt/test1"), "x")?;
+        let offer = Offer::new()?;
+        request_removal(&offer.theirs, &layer)?;
+        request_removal(&offer.theirs, dir.path())?;
+        let listener = offer.keep();
+        // A remover killed midway left trash of the same layer.
+        fs::create_dir_all(dir.path().join(".trash-web1-1/x"))?;
+        fs::write(layer.join(REMOVABLE_MARK), "")?;
+        listener.run_requests();
+        assert!(!layer.exists());
+        assert!(
+            !dir.path().join(".trash-web1-1").exists(),
+            "half-deleted trash goes too"
+        );
+        assert!(
+            dir.path().exists(),
+            "an unmarked directory is never removed"
+        );
+        Ok(())
+    }
+}
