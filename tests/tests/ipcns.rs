@@ -52,7 +52,8 @@ fn ipc_objects_are_private_to_the_namespace_and_shared_with_joiners() {
         ));
         if out.status.success() {
             let probe = probe_json(&stdout(&out));
-            if keys(&probe).contains(&KEY.to_owned()) {
+            // The queue is made just after the segment: wait for both.
+            if keys(&probe).contains(&KEY.to_owned()) && probe["mq"]["nschain-q"] == true {
                 joined = probe;
                 break;
             }
