@@ -283,7 +283,7 @@ emit(
 )
 try:
     timed = [float(FACTS.get("load_start", "0").split()[0])] + [float(v) for n, v in sections if n in "1234"]
-    busy = max(timed) > 1.0
+    busy = max(timed) > 2.0  # the bench itself keeps about one of the two CPUs busy
 except (ValueError, IndexError):
     busy = False
 if busy:
