@@ -655,7 +655,7 @@ def fill_findings(text):
     def fmt(value, digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    values = {"RUNFIGURES": f"run of {FACTS.get('started', '?')}"}
+    values = {"RUNFIGURES": f"run of {FACTS.get('started', '?')}", "BELOWBOUND": "the bound is not measured"}
     values["PERLINKDYN"] = FACTS.get("per_link_dynamic", "n/a")
     values["PERLINKSTATIC"] = FACTS.get("per_link_static", "n/a")
     floor_v, bwrap_v = med("chain", "floor"), med("chain", "bwrap --unshare-all")
@@ -665,6 +665,18 @@ def fill_findings(text):
         values[key] = fmt(bound)
         if kind == "static":
             values["BOUNDSTATICBW"] = fmt(bound / bwrap_v if bound and bwrap_v else None)
+            crun_v = med("chain", "crun run")
+            below, above = [], []
+            for name, limit, anchor in [("≤ 0.8 × bwrap", 0.8, bwrap_v), ("≤ 0.3 × crun", 0.3, crun_v),
+                                        ("≤ 1.5 × floor", 1.5, floor_v)]:
+                if bound is None or anchor is None:
+                    continue
+                (below if limit * anchor < bound else above).append(f"{name} ({limit * anchor:.2f} ms)")
+            if below:
+                values["BELOWBOUND"] = ("the targets " + ", ".join(below) + " lie below that bound"
+                                        + (f" (and {', '.join(above)} above it)" if above else ""))
+            else:
+                values["BELOWBOUND"] = "no full-chain target lies below that bound (" + ", ".join(above) + ")"
     dyn, sta = med("static", "utsns (dynamic)"), med("static", "utsns (static)")
     values["STATICGAIN"] = f"−{dyn - sta:.2f} ms" if dyn and sta else "n/a"
     chain_v, chain_s = med("chain", "nschain chain"), med("chain", "variant: chain of static binaries")

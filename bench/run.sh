@@ -73,7 +73,6 @@ missing_tools() {
     echo "${out[*]}"
 }
 
-fact started "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 fact machine "$(nproc) cpus, $(uname -sr), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 fact versions "$(hyperfine --version), $(unshare --version | sed 's/.*from //'), $(bwrap --version), $(crun --version | head -1), busybox $(busybox | head -1 | awk '{print $2}'), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 fact commit "$(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
@@ -84,6 +83,7 @@ while ((quiet > 0)) && awk '{exit !($1 >= 1.0)}' /proc/loadavg; do
     sleep 5
     quiet=$((quiet - 5))
 done
+fact started "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 fact load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact runs "$RUNS"
 fact warmup "$WARMUP"
