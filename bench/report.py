@@ -693,7 +693,16 @@ def fill_findings(text):
         m = re.search(r"lock leases \(([0-9.]+) ms\)", line)
         if m:
             lock = float(m.group(1)) / 1000
-    values["LASTLOCK"] = fmt(lock, 1)
+    values["LASTLOCK"] = fmt(lock * 1000 if lock is not None else None, 0)
+    curve = sc.get("up_curve") or []
+    steps = [b[1] - a[1] for a, b in zip(curve, curve[1:])]
+    values["STEPFIRST"] = fmt(steps[0] if steps else None, 1)
+    values["STEPLAST"] = fmt(steps[-1] if steps else None, 1)
+    watch = (sc.get("by_process") or {}).get("netns-gc-watch")
+    values["WATCHRSS"] = fmt(watch["rss_kib"] / watch["count"] / 1024 if watch else None, 1)
+    for role, key in [("monitor", "MONRSS"), ("init", "INITRSS")]:
+        fact = FACTS.get(f"mem_pidns_{role}", "").split(" ")
+        values[key] = fmt(int(fact[0]) / 1024 if fact and fact[0].isdigit() else None, 1)
     rss, pss = sc.get("overhead_rss_kib_per_container"), sc.get("overhead_pss_kib_per_container")
     values["RSSMIB"] = fmt(rss / 1024 if rss is not None else None)
     values["PSSMIB"] = fmt(pss / 1024 if pss is not None else None)
