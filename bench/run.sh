@@ -349,25 +349,6 @@ if [[ -f bench/netns-setup.sh ]] && have netns; then
     { timeout 300 env RUNS="$RUNS" bash bench/netns-setup.sh "$BIN/netns" 2>/dev/null || echo "(exit $?)"; } | text netns-setup
 fi
 
-# --- 5. scale -----------------------------------------------------------------------------------
-if ((SCALE > 0)); then
-    section 5 "scale: $SCALE containers"
-    if help_has netns --bridge; then
-        scale_chain=("$BIN/netns" --bridge=nsscale0 --)
-        have userns && scale_chain+=("$BIN/userns" --map-root --)
-        have ipcns && scale_chain+=("$BIN/ipcns" --)
-        have utsns && scale_chain+=("$BIN/utsns" --hostname c --)
-        have pidns && scale_chain+=("$BIN/pidns" --)
-        have mntns && scale_chain+=("$BIN/mntns" --rootfs "$ROOTFS" --)
-        fact scale_chain "${scale_chain[*]} /bin/sh -c 'echo up; exec sleep 1000'"
-        "${NETHOST[@]}" env NSCHAIN_RUN_DIR="$WORK/run-scale" NSCHAIN_DATA_DIR="$WORK/state-scale" \
-            python3 bench/scale.py "$SCALE" "$DATA/scale.json" "${scale_chain[@]}" \
-            || log "scale.py failed (exit $?)"
-    else
-        fact scale_skipped "$(have netns && echo 'netns has no --bridge yet' || echo 'not built: netns')"
-    fi
-fi
-
 # --- 6. sizes, memory, static vs dynamic, profile -------------------------------------------------
 section 6 "sizes, memory, static exec, profile"
 for t in "${TOOLS[@]}" nsps nschain-floor; do
@@ -456,6 +437,25 @@ if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
             perf stat -r 50 -x, -e task-clock,page-faults,context-switches,cpu-migrations \
                 -o "$DATA/perf-$name.csv" $cmd >/dev/null 2>&1 || rm -f "$DATA/perf-$name.csv"
         done
+    fi
+fi
+
+# --- 5. scale (run last: 1000 namespaces torn down keep the kernel busy for a while) -----------------------------------------------------------------------------------
+if ((SCALE > 0)); then
+    section 5 "scale: $SCALE containers"
+    if help_has netns --bridge; then
+        scale_chain=("$BIN/netns" --bridge=nsscale0 --)
+        have userns && scale_chain+=("$BIN/userns" --map-root --)
+        have ipcns && scale_chain+=("$BIN/ipcns" --)
+        have utsns && scale_chain+=("$BIN/utsns" --hostname c --)
+        have pidns && scale_chain+=("$BIN/pidns" --)
+        have mntns && scale_chain+=("$BIN/mntns" --rootfs "$ROOTFS" --)
+        fact scale_chain "${scale_chain[*]} /bin/sh -c 'echo up; exec sleep 1000'"
+        "${NETHOST[@]}" env NSCHAIN_RUN_DIR="$WORK/run-scale" NSCHAIN_DATA_DIR="$WORK/state-scale" \
+            python3 bench/scale.py "$SCALE" "$DATA/scale.json" "${scale_chain[@]}" \
+            || log "scale.py failed (exit $?)"
+    else
+        fact scale_skipped "$(have netns && echo 'netns has no --bridge yet' || echo 'not built: netns')"
     fi
 fi
 
