@@ -440,7 +440,7 @@ if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns) ]]; then
     fi
 fi
 
-# --- 5. scale (run last: 1000 namespaces torn down keep the kernel busy for a while) -----------------------------------------------------------------------------------
+# --- 5. scale (run last: the teardown of 1000 namespaces keeps the kernel busy a while) ------
 if ((SCALE > 0)); then
     section 5 "scale: $SCALE containers"
     if help_has netns --bridge; then
