@@ -162,7 +162,14 @@ fn mount_pts(dev: BorrowedFd<'_>) -> anyhow::Result<()> {
     let pts = resolve::open_path(dev, OsStr::new("pts"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     let with_gid = "newinstance,ptmxmode=0666,mode=0620,gid=5";
-    match sys::mount_fs("devpts", pts.as_fd(), flags, Some(with_gid)) {
+    // Asking for gid 5 (tty) where it is not mapped fails, and the kernel logs a line per
+    // container start (`devpts: Invalid gid`): ask only when it is mapped.
+    let first = if gid_is_mapped(5) {
+        sys::mount_fs("devpts", pts.as_fd(), flags, Some(with_gid))
+    } else {
+        Err(Errno::EINVAL)
+    };
+    match first {
         Ok(()) => Ok(()),
         // gid 5 (tty) is not mapped in this user namespace.
         Err(Errno::EINVAL) => sys::mount_fs(
@@ -174,6 +181,19 @@ fn mount_pts(dev: BorrowedFd<'_>) -> anyhow::Result<()> {
         .context("unable to mount /dev/pts"),
         Err(e) => Err(anyhow::Error::from(e).context("unable to mount /dev/pts")),
     }
+}
+
+/// Whether `gid` is mapped in this process's user namespace (`/proc/self/gid_map`).
+fn gid_is_mapped(gid: u32) -> bool {
+    std::fs::read_to_string("/proc/self/gid_map").is_ok_and(|map| {
+        map.lines().any(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            matches!(f[..], [inner, _, count] if (inner..inner + count).contains(&u64::from(gid)))
+        })
+    })
 }
 
 /// mqueue shows the IPC namespace of the mounter, and may be mounted only by a user
