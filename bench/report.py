@@ -720,6 +720,8 @@ def fill_findings(text):
                 parts = line.split()
                 floor_calls = parts[3] if len(parts) >= 6 else parts[-2]
     values["FLOORCALLS"] = floor_calls
+    misses = [t[0].split(" ")[0] for t in TARGETS if "≤ 1.2 ×" in t[0] and "NOT met" in t[4]]
+    values["TOOLMISSES"] = ", ".join(misses) if misses else "none"
     met = [t[0] for t in TARGETS if t[4] == "met"]
     values["METLIST"] = "; ".join(met) if met else "no target"
     if sc:
