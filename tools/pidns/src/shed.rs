@@ -1,5 +1,6 @@
 //! What the init gives up once COMMAND runs, so that PID 1 is no way out of the container:
-//! the caller's filesystem (its own mount namespace holding one empty read-only tmpfs), its
+//! the caller's filesystem (a chroot into an empty read-only tmpfs, or its own mount
+//! namespace holding one), its
 //! capabilities (all but CAP_KILL, see [`drop_capabilities`]), ptrace and /proc access
 //! (not dumpable), and every file descriptor but its signalfd.
 //!
@@ -68,6 +69,30 @@ fn empty_tmpfs() -> io::Result<Fd> {
     // SAFETY: fsmount takes the configured context and flags, and returns a new mount fd.
     let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.0, FSMOUNT_CLOEXEC, attrs) })?;
     Ok(Fd(mnt as libc::c_int))
+}
+
+/// Leaves the caller's filesystem for an empty tmpfs. Where this process may create a tmpfs
+/// (CAP_SYS_ADMIN over its mount namespace: a rootful chain), a chroot into a detached one is
+/// enough: it copies no mount table and waits for no RCU grace period (the unshare, pivot and
+/// detach below cost ~1 ms, which a short COMMAND waits for). Otherwise (the mount namespace
+/// belongs to another user namespace), a mount namespace of its own.
+fn empty_root() -> io::Result<()> {
+    match empty_tmpfs() {
+        Ok(mnt) => chroot_into(&mnt),
+        Err(_) => empty_mount_namespace(),
+    }
+}
+
+/// chroot into a detached mount: nothing of the caller's tree is reachable from it.
+fn chroot_into(mnt: &Fd) -> io::Result<()> {
+    let dot: &CStr = c".";
+    let root: &CStr = c"/";
+    // SAFETY: fchdir to the tmpfs's root, a directory fd we own.
+    check_int(unsafe { libc::fchdir(mnt.0) })?;
+    // SAFETY: NUL-terminated paths.
+    check_int(unsafe { libc::chroot(dot.as_ptr()) })?;
+    // SAFETY: NUL-terminated path.
+    check_int(unsafe { libc::chdir(root.as_ptr()) })
 }
 
 /// Moves the init into a mount namespace of its own whose only mount is an empty tmpfs: it
@@ -211,10 +236,7 @@ pub fn close_all_but(keep: libc::c_int) {
 /// Sheds everything, in an order that keeps each step possible (capabilities go after the
 /// mounts, which need CAP_SYS_ADMIN). Failures are traced with NSCHAIN_DEBUG only.
 pub fn shed() {
-    note(
-        "empty mount namespace",
-        debug::step("init: empty mount namespace", empty_mount_namespace),
-    );
+    note("empty root", debug::step("init: empty root", empty_root));
     note(
         "drop capabilities",
         debug::step("init: drop capabilities", drop_capabilities),
