@@ -218,10 +218,12 @@ fn the_init_sheds_mounts_capabilities_and_the_callers_fds() {
     let root = std::ffi::CString::new(format!("/proc/{init}/root")).unwrap();
     // SAFETY: a zeroed statfs is a valid out-parameter; root is NUL-terminated.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `root` is NUL-terminated and `fs` is a valid out-parameter.
     assert_eq!(unsafe { libc::statfs(root.as_ptr(), &mut fs) }, 0);
     assert_eq!(fs.f_type, libc::TMPFS_MAGIC, "the init's root is a tmpfs");
     // SAFETY: as above, for statvfs.
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `root` is NUL-terminated and `vfs` is a valid out-parameter.
     assert_eq!(unsafe { libc::statvfs(root.as_ptr(), &mut vfs) }, 0);
     assert_ne!(
         vfs.f_flag & libc::ST_RDONLY,
