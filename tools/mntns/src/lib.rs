@@ -255,7 +255,10 @@ fn on_host(command: &[OsString]) -> bool {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if program.as_bytes().contains(&b'/') {
-        return executable(Path::new(program));
+        // A /proc path names this process or the host's /proc, not a program of the host
+        // tree that could be copied into the root: no "put mntns last" hint for it.
+        let proc = Path::new(program).starts_with("/proc");
+        return !proc && executable(Path::new(program));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
