@@ -155,6 +155,18 @@ pub fn ok(cmd: &mut Command) -> String {
     stdout(&out)
 }
 
+/// Asserts that an output is a success (naming `what` otherwise) and returns trimmed stdout.
+pub fn ok_out(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}: stdout={} stderr={}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// Asserts the contract of a failed setup: status 125 and one `TOOL: fatal:` line.
 pub fn assert_fatal(out: &Output, tool: &str) {
     let err = stderr(out);

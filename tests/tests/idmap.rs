@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use nschain_tests::audit;
 use nschain_tests::*;
@@ -38,17 +38,6 @@ fn sh(state: &Path, script: &str) -> Command {
     with_env(&mut cmd, state);
     cmd.arg("-c").arg(script);
     cmd
-}
-
-fn ok_out(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed with {}: stdout={} stderr={}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
 }
 
 /// Every entry of a directory with its mtime (what "untouched" means for the host's /opt).

@@ -57,17 +57,6 @@ fn state_dir(scratch: &Path) -> PathBuf {
     state
 }
 
-fn ok_out(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed with {}: stdout={} stderr={}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
 /// The mount points a process sees (field 5 of mountinfo).
 fn mount_points(mountinfo: &str) -> Vec<String> {
     mountinfo
