@@ -134,6 +134,7 @@ fn inner_root_hint(fatal: Fatal) -> Fatal {
     let denied = fatal.error.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.downcast_ref::<state::UnsafeDir>().is_some()
     });
     if !denied || state::in_initial_user_namespace() {
         return fatal;

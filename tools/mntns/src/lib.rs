@@ -24,6 +24,7 @@
 mod dev;
 mod entry;
 mod etc_files;
+mod hide_state;
 mod idmap;
 mod join;
 mod overlay;
@@ -399,7 +400,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
         proc_sys::mask(root.as_fd(), null)?;
-        overlay::hide_layers(root.as_fd())?;
+        hide_state::hide(root.as_fd())?;
         proc_sys::read_only(root.as_fd())?;
     }
     if let Some(dir) = &args.workdir {

@@ -87,7 +87,8 @@ pub struct Args {
           conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_users: Vec<Range>,
 
-    /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
+    /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable; default: the
+    /// ranges of --map-users, so that your own gid is not mapped beside them)
     #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
           conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_groups: Vec<Range>,
