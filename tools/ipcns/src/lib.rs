@@ -32,6 +32,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
+    if args.ns.join.is_some() && !args.sysctl.is_empty() {
+        // The limits of a running container are not the joiner's to change.
+        return Err(Fatal::new(
+            "--join enters an IPC namespace that is already set up: it takes no --sysctl",
+        )
+        .with_hint("set the limits with --sysctl on the ipcns that makes the namespace"));
+    }
     let link = Link::prepare(Namespace::Ipc, &args.ns)?;
     link.enter()?;
     for setting in &args.sysctl {
