@@ -120,7 +120,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        pid: std::process::id(),
+        pid: crate::procfs::own_pid(),
     };
     write_json(&dir.join(META), &meta)?;
     std::env::set_var(NAME_VAR, &naming.name);

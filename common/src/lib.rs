@@ -17,6 +17,7 @@ pub mod info;
 pub mod link;
 pub mod ns;
 pub mod pin;
+pub mod procfs;
 pub mod report;
 pub mod state;
 

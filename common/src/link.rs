@@ -110,9 +110,15 @@ impl Link {
         }
     }
 
-    /// The record of what this link made, held by process `pid`.
-    pub fn record(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
-        let path = self.kind.proc_path(Some(pid));
+    /// The record of what this link made, held by process `pid` (its namespace read through
+    /// /proc/self when that is this process).
+    fn record(
+        &self,
+        pid: u32,
+        this_process: bool,
+        extra: Map<String, Value>,
+    ) -> Result<Record, Fatal> {
+        let path = self.kind.proc_path((!this_process).then_some(pid));
         let inode = ns::inode_of(&path)?;
         Ok(Record {
             tool: report::tool().to_owned(),
@@ -126,10 +132,22 @@ impl Link {
         })
     }
 
-    /// Registers the link under the chain's name and writes the `--info-fd` line. `pid` is the
-    /// host pid of the process that holds the namespace (this one, except for `pidns`).
-    pub fn finish(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
-        let record = self.record(pid, extra)?;
+    /// Registers the link under the chain's name and writes the `--info-fd` line, for the
+    /// namespace this process holds. `host_pid` is this process as the host's /proc numbers
+    /// it ([`crate::procfs::own_pid`], read before a new /proc is mounted).
+    pub fn finish(&self, host_pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let record = self.record(host_pid, true, extra)?;
+        self.publish(record)
+    }
+
+    /// [`Link::finish`] for a namespace held by another process, `pid` on the host (`pidns`:
+    /// its child).
+    pub fn finish_for(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let record = self.record(pid, false, extra)?;
+        self.publish(record)
+    }
+
+    fn publish(&self, record: Record) -> Result<Record, Fatal> {
         if let Some(naming) = &self.naming {
             chain::claim(naming)?;
             // Joining a namespace the chain already registered (docker exec) must not replace

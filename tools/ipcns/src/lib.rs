@@ -53,6 +53,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .collect();
         extra.insert("sysctl".into(), applied.into());
     }
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }

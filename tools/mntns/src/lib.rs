@@ -238,14 +238,6 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
     })
 }
 
-/// This process's pid as the mounted /proc numbers it (the host's pid before a new /proc).
-pub(crate) fn proc_self_pid() -> u32 {
-    std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(std::process::id)
-}
-
 /// Whether COMMAND can be found on the host (for the hint when it is missing in the root).
 fn on_host(command: &[OsString]) -> bool {
     let argv = common::exec::command_or_shell(command.to_vec());
@@ -276,6 +268,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
+    // Registered as the host numbers it: read before --proc mounts the container's /proc.
+    let host_pid = common::procfs::own_pid();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if link.is_join() {
         drop(trees);
@@ -427,7 +421,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if !handed.is_empty() {
         extra.insert("idmap".into(), json!(handed));
     }
-    link.finish(proc_self_pid(), extra)?;
+    link.finish(host_pid, extra)?;
 
     if container {
         rootfs::pivot(&root)?;

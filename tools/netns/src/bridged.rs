@@ -59,7 +59,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     let mut lease = Lease {
         ip,
         bridge: br.name.clone(),
-        pid: std::process::id(),
+        pid: common::procfs::own_pid(),
         netns: 0,
         veth: ipam::veth_name(ip),
         ifindex: 0,
@@ -113,7 +113,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()),
     );
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }
 

@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
         extra.insert("mode".into(), json!("loopback"));
     }
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }
 
@@ -180,7 +180,7 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()),
     );
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }

@@ -85,7 +85,8 @@ pub struct Helper {
 impl Helper {
     /// Forks the helper for this process (call it before the unshare).
     pub fn spawn() -> Result<Helper, Fatal> {
-        let target = std::process::id();
+        // The helper writes /proc/TARGET/{uid,gid}_map: the pid as /proc numbers it.
+        let target = common::procfs::own_pid();
         let (parent_end, child_end) =
             UnixStream::pair().context("unable to create a socket pair for the map helper")?;
         // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.

@@ -54,6 +54,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let hostname = nix::unistd::gethostname().unwrap_or_default();
     let mut extra = Map::new();
     extra.insert("hostname".into(), json!(hostname.to_string_lossy()));
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }
