@@ -41,7 +41,7 @@ const RISKY_CAPS: [(Capability, &str); 5] = [
     ),
     (
         Capability::CAP_SYS_PTRACE,
-        "lets the container trace and read the memory of every process it can see, including the links of the chain and processes joined with nsps exec",
+        "lets the container trace and read the memory of every process it can see, processes joined with nsps exec too",
     ),
     (
         Capability::CAP_SYS_MODULE,
@@ -53,7 +53,7 @@ const RISKY_CAPS: [(Capability, &str); 5] = [
     ),
     (
         Capability::CAP_NET_ADMIN,
-        "lets the container reconfigure its network: addresses, routes, ARP, firewall rules, and any network namespace it can enter",
+        "lets the container reconfigure its network: take another container's address on a bridge, change routes, ARP entries and firewall rules, make interfaces",
     ),
 ];
 
