@@ -270,11 +270,10 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
     let script = r#"
         c=/proc/sys/net/ipv6/conf
         echo "bridge $(cat $c/nschain0/disable_ipv6) $(cat $c/nschain0/accept_ra)"
-        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra); sleep 5" & v=$!
+        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
         i=0
-        until [ -e $c/nsc[0-9a-f]*/disable_ipv6 ] && [ "$(cat /sys/class/net/nsc[0-9a-f]*/operstate)" = up ]; do
-            i=$((i + 1)); [ $i -lt 100 ] || exit 3; sleep 0.05
-        done
+        until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 3; sleep 0.05; done
+        cat eth0
         for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/disable_ipv6) $(cat $d/accept_ra)"; done
         echo "host addresses: $(ip -6 -o addr show dev nschain0 | wc -l)"
         kill $v; wait
