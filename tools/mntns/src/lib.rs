@@ -56,7 +56,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
 
 /// Run COMMAND in a new mount namespace. Without a new root, mounts stay private to it
 /// (like `unshare -m`); with --rootfs or --overlay, COMMAND runs in a container root with its
-/// own /proc, read-only /sys, a minimal /dev, masked kernel files and Docker's default
+/// own /proc, read-only /sys, a minimal /dev, masked kernel files and podman's default
 /// capabilities. mntns with a new root must be the last link of a chain.
 #[derive(Parser, Debug)]
 #[command(
@@ -122,7 +122,8 @@ pub struct Args {
     pub user: Option<User>,
 
     /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
-    /// from Docker's default set, else from the current one
+    /// from podman's default set (CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE
+    /// SETFCAP SETGID SETPCAP SETUID SYS_CHROOT), else from the current one
     #[arg(long, value_name = "CAP", value_parser = parse_cap)]
     pub cap_add: Vec<CapSpec>,
 
@@ -271,6 +272,12 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     // Registered as the host numbers it: read before --proc mounts the container's /proc.
     let host_pid = common::procfs::own_pid();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
+    if plan.root.is_some() || link.is_join() {
+        // The inputs are valid: say what a capability beyond the default set opens.
+        for line in entry::risky_additions(&args.cap_add) {
+            common::report::warning(line);
+        }
+    }
     if link.is_join() {
         drop(trees);
         return run_join(args, plan, &link);

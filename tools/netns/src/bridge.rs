@@ -1,5 +1,6 @@
 //! The host side of bridge mode: which subnet a bridge has (or gets), creating it with its
-//! gateway address, and the host sysctls (`ip_forward`, `route_localnet` on the bridge).
+//! gateway address, and the host sysctls (`ip_forward`, `route_localnet` on the bridge, IPv6
+//! off on a new bridge and router advertisements refused on any).
 
 use std::net::Ipv4Addr;
 
@@ -189,8 +190,9 @@ fn bridge_mac(subnet: &Cidr) -> [u8; 6] {
     [0x02, 0x6e, o[0], o[1], o[2], o[3]]
 }
 
-/// Creates the bridge if missing (with its gateway address, up, `route_localnet` on), or adds
-/// the gateway address to an existing one. Returns the bridge's ifindex and whether anything
+/// Creates the bridge if missing (IPv6 off, with its gateway address, up, `route_localnet`
+/// on), or adds the gateway address to an existing one (which refuses router advertisements
+/// from now on). Returns the bridge's ifindex and whether anything
 /// was created.
 pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<bool, Fatal> {
     let name = bridge.name.clone();
@@ -205,6 +207,9 @@ pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<
             .context("unable to look up the new bridge")?
             .ok_or_else(|| Fatal::new(format!("the bridge {name} vanished after its creation")))?;
         bridge.link = Some(link);
+        crate::ipv6::disable(&name)?;
+    } else {
+        crate::ipv6::refuse_ra(&name)?;
     }
     let index = bridge.link.as_ref().map(|l| l.index).unwrap_or(0);
     if created || bridge.needs_address {

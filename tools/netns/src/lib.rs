@@ -5,6 +5,7 @@ mod bridge;
 mod bridged;
 mod cleanup;
 mod ipam;
+mod ipv6;
 mod netlink;
 mod nft;
 mod publish;
