@@ -150,6 +150,8 @@ pub struct Entry {
     pub workdir: Option<(PathBuf, OwnedFd)>,
     /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
     pub on_host: bool,
+    /// COMMAND is one of our links (then mntns is not last: the hint says so).
+    pub next_is_a_link: bool,
 }
 
 impl Entry {
@@ -160,9 +162,12 @@ impl Entry {
         }
         let error = common::exec::exec(command);
         if error.code == exit::NOT_FOUND && self.container && self.on_host {
-            return error.with_hint(
-                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)",
-            );
+            let hint = if self.next_is_a_link {
+                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)"
+            } else {
+                "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
+            };
+            return error.with_hint(hint);
         }
         error
     }

@@ -311,6 +311,11 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         no_new_privs: args.no_new_privs,
         workdir: None,
         on_host: container && on_host(&args.command.command),
+        next_is_a_link: args
+            .command
+            .command
+            .first()
+            .is_some_and(|p| common::link::is_link(p)),
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -494,6 +499,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         no_new_privs: args.no_new_privs,
         workdir,
         on_host: false,
+        next_is_a_link: false,
     };
     Err(entry.exec(args.command.command))
 }
