@@ -14,11 +14,13 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod info;
+pub mod keyring;
 pub mod link;
 pub mod ns;
 pub mod pin;
 pub mod report;
 pub mod state;
+pub mod terminal;
 
 pub use cli::main;
 pub use report::{Fatal, Hint};

@@ -561,6 +561,89 @@ static void do_sethostname(const char *name) {
     else blocked_errno("sethostname");
 }
 
+/* terminal and keyring (issue 13, items 2 and 6) */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* An i386 system call through `int 0x80` (arguments must be 32-bit addresses). */
+static long int80(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    return ret;
+}
+
+/* TIOCSTI of TEXT through the i386 table, in a child: a filter may kill it. */
+static void tty_int80(int fd, const char *text) {
+    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED) { printf("INFO mmap MAP_32BIT: %s\n", strerror(errno)); return; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (const char *c = text; *c; c++) {
+            low[0] = *c;
+            long rc = int80(54 /* i386 ioctl */, fd, TIOCSTI, (long)(unsigned long)low);
+            if (rc != 0) _exit(rc < 0 && rc > -4096 ? (int)-rc : 100);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    const char *what = "TIOCSTI through int 0x80 (i386 table)";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) escape(what, "keystrokes pushed into the terminal");
+    else if (WIFSIGNALED(status)) { char d[64]; snprintf(d, sizeof d, "killed by signal %d", WTERMSIG(status)); blocked(what, d); }
+    else { char d[64]; snprintf(d, sizeof d, "errno %d (%s)", WEXITSTATUS(status), strerror(WEXITSTATUS(status))); blocked(what, d); }
+}
+
+/* tty MARKER: every way of acting on the terminal at fd 0. The test checks the effects itself
+ * (bytes in the terminal's input, window size, line discipline): MARKER is never printed.
+ * TIOCSETD comes last, as N_NULL silences the terminal this program writes to. */
+static void do_tty(const char *marker) {
+    if (!isatty(0)) { printf("INFO fd 0 is not a terminal\n"); exit(2); }
+    char text[128];
+    snprintf(text, sizeof text, "%sN\n", marker);
+    int ok = 1;
+    for (const char *c = text; *c; c++) if (ioctl(0, TIOCSTI, c) != 0) { ok = 0; break; }
+    if (ok) escape("TIOCSTI (CVE-2017-5226)", "keystrokes pushed into the terminal");
+    else blocked_errno("TIOCSTI (CVE-2017-5226)");
+    snprintf(text, sizeof text, "%sI\n", marker);
+    tty_int80(0, text);
+    /* TIOCLINUX needs a virtual console: on a pty the kernel's tty layer answers ENOTTY, and
+     * only a filter answers EPERM (the test tells the two apart). */
+    char sub[2] = {3 /* TIOCL_PASTESEL */, 0};
+    if (ioctl(0, TIOCLINUX, sub) == 0) escape("TIOCLINUX (CVE-2023-1523)", "pasted into the console");
+    else if (errno == EPERM) blocked_errno("TIOCLINUX (CVE-2023-1523)");
+    else printf("INFO TIOCLINUX reached the tty layer: %s\n", strerror(errno));
+    struct winsize ws = {.ws_row = 11, .ws_col = 13};
+    if (ioctl(0, TIOCSWINSZ, &ws) == 0) escape("TIOCSWINSZ", "the terminal's window size changed");
+    else blocked_errno("TIOCSWINSZ");
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0) { printf("INFO /dev/tty opens: a controlling terminal\n"); close(fd); }
+    else printf("INFO /dev/tty: %s\n", strerror(errno));
+    printf("INFO trying TIOCSETD N_NULL\n");
+    fflush(stdout);
+    int null_ldisc = 27;
+    if (ioctl(0, TIOCSETD, &null_ldisc) == 0) escape("TIOCSETD N_NULL", "the terminal is dead");
+    else blocked_errno("TIOCSETD N_NULL");
+}
+
+/* keyring DESC [ID]: the caller's `user` key DESC must be out of reach, by search from the
+ * session keyring and by its serial number ID. */
+static void do_keyring(const char *desc, const char *id) {
+    char buf[256];
+    long key = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* @s */, "user", desc, 0);
+    if (key < 0) blocked_errno("find the caller's key in the session keyring");
+    else {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, key, buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key found in the session keyring", buf); }
+        else blocked_errno("read the caller's key found in the session keyring");
+    }
+    if (id && *id) {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, atol(id), buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key by its serial number", buf); }
+        else blocked_errno("read the caller's key by its serial number");
+    }
+}
+/* end of terminal and keyring */
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) { fprintf(stderr, "usage: nsattack MODE ARGS\n"); return 2; }
@@ -580,6 +663,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "devnull")) do_devnull();
     else if (!strcmp(m, "mksysv") && argc == 3) do_mksysv((key_t)strtol(argv[2], NULL, 0));
     else if (!strcmp(m, "sethostname") && argc == 3) do_sethostname(argv[2]);
+    else if (!strcmp(m, "tty") && argc == 3) do_tty(argv[2]); /* terminal */
+    else if (!strcmp(m, "keyring") && argc >= 3) do_keyring(argv[2], argc > 3 ? argv[3] : NULL); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
     else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
     fflush(stdout);

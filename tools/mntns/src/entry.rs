@@ -99,6 +99,8 @@ pub struct Entry {
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
     pub no_new_privs: bool,
+    /// A new root or --join: a new session keyring (not `--no-new-keyring`).
+    pub new_keyring: bool,
     /// The working directory, already resolved inside the root before pivot_root.
     pub workdir: Option<(PathBuf, OwnedFd)>,
     /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
@@ -130,6 +132,7 @@ impl Entry {
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         if self.container {
+            crate::session::leave_callers_session(self.new_keyring)?;
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
             crate::seccomp::deny_terminal_injection()?;
         }

@@ -33,6 +33,7 @@ mod propagation;
 mod resolve;
 mod rootfs;
 mod seccomp;
+mod session;
 mod sys;
 pub mod volume;
 
@@ -132,6 +133,11 @@ pub struct Args {
     /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
     #[arg(long)]
     pub no_new_privs: bool,
+
+    /// Keep the caller's session keyring (kernel keys) in a new root or --join; by default
+    /// COMMAND gets a new, empty one, as runc and crun do
+    #[arg(long)]
+    pub no_new_keyring: bool,
 
     #[command(flatten)]
     pub ns: NsOptions,
@@ -307,6 +313,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir: None,
         on_host: container && on_host(&args.command.command),
     };
@@ -490,6 +497,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir,
         on_host: false,
     };
