@@ -625,22 +625,38 @@ static void do_tty(const char *marker) {
     else blocked_errno("TIOCSETD N_NULL");
 }
 
-/* keyring DESC [ID]: the caller's `user` key DESC must be out of reach, by search from the
- * session keyring and by its serial number ID. */
-static void do_keyring(const char *desc, const char *id) {
+/* keyring-session DESC VALUE CMD...: on the host side, a new session keyring holding the
+ * `user` key DESC=VALUE (as `keyctl session - ; keyctl add user DESC VALUE @s`), its serial
+ * number in NSC_KEY_ID, then exec CMD. */
+static int do_keyring_session(const char *desc, const char *value, char **cmd) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) { perror("nsattack: keyctl join"); return 2; }
+    long key = syscall(SYS_add_key, "user", desc, value, strlen(value), -3 /* @s */);
+    if (key < 0) { perror("nsattack: add_key"); return 2; }
+    char id[32];
+    snprintf(id, sizeof id, "%ld", key);
+    setenv("NSC_KEY_ID", id, 1);
+    execvp(cmd[0], cmd);
+    perror("nsattack: exec");
+    return 2;
+}
+
+/* keyring DESC: the caller's `user` key DESC must be out of reach, by search from the session
+ * keyring and by its serial number (NSC_KEY_ID, when the caller passed it down). */
+static void do_keyring(const char *desc) {
     char buf[256];
     long key = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* @s */, "user", desc, 0);
-    if (key < 0) blocked_errno("find the caller's key in the session keyring");
+    if (key < 0) blocked_errno("find the caller's key from the session keyring");
     else {
         long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, key, buf, sizeof buf - 1);
-        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key found in the session keyring", buf); }
-        else blocked_errno("read the caller's key found in the session keyring");
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key found from the session keyring", buf); }
+        else blocked_errno("read the caller's key found from the session keyring");
     }
+    const char *id = getenv("NSC_KEY_ID");
     if (id && *id) {
         long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, atol(id), buf, sizeof buf - 1);
         if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key by its serial number", buf); }
         else blocked_errno("read the caller's key by its serial number");
-    }
+    } else printf("INFO NSC_KEY_ID is not set: no read by serial number\n");
 }
 /* end of terminal and keyring */
 
@@ -664,7 +680,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "mksysv") && argc == 3) do_mksysv((key_t)strtol(argv[2], NULL, 0));
     else if (!strcmp(m, "sethostname") && argc == 3) do_sethostname(argv[2]);
     else if (!strcmp(m, "tty") && argc == 3) do_tty(argv[2]); /* terminal */
-    else if (!strcmp(m, "keyring") && argc >= 3) do_keyring(argv[2], argc > 3 ? argv[3] : NULL); /* keyring */
+    else if (!strcmp(m, "keyring") && argc == 3) do_keyring(argv[2]); /* keyring */
+    else if (!strcmp(m, "keyring-session") && argc >= 5) return do_keyring_session(argv[2], argv[3], argv + 4); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
     else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
     fflush(stdout);
