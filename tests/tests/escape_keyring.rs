@@ -106,7 +106,7 @@ fn has_user(lab: &Lab, name: &str) -> bool {
 }
 
 #[test]
-fn a_process_joined_with_mntns_join_cannot_read_the_callers_session_keys() {
+fn a_process_joined_with_mntns_join_or_nsps_exec_cannot_read_the_callers_session_keys() {
     if !need_root() {
         return;
     }
@@ -147,6 +147,20 @@ fn a_process_joined_with_mntns_join_cannot_read_the_callers_session_keys() {
             let out = run(&mut with_key(&lab, config, argv));
             results.push(check(config, weakened, &out));
         }
+        // nsps exec (no opt-out there): its joined process must not carry the keyring in
+        // either (today it ends in the `mntns --join` proven above).
+        let argv = [
+            "nsps",
+            "exec",
+            &name,
+            "--",
+            "/nsattack",
+            "keyring",
+            "secret",
+        ]
+        .map(str::to_owned);
+        let out = run(&mut with_key(&lab, config, argv.to_vec()));
+        results.push(check(config, false, &out));
         lab.kill_all_and_wait();
         let _ = container.wait();
         lab.assert_clean();

@@ -208,6 +208,47 @@ fn attack(pty: &Pty, marker: &str, cmd: &mut Command) -> Effects {
     effects
 }
 
+/// What of the attack got through to the caller's terminal (empty: everything was blocked).
+fn holes(effects: &Effects) -> Vec<String> {
+    [
+        (
+            !effects.injected.is_empty(),
+            format!("keystrokes got in: {:?}", effects.injected),
+        ),
+        (
+            effects.window_size_changed,
+            "the window size changed".to_owned(),
+        ),
+        (
+            effects.line_discipline_changed,
+            "the line discipline changed".to_owned(),
+        ),
+        (
+            !effects.tioclinux_refused,
+            "TIOCLINUX was not refused (EPERM)".to_owned(),
+        ),
+        (
+            !effects
+                .shown
+                .contains("BLOCKED TIOCSTI through int 0x80 (i386 table): killed by signal 31"),
+            "the i386 system call was not killed (SIGSYS)".to_owned(),
+        ),
+        (
+            !effects
+                .shown
+                .contains("INFO /dev/tty: No such device or address"),
+            "the container has a controlling terminal".to_owned(),
+        ),
+        (
+            effects.shown.contains("ESCAPED"),
+            "the attacker reports ESCAPED".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(hole, what)| hole.then_some(what))
+    .collect()
+}
+
 fn marker() -> String {
     format!("nscinj{}x", std::process::id())
 }
@@ -263,43 +304,7 @@ fn a_container_cannot_type_into_kill_or_reshape_the_callers_terminal() {
             &marker,
             &mut lab.in_host("", config == Config::Rootless, &argv),
         );
-        let holes: Vec<String> = [
-            (
-                !effects.injected.is_empty(),
-                format!("keystrokes got in: {:?}", effects.injected),
-            ),
-            (
-                effects.window_size_changed,
-                "the window size changed".to_owned(),
-            ),
-            (
-                effects.line_discipline_changed,
-                "the line discipline changed".to_owned(),
-            ),
-            (
-                !effects.tioclinux_refused,
-                "TIOCLINUX was not refused (EPERM)".to_owned(),
-            ),
-            (
-                !effects
-                    .shown
-                    .contains("BLOCKED TIOCSTI through int 0x80 (i386 table): killed by signal 31"),
-                "the i386 system call was not killed (SIGSYS)".to_owned(),
-            ),
-            (
-                !effects
-                    .shown
-                    .contains("INFO /dev/tty: No such device or address"),
-                "the container has a controlling terminal".to_owned(),
-            ),
-            (
-                effects.shown.contains("ESCAPED"),
-                "the attacker reports ESCAPED".to_owned(),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(hole, what)| hole.then_some(what))
-        .collect();
+        let holes = holes(&effects);
         if !holes.is_empty() {
             results.push(Err(format!(
                 "HOLE [{CLAIM}] in the {} chain {mntns_args:?}: {}\n--- the terminal showed:\n{}",
@@ -374,4 +379,58 @@ fn an_interactive_shell_in_a_container_still_reads_writes_and_gets_ctrl_c() {
         assert_eq!(pty.window_size(), (ROWS, COLS));
         lab.assert_clean();
     }
+}
+
+#[test]
+fn a_process_joined_with_nsps_exec_cannot_act_on_the_callers_terminal() {
+    if !need_root() {
+        return;
+    }
+    let marker = marker();
+    let mut results = Vec::new();
+    for config in configs() {
+        let lab = Lab::new("ttyjoin");
+        let name = format!("tty{}{}", std::process::id(), config as u8);
+        let argv = lab.chain_argv(config, Some(&name), &[], &["/bin/sleep", "30"]);
+        let mut container = lab
+            .in_host("", config == Config::Rootless, &argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !lab
+            .state
+            .join("run/chains")
+            .join(&name)
+            .join("mnt.json")
+            .exists()
+        {
+            assert!(Instant::now() < deadline, "{name} did not register");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pty = Pty::new();
+        let argv = ["nsps", "exec", &name, "--", "/nsattack", "tty", &marker].map(str::to_owned);
+        let effects = attack(
+            &pty,
+            &marker,
+            &mut lab.in_host("", config == Config::Rootless, &argv),
+        );
+        let holes = holes(&effects);
+        if holes.is_empty() {
+            results.push(Ok(()));
+        } else {
+            results.push(Err(format!(
+                "HOLE [{CLAIM}] through nsps exec in the {} chain: {}\n--- the terminal showed:\n{}",
+                config.name(),
+                holes.join("; "),
+                effects.shown
+            )));
+        }
+        lab.kill_all_and_wait();
+        let _ = container.wait();
+        lab.assert_clean();
+    }
+    assert_all(results);
 }
