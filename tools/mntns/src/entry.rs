@@ -1,6 +1,7 @@
 //! The entry into the container, the last thing before exec (DESIGN.md §2, rule 6): working
-//! directory checked to be inside the root, user switch, capabilities reduced, no_new_privs,
-//! every fd ≥ 3 closed unless kept, then COMMAND.
+//! directory checked to be inside the root, the caller's terminal and session keyring left
+//! (session.rs), the seccomp filter, user switch, capabilities reduced, no_new_privs, every
+//! fd ≥ 3 closed unless kept, then COMMAND.
 
 use std::collections::HashSet;
 use std::ffi::OsString;

@@ -18,7 +18,9 @@
 //! masked and read-only paths                     proc_sys
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! workdir, user, capabilities, nnp, fds, exec    entry
+//! workdir, no controlling terminal, new session  entry, session (common::terminal,
+//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp
+//!   fds, exec
 //! ```
 
 mod dev;
