@@ -176,3 +176,50 @@ fn no_new_keyring_takes_no_value() {
     assert!(stderr(&out).starts_with("mntns: "), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_keyring_that_cannot_be_made_stops_the_container() {
+    if !need_root() || !require(have("strace"), "strace (fault injection)") {
+        return;
+    }
+    let lab = Lab::new("keyfault");
+    let root = lab.root.display().to_string();
+    for (errno, runs) in [("ENOMEM", false), ("ENOSYS", true)] {
+        let inject = format!("--inject=keyctl:error={errno}:when=1");
+        let argv = [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            &inject,
+            "mntns",
+            "--rootfs",
+            &root,
+            "--",
+            "/bin/echo",
+            "ran",
+        ]
+        .map(str::to_owned);
+        let out = run(&mut lab.in_host("", false, &argv));
+        if runs {
+            // A kernel without keys: nothing to keep out.
+            assert_eq!(stdout(&out), "ran", "keyctl {errno}: {}", stderr(&out));
+        } else {
+            assert_eq!(
+                out.status.code(),
+                Some(125),
+                "keyctl {errno}: {}",
+                stderr(&out)
+            );
+            assert!(!stdout(&out).contains("ran"));
+            assert!(
+                stderr(&out).starts_with("mntns: fatal: unable to join a new session keyring")
+                    && stderr(&out).contains("--no-new-keyring"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    lab.assert_clean();
+}
