@@ -18,11 +18,10 @@
 //! foreground, is its own (started by `setsid -c`, a getty or sshd), and detaching would send
 //! SIGHUP to its own process group.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 
 /// What [`detach`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,22 +36,20 @@ pub enum Detached {
 
 /// Gives up this process's controlling terminal (not its process group or session).
 pub fn detach() -> Result<Detached, Errno> {
-    let me = nix::unistd::getpid();
-    if nix::unistd::getsid(None)? == me {
+    if nix::unistd::getsid(None)? == nix::unistd::getpid() {
         return Ok(Detached::SessionLeader);
     }
     // /dev/tty is the controlling terminal, whichever fd (if any) holds it.
-    match nix::fcntl::open(
-        "/dev/tty",
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Err(Errno::ENXIO) => return Ok(Detached::NoTerminal),
-        Ok(fd) => {
-            let fd = unsafe_owned(fd);
-            return notty(fd.as_raw_fd()).map(|()| Detached::Detached);
-        }
-        // No /dev/tty here, or a hung-up terminal (EIO): try the standard fds.
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open("/dev/tty");
+    match tty {
+        Ok(tty) => return notty(tty.as_raw_fd()).map(|()| Detached::Detached),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(Detached::NoTerminal),
+        // No /dev/tty here (then the container has none either: its /dev/tty is the host's
+        // node), or a hung-up terminal (EIO): the standard fds are what is left to reach it.
         Err(_) => {}
     }
     for fd in 0..3 {
@@ -65,15 +62,9 @@ pub fn detach() -> Result<Detached, Errno> {
     Ok(Detached::NoTerminal)
 }
 
-fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
-    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
-}
-
-fn notty(fd: std::os::fd::RawFd) -> Result<(), Errno> {
+fn notty(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: TIOCNOTTY takes no argument; on a non-leader it only clears this process's
-    // controlling terminal.
+    // controlling terminal (ENOTTY when `fd` is another terminal).
     Errno::result(unsafe { libc::ioctl(fd, libc::TIOCNOTTY) }).map(drop)
 }
 
