@@ -15,12 +15,14 @@ pub mod exec;
 pub mod exit;
 pub mod generate;
 pub mod info;
+pub mod keyring;
 pub mod link;
 pub mod ns;
 pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod state;
+pub mod terminal;
 
 pub use cli::main;
 pub use report::{Fatal, Hint};

@@ -1,6 +1,7 @@
 //! The entry into the container, the last thing before exec (DESIGN.md §2, rule 6): working
-//! directory checked to be inside the root, user switch, capabilities reduced, no_new_privs,
-//! every fd ≥ 3 closed unless kept, then COMMAND.
+//! directory checked to be inside the root, the caller's terminal and session keyring left
+//! (session.rs), the seccomp filter, user switch, capabilities reduced, no_new_privs, every
+//! fd ≥ 3 closed unless kept, then COMMAND.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -146,6 +147,8 @@ pub struct Entry {
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
     pub no_new_privs: bool,
+    /// A new root or --join: a new session keyring (not `--no-new-keyring`).
+    pub new_keyring: bool,
     /// The working directory, already resolved inside the root before pivot_root.
     pub workdir: Option<(PathBuf, OwnedFd)>,
     /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
@@ -182,6 +185,7 @@ impl Entry {
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         if self.container {
+            crate::session::leave_callers_session(self.new_keyring)?;
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
             crate::seccomp::deny_terminal_injection()?;
         }

@@ -18,7 +18,9 @@
 //! masked and read-only paths                     proc_sys
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! workdir, user, capabilities, nnp, fds, exec    entry
+//! workdir, no controlling terminal, new session  entry, session (common::terminal,
+//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp
+//!   fds, exec
 //! ```
 
 mod dev;
@@ -34,6 +36,7 @@ mod propagation;
 mod resolve;
 mod rootfs;
 mod seccomp;
+mod session;
 mod sys;
 pub mod volume;
 
@@ -134,6 +137,11 @@ pub struct Args {
     /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
     #[arg(long)]
     pub no_new_privs: bool,
+
+    /// Keep the caller's session keyring (kernel keys) in a new root or --join; by default
+    /// COMMAND gets a new, empty one, as runc and crun do
+    #[arg(long)]
+    pub no_new_keyring: bool,
 
     #[command(flatten)]
     pub ns: NsOptions,
@@ -309,6 +317,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir: None,
         on_host: container && on_host(&args.command.command),
         next_is_a_link: args
@@ -497,6 +506,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir,
         on_host: false,
         next_is_a_link: false,
