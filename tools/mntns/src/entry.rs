@@ -179,7 +179,7 @@ impl Entry {
     pub fn grants(&self, cap: Capability) -> bool {
         let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
         compute_caps(&base, &caps::all(), &self.cap_add, &self.cap_drop).contains(&cap)
-            && self.user.map_or(true, |u| u.uid == 0)
+            && self.user.is_none_or(|u| u.uid == 0)
     }
 
     fn prepare(&self) -> Result<(), Fatal> {
