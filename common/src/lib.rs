@@ -13,6 +13,7 @@ pub mod cli;
 pub mod debug;
 pub mod exec;
 pub mod exit;
+pub mod handdown;
 pub mod info;
 pub mod link;
 pub mod ns;

@@ -22,6 +22,7 @@
 //! ```
 
 mod dev;
+mod dns;
 mod entry;
 mod etc_files;
 mod hide_state;
@@ -36,6 +37,7 @@ mod rootfs;
 mod seccomp;
 mod sys;
 pub mod volume;
+mod workdir;
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -276,6 +278,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
+    // The caller's directory, kept in a new root where it shows there (workdir).
+    let cwd = std::env::current_dir().ok();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if link.is_join() {
         drop(trees);
@@ -408,6 +412,22 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         let fd = resolve::open_in_root(root.as_fd(), dir, create)
             .fatal_context("unable to set the working directory")?;
         entry.workdir = Some((dir.clone(), fd));
+    } else if let Some(new_root) = &plan.root {
+        let source = match new_root {
+            NewRoot::Rootfs(dir) => Some(dir.as_path()),
+            NewRoot::Overlay(lowers) => lowers.first().map(PathBuf::as_path),
+        };
+        let volumes: Vec<(PathBuf, PathBuf)> = plan
+            .volumes
+            .iter()
+            .map(|v| (v.source.clone(), v.target.clone()))
+            .collect();
+        entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
+    }
+    if container {
+        // The shell's idea of where it is, true in the new root.
+        let shown = entry.workdir.as_ref().map_or(Path::new("/"), |(p, _)| p);
+        std::env::set_var("PWD", shown);
     }
 
     let mut extra = Map::new();
