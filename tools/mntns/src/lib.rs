@@ -35,6 +35,7 @@ mod propagation;
 mod resolve;
 mod rootfs;
 mod seccomp;
+mod skeleton;
 mod sys;
 pub mod volume;
 mod workdir;
@@ -385,6 +386,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
+    // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).
+    let root = match &plan.root {
+        Some(NewRoot::Rootfs(dir)) => {
+            let needs = mount_points(&args, &plan, etc.as_ref());
+            skeleton::protect(dir, root, &needs, args.read_only)?
+        }
+        _ => root,
+    };
     if let (true, Some(nodes)) = (container, &nodes) {
         proc_sys::mount_proc(root.as_fd())?;
         proc_sys::mount_sys(root.as_fd())?;
@@ -450,6 +459,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     link.finish(proc_self_pid(), extra)?;
 
     if container {
+        skeleton::finish()?;
         rootfs::pivot(&root)?;
         if args.read_only {
             rootfs::make_root_read_only()?;
@@ -481,6 +491,35 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         cleaner.release(args.rm, delegated);
     }
     Err(entry.exec(args.command.command))
+}
+
+/// The paths a new root must have for what mntns mounts there (created if missing).
+fn mount_points(
+    args: &Args,
+    plan: &Plan,
+    etc: Option<&etc_files::EtcFiles>,
+) -> Vec<(PathBuf, Create)> {
+    let mut needs: Vec<(PathBuf, Create)> = ["/dev", "/proc", "/sys"]
+        .iter()
+        .map(|p| (PathBuf::from(p), Create::Dir))
+        .collect();
+    for (name, _) in etc.map_or(&[][..], |e| &e.files[..]) {
+        needs.push((Path::new("/etc").join(name), Create::File));
+    }
+    if let Some(dir) = &args.workdir {
+        needs.push((dir.clone(), Create::Dir));
+    }
+    for volume in &plan.volumes {
+        let kind = match std::fs::metadata(&volume.source) {
+            Ok(m) if !m.is_dir() => Create::File,
+            _ => Create::Dir,
+        };
+        needs.push((volume.target.clone(), kind));
+    }
+    for tmpfs in &plan.tmpfs {
+        needs.push((tmpfs.target.clone(), Create::Dir));
+    }
+    needs
 }
 
 fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
