@@ -24,12 +24,14 @@
 mod dev;
 mod dns;
 mod entry;
+mod env;
 mod etc_files;
 mod hide_state;
 mod idmap;
 mod join;
 mod overlay;
 mod overlay_split;
+mod passwd;
 mod proc_sys;
 mod propagation;
 mod resolve;
@@ -120,9 +122,23 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
-    /// Run COMMAND as UID[:GID] (numeric, as mapped in the current user namespace)
-    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
-    pub user: Option<User>,
+    /// Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group;
+    /// sets HOME, USER, LOGNAME and the supplementary groups, as Docker)
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    pub user: Option<passwd::UserSpec>,
+
+    /// Set KEY to VALUE for COMMAND; KEY alone passes the caller's value
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = env::parse_env)]
+    pub env: Vec<env::EnvSpec>,
+
+    /// Read variables for COMMAND from FILE (KEY=VALUE or KEY lines, # comments; before -e)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Start COMMAND with an empty environment (then --env-file, -e, --user's; PATH Docker's
+    /// default if none is set)
+    #[arg(long)]
+    pub clearenv: bool,
 
     /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
     /// from Docker's default set, else from the current one
@@ -148,7 +164,7 @@ fn parse_propagation(text: &str) -> Result<Propagation, String> {
     text.parse()
 }
 
-fn parse_user(text: &str) -> Result<User, String> {
+fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
     text.parse()
 }
 
@@ -167,6 +183,7 @@ enum NewRoot {
 #[derive(Debug)]
 struct Plan {
     root: Option<NewRoot>,
+    env: env::EnvPlan,
     volumes: Vec<Volume>,
     tmpfs: Vec<Tmpfs>,
 }
@@ -234,8 +251,10 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             )));
         }
     }
+    let env = env::EnvPlan::new(args.clearenv, &args.env_file, &args.env).map_err(Fatal::new)?;
     Ok(Plan {
         root,
+        env,
         volumes,
         tmpfs,
     })
@@ -309,7 +328,12 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut entry = entry::Entry {
         container,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
@@ -433,11 +457,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .collect();
         entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
     }
-    if container {
-        // The shell's idea of where it is, true in the new root.
-        let shown = entry.workdir.as_ref().map_or(Path::new("/"), |(p, _)| p);
-        std::env::set_var("PWD", shown);
-    }
 
     let mut extra = Map::new();
     if let Some(new_root) = &plan.root {
@@ -490,7 +509,38 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(cleaner) = cleaner {
         cleaner.release(args.rm, delegated);
     }
+    // The shell's idea of where it is, true in the new root.
+    let pwd = container.then(|| {
+        entry
+            .workdir
+            .as_ref()
+            .map_or(PathBuf::from("/"), |(p, _)| p.clone())
+    });
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
     Err(entry.exec(args.command.command))
+}
+
+/// Right before the exec, in the final root: `--user` resolved in its /etc/passwd and
+/// /etc/group, then COMMAND's environment (env.rs).
+fn settle_user_and_env(
+    entry: &mut entry::Entry,
+    spec: Option<&passwd::UserSpec>,
+    env: &env::EnvPlan,
+    pwd: Option<&Path>,
+) -> Result<(), Fatal> {
+    let resolved = match spec {
+        Some(spec) => Some(passwd::resolve(spec).map_err(Fatal::new)?),
+        None => None,
+    };
+    if let Some(user) = &resolved {
+        entry.user = Some(user.user);
+        entry.groups = user.groups.clone();
+    }
+    env.apply(resolved.as_ref());
+    if let Some(pwd) = pwd {
+        std::env::set_var("PWD", pwd);
+    }
+    Ok(())
 }
 
 /// The paths a new root must have for what mntns mounts there (created if missing).
@@ -543,16 +593,22 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         }
         None => None,
     };
-    let entry = entry::Entry {
+    let mut entry = entry::Entry {
         container: true,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
         workdir,
         on_host: false,
     };
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     Err(entry.exec(args.command.command))
 }
 
