@@ -98,19 +98,17 @@ fn a_rootfs_is_left_byte_for_byte_as_it_was() {
     let before = listing(&root);
     // The probe sees a change: a write into an existing directory of a writable rootfs is
     // the container's right and shows up (so the checks below can fail).
-    ok(
-        &mut chain(dir.path(), &["mntns", "--rootfs"]).arg(&root).args([
-            "--",
-            "touch",
-            "/usr/share/new",
-        ]),
-    );
+    ok(chain(dir.path(), &["mntns", "--rootfs"]).arg(&root).args([
+        "--",
+        "touch",
+        "/usr/share/new",
+    ]));
     assert_ne!(listing(&root), before, "the listing does not see a change");
     std::fs::remove_file(root.join("usr/share/new")).unwrap();
     // Restore the directory's mtime by rebuilding the snapshot after the cleanup.
     let before = listing(&root);
     for extra in [&[][..], &["--read-only"][..]] {
-        let out = ok(&mut chain(dir.path(), &["mntns", "--rootfs"])
+        let out = ok(chain(dir.path(), &["mntns", "--rootfs"])
             .arg(&root)
             .args(extra)
             .args(["-v", &volume, "--tmpfs", "/scratch", "-w", "/work/dir"])
