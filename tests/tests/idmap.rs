@@ -198,13 +198,20 @@ fn without_a_consumer_the_tree_passes_through_pidns_to_the_payload() {
     }
     let dir = scratch();
     let state = state_dir(dir.path());
+    // What the next link receives: a shell named like a link (COMMAND itself receives
+    // neither the variable nor the fds, issue 19; see mntns_user.rs).
+    let links = dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", links.join("mntns")).unwrap();
     let out = ok_out(
         &run(&mut sh(
             &state,
-            "exec userns --map-auto --idmap / --idmap /tmp -- ipcns -- utsns -- pidns -- sh -c '\
+            &format!("exec userns --map-auto --idmap / --idmap /tmp -- ipcns -- utsns -- pidns -- {links}/mntns -c '\
              printf \"%s\\n\" \"$NSCHAIN_IDMAP\"; \
              printf \"%s\\n\" \"$NSCHAIN_IDMAP\" | while read fd path; do \
                echo \"fd $fd $(stat -L -c %d:%i /proc/self/fd/$fd) $(stat -c %d:%i $path) $path\"; done'",
+                links = links.display()
+            ),
         )),
         "chain without mntns",
     );
