@@ -13,12 +13,15 @@
 //! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
 //!           (an idmapped tree is attached instead  without an idmapped tree)
 //!           of the host's PATH)
+//! --rootfs never written: skeletons instead      skeleton (resolve covers, never creates)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
+//! workdir (-w, else the caller's if shown)       workdir
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! workdir, user, capabilities, nnp, fds, exec    entry
+//! --user in the root's passwd, environment       passwd, env
+//! user, capabilities, nnp, fds, exec             entry
 //! ```
 
 mod dev;
