@@ -14,6 +14,7 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod generate;
+pub mod handdown;
 pub mod info;
 pub mod link;
 pub mod ns;
@@ -21,6 +22,7 @@ pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod state;
+pub mod sysfs;
 
 pub use cli::main;
 pub use report::{Fatal, Hint};

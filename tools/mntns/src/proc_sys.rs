@@ -45,7 +45,7 @@ pub const READ_ONLY: [&str; 5] = [
 ];
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-const SYSFS_MAGIC: i64 = 0x6265_6572;
+const SYSFS_MAGIC: i64 = common::sysfs::SYSFS_MAGIC;
 
 const SAFE: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
@@ -87,16 +87,44 @@ pub fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Fatal> {
     })
 }
 
-/// Mounts /sys read-only: a new sysfs when this network namespace lets us (it is owned by
-/// our user namespace), else a read-only recursive bind of the host's /sys.
-pub fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Fatal> {
-    debug::step("mount /sys", || -> anyhow::Result<()> {
+/// Where /sys of a container comes from (the `"sys"` field of `--info-fd`).
+pub const SYS_HANDED_DOWN: &str = "handed-down";
+pub const SYS_NEW: &str = "new";
+pub const SYS_HOST_BIND: &str = "host-bind";
+
+/// Mounts /sys read-only, showing the container's network namespace where possible: the
+/// sysfs an earlier netns handed down (`NSCHAIN_SYSFS_FD`, common::sysfs), else a new sysfs
+/// when this network namespace lets us (it is owned by our user namespace), else a read-only
+/// recursive bind of the host's /sys, said on stderr. Returns which of the three.
+pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'static str, Fatal> {
+    debug::step("mount /sys", || -> anyhow::Result<&'static str> {
         let target = resolve::top_dir(root, "sys")?;
+        if let Some(sysfs) = handed {
+            sys::move_onto(sysfs.as_fd(), target.as_fd())
+                .with_context(|| {
+                    format!(
+                        "unable to attach the sysfs named in {} (not a detached sysfs mount)",
+                        common::sysfs::VAR
+                    )
+                })?;
+            // Now a mount of this namespace: whatever the producer set, it is read-only here.
+            sys::set_attr(
+                sysfs.as_fd(),
+                sys::MOUNT_ATTR_RDONLY
+                    | sys::MOUNT_ATTR_NOSUID
+                    | sys::MOUNT_ATTR_NODEV
+                    | sys::MOUNT_ATTR_NOEXEC,
+                false,
+            )
+            .context("unable to make the handed-down sysfs read-only")?;
+            check_magic(root, "sys", SYSFS_MAGIC)?;
+            return Ok(SYS_HANDED_DOWN);
+        }
         match sys::mount_fs("sysfs", target.as_fd(), SAFE | MsFlags::MS_RDONLY, None) {
-            Ok(()) => check_magic(root, "sys", SYSFS_MAGIC),
+            Ok(()) => check_magic(root, "sys", SYSFS_MAGIC).map(|()| SYS_NEW),
             Err(Errno::EPERM) => {
-                debug::note(
-                    "sysfs refused (network namespace not ours): binding the host's /sys read-only",
+                common::report::warning(
+                    "/sys is a read-only bind of the host's, with the host's network interfaces: the kernel allows a new sysfs only for a network namespace of this user namespace, and no netns before userns (as host root) handed one down",
                 );
                 let host = resolve::open_host_dir(Path::new("/sys"))?;
                 sys::bind(
@@ -108,7 +136,8 @@ pub fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Fatal> {
                         | sys::MOUNT_ATTR_NODEV
                         | sys::MOUNT_ATTR_NOEXEC,
                 )
-                .context("unable to bind the host's /sys")
+                .context("unable to bind the host's /sys")?;
+                Ok(SYS_HOST_BIND)
             }
             Err(e) => Err(anyhow::Error::from(e).context("unable to mount sysfs")),
         }

@@ -116,7 +116,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
             .collect::<Vec<_>>()),
     );
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    Err(crate::own_sys::exec(args.command.command))
 }
 
 /// What to undo when the setup fails after the lease was written.

@@ -8,6 +8,7 @@ mod ipam;
 mod ipv6;
 mod netlink;
 mod nft;
+mod own_sys;
 mod publish;
 mod rootless;
 mod spawn;
@@ -124,7 +125,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("mode".into(), json!("loopback"));
     }
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    Err(own_sys::exec(args.command.command))
 }
 
 fn check_modes(args: &Args) -> Result<(), Fatal> {
@@ -198,7 +199,7 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }
-    let error = common::exec::exec(args.command.command);
+    let error = own_sys::exec(args.command.command);
     drop(exit_fd);
     Err(error)
 }
