@@ -95,7 +95,8 @@ pub const SYS_HOST_BIND: &str = "host-bind";
 /// Mounts /sys read-only, showing the container's network namespace where possible: the
 /// sysfs an earlier netns handed down (`NSCHAIN_SYSFS_FD`, common::sysfs), else a new sysfs
 /// when this network namespace lets us (it is owned by our user namespace), else a read-only
-/// recursive bind of the host's /sys, said on stderr. Returns which of the three.
+/// recursive bind of the host's /sys, said on stderr when its interfaces are not this network
+/// namespace's. Returns which of the three.
 pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'static str, Fatal> {
     debug::step("mount /sys", || -> anyhow::Result<&'static str> {
         let target = resolve::top_dir(root, "sys")?;
@@ -123,9 +124,6 @@ pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'stat
         match sys::mount_fs("sysfs", target.as_fd(), SAFE | MsFlags::MS_RDONLY, None) {
             Ok(()) => check_magic(root, "sys", SYSFS_MAGIC).map(|()| SYS_NEW),
             Err(Errno::EPERM) => {
-                common::report::warning(
-                    "/sys is a read-only bind of the host's, with the host's network interfaces: the kernel allows a new sysfs only for a network namespace of this user namespace, and no netns before userns (as host root) handed one down",
-                );
                 let host = resolve::open_host_dir(Path::new("/sys"))?;
                 sys::bind(
                     host.as_fd(),
@@ -137,12 +135,42 @@ pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'stat
                         | sys::MOUNT_ATTR_NOEXEC,
                 )
                 .context("unable to bind the host's /sys")?;
+                // Said only when it misleads: without a netns of its own (no netns in the
+                // chain), the host's /sys shows the container's network anyway.
+                if !lists_own_interfaces(host.as_fd()) {
+                    common::report::warning(
+                        "/sys is a read-only bind of the host's, with the host's network interfaces: the kernel allows a new sysfs only for a network namespace of this user namespace, and no netns before userns (as host root) handed one down",
+                    );
+                }
                 Ok(SYS_HOST_BIND)
             }
             Err(e) => Err(anyhow::Error::from(e).context("unable to mount sysfs")),
         }
     })
     .map_err(|e| Fatal::from(e).context("unable to mount /sys"))
+}
+
+/// Whether `host` (the host's /sys) lists exactly the interfaces of this process's network
+/// namespace (`/proc/self/net/dev`).
+fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
+    let listed = std::fs::read_dir(sys::fd_path(host).join("class/net")).map(|dir| {
+        let mut names: Vec<String> = dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    });
+    let own = std::fs::read_to_string("/proc/self/net/dev").map(|text| {
+        let mut names: Vec<String> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+            .collect();
+        names.sort();
+        names
+    });
+    matches!((listed, own), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Hides the masked paths: files under a bind of the verified /dev/null, directories under an
