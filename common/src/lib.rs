@@ -14,7 +14,7 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod generate;
-pub mod handdown;
+pub mod handed_fd;
 pub mod info;
 pub mod link;
 pub mod ns;

@@ -16,7 +16,7 @@ use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::{debug, handdown};
+use crate::{debug, handed_fd};
 
 /// The variable naming the handed-down sysfs.
 pub const VAR: &str = "NSCHAIN_SYSFS_FD";
@@ -86,7 +86,7 @@ pub fn take() -> Result<Option<OwnedFd>, String> {
     };
     std::env::remove_var(VAR);
     let text = value.to_string_lossy();
-    let fd = handdown::parse_fd(&text)
+    let fd = handed_fd::parse_fd(&text)
         .ok_or_else(|| format!("invalid {VAR} '{text}': expected an fd number above 2"))?;
     // SAFETY: only borrowed for fstatfs; an fd that is not open makes it fail with EBADF.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -100,7 +100,7 @@ pub fn take() -> Result<Option<OwnedFd>, String> {
         }
         Ok(_) => {}
     }
-    handdown::adopt(fd)
+    handed_fd::adopt(fd)
         .map_err(|e| format!("invalid {VAR}: fd {fd}: {e}"))
         .map(Some)
 }
@@ -117,7 +117,7 @@ impl HandDown {
         if let Ok(Some(earlier)) = take() {
             drop(earlier);
         }
-        if !handdown::consumer_follows(command, "mntns") {
+        if !handed_fd::consumer_follows(command, "mntns") {
             return HandDown(None);
         }
         match debug::step("create a sysfs of this network namespace", create) {
@@ -132,7 +132,7 @@ impl HandDown {
     /// Right before the exec: exports the variable and lets the fd be inherited.
     pub fn export(&self) -> io::Result<()> {
         if let Some(fd) = &self.0 {
-            handdown::inherit(fd.as_fd())?;
+            handed_fd::inherit(fd.as_fd())?;
             std::env::set_var(VAR, fd.as_raw_fd().to_string());
         }
         Ok(())

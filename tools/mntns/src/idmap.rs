@@ -88,14 +88,14 @@ fn parse_line(line: &[u8]) -> anyhow::Result<Tree> {
     };
     let fd: RawFd = std::str::from_utf8(&line[..space])
         .ok()
-        .and_then(common::handdown::parse_fd)
+        .and_then(common::handed_fd::parse_fd)
         .ok_or_else(|| anyhow::anyhow!("FD must be a number above 2"))?;
     let path = PathBuf::from(OsStr::from_bytes(&line[space + 1..]));
     if !path.is_absolute() {
         anyhow::bail!("PATH must be absolute");
     }
     let fd =
-        common::handdown::adopt(fd).map_err(|e| anyhow::anyhow!("fd {fd} is not open ({e})"))?;
+        common::handed_fd::adopt(fd).map_err(|e| anyhow::anyhow!("fd {fd} is not open ({e})"))?;
     let tree_stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
     let meta = std::fs::metadata(&path)?;
     if tree_stat.st_dev != meta.dev() || tree_stat.st_ino != meta.ino() {

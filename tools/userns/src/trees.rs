@@ -110,7 +110,7 @@ pub fn warn_without_consumer(paths: &[PathBuf], command: &[OsString]) {
     if paths.is_empty() {
         return;
     }
-    if !common::handdown::consumer_follows(command, "mntns") {
+    if !common::handed_fd::consumer_follows(command, "mntns") {
         report::warning(format_args!(
             "no mntns follows in this chain: COMMAND itself gets the idmapped trees ({VAR}), \
              writable with their host owners by whoever attaches them"
@@ -168,7 +168,7 @@ impl Trees {
         for (path, fd) in &self.list {
             debug::step(
                 format_args!("hand down fd {} ({})", fd.as_raw_fd(), path.display()),
-                || common::handdown::inherit(fd.as_fd()),
+                || common::handed_fd::inherit(fd.as_fd()),
             )
             .map_err(|e| Fatal::from(e).context("unable to hand down an idmapped tree"))?;
         }

@@ -1,4 +1,4 @@
-//! Fds handed down the chain (DESIGN.md §1, "Handed-down fds"): a link makes an fd a later
+//! Descriptors handed down the chain (DESIGN.md §1, "Handed-down fds"): a link makes an fd a later
 //! link cannot make itself and names it in a variable.
 //!
 //! The producer keeps the fd close-on-exec until right before its exec ([`inherit`]); every
