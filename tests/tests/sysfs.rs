@@ -170,8 +170,18 @@ fn the_handed_down_sysfs_reaches_no_command() {
         "{text}"
     );
 
-    // Proof that a leak shows: a word named mntns makes netns hand its sysfs down, and with no
-    // real mntns to take it, the shell gets the variable and the fd.
+    // Proof that a leak shows: a program named mntns that is not the consumer (a shell script)
+    // gets the variable and the fd when nothing takes them.
+    let fake = lab.dir.path().join("fake");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("mntns"), format!("#!/bin/sh\n{FDS}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for path in [fake.clone(), fake.join("mntns")] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let fake_mntns = fake.join("mntns").display().to_string();
     let fooled: Vec<String> = [
         "netns",
         "--bridge",
@@ -179,10 +189,7 @@ fn the_handed_down_sysfs_reaches_no_command() {
         "userns",
         "--map-auto",
         "--",
-        "sh",
-        "-c",
-        FDS,
-        "mntns",
+        &fake_mntns,
     ]
     .map(str::to_owned)
     .to_vec();
