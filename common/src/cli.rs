@@ -70,13 +70,16 @@ pub fn parse<A: Parser>(
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
             eprintln!("{tool}: fatal: {message}");
-            for tip in rendered
+            // One hint: clap's suggestion of a similar option when it has one. Not its
+            // "to pass '--x' as a value, use '-- --x'": after `--` comes the next program.
+            let tip = rendered
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("tip: "))
-            {
-                report::hint_line(tip);
+                .find(|tip| !tip.starts_with("to pass "));
+            match tip {
+                Some(tip) => report::hint_line(tip),
+                None => report::hint_line(format!("see '{tool} --help'")),
             }
-            report::hint_line(format!("see '{tool} --help'"));
             Err(exit::FAILURE)
         }
     }

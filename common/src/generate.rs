@@ -21,9 +21,6 @@ const COMMAND_VALUE: &str = "COMMAND";
 const NAME_VALUE: &str = "NAME";
 /// The command that lists the running chains' names, for completion.
 const CHAIN_NAMES: &str = "nsps 2>/dev/null | awk 'NR>1{print $1}'";
-const TOOLS: [&str; 7] = [
-    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps",
-];
 
 /// The kind asked for by `argv`, when its first argument is `--generate`.
 pub fn requested(argv: &[std::ffi::OsString]) -> Option<String> {
@@ -309,10 +306,10 @@ fn man(command: &Command) -> String {
     let _ = writeln!(out, "{status}");
 
     let _ = writeln!(out, ".SH SEE ALSO");
-    let others: Vec<String> = TOOLS
+    let others: Vec<String> = crate::handdown::LINKS
         .iter()
+        .chain(["nsps", "unshare", "nsenter", "bwrap"].iter())
         .filter(|t| **t != tool)
-        .chain(["unshare", "nsenter", "bwrap"].iter())
         .map(|t| format!(".BR {} (1)", roff(t)))
         .collect();
     let _ = writeln!(out, "{}", others.join(",\n"));

@@ -35,8 +35,8 @@ pub fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Whether a word of COMMAND runs `tool` (its file name), so that a consumer follows: a
-/// producer hands down nothing that would reach COMMAND itself. A consumer behind a shell
-/// (`sh -c 'mntns ...'`) is not seen.
+/// producer makes nothing that no link would take (what it hands down is shed before COMMAND
+/// anyway, [`crate::handdown`]). A consumer behind a shell (`sh -c 'mntns ...'`) is not seen.
 pub fn consumer_follows(command: &[OsString], tool: &str) -> bool {
     command.iter().any(|word| {
         Path::new(word)

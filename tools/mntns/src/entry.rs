@@ -1,6 +1,7 @@
 //! The entry into the container, the last thing before exec (DESIGN.md §2, rule 6): working
-//! directory checked to be inside the root, user switch, capabilities reduced, no_new_privs,
-//! every fd ≥ 3 closed unless kept, then COMMAND.
+//! directory checked to be inside the root, the caller's terminal and session keyring left
+//! (session.rs), the seccomp filter, user switch, capabilities reduced, no_new_privs, every
+//! fd ≥ 3 closed unless kept, then COMMAND.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -143,13 +144,19 @@ pub struct Entry {
     pub container: bool,
     pub preserve_fds: u32,
     pub user: Option<User>,
+    /// The user's supplementary groups (`--user`, from the root's /etc/group).
+    pub groups: Vec<u32>,
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
     pub no_new_privs: bool,
+    /// A new root or --join: a new session keyring (not `--no-new-keyring`).
+    pub new_keyring: bool,
     /// The working directory, already resolved inside the root before pivot_root.
     pub workdir: Option<(PathBuf, OwnedFd)>,
     /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
     pub on_host: bool,
+    /// COMMAND is one of our links (then mntns is not last: the hint says so).
+    pub next_is_a_link: bool,
 }
 
 impl Entry {
@@ -160,9 +167,12 @@ impl Entry {
         }
         let error = common::exec::exec(command);
         if error.code == exit::NOT_FOUND && self.container && self.on_host {
-            return error.with_hint(
-                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)",
-            );
+            let hint = if self.next_is_a_link {
+                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)"
+            } else {
+                "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
+            };
+            return error.with_hint(hint);
         }
         error
     }
@@ -171,12 +181,13 @@ impl Entry {
     pub fn grants(&self, cap: Capability) -> bool {
         let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
         compute_caps(&base, &caps::all(), &self.cap_add, &self.cap_drop).contains(&cap)
-            && self.user.map_or(true, |u| u.uid == 0)
+            && self.user.is_none_or(|u| u.uid == 0)
     }
 
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         if self.container {
+            crate::session::leave_callers_session(self.new_keyring)?;
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
             crate::seccomp::deny_terminal_injection()?;
         }
@@ -237,7 +248,7 @@ impl Entry {
                 caps::clear(None, CapSet::Ambient).context("unable to clear the ambient set")?;
             }
             if let Some(user) = self.user {
-                switch_user(user)?;
+                switch_user(user, &self.groups)?;
             }
             if let Some(keep) = &keep {
                 // After a switch to a non-zero uid the kernel has cleared these already.
@@ -301,9 +312,11 @@ fn cloexec_by_hand(first: u32) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Supplementary groups cleared (when the user namespace allows setgroups), then gid, then uid.
-fn switch_user(user: User) -> anyhow::Result<()> {
-    match nix::unistd::setgroups(&[]) {
+/// Supplementary groups set to `groups` (when the user namespace allows setgroups), then gid,
+/// then uid.
+fn switch_user(user: User, groups: &[u32]) -> anyhow::Result<()> {
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&groups) {
         Ok(()) => {}
         Err(Errno::EPERM)
             if std::fs::read_to_string("/proc/self/setgroups")

@@ -64,7 +64,7 @@ pub fn plan(rtnl: &mut Rtnl, name: &str, subnet: Option<Cidr>) -> Result<Bridge,
             .context("unable to list the bridge's addresses")?;
         if let Some(a) = own.iter().find(|a| a.index == link.index && a.prefix <= 30) {
             let cidr = Cidr::containing(a.ip, a.prefix);
-            if a.ip == cidr.gateway() && subnet.map_or(true, |s| s == cidr) {
+            if a.ip == cidr.gateway() && subnet.is_none_or(|s| s == cidr) {
                 return Ok(Bridge {
                     name: name.to_owned(),
                     subnet: cidr,
@@ -248,10 +248,19 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<(), Fatal> {
 /// Fails unless this process can administer the network namespace it is in (CAP_NET_ADMIN in
 /// the user namespace that owns it).
 pub fn check_privilege() -> Result<(), Fatal> {
-    let hint = "--bridge needs CAP_NET_ADMIN in the host network namespace: run netns before \
-                userns, or use --slirp4netns";
     let owned = owns_current_netns().unwrap_or(false);
     let cap = caps_net_admin();
+    // The hint names the real cause: caps cut by a new root, no root at all, or a user
+    // namespace between the host's network and this link.
+    let hint = if common::procfs::runs_with_container_capabilities() {
+        common::procfs::PUT_MNTNS_LAST
+    } else if common::state::in_initial_user_namespace() {
+        "--bridge changes the host's network: run it as root, or rootless use --slirp4netns \
+         after userns (DESIGN.md §2, rule 5)"
+    } else {
+        "--bridge needs CAP_NET_ADMIN in the host network namespace: run netns before \
+         userns, or use --slirp4netns (DESIGN.md §2, rule 5)"
+    };
     if !owned || !cap {
         bail_fatal(
             "--bridge needs privileges over the host network namespace",
@@ -266,16 +275,8 @@ fn bail_fatal(message: &str, hint: &str) -> Result<(), Fatal> {
 }
 
 fn caps_net_admin() -> bool {
-    // CapEff bit 12 (CAP_NET_ADMIN) from /proc/self/status.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 12) != 0)
+    // CAP_NET_ADMIN is bit 12.
+    common::procfs::capabilities("CapEff").is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
 // NS_GET_USERNS: _IO(0xb7, 0x1).
