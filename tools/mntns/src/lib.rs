@@ -299,6 +299,13 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: the trees are this link's, whatever happens next (closed before COMMAND).
     let mut trees = idmap::Trees::take()?;
+    // And the sysfs of the network namespace an earlier netns made (common::sysfs).
+    let mut sysfs = common::sysfs::take().map_err(|e| {
+        Fatal::new(e).with_hint(format!(
+            "{} is set by netns for a later mntns: do not set it by hand",
+            common::sysfs::VAR
+        ))
+    })?;
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
@@ -418,6 +425,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         None
     };
 
+    let mut extra = Map::new();
     let root: OwnedFd = match (&plan.root, &layer) {
         (Some(NewRoot::Rootfs(dir)), _) => match root_tree.take() {
             Some(tree) => rootfs::attach_tree(dir, tree)?,
@@ -438,7 +446,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
     if let (true, Some(nodes)) = (container, &nodes) {
         proc_sys::mount_proc(root.as_fd())?;
-        proc_sys::mount_sys(root.as_fd())?;
+        let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
+        extra.insert("sys".into(), json!(sys));
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }
@@ -476,7 +485,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
     }
 
-    let mut extra = Map::new();
     if let Some(new_root) = &plan.root {
         let shown = match (new_root, &layer) {
             (NewRoot::Rootfs(dir), _) => dir.clone(),
@@ -509,6 +517,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     drop(root);
     drop(nodes);
+    drop(sysfs);
     // The cleaner lives in the container's pid namespace and dies with it when PID 1 exits:
     // under pidns, the monitor outside removes a --rm layer once the container has ended.
     let delegated = match (args.rm, &after, &layer) {

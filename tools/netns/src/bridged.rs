@@ -117,7 +117,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     );
     link.finish(common::procfs::own_pid(), extra)?;
     common::handdown::export(common::handdown::NET_VAR, "bridge");
-    Err(common::exec::exec(args.command.command))
+    Err(crate::own_sys::exec(args.command.command))
 }
 
 /// What to undo when the setup fails after the lease was written.

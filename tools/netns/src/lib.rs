@@ -8,6 +8,7 @@ mod ipam;
 mod ipv6;
 mod netlink;
 mod nft;
+mod own_sys;
 mod publish;
 mod rootless;
 mod spawn;
@@ -126,7 +127,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     link.finish(common::procfs::own_pid(), extra)?;
     let stack = if link.is_join() { "join" } else { "loopback" };
     common::handdown::export(common::handdown::NET_VAR, stack);
-    Err(common::exec::exec(args.command.command))
+    Err(own_sys::exec(args.command.command))
 }
 
 fn check_modes(args: &Args) -> Result<(), Fatal> {
@@ -201,7 +202,7 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
         rootless::inherit(fd)?;
     }
     common::handdown::export(common::handdown::NET_VAR, stack.program());
-    let error = common::exec::exec(args.command.command);
+    let error = own_sys::exec(args.command.command);
     drop(exit_fd);
     Err(error)
 }
