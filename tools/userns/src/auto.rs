@@ -312,7 +312,11 @@ fn uids_running() -> Vec<u32> {
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .filter_map(|e| e.metadata().ok().map(|m| m.uid()))
+        .filter_map(|e| {
+            let uid = e.metadata().ok()?.uid();
+            // A zombie holds no ids any more (ranges are high: only those are checked).
+            (uid < 65536 || !is_zombie(&e.file_name())).then_some(uid)
+        })
         .collect();
     uids.sort_unstable();
     uids.dedup();
