@@ -53,9 +53,10 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     let held = check_ports(&args.publish, &live)?;
 
     // From here on the host changes.
-    let created = bridge::ensure(&mut host, &mut br, args.mtu)?;
+    let ensured = bridge::ensure(&mut host, &mut br, args.mtu)?;
     bridge::enable_forwarding()?;
     let bridge_index = br.link.as_ref().map(|l| l.index).unwrap_or(0);
+    let adopted = record_bridge(&store, &br, bridge_index, ensured)?;
     let mut lease = Lease {
         ip,
         bridge: br.name.clone(),
@@ -79,7 +80,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         &mut host,
         &store,
         &br,
-        created,
+        adopted,
         bridge_index,
         &mut lease,
         &mut undo,
@@ -117,6 +118,31 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     Err(common::exec::exec(args.command.command))
 }
 
+/// Records what netns did to the bridge (once per bridge, under the lease lock), so that
+/// `gc --prune` undoes only that. Returns whether the bridge is new to netns (its nft
+/// elements are to be added).
+fn record_bridge(
+    store: &Store,
+    br: &Bridge,
+    index: u32,
+    ensured: bridge::Ensured,
+) -> Result<bool, Fatal> {
+    let known = store.bridge_record(&br.name).filter(|r| r.ifindex == index);
+    if known.is_some() && !ensured.address_added {
+        return Ok(false);
+    }
+    let record = ipam::BridgeRecord {
+        ifindex: index,
+        created: ensured.created || known.as_ref().is_some_and(|r| r.created),
+        address_added: ensured.address_added,
+        subnet: br.subnet.to_string(),
+    };
+    store
+        .record_bridge(&br.name, &record)
+        .fatal_context(format!("unable to record the bridge {}", br.name))?;
+    Ok(known.is_none())
+}
+
 /// What to undo when the setup fails after the lease was written.
 struct Undo {
     entered: bool,
@@ -147,7 +173,7 @@ fn setup(
     host: &mut Rtnl,
     store: &Store,
     br: &Bridge,
-    created: bool,
+    adopted: bool,
     bridge_index: u32,
     lease: &mut Lease,
     undo: &mut Undo,
@@ -159,7 +185,7 @@ fn setup(
     if !exists {
         batch.push_str(nft::base_table());
     }
-    if created || !exists {
+    if adopted || !exists {
         nft::add_bridge(&mut batch, &br.name, &br.subnet);
     }
     nft::add_ports(&mut batch, &lease.ports, lease.ip);
@@ -195,8 +221,10 @@ fn setup(
         .context("unable to look up the new veth")?
         .ok_or_else(|| Fatal::new(format!("the veth {} vanished", lease.veth)))?;
     undo.veth = Some(veth.index);
-    debug::step("veth up", || host.set_port_up_hairpin(veth.index))
-        .with_context(|| format!("unable to bring {} up", lease.veth))?;
+    debug::step("veth up", || {
+        host.set_port_up_hairpin(veth.index, !args.icc)
+    })
+    .with_context(|| format!("unable to bring {} up", lease.veth))?;
     let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
     debug::step("lo up", || inner.set_up(1, None)).context("unable to bring lo up")?;
     let eth0 = inner

@@ -125,39 +125,77 @@ fn gc(prune: bool) -> Result<(), Fatal> {
     if !prune {
         return Ok(());
     }
-    let bridges = store.bridges()?;
-    for bridge in &bridges {
-        if live.iter().any(|l| &l.bridge == bridge) {
+    // One bridge that cannot be pruned does not keep the others (or the table) behind.
+    let mut failed = 0;
+    for bridge in store.bridges()? {
+        if live.iter().any(|l| l.bridge == bridge) {
             continue;
         }
-        if let Some(link) = rtnl
-            .link_by_name(bridge)
-            .context("unable to look up a bridge")?
-        {
-            let subnet = rtnl
-                .addresses()
-                .unwrap_or_default()
-                .into_iter()
-                .find(|a| a.index == link.index)
-                .map(|a| crate::ipam::Cidr::containing(a.ip, a.prefix));
-            rtnl.delete_link(link.index)
-                .with_context(|| format!("unable to delete the bridge {bridge}"))?;
-            if let Some(subnet) = subnet {
-                if live.is_empty() {
-                    // the table goes below
-                } else if nft::table_exists().unwrap_or(false) {
-                    let mut batch = String::new();
-                    nft::delete_bridge(&mut batch, bridge, &subnet);
-                    let _ = nft::apply(&batch);
+        let keep_table = !live.is_empty();
+        if let Err(e) = prune_bridge(&store, &mut rtnl, &bridge, keep_table) {
+            report::warning(format_args!("unable to prune the bridge {bridge}: {e:#}"));
+            failed += 1;
+        }
+    }
+    if live.is_empty() {
+        if let Err(e) = nft::delete_table() {
+            report::warning(format_args!(
+                "unable to delete the nft table ip nschain: {e:#}"
+            ));
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(Fatal::new(format!(
+            "gc --prune: {failed} of the things to prune could not be removed (see the warnings)"
+        )));
+    }
+    Ok(())
+}
+
+/// Undoes what netns did to one unused bridge, as its record says: deletes a bridge netns
+/// created, removes the gateway address it added to someone else's bridge, and never touches
+/// an interface it has no record of (a bridge it did not create, `lo`, a veth).
+fn prune_bridge(
+    store: &Store,
+    rtnl: &mut Rtnl,
+    bridge: &str,
+    keep_table: bool,
+) -> anyhow::Result<()> {
+    if let Some(record) = store.bridge_record(bridge) {
+        let link = rtnl
+            .link_by_index(record.ifindex)
+            .context("unable to look up the bridge")?
+            .filter(|l| l.name == bridge && l.is_bridge);
+        let subnet = record.subnet.parse::<crate::ipam::Cidr>().ok();
+        if let Some(link) = link {
+            if record.created {
+                debug::step(format_args!("delete bridge {bridge}"), || {
+                    rtnl.delete_link(link.index)
+                })
+                .context("unable to delete it")?;
+            } else if let Some(subnet) = subnet.filter(|_| record.address_added) {
+                let gateway = subnet.gateway();
+                let has = rtnl
+                    .addresses_of(link.index)
+                    .context("unable to list its addresses")?
+                    .iter()
+                    .any(|a| a.ip == gateway && a.prefix == subnet.prefix);
+                if has {
+                    rtnl.delete_address(link.index, gateway, subnet.prefix)
+                        .with_context(|| format!("unable to remove {gateway} from it"))?;
                 }
             }
         }
-        store.forget_bridge(bridge)?;
+        if let Some(subnet) = subnet.filter(|_| keep_table) {
+            if nft::table_exists().unwrap_or(false) {
+                for line in nft::delete_bridge_lines(bridge, &subnet) {
+                    let _ = nft::apply(&line);
+                }
+            }
+        }
     }
-    if live.is_empty() {
-        nft::delete_table().context("unable to delete the nft table ip nschain")?;
-    }
-    Ok(())
+    store.forget_bridge(bridge)
 }
 
 /// The parent's end of a watcher: tells it which lease to watch, or (dropped unsent) that the

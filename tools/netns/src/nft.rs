@@ -8,7 +8,9 @@
 //! - postrouting: masquerade 127/8 sources going to a bridge (needs `route_localnet` on the
 //!   bridge), DNAT'ed container→container traffic (hairpin), and outbound traffic;
 //! - input guard: packets to 127/8 from another interface than lo are dropped unless DNAT'ed
-//!   (the CVE-2020-8558 class that `route_localnet` would open otherwise).
+//!   (the CVE-2020-8558 class that `route_localnet` would open otherwise);
+//! - isolate: as Docker's networks, nothing is forwarded from one bridge of ours to another
+//!   (`same_bridge` holds the pair `"br" . "br"` of each), except through a published port.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -22,6 +24,14 @@ use crate::ipam::Cidr;
 use crate::publish::{Proto, Publish};
 
 pub const TABLE: &str = "nschain";
+
+/// The isolation between bridges: a chain of its own, so that a table made by an older
+/// version gets it too (flushed and filled in one batch: never twice, never missing).
+const ISOLATE: &str = "add set ip nschain same_bridge { type ifname . ifname; }
+add chain ip nschain isolate { type filter hook forward priority 0; policy accept; }
+flush chain ip nschain isolate
+add rule ip nschain isolate iifname @bridges oifname @bridges iifname . oifname != @same_bridge ct status & dnat == 0 drop
+";
 
 const BASE: &str = "table ip nschain {
 	set bridges { type ifname; }
@@ -158,19 +168,25 @@ pub fn base_table() -> &'static str {
     BASE
 }
 
-/// Adds a bridge and its subnet to the masquerade sets.
+/// Adds a bridge and its subnet to the masquerade and isolation sets (and the isolation
+/// chain, for a table made by an older version).
 pub fn add_bridge(batch: &mut String, bridge: &str, subnet: &Cidr) {
+    batch.push_str(ISOLATE);
     let _ = writeln!(batch, "add element ip {TABLE} bridges {{ \"{bridge}\" }}");
     let _ = writeln!(batch, "add element ip {TABLE} subnets {{ {subnet} }}");
-}
-
-/// Removes a bridge and its subnet from the masquerade sets.
-pub fn delete_bridge(batch: &mut String, bridge: &str, subnet: &Cidr) {
     let _ = writeln!(
         batch,
-        "delete element ip {TABLE} bridges {{ \"{bridge}\" }}"
+        "add element ip {TABLE} same_bridge {{ \"{bridge}\" . \"{bridge}\" }}"
     );
-    let _ = writeln!(batch, "delete element ip {TABLE} subnets {{ {subnet} }}");
+}
+
+/// The `delete element` lines of a bridge (one per set: each may be missing on its own).
+pub fn delete_bridge_lines(bridge: &str, subnet: &Cidr) -> Vec<String> {
+    vec![
+        format!("delete element ip {TABLE} bridges {{ \"{bridge}\" }}\n"),
+        format!("delete element ip {TABLE} subnets {{ {subnet} }}\n"),
+        format!("delete element ip {TABLE} same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
+    ]
 }
 
 /// The map and key of a published port.

@@ -1,0 +1,181 @@
+//! Issue 19: the host is left as it was, and what a container held is free when its command
+//! returns. Every network case runs in a throwaway network namespace that plays the host
+//! (`ip netns add`), with bridges, veths and servers the test makes itself; traffic goes only
+//! between namespaces made here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod escape_common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use escape_common::HostNs;
+use nschain_tests::{have, is_root, require, run, stderr, stdout, with_env};
+
+/// Shell functions every "host" script starts with.
+const PRELUDE: &str = r#"
+set -u
+# The state of the "host" that a refused netns must leave exactly as it was.
+host_state() {
+    ip -br link | sed 's/@[^ ]*//' | sort
+    ip -br -4 addr | sort
+    nft list ruleset
+    find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock 2>/dev/null | sort
+}
+# Wait (up to 5 s) until a command succeeds.
+wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
+leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
+no_leases() { [ "$(leases)" = 0 ]; }
+leases_are() { [ "$(leases)" = "$1" ]; }
+links() { ip -br link | sed 's/@[^ ]*//' | awk '{print $1}' | sort | tr '\n' ' '; }
+addr_of() { ip -br -4 addr show dev "$1" | awk '{print $3}'; }
+"#;
+
+fn need_root() -> bool {
+    require(
+        is_root(),
+        "root (network tests build a throwaway host namespace)",
+    ) && require(have("nft"), "nft (nftables)")
+        && require(have("ip"), "ip (iproute2)")
+        && escape_common::have_busybox()
+}
+
+/// Runs `script` as root in the throwaway host `host`, with the chain's state under `state`.
+fn in_host(host: &HostNs, state: &Path, script: &str) -> Output {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &host.name, "timeout", "100", "bash", "-c"])
+        .arg(format!("{PRELUDE}\n{script}"));
+    with_env(&mut cmd, state);
+    cmd.current_dir(state);
+    run(&mut cmd)
+}
+
+fn in_host_ok(host: &HostNs, state: &Path, script: &str) -> String {
+    let out = in_host(host, state, script);
+    assert!(
+        out.status.success(),
+        "host script failed with {}:\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// The value after `key: ` on the line that starts with it.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no '{key}:' line in:\n{out}"))
+        .trim()
+}
+
+/// Item 2: `--bridge=NAME` on an interface that is not a bridge is refused before anything
+/// changes (today: the veth got the gateway address, then the veth pair failed).
+#[test]
+fn bridge_on_an_interface_that_is_not_a_bridge_is_refused_and_nothing_changes() {
+    if !need_root() {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let host = HostNs::new("notbr");
+    let out = in_host_ok(
+        &host,
+        state.path(),
+        r#"
+        ip link add vx0 type veth peer name vx1
+        host_state > before
+        for name in vx0 lo; do
+            netns --bridge=$name -- true 2>err; echo "$name: $? $(tr '\n' '|' < err)"
+        done
+        host_state > after
+        diff before after && echo "host unchanged"
+        echo "vx0 addresses: $(addr_of vx0)"
+        "#,
+    );
+    for name in ["vx0", "lo"] {
+        let line = field(&out, name);
+        assert!(
+            line.starts_with(&format!("125 netns: fatal: {name} is not a bridge|")),
+            "{name}: {line}"
+        );
+        // One fatal line and one hint.
+        assert_eq!(line.matches('|').count(), 2, "{name}: {line}");
+    }
+    assert!(out.contains("host unchanged"), "{out}");
+    assert_eq!(field(&out, "vx0 addresses"), "", "{out}");
+}
+
+/// Item 1: `netns gc --prune` removes only what netns made. A bridge it used but did not
+/// create (as docker0), an address-less bridge it gave an address, a plain veth and `lo`
+/// stay (the address it added goes); the bridges it created and its table go; a bridge that
+/// cannot be pruned does not stop the rest.
+#[test]
+fn gc_prune_removes_only_what_netns_created() {
+    if !need_root() {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let host = HostNs::new("prune");
+    let out = in_host(
+        &host,
+        state.path(),
+        r#"
+        # What the "host" had before nschain: a docker0-like bridge with its address, an
+        # address-less bridge, a plain veth pair.
+        ip link add ubr0 type bridge; ip addr add 10.91.0.1/16 dev ubr0; ip link set ubr0 up
+        ip link add ubr1 type bridge; ip link set ubr1 up
+        ip link add uveth0 type veth peer name uveth1
+        echo "before: $(links)"
+        netns --bridge=ubr0 -- true || echo "ubr0 run failed"
+        netns --bridge=ubr1 --subnet 10.92.0.0/16 -- true || echo "ubr1 run failed"
+        echo "ubr1 got: $(addr_of ubr1)"
+        netns --bridge=uveth0 -- true 2>/dev/null; echo "uveth0 run: $?"
+        netns --bridge=lo -- true 2>/dev/null; echo "lo run: $?"
+        netns --bridge -- true || echo "nschain0 run failed"
+        netns --bridge=nsown1 --subnet 10.93.0.0/16 -- true || echo "nsown1 run failed"
+        echo "used: $(links)"
+        # What an earlier version left for --bridge=lo and --bridge=uveth0 (a lease directory
+        # and no record); the one for lo cannot be removed (a directory in it).
+        mkdir -p "$NSCHAIN_RUN_DIR/netns/bridge-lo/stuck" "$NSCHAIN_RUN_DIR/netns/bridge-uveth0"
+        wait_for no_leases || { echo "leases left"; exit 1; }
+        netns gc --prune 2>err; echo "prune: $? $(tr '\n' '|' < err)"
+        echo "after: $(links)"
+        echo "ubr0 after: $(addr_of ubr0)"
+        echo "ubr1 after: $(addr_of ubr1)"
+        echo "tables: $(nft list tables | grep -c nschain)"
+        echo "state: $(cd "$NSCHAIN_RUN_DIR/netns" && ls | tr '\n' ' ')"
+        "#,
+    );
+    let out = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(!out.contains("run failed"), "{out}");
+    assert_eq!(field(&out, "ubr1 got"), "10.92.0.1/16", "{out}");
+    assert_eq!(field(&out, "uveth0 run"), "125", "{out}");
+    assert_eq!(field(&out, "lo run"), "125", "{out}");
+    let used = field(&out, "used");
+    assert!(
+        used.contains("nschain0") && used.contains("nsown1"),
+        "{out}"
+    );
+    // The one failure is reported, and only it.
+    let prune = field(&out, "prune");
+    assert!(prune.starts_with("125 "), "{out}");
+    assert!(
+        prune.contains("warning: unable to prune the bridge lo"),
+        "{out}"
+    );
+    assert_eq!(prune.matches("warning:").count(), 1, "{out}");
+    assert_eq!(
+        field(&out, "after"),
+        field(&out, "before"),
+        "gc --prune removed an interface netns did not create, or left one it did:\n{out}"
+    );
+    assert_eq!(field(&out, "ubr0 after"), "10.91.0.1/16", "{out}");
+    assert_eq!(
+        field(&out, "ubr1 after"),
+        "",
+        "the address netns added stays: {out}"
+    );
+    assert_eq!(field(&out, "tables"), "0", "{out}");
+    assert_eq!(field(&out, "state"), "bridge-lo lock", "{out}");
+}
