@@ -179,3 +179,57 @@ fn gc_prune_removes_only_what_netns_created() {
     assert_eq!(field(&out, "tables"), "0", "{out}");
     assert_eq!(field(&out, "state"), "bridge-lo lock", "{out}");
 }
+
+/// Item 11: networks isolated like Docker's. A container on one bridge reaches a container
+/// on another bridge only through a published port; `--icc=false` containers of one bridge
+/// cannot reach each other. Proven first with the defence off (the test flushes netns's
+/// isolation chain; two containers without `--icc=false`), then blocked with it.
+#[test]
+fn containers_on_different_bridges_or_with_icc_false_cannot_reach_each_other() {
+    if !need_root() || !require(have("curl"), "curl") {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let host = HostNs::new("isol");
+    let out = in_host_ok(
+        &host,
+        state.path(),
+        r#"
+        mkdir -p www; echo page > www/index.html
+        serve() { ip=$1; shift; netns --bridge "$@" --ip $ip -- busybox httpd -f -p 8081 -h www & }
+        # get BRIDGE-ARGS -- ADDRESS[:PORT]: a client container fetches the page, or says blocked.
+        get() {
+            args=""; while [ "$1" != -- ]; do args="$args $1"; shift; done
+            netns $args -- curl -sf -m 2 "http://$2/" || echo blocked
+        }
+        serve 10.200.0.24 -p 8085:8081
+        serve 10.200.0.25 --icc=false
+        serve 10.200.0.26
+        wait_for leases_are 3 || exit 1
+        for ip in 24 25 26; do wait_for curl -sf 10.200.0.$ip:8081 || exit 1; done
+        netns --bridge=br2 --subnet 10.77.0.0/16 -- true    # the second bridge exists
+        # Defence off: without the isolation chain's rule, br2 reaches nschain0.
+        nft list chain ip nschain isolate > isolate.nft
+        nft flush chain ip nschain isolate
+        echo "other bridge, defence off: $(get --bridge=br2 -- 10.200.0.24:8081)"
+        nft -f isolate.nft
+        echo "other bridge: $(get --bridge=br2 -- 10.200.0.24:8081)"
+        echo "other bridge, published port: $(get --bridge=br2 -- 10.77.0.1:8085)"
+        # The same bridge: open by default (as Docker's icc=true).
+        echo "same bridge: $(get --bridge -- 10.200.0.26:8081)"
+        echo "icc=false to icc=false: $(get --bridge --icc=false -- 10.200.0.25:8081)"
+        echo "icc=false, published port: $(get --bridge --icc=false -- 10.200.0.1:8085)"
+        echo "icc=false port flag: $(ip -d link show dev nsc0ac80019 | grep -o 'isolated on')"
+        kill $(jobs -p); wait
+        wait_for no_leases && echo "clean at the end"
+        "#,
+    );
+    assert_eq!(field(&out, "other bridge, defence off"), "page", "{out}");
+    assert_eq!(field(&out, "other bridge"), "blocked", "{out}");
+    assert_eq!(field(&out, "other bridge, published port"), "page", "{out}");
+    assert_eq!(field(&out, "same bridge"), "page", "{out}");
+    assert_eq!(field(&out, "icc=false to icc=false"), "blocked", "{out}");
+    assert_eq!(field(&out, "icc=false, published port"), "page", "{out}");
+    assert_eq!(field(&out, "icc=false port flag"), "isolated on", "{out}");
+    assert!(out.contains("clean at the end"), "{out}");
+}
