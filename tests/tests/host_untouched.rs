@@ -233,3 +233,64 @@ fn containers_on_different_bridges_or_with_icc_false_cannot_reach_each_other() {
     assert_eq!(field(&out, "icc=false port flag"), "isolated on", "{out}");
     assert!(out.contains("clean at the end"), "{out}");
 }
+
+/// Item 4: a failed rootless `netns --slirp4netns` leaves no process behind (it left one per
+/// attempt, blocked on a pipe, holding the caller's descriptors); slirp4netns's start-up lines
+/// (`sent tapfd=7 for tap0`) do not reach the user's stderr, and its words are in the error
+/// when it fails.
+#[test]
+fn a_failed_slirp4netns_start_leaves_no_process_and_its_chatter_stays_hidden() {
+    if !need_root()
+        || !require(have("slirp4netns"), "slirp4netns")
+        || !escape_common::need_rootless()
+    {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let host = HostNs::new("slirp");
+    let out = in_host_ok(
+        &host,
+        state.path(),
+        r#"
+        as_nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups -- "$@"; }
+        # /dev/net/tun is 0600 here: a world-usable node, in this mount namespace only.
+        mkdir dev; mount -t tmpfs tmpfs dev; mknod -m 666 dev/tun c 10 200
+        mount --bind dev/tun /dev/net/tun
+        # Fails at the unshare (no user namespace): three attempts.
+        for i in 1 2 3; do
+            as_nobody netns --slirp4netns -- true 2>err.$i; echo "failed $i: $? $(tr '\n' '|' < err.$i)"
+        done
+        as_nobody userns -- netns --slirp4netns -- true 2>ok.err; echo "normal: $? [$(tr '\n' '|' < ok.err)]"
+        umount -l /dev/net/tun   # lazily: the slirp4netns of the run above may still hold it
+        as_nobody userns -- netns --slirp4netns -- true 2>tun.err; echo "no tun: $? $(tr '\n' '|' < tun.err)"
+        "#,
+    );
+    for i in 1..=3 {
+        assert!(
+            field(&out, &format!("failed {i}")).starts_with("125 netns: fatal: "),
+            "{out}"
+        );
+    }
+    assert_eq!(field(&out, "normal"), "0 []", "{out}");
+    let no_tun = field(&out, "no tun");
+    assert!(
+        no_tun.starts_with("125 netns: fatal: unable to start slirp4netns: slirp4netns exited before the network was ready: "),
+        "{out}"
+    );
+    assert!(no_tun.contains("/dev/net/tun"), "{out}");
+    assert!(!no_tun.contains("sent tapfd"), "{out}");
+    // Nothing of these runs is left (the failed ones left a blocked netns each).
+    let marker = format!("NSCHAIN_RUN_DIR={}", state.path().join("run").display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let left = nschain_tests::audit::processes_with_env(&marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes left behind: {left:?}\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
