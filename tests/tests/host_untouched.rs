@@ -294,3 +294,68 @@ fn a_failed_slirp4netns_start_leaves_no_process_and_its_chatter_stays_hidden() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Item 8: what a container held is free when its command returns. The same published port,
+/// the same `--ip` and the same `--name` run again straight away (it failed for 40-80 ms
+/// with "already published by ... (pid N)", a dead pid); a connection in TIME_WAIT on the
+/// host port is not "a host process listens there"; a namespace the command left running (a
+/// daemon) still holds its port, and a real listener is still refused.
+#[test]
+fn ports_addresses_and_names_are_free_when_the_command_returns() {
+    if !need_root() || !require(have("curl"), "curl") {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let host = HostNs::new("free");
+    let out = in_host_ok(
+        &host,
+        state.path(),
+        r#"
+        ip link set lo up
+        mkdir -p www; echo page > www/index.html
+        again() { n=0; for i in $(seq 15); do netns "$@" 2>>again.err || n=$((n + 1)); done; echo $n; }
+        echo "same port, failures: $(again --bridge -p 8400:80 -- true)"
+        echo "same address, failures: $(again --bridge --ip 10.200.0.40 -- true)"
+        echo "same name, failures: $(again --name free19 --bridge -p 8400:80 --ip 10.200.0.41 -- true)"
+        echo "errors: $(sort -u again.err | tr '\n' '|')"
+        # A host server on 8401, one request, stopped: its side of the connection is in TIME_WAIT.
+        busybox httpd -f -p 127.0.0.1:8401 -h www & pid=$!
+        wait_for curl -sf 127.0.0.1:8401 || exit 1
+        kill $pid; wait $pid
+        echo "time-wait sockets: $(ss -Htan state time-wait '( sport = :8401 )' | wc -l)"
+        netns --bridge -p 8401:80 -- true 2>tw.err; echo "over time-wait: $? $(tr '\n' '|' < tw.err)"
+        # A real listener is still refused.
+        busybox httpd -f -p 8402 -h www & pid=$!
+        wait_for curl -sf 127.0.0.1:8402 || exit 1
+        netns --bridge -p 8402:80 -- true 2>ls.err; echo "over a listener: $? $(tr '\n' '|' < ls.err)"
+        kill $pid; wait $pid
+        # The command returns but leaves a process in the namespace: the port stays its own.
+        netns --bridge -p 8403:80 -- sh -c 'sleep 30 >/dev/null 2>&1 & echo $! > sleeper.pid'
+        netns --bridge -p 8403:80 -- true 2>dm.err; echo "daemon left: $? $(tr '\n' '|' < dm.err)"
+        kill $(cat sleeper.pid)
+        wait_for no_leases && echo "clean at the end"
+        "#,
+    );
+    assert_eq!(field(&out, "same port, failures"), "0", "{out}");
+    assert_eq!(field(&out, "same address, failures"), "0", "{out}");
+    assert_eq!(field(&out, "same name, failures"), "0", "{out}");
+    assert_eq!(field(&out, "errors"), "", "{out}");
+    assert_ne!(
+        field(&out, "time-wait sockets"),
+        "0",
+        "no TIME_WAIT made: {out}"
+    );
+    assert_eq!(field(&out, "over time-wait"), "0", "{out}");
+    let listener = field(&out, "over a listener");
+    assert!(
+        listener.starts_with("125 netns: fatal: the host port 0.0.0.0:8402/tcp is not free"),
+        "{out}"
+    );
+    assert!(listener.contains("a host process listens there"), "{out}");
+    let daemon = field(&out, "daemon left");
+    assert!(
+        daemon.starts_with("125 netns: fatal: the host port 8403/tcp is already published"),
+        "{out}"
+    );
+    assert!(out.contains("clean at the end"), "{out}");
+}

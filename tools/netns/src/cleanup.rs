@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -40,17 +41,23 @@ pub fn state_dir() -> PathBuf {
     common::state::run_dir().join("netns")
 }
 
+/// How long a start waits for the kernel to finish tearing down the namespace of a container
+/// whose process is gone, when that container holds what the start asks for.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether the process that made a lease's namespace still holds it (one stat, no netlink).
+fn holder_alive(lease: &Lease) -> bool {
+    let path = format!("/proc/{}/ns/net", lease.pid);
+    lease.netns != 0 && std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns)
+}
+
 /// Whether a lease's namespace still exists: its host-side veth is still there.
 pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
     if lease.ifindex == 0 {
         return Ok(false);
     }
-    // Fast path (one stat, no netlink): the process that made the namespace still holds it.
-    if lease.netns != 0 {
-        let path = format!("/proc/{}/ns/net", lease.pid);
-        if std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns) {
-            return Ok(true);
-        }
+    if holder_alive(lease) {
+        return Ok(true);
     }
     let link = rtnl
         .link_by_index(lease.ifindex)
@@ -77,6 +84,43 @@ pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
         }
     }
     Ok(live)
+}
+
+/// Settles the live leases that hold what a start asks for (`clashes`) and whose process is
+/// gone: when a container's last process exits, the kernel deletes its veth only after the
+/// namespace's teardown (tens of milliseconds), and a command run again straight away must
+/// find its port and address free. Waits (up to [`SETTLE`]) for those veths to go and
+/// releases their leases; a lease whose namespace something else still holds (a pin, a
+/// daemon the command left) stays. Returns the live leases and those released.
+pub fn settle(
+    store: &Store,
+    rtnl: &mut Rtnl,
+    live: Vec<Lease>,
+    clashes: impl Fn(&Lease) -> bool,
+) -> anyhow::Result<(Vec<Lease>, Vec<Lease>)> {
+    let (mut dying, mut kept): (Vec<Lease>, Vec<Lease>) = live
+        .into_iter()
+        .partition(|l| clashes(l) && !holder_alive(l));
+    let mut released = Vec::new();
+    let deadline = Instant::now() + SETTLE;
+    while !dying.is_empty() {
+        let mut still = Vec::new();
+        for lease in dying {
+            if is_alive(rtnl, &lease)? {
+                still.push(lease);
+            } else {
+                release(store, &lease)?;
+                released.push(lease);
+            }
+        }
+        dying = still;
+        if dying.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kept.extend(dying);
+    Ok((kept, released))
 }
 
 /// `netns gc [--prune]`.
@@ -280,6 +324,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
 fn watch() -> Result<(), Fatal> {
     // Executed through /proc/self/exe, the watcher would show as `exe`: name it.
     let _ = nix::sys::prctl::set_name(c"netns-gc-watch");
+    let held = held_ports();
     // SAFETY: the spawner placed the go pipe at this number for us alone.
     let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
     // SAFETY: likewise for the pidfd of the container's process.
@@ -290,6 +335,7 @@ fn watch() -> Result<(), Fatal> {
     let Some(target) = parse_go(&line) else {
         // The setup failed or was killed: collect whatever it left.
         drop(pidfd);
+        drop(held);
         return gc(false);
     };
     wait_readable(&pidfd);
@@ -312,6 +358,9 @@ fn watch() -> Result<(), Fatal> {
         }
     }
     drop(events);
+    // The ports are free the moment the namespace is gone, before the lock: a start that
+    // waits for them (see `settle`) holds it.
+    drop(held);
     let store = Store::lock(&state_dir())?;
     let lease = store
         .leases(&target.bridge)?
@@ -321,6 +370,20 @@ fn watch() -> Result<(), Fatal> {
         release(&store, &lease)?;
     }
     Ok(())
+}
+
+/// Takes the port-holding sockets the spawner placed, one after another, from
+/// `WATCH_PIDFD + 1` up (every other descriptor above was closed before the exec).
+fn held_ports() -> Vec<OwnedFd> {
+    let mut held = Vec::new();
+    let mut fd = WATCH_PIDFD + 1;
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    while unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+        // SAFETY: placed for this process alone by the spawner; owned from here on.
+        held.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        fd += 1;
+    }
+    held
 }
 
 struct Target {
