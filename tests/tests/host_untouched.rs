@@ -186,7 +186,7 @@ fn gc_prune_removes_only_what_netns_created() {
 /// isolation chain; two containers without `--icc=false`), then blocked with it.
 #[test]
 fn containers_on_different_bridges_or_with_icc_false_cannot_reach_each_other() {
-    if !need_root() || !require(have("curl"), "curl") {
+    if !need_root() || !require(have("curl"), "curl") || !require(have("python3"), "python3") {
         return;
     }
     let state = nschain_tests::scratch();
@@ -220,6 +220,33 @@ fn containers_on_different_bridges_or_with_icc_false_cannot_reach_each_other() {
         echo "icc=false to icc=false: $(get --bridge --icc=false -- 10.200.0.25:8081)"
         echo "icc=false, published port: $(get --bridge --icc=false -- 10.200.0.1:8085)"
         echo "icc=false port flag: $(ip -d link show dev nsc0ac80019 | grep -o 'isolated on')"
+        # Layer 3: an --icc=false container with CAP_NET_ADMIN (no mntns here) routes to an
+        # --icc=false neighbour through the gateway, one UDP datagram per try: it arrives with
+        # the isolation chain flushed, not with it.
+        UDP_RECEIVER='import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9000)); print("ready", flush=True)
+while True: print(s.recv(100).decode().strip(), flush=True)'
+        netns --bridge --icc=false --ip 10.200.0.28 -- python3 -c "$UDP_RECEIVER" > udp.28 &
+        wait_for grep -q ready udp.28 || exit 1
+        # routed WORD [defence-off]: the sender starts (its start asserts the isolation rules),
+        # then the test may flush them, then it sends.
+        routed() {
+            rm -f go
+            netns --bridge --icc=false --ip 10.200.0.27 -- bash -c \
+                "ip route add 10.200.0.28/32 via 10.200.0.1 || exit 1; while [ ! -e go ]; do sleep 0.02; done
+                 echo $1 > /dev/udp/10.200.0.28/9000; sleep 0.2" &
+            wait_for leases_are 5 || exit 1
+            sleep 0.1
+            if [ $# = 2 ]; then nft flush chain ip nschain isolate; fi
+            touch go; wait $!
+            if [ $# = 2 ]; then nft -f isolate.nft; fi
+            wait_for leases_are 4 || exit 1
+        }
+        nft list chain ip nschain isolate > isolate.nft   # now with the rule of --icc=false
+        routed off defence-off
+        routed on
+        sleep 0.3
+        echo "icc=false routed: $(tr '\n' ' ' < udp.28)"
         kill $(jobs -p); wait
         wait_for no_leases && echo "clean at the end"
         "#,
@@ -231,6 +258,7 @@ fn containers_on_different_bridges_or_with_icc_false_cannot_reach_each_other() {
     assert_eq!(field(&out, "icc=false to icc=false"), "blocked", "{out}");
     assert_eq!(field(&out, "icc=false, published port"), "page", "{out}");
     assert_eq!(field(&out, "icc=false port flag"), "isolated on", "{out}");
+    assert_eq!(field(&out, "icc=false routed"), "ready off", "{out}");
     assert!(out.contains("clean at the end"), "{out}");
 }
 
@@ -302,7 +330,7 @@ fn a_failed_slirp4netns_start_leaves_no_process_and_its_chatter_stays_hidden() {
 /// daemon) still holds its port, and a real listener is still refused.
 #[test]
 fn ports_addresses_and_names_are_free_when_the_command_returns() {
-    if !need_root() || !require(have("curl"), "curl") {
+    if !need_root() || !require(have("curl"), "curl") || !require(have("python3"), "python3") {
         return;
     }
     let state = nschain_tests::scratch();
@@ -318,10 +346,13 @@ fn ports_addresses_and_names_are_free_when_the_command_returns() {
         echo "same address, failures: $(again --bridge --ip 10.200.0.40 -- true)"
         echo "same name, failures: $(again --name free19 --bridge -p 8400:80 --ip 10.200.0.41 -- true)"
         echo "errors: $(sort -u again.err | tr '\n' '|')"
-        # A host server on 8401, one request, stopped: its side of the connection is in TIME_WAIT.
-        busybox httpd -f -p 127.0.0.1:8401 -h www & pid=$!
-        wait_for curl -sf 127.0.0.1:8401 || exit 1
-        kill $pid; wait $pid
+        # A host server on 8401 closes its side of one connection first, and stops: that side
+        # is in TIME_WAIT (for a minute).
+        python3 -c 'import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 8401)); srv.listen()
+client = socket.create_connection(("127.0.0.1", 8401)); conn, _ = srv.accept()
+conn.close(); client.recv(1); client.close(); srv.close()'
         echo "time-wait sockets: $(ss -Htan state time-wait '( sport = :8401 )' | wc -l)"
         netns --bridge -p 8401:80 -- true 2>tw.err; echo "over time-wait: $? $(tr '\n' '|' < tw.err)"
         # A real listener is still refused.

@@ -76,6 +76,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         veth: ipam::veth_name(ip),
         ifindex: 0,
         ports: args.publish.clone(),
+        isolated: !args.icc,
     };
     store
         .create(&lease)
@@ -171,7 +172,7 @@ impl Undo {
             let _ = nix::sched::setns(host_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
         }
         if self.ports {
-            let _ = nft::delete_ports(&lease.ports);
+            let _ = nft::delete_ports(&lease.ports, lease.isolated.then_some(lease.ip));
         }
         let _ = store.remove(lease);
     }
@@ -200,6 +201,9 @@ fn setup(
         nft::add_bridge(&mut batch, &br.name, &br.subnet);
     }
     nft::add_ports(&mut batch, &lease.ports, lease.ip);
+    if lease.isolated {
+        nft::add_isolated(&mut batch, lease.ip);
+    }
     if !batch.is_empty() {
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;

@@ -68,7 +68,7 @@ pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
 /// Releases a lease: its nft elements first, then the file.
 pub fn release(store: &Store, lease: &Lease) -> anyhow::Result<()> {
     debug::step(format_args!("release {}", lease.ip), || {
-        nft::delete_ports(&lease.ports)?;
+        nft::delete_ports(&lease.ports, lease.isolated.then_some(lease.ip))?;
         store.remove(lease)
     })
 }

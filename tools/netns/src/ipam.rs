@@ -159,6 +159,9 @@ pub struct Lease {
     /// Its ifindex in the host namespace (0 until it exists).
     pub ifindex: u32,
     pub ports: Vec<Publish>,
+    /// `--icc=false`: its address is in the nft set `isolated`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
 }
 
 /// What netns did to a bridge, so that `gc --prune` undoes that and nothing else: a bridge
