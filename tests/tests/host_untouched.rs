@@ -390,3 +390,29 @@ conn.close(); client.recv(1); client.close(); srv.close()'
     );
     assert!(out.contains("clean at the end"), "{out}");
 }
+
+/// Bad values of `--icc`: one fatal line naming netns, 125, before anything is made.
+#[test]
+fn icc_bad_values_are_refused() {
+    let state = nschain_tests::scratch();
+    for (args, expected) in [
+        (&["--icc=false", "true"][..], "--icc=false needs --bridge"),
+        (
+            &["--bridge", "--icc=maybe", "true"][..],
+            "invalid value 'maybe'",
+        ),
+        (&["--bridge", "--icc=", "true"][..], "--icc"),
+    ] {
+        let out = run(nschain_tests::tool("netns", state.path()).args(args));
+        nschain_tests::assert_fatal(&out, "netns");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        !state.path().join("run").exists(),
+        "state made by a refused start"
+    );
+}

@@ -108,8 +108,10 @@ pub fn settle(
         for lease in dying {
             if is_alive(rtnl, &lease)? {
                 still.push(lease);
+            } else if let Err(e) = release(store, &lease) {
+                report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
+                kept.push(lease);
             } else {
-                release(store, &lease)?;
                 released.push(lease);
             }
         }
