@@ -133,7 +133,8 @@ pub fn settle(
     after_help = "`netns gc` is recognised only as the very first argument; run a program named gc with `netns -- gc`."
 )]
 struct GcArgs {
-    /// Also delete the bridges and the nft table `ip nschain` once no container uses them
+    /// Also delete the bridges netns created (never another interface) and the nft table
+    /// `ip nschain` once no container uses them
     #[arg(long)]
     prune: bool,
 
@@ -215,6 +216,19 @@ fn prune_bridge(
             .filter(|l| l.name == bridge && l.is_bridge);
         let subnet = record.subnet.parse::<crate::ipam::Cidr>().ok();
         if let Some(link) = link {
+            let foreign = rtnl
+                .ports_of(link.index)
+                .context("unable to list its ports")?;
+            if record.created && !foreign.is_empty() {
+                // No container of netns uses it: these are someone else's interfaces.
+                let names: Vec<&str> = foreign.iter().map(|l| l.name.as_str()).collect();
+                report::warning(format_args!(
+                    "the bridge {bridge} is left: it has ports netns did not attach ({})",
+                    names.join(", ")
+                ));
+                // Still ours: a later prune deletes it once they are gone.
+                return Ok(());
+            }
             if record.created {
                 debug::step(format_args!("delete bridge {bridge}"), || {
                     rtnl.delete_link(link.index)

@@ -38,7 +38,7 @@ pub use publish::{Proto, Publish};
   netns --bridge=br1 --subnet 10.210.0.0/16 --ip 10.210.0.9 -- sh
   netns --bridge --icc=false -- sh           (no traffic with the other --icc=false containers)
   userns -- netns --slirp4netns -p 8080:80 -- python3 -m http.server 80
-  netns gc [--prune]                         (release what dead containers left; --prune: bridges and table)
+  netns gc [--prune]                         (release what dead containers left; --prune: the bridges netns made, its table)
 
 Notes:
   --bridge takes its NAME only as --bridge=NAME (so `netns --bridge true` runs true).

@@ -211,6 +211,19 @@ impl Rtnl {
         self.get_link(message)
     }
 
+    /// The links attached to the bridge `index` (its ports).
+    pub fn ports_of(&mut self, index: u32) -> io::Result<Vec<Link>> {
+        let answers = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(answers
+            .iter()
+            .filter_map(|a| match a {
+                RouteNetlinkMessage::NewLink(link) => Some(to_link(link)),
+                _ => None,
+            })
+            .filter(|l| l.controller == Some(index))
+            .collect())
+    }
+
     /// Creates a bridge with a fixed MAC address (so it does not flap as ports come and go).
     pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> io::Result<()> {
         let mut message = LinkMessage::default();
