@@ -21,12 +21,12 @@ host_state() {
     ip -br link | sed 's/@[^ ]*//' | sort
     ip -br -4 addr | sort
     nft list ruleset
-    find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null | sort
+    find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | sort
     sysctl -n net.ipv4.ip_forward
 }
 # Wait (up to 5 s) until a command succeeds.
 wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
-leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null | wc -l; }
+leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
 no_leases() { [ "$(leases)" = 0 ]; }
 leases_are() { [ "$(leases)" = "$1" ]; }
 # A host network namespace for another machine, on a veth to this "host".
