@@ -426,25 +426,6 @@ pub fn assert_all(results: Vec<Result<(), String>>) {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The `maj:min` of the block device holding the host's root file system (or the first disk
-/// of /proc/partitions when / is not on a block device).
-pub fn host_disk() -> (u32, u32) {
-    let dev = std::fs::metadata("/").unwrap().dev();
-    // SAFETY: major/minor are pure arithmetic on a dev_t.
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    if maj != 0 {
-        return (maj, min);
-    }
-    let parts = std::fs::read_to_string("/proc/partitions").unwrap();
-    for line in parts.lines().skip(2) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 4 {
-            return (f[0].parse().unwrap(), f[1].parse().unwrap());
-        }
-    }
-    panic!("no block device in /proc/partitions");
-}
-
 /// Whether the chains as uid 65534 can run here (under CI their absence fails).
 pub fn need_rootless() -> bool {
     require(

@@ -561,6 +561,48 @@ static void do_sethostname(const char *name) {
     else blocked_errno("sethostname");
 }
 
+/* devices */
+/* devnode MAJ MIN MARKER DIR...: in each DIR, make the block node MAJ:MIN (a loop device the
+ * test attached to a host file) and write MARKER at its start, then make and open the nodes of
+ * host character devices (fuse, loop-control, kvm, tty1). A node that opens is a way to the
+ * host's device: without a device cgroup only `nodev` mounts stop it. */
+static void do_devnode(unsigned maj, unsigned min, const char *marker, int argc, char **argv) {
+    static const struct { const char *name; unsigned maj, min; } chars[] = {
+        {"fuse", 10, 229}, {"loop-control", 10, 237}, {"kvm", 10, 232}, {"tty1", 4, 1},
+    };
+    for (int i = 0; i < argc; i++) {
+        char node[300], what[400];
+        snprintf(node, sizeof node, "%s/nsattack-blk-%d", strcmp(argv[i], "/") ? argv[i] : "", getpid());
+        snprintf(what, sizeof what, "mknod %s b %u:%u", node, maj, min);
+        if (mknod(node, S_IFBLK | 0600, makedev(maj, min)) != 0) { blocked_errno(what); }
+        else {
+            printf("INFO %s succeeded\n", what);
+            snprintf(what, sizeof what, "write the host's loop device through %s", node);
+            int fd = open(node, O_RDWR | O_CLOEXEC);
+            if (fd < 0) blocked_errno(what);
+            else {
+                size_t len = strlen(marker);
+                if (pwrite(fd, marker, len, 0) == (ssize_t)len && fsync(fd) == 0) escape(what, "the block device is writable");
+                else blocked_errno(what);
+                close(fd);
+            }
+            unlink(node);
+        }
+        for (unsigned c = 0; c < sizeof chars / sizeof *chars; c++) {
+            snprintf(node, sizeof node, "%s/nsattack-%s-%d", strcmp(argv[i], "/") ? argv[i] : "", chars[c].name, getpid());
+            snprintf(what, sizeof what, "mknod %s c %u:%u", node, chars[c].maj, chars[c].min);
+            if (mknod(node, S_IFCHR | 0600, makedev(chars[c].maj, chars[c].min)) != 0) { blocked_errno(what); continue; }
+            printf("INFO %s succeeded\n", what);
+            snprintf(what, sizeof what, "open the host's %s through %s", chars[c].name, node);
+            int fd = open(node, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+            if (fd >= 0) { escape(what, "the character device opened"); close(fd); }
+            else blocked_errno(what);
+            unlink(node);
+        }
+    }
+}
+/* end devices */
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) { fprintf(stderr, "usage: nsattack MODE ARGS\n"); return 2; }
@@ -581,6 +623,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "mksysv") && argc == 3) do_mksysv((key_t)strtol(argv[2], NULL, 0));
     else if (!strcmp(m, "sethostname") && argc == 3) do_sethostname(argv[2]);
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
+    /* devices */
+    else if (!strcmp(m, "devnode") && argc >= 6) do_devnode(atoi(argv[2]), atoi(argv[3]), argv[4], argc - 5, argv + 5);
     else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
     fflush(stdout);
     return escaped ? 1 : 0;

@@ -95,7 +95,7 @@ pub struct Args {
     pub volumes: Vec<OsString>,
 
     /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
-    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev)
+    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev (not in a new root: nodev there))
     #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
     pub tmpfs: Vec<OsString>,
 
@@ -222,6 +222,18 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
         .iter()
         .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
         .collect::<Result<Vec<_>, _>>()?;
+    if let (Some(_), Some((spec, _))) = (
+        &root,
+        args.tmpfs
+            .iter()
+            .zip(&tmpfs)
+            .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV)),
+    ) {
+        return Err(Fatal::new(format!(
+            "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
+            spec.to_string_lossy()
+        )));
+    }
     if let Some(dir) = &args.workdir {
         if !dir.is_absolute() {
             return Err(Fatal::new(format!(
@@ -380,6 +392,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
+    if container {
+        dev::nodev_root(root.as_fd())?;
+    }
     if let (true, Some(nodes)) = (container, &nodes) {
         proc_sys::mount_proc(root.as_fd())?;
         proc_sys::mount_sys(root.as_fd())?;
@@ -500,7 +515,7 @@ fn mount_volumes(
     root: std::os::fd::BorrowedFd<'_>,
     volumes: &[Volume],
     trees: &mut [Option<OwnedFd>],
-    create: bool,
+    new_root: bool,
 ) -> Result<(), Fatal> {
     for (i, volume) in volumes.iter().enumerate() {
         let tree = trees.get_mut(i).and_then(Option::take);
@@ -512,7 +527,7 @@ fn mount_volumes(
                     None => resolve::open_host(&volume.source)?,
                 };
                 let create = match resolve::file_type(source.as_fd())? {
-                    _ if !create => Create::No,
+                    _ if !new_root => Create::No,
                     nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
                     _ => Create::File,
                 };
@@ -520,11 +535,15 @@ fn mount_volumes(
                 if proc_sys::is_proc_or_sys(target.as_fd()) {
                     anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
                 }
-                let attrs = if volume.read_only {
+                let mut attrs = if volume.read_only {
                     sys::MOUNT_ATTR_RDONLY
                 } else {
                     0
                 };
+                if new_root {
+                    // In a new root a volume is nodev too (dev::nodev_root says why).
+                    attrs |= sys::MOUNT_ATTR_NODEV;
+                }
                 match &tree {
                     // The idmapped tree itself is attached (its own mount only); the
                     // attributes are set once it is in this namespace, before COMMAND runs.

@@ -1,0 +1,239 @@
+//! Host devices through a node the container makes (issue 13, item 1). There is no device
+//! cgroup: a rootful container root with CAP_MKNOD can make the node of any host device, and
+//! only `nodev` on every mount it can write stops the node from opening. The attack uses a
+//! loop device the test attaches to a file it made: a write through the node lands in that
+//! file, which the test reads on the host. Each attack first succeeds in a plain
+//! `unshare --mount` with a tmpfs mounted `dev` (the defence off), then must be blocked in the
+//! three chains, on a `--rootfs` and on an `--overlay`, in /dev, /tmp, /, a volume and a
+//! `--tmpfs`, with the default capabilities and with `--cap-add MKNOD`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod escape_common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use escape_common::*;
+use nschain_tests::*;
+
+fn configs() -> Vec<Config> {
+    if need_rootless() {
+        Config::ALL.to_vec()
+    } else {
+        vec![Config::Rootful, Config::RootfulUserns]
+    }
+}
+
+/// A loop device attached to a file of the test (`losetup -f --show`), detached on drop.
+struct Loop {
+    dev: String,
+    file: PathBuf,
+    major: u32,
+    minor: u32,
+}
+
+impl Loop {
+    fn new(file: &Path, size_mib: u64, ext4: bool) -> Loop {
+        let f = std::fs::File::create(file).unwrap();
+        f.set_len(size_mib << 20).unwrap();
+        drop(f);
+        if ext4 {
+            let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(file));
+            assert!(out.status.success(), "mkfs.ext4: {}", stderr(&out));
+        }
+        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(file));
+        assert!(out.status.success(), "losetup -f --show: {}", stderr(&out));
+        let dev = stdout(&out).trim().to_owned();
+        let meta = std::fs::metadata(&dev).unwrap();
+        assert!(meta.file_type().is_block_device(), "{dev}");
+        let rdev = meta.rdev();
+        Loop {
+            dev,
+            file: file.to_owned(),
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+        }
+    }
+
+    /// Whether `marker` reached the file behind the loop device.
+    fn holds(&self, marker: &str) -> bool {
+        let data = std::fs::read(&self.file).unwrap();
+        data.windows(marker.len()).any(|w| w == marker.as_bytes())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+fn need_loop() -> bool {
+    need_root()
+        && require(have("losetup"), "losetup (util-linux)")
+        && require(have("mkfs.ext4"), "mkfs.ext4 (e2fsprogs)")
+}
+
+/// Runs `nsattack ARGS` as host root in a plain `unshare --mount`, chrooted into a copy of
+/// the attacker whose /tmp and /dev are tmpfs mounted `dev` (as a container without the
+/// defence would have them). Nothing is made on the host's own directories.
+fn on_weak_host(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let jail = lab.dir.path().join("weak-host");
+    for d in ["tmp", "dev/shm"] {
+        std::fs::create_dir_all(jail.join(d)).unwrap();
+    }
+    std::fs::copy(attacker(), jail.join("nsattack")).unwrap();
+    let j = jail.display();
+    let script = format!(
+        "mount -t tmpfs tmpfs {j}/tmp && mount -t tmpfs tmpfs {j}/dev && mkdir {j}/dev/shm && exec chroot {j} /nsattack \"$@\""
+    );
+    run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(script)
+        .arg("sh")
+        .args(args))
+}
+
+fn marker(tag: &str) -> String {
+    format!("NSATTACK-{tag}-{}", std::process::id())
+}
+
+#[test]
+fn a_node_of_a_host_loop_device_made_inside_does_not_open() {
+    if !need_loop() {
+        return;
+    }
+    let lab = Lab::new("devnode");
+    let disk = Loop::new(&lab.dir.path().join("loop.img"), 1, false);
+    let (maj, min) = (disk.major.to_string(), disk.minor.to_string());
+
+    // The defence off: the same attack as host root, in a tmpfs mounted `dev`.
+    let mark = marker("host");
+    let out = on_weak_host(&lab, &["devnode", &maj, &min, &mark, "/tmp", "/dev"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ESCAPED write the host's loop device") && disk.holds(&mark),
+        "the attack does not work even without nodev, it proves nothing:\n{text}\n{}",
+        stderr(&out)
+    );
+
+    let volume = lab.dir.path().join("vol");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let vol = format!("{}:/vol", volume.display());
+    let root = lab.root.display().to_string();
+    // Each overlay run keeps its layer in a directory of the lab (every chain can write it).
+    let uppers = lab.dir.path().join("uppers");
+    std::fs::create_dir_all(&uppers).unwrap();
+    std::fs::set_permissions(&uppers, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dirs = ["/dev", "/tmp", "/", "/dev/shm", "/vol", "/tt"];
+    let mut results = Vec::new();
+    for config in configs() {
+        for overlay in [false, true] {
+            for cap_add in [true, false] {
+                let tag = format!("{config:?}-{overlay}-{cap_add}");
+                let mark = marker(&tag);
+                let upper = uppers.join(&tag).display().to_string();
+                let mut args = vec!["-v", &vol, "--tmpfs", "/tt:mode=1777"];
+                if overlay {
+                    args.extend(["--overlay", &root, "--upper", &upper]);
+                }
+                if cap_add {
+                    args.extend(["--cap-add", "MKNOD"]);
+                }
+                let mut command = vec!["/nsattack", "devnode", &maj, &min, &mark];
+                command.extend(dirs);
+                let out = run(&mut lab.chain(config, "", &args, &command));
+                let shown = format!(
+                    "{} {}{}",
+                    if overlay { "--overlay" } else { "--rootfs" },
+                    config.name(),
+                    if cap_add { " --cap-add MKNOD" } else { "" }
+                );
+                let claim = format!("claim: a device node made inside does not open ({shown})");
+                results.push(check_blocked(&claim, config, &out));
+                if disk.holds(&mark) {
+                    results.push(Err(format!(
+                        "HOLE [{claim}]: the write reached the host's file behind {}",
+                        disk.dev
+                    )));
+                }
+                // Rootful with CAP_MKNOD the nodes are made: what blocks them is nodev.
+                if config == Config::Rootful && cap_add {
+                    let text = stdout(&out);
+                    for dir in dirs.iter().filter(|d| **d != "/dev/shm") {
+                        let made =
+                            format!("INFO mknod {}/nsattack-blk-", dir.trim_end_matches('/'));
+                        if !text.contains(&made) {
+                            results.push(Err(format!(
+                                "[{claim}] mknod in {dir} did not succeed, so nodev was not exercised:\n{text}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_all(results);
+    drop(disk);
+    lab.assert_clean();
+}
+
+/// The escape suite's mknod case, on a disk of the test's own: the host's disk is refused
+/// even to host root on some machines, which proved nothing about the container.
+#[test]
+fn mknod_and_mount_of_a_loop_disk_fail() {
+    if !need_loop() {
+        return;
+    }
+    let lab = Lab::new("mknod");
+    let disk = Loop::new(&lab.dir.path().join("disk.img"), 16, true);
+    let (maj, min) = (disk.major.to_string(), disk.minor.to_string());
+    let out = on_weak_host(&lab, &["mknod", &maj, &min]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ESCAPED read the host disk") && text.contains("ESCAPED mount the host disk"),
+        "the attack does not work even without nodev, it proves nothing:\n{text}\n{}",
+        stderr(&out)
+    );
+    let mut results = Vec::new();
+    for config in configs() {
+        for args in [&["--cap-add", "MKNOD"][..], &[]] {
+            let out = run(&mut lab.chain(config, "", args, &["/nsattack", "mknod", &maj, &min]));
+            results.push(check_blocked(
+                &format!(
+                    "claim: a disk can be neither opened nor mounted through mknod ({})",
+                    args.join(" ")
+                ),
+                config,
+                &out,
+            ));
+        }
+    }
+    assert_all(results);
+    drop(disk);
+    lab.assert_clean();
+}
+
+#[test]
+fn a_tmpfs_mounted_dev_is_refused_in_a_new_root() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("tmpfsdev");
+    for spec in ["/t:dev", "/t:size=1m,dev", "/t:nodev,dev"] {
+        let out = run(&mut lab.chain(Config::Rootful, "", &["--tmpfs", spec], &["/bin/true"]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "--tmpfs {spec}: {err}");
+        assert!(
+            err.starts_with("mntns: fatal: invalid tmpfs") && err.contains("'dev' is not allowed"),
+            "--tmpfs {spec}: {err}"
+        );
+        assert!(
+            !lab.root.join("t").exists(),
+            "--tmpfs {spec} made its mount point"
+        );
+    }
+    lab.assert_clean();
+}
