@@ -118,36 +118,65 @@ fn a_node_of_a_host_loop_device_made_inside_does_not_open() {
         stderr(&out)
     );
 
-    let volume = lab.dir.path().join("vol");
-    std::fs::create_dir_all(&volume).unwrap();
-    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let vol = format!("{}:/vol", volume.display());
-    let root = lab.root.display().to_string();
-    // Each overlay run keeps its layer in a directory of the lab (every chain can write it).
-    let uppers = lab.dir.path().join("uppers");
-    std::fs::create_dir_all(&uppers).unwrap();
-    std::fs::set_permissions(&uppers, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Two worlds: the lab's, which every chain can reach (so other host users can too: a
+    // rootful chain gets the setuid guard there, whose seccomp filter also refuses mknod), and
+    // one only root can enter, where nothing but nodev stands in the way of a rootful chain.
+    let world = |base: &Path| {
+        let volume = base.join("vol");
+        let uppers = base.join("uppers");
+        for d in [&volume, &uppers] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        (volume, uppers)
+    };
+    let private = lab.dir.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let private_root = busybox_root(&private);
     let dirs = ["/dev", "/tmp", "/", "/dev/shm", "/vol", "/tt"];
+    let mut runs: Vec<(Config, bool)> = configs().into_iter().map(|c| (c, false)).collect();
+    runs.insert(0, (Config::Rootful, true));
     let mut results = Vec::new();
-    for config in configs() {
+    for (config, in_private) in runs {
+        let (base, root) = if in_private {
+            (private.clone(), private_root.clone())
+        } else {
+            (lab.dir.path().to_owned(), lab.root.clone())
+        };
+        let (volume, uppers) = world(&base);
+        let vol = format!("{}:/vol", volume.display());
+        let root = root.display().to_string();
         for overlay in [false, true] {
             for cap_add in [true, false] {
-                let tag = format!("{config:?}-{overlay}-{cap_add}");
+                let tag = format!("{config:?}-{in_private}-{overlay}-{cap_add}");
                 let mark = marker(&tag);
                 let upper = uppers.join(&tag).display().to_string();
                 let mut args = vec!["-v", &vol, "--tmpfs", "/tt:mode=1777"];
                 if overlay {
                     args.extend(["--overlay", &root, "--upper", &upper]);
+                } else {
+                    args.extend(["--rootfs", &root]);
                 }
                 if cap_add {
                     args.extend(["--cap-add", "MKNOD"]);
                 }
                 let mut command = vec!["/nsattack", "devnode", &maj, &min, &mark];
                 command.extend(dirs);
-                let out = run(&mut lab.chain(config, "", &args, &command));
+                let mut argv = config.links(None);
+                argv.push("mntns".into());
+                argv.extend(args.iter().map(|a| (*a).to_owned()));
+                argv.push("--".into());
+                argv.extend(command.iter().map(|a| (*a).to_owned()));
+                let out = run(&mut lab.in_host("", config == Config::Rootless, &argv));
                 let shown = format!(
-                    "{} {}{}",
+                    "{} {}{}{}",
                     if overlay { "--overlay" } else { "--rootfs" },
+                    if in_private {
+                        "only root can reach, "
+                    } else {
+                        ""
+                    },
                     config.name(),
                     if cap_add { " --cap-add MKNOD" } else { "" }
                 );
@@ -159,8 +188,9 @@ fn a_node_of_a_host_loop_device_made_inside_does_not_open() {
                         disk.dev
                     )));
                 }
-                // Rootful with CAP_MKNOD the nodes are made: what blocks them is nodev.
-                if config == Config::Rootful && cap_add {
+                // Rootful with CAP_MKNOD in a root only root can reach, the nodes are made:
+                // what blocks them is nodev.
+                if in_private && cap_add {
                     let text = stdout(&out);
                     for dir in dirs.iter().filter(|d| **d != "/dev/shm") {
                         let made =
@@ -197,18 +227,43 @@ fn mknod_and_mount_of_a_loop_disk_fail() {
         "the attack does not work even without nodev, it proves nothing:\n{text}\n{}",
         stderr(&out)
     );
+    // As in the test above: rootful in a root only root can reach too, where nodev alone
+    // blocks (the setuid guard's seccomp filter refuses mknod in a root others can reach).
+    let private = lab.dir.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let private_root = busybox_root(&private).display().to_string();
+    let mut runs: Vec<(Config, Option<&str>)> = configs().into_iter().map(|c| (c, None)).collect();
+    runs.insert(0, (Config::Rootful, Some(&private_root)));
     let mut results = Vec::new();
-    for config in configs() {
-        for args in [&["--cap-add", "MKNOD"][..], &[]] {
-            let out = run(&mut lab.chain(config, "", args, &["/nsattack", "mknod", &maj, &min]));
-            results.push(check_blocked(
-                &format!(
-                    "claim: a disk can be neither opened nor mounted through mknod ({})",
-                    args.join(" ")
-                ),
-                config,
-                &out,
-            ));
+    for (config, root) in runs {
+        for cap_add in [true, false] {
+            let mut args = vec!["--rootfs", root.unwrap_or(lab.root.to_str().unwrap())];
+            if cap_add {
+                args.extend(["--cap-add", "MKNOD"]);
+            }
+            let mut argv = config.links(None);
+            argv.push("mntns".into());
+            argv.extend(args.iter().map(|a| (*a).to_owned()));
+            argv.extend(["--", "/nsattack", "mknod", &maj, &min].map(str::to_owned));
+            let out = run(&mut lab.in_host("", config == Config::Rootless, &argv));
+            let claim = format!(
+                "claim: a disk can be neither opened nor mounted through mknod ({}{})",
+                if root.is_some() {
+                    "only root can reach the root"
+                } else {
+                    ""
+                },
+                if cap_add { ", --cap-add MKNOD" } else { "" }
+            );
+            results.push(check_blocked(&claim, config, &out));
+            if root.is_some() && cap_add && !stdout(&out).contains("INFO mknod /tmp/nsattack-disk-")
+            {
+                results.push(Err(format!(
+                    "[{claim}] mknod did not succeed, so nodev was not exercised:\n{}",
+                    stdout(&out)
+                )));
+            }
         }
     }
     assert_all(results);

@@ -9,15 +9,18 @@
 //! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
 //! open and verify the host's device nodes        dev
 //! overlay layer + cleaner (before unshare)       overlay
+//! who else can reach what host root writes       reach (the setuid guard's CAP_FSETID and
+//!                                                  CAP_SETFCAP dropped if anyone can)
 //! unshare(CLONE_NEWNS), propagation              link, propagation
 //! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
 //!           (an idmapped tree is attached instead  without an idmapped tree)
-//!           of the host's PATH)
+//!           of the host's PATH), made nodev        dev
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
+//! the setuid guard's warning and seccomp filter  setuid_guard
 //! workdir, user, capabilities, nnp, fds, exec    entry
 //! ```
 
@@ -30,9 +33,11 @@ mod overlay;
 mod overlay_split;
 mod proc_sys;
 mod propagation;
+mod reach;
 mod resolve;
 mod rootfs;
 mod seccomp;
+mod setuid_guard;
 mod sys;
 pub mod volume;
 
@@ -366,6 +371,17 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         layer = Some(made);
     }
 
+    let shared = if container {
+        shared_writes(&args, &plan, &layer, &root_tree, &volume_trees)
+    } else {
+        Vec::new()
+    };
+    if !shared.is_empty() {
+        for cap in [caps::Capability::CAP_FSETID, caps::Capability::CAP_SETFCAP] {
+            entry.cap_drop.push(CapSpec::One(cap));
+        }
+    }
+
     link.enter()?;
     let setup = if container {
         propagation::for_setup(args.propagation)
@@ -441,6 +457,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if !handed.is_empty() {
         extra.insert("idmap".into(), json!(handed));
     }
+    if !shared.is_empty() {
+        // So that whoever joins this container later (nsps exec) can apply the same guard.
+        extra.insert("setuid_guard".into(), json!(shared));
+    }
     link.finish(proc_self_pid(), extra)?;
 
     if container {
@@ -474,7 +494,55 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(cleaner) = cleaner {
         cleaner.release(args.rm, delegated);
     }
+    if !shared.is_empty() {
+        // Said once everything is set up, so that a failed setup still says one line.
+        common::report::warning(format_args!(
+            "other users of the host can reach {}: this container cannot make setuid or setgid files, file capabilities or device nodes (seccomp), and has no CAP_FSETID or CAP_SETFCAP; to lift this, keep it under a directory only root can enter (chmod 700 a parent)",
+            shared.join(", ")
+        ));
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
+}
+
+/// The host paths the container writes as host root into and other users can reach
+/// (setuid_guard says why that matters).
+fn shared_writes(
+    args: &Args,
+    plan: &Plan,
+    layer: &Option<overlay::Layer>,
+    root_tree: &Option<OwnedFd>,
+    volume_trees: &[Option<OwnedFd>],
+) -> Vec<String> {
+    // Without a user namespace the container's root is host root; an idmapped tree (handed
+    // down by `userns --idmap`, host root's files read as root inside) writes as host root.
+    let host_root = common::state::is_host_root();
+    let mut writable = Vec::new();
+    if !args.read_only {
+        match (&plan.root, layer) {
+            (Some(NewRoot::Rootfs(dir)), _) if host_root || root_tree.is_some() => {
+                writable.push(dir.clone());
+            }
+            (Some(NewRoot::Overlay(_)), Some(layer)) if host_root => {
+                writable.push(std::fs::canonicalize(layer.diff()).unwrap_or_else(|_| layer.diff()));
+            }
+            _ => {}
+        }
+    }
+    for (volume, tree) in plan.volumes.iter().zip(volume_trees) {
+        if !volume.read_only && (host_root || tree.is_some()) {
+            writable.push(
+                std::fs::canonicalize(&volume.source).unwrap_or_else(|_| volume.source.clone()),
+            );
+        }
+    }
+    debug::step("who else can reach the writable paths", || {
+        writable
+            .iter()
+            .filter(|p| reach::reachable_by_others(p, &writable))
+            .map(|p| p.display().to_string())
+            .collect()
+    })
 }
 
 fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
