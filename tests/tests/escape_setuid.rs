@@ -229,6 +229,21 @@ fn a_setuid_binary_planted_by_a_rootful_container_gives_other_users_nothing() {
             guarded: true,
         },
         Case {
+            what: "a rootful --rootfs others can reach, --cap-add FSETID --cap-add SETFCAP",
+            config: Config::Rootful,
+            links: None,
+            args: [
+                rootfs(&lab.root),
+                ["--cap-add", "FSETID", "--cap-add", "SETFCAP"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ]
+            .concat(),
+            plant: "/plant",
+            host_dir: lab.root.join("plant"),
+            guarded: true,
+        },
+        Case {
             what: "a rootful volume others can reach (the root is private)",
             config: Config::Rootful,
             links: None,

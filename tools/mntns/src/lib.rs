@@ -377,7 +377,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         Vec::new()
     };
     if !shared.is_empty() {
+        // Even when asked for: only a root out of others' reach lifts the guard.
         for cap in [caps::Capability::CAP_FSETID, caps::Capability::CAP_SETFCAP] {
+            entry.cap_add.retain(|c| *c != CapSpec::One(cap));
             entry.cap_drop.push(CapSpec::One(cap));
         }
     }
