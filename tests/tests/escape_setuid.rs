@@ -344,3 +344,114 @@ fn a_setuid_binary_planted_by_a_rootful_container_gives_other_users_nothing() {
     drop(disk);
     lab.assert_clean();
 }
+
+/// Starts a named rootful container sleeping on `root`; returns once it is registered.
+fn named_sleeper(lab: &Lab, name: &str, root: &Path) -> std::process::Child {
+    let mut argv = Config::Rootful.links(Some(name));
+    argv.extend(["mntns", "--rootfs"].map(str::to_owned));
+    argv.push(root.display().to_string());
+    argv.extend(["--", "/bin/sleep", "30"].map(str::to_owned));
+    let child = lab
+        .in_host("", false, &argv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let registered = lab.state.join("run/chains").join(name).join("mnt.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !registered.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} did not register"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// `nsps exec` (mntns --join) into a container: the joined process plants as the container
+/// would. It gets the container's guard (recorded in its registration; a container nothing
+/// registered counts as guarded for host root).
+#[test]
+fn a_process_joined_with_nsps_exec_cannot_plant_either() {
+    if !need() {
+        return;
+    }
+    let lab = Lab::new("setuid-join");
+    let disk = Loop::new(&lab.dir.path().join("loop.img"));
+    let attacker = lab.root.join("nsattack");
+    let private = lab.dir.path().join("private");
+    mkdir(&private, 0o700);
+    let private_root = busybox_root(&private);
+    plant_dir(&private_root.join("plant"));
+    plant_dir(&lab.root.join("plant"));
+    // The chain `nsps exec NAME` runs (mount last), with mntns's own flags; or nsps exec.
+    let exec = |name: &str, mntns_args: Option<&[&str]>| {
+        let mut argv = Vec::new();
+        match mntns_args {
+            Some(args) => {
+                for link in ["netns", "ipcns", "utsns", "pidns", "mntns"] {
+                    argv.extend([link, "--join", name].map(str::to_owned));
+                    if link == "mntns" {
+                        argv.extend(args.iter().map(|a| (*a).to_owned()));
+                    }
+                    argv.push("--".into());
+                }
+            }
+            None => argv.extend(["nsps", "exec", name, "--"].map(str::to_owned)),
+        }
+        argv.extend(attack("/plant", &disk));
+        run(&mut lab.in_host("", false, &argv))
+    };
+    let pid = std::process::id();
+
+    // The defence off: a container on a root only root can reach, joined, then opened.
+    let name = format!("sjpriv{pid}");
+    let child = named_sleeper(&lab, &name, &private_root);
+    let out = exec(&name, Some(&["--cap-add", "MKNOD"]));
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    lab.kill_all_and_wait();
+    drop(child);
+    mkdir(&private, 0o755);
+    let found = escalations(&private_root.join("plant"), &attacker, &disk, "JOIN-PROOF");
+    assert_eq!(
+        found.len(),
+        PLANTED.len() + 1,
+        "a joined process cannot plant even unguarded, the test proves nothing:\n{found:#?}\n{}",
+        stdout(&out)
+    );
+    mkdir(&private, 0o700);
+
+    // The defence on: a root others can reach.
+    let name = format!("sjpub{pid}");
+    let child = named_sleeper(&lab, &name, &lab.root);
+    let mut failures = Vec::new();
+    for (i, args) in [
+        Some(&["--cap-add", "MKNOD", "--cap-add", "FSETID"][..]),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = exec(&name, args);
+        if !out.status.success() {
+            failures.push(format!("{args:?}: {}\n{}", stdout(&out), stderr(&out)));
+        }
+        let plant = lab.root.join("plant");
+        let found = escalations(&plant, &attacker, &disk, &format!("JOIN-GUARDED-{i}"));
+        if !found.is_empty() {
+            failures.push(format!(
+                "HOLE [claim: a process joined with nsps exec cannot plant a way to root for other host users ({args:?})]:\n{}\n--- attacker:\n{}",
+                found.join("\n"),
+                stdout(&out)
+            ));
+        }
+        cleanup(&plant);
+        plant_dir(&plant);
+    }
+    lab.kill_all_and_wait();
+    drop(child);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    drop(disk);
+    lab.assert_clean();
+}

@@ -377,11 +377,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         Vec::new()
     };
     if !shared.is_empty() {
-        // Even when asked for: only a root out of others' reach lifts the guard.
-        for cap in [caps::Capability::CAP_FSETID, caps::Capability::CAP_SETFCAP] {
-            entry.cap_add.retain(|c| *c != CapSpec::One(cap));
-            entry.cap_drop.push(CapSpec::One(cap));
-        }
+        setuid_guard::strip_caps(&mut entry);
     }
 
     link.enter()?;
@@ -558,6 +554,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
             "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
         ));
     }
+    let guarded = join::setuid_guarded(link);
     let _joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
     let workdir = match &args.workdir {
         Some(dir) => {
@@ -568,7 +565,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         }
         None => None,
     };
-    let entry = entry::Entry {
+    let mut entry = entry::Entry {
         container: true,
         preserve_fds: args.preserve_fds,
         user: args.user,
@@ -578,6 +575,11 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         workdir,
         on_host: false,
     };
+    if guarded {
+        // The same guard as the container's own processes (said when it started).
+        setuid_guard::strip_caps(&mut entry);
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
 }
 

@@ -18,7 +18,10 @@
 //! Everything else works; `mntns` says so once on stderr, with the way to lift it (a parent
 //! directory only root can enter, as Docker keeps its data directory, CVE-2021-41091).
 
+use caps::Capability;
 use common::{debug, Fatal};
+
+use crate::entry::{CapSpec, Entry};
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E;
@@ -137,6 +140,15 @@ pub fn program() -> Vec<libc::sock_filter> {
     }
     p.push(ret(allow));
     p
+}
+
+/// Takes CAP_FSETID and CAP_SETFCAP out of what COMMAND gets, even when `--cap-add` asks
+/// for them: only a root out of others' reach lifts the guard.
+pub fn strip_caps(entry: &mut Entry) {
+    for cap in [Capability::CAP_FSETID, Capability::CAP_SETFCAP] {
+        entry.cap_add.retain(|c| *c != CapSpec::One(cap));
+        entry.cap_drop.push(CapSpec::One(cap));
+    }
 }
 
 /// Installs the filter for this process and COMMAND after it. Needs CAP_SYS_ADMIN in the
