@@ -227,13 +227,12 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
         .iter()
         .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
         .collect::<Result<Vec<_>, _>>()?;
-    if let (Some(_), Some((spec, _))) = (
-        &root,
-        args.tmpfs
-            .iter()
-            .zip(&tmpfs)
-            .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV)),
-    ) {
+    let with_dev = args
+        .tmpfs
+        .iter()
+        .zip(&tmpfs)
+        .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV));
+    if let (Some(_), Some((spec, _))) = (&root, with_dev) {
         return Err(Fatal::new(format!(
             "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
             spec.to_string_lossy()
