@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+
 use crate::overlay_split::unescape;
 
 /// One line of mountinfo: the device, the root of the mount in its filesystem, where it is.
@@ -94,7 +96,9 @@ fn dir_info(dir: &Path) -> Option<DirInfo> {
             0,
         )
     };
-    let acl = rc >= 0 || nix::errno::Errno::last() != nix::errno::Errno::ENODATA;
+    // No such attribute, or a filesystem without ACLs: none. Anything else: maybe one.
+    let errno = nix::errno::Errno::last();
+    let acl = rc >= 0 || !matches!(errno, Errno::ENODATA | Errno::EOPNOTSUPP);
     Some(DirInfo {
         uid: meta.uid(),
         mode: meta.mode(),
