@@ -244,6 +244,15 @@ fn a_setuid_binary_planted_by_a_rootful_container_gives_other_users_nothing() {
             guarded: true,
         },
         Case {
+            what: "a rootful --rootfs others can reach, --read-only (nothing to guard)",
+            config: Config::Rootful,
+            links: None,
+            args: [rootfs(&lab.root), vec!["--read-only".into()]].concat(),
+            plant: "/plant",
+            host_dir: lab.root.join("plant"),
+            guarded: false,
+        },
+        Case {
             what: "a rootful volume others can reach (the root is private)",
             config: Config::Rootful,
             links: None,
