@@ -10,8 +10,8 @@
 
 mod escape_common;
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use escape_common::*;
@@ -22,50 +22,6 @@ fn configs() -> Vec<Config> {
         Config::ALL.to_vec()
     } else {
         vec![Config::Rootful, Config::RootfulUserns]
-    }
-}
-
-/// A loop device attached to a file of the test (`losetup -f --show`), detached on drop.
-struct Loop {
-    dev: String,
-    file: PathBuf,
-    major: u32,
-    minor: u32,
-}
-
-impl Loop {
-    fn new(file: &Path, size_mib: u64, ext4: bool) -> Loop {
-        let f = std::fs::File::create(file).unwrap();
-        f.set_len(size_mib << 20).unwrap();
-        drop(f);
-        if ext4 {
-            let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(file));
-            assert!(out.status.success(), "mkfs.ext4: {}", stderr(&out));
-        }
-        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(file));
-        assert!(out.status.success(), "losetup -f --show: {}", stderr(&out));
-        let dev = stdout(&out).trim().to_owned();
-        let meta = std::fs::metadata(&dev).unwrap();
-        assert!(meta.file_type().is_block_device(), "{dev}");
-        let rdev = meta.rdev();
-        Loop {
-            dev,
-            file: file.to_owned(),
-            major: libc::major(rdev),
-            minor: libc::minor(rdev),
-        }
-    }
-
-    /// Whether `marker` reached the file behind the loop device.
-    fn holds(&self, marker: &str) -> bool {
-        let data = std::fs::read(&self.file).unwrap();
-        data.windows(marker.len()).any(|w| w == marker.as_bytes())
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
     }
 }
 
@@ -105,7 +61,7 @@ fn a_node_of_a_host_loop_device_made_inside_does_not_open() {
         return;
     }
     let lab = Lab::new("devnode");
-    let disk = Loop::new(&lab.dir.path().join("loop.img"), 1, false);
+    let disk = LoopDevice::new(&lab.dir.path().join("loop.img"), 1, false);
     let (maj, min) = (disk.major.to_string(), disk.minor.to_string());
 
     // The defence off: the same attack as host root, in a tmpfs mounted `dev`.
@@ -218,7 +174,7 @@ fn mknod_and_mount_of_a_loop_disk_fail() {
         return;
     }
     let lab = Lab::new("mknod");
-    let disk = Loop::new(&lab.dir.path().join("disk.img"), 16, true);
+    let disk = LoopDevice::new(&lab.dir.path().join("disk.img"), 16, true);
     let (maj, min) = (disk.major.to_string(), disk.minor.to_string());
     let out = on_weak_host(&lab, &["mknod", &maj, &min]);
     let text = stdout(&out);

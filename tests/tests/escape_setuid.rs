@@ -14,7 +14,7 @@
 
 mod escape_common;
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -32,45 +32,6 @@ const PLANTED: [&str; 6] = [
     "p-fcap",
     "suid-image",
 ];
-
-/// A loop device on a file of the test, for the planted node (detached on drop).
-struct Loop {
-    dev: String,
-    file: PathBuf,
-    major: u32,
-    minor: u32,
-}
-
-impl Loop {
-    fn new(file: &Path) -> Loop {
-        std::fs::File::create(file)
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(file));
-        assert!(out.status.success(), "losetup: {}", stderr(&out));
-        let dev = stdout(&out).trim().to_owned();
-        let meta = std::fs::metadata(&dev).unwrap();
-        assert!(meta.file_type().is_block_device());
-        Loop {
-            file: file.to_owned(),
-            major: libc::major(meta.rdev()),
-            minor: libc::minor(meta.rdev()),
-            dev,
-        }
-    }
-
-    fn holds(&self, marker: &str) -> bool {
-        let data = std::fs::read(&self.file).unwrap();
-        data.windows(marker.len()).any(|w| w == marker.as_bytes())
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
 
 fn mkdir(path: &Path, mode: u32) {
     std::fs::create_dir_all(path).unwrap();
@@ -101,7 +62,7 @@ fn as_nobody(program: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs, as uid 65534 on the host, what was planted in `dir`: the ways to root it gave.
-fn escalations(dir: &Path, attacker: &Path, disk: &Loop, marker: &str) -> Vec<String> {
+fn escalations(dir: &Path, attacker: &Path, disk: &LoopDevice, marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for name in PLANTED {
         let file = dir.join(name);
@@ -131,7 +92,7 @@ fn cleanup(dir: &Path) {
     }
 }
 
-fn attack(dir: &str, disk: &Loop) -> Vec<String> {
+fn attack(dir: &str, disk: &LoopDevice) -> Vec<String> {
     let (maj, min) = (disk.major.to_string(), disk.minor.to_string());
     let script =
         format!("/nsattack plant {dir} {maj} {min} && /nsattack overwrite {dir}/suid-image");
@@ -163,7 +124,7 @@ fn a_setuid_binary_planted_by_a_rootful_container_gives_other_users_nothing() {
         return;
     }
     let lab = Lab::new("setuid");
-    let disk = Loop::new(&lab.dir.path().join("loop.img"));
+    let disk = LoopDevice::new(&lab.dir.path().join("loop.img"), 1, false);
     let attacker = lab.root.join("nsattack");
     let rootfs = |p: &Path| vec!["--rootfs".to_owned(), p.display().to_string()];
     let mknod = ["--cap-add".to_owned(), "MKNOD".to_owned()];
@@ -387,7 +348,7 @@ fn a_process_joined_with_nsps_exec_cannot_plant_either() {
         return;
     }
     let lab = Lab::new("setuid-join");
-    let disk = Loop::new(&lab.dir.path().join("loop.img"));
+    let disk = LoopDevice::new(&lab.dir.path().join("loop.img"), 1, false);
     let attacker = lab.root.join("nsattack");
     let private = lab.dir.path().join("private");
     mkdir(&private, 0o700);
