@@ -142,6 +142,14 @@ pub fn program() -> Vec<libc::sock_filter> {
     p
 }
 
+/// What `mntns` says once on stderr when `shared` (host paths) are guarded.
+pub fn notice(shared: &[String]) -> String {
+    format!(
+        "other users of the host can reach {}: this container cannot make setuid or setgid files, file capabilities or device nodes (seccomp), and has no CAP_FSETID or CAP_SETFCAP; to lift this, keep it under a directory only root can enter (chmod 700 a parent)",
+        shared.join(", ")
+    )
+}
+
 /// Takes CAP_FSETID and CAP_SETFCAP out of what COMMAND gets, even when `--cap-add` asks
 /// for them: only a root out of others' reach lifts the guard.
 pub fn strip_caps(entry: &mut Entry) {
