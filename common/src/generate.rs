@@ -306,7 +306,7 @@ fn man(command: &Command) -> String {
     let _ = writeln!(out, "{status}");
 
     let _ = writeln!(out, ".SH SEE ALSO");
-    let others: Vec<String> = crate::link::LINKS
+    let others: Vec<String> = crate::handdown::LINKS
         .iter()
         .chain(["nsps", "unshare", "nsenter", "bwrap"].iter())
         .filter(|t| **t != tool)

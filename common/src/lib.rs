@@ -14,6 +14,7 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod generate;
+pub mod handdown;
 pub mod info;
 pub mod keyring;
 pub mod link;

@@ -38,7 +38,7 @@ impl Trees {
         let Some(value) = std::env::var_os(VAR) else {
             return Ok(Trees::default());
         };
-        std::env::remove_var(VAR);
+        common::handdown::unexport(VAR);
         let mut trees = Trees::default();
         for line in value.as_bytes().split(|&b| b == b'\n') {
             if line.is_empty() {

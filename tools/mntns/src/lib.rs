@@ -15,25 +15,31 @@
 //! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
 //!           (an idmapped tree is attached instead  without an idmapped tree)
 //!           of the host's PATH), made nodev        dev
+//! --rootfs never written: skeletons instead      skeleton (resolve covers, never creates)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
+//! workdir (-w, else the caller's if shown)       workdir
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! the setuid guard's warning and seccomp filter  setuid_guard
-//! workdir, no controlling terminal, new session  entry, session (common::terminal,
-//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp
-//!   fds, exec
+//! --user in the root's passwd, environment       passwd, env
+//! the setuid guard's seccomp filter              setuid_guard
+//! no controlling terminal, new session keyring  session (common::terminal,
+//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp,
+//!   fds, the setuid guard's warning, exec          entry
 //! ```
 
 mod dev;
+mod dns;
 mod entry;
+mod env;
 mod etc_files;
 mod hide_state;
 mod idmap;
 mod join;
 mod overlay;
 mod overlay_split;
+mod passwd;
 mod proc_sys;
 mod propagation;
 mod reach;
@@ -42,8 +48,10 @@ mod rootfs;
 mod seccomp;
 mod session;
 mod setuid_guard;
+mod skeleton;
 mod sys;
 pub mod volume;
+mod workdir;
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -125,9 +133,23 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
-    /// Run COMMAND as UID[:GID] (numeric, as mapped in the current user namespace)
-    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
-    pub user: Option<User>,
+    /// Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group;
+    /// sets HOME, USER, LOGNAME and the supplementary groups, as Docker)
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    pub user: Option<passwd::UserSpec>,
+
+    /// Set KEY to VALUE for COMMAND; KEY alone passes the caller's value
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = env::parse_env)]
+    pub env: Vec<env::EnvSpec>,
+
+    /// Read variables for COMMAND from FILE (KEY=VALUE or KEY lines, # comments; before -e)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Start COMMAND with an empty environment (then --env-file, -e, --user's; PATH Docker's
+    /// default if none is set)
+    #[arg(long)]
+    pub clearenv: bool,
 
     /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
     /// from podman's default set (CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE
@@ -159,7 +181,7 @@ fn parse_propagation(text: &str) -> Result<Propagation, String> {
     text.parse()
 }
 
-fn parse_user(text: &str) -> Result<User, String> {
+fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
     text.parse()
 }
 
@@ -178,6 +200,7 @@ enum NewRoot {
 #[derive(Debug)]
 struct Plan {
     root: Option<NewRoot>,
+    env: env::EnvPlan,
     volumes: Vec<Volume>,
     tmpfs: Vec<Tmpfs>,
 }
@@ -256,8 +279,10 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             )));
         }
     }
+    let env = env::EnvPlan::new(args.clearenv, &args.env_file, &args.env).map_err(Fatal::new)?;
     Ok(Plan {
         root,
+        env,
         volumes,
         tmpfs,
     })
@@ -295,6 +320,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc.
     let host_pid = common::procfs::own_pid();
+    // The caller's directory, kept in a new root where it shows there (workdir).
+    let cwd = std::env::current_dir().ok();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if plan.root.is_some() || link.is_join() {
         // The inputs are valid: say what a capability beyond the default set opens.
@@ -329,7 +356,12 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut entry = entry::Entry {
         container,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
@@ -340,7 +372,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .command
             .command
             .first()
-            .is_some_and(|p| common::link::is_link(p)),
+            .is_some_and(|p| common::handdown::is_link(p)),
         notice: None,
     };
     // Checked before anything changes; opened again in the new namespace below.
@@ -422,6 +454,15 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
+    // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).
+    let root = match &plan.root {
+        Some(NewRoot::Rootfs(dir)) => {
+            let needs = mount_points(&args, &plan, etc.as_ref());
+            skeleton::protect(dir, root, &needs, args.read_only)?
+        }
+        _ => root,
+    };
+    // Skeletons included: the whole tree the container can write is nodev.
     if container {
         dev::nodev_root(root.as_fd())?;
     }
@@ -452,6 +493,17 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         let fd = resolve::open_in_root(root.as_fd(), dir, create)
             .fatal_context("unable to set the working directory")?;
         entry.workdir = Some((dir.clone(), fd));
+    } else if let Some(new_root) = &plan.root {
+        let source = match new_root {
+            NewRoot::Rootfs(dir) => Some(dir.as_path()),
+            NewRoot::Overlay(lowers) => lowers.first().map(PathBuf::as_path),
+        };
+        let volumes: Vec<(PathBuf, PathBuf)> = plan
+            .volumes
+            .iter()
+            .map(|v| (v.source.clone(), v.target.clone()))
+            .collect();
+        entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
     }
 
     let mut extra = Map::new();
@@ -478,6 +530,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     link.finish(host_pid, extra)?;
 
     if container {
+        skeleton::finish()?;
         rootfs::pivot(&root)?;
         if args.read_only {
             rootfs::make_root_read_only()?;
@@ -508,11 +561,71 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(cleaner) = cleaner {
         cleaner.release(args.rm, delegated);
     }
+    // The shell's idea of where it is, true in the new root.
+    let pwd = container.then(|| {
+        entry
+            .workdir
+            .as_ref()
+            .map_or(PathBuf::from("/"), |(p, _)| p.clone())
+    });
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
     if !shared.is_empty() {
         entry.notice = Some(setuid_guard::notice(&shared));
         setuid_guard::install()?;
     }
     Err(entry.exec(args.command.command))
+}
+
+/// Right before the exec, in the final root: `--user` resolved in its /etc/passwd and
+/// /etc/group, then COMMAND's environment (env.rs).
+fn settle_user_and_env(
+    entry: &mut entry::Entry,
+    spec: Option<&passwd::UserSpec>,
+    env: &env::EnvPlan,
+    pwd: Option<&Path>,
+) -> Result<(), Fatal> {
+    let resolved = match spec {
+        Some(spec) => Some(passwd::resolve(spec).map_err(Fatal::new)?),
+        None => None,
+    };
+    if let Some(user) = &resolved {
+        entry.user = Some(user.user);
+        entry.groups = user.groups.clone();
+    }
+    env.apply(resolved.as_ref());
+    if let Some(pwd) = pwd {
+        std::env::set_var("PWD", pwd);
+    }
+    Ok(())
+}
+
+/// The paths a new root must have for what mntns mounts there (created if missing).
+fn mount_points(
+    args: &Args,
+    plan: &Plan,
+    etc: Option<&etc_files::EtcFiles>,
+) -> Vec<(PathBuf, Create)> {
+    let mut needs: Vec<(PathBuf, Create)> = ["/dev", "/proc", "/sys"]
+        .iter()
+        .map(|p| (PathBuf::from(p), Create::Dir))
+        .collect();
+    for (name, _) in etc.map_or(&[][..], |e| &e.files[..]) {
+        needs.push((Path::new("/etc").join(name), Create::File));
+    }
+    if let Some(dir) = &args.workdir {
+        needs.push((dir.clone(), Create::Dir));
+    }
+    for volume in &plan.volumes {
+        let kind = match std::fs::metadata(&volume.source) {
+            Ok(m) if !m.is_dir() => Create::File,
+            _ => Create::Dir,
+        };
+        needs.push((volume.target.clone(), kind));
+    }
+    for tmpfs in &plan.tmpfs {
+        needs.push((tmpfs.target.clone(), Create::Dir));
+    }
+    needs
 }
 
 /// The host paths the container writes as host root into and other users can reach
@@ -580,7 +693,12 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
     let mut entry = entry::Entry {
         container: true,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
@@ -590,6 +708,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         next_is_a_link: false,
         notice: None,
     };
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {
         // The same guard as the container's own processes (said when it started).
         setuid_guard::strip_caps(&mut entry);

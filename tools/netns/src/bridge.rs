@@ -64,7 +64,7 @@ pub fn plan(rtnl: &mut Rtnl, name: &str, subnet: Option<Cidr>) -> Result<Bridge,
             .context("unable to list the bridge's addresses")?;
         if let Some(a) = own.iter().find(|a| a.index == link.index && a.prefix <= 30) {
             let cidr = Cidr::containing(a.ip, a.prefix);
-            if a.ip == cidr.gateway() && subnet.map_or(true, |s| s == cidr) {
+            if a.ip == cidr.gateway() && subnet.is_none_or(|s| s == cidr) {
                 return Ok(Bridge {
                     name: name.to_owned(),
                     subnet: cidr,

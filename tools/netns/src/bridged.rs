@@ -116,6 +116,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
             .collect::<Vec<_>>()),
     );
     link.finish(common::procfs::own_pid(), extra)?;
+    common::handdown::export(common::handdown::NET_VAR, "bridge");
     Err(common::exec::exec(args.command.command))
 }
 

@@ -124,6 +124,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("mode".into(), json!("loopback"));
     }
     link.finish(common::procfs::own_pid(), extra)?;
+    let stack = if link.is_join() { "join" } else { "loopback" };
+    common::handdown::export(common::handdown::NET_VAR, stack);
     Err(common::exec::exec(args.command.command))
 }
 
@@ -198,6 +200,7 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }
+    common::handdown::export(common::handdown::NET_VAR, stack.program());
     let error = common::exec::exec(args.command.command);
     drop(exit_fd);
     Err(error)

@@ -169,7 +169,7 @@ impl Trees {
         if self.list.is_empty() {
             return Ok(());
         }
-        std::env::set_var(VAR, self.value());
+        common::handdown::export(VAR, self.value());
         for (path, fd) in &self.list {
             debug::step(
                 format_args!("hand down fd {} ({})", fd.as_raw_fd(), path.display()),
