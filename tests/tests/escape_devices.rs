@@ -248,3 +248,82 @@ fn a_tmpfs_mounted_dev_is_refused_in_a_new_root() {
     }
     lab.assert_clean();
 }
+
+/// What the container's /proc/self/mountinfo shows: every mount is nodev but the verified
+/// nodes and devpts (whose nodes the kernel makes). With the lab's root, and with a root that
+/// lacks /dev, /proc and /sys (mntns covers its top level with a skeleton).
+#[test]
+fn every_mount_of_a_new_root_is_nodev_but_the_verified_nodes() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("nodevall");
+    let bare = lab.dir.path().join("bare");
+    std::fs::create_dir_all(bare.join("bin")).unwrap();
+    std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy("/bin/busybox", bare.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bare.join("bin/cat")).unwrap();
+    let volume = lab.dir.path().join("vol");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let vol = format!("{}:/vol", volume.display());
+    let keep_dev = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/pts",
+    ];
+    let mut failures = Vec::new();
+    for config in configs() {
+        for root in [&lab.root, &bare] {
+            let root = root.display().to_string();
+            let mut argv = config.links(None);
+            argv.extend(
+                [
+                    "mntns",
+                    "--rootfs",
+                    &root,
+                    "-v",
+                    &vol,
+                    "--tmpfs",
+                    "/tt",
+                    "--",
+                    "/bin/cat",
+                    "/proc/self/mountinfo",
+                ]
+                .map(str::to_owned),
+            );
+            let out = run(&mut lab.in_host("", config == Config::Rootless, &argv));
+            if !out.status.success() {
+                failures.push(format!("{} {root}: {}", config.name(), stderr(&out)));
+                continue;
+            }
+            for line in stdout(&out).lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let (source, point, options) = (fields[3], fields[4], fields[5]);
+                let nodev = options.split(',').any(|o| o == "nodev");
+                // The masks of /proc files are binds of the verified /dev/null (root /null).
+                let verified = keep_dev
+                    .iter()
+                    .any(|k| k.strip_prefix("/dev") == Some(source));
+                if !nodev && !keep_dev.contains(&point) && !verified {
+                    failures.push(format!(
+                        "{} {root}: {point} is not nodev ({options})",
+                        config.name()
+                    ));
+                }
+                if nodev && keep_dev[..6].contains(&point) {
+                    failures.push(format!(
+                        "{} {root}: {point} is nodev: the verified node is unusable",
+                        config.name()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    lab.assert_clean();
+}
