@@ -74,22 +74,6 @@ fn chroot_escape_with_fchdir_stops_at_the_container_root() {
 }
 
 #[test]
-fn mknod_and_mount_of_the_host_disk_fail() {
-    if !need_root() {
-        return;
-    }
-    let lab = Lab::new("mknod");
-    let (maj, min) = host_disk();
-    attack_everywhere(
-        &lab,
-        "claim: the host's disk can be neither opened nor mounted through mknod",
-        "",
-        &["mknod", &maj.to_string(), &min.to_string()],
-    );
-    lab.assert_clean();
-}
-
-#[test]
 fn core_pattern_and_sysrq_trigger_are_not_writable() {
     if !need_root() {
         return;
