@@ -46,7 +46,6 @@ pub fn consumer_follows(command: &[OsString], tool: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

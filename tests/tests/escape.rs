@@ -4,7 +4,6 @@
 //! root, each inside a throwaway host (network, IPC and UTS namespaces made by the test).
 //! Every case must be BLOCKED; a failure message starts with `HOLE [CVE or claim]`.
 //! Every test audits what it leaves behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -6,7 +6,6 @@
 //! `unshare --mount` with a tmpfs mounted `dev` (the defence off), then must be blocked in the
 //! three chains, on a `--rootfs` and on an `--overlay`, in /dev, /tmp, /, a volume and a
 //! `--tmpfs`, with the default capabilities and with `--cap-add MKNOD`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -10,7 +10,6 @@
 //! escalates), then must give the host user nothing: a rootful root, volume and overlay layer
 //! others can reach, an idmapped root (`userns --idmap`), and the user-namespace chains
 //! (whose files are not host root's).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

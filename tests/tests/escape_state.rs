@@ -2,7 +2,6 @@
 //! container's layer read through a root that shows the host's files, state directories a
 //! chain cannot use or another user controls, and the host's root group reached through a
 //! map that only named users. Each attack first runs where it must succeed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -4,7 +4,6 @@
 //! executed), stderr starts with `LINK: fatal: ` naming the link that failed, and the leak
 //! audit finds nothing left — or, after a SIGKILL, the cleanup watcher or the next
 //! `netns gc` removes it. Everything runs in a throwaway host.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

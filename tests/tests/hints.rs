@@ -1,6 +1,5 @@
 //! Hints that match the cause (issue 19, item 18): one line of error, one hint, and the hint
 //! is about what actually went wrong.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

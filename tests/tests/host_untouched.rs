@@ -2,7 +2,6 @@
 //! returns. Every network case runs in a throwaway network namespace that plays the host
 //! (`ip netns add`), with bridges, veths and servers the test makes itself; traffic goes only
 //! between namespaces made here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

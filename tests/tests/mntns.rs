@@ -1,7 +1,6 @@
 //! mntns: private mounts, container roots from --rootfs and --overlay, and the entry into
 //! them, checked from the outside (what a user sees on the host) and from the inside (what a
 //! container process sees).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,7 +1,6 @@
 //! `netns` end to end. Every network test runs inside a throwaway network namespace that
 //! plays the host (`unshare --net --mount`, a tmpfs on /run): the machine's own interfaces and
 //! nft tables are never touched. Traffic goes only to loopback and to namespaces made here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -6,7 +6,6 @@
 //! attach. Without it mntns binds the host's /sys: the host's bridge and every other
 //! container's veth show in /sys/class/net. Everything runs in escape_common's throwaway host,
 //! whose /sys (`ip netns exec`) shows the lab's own network namespace.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -363,7 +363,6 @@ pub fn check_cwd_inside_root() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

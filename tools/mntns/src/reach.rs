@@ -131,7 +131,6 @@ pub fn reachable_by_others(path: &Path, writable: &[PathBuf]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const MOUNTINFO: &str = "\

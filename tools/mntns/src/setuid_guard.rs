@@ -185,7 +185,6 @@ pub fn install() -> Result<(), Fatal> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     /// Runs the classic BPF program on one `seccomp_data` (enough of the machine for it).

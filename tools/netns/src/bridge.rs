@@ -319,7 +319,6 @@ fn owns_current_netns() -> anyhow::Result<bool> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -514,7 +514,6 @@ fn hold_port(addr: SocketAddrV4, proto: Proto, reuse: bool) -> std::io::Result<O
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

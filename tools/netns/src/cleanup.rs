@@ -423,7 +423,6 @@ fn wait_readable(fd: &OwnedFd) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -381,7 +381,6 @@ pub fn veth_name(ip: Ipv4Addr) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -219,7 +219,6 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -399,7 +399,6 @@ pub fn inherit(fd: &OwnedFd) -> Result<RawFd, Fatal> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

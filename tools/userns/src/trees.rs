@@ -246,7 +246,6 @@ pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
