@@ -3,6 +3,13 @@
 //! [`Record`] per namespace (`uts.json`, `net.json`, ...), so `--join NAME` and `nsps` find
 //! the chain's namespaces. The kernel stays the truth: a record counts only while the process
 //! it names still holds a namespace with the recorded inode.
+//!
+//! A chain without `--name` is named too, as docker names its containers: the first link that
+//! makes a namespace generates `<tool>-<6 hex digits>` and exports it, marked as generated in
+//! `NSCHAIN_NAME_GENERATED`. A generated name only makes the chain visible (`nsps`, `--join`,
+//! `nsps exec`): it never names an overlay layer (a later, unrelated chain may draw the same
+//! name), failing to register under it never fails the chain, and a `--name` at a later link
+//! replaces it (the registration is renamed).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +23,8 @@ use crate::ns::{inode_of, Namespace, NsFile};
 use crate::{state, Fatal};
 
 pub const NAME_VAR: &str = "NSCHAIN_NAME";
+/// Holds the chain's name when that name was generated (equal to `NSCHAIN_NAME`, else stale).
+pub const GENERATED_VAR: &str = "NSCHAIN_NAME_GENERATED";
 const META: &str = "chain.json";
 
 /// Chain names follow Docker's container names: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63 bytes.
@@ -54,42 +63,154 @@ pub struct Meta {
     pub created: u64,
     /// Host pid of the first named link.
     pub pid: u32,
+    /// The name was generated (the chain was started without `--name`).
+    #[serde(default)]
+    pub generated: bool,
 }
 
-/// The name this link registers under, if any: `--name`, else the chain's `NSCHAIN_NAME`.
-/// `first` is true when this link starts the naming (no earlier link had a name).
+/// The name this link registers under, if any: `--name`, else the chain's `NSCHAIN_NAME`,
+/// else (a link that makes a namespace) a generated one.
+/// `first` is true when this link starts the naming (no earlier link had a name);
+/// `replaces` is the generated name of the earlier links that a `--name` here replaces.
 #[derive(Clone, Debug)]
 pub struct Naming {
     pub name: String,
     pub first: bool,
+    pub generated: bool,
+    pub replaces: Option<String>,
+}
+
+impl Naming {
+    fn new(name: String, first: bool, generated: bool) -> Naming {
+        Naming {
+            name,
+            first,
+            generated,
+            replaces: None,
+        }
+    }
+}
+
+/// The chain's name inherited from the earlier links, and whether it was generated.
+pub fn inherited() -> Option<(String, bool)> {
+    let name = std::env::var(NAME_VAR).ok().filter(|n| !n.is_empty())?;
+    let generated = std::env::var(GENERATED_VAR).is_ok_and(|g| g == name);
+    Some((name, generated))
+}
+
+/// The chain's name if the user gave one (`--name` here or at an earlier link): what may name
+/// persistent state such as an overlay layer.
+pub fn chosen_name(explicit: Option<&str>) -> Option<String> {
+    explicit.map(str::to_owned).or_else(|| {
+        inherited()
+            .filter(|(_, generated)| !generated)
+            .map(|(n, _)| n)
+    })
 }
 
 /// Decides the name from `--name` and the environment, refusing a name a running chain uses.
-/// Writes nothing: [`claim`] does, once setup has succeeded.
+/// Writes nothing: [`claim`] does, once setup has succeeded. A link that joins (`creates`
+/// false) and finds no name registers nothing.
 pub fn naming(explicit: Option<&str>) -> Result<Option<Naming>, Fatal> {
-    let inherited = std::env::var(NAME_VAR).ok().filter(|n| !n.is_empty());
-    match (explicit, inherited) {
+    naming_for(explicit, false)
+}
+
+/// [`naming`] for a link that makes a namespace: an unnamed chain gets a generated name.
+pub fn naming_for(explicit: Option<&str>, creates: bool) -> Result<Option<Naming>, Fatal> {
+    match (explicit, inherited()) {
+        (None, None) if creates => Ok(Some(generate())),
         (None, None) => Ok(None),
-        (None, Some(name)) => Ok(Some(Naming { name, first: false })),
-        (Some(name), Some(inherited)) if name == inherited => Ok(Some(Naming {
-            name: inherited,
-            first: false,
-        })),
-        (Some(name), Some(inherited)) => Err(Fatal::new(format!(
+        (None, Some((name, generated))) => Ok(Some(Naming::new(name, false, generated))),
+        (Some(name), Some((inherited, _))) if name == inherited => {
+            Ok(Some(Naming::new(inherited, false, false)))
+        }
+        (Some(name), Some((inherited, true))) => {
+            check_free(name)?;
+            Ok(Some(Naming {
+                replaces: Some(inherited),
+                ..Naming::new(name.to_owned(), true, false)
+            }))
+        }
+        (Some(name), Some((inherited, false))) => Err(Fatal::new(format!(
             "--name {name}: this chain is already named {inherited}"
         ))),
         (Some(name), None) => {
-            if let Some(pid) = live_pid(name) {
-                return Err(Fatal::new(format!(
-                    "the name {name} is in use by a running chain (pid {pid})"
-                ))
-                .with_hint("choose another --name, or stop that chain first (nsps lists them)"));
-            }
-            Ok(Some(Naming {
-                name: name.to_owned(),
-                first: true,
-            }))
+            check_free(name)?;
+            Ok(Some(Naming::new(name.to_owned(), true, false)))
         }
+    }
+}
+
+fn check_free(name: &str) -> Result<(), Fatal> {
+    match live_pid(name) {
+        Some(pid) => Err(Fatal::new(format!(
+            "the name {name} is in use by a running chain (pid {pid})"
+        ))
+        .with_hint("choose another --name, or stop that chain first (nsps lists them)")),
+        None => Ok(()),
+    }
+}
+
+/// A fresh name for an unnamed chain, `<tool>-<6 hex digits>`, not registered by any chain.
+/// Generated registrations of chains that have ended are pruned first: without `--name`
+/// nobody would reuse (and so clean) them.
+fn generate() -> Naming {
+    prune_generated();
+    let tool = crate::report::tool();
+    let mut name = format!("{tool}-{}", random_hex());
+    for _ in 0..8 {
+        if !dir(&name).exists() {
+            break;
+        }
+        name = format!("{tool}-{}", random_hex());
+    }
+    Naming::new(name, true, true)
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 3];
+    let read = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Not secret, only unlikely to repeat: the pid and the clock do.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (nanos ^ std::process::id()).to_le_bytes()[..3]
+            .try_into()
+            .unwrap_or_default();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the registrations of generated names whose chain has ended: no live record and
+/// the first link's process gone (a chain still starting has no record yet).
+fn prune_generated() {
+    let Ok(entries) = fs::read_dir(chains_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(meta) = meta(&name) else {
+            continue;
+        };
+        let starting = std::path::Path::new(&format!("/proc/{}", meta.pid)).exists();
+        if meta.generated && !starting && live_pid(&name).is_none() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Exports the chain's name for the later links (with its generated mark).
+pub fn export(naming: &Naming) {
+    std::env::set_var(NAME_VAR, &naming.name);
+    if naming.generated {
+        std::env::set_var(GENERATED_VAR, &naming.name);
+    } else {
+        std::env::remove_var(GENERATED_VAR);
     }
 }
 
@@ -101,6 +222,11 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     let chains = chains_dir();
     state::ensure_dir(&chains, 0o755).map_err(|e| inner_root_hint(e.into()))?;
     let dir = dir(&naming.name);
+    if let Some(old) = &naming.replaces {
+        if rename_registration(old, &naming.name)? {
+            return finish_claim(naming, &dir);
+        }
+    }
     if fs::create_dir(&dir).is_err() {
         // It exists: reuse it only if its chain is gone (a concurrent start loses here).
         if let Some(pid) = live_pid(&naming.name) {
@@ -114,17 +240,56 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
             .with_context(|| format!("unable to create {}", dir.display()))
             .map_err(|e| inner_root_hint(e.into()))?;
     }
+    finish_claim(naming, &dir)
+}
+
+fn finish_claim(naming: &Naming, dir: &std::path::Path) -> Result<(), Fatal> {
+    let earlier = naming.replaces.as_deref().and_then(meta);
     let meta = Meta {
         name: naming.name.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        pid: crate::procfs::own_pid(),
+        created: earlier.as_ref().map(|m| m.created).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }),
+        pid: earlier
+            .as_ref()
+            .map(|m| m.pid)
+            .unwrap_or_else(crate::procfs::own_pid),
+        generated: naming.generated,
     };
     write_json(&dir.join(META), &meta)?;
-    std::env::set_var(NAME_VAR, &naming.name);
+    export(naming);
     Ok(())
+}
+
+/// `--name NEW` after links that registered under the generated name OLD: their records move
+/// to NEW (never over a running chain's). False when OLD has no registration to move.
+fn rename_registration(old: &str, new: &str) -> Result<bool, Fatal> {
+    let (from, to) = (dir(old), dir(new));
+    for _ in 0..2 {
+        match nix::fcntl::renameat2(
+            None,
+            &from,
+            None,
+            &to,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(true),
+            Err(nix::errno::Errno::ENOENT) => return Ok(false),
+            Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
+                check_free(new)?;
+                let _ = fs::remove_dir_all(&to);
+            }
+            Err(errno) => {
+                let error = anyhow::Error::new(std::io::Error::from(errno))
+                    .context(format!("unable to rename chain {old} to {new}"));
+                return Err(inner_root_hint(Fatal::from(error)));
+            }
+        }
+    }
+    Err(Fatal::new(format!("unable to rename chain {old} to {new}")))
 }
 
 /// Root inside a user namespace whose root is another host uid (`userns --map-auto` run by

@@ -276,10 +276,7 @@ fn write_own_maps(plan: &Plan) -> Result<(), Fatal> {
 /// A named chain's registration directory must stay writable for the later links, which run
 /// as the inner ids, i.e. other host ids: the helper gives it to them.
 fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) -> Result<(), Fatal> {
-    let Some(name) = std::env::var(chain::NAME_VAR)
-        .ok()
-        .filter(|n| !n.is_empty())
-    else {
+    let Some((name, generated)) = chain::inherited() else {
         return Ok(());
     };
     let Some((uid, gid)) = plan.host_ids() else {
@@ -292,6 +289,8 @@ fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) ->
         (Some(helper), true) => helper
             .chown(&chain::dir(&name), uid, gid)
             .map_err(|e| e.context(format!("unable to share chain {name} with the namespace"))),
+        // A generated name only lists the chain: its later links run unlisted, unwarned.
+        _ if generated => Ok(()),
         _ => {
             report::warning(format!(
                 "the inner ids are host uid {uid} and gid {gid}, not yours: later links cannot \
@@ -313,10 +312,7 @@ fn warn_unreachable_state(plan: &Plan, caller: &Caller) {
         return;
     }
     let mut dirs = vec![trees::range_data_dir(&state::data_dir(), uid)];
-    if let Some(name) = std::env::var(chain::NAME_VAR)
-        .ok()
-        .filter(|n| !n.is_empty())
-    {
+    if let Some(name) = chain::chosen_name(None) {
         dirs.push(chain::dir(&name));
     }
     trees::warn_unreachable(&dirs, uid, gid);
