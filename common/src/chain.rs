@@ -142,12 +142,9 @@ pub fn naming_for(explicit: Option<&str>, creates: bool) -> Result<Option<Naming
 }
 
 fn check_free(name: &str) -> Result<(), Fatal> {
-    match live_pid(name) {
-        Some(pid) => Err(Fatal::new(format!(
-            "the name {name} is in use by a running chain (pid {pid})"
-        ))
-        .with_hint("choose another --name, or stop that chain first (nsps lists them)")),
-        None => Ok(()),
+    match dir(name).exists() && !is_stale(name) {
+        true => Err(in_use(name)),
+        false => Ok(()),
     }
 }
 
@@ -197,8 +194,7 @@ fn prune_generated() {
         let Some(meta) = meta(&name) else {
             continue;
         };
-        let starting = std::path::Path::new(&format!("/proc/{}", meta.pid)).exists();
-        if meta.generated && !starting && live_pid(&name).is_none() {
+        if meta.generated && is_stale(&name) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -224,28 +220,74 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     let dir = dir(&naming.name);
     if let Some(old) = &naming.replaces {
         if rename_registration(old, &naming.name)? {
-            return finish_claim(naming, &dir);
+            write_json(&dir.join(META), &new_meta(naming))?;
+            export(naming);
+            return Ok(());
         }
     }
-    if fs::create_dir(&dir).is_err() {
-        // It exists: reuse it only if its chain is gone (a concurrent start loses here).
-        if let Some(pid) = live_pid(&naming.name) {
-            return Err(Fatal::new(format!(
-                "the name {} is in use by a running chain (pid {pid})",
-                naming.name
-            )));
-        }
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir)
-            .with_context(|| format!("unable to create {}", dir.display()))
-            .map_err(|e| inner_root_hint(e.into()))?;
+    // Made under a hidden name with its chain.json, then renamed: a registration without
+    // chain.json is never one being claimed, so it can be pruned at once.
+    let tmp = chains.join(format!(".{}.{}", naming.name, std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp)
+        .with_context(|| format!("unable to create {}", tmp.display()))
+        .map_err(|e| inner_root_hint(e.into()))?;
+    let placed = write_json(&tmp.join(META), &new_meta(naming))
+        .map_err(Fatal::from)
+        .and_then(|()| place(&tmp, &naming.name));
+    if placed.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
     }
-    finish_claim(naming, &dir)
+    placed?;
+    export(naming);
+    Ok(())
 }
 
-fn finish_claim(naming: &Naming, dir: &std::path::Path) -> Result<(), Fatal> {
+/// Renames a new registration to its name; an existing one is replaced only if its chain has
+/// ended (a concurrent start of the same name loses here).
+fn place(tmp: &std::path::Path, name: &str) -> Result<(), Fatal> {
+    let target = dir(name);
+    for _ in 0..2 {
+        match rename_noreplace(tmp, &target) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
+                if !is_stale(name) {
+                    return Err(in_use(name));
+                }
+                let _ = fs::remove_dir_all(&target);
+            }
+            Err(errno) => {
+                return Err(Fatal::from(
+                    anyhow::Error::new(std::io::Error::from(errno))
+                        .context(format!("unable to create {}", target.display())),
+                ))
+            }
+        }
+    }
+    Err(in_use(name))
+}
+
+fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> nix::Result<()> {
+    nix::fcntl::renameat2(
+        None,
+        from,
+        None,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+}
+
+fn in_use(name: &str) -> Fatal {
+    let pid = live_pid(name).or_else(|| meta(name).map(|m| m.pid));
+    let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    Fatal::new(format!("the name {name} is in use by a running chain{pid}"))
+        .with_hint("choose another --name, or stop that chain first (nsps lists them)")
+}
+
+/// The chain.json of a new registration (or of a renamed one, keeping its start).
+fn new_meta(naming: &Naming) -> Meta {
     let earlier = naming.replaces.as_deref().and_then(meta);
-    let meta = Meta {
+    Meta {
         name: naming.name.clone(),
         created: earlier.as_ref().map(|m| m.created).unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -258,10 +300,7 @@ fn finish_claim(naming: &Naming, dir: &std::path::Path) -> Result<(), Fatal> {
             .map(|m| m.pid)
             .unwrap_or_else(crate::procfs::own_pid),
         generated: naming.generated,
-    };
-    write_json(&dir.join(META), &meta)?;
-    export(naming);
-    Ok(())
+    }
 }
 
 /// `--name NEW` after links that registered under the generated name OLD: their records move
@@ -269,17 +308,13 @@ fn finish_claim(naming: &Naming, dir: &std::path::Path) -> Result<(), Fatal> {
 fn rename_registration(old: &str, new: &str) -> Result<bool, Fatal> {
     let (from, to) = (dir(old), dir(new));
     for _ in 0..2 {
-        match nix::fcntl::renameat2(
-            None,
-            &from,
-            None,
-            &to,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        ) {
+        match rename_noreplace(&from, &to) {
             Ok(()) => return Ok(true),
             Err(nix::errno::Errno::ENOENT) => return Ok(false),
             Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
-                check_free(new)?;
+                if !is_stale(new) {
+                    return Err(in_use(new));
+                }
                 let _ = fs::remove_dir_all(&to);
             }
             Err(errno) => {
@@ -289,7 +324,7 @@ fn rename_registration(old: &str, new: &str) -> Result<bool, Fatal> {
             }
         }
     }
-    Err(Fatal::new(format!("unable to rename chain {old} to {new}")))
+    Err(in_use(new))
 }
 
 /// Root inside a user namespace whose root is another host uid (`userns --map-auto` run by
@@ -378,10 +413,19 @@ pub fn names() -> Vec<String> {
 
 /// Removes a chain's registration when none of its namespaces is alive; true if removed.
 pub fn prune_if_stale(name: &str) -> bool {
+    is_stale(name) && fs::remove_dir_all(dir(name)).is_ok()
+}
+
+/// Whether a registration belongs to a chain that has ended: none of its namespaces is alive
+/// and its first link's process is gone. A chain still starting (its first link has claimed
+/// the name, no link has registered yet) is not stale: pruning it would make it unlisted.
+fn is_stale(name: &str) -> bool {
     if live_pid(name).is_some() {
         return false;
     }
-    fs::remove_dir_all(dir(name)).is_ok()
+    // No chain.json: emptied by an unregister that could not remove the directory itself
+    // (root inside a user namespace), or garbage. A claim always comes with one.
+    !meta(name).is_some_and(|meta| std::path::Path::new(&format!("/proc/{}", meta.pid)).exists())
 }
 
 /// Opens a running chain's namespace of the given kind (`--join NAME`).
