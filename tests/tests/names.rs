@@ -117,7 +117,7 @@ fn joins_make_no_name_and_ended_names_are_pruned() {
     let out = script_ok(
         state.path(),
         r#"
-utsns --hostname box -- ipcns -- sleep 1000 &
+NSCHAIN_DEBUG=1 utsns --hostname box -- ipcns -- sleep 1000 2>"${NSCHAIN_RUN_DIR%/run}/uts.log" &
 chain=$!
 wait_for sh -c 'nsps | grep -q sleep'
 name=$(ls "$NSCHAIN_RUN_DIR/chains")
@@ -129,6 +129,7 @@ kill $chain; wait $chain || true
 echo "==ended=="; utsns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 ipcns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 echo "==nsps=="; nsps; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
+echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
 "#,
     );
     let name = section(&out, "name");
@@ -179,4 +180,84 @@ kill $chain; wait $chain || true
         clash.contains("the name web is in use") && clash.ends_with("status 125"),
         "{clash}"
     );
+}
+
+/// Item 9: a named `--map-auto` chain with a kept layer gets its range back. Chain A (`web`)
+/// writes a file in its layer and ends; chain B, unnamed, then holds a range; A again sees
+/// its file (before the fix B took A's range, the lowest free, and A started empty in
+/// another). A chain of another name avoids the range too.
+#[test]
+fn a_named_map_auto_chain_finds_its_kept_layer_while_another_chain_runs() {
+    require(is_root(), "root");
+    let state = scratch();
+    let out = script_ok(
+        state.path(),
+        r#"
+web() { userns --map-auto --name web --idmap / -- mntns --overlay / -- sh -c "$1"; }
+echo "==first=="; web 'echo kept > /root/kept-by-web; head -1 /proc/self/uid_map'
+userns --map-auto -- sleep 1000 & b=$!
+wait_for grep -qv ' 0 *0 ' /proc/$b/uid_map
+echo "==b=="; head -1 /proc/$b/uid_map
+echo "==other=="; userns --map-auto --name other -- head -1 /proc/self/uid_map
+echo "==again=="; web 'cat /root/kept-by-web; head -1 /proc/self/uid_map'
+kill $b
+"#,
+    );
+    let range = |text: &str| -> String {
+        text.lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let first = range(section(&out, "first"));
+    assert_ne!(range(section(&out, "b")), first, "B took web's range");
+    assert_ne!(
+        range(section(&out, "other")),
+        first,
+        "other took web's range"
+    );
+    let again = section(&out, "again");
+    assert_eq!(
+        again.lines().next(),
+        Some("kept"),
+        "web lost its file: {out}"
+    );
+    assert_eq!(range(again), first);
+}
+
+/// Item 9: when the range keeping a chain's layer is held by another chain (a layer left
+/// before the fix, or no other range was free), the chain is refused (125), naming the
+/// chain that holds it, rather than started from an empty layer.
+#[test]
+fn a_kept_layer_in_a_held_range_is_refused_naming_the_holder() {
+    require(is_root(), "root");
+    let state = scratch();
+    let out = script_ok(
+        state.path(),
+        r#"
+userns --map-auto -- sleep 1000 & b=$!
+wait_for grep -qv ' 0 *0 ' /proc/$b/uid_map
+wait_for sh -c 'nsps | grep -q sleep'
+echo "==b=="; ls "$NSCHAIN_RUN_DIR/chains"
+# The layer web kept in this range before B took it.
+mkdir -p "$NSCHAIN_DATA_DIR/userns-$(awk '{print $2}' /proc/$b/uid_map)/overlay/web/diff"
+echo "==web=="; userns --map-auto --name web -- mntns --overlay / -- true 2>&1 && echo "started" || echo "status $?"
+kill $b
+"#,
+    );
+    let holder = section(&out, "b");
+    let web = section(&out, "web");
+    let lines: Vec<&str> = web.lines().collect();
+    assert_eq!(lines.len(), 3, "{web}");
+    assert!(
+        lines[0]
+            .starts_with("userns: fatal: the layer of chain web is kept in the range of host uid")
+            && lines[0].contains(&format!("which chain {holder} (pid")),
+        "{web}"
+    );
+    assert!(lines[1].starts_with("userns: hint: "), "{web}");
+    assert_eq!(lines[2], "status 125");
 }

@@ -145,7 +145,19 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
     let mut lease = match &source {
         Some(source) => {
-            let lease = auto::allocate(source, args.ns.pin.as_deref())?;
+            // As root, a range's chains keep their layers in its data directory.
+            let kept = match caller.privileged {
+                true => {
+                    // Stale --rm layers are not kept ones: collect them first.
+                    debug::step("collect stale layers of every range", || {
+                        trees::collect_stale_layers(&state::data_dir())
+                    });
+                    let name = chain::chosen_name(args.ns.name.as_deref());
+                    auto::Kept::read(&state::data_dir(), name.as_deref())
+                }
+                false => auto::Kept::default(),
+            };
+            let lease = auto::allocate(source, args.ns.pin.as_deref(), &kept)?;
             plan.set_auto(lease.uid_range(), lease.gid_range());
             Some(lease)
         }
@@ -153,7 +165,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
 
     warn_unreachable_state(&plan, &caller);
-    if caller.privileged && plan.host_ids().is_some() {
+    if caller.privileged && plan.host_ids().is_some() && !plan.auto {
         // Only host root reaches every range's data directory: a --rm layer left by a killed
         // chain of another range is collected here, whichever range this chain gets.
         debug::step("collect stale layers of every range", || {
