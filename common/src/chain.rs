@@ -479,4 +479,14 @@ mod tests {
         assert!(validate_name("a b").is_err());
         assert!(validate_name(&"a".repeat(64)).is_err());
     }
+
+    #[test]
+    fn generated_names_are_valid_chain_names() {
+        let hex = random_hex();
+        assert_eq!(hex.len(), 6);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(validate_name(&format!("mntns-{hex}")).is_ok());
+    }
 }
