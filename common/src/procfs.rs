@@ -14,6 +14,29 @@ pub fn own_pid() -> u32 {
         .unwrap_or_else(std::process::id)
 }
 
+/// A capability set of this process from /proc/self/status (`CapEff`, `CapBnd`, ...).
+pub fn capabilities(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// Whether this process is root with its capabilities cut to a container's: CAP_SYS_ADMIN
+/// gone from its bounding set. That is a link running after `mntns` made a new root (and
+/// entered the container), whatever the chain before it had; the hint is "put mntns last",
+/// not "run as root".
+pub fn runs_with_container_capabilities() -> bool {
+    nix::unistd::geteuid().is_root()
+        && capabilities("CapBnd").is_some_and(|bounding| bounding & CAP_SYS_ADMIN == 0)
+}
+
+/// The hint for a link that lacks a privilege because of [`runs_with_container_capabilities`].
+pub const PUT_MNTNS_LAST: &str = "this link runs with a container's capabilities: a link after mntns with a new root is inside the container, so put mntns last in the chain (DESIGN.md §2, rule 6)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -21,5 +44,12 @@ mod tests {
     #[test]
     fn outside_a_new_pid_namespace_it_is_getpid() {
         assert_eq!(own_pid(), std::process::id());
+    }
+
+    #[test]
+    fn capability_sets_are_read_from_status() {
+        assert!(capabilities("CapBnd").is_some());
+        assert!(capabilities("CapEff").is_some());
+        assert_eq!(capabilities("NoSuchField"), None);
     }
 }
