@@ -346,10 +346,18 @@ fn inner_root_hint(fatal: Fatal) -> Fatal {
 }
 
 /// Registers one link's record under the chain (replacing an earlier one of the same type).
+/// Under a generated name that cannot be written (root inside a user namespace whose ids do
+/// not own the directory) the link runs unregistered: nobody asked for the name.
 pub fn register(name: &str, record: &Record) -> Result<(), Fatal> {
     let path = dir(name).join(format!("{}.json", record.ns.kind));
-    write_json(&path, record)
-        .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}")))
+    match write_json(&path, record) {
+        Err(e) if inherited() == Some((name.to_owned(), true)) => {
+            crate::debug::note(format_args!("chain {name} not registered: {e:#}"));
+            Ok(())
+        }
+        written => written
+            .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}"))),
+    }
 }
 
 fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
