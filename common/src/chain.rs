@@ -191,6 +191,13 @@ fn prune_generated() {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        // A claim's hidden directory (`.NAME.PID`) whose maker died before renaming it.
+        if let Some(maker) = name.strip_prefix('.').and_then(|n| n.rsplit('.').next()) {
+            if !std::path::Path::new(&format!("/proc/{maker}")).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+            continue;
+        }
         let Some(meta) = meta(&name) else {
             continue;
         };
@@ -227,7 +234,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     }
     // Made under a hidden name with its chain.json, then renamed: a registration without
     // chain.json is never one being claimed, so it can be pruned at once.
-    let tmp = chains.join(format!(".{}.{}", naming.name, std::process::id()));
+    let tmp = chains.join(format!(".{}.{}", naming.name, crate::procfs::own_pid()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir(&tmp)
         .with_context(|| format!("unable to create {}", tmp.display()))
