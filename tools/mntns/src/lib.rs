@@ -390,11 +390,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut layer = None;
     let mut cleaner = None;
     if let Some(NewRoot::Overlay(lowers)) = &plan.root {
-        let name = args.ns.name.clone().or_else(|| {
-            std::env::var(common::chain::NAME_VAR)
-                .ok()
-                .filter(|n| !n.is_empty())
-        });
+        // A generated name is not the layer's: a later chain may draw it again.
+        let name = common::chain::chosen_name(args.ns.name.as_deref());
         if let Some(name) = &name {
             // It becomes a path component of the layer.
             common::chain::validate_name(name).map_err(Fatal::new)?;
