@@ -98,7 +98,7 @@ pub struct Args {
     pub overlay: Option<OsString>,
 
     /// Keep the writable layer in DIR (DIR/diff, DIR/work, DIR/merged) instead of
-    /// $NSCHAIN_DATA_DIR/overlay/<id>
+    /// $NSCHAIN_DATA_DIR/overlay/ID
     #[arg(long, value_name = "DIR", requires = "overlay")]
     pub upper: Option<PathBuf>,
 
@@ -133,9 +133,14 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
-    /// Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group;
-    /// sets HOME, USER, LOGNAME and the supplementary groups, as Docker)
-    #[arg(short = 'u', long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    // Help as an attribute: the brackets are CLI syntax, not rustdoc links.
+    #[arg(
+        short = 'u',
+        long,
+        value_name = "USER[:GROUP]",
+        value_parser = parse_user,
+        help = "Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group; sets HOME, USER, LOGNAME and the supplementary groups, as Docker)"
+    )]
     pub user: Option<passwd::UserSpec>,
 
     /// Set KEY to VALUE for COMMAND; KEY alone passes the caller's value
