@@ -61,19 +61,11 @@ fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn need_root() -> bool {
-    require(is_root(), "root")
+    nschain_tests::need::root()
 }
 
 fn need_rootless() -> bool {
-    require(is_root(), "root (to switch to uid 65534)")
-        && require(
-            have("newuidmap") && have("newgidmap"),
-            "newuidmap/newgidmap (uidmap)",
-        )
-        && require(
-            rootless_userns_works(),
-            "unprivileged user namespaces for uid 65534",
-        )
+    nschain_tests::need::rootless()
 }
 
 /// A directory every id can write to, for files made inside.
