@@ -699,6 +699,15 @@ struct Running {
 }
 
 fn run_group(g: &Group, examples: &BTreeMap<String, Vec<Example>>, log: &Mutex<Vec<String>>) {
+    // Each group has its own run directory, so two `--map-auto` groups at once would lease the
+    // same first host range, and the audit would take one's container for the other's lease
+    // holder: they take turns.
+    static MAP_AUTO: Mutex<()> = Mutex::new(());
+    let map_auto = g.steps.iter().any(|s| match s {
+        Step::Run { key, .. } | Step::Serve { key, .. } => key.contains("--map-auto"),
+        _ => false,
+    });
+    let _turn = map_auto.then(|| MAP_AUTO.lock().unwrap_or_else(|e| e.into_inner()));
     let note = |s: String| log.lock().unwrap().push(s);
     let tmp = scratch();
     let state = tmp.path().join("state");
@@ -814,15 +823,16 @@ fn run_group(g: &Group, examples: &BTreeMap<String, Vec<Example>>, log: &Mutex<V
                 );
                 note(format!("  checked      {cmd}"));
             }
-            Step::Stop => stop_all(&mut servers),
+            Step::Stop => stop_all(&mut servers, &note),
         }
     }
-    stop_all(&mut servers);
+    stop_all(&mut servers, &note);
     // netns's lock and allocation cursor are its state layout, as the empty directories are.
     let mut kept = vec![state.join("run/netns/lock"), state.join("run/netns/last")];
     if g.keeps_layers {
         kept.push(state.join("data"));
     }
+    kept.extend(released_leases(&state));
     let kept: Vec<&Path> = kept.iter().map(PathBuf::as_path).collect();
     assert_nothing_left_watching(&before, &state, Some(&host.net.name), &kept, &[tmp.path()]);
     assert_eq!(
@@ -832,35 +842,91 @@ fn run_group(g: &Group, examples: &BTreeMap<String, Vec<Example>>, log: &Mutex<V
     );
 }
 
+/// The `--map-auto` leases of this group whose user namespace is gone. userns execs, so it
+/// cannot delete its lease; the audit also asks that no process run with the range's uids,
+/// but other suites on this machine lease the same first range in their own run directories,
+/// so that part cannot tell whose process it sees. Every process of this group's examples is
+/// known gone (stop_all waits for each tree), which is what that check stands for here.
+fn released_leases(state: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir(state.join("run/userns")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("lease-") && name.ends_with(".json")
+        })
+        .filter(|p| {
+            let Ok(record) =
+                serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap_or_default())
+            else {
+                return false;
+            };
+            let inode = record["userns"].as_u64().unwrap_or(0);
+            let held = |f: String| std::fs::metadata(f).is_ok_and(|m| m.ino() == inode);
+            let pid = record["pid"].as_u64().unwrap_or(0);
+            inode != 0
+                && !held(format!("/proc/{pid}/ns/user"))
+                && !record["pin"]
+                    .as_str()
+                    .is_some_and(|pin| held(pin.to_owned()))
+        })
+        .collect()
+}
+
 /// Where an example is written (both READMEs when they share it).
 fn places(examples: &BTreeMap<String, Vec<Example>>, key: &str) -> String {
     let at: Vec<String> = examples[key].iter().map(Example::at).collect();
     at.join(", ")
 }
 
-/// Stops servers as a user would: end of input first (a shell exits 0), then SIGTERM, then
-/// SIGKILL to what is left of the process tree.
-fn stop_all(servers: &mut Vec<Running>) {
+/// Stops servers as a user would: end of input first (a shell exits 0), then SIGTERM (the
+/// way a server is asked to stop); SIGKILL only for what is left after 5 s, and said so.
+/// A server is stopped when none of its processes is left, as `docker stop` returns.
+fn stop_all(servers: &mut Vec<Running>, note: &dyn Fn(String)) {
     while let Some(mut s) = servers.pop() {
+        let mut tree = descendants(s.child.id());
+        tree.push(s.child.id());
         drop(s.stdin.take());
-        if let Some(status) = wait(&mut s.child, Duration::from_millis(500)) {
+        let how = if let Some(status) = wait(&mut s.child, Duration::from_millis(500)) {
             assert!(
                 status.success(),
                 "{} exited with {status} at the end of its input: {}",
                 s.what,
                 read(&s.err)
             );
-            continue;
-        }
-        let tree = descendants(s.child.id());
-        signal(s.child.id(), libc::SIGTERM);
-        if wait(&mut s.child, Duration::from_secs(5)).is_none() {
-            for p in tree.into_iter().chain(descendants(s.child.id())) {
-                signal(p, libc::SIGKILL);
+            "exited 0 at the end of its input"
+        } else {
+            tree.extend(descendants(s.child.id()));
+            signal(s.child.id(), libc::SIGTERM);
+            if wait(&mut s.child, Duration::from_secs(5)).is_some() {
+                "stopped by SIGTERM"
+            } else {
+                "KILLED: still running 5 s after SIGTERM"
             }
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tree
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            if Instant::now() > deadline {
+                for p in &tree {
+                    signal(*p, libc::SIGKILL);
+                }
+                assert!(
+                    Instant::now() < deadline + Duration::from_secs(5),
+                    "processes of {} do not go away: {tree:?}",
+                    s.what
+                );
+            }
+            let _ = s.child.try_wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = s.child.wait();
+        note(format!("  stopped      {how}: {}", s.what));
     }
 }
 
