@@ -15,6 +15,7 @@ pub mod exec;
 pub mod exit;
 pub mod generate;
 pub mod handdown;
+pub mod handed_fd;
 pub mod info;
 pub mod keyring;
 pub mod link;
@@ -23,6 +24,7 @@ pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod state;
+pub mod sysfs;
 pub mod terminal;
 
 pub use cli::main;

@@ -172,7 +172,6 @@ fn denied(message: String) -> anyhow::Error {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

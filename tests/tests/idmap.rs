@@ -3,7 +3,6 @@
 //! most secure rootful chain runs real programs: root inside is an unprivileged host range,
 //! yet it owns the host's root-owned files as it sees them, and what it writes lands in its
 //! own layer, owned by its range.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

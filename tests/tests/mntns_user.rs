@@ -2,7 +2,6 @@
 //! (item 3), a resolv.conf the container can use (item 10), nothing of the chain reaching
 //! COMMAND and Docker's -e/--env-file/--clearenv/--user (item 13), and COMMAND starting where
 //! the caller was when the new root shows that directory (item 15).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! pidns: PID 1 and PID 2, the host's view (NSpid), signals (kill, Ctrl-C through a pty,
 //! SIGKILL of the monitor, death of the parent), zombies, exit statuses side by side with tini
 //! and catatonit, --status-fd, rootless, joined, bad values.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

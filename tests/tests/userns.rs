@@ -2,7 +2,6 @@
 //! ranges written directly and through the real newuidmap/newgidmap with a private
 //! /etc/subuid and /etc/subgid; --map-auto leases for concurrent chains; ordering; named
 //! chains, pin and join; --keep-caps; every bad value refused with nothing left behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

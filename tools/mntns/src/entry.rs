@@ -157,6 +157,9 @@ pub struct Entry {
     pub on_host: bool,
     /// COMMAND is one of our links (then mntns is not last: the hint says so).
     pub next_is_a_link: bool,
+    /// A warning said once the entry has succeeded, right before the exec (so that a
+    /// failed entry still says one fatal line).
+    pub notice: Option<String>,
 }
 
 impl Entry {
@@ -164,6 +167,9 @@ impl Entry {
     pub fn exec(self, command: Vec<OsString>) -> Fatal {
         if let Err(e) = self.prepare() {
             return e;
+        }
+        if let Some(notice) = &self.notice {
+            common::report::warning(notice);
         }
         let error = common::exec::exec(command);
         if error.code == exit::NOT_FOUND && self.container && self.on_host {
@@ -357,7 +363,6 @@ pub fn check_cwd_inside_root() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

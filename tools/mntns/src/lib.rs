@@ -9,10 +9,12 @@
 //! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
 //! open and verify the host's device nodes        dev
 //! overlay layer + cleaner (before unshare)       overlay
+//! who else can reach what host root writes       reach (the setuid guard's CAP_FSETID and
+//!                                                  CAP_SETFCAP dropped if anyone can)
 //! unshare(CLONE_NEWNS), propagation              link, propagation
 //! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
 //!           (an idmapped tree is attached instead  without an idmapped tree)
-//!           of the host's PATH)
+//!           of the host's PATH), made nodev        dev
 //! --rootfs never written: skeletons instead      skeleton (resolve covers, never creates)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
@@ -21,9 +23,10 @@
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
 //! --user in the root's passwd, environment       passwd, env
+//! the setuid guard's seccomp filter              setuid_guard
 //! no controlling terminal, new session keyring  session (common::terminal,
 //!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp,
-//!   fds, exec                                      entry
+//!   fds, the setuid guard's warning, exec          entry
 //! ```
 
 mod dev;
@@ -39,10 +42,12 @@ mod overlay_split;
 mod passwd;
 mod proc_sys;
 mod propagation;
+mod reach;
 mod resolve;
 mod rootfs;
 mod seccomp;
 mod session;
+mod setuid_guard;
 mod skeleton;
 mod sys;
 pub mod volume;
@@ -107,7 +112,7 @@ pub struct Args {
     pub volumes: Vec<OsString>,
 
     /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
-    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev)
+    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev (not in a new root: nodev there))
     #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
     pub tmpfs: Vec<OsString>,
 
@@ -255,6 +260,17 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
         .iter()
         .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
         .collect::<Result<Vec<_>, _>>()?;
+    let with_dev = args
+        .tmpfs
+        .iter()
+        .zip(&tmpfs)
+        .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV));
+    if let (Some(_), Some((spec, _))) = (&root, with_dev) {
+        return Err(Fatal::new(format!(
+            "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
+            spec.to_string_lossy()
+        )));
+    }
     if let Some(dir) = &args.workdir {
         if !dir.is_absolute() {
             return Err(Fatal::new(format!(
@@ -299,6 +315,13 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: the trees are this link's, whatever happens next (closed before COMMAND).
     let mut trees = idmap::Trees::take()?;
+    // And the sysfs of the network namespace an earlier netns made (common::sysfs).
+    let mut sysfs = common::sysfs::take().map_err(|e| {
+        Fatal::new(e).with_hint(format!(
+            "{} is set by netns for a later mntns: do not set it by hand",
+            common::sysfs::VAR
+        ))
+    })?;
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
@@ -357,6 +380,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .command
             .first()
             .is_some_and(|p| common::handdown::is_link(p)),
+        notice: None,
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -402,6 +426,15 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         layer = Some(made);
     }
 
+    let shared = if container {
+        shared_writes(&args, &plan, &layer, &root_tree, &volume_trees)
+    } else {
+        Vec::new()
+    };
+    if !shared.is_empty() {
+        setuid_guard::strip_caps(&mut entry);
+    }
+
     link.enter()?;
     let setup = if container {
         propagation::for_setup(args.propagation)
@@ -418,6 +451,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         None
     };
 
+    let mut extra = Map::new();
     let root: OwnedFd = match (&plan.root, &layer) {
         (Some(NewRoot::Rootfs(dir)), _) => match root_tree.take() {
             Some(tree) => rootfs::attach_tree(dir, tree)?,
@@ -436,9 +470,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         _ => root,
     };
+    // Skeletons included: the whole tree the container can write is nodev.
+    if container {
+        dev::nodev_root(root.as_fd())?;
+    }
     if let (true, Some(nodes)) = (container, &nodes) {
         proc_sys::mount_proc(root.as_fd())?;
-        proc_sys::mount_sys(root.as_fd())?;
+        let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
+        extra.insert("sys".into(), json!(sys));
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }
@@ -476,7 +515,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
     }
 
-    let mut extra = Map::new();
     if let Some(new_root) = &plan.root {
         let shown = match (new_root, &layer) {
             (NewRoot::Rootfs(dir), _) => dir.clone(),
@@ -492,6 +530,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     if !handed.is_empty() {
         extra.insert("idmap".into(), json!(handed));
+    }
+    if !shared.is_empty() {
+        // So that whoever joins this container later (nsps exec) can apply the same guard.
+        extra.insert("setuid_guard".into(), json!(shared));
     }
     link.finish(host_pid, extra)?;
 
@@ -509,6 +551,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     drop(root);
     drop(nodes);
+    drop(sysfs);
     // The cleaner lives in the container's pid namespace and dies with it when PID 1 exits:
     // under pidns, the monitor outside removes a --rm layer once the container has ended.
     let delegated = match (args.rm, &after, &layer) {
@@ -535,6 +578,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .map_or(PathBuf::from("/"), |(p, _)| p.clone())
     });
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
+    if !shared.is_empty() {
+        entry.notice = Some(setuid_guard::notice(&shared));
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
 }
 
@@ -590,6 +637,46 @@ fn mount_points(
     needs
 }
 
+/// The host paths the container writes as host root into and other users can reach
+/// (setuid_guard says why that matters).
+fn shared_writes(
+    args: &Args,
+    plan: &Plan,
+    layer: &Option<overlay::Layer>,
+    root_tree: &Option<OwnedFd>,
+    volume_trees: &[Option<OwnedFd>],
+) -> Vec<String> {
+    // Without a user namespace the container's root is host root; an idmapped tree (handed
+    // down by `userns --idmap`, host root's files read as root inside) writes as host root.
+    let host_root = common::state::is_host_root();
+    let mut writable = Vec::new();
+    if !args.read_only {
+        match (&plan.root, layer) {
+            (Some(NewRoot::Rootfs(dir)), _) if host_root || root_tree.is_some() => {
+                writable.push(dir.clone());
+            }
+            (Some(NewRoot::Overlay(_)), Some(layer)) if host_root => {
+                writable.push(std::fs::canonicalize(layer.diff()).unwrap_or_else(|_| layer.diff()));
+            }
+            _ => {}
+        }
+    }
+    for (volume, tree) in plan.volumes.iter().zip(volume_trees) {
+        if !volume.read_only && (host_root || tree.is_some()) {
+            writable.push(
+                std::fs::canonicalize(&volume.source).unwrap_or_else(|_| volume.source.clone()),
+            );
+        }
+    }
+    debug::step("who else can reach the writable paths", || {
+        writable
+            .iter()
+            .filter(|p| reach::reachable_by_others(p, &writable))
+            .map(|p| p.display().to_string())
+            .collect()
+    })
+}
+
 fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
     if plan.root.is_some()
         || !plan.volumes.is_empty()
@@ -601,6 +688,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
             "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
         ));
     }
+    let guarded = join::setuid_guarded(link);
     let _joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
     let workdir = match &args.workdir {
         Some(dir) => {
@@ -627,8 +715,14 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         workdir,
         on_host: false,
         next_is_a_link: false,
+        notice: None,
     };
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
+    if guarded {
+        // The same guard as the container's own processes (said when it started).
+        setuid_guard::strip_caps(&mut entry);
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
 }
 
@@ -636,7 +730,7 @@ fn mount_volumes(
     root: std::os::fd::BorrowedFd<'_>,
     volumes: &[Volume],
     trees: &mut [Option<OwnedFd>],
-    create: bool,
+    new_root: bool,
 ) -> Result<(), Fatal> {
     for (i, volume) in volumes.iter().enumerate() {
         let tree = trees.get_mut(i).and_then(Option::take);
@@ -648,7 +742,7 @@ fn mount_volumes(
                     None => resolve::open_host(&volume.source)?,
                 };
                 let create = match resolve::file_type(source.as_fd())? {
-                    _ if !create => Create::No,
+                    _ if !new_root => Create::No,
                     nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
                     _ => Create::File,
                 };
@@ -656,11 +750,15 @@ fn mount_volumes(
                 if proc_sys::is_proc_or_sys(target.as_fd()) {
                     anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
                 }
-                let attrs = if volume.read_only {
+                let mut attrs = if volume.read_only {
                     sys::MOUNT_ATTR_RDONLY
                 } else {
                     0
                 };
+                if new_root {
+                    // In a new root a volume is nodev too (dev::nodev_root says why).
+                    attrs |= sys::MOUNT_ATTR_NODEV;
+                }
                 match &tree {
                     // The idmapped tree itself is attached (its own mount only); the
                     // attributes are set once it is in this namespace, before COMMAND runs.

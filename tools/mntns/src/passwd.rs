@@ -176,7 +176,6 @@ pub fn resolve_in(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolved
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nbroken line\nwww-data:x:33:33:www:/var/www:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\n";

@@ -242,7 +242,6 @@ pub fn open_host(path: &Path) -> anyhow::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::os::unix::fs::symlink;
 

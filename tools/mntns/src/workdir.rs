@@ -48,7 +48,6 @@ pub fn keep_callers(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
