@@ -18,7 +18,6 @@
 //! time with no `fatal:` on stderr, and answers where it publishes a port. Then it is
 //! stopped and the leak audit (tests/src/audit.rs) must find nothing left in the group's
 //! host, state and scratch directory.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 
