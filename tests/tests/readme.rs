@@ -618,15 +618,7 @@ impl Host {
             // directory on a mount of another namespace is one nothing can bind from.
             .arg(dir);
         if nobody {
-            cmd.args([
-                "setpriv",
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-            ]);
+            cmd.args(nschain_tests::setpriv_as(nschain_tests::NOBODY));
         }
         cmd.args(["bash", "-c", script]);
         with_env(&mut cmd, state);
