@@ -23,6 +23,7 @@ use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag
 
 use crate::{debug, report};
 
+/// The variable that names the handed-down socket (its fd number).
 pub const VAR: &str = "NSCHAIN_AFTER_FD";
 /// A directory may be removed only if it holds a regular file of this name.
 pub const REMOVABLE_MARK: &str = ".rm";
@@ -36,6 +37,7 @@ pub struct Offer {
 }
 
 impl Offer {
+    /// A socket pair: one end stays with the waiting side, the other is handed down.
     pub fn new() -> io::Result<Offer> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,

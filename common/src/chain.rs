@@ -22,6 +22,7 @@ use crate::info::Record;
 use crate::ns::{inode_of, Namespace, NsFile};
 use crate::{state, Fatal};
 
+/// The chain's name, for the later links.
 pub const NAME_VAR: &str = "NSCHAIN_NAME";
 /// Holds the chain's name when that name was generated (equal to `NSCHAIN_NAME`, else stale).
 pub const GENERATED_VAR: &str = "NSCHAIN_NAME_GENERATED";
@@ -58,6 +59,7 @@ pub fn dir(name: &str) -> PathBuf {
 /// Chain-wide facts written once by the first link.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Meta {
+    /// The chain's name.
     pub name: String,
     /// Unix time of the start, in seconds.
     pub created: u64,
@@ -74,9 +76,13 @@ pub struct Meta {
 /// `replaces` is the generated name of the earlier links that a `--name` here replaces.
 #[derive(Clone, Debug)]
 pub struct Naming {
+    /// The name to register under.
     pub name: String,
+    /// This link starts the naming (it claims the registration).
     pub first: bool,
+    /// The name was generated, not given.
     pub generated: bool,
+    /// The generated name of the earlier links that this `--name` replaces.
     pub replaces: Option<String>,
 }
 

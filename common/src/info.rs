@@ -14,9 +14,11 @@ use crate::ns::Namespace;
 /// One link's record.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Record {
+    /// The tool that made (or joined) the namespace.
     pub tool: String,
     /// The host-side pid of the process that holds the namespace.
     pub pid: u32,
+    /// The namespace.
     pub ns: NsId,
     /// Whether the namespace was made by this link (false: joined).
     #[serde(default)]
@@ -29,12 +31,15 @@ pub struct Record {
 /// A namespace's identity.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NsId {
+    /// Its type as /proc names it (`net`, `mnt`, ...).
     #[serde(rename = "type")]
     pub kind: String,
+    /// Its inode (what `readlink /proc/PID/ns/TYPE` shows).
     pub inode: u64,
 }
 
 impl Record {
+    /// The namespace's type, when it is one we know.
     pub fn kind(&self) -> Option<Namespace> {
         Namespace::ALL
             .into_iter()

@@ -7,6 +7,8 @@
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]). Namespace-specific logic stays in its tool.
 
+#![warn(missing_docs)]
+
 pub mod after;
 pub mod chain;
 pub mod cli;

@@ -71,6 +71,7 @@ impl Link {
         self.naming.as_ref()
     }
 
+    /// The namespace type of this link.
     pub fn kind(&self) -> Namespace {
         self.kind
     }

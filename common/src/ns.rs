@@ -17,17 +17,26 @@ use crate::{chain, debug, Fatal, Hint};
 /// One kind of Linux namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Namespace {
+    /// CLONE_NEWUSER: uids, gids, capabilities.
     User,
+    /// CLONE_NEWPID: process ids.
     Pid,
+    /// CLONE_NEWNET: interfaces, addresses, routes, ports.
     Net,
+    /// CLONE_NEWIPC: SysV IPC and POSIX message queues.
     Ipc,
+    /// CLONE_NEWUTS: hostname and domainname.
     Uts,
+    /// CLONE_NEWNS: mounts.
     Mnt,
+    /// CLONE_NEWCGROUP: the cgroup root.
     Cgroup,
+    /// CLONE_NEWTIME: the monotonic and boot-time clocks.
     Time,
 }
 
 impl Namespace {
+    /// Every kind, in the order a process joins them (user first).
     pub const ALL: [Namespace; 8] = [
         Namespace::User,
         Namespace::Pid,
@@ -166,8 +175,11 @@ fn unshare_hint(ns: Namespace, errno: Errno) -> Option<String> {
 /// What `--join` names: a namespace file, a process, or a named chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JoinTarget {
+    /// A namespace file (/proc/PID/ns/TYPE, a pinned file).
     Path(PathBuf),
+    /// A process, whose namespace of the link's type is joined.
     Pid(u32),
+    /// A running chain, by its registered name.
     Chain(String),
 }
 
@@ -206,8 +218,11 @@ impl fmt::Display for JoinTarget {
 /// An open namespace file whose type has been checked.
 #[derive(Debug)]
 pub struct NsFile {
+    /// Its type, as the kernel says (`NS_GET_NSTYPE`).
     pub kind: Namespace,
+    /// The open file, for `setns`.
     pub file: File,
+    /// Where it was opened, for messages.
     pub path: PathBuf,
 }
 
@@ -255,10 +270,18 @@ impl NsFile {
     }
 }
 
-// NS_GET_NSTYPE: _IO(0xb7, 0x3).
-nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
-// NS_GET_USERNS: _IO(0xb7, 0x1).
-nix::ioctl_none!(ns_get_userns, 0xb7, 0x1);
+nix::ioctl_none!(
+    /// NS_GET_NSTYPE, `_IO(0xb7, 0x3)`: the type of a namespace file.
+    ns_get_nstype,
+    0xb7,
+    0x3
+);
+nix::ioctl_none!(
+    /// NS_GET_USERNS, `_IO(0xb7, 0x1)`: a new fd of the user namespace that owns a namespace.
+    ns_get_userns,
+    0xb7,
+    0x1
+);
 
 /// The inode of the user namespace that owns a namespace (`lsns -o ONS`).
 pub fn owner_inode(file: &File) -> anyhow::Result<u64> {

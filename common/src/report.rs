@@ -20,8 +20,11 @@ pub fn tool() -> &'static str {
 /// A failure before the exec: the message chain, the exit status and an optional hint.
 #[derive(Debug)]
 pub struct Fatal {
+    /// What failed, with its causes.
     pub error: anyhow::Error,
+    /// The exit status (125 unless the contract says otherwise: 126, 127).
     pub code: u8,
+    /// One line on what to do about it.
     pub hint: Option<String>,
 }
 
@@ -78,7 +81,9 @@ impl<E: Into<anyhow::Error>> From<E> for Fatal {
 
 /// Attaches hints and contexts to a `Result` on its way to a [`Fatal`].
 pub trait Hint<T> {
+    /// The error as a [`Fatal`] with `hint`.
     fn hint(self, hint: impl Into<String>) -> Result<T, Fatal>;
+    /// The error as a [`Fatal`] with `context` before it.
     fn fatal_context(self, context: impl Display + Send + Sync + 'static) -> Result<T, Fatal>;
 }
 

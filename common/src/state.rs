@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+/// Overrides the run directory (and carries it down the chain).
 pub const RUN_DIR_VAR: &str = "NSCHAIN_RUN_DIR";
+/// Overrides the data directory (and carries it down the chain).
 pub const DATA_DIR_VAR: &str = "NSCHAIN_DATA_DIR";
 
 /// Whether this process is root of the initial user namespace (not merely root inside one).

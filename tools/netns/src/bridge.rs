@@ -298,24 +298,13 @@ fn caps_net_admin() -> bool {
     common::procfs::capabilities("CapEff").is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
-// NS_GET_USERNS: _IO(0xb7, 0x1).
-nix::ioctl_none!(ns_get_userns, 0xb7, 0x1);
-
-/// Whether the current network namespace is owned by the current user namespace.
+/// Whether the current network namespace is owned by the current user namespace (both are
+/// nsfs inodes of one device: the inode alone identifies them).
 fn owns_current_netns() -> anyhow::Result<bool> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::fs::MetadataExt;
     let net = std::fs::File::open("/proc/self/ns/net")?;
-    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd (or -1).
-    let fd = unsafe { ns_get_userns(net.as_raw_fd()) }?;
-    // SAFETY: the ioctl returned a new descriptor that nothing else owns.
-    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mine = std::fs::metadata("/proc/self/ns/user")?;
-    let owner_meta = owner.metadata()?;
-    if owner_meta.ino() != mine.ino() || owner_meta.dev() != mine.dev() {
-        return Ok(false);
-    }
-    Ok(true)
+    let owner = common::ns::owner_inode(&net)?;
+    Ok(owner == std::fs::metadata("/proc/self/ns/user")?.ino())
 }
 
 #[cfg(test)]
