@@ -21,6 +21,8 @@ pub fn command_or_shell(command: Vec<OsString>) -> Vec<OsString> {
 /// Replaces the process with COMMAND (looked up in `PATH`). std's exec resets SIGPIPE to its
 /// default, but it does NOT restore the signal mask (measured with Rust 1.95): a link that
 /// blocks signals (pidns) restores the caller's mask and dispositions itself before this.
+///
+/// Returns only on failure: 127 when COMMAND was not found, 126 when it could not be run.
 pub fn exec(command: Vec<OsString>) -> Fatal {
     let argv = command_or_shell(command);
     let (program, args) = match argv.split_first() {
