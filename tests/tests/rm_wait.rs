@@ -63,6 +63,18 @@ impl Setup {
     }
 }
 
+/// A spawned chain, SIGKILLed if a failed assertion leaves it running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn ready() -> bool {
     need_root() && have_busybox()
 }
@@ -101,14 +113,6 @@ fn children(pid: u32) -> Vec<i32> {
         .collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Waits for `child` (killing it after `timeout`); its shell-encoded status.
 fn wait_status(child: &mut Child, timeout: Duration) -> i32 {
     let deadline = Instant::now() + timeout;
@@ -137,22 +141,20 @@ fn the_layer_is_gone_when_mntns_rm_returns() {
     // Without the wait: the caller looks when COMMAND has exited.
     let mut seen_after_command = 0;
     for _ in 0..RUNS {
-        let mut child = setup
-            .chain(false, true, &["sh", "-c", "read x; exec true"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let waiter = child.id();
-        let mut pids = Vec::new();
-        wait_for("mntns's child", Duration::from_secs(10), || {
-            pids = children(waiter);
-            !pids.is_empty()
-        });
-        let command = pidfd(pids[0]);
-        wait_for("the layer", Duration::from_secs(10), || {
-            !setup.left().is_empty()
-        });
-        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut child = Running(
+            setup
+                .chain(false, true, &["sh", "-c", "echo $$; read x; exec true"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // Without a pid namespace, COMMAND's $$ is its host pid.
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let pid: i32 = lines.next().unwrap().unwrap().parse().unwrap();
+        let command = pidfd(pid);
+        assert!(!setup.left().is_empty(), "no layer while COMMAND runs");
+        child.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
         assert!(
             wait_exit(&command, Duration::from_secs(10)),
             "COMMAND did not exit"
@@ -160,12 +162,7 @@ fn the_layer_is_gone_when_mntns_rm_returns() {
         if !setup.left().is_empty() {
             seen_after_command += 1;
         }
-        assert_eq!(wait_status(&mut child, Duration::from_secs(10)), 0);
-        assert_eq!(
-            setup.left(),
-            Vec::<String>::new(),
-            "left when mntns returned"
-        );
+        assert_eq!(wait_status(&mut child.0, Duration::from_secs(10)), 0);
     }
     eprintln!("layer still there when COMMAND exited: {seen_after_command} of {RUNS} runs");
     assert!(
@@ -244,10 +241,10 @@ fn signals_sent_to_the_waiter_reach_command() {
         .arg(&setup.root)
         .arg(&passed)
         .stdout(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = Running(cmd.spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let waiter = child.id();
+    let waiter = child.0.id();
     // What the waiter holds.
     let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{waiter}/fd"))
         .unwrap()
@@ -279,21 +276,22 @@ fn signals_sent_to_the_waiter_reach_command() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(waiter as i32, libc::SIGTERM) };
-    assert_eq!(wait_status(&mut child, Duration::from_secs(10)), 7);
+    assert_eq!(wait_status(&mut child.0, Duration::from_secs(10)), 7);
     assert_eq!(lines.next().unwrap().unwrap(), "got-term");
     assert_eq!(setup.left(), Vec::<String>::new());
 
     // kill -9 of the waiter: COMMAND is SIGKILLed with it; the next start collects the layer.
-    let mut child = setup
-        .chain(false, true, &["sh", "-c", "echo ready; exec sleep 30"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let command = pidfd(children(child.id())[0]);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = Running(
+        setup
+            .chain(false, true, &["sh", "-c", "echo $$; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let command = pidfd(lines.next().unwrap().unwrap().parse().unwrap());
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(
         wait_exit(&command, Duration::from_secs(5)),
         "COMMAND outlived its waiter"
