@@ -104,7 +104,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "overlay")]
     pub upper: Option<PathBuf>,
 
-    /// Delete the writable layer when COMMAND exits
+    /// Delete the writable layer when COMMAND exits, before mntns returns (without pidns before
+    /// it, mntns stays as the process that waits: it forwards the signals sent to it to COMMAND
+    /// and exits with COMMAND's status, n or 128+s)
     #[arg(long, requires = "overlay")]
     pub rm: bool,
 
@@ -412,7 +414,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .unwrap_or(Path::new("/"));
         if args.rm && entry.grants(caps::Capability::CAP_SYS_PTRACE) {
             common::report::warning(
-                "--rm with CAP_SYS_PTRACE: the layer's cleaner stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
+                "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
             );
         }
         let lower_tree = lower_trees
