@@ -8,6 +8,7 @@ mod escape_common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -380,4 +381,40 @@ fn nothing_is_left_and_no_extra_process() {
         std::fs::remove_dir_all(setup.layers().join(name)).unwrap();
     }
     audit::assert_nothing_left_watching(&before, &setup.state, None, &[], &watched);
+}
+
+/// Rootless (uid 65534, `userns --map-root` before mntns, no pidns): the same promise, status
+/// passed through, nothing left.
+#[test]
+fn rootless_the_layer_is_gone_when_mntns_rm_returns() {
+    if !ready() || !need_rootless() {
+        return;
+    }
+    let setup = Setup::new();
+    std::fs::set_permissions(&setup.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let chain = |script: &str| {
+        let mut cmd = tool("userns", &setup.state);
+        cmd.args(["--map-root", "--", "mntns", "--overlay"])
+            .arg(&setup.root)
+            .args(["--rm", "--", "sh", "-c", script]);
+        as_nobody(&cmd)
+    };
+    // The layer is where the test looks while the container runs.
+    let mut child = Running(chain("read x").stdin(Stdio::piped()).spawn().unwrap());
+    let start = Instant::now();
+    while setup.left().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no layer made");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(wait_status(&mut child.0, Duration::from_secs(10)), 0);
+    let mut left = 0;
+    for _ in 0..10 {
+        let status = status_only(&mut chain("exit 4"));
+        assert_eq!(status.code(), Some(4), "{status}");
+        if !setup.left().is_empty() {
+            left += 1;
+        }
+    }
+    assert_eq!(left, 0, "layers left when a rootless mntns --rm returned");
 }
