@@ -25,6 +25,7 @@ pub mod ns;
 pub mod pin;
 pub mod procfs;
 pub mod report;
+pub mod signals;
 pub mod state;
 pub mod sysfs;
 pub mod terminal;

@@ -160,6 +160,9 @@ pub struct Entry {
     /// A warning said once the entry has succeeded, right before the exec (so that a
     /// failed entry still says one fatal line).
     pub notice: Option<String>,
+    /// The `--rm` waiter (waiter.rs): COMMAND dies with it, also after a change of user (which
+    /// clears the parent-death signal).
+    pub waiter: Option<nix::unistd::Pid>,
 }
 
 impl Entry {
@@ -198,6 +201,9 @@ impl Entry {
             crate::seccomp::deny_terminal_injection()?;
         }
         self.switch_user_and_caps()?;
+        if let Some(waiter) = self.waiter {
+            crate::waiter::die_with(waiter)?;
+        }
         if self.no_new_privs {
             debug::step("no_new_privs", nix::sys::prctl::set_no_new_privs)
                 .map_err(|e| Fatal::from(e).context("unable to set no_new_privs"))?;

@@ -8,7 +8,8 @@
 //! take the handed-down idmapped trees            idmap (NSCHAIN_IDMAP, unexported)
 //! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
 //! open and verify the host's device nodes        dev
-//! overlay layer + cleaner (before unshare)       overlay
+//! overlay layer + cleaner, or the --rm waiter    overlay, waiter
+//!   (before unshare)
 //! who else can reach what host root writes       reach (the setuid guard's CAP_FSETID and
 //!                                                  CAP_SETFCAP dropped if anyone can)
 //! unshare(CLONE_NEWNS), propagation              link, propagation
@@ -51,6 +52,7 @@ mod setuid_guard;
 mod skeleton;
 mod sys;
 pub mod volume;
+mod waiter;
 mod workdir;
 
 use std::ffi::{OsStr, OsString};
@@ -102,7 +104,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "overlay")]
     pub upper: Option<PathBuf>,
 
-    /// Delete the writable layer when COMMAND exits
+    /// Delete the writable layer when COMMAND exits, before mntns returns (without pidns before
+    /// it, mntns stays as the process that waits: it forwards the signals sent to it to COMMAND
+    /// and exits with COMMAND's status, n or 128+s)
     #[arg(long, requires = "overlay")]
     pub rm: bool,
 
@@ -330,8 +334,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
-    // Registered as the host numbers it: read before --proc mounts the container's /proc.
-    let host_pid = common::procfs::own_pid();
+    // Registered as the host numbers it: read before --proc mounts the container's /proc
+    // (again after the fork of a waiter: the child is the one registered).
+    let mut host_pid = common::procfs::own_pid();
     // The caller's directory, kept in a new root where it shows there (workdir).
     let cwd = std::env::current_dir().ok();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
@@ -386,6 +391,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .first()
             .is_some_and(|p| common::handdown::is_link(p)),
         notice: None,
+        waiter: None,
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -410,7 +416,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .unwrap_or(Path::new("/"));
         if args.rm && entry.grants(caps::Capability::CAP_SYS_PTRACE) {
             common::report::warning(
-                "--rm with CAP_SYS_PTRACE: the layer's cleaner stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
+                "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
             );
         }
         let lower_tree = lower_trees
@@ -424,7 +430,13 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             lower,
             lower_tree,
         )?;
-        cleaner = overlay::Cleaner::spawn(&mut made)?;
+        if args.rm && after.is_none() {
+            // No pidns waits outside: the process the caller waits on deletes the layer.
+            entry.waiter = Some(waiter::fork_waiter(&mut made)?);
+            host_pid = common::procfs::own_pid();
+        } else {
+            cleaner = overlay::Cleaner::spawn(&mut made)?;
+        }
         layer = Some(made);
     }
 
@@ -718,6 +730,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         on_host: false,
         next_is_a_link: false,
         notice: None,
+        waiter: None,
     };
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {

@@ -1,14 +1,16 @@
 //! `--overlay LOWER[:LOWER...]`: overlayfs with read-only lower layers and a per-container
 //! writable layer at `$NSCHAIN_DATA_DIR/overlay/<id>/{diff,work,merged}` (or `--upper DIR`).
 //!
-//! The layer outlives the chain unless `--rm` is given. Deleting it "when the chain ends"
-//! needs someone who is still there after mntns has exec'd COMMAND: a tiny cleaner process,
-//! forked before the mount namespace is unshared (so it still sees the layer's directory), that
-//! waits on a pidfd of the exec'd process and deletes the layer when it exits. The cleaner is
+//! The layer outlives the chain unless `--rm` is given. A `--rm` layer is deleted before the
+//! caller's wait returns: by pidns's monitor when a pidns is before mntns (common::after),
+//! else by the process the caller waits on (waiter.rs, which then also holds the lock below).
+//!
+//! Otherwise a tiny cleaner process is forked before the mount namespace is unshared (so it
+//! still sees the layer's directory): it undoes a failed setup of a fresh layer, and below a
+//! pidns it holds a `--rm` layer's lock until the exec'd process exits. The cleaner is
 //! non-dumpable (a container process cannot read its root or fds through /proc without
 //! CAP_SYS_PTRACE, which the default capability set lacks), in its own session, with stdin and
-//! stdout on /dev/null. It keeps stderr: whoever reads the chain's stderr to EOF (a shell's
-//! `$(...)`, a test) sees the layer gone by then.
+//! stdout on /dev/null.
 //!
 //! A SIGKILLed cleaner, or one killed with its pid namespace when that namespace's init exits
 //! first, must not leak the layer for good: a `--rm` layer holds a `.rm` lock file, locked by
@@ -57,6 +59,10 @@ impl Layer {
     }
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")
+    }
+    /// The `--rm` lock, for the process that deletes the layer (it holds it until then).
+    pub fn take_lock(&mut self) -> Option<File> {
+        self.lock.take()
     }
 }
 
@@ -393,6 +399,11 @@ fn delete_layer(layer: &Layer, all: bool) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deletes a `--rm` layer once its container has ended (the waiter, waiter.rs).
+pub fn remove(layer: &Layer) -> std::io::Result<()> {
+    delete_layer(layer, true)
 }
 
 /// The forked cleaner, waiting for word from mntns.

@@ -12,7 +12,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::lifeline;
 use crate::shed;
-use crate::signals::{self, SignalFd};
+use common::signals::{self, SignalFd};
 
 /// What runs inside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

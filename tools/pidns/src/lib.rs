@@ -13,7 +13,6 @@ mod child;
 mod lifeline;
 mod monitor;
 mod shed;
-mod signals;
 mod status;
 
 use std::os::fd::RawFd;
@@ -22,7 +21,7 @@ use clap::Parser;
 use common::cli::{CommandArgs, Status};
 use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
-use common::{chain, debug, Fatal};
+use common::{chain, debug, signals, Fatal};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::unistd::{fork, getpgrp, pipe2, ForkResult, Pid};
 use serde_json::{json, Map};

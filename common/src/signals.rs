@@ -1,8 +1,13 @@
-//! The signals the monitor and the init take over: which ones, blocking them, and reading them
-//! from a signalfd without allocating.
+//! The signals a waiting link takes over (pidns's monitor and init, the process `mntns --rm`
+//! leaves waiting): which ones, blocking them, reading them from a signalfd without allocating,
+//! and forwarding them to the child until it ends ([`forward_until_exit`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use nix::unistd::Pid;
+
+use crate::exit;
 
 /// Signals left alone: SIGKILL and SIGSTOP cannot be caught; the synchronous ones (a fault of
 /// the process itself) must stay deliverable; SIGCHLD is how a waiter learns of an exit; the
@@ -202,6 +207,64 @@ pub fn sent_by_a_process(info: &libc::signalfd_siginfo) -> bool {
         info.ssi_code,
         libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL
     )
+}
+
+/// Forwards signals to `target` until `child` ends; returns its status, shell-encoded (n, or
+/// 128+s when it was killed by signal s).
+///
+/// Only signals sent by a process (kill, sigqueue) are forwarded: those a terminal generates
+/// (Ctrl-C, hangup) reach the child already, as it shares the caller's process group, and must
+/// not arrive twice. The loop allocates nothing.
+pub fn forward_until_exit(child: Pid, target: Pid, signalfd: &SignalFd) -> u8 {
+    let me = std::process::id();
+    loop {
+        match signalfd.read() {
+            Ok(info) if info.ssi_signo == libc::SIGCHLD as u32 => {
+                if let Some(status) = try_wait(child) {
+                    return status;
+                }
+            }
+            Ok(info) => {
+                // A SIGPIPE of our own write (to a closed --status-fd) is not the user's.
+                if sent_by_a_process(&info) && info.ssi_pid != me {
+                    // SAFETY: kill takes a pid (or -pgid) and a signal number.
+                    unsafe {
+                        libc::kill(target.as_raw(), info.ssi_signo as libc::c_int);
+                    }
+                }
+            }
+            Err(_) => return wait_blocking(child),
+        }
+    }
+}
+
+/// The child's status if it has ended.
+fn try_wait(child: Pid) -> Option<u8> {
+    let mut status = 0;
+    // SAFETY: waits for our child without blocking; `status` is a local.
+    let pid = unsafe { libc::waitpid(child.as_raw(), &mut status, libc::WNOHANG) };
+    if pid == child.as_raw() {
+        return Some(exit::from_wait_status(status));
+    }
+    if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+        return Some(exit::FAILURE);
+    }
+    None
+}
+
+/// Waits without forwarding (the signalfd failed, which should not happen).
+fn wait_blocking(child: Pid) -> u8 {
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our child; `status` is a local.
+        let pid = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+        if pid == child.as_raw() {
+            return exit::from_wait_status(status);
+        }
+        if pid < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return exit::FAILURE;
+        }
+    }
 }
 
 #[cfg(test)]

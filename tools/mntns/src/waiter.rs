@@ -1,0 +1,124 @@
+//! `--rm` when no pidns waits outside: the process the caller waits on deletes the layer before
+//! it returns, as `docker run --rm` does.
+//!
+//! mntns forks before it unshares the mount namespace. The child goes on with the setup and
+//! execs COMMAND; the parent stays behind, in the host's mount namespace, as the process the
+//! caller waits on:
+//!
+//! ```text
+//! mntns (waiter)   waits for the child, forwards the signals a process sends it, deletes the
+//!                  layer, exits with the child's status (n, or 128+s for signal s)
+//!   mntns -> COMMAND  the setup, then COMMAND; SIGKILLed if the waiter dies (PDEATHSIG)
+//! ```
+//!
+//! The waiter keeps only the signalfd, the layer's lock and stdio: not dumpable (set at
+//! mntns's start), no other fd of the caller's or of the setup's, its working directory `/`.
+//! Signals a terminal generates (Ctrl-C) reach COMMAND through the process group already and
+//! are not forwarded a second time (common::signals). With a pidns before mntns, pidns's
+//! monitor deletes the layer instead (common::after), and mntns forks no waiter.
+
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, RawFd};
+
+use common::signals::{self, SignalFd};
+use common::{debug, report, Fatal};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::overlay::{self, Layer};
+
+/// Forks the waiter. Returns in the child only (with the waiter's pid, for the entry to tie
+/// COMMAND's life to it); the parent waits, deletes the layer and exits.
+pub fn fork_waiter(layer: &mut Layer) -> Result<Pid, Fatal> {
+    // Blocked before the fork, so that none is lost before the signalfd reads them.
+    let taken_over = signals::Set::taken_over();
+    let sigchld = signals::default_sigchld()
+        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
+    let mask = signals::block(&taken_over)
+        .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+    let signalfd = SignalFd::new(&taken_over)
+        .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let lock = layer.take_lock();
+    let waiter = Pid::this();
+    // SAFETY: mntns is single-threaded until exec, so both sides may run ordinary code.
+    match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork"))? {
+        ForkResult::Child => {
+            drop(signalfd);
+            drop(lock);
+            let restored = signals::restore_sigchld(&sigchld).and(signals::restore(&mask));
+            restored.map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))?;
+            die_with(waiter)?;
+            Ok(waiter)
+        }
+        ForkResult::Parent { child } => {
+            let code = wait(child, &signalfd, lock.as_ref(), layer);
+            // SAFETY: _exit ends the waiter without running destructors: the fds it closed
+            // by number must not be closed again by their owners.
+            unsafe { libc::_exit(i32::from(code)) }
+        }
+    }
+}
+
+/// The waiter's life: forward signals until the child ends, then delete the layer.
+fn wait(child: Pid, signalfd: &SignalFd, lock: Option<&File>, layer: &Layer) -> u8 {
+    let keep = [signalfd.raw(), lock.map_or(-1, |l| l.as_raw_fd())];
+    shed(&keep);
+    debug::note(format_args!(
+        "waiting for {child} to delete the layer {}",
+        layer.dir.display()
+    ));
+    let code = signals::forward_until_exit(child, child, signalfd);
+    let removed = debug::step(
+        format_args!("delete the layer {}", layer.dir.display()),
+        || overlay::remove(layer),
+    );
+    if let Err(e) = removed {
+        report::warning(format_args!(
+            "unable to delete the layer {}: {e}",
+            layer.dir.display()
+        ));
+    }
+    code
+}
+
+/// Closes every fd but stdio and `keep` (the idmapped trees, the setup's handles: nothing that
+/// reaches the host stays open here), and leaves the caller's directory.
+fn shed(keep: &[RawFd]) {
+    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: the waiter uses no Rust object holding these fds after this point (it
+            // only exits once done); the `keep` ones stay open.
+            unsafe { libc::close(fd) };
+        }
+    }
+    let _ = nix::unistd::chdir("/");
+}
+
+/// Ties the child's life to the waiter's: SIGKILL when it dies (a `kill -9` of the process the
+/// caller waits on ends the container, as with pidns), checked against a waiter already gone.
+pub fn die_with(waiter: Pid) -> Result<(), Fatal> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(Fatal::from(std::io::Error::last_os_error())
+            .context("unable to set the parent-death signal"));
+    }
+    if nix::unistd::getppid() != waiter {
+        return Err(Fatal::new("the waiting mntns has exited"));
+    }
+    Ok(())
+}
