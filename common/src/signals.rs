@@ -55,6 +55,7 @@ impl Set {
         set
     }
 
+    /// The empty set.
     pub fn empty() -> Set {
         // SAFETY: sigemptyset initialises the zeroed set it is given.
         unsafe {
@@ -64,6 +65,7 @@ impl Set {
         }
     }
 
+    /// Adds `signal` to the set.
     pub fn add(&mut self, signal: libc::c_int) {
         // SAFETY: the set is initialised; an invalid number only makes sigaddset fail.
         unsafe {
@@ -151,6 +153,7 @@ pub fn set_foreground(pgrp: nix::unistd::Pid) {
 pub struct SignalFd(OwnedFd);
 
 impl SignalFd {
+    /// A new signalfd reading the signals of `set` (which the caller blocks).
     pub fn new(set: &Set) -> io::Result<SignalFd> {
         // SAFETY: -1 asks for a new descriptor; the set is initialised.
         let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
@@ -166,6 +169,7 @@ impl SignalFd {
         self.0.into_raw_fd()
     }
 
+    /// The descriptor's number (it stays owned).
     pub fn raw(&self) -> libc::c_int {
         self.0.as_raw_fd()
     }
