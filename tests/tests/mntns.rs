@@ -252,7 +252,7 @@ fn rm_deletes_the_layer_when_the_container_exits_and_info_fd_names_it() {
     });
     let out = child.wait_with_output().unwrap();
     ok_out(&out, "mntns --rm");
-    // The cleaner keeps stderr until it is done: reading to EOF means the layer is gone.
+    // mntns --rm returns only once the layer is deleted (its waiter, without pidns).
     assert!(!layer.exists(), "{} is still there", layer.display());
     assert_eq!(
         tree(&state.join("data/overlay")),
