@@ -351,11 +351,23 @@ fn an_interactive_shell_in_a_container_still_reads_writes_and_gets_ctrl_c() {
         wait_for(&pty, &mut shown, "in42side");
         // Ctrl-C reaches a command of the container: the terminal's foreground group is
         // still the container's.
-        pty.write("sleep 30\n");
-        std::thread::sleep(Duration::from_millis(500));
+        pty.write("echo sle''eping; sleep 30\n");
+        wait_for(&pty, &mut shown, "sleeping");
+        // Ctrl-C until sleep is gone: on a loaded machine sleep may not have started when the
+        // first one arrives (the shell's prompt ignores it). Without delivery, sleep 30 would
+        // hold "after" back for 30 s.
         let typed = Instant::now();
         pty.write("\x03");
         pty.write("echo af''ter\n");
+        while !shown.contains("after") && typed.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(300));
+            pty.drain(&mut shown);
+            if !shown.contains("after") {
+                // A Ctrl-C flushes what was typed after it: type the line again.
+                pty.write("\x03");
+                pty.write("echo af''ter\n");
+            }
+        }
         wait_for(&pty, &mut shown, "after");
         assert!(
             typed.elapsed() < Duration::from_secs(10),
