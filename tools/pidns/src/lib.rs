@@ -85,46 +85,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
     let link = Link::prepare(Namespace::Pid, &args.ns)?;
-    if let (Some(status), Some(info)) = (args.status_fd, args.ns.info_fd) {
-        if status == info {
-            return Err(Fatal::new(format!(
-                "--status-fd {status} and --info-fd {info} must be different descriptors"
-            )));
-        }
-    }
-    // The descriptors this link writes to are not passed on to COMMAND (stdio always is).
-    let consumed = [args.status_fd, args.ns.info_fd];
-    for fd in consumed.into_iter().flatten().filter(|fd| *fd > 2) {
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-            .map_err(|e| Fatal::from(e).context(format!("unable to use file descriptor {fd}")))?;
-    }
+    take_report_fds(&args)?;
     if args.die_with_parent {
         die_with_parent()?;
     }
     export_chain_settings(&link);
     let helper = link.pin_helper()?;
-
-    // Signals are blocked before the fork, so none is lost before the signalfds exist.
-    let taken_over = signals::Set::taken_over();
-    let sigchld = signals::default_sigchld()
-        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-    let mask = signals::block(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd = signals::SignalFd::new(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
-    let me = lifeline::pidfd_open(Pid::this()).map_err(|e| {
-        Fatal::from(e)
-            .context("unable to open a pidfd")
-            .with_hint("pidns needs Linux 5.3 or later (pidfd_open)")
-    })?;
-    let (go_read, go_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
-    let (report_read, report_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
-    let caller_pgrp = getpgrp();
-    let foreground =
-        args.pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
-
+    let wiring = Wiring::new(args.pgroup)?;
     // Links inside may leave work for after the container (mntns --rm): the kernel kills
     // everything in the namespace when PID 1 exits, so the monitor does it.
     let after = if link.is_join() {
@@ -144,46 +111,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     } else {
         Role::Init
     };
-    // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
-    let forked = unsafe { fork() }.map_err(|errno| {
-        let fatal = Fatal::from(errno).context("unable to fork the container's first process");
-        if errno == nix::errno::Errno::ENOMEM && link.is_join() {
-            fatal.with_hint("the joined pid namespace is dead: its PID 1 has exited")
-        } else {
-            fatal
-        }
-    })?;
-    let pid = match forked {
-        ForkResult::Child => {
-            drop(signalfd);
-            drop(go_write);
-            drop(report_read);
-            if let Some(offer) = after {
-                if let Err(e) = offer.hand_down() {
-                    common::report::warning(format_args!(
-                        "unable to hand down {}: {e}",
-                        common::after::VAR
-                    ));
-                }
-            }
-            child::run(Child {
-                role,
-                command: args.command.command,
-                pgroup: args.pgroup,
-                foreground,
-                monitor: me,
-                go: go_read,
-                exec_report: report_write,
-                mask,
-                sigchld,
-            })
-        }
-        ForkResult::Parent { child } => child,
-    };
-    let after = after.map(common::after::Offer::keep);
-    drop(me);
-    drop(go_read);
-    drop(report_write);
+    let (pid, mut monitor) = wiring.fork(&link, role, &args, after)?;
     // With --no-init and --join, COMMAND's group is ours to signal; the init handles its own.
     let target = if args.pgroup && role == Role::Command {
         let _ = nix::unistd::setpgid(pid, pid);
@@ -191,8 +119,166 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     } else {
         pid
     };
+    if let Err(fatal) = monitor.start(&link, &args, helper, pid, role) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(fatal);
+    }
+    debug::note(format_args!("container started: PID 1 is {pid}"));
+    let code = monitor::watch(pid, target, &monitor.signalfd);
+    monitor.finish(&link, &args, pid, code);
+    Ok(code)
+}
 
-    let started = (|| -> Result<(), Fatal> {
+/// The descriptors this link writes to (`--status-fd`, `--info-fd`) are two, and they are not
+/// passed on to COMMAND (stdio always is).
+fn take_report_fds(args: &Args) -> Result<(), Fatal> {
+    if let (Some(status), Some(info)) = (args.status_fd, args.ns.info_fd) {
+        if status == info {
+            return Err(Fatal::new(format!(
+                "--status-fd {status} and --info-fd {info} must be different descriptors"
+            )));
+        }
+    }
+    let consumed = [args.status_fd, args.ns.info_fd];
+    for fd in consumed.into_iter().flatten().filter(|fd| *fd > 2) {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .map_err(|e| Fatal::from(e).context(format!("unable to use file descriptor {fd}")))?;
+    }
+    Ok(())
+}
+
+/// What the monitor and the child share across the fork: signals blocked before it (so none
+/// is lost before the signalfd exists), the monitor's pidfd, the go-ahead and exec-report
+/// pipes, and the terminal's foreground group.
+struct Wiring {
+    sigchld: signals::Disposition,
+    mask: signals::Set,
+    signalfd: signals::SignalFd,
+    me: std::os::fd::OwnedFd,
+    go_read: std::os::fd::OwnedFd,
+    go_write: std::os::fd::OwnedFd,
+    report_read: std::os::fd::OwnedFd,
+    report_write: std::os::fd::OwnedFd,
+    caller_pgrp: Pid,
+    foreground: bool,
+}
+
+/// The monitor's side after the fork.
+struct Monitor {
+    signalfd: signals::SignalFd,
+    /// Closed once the child was told to go on.
+    go_write: Option<std::os::fd::OwnedFd>,
+    report_read: std::os::fd::OwnedFd,
+    caller_pgrp: Pid,
+    foreground: bool,
+    after: Option<common::after::Listener>,
+}
+
+impl Wiring {
+    fn new(pgroup: bool) -> Result<Wiring, Fatal> {
+        let taken_over = signals::Set::taken_over();
+        let sigchld = signals::default_sigchld()
+            .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
+        let mask = signals::block(&taken_over)
+            .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+        let signalfd = signals::SignalFd::new(&taken_over)
+            .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+        let me = lifeline::pidfd_open(Pid::this()).map_err(|e| {
+            Fatal::from(e)
+                .context("unable to open a pidfd")
+                .with_hint("pidns needs Linux 5.3 or later (pidfd_open)")
+        })?;
+        let pipe = || {
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))
+        };
+        let (go_read, go_write) = pipe()?;
+        let (report_read, report_write) = pipe()?;
+        let caller_pgrp = getpgrp();
+        let foreground =
+            pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
+        Ok(Wiring {
+            sigchld,
+            mask,
+            signalfd,
+            me,
+            go_read,
+            go_write,
+            report_read,
+            report_write,
+            caller_pgrp,
+            foreground,
+        })
+    }
+
+    /// Forks the container's first process (which never returns here); the monitor keeps its
+    /// ends.
+    fn fork(
+        self,
+        link: &Link,
+        role: Role,
+        args: &Args,
+        after: Option<common::after::Offer>,
+    ) -> Result<(Pid, Monitor), Fatal> {
+        // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
+        let forked = unsafe { fork() }.map_err(|errno| {
+            let fatal = Fatal::from(errno).context("unable to fork the container's first process");
+            if errno == nix::errno::Errno::ENOMEM && link.is_join() {
+                fatal.with_hint("the joined pid namespace is dead: its PID 1 has exited")
+            } else {
+                fatal
+            }
+        })?;
+        match forked {
+            ForkResult::Child => {
+                drop(self.signalfd);
+                drop(self.go_write);
+                drop(self.report_read);
+                if let Some(offer) = after {
+                    if let Err(e) = offer.hand_down() {
+                        common::report::warning(format_args!(
+                            "unable to hand down {}: {e}",
+                            common::after::VAR
+                        ));
+                    }
+                }
+                child::run(Child {
+                    role,
+                    command: args.command.command.clone(),
+                    pgroup: args.pgroup,
+                    foreground: self.foreground,
+                    monitor: self.me,
+                    go: self.go_read,
+                    exec_report: self.report_write,
+                    mask: self.mask,
+                    sigchld: self.sigchld,
+                })
+            }
+            ForkResult::Parent { child } => Ok((
+                child,
+                Monitor {
+                    signalfd: self.signalfd,
+                    go_write: Some(self.go_write),
+                    report_read: self.report_read,
+                    caller_pgrp: self.caller_pgrp,
+                    foreground: self.foreground,
+                    after: after.map(common::after::Offer::keep),
+                },
+            )),
+        }
+    }
+}
+
+impl Monitor {
+    /// Reports the start (`--status-fd`), pins, registers, then lets the child go on.
+    fn start(
+        &mut self,
+        link: &Link,
+        args: &Args,
+        helper: Option<common::pin::PinHelper>,
+        pid: Pid,
+        role: Role,
+    ) -> Result<(), Fatal> {
         let host_pid = pid.as_raw() as u32;
         if let Some(fd) = args.status_fd {
             status::write_line(fd, &status::started(host_pid)).map_err(|e| {
@@ -206,42 +292,38 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("monitor".into(), json!(common::procfs::own_pid()));
         extra.insert("init".into(), json!(role == Role::Init));
         link.finish_for(host_pid, extra)?;
-        nix::unistd::write(&go_write, b"g")
-            .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
+        if let Some(go) = self.go_write.take() {
+            nix::unistd::write(&go, b"g")
+                .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
+        }
         Ok(())
-    })();
-    if let Err(fatal) = started {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        return Err(fatal);
     }
-    drop(go_write);
-    debug::note(format_args!("container started: PID 1 is {pid}"));
 
-    let code = monitor::watch(pid, target, &signalfd);
-    if let Some(after) = after {
-        after.run_requests();
-    }
-    if !link.is_join() {
-        unregister(pid.as_raw() as u32);
-    }
-    if foreground {
-        monitor::give_back_terminal(caller_pgrp);
-    }
-    if let Some(fd) = args.status_fd {
-        if monitor::executed(&report_read) {
-            if let Err(e) = status::write_line(fd, &status::exited(code)) {
-                common::report::warning(format_args!("unable to write to status fd {fd}: {e}"));
+    /// After the container: its leftover work, the registration, the terminal, the status.
+    fn finish(self, link: &Link, args: &Args, pid: Pid, code: Status) {
+        if let Some(after) = self.after {
+            after.run_requests();
+        }
+        if !link.is_join() {
+            unregister(pid.as_raw() as u32);
+        }
+        if self.foreground {
+            monitor::give_back_terminal(self.caller_pgrp);
+        }
+        if let Some(fd) = args.status_fd {
+            if monitor::executed(&self.report_read) {
+                if let Err(e) = status::write_line(fd, &status::exited(code)) {
+                    common::report::warning(format_args!("unable to write to status fd {fd}: {e}"));
+                }
+            }
+            if fd > 2 {
+                // SAFETY: the status fd was handed to this link; it is closed once, at the end.
+                unsafe {
+                    libc::close(fd);
+                }
             }
         }
-        if fd > 2 {
-            // SAFETY: the status fd was handed to this link; it is closed once, at the end.
-            unsafe {
-                libc::close(fd);
-            }
-        }
     }
-    Ok(code)
 }
 
 /// `--die-with-parent` for the monitor: PDEATHSIG, then a re-check of the parent we meant.
