@@ -131,11 +131,17 @@ impl Pty {
         cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
             .stdout(Stdio::from(self.slave.try_clone().unwrap()))
             .stderr(Stdio::from(self.slave.try_clone().unwrap()));
-        // SAFETY: setsid and TIOCSCTTY in the forked child before exec.
+        // SAFETY: setsid, TIOCSCTTY and signal dispositions in the forked child before exec.
         unsafe {
             cmd.pre_exec(|| {
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // A user's terminal session starts with the terminal's signals at their
+                // default, whatever the test runner inherited (`cmd &` in a script ignores
+                // SIGINT and SIGQUIT, and an ignored signal survives exec).
+                for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
                 }
                 Ok(())
             });
