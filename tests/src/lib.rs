@@ -58,6 +58,22 @@ pub fn with_env(cmd: &mut Command, state: &Path) {
         .env("NSCHAIN_DATA_DIR", state.join("data"))
         .env_remove("NSCHAIN_NAME")
         .env_remove("NSCHAIN_DEBUG");
+    default_terminal_signals(cmd);
+}
+
+/// Starts `cmd` with SIGINT and SIGQUIT at their default, as a user's shell starts a command.
+/// A test runner started in the background of a script (`cmd &`) ignores both, and an ignored
+/// signal survives exec: the containers would ignore Ctrl-C and the forwarded SIGINT.
+pub fn default_terminal_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }
 
 /// A scratch directory every user can enter (rootless tests run as uid 65534 inside it).

@@ -442,7 +442,10 @@ fn command_gets_the_callers_signal_mask_and_dispositions() {
     assert_eq!(run(&mut status).status.code(), Some(5));
     // Without all that, COMMAND starts with what it gets without pidns.
     let grep = ["grep", "-E", "SigBlk|SigIgn", "/proc/self/status"];
-    let direct = ok(Command::new(grep[0]).args(&grep[1..]));
+    let mut direct = Command::new(grep[0]);
+    direct.args(&grep[1..]);
+    default_terminal_signals(&mut direct);
+    let direct = ok(&mut direct);
     let mut args = vec!["--"];
     args.extend(grep);
     assert_eq!(ok(&mut pidns(state.path(), &args)), direct);
