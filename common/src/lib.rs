@@ -5,7 +5,8 @@
 //! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the exec ([`exec`]),
 //! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
-//! `NSCHAIN_DEBUG` step trace ([`debug`]). Namespace-specific logic stays in its tool.
+//! `NSCHAIN_DEBUG` step trace ([`debug`]), and the container seccomp filter that mntns and
+//! `nsps exec` both install ([`seccomp`]). Namespace-specific logic stays in its tool.
 
 pub mod after;
 pub mod chain;
@@ -18,6 +19,7 @@ pub mod link;
 pub mod ns;
 pub mod pin;
 pub mod report;
+pub mod seccomp;
 pub mod state;
 
 pub use cli::main;

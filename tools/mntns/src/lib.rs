@@ -32,7 +32,6 @@ mod proc_sys;
 mod propagation;
 mod resolve;
 mod rootfs;
-mod seccomp;
 mod sys;
 pub mod volume;
 
@@ -417,6 +416,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             (NewRoot::Overlay(_), None) => PathBuf::new(),
         };
         extra.insert("rootfs".into(), json!(shown.to_string_lossy()));
+    }
+    if container {
+        // nsps exec gives a joined process the same filter (it cannot be read back).
+        extra.insert("seccomp".into(), json!(common::seccomp::RECORDED));
     }
     if let Some(layer) = &layer {
         extra.insert("id".into(), json!(layer.id));

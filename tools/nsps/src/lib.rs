@@ -1,9 +1,12 @@
 //! `nsps`: list, inspect and enter named chains. No daemon: every fact comes from the chains'
 //! registrations (`RUN_DIR/chains/NAME/`) checked against the kernel (`/proc`).
 
+mod creds;
 mod enter;
 mod inspect;
 mod render;
+mod spawn;
+mod target;
 
 use std::ffi::OsString;
 
@@ -51,7 +54,7 @@ pub enum Action {
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
     match args.action {
-        Some(Action::Exec { name, command }) => Err(enter::exec(&name, command)),
+        Some(Action::Exec { name, command }) => enter::exec(&name, command),
         Some(Action::Rm { name }) => inspect::remove(&name).map(|()| 0),
         None => match args.name {
             Some(name) => {
