@@ -2,6 +2,7 @@
 //! keeps the host out of reach (runc's nsexec order):
 //!
 //! ```text
+//! re-exec   from a sealed memfd copy of nsps (CVE-2019-5736)
 //! open      namespaces, the payload's /proc dir, root and cwd (host side, nothing changed)
 //! setns     the namespaces the chain made: those owned outside its user namespace, the
 //!           user namespace, the others, the mount namespace last
@@ -45,6 +46,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 
 /// Runs COMMAND inside the chain and returns its status.
 pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
+    // The joined child runs this binary until its exec: from a sealed copy, not the host's.
+    crate::seal::reexec()?;
     // This process holds the host's /proc and namespace files until the fork: nothing may
     // read them through /proc/PID (it is not in the container's pid namespace, but its
     // children are).

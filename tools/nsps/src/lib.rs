@@ -5,6 +5,7 @@ mod creds;
 mod enter;
 mod inspect;
 mod render;
+mod seal;
 mod spawn;
 mod target;
 
