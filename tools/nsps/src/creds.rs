@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use anyhow::{bail, Context};
 use caps::{CapSet, Capability};
 use common::{debug, Fatal};
-use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 
 /// What `/proc/PID/status` says of a process's credentials. Ids are as the reader's user
@@ -121,15 +120,14 @@ impl Creds {
     }
 
     fn switch_ids(&self) -> anyhow::Result<()> {
-        let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-        match nix::unistd::setgroups(&groups) {
-            Ok(()) => {}
-            // A rootless user namespace denies setgroups: the payload kept the caller's
-            // groups too, which are the ones this process has.
-            Err(Errno::EPERM)
-                if std::fs::read_to_string("/proc/self/setgroups")
-                    .is_ok_and(|s| s.trim() == "deny") => {}
-            Err(e) => return Err(anyhow::Error::from(e).context("unable to set the groups")),
+        let mut groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        let mut current = nix::unistd::getgroups().context("unable to read the groups")?;
+        groups.sort_by_key(|g| g.as_raw());
+        current.sort_by_key(|g| g.as_raw());
+        // A rootless user namespace denies setgroups: there the payload has the caller's
+        // groups, the ones this process has too.
+        if groups != current {
+            nix::unistd::setgroups(&groups).context("unable to set the groups")?;
         }
         let [r, e, s] = self.gid.map(Gid::from_raw);
         nix::unistd::setresgid(r, e, s)
