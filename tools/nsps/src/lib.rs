@@ -38,7 +38,8 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 pub enum Action {
-    /// Run COMMAND inside a running chain, joining exactly the namespaces it has (user first)
+    /// Run COMMAND inside a running chain: its namespaces and root, and its payload's user,
+    /// capabilities, no_new_privs and seccomp filter (never more than the container has)
     Exec {
         #[arg(value_name = "NAME", value_parser = chain::parse_name)]
         name: String,

@@ -55,7 +55,11 @@ pub fn reexec() -> Result<(), Fatal> {
             .err()
             .unwrap_or_else(|| anyhow::anyhow!("fexecve returned")),
     )
-    .context("unable to run nsps from a sealed copy of itself"))
+    .context("unable to run nsps from a sealed copy of itself")
+    .with_hint(
+        "nsps exec runs from a sealed memfd so that a container cannot reach its binary: the \
+         binary must be readable and vm.memfd_noexec below 2",
+    ))
 }
 
 fn sealed_copy() -> anyhow::Result<File> {
