@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::Context;
 use common::{debug, Fatal};
@@ -43,9 +43,13 @@ impl Target {
                 cwd: dir("/cwd")?,
             };
             if let Some(inode) = mnt {
-                let ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?;
+                let ns = nix::sys::stat::fstatat(
+                    Some(target.proc.as_raw_fd()),
+                    "ns/mnt",
+                    nix::fcntl::AtFlags::empty(),
+                )?;
                 anyhow::ensure!(
-                    ns.ino() == inode,
+                    ns.st_ino == inode,
                     "process {pid} is no longer in the container"
                 );
             }
