@@ -8,6 +8,9 @@
 //! `NSCHAIN_DEBUG` step trace ([`debug`]), and the container seccomp filter that mntns and
 //! `nsps exec` both install ([`seccomp`]). Namespace-specific logic stays in its tool.
 
+// Modules moved in from a tool (seccomp.rs, from mntns) keep naming this crate `common`.
+extern crate self as common;
+
 pub mod after;
 pub mod chain;
 pub mod cli;

@@ -1,6 +1,4 @@
-//! The one seccomp filter a container gets: no keystrokes pushed into a terminal. Shared by
-//! mntns, which installs it for a new container, and `nsps exec`, which gives the same filter
-//! to a process it joins to the container.
+//! The one seccomp filter a container gets: no keystrokes pushed into a terminal.
 //!
 //! COMMAND keeps the caller's terminal as its controlling terminal (so that Ctrl-C and job
 //! control work), so without this filter `ioctl(fd, TIOCSTI, ...)` could type commands into the
@@ -8,11 +6,7 @@
 //! do the same on a virtual console (CVE-2023-1523). Both are refused with EPERM, as bubblewrap
 //! and Flatpak do. Everything else is allowed: this is not a syscall policy.
 
-use crate::{debug, Fatal};
-
-/// What a chain's registration records (`"seccomp"` in mntns's record) when its container got
-/// this filter, so that `nsps exec` gives a joined process the same one.
-pub const RECORDED: &str = "container";
+use common::{debug, Fatal};
 
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;

@@ -131,7 +131,7 @@ impl Entry {
         self.change_dir()?;
         if self.container {
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
-            common::seccomp::deny_terminal_injection()?;
+            crate::seccomp::deny_terminal_injection()?;
         }
         self.switch_user_and_caps()?;
         if self.no_new_privs {

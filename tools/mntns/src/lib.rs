@@ -32,6 +32,8 @@ mod proc_sys;
 mod propagation;
 mod resolve;
 mod rootfs;
+// The filter lives in common (nsps exec installs it too); `crate::seccomp` still names it.
+use common::seccomp;
 mod sys;
 pub mod volume;
 
@@ -419,7 +421,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     if container {
         // nsps exec gives a joined process the same filter (it cannot be read back).
-        extra.insert("seccomp".into(), json!(common::seccomp::RECORDED));
+        extra.insert("seccomp".into(), json!(common::info::SECCOMP_CONTAINER));
     }
     if let Some(layer) = &layer {
         extra.insert("id".into(), json!(layer.id));

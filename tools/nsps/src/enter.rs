@@ -107,7 +107,8 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
 fn seccomp_recorded(records: &[Record]) -> bool {
     records.iter().any(|r| {
         r.ns.kind == "mnt"
-            && r.extra.get("seccomp").and_then(|v| v.as_str()) == Some(common::seccomp::RECORDED)
+            && r.extra.get("seccomp").and_then(|v| v.as_str())
+                == Some(common::info::SECCOMP_CONTAINER)
     })
 }
 
