@@ -14,7 +14,8 @@ RELEASE  := target/release
 
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
-                curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev
+                curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
+                bash-completion man-db
 
 .PHONY: all build install deps test check unit bench demo shell clean
 
@@ -47,10 +48,10 @@ install: build
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	@set -e; for t in $(TOOLS); do \
 		install -m 0755 $(RELEASE)/$$t $(DESTDIR)$(PREFIX)/bin/$$t; \
-		NSCHAIN_GENERATE=man  $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; \
-		NSCHAIN_GENERATE=bash $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
-		NSCHAIN_GENERATE=zsh  $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \
-		NSCHAIN_GENERATE=fish $(RELEASE)/$$t > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$t.fish; \
+		$(RELEASE)/$$t --generate man  > $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; \
+		$(RELEASE)/$$t --generate bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
+		$(RELEASE)/$$t --generate zsh  > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \
+		$(RELEASE)/$$t --generate fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$t.fish; \
 		echo "installed $$t"; \
 	done
 

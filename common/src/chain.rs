@@ -120,7 +120,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        pid: std::process::id(),
+        pid: crate::procfs::own_pid(),
     };
     write_json(&dir.join(META), &meta)?;
     std::env::set_var(NAME_VAR, &naming.name);
@@ -134,6 +134,7 @@ fn inner_root_hint(fatal: Fatal) -> Fatal {
     let denied = fatal.error.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.downcast_ref::<state::UnsafeDir>().is_some()
     });
     if !denied || state::in_initial_user_namespace() {
         return fatal;

@@ -1,7 +1,6 @@
 //! The command-line recipe every tool shares: `TOOL [OPTIONS] [--] [COMMAND [ARG]...]`.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,7 +15,7 @@ pub type Status = u8;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct CommandArgs {
     /// Command to run, with its arguments (default: $SHELL, else /bin/sh)
-    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, value_hint = clap::ValueHint::CommandWithArguments)]
     pub command: Vec<OsString>,
 }
 
@@ -44,8 +43,9 @@ pub fn parse<A: Parser>(
     tool: &'static str,
     argv: impl IntoIterator<Item = OsString>,
 ) -> Result<A, u8> {
-    if let Some(kind) = std::env::var_os("NSCHAIN_GENERATE") {
-        return Err(generate::<A>(tool, &kind.to_string_lossy()));
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    if let Some(kind) = crate::generate::requested(&argv) {
+        return Err(crate::generate::print(A::command(), tool, &kind));
     }
     let command = A::command().name(tool).bin_name(tool);
     let parsed = command
@@ -70,42 +70,17 @@ pub fn parse<A: Parser>(
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
             eprintln!("{tool}: fatal: {message}");
-            for tip in rendered
+            // One hint: clap's suggestion of a similar option when it has one. Not its
+            // "to pass '--x' as a value, use '-- --x'": after `--` comes the next program.
+            let tip = rendered
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("tip: "))
-            {
-                report::hint_line(tip);
+                .find(|tip| !tip.starts_with("to pass "));
+            match tip {
+                Some(tip) => report::hint_line(tip),
+                None => report::hint_line(format!("see '{tool} --help'")),
             }
-            report::hint_line(format!("see '{tool} --help'"));
             Err(exit::FAILURE)
         }
     }
-}
-
-/// `NSCHAIN_GENERATE=man|bash|zsh|fish TOOL` prints the tool's man page or shell completion
-/// (used by `make install`, so the generated files always match the binary).
-fn generate<A: Parser>(tool: &'static str, kind: &str) -> u8 {
-    let mut command = A::command().name(tool).bin_name(tool);
-    let mut out = std::io::stdout().lock();
-    let shell = match kind {
-        "man" => {
-            return match clap_mangen::Man::new(command).render(&mut out) {
-                Ok(()) => 0,
-                Err(e) => {
-                    report::warning(format_args!("unable to write the man page: {e}"));
-                    exit::FAILURE
-                }
-            };
-        }
-        "bash" => clap_complete::Shell::Bash,
-        "zsh" => clap_complete::Shell::Zsh,
-        "fish" => clap_complete::Shell::Fish,
-        other => {
-            eprintln!("{tool}: fatal: NSCHAIN_GENERATE={other}: expected man, bash, zsh or fish");
-            return exit::FAILURE;
-        }
-    };
-    clap_complete::generate(shell, &mut command, tool, &mut out);
-    let _ = out.flush();
-    0
 }

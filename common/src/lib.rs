@@ -17,13 +17,17 @@ pub mod cli;
 pub mod debug;
 pub mod exec;
 pub mod exit;
+pub mod generate;
 pub mod info;
+pub mod keyring;
 pub mod link;
 pub mod ns;
 pub mod pin;
+pub mod procfs;
 pub mod report;
 pub mod seccomp;
 pub mod state;
+pub mod terminal;
 
 pub use cli::main;
 pub use report::{Fatal, Hint};

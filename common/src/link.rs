@@ -19,6 +19,18 @@ use crate::ns::{self, JoinTarget, Namespace, NsFile};
 use crate::pin::PinHelper;
 use crate::{report, Fatal};
 
+/// The tools that are links of a chain (each execs the next word of its argv).
+pub const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"];
+
+/// Whether `program` (as given in argv) names one of the [`LINKS`].
+pub fn is_link(program: &std::ffi::OsStr) -> bool {
+    let name = std::path::Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    LINKS.contains(&name.as_str())
+}
+
 /// `--join`, `--pin`, `--name` and `--info-fd`, flattened into every tool's arguments.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NsOptions {
@@ -110,9 +122,15 @@ impl Link {
         }
     }
 
-    /// The record of what this link made, held by process `pid`.
-    pub fn record(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
-        let path = self.kind.proc_path(Some(pid));
+    /// The record of what this link made, held by process `pid` (its namespace read through
+    /// /proc/self when that is this process).
+    fn record(
+        &self,
+        pid: u32,
+        this_process: bool,
+        extra: Map<String, Value>,
+    ) -> Result<Record, Fatal> {
+        let path = self.kind.proc_path((!this_process).then_some(pid));
         let inode = ns::inode_of(&path)?;
         Ok(Record {
             tool: report::tool().to_owned(),
@@ -126,10 +144,22 @@ impl Link {
         })
     }
 
-    /// Registers the link under the chain's name and writes the `--info-fd` line. `pid` is the
-    /// host pid of the process that holds the namespace (this one, except for `pidns`).
-    pub fn finish(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
-        let record = self.record(pid, extra)?;
+    /// Registers the link under the chain's name and writes the `--info-fd` line, for the
+    /// namespace this process holds. `host_pid` is this process as the host's /proc numbers
+    /// it ([`crate::procfs::own_pid`], read before a new /proc is mounted).
+    pub fn finish(&self, host_pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let record = self.record(host_pid, true, extra)?;
+        self.publish(record)
+    }
+
+    /// [`Link::finish`] for a namespace held by another process, `pid` on the host (`pidns`:
+    /// its child).
+    pub fn finish_for(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
+        let record = self.record(pid, false, extra)?;
+        self.publish(record)
+    }
+
+    fn publish(&self, record: Record) -> Result<Record, Fatal> {
         if let Some(naming) = &self.naming {
             chain::claim(naming)?;
             // Joining a namespace the chain already registered (docker exec) must not replace

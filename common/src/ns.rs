@@ -124,6 +124,17 @@ pub fn unshare(ns: Namespace) -> Result<(), Fatal> {
     })
 }
 
+/// "an ipc", "a net": the article the namespace's name takes.
+fn with_article(ns: Namespace) -> String {
+    let name = ns.to_string();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
 fn unshare_hint(ns: Namespace, errno: Errno) -> Option<String> {
     match (ns, errno) {
         (Namespace::User, Errno::EPERM | Errno::EACCES) => Some(
@@ -135,9 +146,13 @@ fn unshare_hint(ns: Namespace, errno: Errno) -> Option<String> {
             "a user namespace cannot be created by a multi-threaded process or inside a chroot"
                 .into(),
         ),
+        (_, Errno::EPERM) if crate::procfs::runs_with_container_capabilities() => {
+            Some(crate::procfs::PUT_MNTNS_LAST.into())
+        }
         (_, Errno::EPERM) => Some(format!(
-            "creating a {ns} namespace needs CAP_SYS_ADMIN: run as root, or put userns before \
-             this link so that it owns the namespace (DESIGN.md §2, rule 1)"
+            "creating {} namespace needs CAP_SYS_ADMIN: run as root, or put userns before \
+             this link so that it owns the namespace (DESIGN.md §2, rule 1)",
+            with_article(ns)
         )),
         (_, Errno::ENOSPC) => Some(format!(
             "the limit in /proc/sys/user/max_{ns}_namespaces is reached"

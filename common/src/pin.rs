@@ -102,7 +102,7 @@ fn spawn_helper(path: &Path, kind: Namespace) -> anyhow::Result<(Pid, File, File
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
     let (result_read, result_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
-    let source = kind.proc_path(Some(std::process::id()));
+    let source = kind.proc_path(Some(crate::procfs::own_pid()));
     // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.
     match unsafe { fork() }.context("unable to fork the pin helper")? {
         ForkResult::Child => {

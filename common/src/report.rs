@@ -97,6 +97,11 @@ pub fn warning(message: impl Display) {
     eprintln!("{}: warning: {}", tool(), plain_errno(&message.to_string()));
 }
 
+/// Prints `TOOL: note: ...`: a choice made for the user that they may want to know.
+pub fn note(message: impl Display) {
+    eprintln!("{}: note: {message}", tool());
+}
+
 /// Prints `TOOL: hint: ...`.
 pub fn hint_line(message: impl Display) {
     eprintln!("{}: hint: {message}", tool());

@@ -69,23 +69,136 @@ fn resolve(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
     dir
 }
 
-/// Creates `dir` (and its parents) if missing, with `mode` for what it creates. A directory
-/// that exists must belong to us or to root: state is never kept in a directory another user
-/// controls.
+/// The mode of a state root this process creates: the data directory is traversable but not
+/// listable (a range's root must reach `DATA/userns-<uid>`, made for it by host root, but not
+/// learn the names of other containers); the run directory is readable, for `nsps`.
+const DATA_ROOT_MODE: u32 = 0o711;
+const RUN_ROOT_MODE: u32 = 0o755;
+
+/// Creates `dir` if missing, with `mode` (the directories between it and its state root
+/// 0755, the state root itself [`DATA_ROOT_MODE`] or [`RUN_ROOT_MODE`]).
+///
+/// State is never kept where another user could move it: the state root and every directory
+/// below it on the way to `dir` must be real directories owned by us or root and writable by
+/// no one else (as podman and systemd refuse a runtime directory they do not own). A rootless
+/// `/tmp/nschain-UID` made by another user is refused, not used.
 pub fn ensure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .with_context(|| format!("unable to create {}", dir.display()))?;
+    let (root, root_mode) = match state_root_of(dir) {
+        Some(found) => found,
+        None => (dir.to_owned(), mode),
+    };
+    if let Some(parent) = root.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .with_context(|| format!("unable to create {}", parent.display()))?;
+    }
+    let mut path = root.clone();
+    make_one(&path, if path == dir { mode } else { root_mode })?;
+    let below = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+    for part in below.components() {
+        path.push(part);
+        make_one(&path, if path == dir { mode } else { 0o755 })?;
+    }
+    Ok(())
+}
+
+/// The state root (run or data directory of this chain) that holds `dir`, with its mode.
+fn state_root_of(dir: &Path) -> Option<(PathBuf, u32)> {
+    [(run_dir(), RUN_ROOT_MODE), (data_dir(), DATA_ROOT_MODE)]
+        .into_iter()
+        .filter(|(root, _)| dir.starts_with(root))
+        .max_by_key(|(root, _)| root.as_os_str().len())
+}
+
+fn make_one(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("unable to create {}", dir.display())),
+    }
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("unable to read {}", dir.display()))?;
+    check_safe(dir, meta.is_dir(), meta.uid(), meta.mode())
+}
+
+/// Whether a state directory is one only we (or root) control.
+fn check_safe(dir: &Path, is_dir: bool, owner: u32, mode: u32) -> anyhow::Result<()> {
     let me = nix::unistd::geteuid().as_raw();
-    if !meta.is_dir() || (meta.uid() != me && meta.uid() != 0) {
+    if !is_dir {
         bail!(
-            "{} is not a directory owned by uid {me} or root",
+            "{} is not a directory (a symbolic link is refused): remove it",
             dir.display()
         );
     }
+    if owner != me && owner != 0 {
+        // Inside a user namespace an unmapped owner shows as the overflow uid.
+        let who = if in_initial_user_namespace() {
+            format!("uid {owner}")
+        } else {
+            format!("uid {owner} of this user namespace (a host uid it does not map shows so)")
+        };
+        return Err(denied(format!(
+            "{} belongs to {who}, not to uid {me} or root: another user made it; remove it or choose another directory (NSCHAIN_RUN_DIR, NSCHAIN_DATA_DIR)",
+            dir.display()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(denied(format!(
+            "{} is writable by other users (mode {:04o}): chmod go-w it, or choose another directory (NSCHAIN_RUN_DIR, NSCHAIN_DATA_DIR)",
+            dir.display(),
+            mode & 0o7777
+        )));
+    }
     Ok(())
+}
+
+/// A state directory refused because someone else could change it (callers add their hints
+/// by recognising it).
+#[derive(Debug)]
+pub struct UnsafeDir(String);
+
+impl std::fmt::Display for UnsafeDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnsafeDir {}
+
+fn denied(message: String) -> anyhow::Error {
+    anyhow::Error::new(UnsafeDir(message))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_directory_of_another_user_or_open_to_others_is_refused() {
+        let me = nix::unistd::geteuid().as_raw();
+        let other = if me == 4242 { 4243 } else { 4242 };
+        let dir = Path::new("/x/nschain");
+        assert!(check_safe(dir, true, me, 0o40755).is_ok());
+        assert!(check_safe(dir, true, 0, 0o40711).is_ok());
+        let foreign = check_safe(dir, true, other, 0o40700)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            foreign.contains(&format!("belongs to uid {other}")),
+            "{foreign}"
+        );
+        let open = check_safe(dir, true, me, 0o40777).unwrap_err().to_string();
+        assert!(
+            open.contains("writable by other users (mode 0777)"),
+            "{open}"
+        );
+        assert!(check_safe(dir, true, me, 0o40775).is_err());
+        let link = check_safe(dir, false, me, 0o120777)
+            .unwrap_err()
+            .to_string();
+        assert!(link.contains("not a directory"), "{link}");
+    }
 }

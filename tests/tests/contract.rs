@@ -213,28 +213,3 @@ fn debug_traces_each_step_with_its_duration() {
     }
     assert!(err.lines().all(|l| l.ends_with(" ms)")), "{err}");
 }
-
-#[test]
-fn man_pages_and_completions_are_generated_for_make_install() {
-    let state = scratch();
-    for name in tools().into_iter().chain(["nsps".to_owned()]) {
-        for (kind, expected) in [
-            ("man", ".TH"),
-            ("bash", "complete"),
-            ("zsh", "#compdef"),
-            ("fish", "complete -c"),
-        ] {
-            let mut cmd = tool(&name, state.path());
-            cmd.env("NSCHAIN_GENERATE", kind);
-            let text = ok(&mut cmd);
-            assert!(
-                text.contains(expected) && text.contains(&name),
-                "{name} {kind}: {text:.200}"
-            );
-        }
-        let mut cmd = tool(&name, state.path());
-        cmd.env("NSCHAIN_GENERATE", "troff");
-        let out = run(&mut cmd);
-        assert_fatal(&out, &name);
-    }
-}

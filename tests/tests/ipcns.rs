@@ -203,3 +203,47 @@ fn rootless_under_a_user_namespace() {
     assert!(!keys(&host).contains(&KEY.to_owned()));
     assert_eq!(host["mq"]["rootless-q"], false);
 }
+
+#[test]
+fn a_join_refuses_to_change_the_limits_of_the_running_container() {
+    require(is_root(), "root");
+    let state = scratch();
+    let pin = state.path().join("ipc.pin");
+    let pin_s = pin.to_str().unwrap();
+    ok(&mut ipcns(
+        state.path(),
+        &[
+            "--pin",
+            pin_s,
+            "--sysctl",
+            "kernel.shmmax=1048576",
+            "--",
+            "true",
+        ],
+    ));
+    let out = run(&mut ipcns(
+        state.path(),
+        &[
+            "--join",
+            pin_s,
+            "--sysctl",
+            "kernel.shmmax=4096",
+            "--",
+            "true",
+        ],
+    ));
+    assert_fatal(&out, "ipcns");
+    assert!(
+        stderr(&out).contains(
+            "--join enters an IPC namespace that is already set up: it takes no --sysctl"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let limit = ok(&mut ipcns(
+        state.path(),
+        &["--join", pin_s, "--", "cat", "/proc/sys/kernel/shmmax"],
+    ));
+    assert_eq!(limit, "1048576");
+    ok(Command::new("umount").arg(&pin));
+}

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-/// Docker's default capability set as /proc/PID/status prints it: CHOWN DAC_OVERRIDE FOWNER
-/// FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE
-/// SETFCAP.
-const DOCKER_CAPS: &str = "00000000a80425fb";
+/// podman's default capability set as /proc/PID/status prints it: CHOWN DAC_OVERRIDE FOWNER
+/// FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT SETFCAP (Docker's, a80425fb,
+/// has NET_RAW, MKNOD and AUDIT_WRITE too).
+const DEFAULT_CAPS: &str = "00000000800405fb";
 
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "cat", "ls", "echo", "grep", "id", "ps", "stat", "readlink", "touch", "mkdir", "wc",
@@ -647,7 +647,7 @@ fn status_caps(out: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn container_capabilities_are_dockers_default_set_or_what_is_asked() {
+fn container_capabilities_are_podmans_default_set_or_what_is_asked() {
     if !require(is_root(), "root") || !have_busybox() {
         return;
     }
@@ -661,14 +661,16 @@ fn container_capabilities_are_dockers_default_set_or_what_is_asked() {
             "-c",
             "grep ^Cap /proc/self/status; id -u; id -g",
         ]));
+        // None of these opens a way to the host: no warning.
+        assert_eq!(stderr(&out), "", "{args:?}");
         ok_out(&out, "caps")
     };
     let default = caps(&[]);
     let map = status_caps(&default);
     for (key, want) in [
-        ("CapEff", DOCKER_CAPS),
-        ("CapPrm", DOCKER_CAPS),
-        ("CapBnd", DOCKER_CAPS),
+        ("CapEff", DEFAULT_CAPS),
+        ("CapPrm", DEFAULT_CAPS),
+        ("CapBnd", DEFAULT_CAPS),
         ("CapInh", "0000000000000000"),
         ("CapAmb", "0000000000000000"),
     ] {
@@ -684,10 +686,23 @@ fn container_capabilities_are_dockers_default_set_or_what_is_asked() {
             "{none}"
         );
     }
-    let more = caps(&["--cap-add", "net_admin", "--cap-drop", "CAP_NET_RAW"]);
-    // + NET_ADMIN (bit 12), - NET_RAW (bit 13).
+    // NET_RAW (bit 13), MKNOD (27) and AUDIT_WRITE (29) come back on request, silently.
+    let back = caps(&[
+        "--cap-add",
+        "NET_RAW",
+        "--cap-add",
+        "mknod",
+        "--cap-add",
+        "CAP_AUDIT_WRITE",
+    ]);
     assert!(
-        status_caps(&more).contains(&("CapEff".into(), "00000000a80415fb".into())),
+        status_caps(&back).contains(&("CapEff".into(), "00000000a80425fb".into())),
+        "{back}"
+    );
+    let more = caps(&["--cap-add", "net_raw", "--cap-drop", "CAP_CHOWN"]);
+    // + NET_RAW (bit 13), - CHOWN (bit 0).
+    assert!(
+        status_caps(&more).contains(&("CapEff".into(), "00000000800425fa".into())),
         "{more}"
     );
     let user = caps(&["--user", "1000:1000", "--no-new-privs"]);
@@ -697,6 +712,46 @@ fn container_capabilities_are_dockers_default_set_or_what_is_asked() {
         status_caps(&user).contains(&("CapEff".into(), "0000000000000000".into())),
         "{user}"
     );
+}
+
+#[test]
+fn adding_a_capability_that_opens_the_host_warns_in_one_line() {
+    if !require(is_root(), "root") || !have_busybox() {
+        return;
+    }
+    let dir = scratch();
+    let state = state_dir(dir.path());
+    let root = busybox_root(dir.path());
+    for (flag, name, opens) in [
+        ("SYS_ADMIN", "SYS_ADMIN", "mount"),
+        ("cap_sys_ptrace", "SYS_PTRACE", "trace"),
+        ("SYS_MODULE", "SYS_MODULE", "kernel"),
+        ("sys_rawio", "SYS_RAWIO", "I/O ports"),
+        ("NET_ADMIN", "NET_ADMIN", "routes"),
+        ("ALL", "ALL", "every capability"),
+    ] {
+        let out = run(mntns(&state).arg("--rootfs").arg(&root).args([
+            "--cap-add",
+            flag,
+            "--cap-add",
+            flag,
+            "--",
+            "true",
+        ]));
+        ok_out(&out, flag);
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{flag}: one line: {err}");
+        assert!(
+            lines[0].starts_with(&format!("mntns: warning: --cap-add {name} "))
+                && lines[0].contains(opens),
+            "{flag}: {err}"
+        );
+    }
+    // Without a new root the set starts from the caller's: nothing to warn about.
+    let out = run(mntns(&state).args(["--cap-add", "SYS_ADMIN", "--", "true"]));
+    ok_out(&out, "no root");
+    assert_eq!(stderr(&out), "");
 }
 
 #[test]
@@ -824,7 +879,7 @@ fn rootless_rootfs_and_overlay_have_proc_and_dev() {
         );
         assert_eq!(lines[1], "14", "{mode}: /dev: {out}");
         assert_eq!(lines[2..5], ["4", "devnull-ok", "written"], "{mode}: {out}");
-        assert_eq!(lines[5], format!("CapEff:\t{DOCKER_CAPS}"), "{mode}");
+        assert_eq!(lines[5], format!("CapEff:\t{DEFAULT_CAPS}"), "{mode}");
     }
     // The overlay's write landed in the layer, owned by the unprivileged user on the host.
     let layer = state

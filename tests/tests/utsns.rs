@@ -282,3 +282,60 @@ fn rootless_under_a_user_namespace_and_refused_without_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_join_refuses_to_rename_the_running_container() {
+    require(is_root(), "root");
+    let state = scratch();
+    let pin = state.path().join("uts.pin");
+    ok(&mut utsns(
+        state.path(),
+        &[
+            "--pin",
+            pin.to_str().unwrap(),
+            "--hostname",
+            "kept",
+            "--",
+            "true",
+        ],
+    ));
+    let pin_s = pin.to_str().unwrap();
+    for setting in [
+        ["--hostname", "renamed"],
+        ["--domainname", "renamed.example"],
+    ] {
+        let out = run(&mut utsns(
+            state.path(),
+            &[
+                "--join",
+                pin_s,
+                setting[0],
+                setting[1],
+                "--",
+                "touch",
+                "/tmp/nschain-must-not-run",
+            ],
+        ));
+        assert_fatal(&out, "utsns");
+        assert!(
+            stderr(&out).contains("--join enters a UTS namespace that is already set up"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/nschain-must-not-run").exists());
+    let names = ok(&mut utsns(
+        state.path(),
+        &[
+            "--join",
+            pin_s,
+            "--",
+            "sh",
+            "-c",
+            "echo $(hostname) $(domainname)",
+        ],
+    ));
+    assert_eq!(names.split_whitespace().next(), Some("kept"));
+    assert!(!names.contains("renamed"), "{names}");
+    ok(Command::new("umount").arg(&pin));
+}

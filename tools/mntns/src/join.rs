@@ -73,7 +73,7 @@ fn announce(link: &Link, ns: &common::link::NsOptions) -> Result<(), Fatal> {
     };
     let record = Record {
         tool: report::tool().to_owned(),
-        pid: crate::proc_self_pid(),
+        pid: common::procfs::own_pid(),
         ns: NsId {
             kind: "mnt".into(),
             inode: joined.inode()?,

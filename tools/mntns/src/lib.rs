@@ -18,12 +18,15 @@
 //! masked and read-only paths                     proc_sys
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! workdir, user, capabilities, nnp, fds, exec    entry
+//! workdir, no controlling terminal, new session  entry, session (common::terminal,
+//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp
+//!   fds, exec
 //! ```
 
 mod dev;
 mod entry;
 mod etc_files;
+mod hide_state;
 mod idmap;
 mod join;
 mod overlay;
@@ -34,6 +37,7 @@ mod resolve;
 mod rootfs;
 // The filter lives in common (nsps exec installs it too); `crate::seccomp` still names it.
 use common::seccomp;
+mod session;
 mod sys;
 pub mod volume;
 
@@ -56,7 +60,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
 
 /// Run COMMAND in a new mount namespace. Without a new root, mounts stay private to it
 /// (like `unshare -m`); with --rootfs or --overlay, COMMAND runs in a container root with its
-/// own /proc, read-only /sys, a minimal /dev, masked kernel files and Docker's default
+/// own /proc, read-only /sys, a minimal /dev, masked kernel files and podman's default
 /// capabilities. mntns with a new root must be the last link of a chain.
 #[derive(Parser, Debug)]
 #[command(
@@ -122,7 +126,8 @@ pub struct Args {
     pub user: Option<User>,
 
     /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
-    /// from Docker's default set, else from the current one
+    /// from podman's default set (CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE
+    /// SETFCAP SETGID SETPCAP SETUID SYS_CHROOT), else from the current one
     #[arg(long, value_name = "CAP", value_parser = parse_cap)]
     pub cap_add: Vec<CapSpec>,
 
@@ -133,6 +138,11 @@ pub struct Args {
     /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
     #[arg(long)]
     pub no_new_privs: bool,
+
+    /// Keep the caller's session keyring (kernel keys) in a new root or --join; by default
+    /// COMMAND gets a new, empty one, as runc and crun do
+    #[arg(long)]
+    pub no_new_keyring: bool,
 
     #[command(flatten)]
     pub ns: NsOptions,
@@ -238,14 +248,6 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
     })
 }
 
-/// This process's pid as the mounted /proc numbers it (the host's pid before a new /proc).
-pub(crate) fn proc_self_pid() -> u32 {
-    std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(std::process::id)
-}
-
 /// Whether COMMAND can be found on the host (for the hint when it is missing in the root).
 fn on_host(command: &[OsString]) -> bool {
     let argv = common::exec::command_or_shell(command.to_vec());
@@ -276,7 +278,15 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
+    // Registered as the host numbers it: read before --proc mounts the container's /proc.
+    let host_pid = common::procfs::own_pid();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
+    if plan.root.is_some() || link.is_join() {
+        // The inputs are valid: say what a capability beyond the default set opens.
+        for line in entry::risky_additions(&args.cap_add) {
+            common::report::warning(line);
+        }
+    }
     if link.is_join() {
         drop(trees);
         return run_join(args, plan, &link);
@@ -308,8 +318,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir: None,
         on_host: container && on_host(&args.command.command),
+        next_is_a_link: args
+            .command
+            .command
+            .first()
+            .is_some_and(|p| common::link::is_link(p)),
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -400,7 +416,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
         proc_sys::mask(root.as_fd(), null)?;
-        overlay::hide_layers(root.as_fd())?;
+        hide_state::hide(root.as_fd())?;
         proc_sys::read_only(root.as_fd())?;
     }
     if let Some(dir) = &args.workdir {
@@ -431,7 +447,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if !handed.is_empty() {
         extra.insert("idmap".into(), json!(handed));
     }
-    link.finish(proc_self_pid(), extra)?;
+    link.finish(host_pid, extra)?;
 
     if container {
         rootfs::pivot(&root)?;
@@ -495,8 +511,10 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
+        new_keyring: !args.no_new_keyring,
         workdir,
         on_host: false,
+        next_is_a_link: false,
     };
     Err(entry.exec(args.command.command))
 }

@@ -228,7 +228,7 @@ fn data_dir_hint(fatal: Fatal) -> Fatal {
     let denied = fatal.error.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
-            || c.to_string().contains("is not a directory owned by")
+            || c.downcast_ref::<state::UnsafeDir>().is_some()
     });
     if denied && !state::is_host_root() {
         return fatal.with_hint(format!(
@@ -358,49 +358,6 @@ fn mount_lowers(layer: &Layer, lowers: &[PathBuf], may_split: bool) -> Result<Ow
         }
     })?;
     Ok(crate::resolve::open_host_dir(&merged)?)
-}
-
-/// Hides every container's layer from a root that shows the host's files (`--overlay /`,
-/// `--rootfs /`): other containers' diff directories would be readable through the lower
-/// layer. An empty read-only tmpfs covers the layers directory inside the root — or, when
-/// the data directory is a range's own (`DATA/userns-<uid>`, made by `userns` as host root),
-/// the whole of DATA, which holds the other ranges' and the rootful containers' layers.
-pub fn hide_layers(root: std::os::fd::BorrowedFd<'_>) -> Result<(), Fatal> {
-    let layers = hidden_dir(&state::data_dir());
-    let target = match crate::resolve::open_in_root(root, &layers, crate::resolve::Create::No) {
-        Ok(fd) => fd,
-        Err(_) => return Ok(()),
-    };
-    if crate::resolve::file_type(target.as_fd())? != nix::sys::stat::SFlag::S_IFDIR {
-        return Ok(());
-    }
-    debug::step("hide the layers directory", || {
-        sys::mount_fs(
-            "tmpfs",
-            target.as_fd(),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("size=4k,nr_inodes=1,mode=0555"),
-        )
-    })
-    .map_err(|e| {
-        Fatal::from(e).context(format!(
-            "unable to hide {} in the new root",
-            layers.display()
-        ))
-    })
-}
-
-/// What [`hide_layers`] covers for the data directory `data`.
-fn hidden_dir(data: &Path) -> PathBuf {
-    let range_dir = data
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("userns-"))
-        .is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()));
-    match (range_dir, data.parent()) {
-        (true, Some(parent)) if parent != Path::new("/") => parent.to_owned(),
-        _ => data.join("overlay"),
-    }
 }
 
 /// Deletes `--rm` layers whose cleaner is gone and half-deleted trash.
@@ -586,30 +543,5 @@ trait FatalCtx<T> {
 impl<T> FatalCtx<T> for anyhow::Result<T> {
     fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal> {
         self.map_err(|e| Fatal::from(e).context(what))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_range_data_dir_hides_the_whole_data_dir() {
-        assert_eq!(
-            hidden_dir(Path::new("/var/lib/nschain")),
-            Path::new("/var/lib/nschain/overlay")
-        );
-        assert_eq!(
-            hidden_dir(Path::new("/var/lib/nschain/userns-524288")),
-            Path::new("/var/lib/nschain")
-        );
-        assert_eq!(
-            hidden_dir(Path::new("/data/userns-x")),
-            Path::new("/data/userns-x/overlay")
-        );
-        assert_eq!(
-            hidden_dir(Path::new("/userns-1")),
-            Path::new("/userns-1/overlay")
-        );
     }
 }

@@ -125,27 +125,43 @@ fn populate(
     data_extra: &str,
     top: bool,
 ) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(host_path)
-        .with_context(|| format!("unable to read {}", host_path.display()))?;
+    // The host keeps changing while we read it: an entry that is gone by the time we look at
+    // it (another program's temporary file) is simply not part of the view.
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(host_path) {
+        Err(e) if gone(&e) && !top => return Ok(()),
+        other => other.with_context(|| format!("unable to read {}", host_path.display()))?,
+    };
     for entry in entries {
         let entry = entry.with_context(|| format!("unable to read {}", host_path.display()))?;
         let name = entry.file_name();
         let child_path = host_path.join(&name);
-        let meta = std::fs::symlink_metadata(&child_path)
-            .with_context(|| format!("unable to read {}", child_path.display()))?;
+        let meta = match std::fs::symlink_metadata(&child_path) {
+            Err(e) if gone(&e) => continue,
+            other => other.with_context(|| format!("unable to read {}", child_path.display()))?,
+        };
         if top && OWN.iter().any(|own| name.as_bytes() == own.as_bytes()) {
             dir_in(up, &name, 0o555)?;
             continue;
         }
         if meta.file_type().is_symlink() {
             if matches!(resolve::open_path(up, &name), Err(Errno::ENOENT)) {
-                let target = std::fs::read_link(&child_path)?;
+                let target = match std::fs::read_link(&child_path) {
+                    Err(e) if gone(&e) => continue,
+                    other => other?,
+                };
                 nix::unistd::symlinkat(&target, Some(up.as_raw_fd()), name.as_os_str())
                     .with_context(|| format!("unable to copy the link {}", child_path.display()))?;
             }
             continue;
         }
         if meta.is_dir() {
+            let host_child = match resolve::open_path(host, &name) {
+                Err(Errno::ENOENT) => continue,
+                other => {
+                    other.with_context(|| format!("unable to open {}", child_path.display()))?
+                }
+            };
             let up_child = dir_in(up, &name, meta.mode() & 0o7777)?;
             let _ = nix::unistd::fchownat(
                 Some(up.as_raw_fd()),
@@ -155,8 +171,6 @@ fn populate(
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             );
             let work_child = dir_in(work, &name, 0o700)?;
-            let host_child = resolve::open_path(host, &name)
-                .with_context(|| format!("unable to open {}", child_path.display()))?;
             let has_mounts_below = mounts
                 .iter()
                 .any(|m| m.starts_with(&child_path) && m != &child_path);

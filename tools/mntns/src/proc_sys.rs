@@ -81,9 +81,25 @@ pub fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Fatal> {
         check_magic(root, "proc", PROC_SUPER_MAGIC)
     })
     .map_err(|e| {
-        Fatal::from(e)
-            .context("unable to mount /proc")
-            .with_hint("a new /proc needs a pid namespace owned by our user namespace (put pidns before mntns), and a fully visible /proc in this mount namespace")
+        let fatal = Fatal::from(e).context("unable to mount /proc");
+        // The hint follows the cause: a root that cannot take the mount point is not a
+        // pid namespace problem.
+        let hint = if caused_by(&fatal, Errno::EROFS) {
+            "the root has no /proc directory and is read-only: add an empty /proc to it"
+        } else {
+            "a new /proc needs a pid namespace owned by our user namespace (put pidns before mntns), and a fully visible /proc in this mount namespace"
+        };
+        fatal.with_hint(hint)
+    })
+}
+
+/// Whether `errno` is somewhere in the causes of `fatal`.
+fn caused_by(fatal: &Fatal, errno: Errno) -> bool {
+    fatal.error.chain().any(|cause| {
+        cause.downcast_ref::<Errno>() == Some(&errno)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.raw_os_error() == Some(errno as i32))
     })
 }
 

@@ -1,5 +1,6 @@
 //! The host side of bridge mode: which subnet a bridge has (or gets), creating it with its
-//! gateway address, and the host sysctls (`ip_forward`, `route_localnet` on the bridge).
+//! gateway address, and the host sysctls (`ip_forward`, `route_localnet` on the bridge, IPv6
+//! off on a new bridge and router advertisements refused on any).
 
 use std::net::Ipv4Addr;
 
@@ -189,8 +190,9 @@ fn bridge_mac(subnet: &Cidr) -> [u8; 6] {
     [0x02, 0x6e, o[0], o[1], o[2], o[3]]
 }
 
-/// Creates the bridge if missing (with its gateway address, up, `route_localnet` on), or adds
-/// the gateway address to an existing one. Returns the bridge's ifindex and whether anything
+/// Creates the bridge if missing (IPv6 off, with its gateway address, up, `route_localnet`
+/// on), or adds the gateway address to an existing one (which refuses router advertisements
+/// from now on). Returns the bridge's ifindex and whether anything
 /// was created.
 pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<bool, Fatal> {
     let name = bridge.name.clone();
@@ -205,6 +207,9 @@ pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<
             .context("unable to look up the new bridge")?
             .ok_or_else(|| Fatal::new(format!("the bridge {name} vanished after its creation")))?;
         bridge.link = Some(link);
+        crate::ipv6::disable(&name)?;
+    } else {
+        crate::ipv6::refuse_ra(&name)?;
     }
     let index = bridge.link.as_ref().map(|l| l.index).unwrap_or(0);
     if created || bridge.needs_address {
@@ -243,10 +248,19 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<(), Fatal> {
 /// Fails unless this process can administer the network namespace it is in (CAP_NET_ADMIN in
 /// the user namespace that owns it).
 pub fn check_privilege() -> Result<(), Fatal> {
-    let hint = "--bridge needs CAP_NET_ADMIN in the host network namespace: run netns before \
-                userns, or use --slirp4netns";
     let owned = owns_current_netns().unwrap_or(false);
     let cap = caps_net_admin();
+    // The hint names the real cause: caps cut by a new root, no root at all, or a user
+    // namespace between the host's network and this link.
+    let hint = if common::procfs::runs_with_container_capabilities() {
+        common::procfs::PUT_MNTNS_LAST
+    } else if common::state::in_initial_user_namespace() {
+        "--bridge changes the host's network: run it as root, or rootless use --slirp4netns \
+         after userns (DESIGN.md §2, rule 5)"
+    } else {
+        "--bridge needs CAP_NET_ADMIN in the host network namespace: run netns before \
+         userns, or use --slirp4netns (DESIGN.md §2, rule 5)"
+    };
     if !owned || !cap {
         bail_fatal(
             "--bridge needs privileges over the host network namespace",
@@ -261,16 +275,8 @@ fn bail_fatal(message: &str, hint: &str) -> Result<(), Fatal> {
 }
 
 fn caps_net_admin() -> bool {
-    // CapEff bit 12 (CAP_NET_ADMIN) from /proc/self/status.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 12) != 0)
+    // CAP_NET_ADMIN is bit 12.
+    common::procfs::capabilities("CapEff").is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
 // NS_GET_USERNS: _IO(0xb7, 0x1).

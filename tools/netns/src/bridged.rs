@@ -7,6 +7,7 @@
 //! bridge (if missing), ip_forward, lease file, nft batch (table if missing + elements)
 //! fork the cleanup watcher; unshare (+ pin)
 //! veth: host end on the bridge, peer created as eth0 directly in the new namespace
+//! IPv6 off on the host end (back in the host namespace for it) and on eth0
 //! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
 //! ```
 
@@ -59,7 +60,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     let mut lease = Lease {
         ip,
         bridge: br.name.clone(),
-        pid: std::process::id(),
+        pid: common::procfs::own_pid(),
         netns: 0,
         veth: ipam::veth_name(ip),
         ifindex: 0,
@@ -77,6 +78,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         &args,
         &link,
         &mut host,
+        &host_ns,
         &store,
         &br,
         created,
@@ -113,7 +115,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()),
     );
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }
 
@@ -145,6 +147,7 @@ fn setup(
     args: &Args,
     link: &Link,
     host: &mut Rtnl,
+    host_ns: &File,
     store: &Store,
     br: &Bridge,
     created: bool,
@@ -195,6 +198,9 @@ fn setup(
         .context("unable to look up the new veth")?
         .ok_or_else(|| Fatal::new(format!("the veth {} vanished", lease.veth)))?;
     undo.veth = Some(veth.index);
+    // Before the links are up: neither ever gets a link-local address (see ipv6.rs).
+    in_namespace(host_ns, &own_ns, || crate::ipv6::disable(&lease.veth))?;
+    crate::ipv6::disable(PEER)?;
     debug::step("veth up", || host.set_port_up_hairpin(veth.index))
         .with_context(|| format!("unable to bring {} up", lease.veth))?;
     let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
@@ -221,6 +227,23 @@ fn setup(
         .update(lease)
         .fatal_context("unable to record the lease")?;
     Ok(watcher)
+}
+
+/// Runs `f` in the network namespace `there` (a sysctl of a link there: /proc/sys/net shows
+/// the namespace of the process that opens it), then comes back to `here`.
+fn in_namespace(
+    there: &File,
+    here: &File,
+    f: impl FnOnce() -> Result<(), Fatal>,
+) -> Result<(), Fatal> {
+    use nix::sched::{setns, CloneFlags};
+    setns(there.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("unable to enter the host network namespace")?;
+    let result = f();
+    // Failing to come back would run COMMAND in the host's namespace: fatal above all.
+    setns(here.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("unable to come back to the new network namespace")?;
+    result
 }
 
 fn port_error(error: anyhow::Error, ports: &[Publish]) -> Fatal {

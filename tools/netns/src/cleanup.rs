@@ -13,7 +13,7 @@
 //! The nft elements are always deleted before the lease, so an address is never reused while
 //! a stale port rule still points at it.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -22,7 +22,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
 use common::cli::Status;
 use common::{debug, report, Fatal};
 use nix::unistd::pipe2;
@@ -80,33 +79,19 @@ pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
 }
 
 /// `netns gc [--prune]`.
-#[derive(Parser, Debug)]
-#[command(
-    name = "netns gc",
-    about = "Release the addresses, ports and nft elements of containers that are gone",
-    after_help = "`netns gc` is recognised only as the very first argument; run a program named gc with `netns -- gc`."
-)]
-struct GcArgs {
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
     /// Also delete the bridges and the nft table `ip nschain` once no container uses them
     #[arg(long)]
-    prune: bool,
+    pub prune: bool,
 
     /// Internal: the cleanup watcher of one container
     #[arg(long, hide = true)]
-    watch: bool,
-}
-
-/// Whether argv asks for `netns gc` (the exact first word; `netns -- gc` runs a program).
-pub fn is_gc(argv: &[OsString]) -> bool {
-    argv.get(1).is_some_and(|a| a == "gc")
+    pub watch: bool,
 }
 
 /// Runs `netns gc`.
-pub fn gc_main(argv: Vec<OsString>) -> Result<Status, Fatal> {
-    let args = match common::cli::parse::<GcArgs>("netns", argv.into_iter().skip(1)) {
-        Ok(args) => args,
-        Err(code) => return Ok(code),
-    };
+pub fn gc_main(args: &GcArgs) -> Result<Status, Fatal> {
     if args.watch {
         return watch().map(|()| 0);
     }
@@ -334,15 +319,5 @@ mod tests {
         assert_eq!(t.veth, "nsc0ac80002");
         assert!(parse_go("").is_none());
         assert!(parse_go("nschain0 x 1 2 v").is_none());
-    }
-
-    #[test]
-    fn gc_is_only_the_first_word() {
-        let v = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        assert!(is_gc(&v(&["netns", "gc"])));
-        assert!(is_gc(&v(&["netns", "gc", "--prune"])));
-        assert!(!is_gc(&v(&["netns", "--", "gc"])));
-        assert!(!is_gc(&v(&["netns", "--bridge", "gc"])));
-        assert!(!is_gc(&v(&["netns"])));
     }
 }

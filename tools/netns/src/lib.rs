@@ -5,6 +5,7 @@ mod bridge;
 mod bridged;
 mod cleanup;
 mod ipam;
+mod ipv6;
 mod netlink;
 mod nft;
 mod publish;
@@ -32,6 +33,10 @@ pub use publish::{Proto, Publish};
 #[derive(Parser, Debug)]
 #[command(
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "SUBCOMMAND",
+    subcommand_help_heading = "Subcommands",
+    disable_help_subcommand = true,
     after_help = "Examples:
   netns -- ./flaky-test                      (lo only: no network)
   netns --bridge -p 8080:80 -- nginx -g 'daemon off;'
@@ -86,12 +91,21 @@ pub struct Args {
 
     #[command(flatten)]
     pub command: CommandArgs,
+
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+/// What netns does instead of running a command (only as its very first word).
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Release the addresses, ports and nft elements of containers that are gone
+    Gc(cleanup::GcArgs),
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
-    let argv: Vec<_> = std::env::args_os().collect();
-    if cleanup::is_gc(&argv) {
-        return cleanup::gc_main(argv);
+    if let Some(Action::Gc(gc)) = &args.action {
+        return cleanup::gc_main(gc);
     }
     check_modes(&args)?;
     if let Some(bridge) = args.bridge.clone() {
@@ -109,7 +123,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
         extra.insert("mode".into(), json!("loopback"));
     }
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }
 
@@ -180,11 +194,39 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()),
     );
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }
     let error = common::exec::exec(args.command.command);
     drop(exit_fd);
     Err(error)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Args {
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn gc_is_a_subcommand_only_as_the_first_word() {
+        assert!(matches!(
+            parse(&["netns", "gc"]).action,
+            Some(Action::Gc(_))
+        ));
+        let Some(Action::Gc(gc)) = parse(&["netns", "gc", "--prune"]).action else {
+            panic!("gc --prune");
+        };
+        assert!(gc.prune);
+        for argv in [&["netns", "--", "gc"][..], &["netns", "--bridge", "gc"]] {
+            let args = parse(argv);
+            assert!(args.action.is_none(), "{argv:?}");
+            assert_eq!(args.command.command, ["gc"], "{argv:?}");
+        }
+        assert!(Args::try_parse_from(["netns", "gc", "--prun"]).is_err());
+    }
 }

@@ -105,7 +105,7 @@ fn spawn_inner(
     publish: &[Publish],
     api_dir: &Path,
 ) -> anyhow::Result<Helper> {
-    let pid = std::process::id();
+    let pid = common::procfs::own_pid();
     let flags = nix::fcntl::OFlag::O_CLOEXEC;
     let (go_read, go_write) = pipe2(flags)?;
     let (ready_read, ready_write) = pipe2(flags)?;

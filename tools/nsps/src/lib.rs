@@ -21,6 +21,9 @@ use common::{chain, Fatal};
 #[command(
     version,
     args_conflicts_with_subcommands = true,
+    subcommand_value_name = "SUBCOMMAND",
+    subcommand_help_heading = "Subcommands",
+    disable_help_subcommand = true,
     after_help = "Examples:\n  nsps                      list running chains (like docker ps)\n  nsps web1                 one chain in full, with its PID mapping\n  nsps --json               the same, for scripts\n  nsps exec web1 -- sh      a shell inside web1 (like docker exec)\n  nsps rm web1              delete web1's kept overlay layer once it has stopped"
 )]
 pub struct Args {

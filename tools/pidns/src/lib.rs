@@ -205,9 +205,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             helper.pin()?;
         }
         let mut extra = Map::new();
-        extra.insert("monitor".into(), json!(std::process::id()));
+        extra.insert("monitor".into(), json!(common::procfs::own_pid()));
         extra.insert("init".into(), json!(role == Role::Init));
-        link.finish(host_pid, extra)?;
+        link.finish_for(host_pid, extra)?;
         nix::unistd::write(&go_write, b"g")
             .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
         Ok(())
@@ -275,7 +275,7 @@ fn unregister(init: u32) {
     else {
         return;
     };
-    let me = std::process::id();
+    let me = common::procfs::own_pid();
     let others = chain::live_records(&name)
         .into_iter()
         .any(|r| r.pid != me && r.pid != init);

@@ -194,12 +194,12 @@ pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
         }));
     };
     let record = LeaseRecord {
-        pid: std::process::id(),
+        pid: common::procfs::own_pid(),
         userns: 0,
         uid,
         gid,
         count: BLOCK,
-        start: start_time(std::process::id()).unwrap_or(0),
+        start: start_time(common::procfs::own_pid()).unwrap_or(0),
         pin: pin.and_then(|p| std::path::absolute(p).ok()),
     };
     let path = dir.join(format!("lease-{uid}-{gid}.json"));

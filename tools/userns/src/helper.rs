@@ -26,7 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
@@ -85,7 +85,8 @@ pub struct Helper {
 impl Helper {
     /// Forks the helper for this process (call it before the unshare).
     pub fn spawn() -> Result<Helper, Fatal> {
-        let target = std::process::id();
+        // The helper writes /proc/TARGET/{uid,gid}_map: the pid as /proc numbers it.
+        let target = common::procfs::own_pid();
         let (parent_end, child_end) =
             UnixStream::pair().context("unable to create a socket pair for the map helper")?;
         // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.
@@ -414,13 +415,18 @@ fn send_with_fd(socket: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> anyhow
 /// `mkdir -p` of the parents (0755), the directory itself 0700, then owned by `uid`/`gid`;
 /// an existing entry must be a real directory (not a symlink).
 fn make_dir(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .with_context(|| format!("unable to create {}", parent.display()))?;
+        common::state::ensure_dir(parent, 0o711)?;
+        // The range's root walks through the data directory to its own: it must be searchable.
+        let mode = std::fs::metadata(parent)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "{} (mode {:04o}) cannot be entered by the namespace's root: chmod 711 it",
+                parent.display(),
+                mode & 0o7777
+            );
+        }
     }
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}

@@ -87,7 +87,8 @@ pub struct Args {
           conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_users: Vec<Range>,
 
-    /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable)
+    /// Map host gids OUTER..OUTER+COUNT-1 to INNER.. inside (repeatable; default: the
+    /// ranges of --map-users, so that your own gid is not mapped beside them)
     #[arg(long, value_name = "INNER:OUTER:COUNT", value_parser = idmap::parse_range,
           conflicts_with_all = ["map_auto", "join"], allow_hyphen_values = true)]
     pub map_groups: Vec<Range>,
@@ -180,7 +181,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(dir) = &data_dir {
         extra.insert("data_dir".into(), json!(dir.to_string_lossy()));
     }
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     share_chain_dir(&plan, &caller, helper.as_mut())?;
     if let Some(helper) = helper {
         helper.finish();
@@ -225,7 +226,7 @@ fn join(link: &Link, args: &Args) -> Result<Status, Fatal> {
     let uid = args.map_user.unwrap_or(0);
     let gid = args.map_group.unwrap_or(0);
     let extra = current_maps();
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     creds::become_ids(uid, gid, args.keep_caps)?;
     Err(common::exec::exec(args.command.command.clone()))
 }

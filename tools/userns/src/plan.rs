@@ -70,12 +70,14 @@ impl Plan {
     pub fn new(args: &Args, caller: &Caller) -> Result<Plan, Fatal> {
         let uid = args.map_user.unwrap_or(0);
         let gid = args.map_group.unwrap_or(0);
-        let (uid_map, gid_map) = if args.map_auto {
-            (IdMap::default(), IdMap::default())
+        let (uid_map, gid_map, note) = if args.map_auto {
+            (IdMap::default(), IdMap::default(), None)
         } else {
+            let (users, groups, note) = follow(&args.map_users, &args.map_groups);
             (
-                side(&args.map_users, args.map_user, args.map_root, caller.uid),
-                side(&args.map_groups, args.map_group, args.map_root, caller.gid),
+                side(&users, args.map_user, args.map_root, caller.uid),
+                side(&groups, args.map_group, args.map_root, caller.gid),
+                note,
             )
         };
         let only_self = uid_map.is_single_of(caller.uid) && gid_map.is_single_of(caller.gid);
@@ -101,6 +103,9 @@ impl Plan {
         };
         if !plan.auto {
             plan.check(caller)?;
+        }
+        if let Some(note) = note {
+            common::report::note(note);
         }
         Ok(plan)
     }
@@ -174,6 +179,31 @@ impl Plan {
             self.uid_map.outer_of(self.uid)?,
             self.gid_map.outer_of(self.gid)?,
         ))
+    }
+}
+
+/// The ranges of both sides, and the note to print once they are checked. `--map-users`
+/// alone is followed by the group side: left to the default, `--map-users` alone would map the
+/// caller's own gid — host root's gid 0 when run as root — next to a range of unprivileged
+/// uids, and the container's root would own the host's root group.
+fn follow(users: &[Range], groups: &[Range]) -> (Vec<Range>, Vec<Range>, Option<String>) {
+    let shown = |ranges: &[Range]| {
+        ranges
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match (users.is_empty(), groups.is_empty()) {
+        (false, true) => (
+            users.to_vec(),
+            users.to_vec(),
+            Some(format!(
+                "the gid map follows --map-users ({}); give --map-groups to choose another",
+                shown(users)
+            )),
+        ),
+        _ => (users.to_vec(), groups.to_vec(), None),
     }
 }
 

@@ -35,6 +35,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
+    if args.ns.join.is_some() && (args.hostname.is_some() || args.domainname.is_some()) {
+        // Renaming a running container behind its back (and behind nsps) is not a join.
+        return Err(Fatal::new(
+            "--join enters a UTS namespace that is already set up: it takes no --hostname or --domainname",
+        )
+        .with_hint("a container's name is set when it starts: give --hostname to the utsns that makes it"));
+    }
     let link = Link::prepare(Namespace::Uts, &args.ns)?;
     link.enter()?;
     if let Some(name) = &args.hostname {
@@ -47,6 +54,6 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let hostname = nix::unistd::gethostname().unwrap_or_default();
     let mut extra = Map::new();
     extra.insert("hostname".into(), json!(hostname.to_string_lossy()));
-    link.finish(std::process::id(), extra)?;
+    link.finish(common::procfs::own_pid(), extra)?;
     Err(common::exec::exec(args.command.command))
 }

@@ -1,0 +1,47 @@
+//! IPv6 stays off on the links bridge mode makes: the bridge, the host's veth ends and the
+//! container's eth0. The tool gives out no IPv6 addresses, so the only router advertisements on
+//! a bridge come from containers: one sent to ff02::1 would give the host's bridge, and every
+//! container on it, an address and a default route of the attacker's choice (the class of
+//! Docker's CVE-2020-13401). `accept_ra=0` refuses them; `disable_ipv6=1` drops IPv6 on the
+//! link altogether (no link-local address, nothing received).
+
+use std::io::ErrorKind;
+
+use common::{debug, Fatal};
+
+/// Turns IPv6 off on `link` of the current network namespace, refusing router advertisements
+/// first (should IPv6 be turned on again later). Write it before the link is up, so that it
+/// never gets a link-local address. A kernel without IPv6 has nothing to turn off.
+pub fn disable(link: &str) -> Result<(), Fatal> {
+    refuse_ra(link)?;
+    write(link, "disable_ipv6", "1")
+}
+
+/// Makes `link` refuse router advertisements, unless it already does (an existing bridge: its
+/// other IPv6 settings are its owner's).
+pub fn refuse_ra(link: &str) -> Result<(), Fatal> {
+    let path = format!("/proc/sys/net/ipv6/conf/{link}/accept_ra");
+    match std::fs::read_to_string(&path) {
+        Ok(value) if value.trim() == "0" => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound && !ipv6_present() => Ok(()),
+        _ => write(link, "accept_ra", "0"),
+    }
+}
+
+fn write(link: &str, key: &str, value: &str) -> Result<(), Fatal> {
+    let path = format!("/proc/sys/net/ipv6/conf/{link}/{key}");
+    match debug::step(format_args!("sysctl {path}={value}"), || {
+        std::fs::write(&path, value)
+    }) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound && !ipv6_present() => Ok(()),
+        Err(e) => Err(Fatal::from(e).context(format!(
+            "unable to write {path} (IPv6 off on {link}: no router advertisement from a container may configure it)"
+        ))),
+    }
+}
+
+/// Whether this kernel has IPv6 (not built without it, nor booted with `ipv6.disable=1`).
+fn ipv6_present() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6/conf/all").exists()
+}
