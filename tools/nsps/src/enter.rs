@@ -7,8 +7,8 @@
 //! setns     the namespaces the chain made: those owned outside its user namespace, the
 //!           user namespace, the others, the mount namespace last
 //! chroot    the payload's root, then its working directory
-//! keyring   (item 6 of issue 13 calls its new session keyring here)
 //! setns     the pid namespace: only the children of this process are born into it
+//! session   no controlling terminal, a new empty session keyring (as mntns's entry)
 //! creds     the payload's seccomp filter, groups, uid/gid, five capability sets,
 //!           no_new_privs (never more than the container has)
 //! fork      COMMAND appears in the container only now, with nothing of the host, not
@@ -90,17 +90,17 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
     if mnt.is_some() {
         target.enter_root()?;
     }
-    // Item 6 of issue 13: the new session keyring is joined here, inside the container's
-    // namespaces and root, before the credentials drop.
     let creds = target.creds()?;
     if let Some(pid) = pid {
         pid.enter()?;
     }
     // Nothing of the host stays open past this point (spawn closes the rest).
     drop((namespaces, target));
+    // As mntns's entry (its session.rs), in the same place: before the filter and the drop.
+    let leader = crate::session::leave_callers_session()?;
     let filter = creds.filtered || seccomp_recorded(&records);
     creds.apply(filter)?;
-    crate::spawn::run(command)
+    crate::spawn::run(command, leader)
 }
 
 /// Whether the chain's mount link recorded that its container got the seccomp filter.

@@ -6,6 +6,7 @@ mod enter;
 mod inspect;
 mod render;
 mod seal;
+mod session;
 mod spawn;
 mod target;
 

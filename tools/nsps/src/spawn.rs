@@ -35,7 +35,9 @@ const NOT_FORWARDED: [libc::c_int; 15] = [
 ];
 
 /// Forks COMMAND into the pid namespace this process has joined for its children, and waits.
-pub fn run(command: Vec<OsString>) -> Result<Status, Fatal> {
+/// `leader`: this process leads its session and so kept its terminal, which the child, not a
+/// leader, gives up.
+pub fn run(command: Vec<OsString>, leader: bool) -> Result<Status, Fatal> {
     // The child must not be reachable through /proc before its exec (a ptrace-capable
     // container would otherwise read its memory and fds); the exec makes COMMAND dumpable.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
@@ -56,7 +58,12 @@ pub fn run(command: Vec<OsString>) -> Result<Status, Fatal> {
         ForkResult::Child => {
             // SAFETY: restores the mask saved above; `old` is a valid sigset.
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-            let fatal = common::exec::exec(command);
+            let fatal = match leader.then(common::terminal::detach) {
+                Some(Err(e)) => {
+                    Fatal::from(e).context("unable to give up the controlling terminal")
+                }
+                _ => common::exec::exec(command),
+            };
             fatal.print();
             // SAFETY: _exit skips the parent's atexit work and stdio buffers, which are not ours.
             unsafe { libc::_exit(i32::from(fatal.code)) }
