@@ -142,10 +142,10 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
         let ptrace = ["--cap-add", "SYS_PTRACE"];
         let joiners: [(&str, &Joiner); 2] = [
             ("nsenter without the mount namespace", &|name| {
-                nsenter_without_mnt(&lab, config, name, &["/bin/sleep", "1"])
+                nsenter_without_mnt(&lab, config, name, &["/bin/sleep", "3"])
             }),
             ("nsps exec", &|name| {
-                nsps_exec(&lab, config, name, &["/bin/sleep", "1"])
+                nsps_exec(&lab, config, name, &["/bin/sleep", "3"])
             }),
         ];
         for (i, (joiner, join)) in joiners.iter().enumerate() {
@@ -160,7 +160,12 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
                     if was_written {
                         Ok(())
                     } else {
-                        Err(format!("[{claim}] the weakened joiner let the container read the host but not write {}", written.display()))
+                        Err(format!(
+                            "[{claim}] the weakened joiner let the container read the host but not write {} in the {} chain:\n{}",
+                            written.display(),
+                            config.name(),
+                            stdout(&out)
+                        ))
                     }
                 })
             } else {
