@@ -86,3 +86,33 @@ fn fcntl_seals(file: &File) -> Result<libc::c_int, Errno> {
     // SAFETY: F_GET_SEALS only reads the seals of the file behind the fd.
     Errno::result(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn the_copy_is_this_binary_and_nobody_can_write_it() {
+        let mut copy = sealed_copy().unwrap();
+        assert_eq!(fcntl_seals(&copy).unwrap() & SEALS, SEALS);
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        assert_eq!(copy.metadata().unwrap().len(), exe.len());
+        let error = copy.write_all(b"x").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM));
+        // Reopened through /proc (what a container would do with /proc/PID/exe): no write.
+        let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+        let mut again = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        assert_eq!(
+            again.write_all(b"x").unwrap_err().raw_os_error(),
+            Some(libc::EPERM)
+        );
+    }
+
+    #[test]
+    fn a_regular_binary_is_not_sealed() {
+        let exe = File::open("/proc/self/exe").unwrap();
+        assert!(fcntl_seals(&exe).is_err());
+    }
+}

@@ -139,3 +139,32 @@ fn reap(child: Pid) -> Option<Status> {
         _ => Some(exit::FAILURE),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_forwarded() {
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGWINCH,
+        ] {
+            assert!(forwarded(signal), "{signal}");
+        }
+        assert!(forwarded(libc::SIGRTMAX()));
+        for signal in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGCHLD,
+            libc::SIGTSTP,
+            libc::SIGSEGV,
+        ] {
+            assert!(!forwarded(signal), "{signal}");
+        }
+        assert!(!forwarded(0) && !forwarded(libc::SIGRTMAX() + 1));
+    }
+}
