@@ -33,6 +33,8 @@ pub fn reexec() -> Result<(), Fatal> {
         let _ = nix::sys::prctl::set_name(c"nsps");
         return Ok(());
     }
+    // Noted first: a successful step does not come back to report itself.
+    debug::note("re-exec from a sealed copy of /proc/self/exe");
     let error = debug::step("re-exec from a sealed copy", || -> anyhow::Result<()> {
         let copy = sealed_copy()?;
         let args: Vec<CString> = std::env::args_os()
