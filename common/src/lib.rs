@@ -5,8 +5,9 @@
 //! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the exec ([`exec`]),
 //! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
-//! `NSCHAIN_DEBUG` step trace ([`debug`]), and the container seccomp filter that mntns and
-//! `nsps exec` both install ([`seccomp`]). Namespace-specific logic stays in its tool.
+//! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
+//! container or a process joined to it: the seccomp filter ([`seccomp`]) and, when joining,
+//! the credentials of the container's payload ([`creds`]). Namespace-specific logic stays in its tool.
 
 // Modules moved in from a tool (seccomp.rs, from mntns) keep naming this crate `common`.
 extern crate self as common;
@@ -14,6 +15,7 @@ extern crate self as common;
 pub mod after;
 pub mod chain;
 pub mod cli;
+pub mod creds;
 pub mod debug;
 pub mod exec;
 pub mod exit;

@@ -82,6 +82,33 @@ fn nsenter_without_mnt(lab: &Lab, config: Config, name: &str, command: &[&str]) 
     lab.in_host("", config == Config::Rootless, &argv)
 }
 
+/// The host pid of the chain's payload (PID 2: the only child of the pidns init).
+fn payload_pid(lab: &Lab, name: &str) -> u32 {
+    let init = init_pid(lab, name);
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    children.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A joiner that enters every namespace and the root of the payload but keeps the caller's
+/// credentials (root with every capability, or the owner of a rootless user namespace).
+fn nsenter_keeping_credentials(lab: &Lab, config: Config, name: &str, command: &[&str]) -> Command {
+    let target = payload_pid(lab, name).to_string();
+    let mut argv: Vec<String> = [
+        "nsenter", "-t", &target, "--mount", "--uts", "--ipc", "--net", "--pid", "-r", "-w",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if config != Config::Rootful {
+        argv.push("--user".to_owned());
+    }
+    if config == Config::Rootless {
+        argv.push("--preserve-credentials".to_owned());
+    }
+    argv.push("--".to_owned());
+    argv.extend(command.iter().map(|s| (*s).to_owned()));
+    lab.in_host("", config == Config::Rootless, &argv)
+}
+
 /// `nsps exec NAME -- COMMAND`, as the chain's owner.
 fn nsps_exec(lab: &Lab, config: Config, name: &str, command: &[&str]) -> Command {
     let mut argv: Vec<String> = ["nsps", "exec", name, "--"].map(str::to_owned).to_vec();
@@ -208,14 +235,26 @@ fn a_joined_process_has_the_containers_user_capabilities_no_new_privs_and_seccom
         let mut container = start(&lab, config, &name, &restricted, &["/bin/sleep", "60"]);
         // PID 2 is the payload under the chain's init: the container as it was made.
         let status_like = ["/nsattack", "status-like", "2"];
-        let old = run(&mut old_joining_chain(&lab, config, &name, &status_like));
-        results.push(check_escaped(
-            &format!("{claim} (the old joining chain)"),
+        let weak = run(&mut nsenter_keeping_credentials(
+            &lab,
             config,
-            &old,
+            &name,
+            &status_like,
+        ));
+        results.push(check_escaped(
+            &format!("{claim} (nsenter into every namespace, keeping the caller's credentials)"),
+            config,
+            &weak,
         ));
         let new = run(&mut nsps_exec(&lab, config, &name, &status_like));
         results.push(check_blocked(&format!("{claim} (nsps exec)"), config, &new));
+        // The chain of --join links nsps exec used to run: mntns --join takes them too now.
+        let links = run(&mut old_joining_chain(&lab, config, &name, &status_like));
+        results.push(check_blocked(
+            &format!("{claim} (pidns --join … mntns --join)"),
+            config,
+            &links,
+        ));
         let id = run(&mut nsps_exec(&lab, config, &name, &["/bin/id"]));
         let expected = if config == Config::Rootless {
             ["uid=0", "gid=0"]

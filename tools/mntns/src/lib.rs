@@ -326,6 +326,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .command
             .first()
             .is_some_and(|p| common::link::is_link(p)),
+        creds: None,
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -494,7 +495,11 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
             "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
         ));
     }
-    let _joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
+    let joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
+    // The target's credentials, unless the flags choose others (a pinned namespace file names
+    // no process: then the defaults, as before).
+    let own_choice = args.user.is_some() || !args.cap_add.is_empty() || !args.cap_drop.is_empty();
+    let creds = joined.creds.clone().filter(|_| !own_choice);
     let workdir = match &args.workdir {
         Some(dir) => {
             let root = resolve::open_host_dir(Path::new("/"))?;
@@ -515,6 +520,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         workdir,
         on_host: false,
         next_is_a_link: false,
+        creds,
     };
     Err(entry.exec(args.command.command))
 }

@@ -1,7 +1,6 @@
 //! `nsps`: list, inspect and enter named chains. No daemon: every fact comes from the chains'
 //! registrations (`RUN_DIR/chains/NAME/`) checked against the kernel (`/proc`).
 
-mod creds;
 mod enter;
 mod inspect;
 mod render;

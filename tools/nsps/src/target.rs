@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::Context;
 use common::{debug, Fatal};
 
-use crate::creds::Creds;
+use common::creds::Creds;
 
 #[derive(Debug)]
 pub struct Target {

@@ -1,5 +1,5 @@
 //! The container's credentials, as its payload holds them (`/proc/PID/status`), and giving
-//! them to the joining process: user, groups, the five capability sets, no_new_privs and the
+//! them to a joining process (`nsps exec`, `mntns --join` of a process or a chain): user, groups, the five capability sets, no_new_privs and the
 //! seccomp filter. A joined process never gets more than the container has.
 
 use std::collections::HashSet;
@@ -28,6 +28,14 @@ pub struct Creds {
 }
 
 impl Creds {
+    /// Reads them from `/proc/PID/status` (ids as this process's user namespace sees them).
+    pub fn of_process(pid: u32) -> anyhow::Result<Creds> {
+        let path = format!("/proc/{pid}/status");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("unable to read {path}"))?;
+        Creds::parse(&text)
+    }
+
     /// Parses the text of `/proc/PID/status`.
     pub fn parse(status: &str) -> anyhow::Result<Creds> {
         let field = |name: &str| -> anyhow::Result<&str> {
