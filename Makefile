@@ -36,6 +36,7 @@ deps:
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/unused-deps.py
 
 test: deps check
 	$(CARGO) build --workspace --bins

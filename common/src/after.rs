@@ -53,7 +53,7 @@ impl Offer {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
         let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
         fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
-        std::env::set_var(VAR, fd.to_string());
+        crate::handdown::export(VAR, fd.to_string());
         Ok(())
     }
 
@@ -97,7 +97,7 @@ impl Listener {
 /// The consuming side: takes the socket a waiting link offered, if any, and unexports it.
 pub fn take() -> Option<OwnedFd> {
     let value = std::env::var(VAR).ok()?;
-    std::env::remove_var(VAR);
+    crate::handdown::unexport(VAR);
     let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
     let stat = nix::sys::stat::fstat(fd).ok()?;
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {

@@ -123,7 +123,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
         pid: crate::procfs::own_pid(),
     };
     write_json(&dir.join(META), &meta)?;
-    std::env::set_var(NAME_VAR, &naming.name);
+    crate::handdown::export(NAME_VAR, &naming.name);
     Ok(())
 }
 

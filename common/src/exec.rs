@@ -28,6 +28,10 @@ pub fn exec(command: Vec<OsString>) -> Fatal {
         Some(split) => split,
         None => return Fatal::new("no command to run"),
     };
+    if !crate::handdown::is_link(program) {
+        // COMMAND itself: nothing the chain handed down reaches it.
+        crate::handdown::shed_for_payload();
+    }
     debug::note(format_args!("exec {}", program.to_string_lossy()));
     let error = Command::new(program).args(args).exec();
     let code = if error.kind() == ErrorKind::NotFound {

@@ -306,7 +306,7 @@ fn man(command: &Command) -> String {
     let _ = writeln!(out, "{status}");
 
     let _ = writeln!(out, ".SH SEE ALSO");
-    let others: Vec<String> = crate::link::LINKS
+    let others: Vec<String> = crate::handdown::LINKS
         .iter()
         .chain(["nsps", "unshare", "nsenter", "bwrap"].iter())
         .filter(|t| **t != tool)
@@ -487,7 +487,6 @@ complete -F {base} {tool}
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -20,6 +20,8 @@ pub mod debug;
 pub mod exec;
 pub mod exit;
 pub mod generate;
+pub mod handdown;
+pub mod handed_fd;
 pub mod info;
 pub mod keyring;
 pub mod link;
@@ -29,6 +31,7 @@ pub mod procfs;
 pub mod report;
 pub mod seccomp;
 pub mod state;
+pub mod sysfs;
 pub mod terminal;
 
 pub use cli::main;

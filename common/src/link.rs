@@ -19,18 +19,6 @@ use crate::ns::{self, JoinTarget, Namespace, NsFile};
 use crate::pin::PinHelper;
 use crate::{report, Fatal};
 
-/// The tools that are links of a chain (each execs the next word of its argv).
-pub const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"];
-
-/// Whether `program` (as given in argv) names one of the [`LINKS`].
-pub fn is_link(program: &std::ffi::OsStr) -> bool {
-    let name = std::path::Path::new(program)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    LINKS.contains(&name.as_str())
-}
-
 /// `--join`, `--pin`, `--name` and `--info-fd`, flattened into every tool's arguments.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NsOptions {

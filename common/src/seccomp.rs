@@ -163,7 +163,6 @@ pub fn deny_terminal_injection() -> Result<(), Fatal> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     /// Runs the classic BPF program on one `seccomp_data` (the subset of BPF it uses).

@@ -65,7 +65,7 @@ fn resolve(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
         return PathBuf::from(dir);
     }
     let dir = default();
-    std::env::set_var(var, &dir);
+    crate::handdown::export(var, &dir);
     dir
 }
 
@@ -172,7 +172,6 @@ fn denied(message: String) -> anyhow::Error {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

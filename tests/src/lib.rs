@@ -4,7 +4,6 @@
 //!
 //! A test that needs something this machine lacks calls [`require`]: it skips loudly when run
 //! by hand and FAILS when `CI` is set.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

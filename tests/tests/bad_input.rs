@@ -2,7 +2,6 @@
 //! malformed value. Each case must exit 125 with stderr starting `TOOL: fatal: `, must not
 //! run the payload (a command that would create a marker file), and must change nothing on
 //! the throwaway host it runs in (leak audit: links, nft, mounts, state files, processes).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

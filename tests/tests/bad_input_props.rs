@@ -3,7 +3,6 @@
 //! known bad ones refused. Parsers: id maps (userns), CIDRs and publish specs (netns),
 //! volume, tmpfs, size, propagation, user and capability specs (mntns), hostnames and
 //! domain names (utsns), IPC sysctls (ipcns), chain names and fds (common), subid files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

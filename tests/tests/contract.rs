@@ -1,7 +1,6 @@
 //! The chain contract (DESIGN.md §1), checked against every tool binary of the workspace:
 //! help and version, usage errors, 126/127, the default shell, argv pass-through, exit status
 //! and SIGPIPE disposition of the payload.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

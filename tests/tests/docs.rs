@@ -1,6 +1,5 @@
 //! Man pages and shell completions as `make install` writes them (`TOOL --generate KIND`),
 //! read as users read them: `man -l`, and bash-completion answering TAB (issue 19, item 19).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,7 +4,6 @@
 //! root, each inside a throwaway host (network, IPC and UTS namespaces made by the test).
 //! Every case must be BLOCKED; a failure message starts with `HOLE [CVE or claim]`.
 //! Every test audits what it leaves behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 
@@ -69,22 +68,6 @@ fn chroot_escape_with_fchdir_stops_at_the_container_root() {
         "claim: pivot_root, not chroot: the fchdir chroot escape stays inside",
         "",
         &["chroot", &marker.display().to_string()],
-    );
-    lab.assert_clean();
-}
-
-#[test]
-fn mknod_and_mount_of_the_host_disk_fail() {
-    if !need_root() {
-        return;
-    }
-    let lab = Lab::new("mknod");
-    let (maj, min) = host_disk();
-    attack_everywhere(
-        &lab,
-        "claim: the host's disk can be neither opened nor mounted through mknod",
-        "",
-        &["mknod", &maj.to_string(), &min.to_string()],
     );
     lab.assert_clean();
 }

@@ -5,7 +5,6 @@
 //! credentials) and must ESCAPE there; then against `nsps exec`, where it must be BLOCKED.
 //! The containers get `--cap-add SYS_PTRACE` where the attack needs it: with it, not being
 //! dumpable protects nothing in a rootful chain, only the order does.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -6,7 +6,6 @@
 //! `--no-new-keyring` keeps the caller's and is the weakened setup each attack first escapes
 //! from. The host side is `nsattack keyring-session`, which makes a session keyring of its own
 //! holding the key (so nothing of the machine's keyrings is touched) and runs the chain in it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -5,7 +5,6 @@
 //!
 //! The rootless chain has no bridge (`--slirp4netns`: nothing else on its link), so these
 //! attacks do not apply to it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -2,7 +2,6 @@
 //! volume (CVE-2021-30465, CVE-2024-45310), the masking of kernel files (CVE-2025-31133) or
 //! the device nodes (CVE-2026-41579) to the host. Each must be resolved inside the root or
 //! refused. Run against the three chains, audited.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

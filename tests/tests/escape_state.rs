@@ -2,7 +2,6 @@
 //! container's layer read through a root that shows the host's files, state directories a
 //! chain cannot use or another user controls, and the host's root group reached through a
 //! map that only named users. Each attack first runs where it must succeed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 
@@ -276,4 +275,54 @@ fn map_users_alone_does_not_map_the_host_root_group() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "host\n");
     lab.assert_clean();
+}
+
+/// Two chains that keep their state in different run directories never run in the same host
+/// range: the second sees the first's processes, not only its own lease files. (Before, both
+/// got the pool's first free range.)
+#[test]
+fn chains_of_different_run_directories_get_different_ranges() {
+    if !need_root() {
+        return;
+    }
+    let first = Lab::new("range-a");
+    let second = Lab::new("range-b");
+    let holder = argv(&[
+        "userns",
+        "--map-auto",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; exec sleep 30",
+    ]);
+    let mut running = first
+        .in_host("", false, &holder)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(running.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let out = run(&mut second.in_host(
+        "",
+        false,
+        &argv(&["userns", "--map-auto", "--", "cat", "/proc/self/uid_map"]),
+    ));
+    first.kill_all_and_wait();
+    let _ = running.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first_range: Vec<&str> = line.split_whitespace().collect();
+    let text = stdout(&out);
+    let second_range: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(first_range.len(), 3, "{line}");
+    assert_eq!(second_range.len(), 3, "{text}");
+    assert_ne!(
+        first_range[1], second_range[1],
+        "two run directories, one host range: {first_range:?} {second_range:?}"
+    );
+    first.assert_clean();
+    second.assert_clean();
 }

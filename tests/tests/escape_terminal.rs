@@ -9,7 +9,6 @@
 //! Each attack is first run without the defence, on the host side on the same kind of pty,
 //! where it must work (TIOCLINUX excepted: on a pty the kernel's tty layer answers ENOTTY,
 //! so the proof is that it reached the tty layer, and the defended run must answer EPERM).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -1,7 +1,6 @@
 //! Links after `pidns` run in a new pid namespace while /proc is still the host's: what they
 //! register, lease and read through /proc is numbered as the host numbers it (issue 19,
 //! items 6 and 7).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! ipcns: SysV IPC and POSIX message queues made inside are private to the namespace and
 //! visible to whoever joins it; IPC sysctls apply to the namespace only.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! through the full rootful chain with a busybox root, two at a time. At the end the leak
 //! audit is clean and nothing grew: the test process's open fds, the kernel's allocated file
 //! handles (/proc/sys/fs/file-nr), the mounts, the test's memory, the state files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

@@ -1,7 +1,6 @@
 //! `netns` end to end. Every network test runs inside a throwaway network namespace that
 //! plays the host (`unshare --net --mount`, a tmpfs on /run): the machine's own interfaces and
 //! nft tables are never touched. Traffic goes only to loopback and to namespaces made here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -21,12 +20,12 @@ host_state() {
     ip -br link | sed 's/@[^ ]*//' | sort
     ip -br -4 addr | sort
     nft list ruleset
-    find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null | sort
+    find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | sort
     sysctl -n net.ipv4.ip_forward
 }
 # Wait (up to 5 s) until a command succeeds.
 wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
-leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null | wc -l; }
+leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
 no_leases() { [ "$(leases)" = 0 ]; }
 leases_are() { [ "$(leases)" = "$1" ]; }
 # A host network namespace for another machine, on a veth to this "host".

@@ -1,7 +1,6 @@
 //! nsps and named chains end to end: list, inspect (the PID mapping checked against
 //! /proc/PID/status), exec into a running container, name clashes, rm. Runs inside a throwaway
 //! network and mount namespace that plays the host.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,6 @@
 //! The order matrix (DESIGN.md §2, issue 19 item 16): every ordered pair of links, as root and
 //! as an unprivileged user, with and without a root change first, either works or fails with
 //! 125 (127 when the next link is missing from a new root) and one hint that names the rule.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod escape_common;
 

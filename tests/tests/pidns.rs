@@ -1,7 +1,6 @@
 //! pidns: PID 1 and PID 2, the host's view (NSpid), signals (kill, Ctrl-C through a pty,
 //! SIGKILL of the monitor, death of the parent), zombies, exit statuses side by side with tini
 //! and catatonit, --status-fd, rootless, joined, bad values.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -951,6 +950,8 @@ fn a_named_container_is_registered_while_it_runs_and_unregistered_after() {
         return;
     }
     let state = scratch();
+    std::fs::create_dir_all(state.path().join("links")).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", state.path().join("links/utsns")).unwrap();
     let before = audit::snapshot(state.path(), None);
     let name = format!("pidreg{}", unique());
     let info = state.path().join("info.json");
@@ -962,12 +963,15 @@ fn a_named_container_is_registered_while_it_runs_and_unregistered_after() {
         .arg(bin("pidns"))
         .env("INFO", &info)
         .args(["--name", &name, "--info-fd", "4", "--status-fd", "1"])
+        .arg("--")
+        // What the next link receives: a shell named like a link (COMMAND itself gets no
+        // NSCHAIN_NAME, issue 19).
+        .arg(state.path().join("links/utsns"))
         .args([
-            "--",
-            "sh",
             "-c",
             "echo \"name=$NSCHAIN_NAME\"; cat /proc/self/status | grep NSpid",
         ]);
+
     let out = ok(&mut cmd);
     let lines: Vec<&str> = out.lines().collect();
     let first: Value = serde_json::from_str(lines[0]).unwrap();

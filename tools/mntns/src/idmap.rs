@@ -9,13 +9,12 @@
 //! without a tree, nothing changes.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::{debug, report, Fatal};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 /// The variable naming the handed-down trees.
 pub const VAR: &str = "NSCHAIN_IDMAP";
@@ -38,7 +37,7 @@ impl Trees {
         let Some(value) = std::env::var_os(VAR) else {
             return Ok(Trees::default());
         };
-        std::env::remove_var(VAR);
+        common::handdown::unexport(VAR);
         let mut trees = Trees::default();
         for line in value.as_bytes().split(|&b| b == b'\n') {
             if line.is_empty() {
@@ -89,18 +88,14 @@ fn parse_line(line: &[u8]) -> anyhow::Result<Tree> {
     };
     let fd: RawFd = std::str::from_utf8(&line[..space])
         .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n > 2)
+        .and_then(common::handed_fd::parse_fd)
         .ok_or_else(|| anyhow::anyhow!("FD must be a number above 2"))?;
     let path = PathBuf::from(OsStr::from_bytes(&line[space + 1..]));
     if !path.is_absolute() {
         anyhow::bail!("PATH must be absolute");
     }
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|e| anyhow::anyhow!("fd {fd} is not open ({e})"))?;
-    // SAFETY: the descriptor was handed down to this process by the previous link (userns),
-    // is open (checked above) and is owned by nothing else in this process.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd =
+        common::handed_fd::adopt(fd).map_err(|e| anyhow::anyhow!("fd {fd} is not open ({e})"))?;
     let tree_stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
     let meta = std::fs::metadata(&path)?;
     if tree_stat.st_dev != meta.dev() || tree_stat.st_ino != meta.ino() {

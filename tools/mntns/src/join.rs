@@ -101,6 +101,25 @@ fn announce(link: &Link, ns: &common::link::NsOptions) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// Whether a process joining this mount namespace must get the setuid guard: when the
+/// `mntns` that made it recorded one (`setuid_guard` in its registration), or, when nothing
+/// registered it, whenever this process is host root (unknown counts as reachable).
+/// Read before the namespace is entered: the registrations are on the host.
+pub fn setuid_guarded(link: &Link) -> bool {
+    let Some(inode) = link.joined().and_then(|j| j.inode().ok()) else {
+        return common::state::is_host_root();
+    };
+    let made = chain::names().into_iter().find_map(|name| {
+        chain::live_records(&name)
+            .into_iter()
+            .find(|r| r.created && r.ns.kind == "mnt" && r.ns.inode == inode)
+    });
+    match made {
+        Some(record) => record.extra.contains_key("setuid_guard"),
+        None => common::state::is_host_root(),
+    }
+}
+
 impl Joined {
     fn chroot(&self) -> anyhow::Result<()> {
         if let Some(root) = &self.root {

@@ -9,37 +9,50 @@
 //! check every input (nothing changed yet)        volume, tmpfs, caps, rootfs, sources
 //! open and verify the host's device nodes        dev
 //! overlay layer + cleaner (before unshare)       overlay
+//! who else can reach what host root writes       reach (the setuid guard's CAP_FSETID and
+//!                                                  CAP_SETFCAP dropped if anyone can)
 //! unshare(CLONE_NEWNS), propagation              link, propagation
 //! new root: bind rootfs / mount overlay          rootfs, overlay (overlay_split in a userns
 //!           (an idmapped tree is attached instead  without an idmapped tree)
-//!           of the host's PATH)
+//!           of the host's PATH), made nodev        dev
+//! --rootfs never written: skeletons instead      skeleton (resolve covers, never creates)
 //! /proc (before the old root goes), /sys, /etc files, /dev
 //! volumes, tmpfs (targets resolved in the root)  resolve
 //! masked and read-only paths                     proc_sys
+//! workdir (-w, else the caller's if shown)       workdir
 //! register, --info-fd                            link.finish
 //! pivot_root(".", "."), detach the old root      rootfs
-//! workdir, no controlling terminal, new session  entry, session (common::terminal,
-//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp
-//!   fds, exec
+//! --user in the root's passwd, environment       passwd, env
+//! the setuid guard's seccomp filter              setuid_guard
+//! no controlling terminal, new session keyring  session (common::terminal,
+//!   keyring, seccomp, user, capabilities, nnp,     common::keyring), seccomp,
+//!   fds, the setuid guard's warning, exec          entry
 //! ```
 
 mod dev;
+mod dns;
 mod entry;
+mod env;
 mod etc_files;
 mod hide_state;
 mod idmap;
 mod join;
 mod overlay;
 mod overlay_split;
+mod passwd;
 mod proc_sys;
 mod propagation;
+mod reach;
 mod resolve;
 mod rootfs;
 // The filter lives in common (nsps exec installs it too); `crate::seccomp` still names it.
 use common::seccomp;
 mod session;
+mod setuid_guard;
+mod skeleton;
 mod sys;
 pub mod volume;
+mod workdir;
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -100,7 +113,7 @@ pub struct Args {
     pub volumes: Vec<OsString>,
 
     /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
-    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev)
+    /// nr_inodes=, uid=, gid=, ro, exec, suid, dev (not in a new root: nodev there))
     #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
     pub tmpfs: Vec<OsString>,
 
@@ -121,9 +134,23 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
-    /// Run COMMAND as UID[:GID] (numeric, as mapped in the current user namespace)
-    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
-    pub user: Option<User>,
+    /// Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group;
+    /// sets HOME, USER, LOGNAME and the supplementary groups, as Docker)
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    pub user: Option<passwd::UserSpec>,
+
+    /// Set KEY to VALUE for COMMAND; KEY alone passes the caller's value
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = env::parse_env)]
+    pub env: Vec<env::EnvSpec>,
+
+    /// Read variables for COMMAND from FILE (KEY=VALUE or KEY lines, # comments; before -e)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Start COMMAND with an empty environment (then --env-file, -e, --user's; PATH Docker's
+    /// default if none is set)
+    #[arg(long)]
+    pub clearenv: bool,
 
     /// Add a capability to COMMAND's set (NAME, CAP_NAME or ALL); a new root or --join starts
     /// from podman's default set (CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE
@@ -155,7 +182,7 @@ fn parse_propagation(text: &str) -> Result<Propagation, String> {
     text.parse()
 }
 
-fn parse_user(text: &str) -> Result<User, String> {
+fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
     text.parse()
 }
 
@@ -174,6 +201,7 @@ enum NewRoot {
 #[derive(Debug)]
 struct Plan {
     root: Option<NewRoot>,
+    env: env::EnvPlan,
     volumes: Vec<Volume>,
     tmpfs: Vec<Tmpfs>,
 }
@@ -233,6 +261,17 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
         .iter()
         .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
         .collect::<Result<Vec<_>, _>>()?;
+    let with_dev = args
+        .tmpfs
+        .iter()
+        .zip(&tmpfs)
+        .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV));
+    if let (Some(_), Some((spec, _))) = (&root, with_dev) {
+        return Err(Fatal::new(format!(
+            "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
+            spec.to_string_lossy()
+        )));
+    }
     if let Some(dir) = &args.workdir {
         if !dir.is_absolute() {
             return Err(Fatal::new(format!(
@@ -241,8 +280,10 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             )));
         }
     }
+    let env = env::EnvPlan::new(args.clearenv, &args.env_file, &args.env).map_err(Fatal::new)?;
     Ok(Plan {
         root,
+        env,
         volumes,
         tmpfs,
     })
@@ -275,11 +316,20 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: the trees are this link's, whatever happens next (closed before COMMAND).
     let mut trees = idmap::Trees::take()?;
+    // And the sysfs of the network namespace an earlier netns made (common::sysfs).
+    let mut sysfs = common::sysfs::take().map_err(|e| {
+        Fatal::new(e).with_hint(format!(
+            "{} is set by netns for a later mntns: do not set it by hand",
+            common::sysfs::VAR
+        ))
+    })?;
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc.
     let host_pid = common::procfs::own_pid();
+    // The caller's directory, kept in a new root where it shows there (workdir).
+    let cwd = std::env::current_dir().ok();
     let link = Link::prepare(Namespace::Mnt, &args.ns)?;
     if plan.root.is_some() || link.is_join() {
         // The inputs are valid: say what a capability beyond the default set opens.
@@ -314,7 +364,12 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut entry = entry::Entry {
         container,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         no_new_privs: args.no_new_privs,
@@ -325,8 +380,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .command
             .command
             .first()
-            .is_some_and(|p| common::link::is_link(p)),
+            .is_some_and(|p| common::handdown::is_link(p)),
         creds: None,
+        notice: None,
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -372,6 +428,15 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         layer = Some(made);
     }
 
+    let shared = if container {
+        shared_writes(&args, &plan, &layer, &root_tree, &volume_trees)
+    } else {
+        Vec::new()
+    };
+    if !shared.is_empty() {
+        setuid_guard::strip_caps(&mut entry);
+    }
+
     link.enter()?;
     let setup = if container {
         propagation::for_setup(args.propagation)
@@ -388,6 +453,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         None
     };
 
+    let mut extra = Map::new();
     let root: OwnedFd = match (&plan.root, &layer) {
         (Some(NewRoot::Rootfs(dir)), _) => match root_tree.take() {
             Some(tree) => rootfs::attach_tree(dir, tree)?,
@@ -398,9 +464,22 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
+    // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).
+    let root = match &plan.root {
+        Some(NewRoot::Rootfs(dir)) => {
+            let needs = mount_points(&args, &plan, etc.as_ref());
+            skeleton::protect(dir, root, &needs, args.read_only)?
+        }
+        _ => root,
+    };
+    // Skeletons included: the whole tree the container can write is nodev.
+    if container {
+        dev::nodev_root(root.as_fd())?;
+    }
     if let (true, Some(nodes)) = (container, &nodes) {
         proc_sys::mount_proc(root.as_fd())?;
-        proc_sys::mount_sys(root.as_fd())?;
+        let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
+        extra.insert("sys".into(), json!(sys));
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }
@@ -425,9 +504,19 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         let fd = resolve::open_in_root(root.as_fd(), dir, create)
             .fatal_context("unable to set the working directory")?;
         entry.workdir = Some((dir.clone(), fd));
+    } else if let Some(new_root) = &plan.root {
+        let source = match new_root {
+            NewRoot::Rootfs(dir) => Some(dir.as_path()),
+            NewRoot::Overlay(lowers) => lowers.first().map(PathBuf::as_path),
+        };
+        let volumes: Vec<(PathBuf, PathBuf)> = plan
+            .volumes
+            .iter()
+            .map(|v| (v.source.clone(), v.target.clone()))
+            .collect();
+        entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
     }
 
-    let mut extra = Map::new();
     if let Some(new_root) = &plan.root {
         let shown = match (new_root, &layer) {
             (NewRoot::Rootfs(dir), _) => dir.clone(),
@@ -448,9 +537,14 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if !handed.is_empty() {
         extra.insert("idmap".into(), json!(handed));
     }
+    if !shared.is_empty() {
+        // So that whoever joins this container later (nsps exec) can apply the same guard.
+        extra.insert("setuid_guard".into(), json!(shared));
+    }
     link.finish(host_pid, extra)?;
 
     if container {
+        skeleton::finish()?;
         rootfs::pivot(&root)?;
         if args.read_only {
             rootfs::make_root_read_only()?;
@@ -463,6 +557,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     drop(root);
     drop(nodes);
+    drop(sysfs);
     // The cleaner lives in the container's pid namespace and dies with it when PID 1 exits:
     // under pidns, the monitor outside removes a --rm layer once the container has ended.
     let delegated = match (args.rm, &after, &layer) {
@@ -481,7 +576,111 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if let Some(cleaner) = cleaner {
         cleaner.release(args.rm, delegated);
     }
+    // The shell's idea of where it is, true in the new root.
+    let pwd = container.then(|| {
+        entry
+            .workdir
+            .as_ref()
+            .map_or(PathBuf::from("/"), |(p, _)| p.clone())
+    });
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
+    if !shared.is_empty() {
+        entry.notice = Some(setuid_guard::notice(&shared));
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
+}
+
+/// Right before the exec, in the final root: `--user` resolved in its /etc/passwd and
+/// /etc/group, then COMMAND's environment (env.rs).
+fn settle_user_and_env(
+    entry: &mut entry::Entry,
+    spec: Option<&passwd::UserSpec>,
+    env: &env::EnvPlan,
+    pwd: Option<&Path>,
+) -> Result<(), Fatal> {
+    let resolved = match spec {
+        Some(spec) => Some(passwd::resolve(spec).map_err(Fatal::new)?),
+        None => None,
+    };
+    if let Some(user) = &resolved {
+        entry.user = Some(user.user);
+        entry.groups = user.groups.clone();
+    }
+    env.apply(resolved.as_ref());
+    if let Some(pwd) = pwd {
+        std::env::set_var("PWD", pwd);
+    }
+    Ok(())
+}
+
+/// The paths a new root must have for what mntns mounts there (created if missing).
+fn mount_points(
+    args: &Args,
+    plan: &Plan,
+    etc: Option<&etc_files::EtcFiles>,
+) -> Vec<(PathBuf, Create)> {
+    let mut needs: Vec<(PathBuf, Create)> = ["/dev", "/proc", "/sys"]
+        .iter()
+        .map(|p| (PathBuf::from(p), Create::Dir))
+        .collect();
+    for (name, _) in etc.map_or(&[][..], |e| &e.files[..]) {
+        needs.push((Path::new("/etc").join(name), Create::File));
+    }
+    if let Some(dir) = &args.workdir {
+        needs.push((dir.clone(), Create::Dir));
+    }
+    for volume in &plan.volumes {
+        let kind = match std::fs::metadata(&volume.source) {
+            Ok(m) if !m.is_dir() => Create::File,
+            _ => Create::Dir,
+        };
+        needs.push((volume.target.clone(), kind));
+    }
+    for tmpfs in &plan.tmpfs {
+        needs.push((tmpfs.target.clone(), Create::Dir));
+    }
+    needs
+}
+
+/// The host paths the container writes as host root into and other users can reach
+/// (setuid_guard says why that matters).
+fn shared_writes(
+    args: &Args,
+    plan: &Plan,
+    layer: &Option<overlay::Layer>,
+    root_tree: &Option<OwnedFd>,
+    volume_trees: &[Option<OwnedFd>],
+) -> Vec<String> {
+    // Without a user namespace the container's root is host root; an idmapped tree (handed
+    // down by `userns --idmap`, host root's files read as root inside) writes as host root.
+    let host_root = common::state::is_host_root();
+    let mut writable = Vec::new();
+    if !args.read_only {
+        match (&plan.root, layer) {
+            (Some(NewRoot::Rootfs(dir)), _) if host_root || root_tree.is_some() => {
+                writable.push(dir.clone());
+            }
+            (Some(NewRoot::Overlay(_)), Some(layer)) if host_root => {
+                writable.push(std::fs::canonicalize(layer.diff()).unwrap_or_else(|_| layer.diff()));
+            }
+            _ => {}
+        }
+    }
+    for (volume, tree) in plan.volumes.iter().zip(volume_trees) {
+        if !volume.read_only && (host_root || tree.is_some()) {
+            writable.push(
+                std::fs::canonicalize(&volume.source).unwrap_or_else(|_| volume.source.clone()),
+            );
+        }
+    }
+    debug::step("who else can reach the writable paths", || {
+        writable
+            .iter()
+            .filter(|p| reach::reachable_by_others(p, &writable))
+            .map(|p| p.display().to_string())
+            .collect()
+    })
 }
 
 fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
@@ -495,6 +694,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
             "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
         ));
     }
+    let guarded = join::setuid_guarded(link);
     let joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
     // The target's credentials, unless the flags choose others (a pinned namespace file names
     // no process: then the defaults, as before).
@@ -509,10 +709,15 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         }
         None => None,
     };
-    let entry = entry::Entry {
+    let mut entry = entry::Entry {
         container: true,
         preserve_fds: args.preserve_fds,
-        user: args.user,
+        user: args
+            .user
+            .as_ref()
+            .and_then(|u| u.numeric_uid())
+            .map(|uid| User { uid, gid: uid }),
+        groups: Vec::new(),
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         no_new_privs: args.no_new_privs,
@@ -521,7 +726,14 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         on_host: false,
         next_is_a_link: false,
         creds,
+        notice: None,
     };
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
+    if guarded {
+        // The same guard as the container's own processes (said when it started).
+        setuid_guard::strip_caps(&mut entry);
+        setuid_guard::install()?;
+    }
     Err(entry.exec(args.command.command))
 }
 
@@ -529,7 +741,7 @@ fn mount_volumes(
     root: std::os::fd::BorrowedFd<'_>,
     volumes: &[Volume],
     trees: &mut [Option<OwnedFd>],
-    create: bool,
+    new_root: bool,
 ) -> Result<(), Fatal> {
     for (i, volume) in volumes.iter().enumerate() {
         let tree = trees.get_mut(i).and_then(Option::take);
@@ -541,7 +753,7 @@ fn mount_volumes(
                     None => resolve::open_host(&volume.source)?,
                 };
                 let create = match resolve::file_type(source.as_fd())? {
-                    _ if !create => Create::No,
+                    _ if !new_root => Create::No,
                     nix::sys::stat::SFlag::S_IFDIR => Create::Dir,
                     _ => Create::File,
                 };
@@ -549,11 +761,15 @@ fn mount_volumes(
                 if proc_sys::is_proc_or_sys(target.as_fd()) {
                     anyhow::bail!("the target resolves into /proc or /sys, which mntns manages");
                 }
-                let attrs = if volume.read_only {
+                let mut attrs = if volume.read_only {
                     sys::MOUNT_ATTR_RDONLY
                 } else {
                     0
                 };
+                if new_root {
+                    // In a new root a volume is nodev too (dev::nodev_root says why).
+                    attrs |= sys::MOUNT_ATTR_NODEV;
+                }
                 match &tree {
                     // The idmapped tree itself is attached (its own mount only); the
                     // attributes are set once it is in this namespace, before COMMAND runs.

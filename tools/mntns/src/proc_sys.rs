@@ -45,7 +45,7 @@ pub const READ_ONLY: [&str; 5] = [
 ];
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-const SYSFS_MAGIC: i64 = 0x6265_6572;
+const SYSFS_MAGIC: i64 = common::sysfs::SYSFS_MAGIC;
 
 const SAFE: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
@@ -81,39 +81,49 @@ pub fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Fatal> {
         check_magic(root, "proc", PROC_SUPER_MAGIC)
     })
     .map_err(|e| {
-        let fatal = Fatal::from(e).context("unable to mount /proc");
-        // The hint follows the cause: a root that cannot take the mount point is not a
-        // pid namespace problem.
-        let hint = if caused_by(&fatal, Errno::EROFS) {
-            "the root has no /proc directory and is read-only: add an empty /proc to it"
-        } else {
-            "a new /proc needs a pid namespace owned by our user namespace (put pidns before mntns), and a fully visible /proc in this mount namespace"
-        };
-        fatal.with_hint(hint)
+        Fatal::from(e)
+            .context("unable to mount /proc")
+            .with_hint("a new /proc needs a pid namespace owned by our user namespace (put pidns before mntns), and a fully visible /proc in this mount namespace")
     })
 }
 
-/// Whether `errno` is somewhere in the causes of `fatal`.
-fn caused_by(fatal: &Fatal, errno: Errno) -> bool {
-    fatal.error.chain().any(|cause| {
-        cause.downcast_ref::<Errno>() == Some(&errno)
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.raw_os_error() == Some(errno as i32))
-    })
-}
+/// Where /sys of a container comes from (the `"sys"` field of `--info-fd`).
+pub const SYS_HANDED_DOWN: &str = "handed-down";
+pub const SYS_NEW: &str = "new";
+pub const SYS_HOST_BIND: &str = "host-bind";
 
-/// Mounts /sys read-only: a new sysfs when this network namespace lets us (it is owned by
-/// our user namespace), else a read-only recursive bind of the host's /sys.
-pub fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Fatal> {
-    debug::step("mount /sys", || -> anyhow::Result<()> {
+/// Mounts /sys read-only, showing the container's network namespace where possible: the
+/// sysfs an earlier netns handed down (`NSCHAIN_SYSFS_FD`, common::sysfs), else a new sysfs
+/// when this network namespace lets us (it is owned by our user namespace), else a read-only
+/// recursive bind of the host's /sys, said on stderr when its interfaces are not this network
+/// namespace's. Returns which of the three.
+pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'static str, Fatal> {
+    debug::step("mount /sys", || -> anyhow::Result<&'static str> {
         let target = resolve::top_dir(root, "sys")?;
+        if let Some(sysfs) = handed {
+            sys::move_onto(sysfs.as_fd(), target.as_fd())
+                .with_context(|| {
+                    format!(
+                        "unable to attach the sysfs named in {} (not a detached sysfs mount)",
+                        common::sysfs::VAR
+                    )
+                })?;
+            // Now a mount of this namespace: whatever the producer set, it is read-only here.
+            sys::set_attr(
+                sysfs.as_fd(),
+                sys::MOUNT_ATTR_RDONLY
+                    | sys::MOUNT_ATTR_NOSUID
+                    | sys::MOUNT_ATTR_NODEV
+                    | sys::MOUNT_ATTR_NOEXEC,
+                false,
+            )
+            .context("unable to make the handed-down sysfs read-only")?;
+            check_magic(root, "sys", SYSFS_MAGIC)?;
+            return Ok(SYS_HANDED_DOWN);
+        }
         match sys::mount_fs("sysfs", target.as_fd(), SAFE | MsFlags::MS_RDONLY, None) {
-            Ok(()) => check_magic(root, "sys", SYSFS_MAGIC),
+            Ok(()) => check_magic(root, "sys", SYSFS_MAGIC).map(|()| SYS_NEW),
             Err(Errno::EPERM) => {
-                debug::note(
-                    "sysfs refused (network namespace not ours): binding the host's /sys read-only",
-                );
                 let host = resolve::open_host_dir(Path::new("/sys"))?;
                 sys::bind(
                     host.as_fd(),
@@ -124,12 +134,43 @@ pub fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Fatal> {
                         | sys::MOUNT_ATTR_NODEV
                         | sys::MOUNT_ATTR_NOEXEC,
                 )
-                .context("unable to bind the host's /sys")
+                .context("unable to bind the host's /sys")?;
+                // Said only when it misleads: without a netns of its own (no netns in the
+                // chain), the host's /sys shows the container's network anyway.
+                if !lists_own_interfaces(host.as_fd()) {
+                    common::report::warning(
+                        "/sys is a read-only bind of the host's, with the host's network interfaces: the kernel allows a new sysfs only for a network namespace of this user namespace, and no netns before userns (as host root) handed one down",
+                    );
+                }
+                Ok(SYS_HOST_BIND)
             }
             Err(e) => Err(anyhow::Error::from(e).context("unable to mount sysfs")),
         }
     })
     .map_err(|e| Fatal::from(e).context("unable to mount /sys"))
+}
+
+/// Whether `host` (the host's /sys) lists exactly the interfaces of this process's network
+/// namespace (`/proc/self/net/dev`).
+fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
+    let listed = std::fs::read_dir(sys::fd_path(host).join("class/net")).map(|dir| {
+        let mut names: Vec<String> = dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    });
+    let own = std::fs::read_to_string("/proc/self/net/dev").map(|text| {
+        let mut names: Vec<String> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+            .collect();
+        names.sort();
+        names
+    });
+    matches!((listed, own), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Hides the masked paths: files under a bind of the verified /dev/null, directories under an

@@ -29,6 +29,32 @@ pub enum Create {
     Dir,
     /// Create missing directories and an empty file as the last component.
     File,
+    /// Fail with [`MissingAt`] (where the first missing component is).
+    Probe,
+}
+
+/// The first missing component of a [`Create::Probe`] resolution, and whether it is missing
+/// right in the root's top directory.
+#[derive(Debug)]
+pub struct MissingAt {
+    pub at_root: bool,
+}
+
+impl std::fmt::Display for MissingAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("missing")
+    }
+}
+
+impl std::error::Error for MissingAt {}
+
+/// Whether resolving `path` inside `root` stops at a component missing in the root's top
+/// directory (through symbolic links too).
+pub fn missing_at_root(root: BorrowedFd<'_>, path: &Path) -> bool {
+    match resolve(root, path, Create::Probe) {
+        Ok(_) => false,
+        Err(e) => e.downcast_ref::<MissingAt>().is_some_and(|m| m.at_root),
+    }
 }
 
 /// The most symlinks followed in one resolution (the kernel's own limit).
@@ -49,8 +75,8 @@ fn components(path: &OsStr) -> impl Iterator<Item = OsString> + '_ {
 
 fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
     let mut pending: VecDeque<OsString> = components(path.as_os_str()).collect();
-    // The directories walked so far, below the root.
-    let mut stack: Vec<OwnedFd> = Vec::new();
+    // The directories walked so far, below the root, with their names.
+    let mut stack: Vec<(OwnedFd, OsString)> = Vec::new();
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
         if name.as_bytes() == b".." {
@@ -58,9 +84,33 @@ fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<
             continue;
         }
         let last = pending.is_empty();
-        let parent = stack.last().map(|fd| fd.as_fd()).unwrap_or(root);
+        let parent = stack.last().map(|(fd, _)| fd.as_fd()).unwrap_or(root);
         let fd = match open_path(parent, &name) {
             Ok(fd) => fd,
+            Err(Errno::ENOENT) if create == Create::Probe => {
+                return Err(MissingAt {
+                    at_root: stack.is_empty(),
+                }
+                .into())
+            }
+            Err(Errno::ENOENT)
+                if create != Create::No && crate::skeleton::must_not_write(parent)? =>
+            {
+                // A directory of `--rootfs DIR`: covered by a skeleton, then looked at again.
+                let Some((below, dir_name)) = stack.pop() else {
+                    bail!(
+                        "{} is missing in the root, which is never written",
+                        name.to_string_lossy()
+                    );
+                };
+                crate::skeleton::cover(below.as_fd())?;
+                let grand = stack.last().map(|(fd, _)| fd.as_fd()).unwrap_or(root);
+                let covered = open_path(grand, &dir_name)
+                    .with_context(|| format!("unable to open {}", dir_name.to_string_lossy()))?;
+                stack.push((covered, dir_name));
+                pending.push_front(name);
+                continue;
+            }
             Err(Errno::ENOENT) if create != Create::No => {
                 make(parent, &name, if last { create } else { Create::Dir })?;
                 open_path(parent, &name)
@@ -91,10 +141,10 @@ fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<
             return Err(anyhow::Error::from(Errno::ENOTDIR)
                 .context(format!("{} is not a directory", name.to_string_lossy())));
         }
-        stack.push(fd);
+        stack.push((fd, name));
     }
     match stack.pop() {
-        Some(fd) => Ok(fd),
+        Some((fd, _)) => Ok(fd),
         None => open_path(root, OsStr::new(".")).context("unable to open the root"),
     }
 }
@@ -132,7 +182,7 @@ fn make(parent: BorrowedFd<'_>, name: &OsStr, create: Create) -> anyhow::Result<
             // SAFETY: a fresh descriptor; wrapping it closes it.
             drop(unsafe { OwnedFd::from_raw_fd(fd) })
         }),
-        Create::Dir | Create::No => nix::sys::stat::mkdirat(
+        Create::Dir | Create::No | Create::Probe => nix::sys::stat::mkdirat(
             Some(parent.as_raw_fd()),
             name,
             Mode::from_bits_truncate(0o755),
@@ -151,6 +201,9 @@ pub fn top_dir(root: BorrowedFd<'_>, name: &str) -> anyhow::Result<OwnedFd> {
     let fd = match open_path(root, OsStr::new(name)) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
+            if crate::skeleton::must_not_write(root)? {
+                bail!("/{name} is missing in the root, which is never written");
+            }
             nix::sys::stat::mkdirat(
                 Some(root.as_raw_fd()),
                 name,
@@ -189,7 +242,6 @@ pub fn open_host(path: &Path) -> anyhow::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::os::unix::fs::symlink;
 

@@ -251,7 +251,6 @@ impl FromStr for User {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn vol(s: &str) -> Result<Volume, String> {

@@ -58,13 +58,20 @@ pub fn plan(rtnl: &mut Rtnl, name: &str, subnet: Option<Cidr>) -> Result<Bridge,
         .link_by_name(name)
         .with_context(|| format!("unable to look up the bridge {name}"))?;
     if let Some(link) = &link {
+        // Checked before anything changes: a veth or `lo` would get the gateway address, then
+        // refuse the container's port.
+        if !link.is_bridge {
+            return Err(Fatal::new(format!("{name} is not a bridge")).with_hint(
+                "name a bridge (ip link show type bridge), or a new name for netns to create",
+            ));
+        }
         // The common case: the bridge exists with its gateway; only its addresses are read.
         let own = rtnl
             .addresses_of(link.index)
             .context("unable to list the bridge's addresses")?;
         if let Some(a) = own.iter().find(|a| a.index == link.index && a.prefix <= 30) {
             let cidr = Cidr::containing(a.ip, a.prefix);
-            if a.ip == cidr.gateway() && subnet.map_or(true, |s| s == cidr) {
+            if a.ip == cidr.gateway() && subnet.is_none_or(|s| s == cidr) {
                 return Ok(Bridge {
                     name: name.to_owned(),
                     subnet: cidr,
@@ -190,11 +197,19 @@ fn bridge_mac(subnet: &Cidr) -> [u8; 6] {
     [0x02, 0x6e, o[0], o[1], o[2], o[3]]
 }
 
+/// What [`ensure`] changed on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ensured {
+    /// The bridge was created.
+    pub created: bool,
+    /// The gateway address was added to a bridge that existed without it.
+    pub address_added: bool,
+}
+
 /// Creates the bridge if missing (IPv6 off, with its gateway address, up, `route_localnet`
 /// on), or adds the gateway address to an existing one (which refuses router advertisements
-/// from now on). Returns the bridge's ifindex and whether anything
-/// was created.
-pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<bool, Fatal> {
+/// from now on).
+pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<Ensured, Fatal> {
     let name = bridge.name.clone();
     let created = bridge.link.is_none();
     if created {
@@ -212,6 +227,7 @@ pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<
         crate::ipv6::refuse_ra(&name)?;
     }
     let index = bridge.link.as_ref().map(|l| l.index).unwrap_or(0);
+    let address_added = !created && bridge.needs_address;
     if created || bridge.needs_address {
         let gateway = bridge.gateway();
         rtnl.add_address(index, gateway, bridge.subnet.prefix)
@@ -223,7 +239,10 @@ pub fn ensure(rtnl: &mut Rtnl, bridge: &mut Bridge, mtu: Option<u32>) -> Result<
             .with_context(|| format!("unable to bring the bridge {name} up"))?;
         write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
     }
-    Ok(created)
+    Ok(Ensured {
+        created,
+        address_added,
+    })
 }
 
 /// Turns IPv4 forwarding on in the current (host) namespace, if it is off.
@@ -300,7 +319,6 @@ fn owns_current_netns() -> anyhow::Result<bool> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::cli::Status;
@@ -50,13 +51,24 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         bridge::plan(&mut host, bridge_name, args.subnet)
     })?;
 
+    // A container whose command just returned may still hold what this one asks for, for
+    // the tens of milliseconds the kernel takes to tear its namespace down.
+    let (live, released) = debug::step("settle leases", || {
+        cleanup::settle(&store, &mut host, live, |l| {
+            (l.bridge == br.name && Some(l.ip) == args.ip)
+                || l.ports
+                    .iter()
+                    .any(|q| args.publish.iter().any(|p| q.clashes_with(p)))
+        })
+    })?;
     let ip = choose_address(&store, &br, &live, args.ip)?;
-    let held = check_ports(&args.publish, &live)?;
+    let held = check_ports(&args.publish, &live, &released)?;
 
     // From here on the host changes.
-    let created = bridge::ensure(&mut host, &mut br, args.mtu)?;
+    let ensured = bridge::ensure(&mut host, &mut br, args.mtu)?;
     bridge::enable_forwarding()?;
     let bridge_index = br.link.as_ref().map(|l| l.index).unwrap_or(0);
+    let adopted = record_bridge(&store, &br, bridge_index, ensured)?;
     let mut lease = Lease {
         ip,
         bridge: br.name.clone(),
@@ -65,6 +77,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         veth: ipam::veth_name(ip),
         ifindex: 0,
         ports: args.publish.clone(),
+        isolated: !args.icc,
     };
     store
         .create(&lease)
@@ -81,7 +94,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
         &host_ns,
         &store,
         &br,
-        created,
+        adopted,
         bridge_index,
         &mut lease,
         &mut undo,
@@ -116,7 +129,33 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
             .collect::<Vec<_>>()),
     );
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    common::handdown::export(common::handdown::NET_VAR, "bridge");
+    Err(crate::own_sys::exec(args.command.command))
+}
+
+/// Records what netns did to the bridge (once per bridge, under the lease lock), so that
+/// `gc --prune` undoes only that. Returns whether the bridge is new to netns (its nft
+/// elements are to be added).
+fn record_bridge(
+    store: &Store,
+    br: &Bridge,
+    index: u32,
+    ensured: bridge::Ensured,
+) -> Result<bool, Fatal> {
+    let known = store.bridge_record(&br.name).filter(|r| r.ifindex == index);
+    if known.is_some() && !ensured.address_added {
+        return Ok(false);
+    }
+    let record = ipam::BridgeRecord {
+        ifindex: index,
+        created: ensured.created || known.as_ref().is_some_and(|r| r.created),
+        address_added: ensured.address_added,
+        subnet: br.subnet.to_string(),
+    };
+    store
+        .record_bridge(&br.name, &record)
+        .fatal_context(format!("unable to record the bridge {}", br.name))?;
+    Ok(known.is_none())
 }
 
 /// What to undo when the setup fails after the lease was written.
@@ -136,7 +175,7 @@ impl Undo {
             let _ = nix::sched::setns(host_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
         }
         if self.ports {
-            let _ = nft::delete_ports(&lease.ports);
+            let _ = nft::delete_ports(&lease.ports, lease.isolated.then_some(lease.ip));
         }
         let _ = store.remove(lease);
     }
@@ -150,7 +189,7 @@ fn setup(
     host_ns: &File,
     store: &Store,
     br: &Bridge,
-    created: bool,
+    adopted: bool,
     bridge_index: u32,
     lease: &mut Lease,
     undo: &mut Undo,
@@ -162,10 +201,13 @@ fn setup(
     if !exists {
         batch.push_str(nft::base_table());
     }
-    if created || !exists {
+    if adopted || !exists {
         nft::add_bridge(&mut batch, &br.name, &br.subnet);
     }
     nft::add_ports(&mut batch, &lease.ports, lease.ip);
+    if lease.isolated {
+        nft::add_isolated(&mut batch, lease.ip);
+    }
     if !batch.is_empty() {
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;
@@ -201,8 +243,10 @@ fn setup(
     // Before the links are up: neither ever gets a link-local address (see ipv6.rs).
     in_namespace(host_ns, &own_ns, || crate::ipv6::disable(&lease.veth))?;
     crate::ipv6::disable(PEER)?;
-    debug::step("veth up", || host.set_port_up_hairpin(veth.index))
-        .with_context(|| format!("unable to bring {} up", lease.veth))?;
+    debug::step("veth up", || {
+        host.set_port_up_hairpin(veth.index, !args.icc)
+    })
+    .with_context(|| format!("unable to bring {} up", lease.veth))?;
     let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
     debug::step("lo up", || inner.set_up(1, None)).context("unable to bring lo up")?;
     let eth0 = inner
@@ -297,12 +341,18 @@ fn choose_address(
 }
 
 /// A host port is an error when another live container publishes it, or a host process
-/// holds it (a probe bind in the host namespace).
+/// listens on it (TCP) or uses it (UDP).
 ///
-/// The probe sockets stay bound (not listening) and are handed to the cleanup watcher, which
-/// holds them for the container's life: a host process started later cannot bind the port
-/// either, so DNAT never silently shadows it.
-fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<Vec<OwnedFd>, Fatal> {
+/// The port is held by a socket bound (not listening) in the host namespace, handed to the
+/// cleanup watcher, which keeps it for the container's life: a host process started later
+/// cannot bind the port either, so DNAT never silently shadows it. A TCP port that only a
+/// connection in TIME_WAIT uses is free (held with SO_REUSEADDR); one that the watcher of a
+/// container just `released` still holds is waited for.
+fn check_ports(
+    publish: &[Publish],
+    live: &[Lease],
+    released: &[Lease],
+) -> Result<Vec<OwnedFd>, Fatal> {
     let mut held = Vec::with_capacity(publish.len());
     for p in publish {
         if let Some(holder) = live
@@ -319,34 +369,114 @@ fn check_ports(publish: &[Publish], live: &[Lease]) -> Result<Vec<OwnedFd>, Fata
             .with_hint("choose another HOSTPORT in -p HOSTPORT:PORT"));
         }
         let addr = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
-        let probe = debug::step(format_args!("hold {addr}/{}", p.proto.as_str()), || {
-            hold_port(addr, p.proto)
-        });
-        match probe {
-            Ok(fd) => held.push(fd),
-            Err(e) => {
-                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                    return Err(Fatal::new(format!(
-                        "-p {p}: {} is not an address of this host",
-                        addr.ip()
-                    ))
-                    .with_hint("omit HOSTIP to publish on every address of the host"));
-                }
-                let fatal = Fatal::from(e).context(format!(
-                    "the host port {addr}/{} is not free",
-                    p.proto.as_str()
-                ));
-                return Err(fatal.with_hint(
-                    "a host process listens there: stop it or choose another HOSTPORT",
-                ));
-            }
-        }
+        let was_ours = released
+            .iter()
+            .any(|l| l.ports.iter().any(|q| q.clashes_with(p)));
+        let fd = debug::step(format_args!("hold {addr}/{}", p.proto.as_str()), || {
+            hold_free_port(p, addr, was_ours)
+        })?;
+        held.extend(fd);
     }
     Ok(held)
 }
 
-/// Binds (without SO_REUSEADDR, without listening) a socket on the host port.
-fn hold_port(addr: SocketAddrV4, proto: Proto) -> std::io::Result<OwnedFd> {
+/// Holds one host port (see [`check_ports`]); None when only sockets that do not listen use
+/// it and none of them lets it be shared.
+fn hold_free_port(
+    p: &Publish,
+    addr: SocketAddrV4,
+    was_ours: bool,
+) -> Result<Option<OwnedFd>, Fatal> {
+    // The watcher of a released container closes its sockets as soon as the veth is gone.
+    let deadline = Instant::now()
+        + if was_ours {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+    loop {
+        let error = match hold_port(addr, p.proto, false) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(e) => e,
+        };
+        if error.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+            return Err(Fatal::new(format!(
+                "-p {p}: {} is not an address of this host",
+                addr.ip()
+            ))
+            .with_hint("omit HOSTIP to publish on every address of the host"));
+        }
+        let in_use = error.raw_os_error() == Some(libc::EADDRINUSE);
+        let listened = p.proto == Proto::Udp || tcp_listener(addr);
+        if in_use && !listened {
+            if let Ok(fd) = hold_port(addr, p.proto, true) {
+                return Ok(Some(fd));
+            }
+        }
+        if !in_use || Instant::now() >= deadline {
+            if in_use && !listened {
+                debug::note(format_args!(
+                    "{addr}/tcp is bound by a socket that does not listen: not held"
+                ));
+                return Ok(None);
+            }
+            let what = if p.proto == Proto::Udp {
+                "uses it"
+            } else {
+                "listens there"
+            };
+            let fatal = Fatal::from(error).context(format!(
+                "the host port {addr}/{} is not free",
+                p.proto.as_str()
+            ));
+            return Err(fatal.with_hint(format!(
+                "a host process {what}: stop it or choose another HOSTPORT"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a socket of the host listens on this TCP address (the port on the same or a
+/// wildcard address, IPv4 or IPv6), from /proc/net/tcp{,6}: state 0A is LISTEN.
+fn tcp_listener(addr: SocketAddrV4) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| listens_on(line, addr))
+    })
+}
+
+/// One line of /proc/net/tcp{,6}: `sl local_address rem_address st ...`, the address in hex
+/// as the kernel stores it (network order, printed as a native integer).
+fn listens_on(line: &str, addr: SocketAddrV4) -> bool {
+    let mut fields = line.split_whitespace();
+    let (Some(local), Some(state)) = (fields.nth(1), fields.nth(1)) else {
+        return false;
+    };
+    let Some((ip, port)) = local.split_once(':') else {
+        return false;
+    };
+    if state != "0A" || u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+        return false;
+    }
+    let words: Vec<u32> = (0..ip.len() / 8)
+        .filter_map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok())
+        .map(|w| u32::from_be_bytes(w.to_ne_bytes()))
+        .collect();
+    let v4 = match words.as_slice() {
+        [w] => Some(Ipv4Addr::from(*w)),
+        [0, 0, 0, 0] => Some(Ipv4Addr::UNSPECIFIED),
+        [0, 0, 0xffff, w] => Some(Ipv4Addr::from(*w)),
+        _ => None, // another IPv6 address: no clash with an IPv4 bind
+    };
+    v4.is_some_and(|ip| ip.is_unspecified() || addr.ip().is_unspecified() || ip == *addr.ip())
+}
+
+/// Binds (without listening; SO_REUSEADDR only when `reuse`) a socket on the host port.
+fn hold_port(addr: SocketAddrV4, proto: Proto, reuse: bool) -> std::io::Result<OwnedFd> {
     let kind = match proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
@@ -358,6 +488,9 @@ fn hold_port(addr: SocketAddrV4, proto: Proto) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if reuse {
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReuseAddr, &true)?;
+    }
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: addr.port().to_be(),
@@ -378,4 +511,33 @@ fn hold_port(addr: SocketAddrV4, proto: Proto) -> std::io::Result<OwnedFd> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listening_sockets_count() {
+        let on = |ip: [u8; 4], port| SocketAddrV4::new(Ipv4Addr::from(ip), port);
+        // 127.0.0.1:8400 LISTEN; the same in TIME_WAIT (06); 0.0.0.0:80 LISTEN.
+        let listen = "   0: 0100007F:20D0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1";
+        let time_wait = "   1: 0100007F:20D0 0100007F:C350 06 00000000:00000000 03:00000F9C 00000000     0        0 0";
+        let any = "   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2";
+        assert!(listens_on(listen, on([127, 0, 0, 1], 8400)));
+        assert!(listens_on(listen, on([0, 0, 0, 0], 8400)));
+        assert!(!listens_on(listen, on([10, 0, 0, 1], 8400)));
+        assert!(!listens_on(listen, on([127, 0, 0, 1], 8401)));
+        assert!(!listens_on(time_wait, on([127, 0, 0, 1], 8400)));
+        assert!(listens_on(any, on([10, 1, 2, 3], 80)));
+        // tcp6: [::]:80 and [::ffff:127.0.0.1]:80 listen on IPv4 too; [::1]:80 does not.
+        let v6_any = "   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0";
+        let v6_mapped = "   0: 0000000000000000FFFF00000100007F:0050 00000000000000000000000000000000:0000 0A 0";
+        let v6_lo = "   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 0";
+        assert!(listens_on(v6_any, on([127, 0, 0, 1], 80)));
+        assert!(listens_on(v6_mapped, on([127, 0, 0, 1], 80)));
+        assert!(!listens_on(v6_mapped, on([127, 0, 0, 2], 80)));
+        assert!(!listens_on(v6_lo, on([127, 0, 0, 1], 80)));
+        assert!(!listens_on("garbage", on([127, 0, 0, 1], 80)));
+    }
 }

@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::cli::Status;
@@ -39,17 +40,23 @@ pub fn state_dir() -> PathBuf {
     common::state::run_dir().join("netns")
 }
 
+/// How long a start waits for the kernel to finish tearing down the namespace of a container
+/// whose process is gone, when that container holds what the start asks for.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether the process that made a lease's namespace still holds it (one stat, no netlink).
+fn holder_alive(lease: &Lease) -> bool {
+    let path = format!("/proc/{}/ns/net", lease.pid);
+    lease.netns != 0 && std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns)
+}
+
 /// Whether a lease's namespace still exists: its host-side veth is still there.
 pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
     if lease.ifindex == 0 {
         return Ok(false);
     }
-    // Fast path (one stat, no netlink): the process that made the namespace still holds it.
-    if lease.netns != 0 {
-        let path = format!("/proc/{}/ns/net", lease.pid);
-        if std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns) {
-            return Ok(true);
-        }
+    if holder_alive(lease) {
+        return Ok(true);
     }
     let link = rtnl
         .link_by_index(lease.ifindex)
@@ -60,7 +67,7 @@ pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
 /// Releases a lease: its nft elements first, then the file.
 pub fn release(store: &Store, lease: &Lease) -> anyhow::Result<()> {
     debug::step(format_args!("release {}", lease.ip), || {
-        nft::delete_ports(&lease.ports)?;
+        nft::delete_ports(&lease.ports, lease.isolated.then_some(lease.ip))?;
         store.remove(lease)
     })
 }
@@ -78,10 +85,50 @@ pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
     Ok(live)
 }
 
+/// Settles the live leases that hold what a start asks for (`clashes`) and whose process is
+/// gone: when a container's last process exits, the kernel deletes its veth only after the
+/// namespace's teardown (tens of milliseconds), and a command run again straight away must
+/// find its port and address free. Waits (up to [`SETTLE`]) for those veths to go and
+/// releases their leases; a lease whose namespace something else still holds (a pin, a
+/// daemon the command left) stays. Returns the live leases and those released.
+pub fn settle(
+    store: &Store,
+    rtnl: &mut Rtnl,
+    live: Vec<Lease>,
+    clashes: impl Fn(&Lease) -> bool,
+) -> anyhow::Result<(Vec<Lease>, Vec<Lease>)> {
+    let (mut dying, mut kept): (Vec<Lease>, Vec<Lease>) = live
+        .into_iter()
+        .partition(|l| clashes(l) && !holder_alive(l));
+    let mut released = Vec::new();
+    let deadline = Instant::now() + SETTLE;
+    while !dying.is_empty() {
+        let mut still = Vec::new();
+        for lease in dying {
+            if is_alive(rtnl, &lease)? {
+                still.push(lease);
+            } else if let Err(e) = release(store, &lease) {
+                report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
+                kept.push(lease);
+            } else {
+                released.push(lease);
+            }
+        }
+        dying = still;
+        if dying.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kept.extend(dying);
+    Ok((kept, released))
+}
+
 /// `netns gc [--prune]`.
 #[derive(clap::Args, Debug)]
 pub struct GcArgs {
-    /// Also delete the bridges and the nft table `ip nschain` once no container uses them
+    /// Also delete the bridges netns created (never another interface) and the nft table
+    /// `ip nschain` once no container uses them
     #[arg(long)]
     pub prune: bool,
 
@@ -110,39 +157,90 @@ fn gc(prune: bool) -> Result<(), Fatal> {
     if !prune {
         return Ok(());
     }
-    let bridges = store.bridges()?;
-    for bridge in &bridges {
-        if live.iter().any(|l| &l.bridge == bridge) {
+    // One bridge that cannot be pruned does not keep the others (or the table) behind.
+    let mut failed = 0;
+    for bridge in store.bridges()? {
+        if live.iter().any(|l| l.bridge == bridge) {
             continue;
         }
-        if let Some(link) = rtnl
-            .link_by_name(bridge)
-            .context("unable to look up a bridge")?
-        {
-            let subnet = rtnl
-                .addresses()
-                .unwrap_or_default()
-                .into_iter()
-                .find(|a| a.index == link.index)
-                .map(|a| crate::ipam::Cidr::containing(a.ip, a.prefix));
-            rtnl.delete_link(link.index)
-                .with_context(|| format!("unable to delete the bridge {bridge}"))?;
-            if let Some(subnet) = subnet {
-                if live.is_empty() {
-                    // the table goes below
-                } else if nft::table_exists().unwrap_or(false) {
-                    let mut batch = String::new();
-                    nft::delete_bridge(&mut batch, bridge, &subnet);
-                    let _ = nft::apply(&batch);
+        let keep_table = !live.is_empty();
+        if let Err(e) = prune_bridge(&store, &mut rtnl, &bridge, keep_table) {
+            report::warning(format_args!("unable to prune the bridge {bridge}: {e:#}"));
+            failed += 1;
+        }
+    }
+    if live.is_empty() {
+        if let Err(e) = nft::delete_table() {
+            report::warning(format_args!(
+                "unable to delete the nft table ip nschain: {e:#}"
+            ));
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(Fatal::new(format!(
+            "gc --prune: {failed} of the things to prune could not be removed (see the warnings)"
+        )));
+    }
+    Ok(())
+}
+
+/// Undoes what netns did to one unused bridge, as its record says: deletes a bridge netns
+/// created, removes the gateway address it added to someone else's bridge, and never touches
+/// an interface it has no record of (a bridge it did not create, `lo`, a veth).
+fn prune_bridge(
+    store: &Store,
+    rtnl: &mut Rtnl,
+    bridge: &str,
+    keep_table: bool,
+) -> anyhow::Result<()> {
+    if let Some(record) = store.bridge_record(bridge) {
+        let link = rtnl
+            .link_by_index(record.ifindex)
+            .context("unable to look up the bridge")?
+            .filter(|l| l.name == bridge && l.is_bridge);
+        let subnet = record.subnet.parse::<crate::ipam::Cidr>().ok();
+        if let Some(link) = link {
+            let foreign = rtnl
+                .ports_of(link.index)
+                .context("unable to list its ports")?;
+            if record.created && !foreign.is_empty() {
+                // No container of netns uses it: these are someone else's interfaces.
+                let names: Vec<&str> = foreign.iter().map(|l| l.name.as_str()).collect();
+                report::warning(format_args!(
+                    "the bridge {bridge} is left: it has ports netns did not attach ({})",
+                    names.join(", ")
+                ));
+                // Still ours: a later prune deletes it once they are gone.
+                return Ok(());
+            }
+            if record.created {
+                debug::step(format_args!("delete bridge {bridge}"), || {
+                    rtnl.delete_link(link.index)
+                })
+                .context("unable to delete it")?;
+            } else if let Some(subnet) = subnet.filter(|_| record.address_added) {
+                let gateway = subnet.gateway();
+                let has = rtnl
+                    .addresses_of(link.index)
+                    .context("unable to list its addresses")?
+                    .iter()
+                    .any(|a| a.ip == gateway && a.prefix == subnet.prefix);
+                if has {
+                    rtnl.delete_address(link.index, gateway, subnet.prefix)
+                        .with_context(|| format!("unable to remove {gateway} from it"))?;
                 }
             }
         }
-        store.forget_bridge(bridge)?;
+        if let Some(subnet) = subnet.filter(|_| keep_table) {
+            if nft::table_exists().unwrap_or(false) {
+                for line in nft::delete_bridge_lines(bridge, &subnet) {
+                    let _ = nft::apply(&line);
+                }
+            }
+        }
     }
-    if live.is_empty() {
-        nft::delete_table().context("unable to delete the nft table ip nschain")?;
-    }
-    Ok(())
+    store.forget_bridge(bridge)
 }
 
 /// The parent's end of a watcher: tells it which lease to watch, or (dropped unsent) that the
@@ -227,6 +325,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
 fn watch() -> Result<(), Fatal> {
     // Executed through /proc/self/exe, the watcher would show as `exe`: name it.
     let _ = nix::sys::prctl::set_name(c"netns-gc-watch");
+    let held = held_ports();
     // SAFETY: the spawner placed the go pipe at this number for us alone.
     let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
     // SAFETY: likewise for the pidfd of the container's process.
@@ -237,6 +336,7 @@ fn watch() -> Result<(), Fatal> {
     let Some(target) = parse_go(&line) else {
         // The setup failed or was killed: collect whatever it left.
         drop(pidfd);
+        drop(held);
         return gc(false);
     };
     wait_readable(&pidfd);
@@ -259,6 +359,9 @@ fn watch() -> Result<(), Fatal> {
         }
     }
     drop(events);
+    // The ports are free the moment the namespace is gone, before the lock: a start that
+    // waits for them (see `settle`) holds it.
+    drop(held);
     let store = Store::lock(&state_dir())?;
     let lease = store
         .leases(&target.bridge)?
@@ -268,6 +371,20 @@ fn watch() -> Result<(), Fatal> {
         release(&store, &lease)?;
     }
     Ok(())
+}
+
+/// Takes the port-holding sockets the spawner placed, one after another, from
+/// `WATCH_PIDFD + 1` up (every other descriptor above was closed before the exec).
+fn held_ports() -> Vec<OwnedFd> {
+    let mut held = Vec::new();
+    let mut fd = WATCH_PIDFD + 1;
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    while unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+        // SAFETY: placed for this process alone by the spawner; owned from here on.
+        held.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        fd += 1;
+    }
+    held
 }
 
 struct Target {
@@ -306,7 +423,6 @@ fn wait_readable(fd: &OwnedFd) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -159,7 +159,28 @@ pub struct Lease {
     /// Its ifindex in the host namespace (0 until it exists).
     pub ifindex: u32,
     pub ports: Vec<Publish>,
+    /// `--icc=false`: its address is in the nft set `isolated`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
 }
+
+/// What netns did to a bridge, so that `gc --prune` undoes that and nothing else: a bridge
+/// it did not create (Docker's, the user's) is never deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeRecord {
+    /// The bridge's ifindex when netns first used it: a later bridge of the same name (made
+    /// by someone else after ours went) is not ours.
+    pub ifindex: u32,
+    /// netns created the bridge.
+    pub created: bool,
+    /// netns added the gateway address to a bridge that existed without one.
+    pub address_added: bool,
+    /// The subnet netns uses on it (its nft elements).
+    pub subnet: String,
+}
+
+/// The record's file in a bridge's directory (not a lease: leases are named by address).
+const BRIDGE_RECORD: &str = "bridge.json";
 
 /// The state directory, locked.
 #[derive(Debug)]
@@ -322,10 +343,28 @@ impl Store {
             .and_then(|t| t.trim().parse().ok())
     }
 
+    /// What netns did to `bridge`, if it used it.
+    pub fn bridge_record(&self, bridge: &str) -> Option<BridgeRecord> {
+        let text = std::fs::read(self.bridge_dir(bridge).join(BRIDGE_RECORD)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Writes (or replaces) the record of a bridge.
+    pub fn record_bridge(&self, bridge: &str, record: &BridgeRecord) -> anyhow::Result<()> {
+        let dir = self.bridge_dir(bridge);
+        common::state::ensure_dir(&dir, 0o755)?;
+        let path = dir.join(BRIDGE_RECORD);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(record)?)
+            .with_context(|| format!("unable to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("unable to write {}", path.display()))
+    }
+
     /// Forgets a bridge whose leases are all gone (`gc --prune`).
     pub fn forget_bridge(&self, bridge: &str) -> anyhow::Result<()> {
         let dir = self.bridge_dir(bridge);
         let _ = std::fs::remove_file(dir.join("last"));
+        let _ = std::fs::remove_file(dir.join(BRIDGE_RECORD));
         match std::fs::remove_dir(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("unable to remove {}", dir.display()))
@@ -342,7 +381,6 @@ pub fn veth_name(ip: Ipv4Addr) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -8,6 +8,7 @@ mod ipam;
 mod ipv6;
 mod netlink;
 mod nft;
+mod own_sys;
 mod publish;
 mod rootless;
 mod spawn;
@@ -41,12 +42,14 @@ pub use publish::{Proto, Publish};
   netns -- ./flaky-test                      (lo only: no network)
   netns --bridge -p 8080:80 -- nginx -g 'daemon off;'
   netns --bridge=br1 --subnet 10.210.0.0/16 --ip 10.210.0.9 -- sh
+  netns --bridge --icc=false -- sh           (no traffic with the other --icc=false containers)
   userns -- netns --slirp4netns -p 8080:80 -- python3 -m http.server 80
-  netns gc [--prune]                         (release what dead containers left; --prune: bridges and table)
+  netns gc [--prune]                         (release what dead containers left; --prune: the bridges netns made, its table)
 
 Notes:
   --bridge takes its NAME only as --bridge=NAME (so `netns --bridge true` runs true).
   `gc` is a subcommand only as the very first argument: `netns -- gc` runs a program named gc.
+  Isolation: containers on different bridges cannot reach each other (as Docker's networks).
   Cleanup: a small watcher releases the address and ports when the namespace is gone; after
   a SIGKILL the next bridge-mode start, or `netns gc`, does it."
 )]
@@ -73,6 +76,11 @@ pub struct Args {
     /// MTU of the container's interface
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
+
+    /// Inter-container communication (Docker's icc): --icc=false isolates this container
+    /// from the other --icc=false containers of its bridge
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub icc: bool,
 
     /// Publish a port on the host (repeatable): [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]
     #[arg(short = 'p', long, value_name = "SPEC")]
@@ -124,7 +132,9 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("mode".into(), json!("loopback"));
     }
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    let stack = if link.is_join() { "join" } else { "loopback" };
+    common::handdown::export(common::handdown::NET_VAR, stack);
+    Err(own_sys::exec(args.command.command))
 }
 
 fn check_modes(args: &Args) -> Result<(), Fatal> {
@@ -143,6 +153,10 @@ fn check_modes(args: &Args) -> Result<(), Fatal> {
     if args.bridge.is_none() && (args.ip.is_some() || args.subnet.is_some()) {
         return Err(Fatal::new("--ip and --subnet need --bridge")
             .with_hint("netns --bridge --subnet CIDR --ip ADDR -- COMMAND"));
+    }
+    if args.bridge.is_none() && !args.icc {
+        return Err(Fatal::new("--icc=false needs --bridge")
+            .with_hint("netns --bridge --icc=false -- COMMAND"));
     }
     if !mode && args.mtu.is_some() {
         return Err(Fatal::new("--mtu needs --bridge, --slirp4netns or --pasta"));
@@ -198,13 +212,13 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }
-    let error = common::exec::exec(args.command.command);
+    common::handdown::export(common::handdown::NET_VAR, stack.program());
+    let error = own_sys::exec(args.command.command);
     drop(exit_fd);
     Err(error)
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

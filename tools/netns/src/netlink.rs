@@ -45,6 +45,8 @@ pub struct Link {
     pub index: u32,
     pub name: String,
     pub controller: Option<u32>,
+    /// Whether it is a bridge (`IFLA_INFO_KIND` "bridge").
+    pub is_bridge: bool,
 }
 
 /// An IPv4 address on a link.
@@ -209,6 +211,19 @@ impl Rtnl {
         self.get_link(message)
     }
 
+    /// The links attached to the bridge `index` (its ports).
+    pub fn ports_of(&mut self, index: u32) -> io::Result<Vec<Link>> {
+        let answers = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(answers
+            .iter()
+            .filter_map(|a| match a {
+                RouteNetlinkMessage::NewLink(link) => Some(to_link(link)),
+                _ => None,
+            })
+            .filter(|l| l.controller == Some(index))
+            .collect())
+    }
+
     /// Creates a bridge with a fixed MAC address (so it does not flap as ports come and go).
     pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> io::Result<()> {
         let mut message = LinkMessage::default();
@@ -285,17 +300,20 @@ impl Rtnl {
     }
 
     /// Brings a bridge port up with hairpin mode on (a container can reach its own
-    /// published port through the host).
-    pub fn set_port_up_hairpin(&mut self, index: u32) -> io::Result<()> {
+    /// published port through the host); `isolated`: the port talks to no other isolated
+    /// port of the bridge (`IFLA_BRPORT_ISOLATED`, Docker's icc=false).
+    pub fn set_port_up_hairpin(&mut self, index: u32, isolated: bool) -> io::Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
+        let mut port = vec![InfoBridgePort::HairpinMode(true)];
+        if isolated {
+            port.push(InfoBridgePort::Isolated(true));
+        }
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
+            LinkInfo::PortData(InfoPortData::BridgePort(port)),
         ]));
         self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
@@ -330,6 +348,18 @@ impl Rtnl {
             RouteNetlinkMessage::NewAddress(message),
             NLM_F_CREATE | NLM_F_EXCL,
         )
+    }
+
+    /// Removes an IPv4 address from a link.
+    pub fn delete_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix;
+        message.header.index = index;
+        message
+            .attributes
+            .push(AddressAttribute::Local(IpAddr::V4(ip)));
+        self.request(RouteNetlinkMessage::DelAddress(message), 0)
     }
 
     /// Every IPv4 address of this namespace.
@@ -445,11 +475,17 @@ fn to_link(message: &LinkMessage) -> Link {
         index: message.header.index,
         name: String::new(),
         controller: None,
+        is_bridge: false,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
             LinkAttribute::Controller(index) => link.controller = Some(*index),
+            LinkAttribute::LinkInfo(infos) => {
+                link.is_bridge = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+            }
             _ => {}
         }
     }

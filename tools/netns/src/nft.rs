@@ -8,7 +8,11 @@
 //! - postrouting: masquerade 127/8 sources going to a bridge (needs `route_localnet` on the
 //!   bridge), DNAT'ed container→container traffic (hairpin), and outbound traffic;
 //! - input guard: packets to 127/8 from another interface than lo are dropped unless DNAT'ed
-//!   (the CVE-2020-8558 class that `route_localnet` would open otherwise).
+//!   (the CVE-2020-8558 class that `route_localnet` would open otherwise);
+//! - isolate: as Docker's networks, nothing is forwarded from one bridge of ours to another
+//!   (`same_bridge` holds the pair `"br" . "br"` of each), except through a published port;
+//!   nor routed through the host between two `--icc=false` containers (set `isolated`) of one
+//!   bridge, whose bridge ports are isolated from each other at layer 2.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -22,6 +26,16 @@ use crate::ipam::Cidr;
 use crate::publish::{Proto, Publish};
 
 pub const TABLE: &str = "nschain";
+
+/// The isolation between bridges: a chain of its own, so that a table made by an older
+/// version gets it too (flushed and filled in one batch: never twice, never missing).
+const ISOLATE: &str = "add set ip nschain same_bridge { type ifname . ifname; }
+add set ip nschain isolated { type ipv4_addr; }
+add chain ip nschain isolate { type filter hook forward priority 0; policy accept; }
+flush chain ip nschain isolate
+add rule ip nschain isolate iifname @bridges oifname @bridges iifname . oifname != @same_bridge ct status & dnat == 0 drop
+add rule ip nschain isolate iifname . oifname @same_bridge ip saddr @isolated ip daddr @isolated ct status & dnat == 0 drop
+";
 
 const BASE: &str = "table ip nschain {
 	set bridges { type ifname; }
@@ -158,19 +172,25 @@ pub fn base_table() -> &'static str {
     BASE
 }
 
-/// Adds a bridge and its subnet to the masquerade sets.
+/// Adds a bridge and its subnet to the masquerade and isolation sets (and the isolation
+/// chain, for a table made by an older version).
 pub fn add_bridge(batch: &mut String, bridge: &str, subnet: &Cidr) {
+    batch.push_str(ISOLATE);
     let _ = writeln!(batch, "add element ip {TABLE} bridges {{ \"{bridge}\" }}");
     let _ = writeln!(batch, "add element ip {TABLE} subnets {{ {subnet} }}");
-}
-
-/// Removes a bridge and its subnet from the masquerade sets.
-pub fn delete_bridge(batch: &mut String, bridge: &str, subnet: &Cidr) {
     let _ = writeln!(
         batch,
-        "delete element ip {TABLE} bridges {{ \"{bridge}\" }}"
+        "add element ip {TABLE} same_bridge {{ \"{bridge}\" . \"{bridge}\" }}"
     );
-    let _ = writeln!(batch, "delete element ip {TABLE} subnets {{ {subnet} }}");
+}
+
+/// The `delete element` lines of a bridge (one per set: each may be missing on its own).
+pub fn delete_bridge_lines(bridge: &str, subnet: &Cidr) -> Vec<String> {
+    vec![
+        format!("delete element ip {TABLE} bridges {{ \"{bridge}\" }}\n"),
+        format!("delete element ip {TABLE} subnets {{ {subnet} }}\n"),
+        format!("delete element ip {TABLE} same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
+    ]
 }
 
 /// The map and key of a published port.
@@ -200,6 +220,13 @@ pub fn add_ports(batch: &mut String, ports: &[Publish], ip: Ipv4Addr) {
     }
 }
 
+/// Adds an `--icc=false` container's address to the set `isolated` (and the set and its
+/// rule, for a table made by an older version).
+pub fn add_isolated(batch: &mut String, ip: Ipv4Addr) {
+    batch.push_str(ISOLATE);
+    let _ = writeln!(batch, "add element ip {TABLE} isolated {{ {ip} }}");
+}
+
 /// The `delete element` lines for a container's published ports, one per port.
 pub fn delete_port_lines(ports: &[Publish]) -> Vec<String> {
     ports
@@ -211,13 +238,15 @@ pub fn delete_port_lines(ports: &[Publish]) -> Vec<String> {
         .collect()
 }
 
-/// Removes a container's published ports: one batch, and when it fails (an element already
-/// gone), each element on its own so that the others still go.
-pub fn delete_ports(ports: &[Publish]) -> anyhow::Result<()> {
-    if ports.is_empty() {
+/// Removes a container's elements (its published ports; its address from `isolated`): one
+/// batch, and when it fails (an element already gone), each element on its own so that the
+/// others still go.
+pub fn delete_ports(ports: &[Publish], isolated: Option<Ipv4Addr>) -> anyhow::Result<()> {
+    let mut lines = delete_port_lines(ports);
+    lines.extend(isolated.map(|ip| format!("delete element ip {TABLE} isolated {{ {ip} }}\n")));
+    if lines.is_empty() {
         return Ok(());
     }
-    let lines = delete_port_lines(ports);
     if apply(&lines.concat()).is_ok() {
         return Ok(());
     }
@@ -273,7 +302,6 @@ pub fn delete_table() -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -119,7 +119,6 @@ pub fn first_clash(publish: &[Publish]) -> Option<(&Publish, &Publish)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

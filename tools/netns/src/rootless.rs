@@ -7,6 +7,9 @@
 //!   inherited by the container, so slirp4netns exits when the container's last process does.
 //! - `--pasta`: passt's `pasta`, only when it is recent enough (2024-02 or later: it attaches
 //!   from inside a user namespace and exits when the namespace goes).
+//!
+//! slirp4netns talks on stderr at every start (`sent tapfd=7 for tap0`): its stderr goes to
+//! an anonymous file, shown in the error when it fails (and left alone under NSCHAIN_DEBUG).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -50,6 +53,8 @@ pub struct Helper {
     ready: File,
     exit: Option<OwnedFd>,
     api: Option<PathBuf>,
+    /// slirp4netns's stderr (None: it writes to ours).
+    log: Option<File>,
 }
 
 /// The first date of a passt release that attaches from inside a user namespace and exits
@@ -180,6 +185,19 @@ fn spawn_inner(
     argv_ptrs.push(std::ptr::null());
     let devnull = CString::new("/dev/null")?;
     let keep_exit = stack == Stack::Slirp4netns;
+    let log = if keep_exit && !debug::enabled() {
+        Some(stderr_file()?)
+    } else {
+        None
+    };
+    let log_fd = log.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // The parent's ends: a helper that kept them would never see the parent go (a failed
+    // start left it blocked on the go pipe forever).
+    let parent_ends = [
+        go_write.as_raw_fd(),
+        ready_read.as_raw_fd(),
+        exit_write.as_raw_fd(),
+    ];
     // SAFETY: single-threaded; the children only call async-signal-safe functions before exec.
     match unsafe { fork() }.context("unable to fork")? {
         ForkResult::Child => {
@@ -187,6 +205,9 @@ fn spawn_inner(
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 // SAFETY: raw descriptor juggling, a blocking read and exec.
                 unsafe {
+                    for fd in parent_ends {
+                        libc::close(fd);
+                    }
                     libc::setsid();
                     let mut byte = 0u8;
                     let n = libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
@@ -197,6 +218,9 @@ fn spawn_inner(
                     if null >= 0 {
                         libc::dup2(null, 0);
                         libc::dup2(null, 1);
+                    }
+                    if log_fd >= 0 {
+                        libc::dup2(log_fd, 2);
                     }
                     let exit_fd = libc::fcntl(exit_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
                     let ready_fd = libc::fcntl(ready_write.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
@@ -228,9 +252,23 @@ fn spawn_inner(
                 ready: File::from(ready_read),
                 exit: Some(exit_write),
                 api,
+                log,
             })
         }
     }
+}
+
+/// An anonymous file for slirp4netns's stderr.
+fn stderr_file() -> anyhow::Result<File> {
+    // SAFETY: memfd_create takes a name and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"slirp4netns-stderr".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("unable to create a memfd");
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(File::from(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
 }
 
 fn pasta_forward(p: &Publish) -> String {
@@ -251,7 +289,11 @@ impl Helper {
                 let mut answer = Vec::new();
                 let _ = self.ready.read_to_end(&mut answer);
                 if answer.first() != Some(&b'1') {
-                    bail!("{program} exited before the network was ready (is it installed, and can it open /dev/net/tun?)");
+                    let said = self.said();
+                    if said.is_empty() {
+                        bail!("{program} exited before the network was ready (is it installed, and can it open /dev/net/tun?)");
+                    }
+                    bail!("{program} exited before the network was ready: {said}");
                 }
             }
             Ok(())
@@ -265,6 +307,8 @@ impl Helper {
                 let result = debug::step(format_args!("publish {p}"), || add_hostfwd(&api, p));
                 if let Err(e) = result {
                     self.cleanup_api();
+                    let said = self.said();
+                    let e = if said.is_empty() { e } else { e.context(said) };
                     let fatal = Fatal::from(e.context(format!("unable to publish {p}")));
                     return Err(if p.host_port < 1024 {
                         fatal.with_hint("rootless, ports below net.ipv4.ip_unprivileged_port_start (usually 1024) cannot be published")
@@ -279,6 +323,23 @@ impl Helper {
             .exit
             .take()
             .filter(|_| self.stack == Stack::Slirp4netns))
+    }
+
+    /// What slirp4netns wrote on stderr so far, on one line (its start-up chatter left out).
+    fn said(&self) -> String {
+        let Some(log) = &self.log else {
+            return String::new();
+        };
+        let mut text = vec![0u8; 4096];
+        let n = std::os::unix::fs::FileExt::read_at(log, &mut text, 0).unwrap_or(0);
+        String::from_utf8_lossy(&text[..n])
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty() && !l.starts_with("sent tapfd") && !l.starts_with("received tapfd")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn cleanup_api(&mut self) {
@@ -338,7 +399,6 @@ pub fn inherit(fd: &OwnedFd) -> Result<RawFd, Fatal> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -91,7 +91,6 @@ fn fcntl_seals(file: &File) -> Result<libc::c_int, Errno> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::io::Write;
 

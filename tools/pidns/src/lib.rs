@@ -294,6 +294,6 @@ fn export_chain_settings(options: &NsOptions) {
     common::state::run_dir();
     common::state::data_dir();
     if let (Some(name), false) = (&options.name, inherited) {
-        std::env::set_var(chain::NAME_VAR, name);
+        common::handdown::export(chain::NAME_VAR, name);
     }
 }

@@ -177,9 +177,13 @@ pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
     debug::step("lock the id leases", || lock_file(&lock, libc::LOCK_EX))
         .with_context(|| format!("unable to lock {}", dir.display()))?;
     let live = debug::step("reclaim dead leases", || live_leases(&dir));
-    let chosen = source
-        .candidates()
-        .find(|(uid, gid)| !live.iter().any(|l| l.overlaps(*uid, *gid)));
+    let running = debug::step("read the uids processes run as", uids_running);
+    let chosen = source.candidates().find(|(uid, gid)| {
+        !live.iter().any(|l| l.overlaps(*uid, *gid))
+            && !running
+                .iter()
+                .any(|r| (*uid..uid.saturating_add(BLOCK)).contains(r))
+    });
     let Some((uid, gid)) = chosen else {
         let _ = lock_file(&lock, libc::LOCK_UN);
         return Err(Fatal::new(format!(
@@ -291,6 +295,32 @@ fn holder_has_namespace(record: &LeaseRecord) -> bool {
         Ok(meta) => meta.ino() == record.userns,
         Err(_) => true,
     }
+}
+
+/// The uids processes of this machine run as now. The leases of this run directory are not
+/// the only ones: chains with another `NSCHAIN_RUN_DIR` lease from the same ids, and a range
+/// whose processes run is taken, whoever's files say so.
+fn uids_running() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut uids: Vec<u32> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let uid = e.metadata().ok()?.uid();
+            // A zombie holds no ids any more (ranges are high: only those are checked).
+            (uid < 65536 || !is_zombie(&e.file_name())).then_some(uid)
+        })
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// Whether process `pid` has exited and waits to be reaped (it uses no ids any more).
@@ -407,7 +437,6 @@ impl Drop for Lease {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -633,7 +633,6 @@ fn run_newidmap(program: &str, target: u32, lines: &[[u32; 3]]) -> Result<(), Fa
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -344,7 +344,7 @@ fn share_data_dir(
     helper
         .make_dir(&dir, uid, gid)
         .map_err(|e| e.context("unable to prepare the data directory of the namespace"))?;
-    std::env::set_var(state::DATA_DIR_VAR, &dir);
+    common::handdown::export(state::DATA_DIR_VAR, &dir);
     Ok(Some(dir))
 }
 

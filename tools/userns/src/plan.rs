@@ -228,7 +228,6 @@ fn side(ranges: &[Range], single: Option<u32>, map_root: bool, own: u32) -> IdMa
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

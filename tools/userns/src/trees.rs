@@ -22,7 +22,7 @@
 //! links' `NSCHAIN_DATA_DIR`, so that `mntns --overlay` can create its layer there.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -110,12 +110,7 @@ pub fn warn_without_consumer(paths: &[PathBuf], command: &[OsString]) {
     if paths.is_empty() {
         return;
     }
-    let consumed = command.iter().any(|word| {
-        Path::new(word)
-            .file_name()
-            .is_some_and(|name| name.as_bytes() == b"mntns")
-    });
-    if !consumed {
+    if !common::handed_fd::consumer_follows(command, "mntns") {
         report::warning(format_args!(
             "no mntns follows in this chain: COMMAND itself gets the idmapped trees ({VAR}), \
              writable with their host owners by whoever attaches them"
@@ -169,16 +164,11 @@ impl Trees {
         if self.list.is_empty() {
             return Ok(());
         }
-        std::env::set_var(VAR, self.value());
+        common::handdown::export(VAR, self.value());
         for (path, fd) in &self.list {
             debug::step(
                 format_args!("hand down fd {} ({})", fd.as_raw_fd(), path.display()),
-                || {
-                    nix::fcntl::fcntl(
-                        fd.as_raw_fd(),
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                    )
-                },
+                || common::handed_fd::inherit(fd.as_fd()),
             )
             .map_err(|e| Fatal::from(e).context("unable to hand down an idmapped tree"))?;
         }
@@ -256,7 +246,6 @@ pub fn range_data_dir(data: &Path, uid: u32) -> PathBuf {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
