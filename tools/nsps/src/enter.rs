@@ -9,8 +9,9 @@
 //! chroot    the payload's root, then its working directory
 //! setns     the pid namespace: only the children of this process are born into it
 //! session   no controlling terminal, a new empty session keyring (as mntns's entry)
-//! creds     the payload's seccomp filter, groups, uid/gid, five capability sets,
-//!           no_new_privs (never more than the container has)
+//! creds     the payload's seccomp filters (the container's, and the setuid guard's when
+//!           mntns recorded it), groups, uid/gid, five capability sets, no_new_privs
+//!           (never more than the container has)
 //! fork      COMMAND appears in the container only now, with nothing of the host, not
 //!           dumpable until its exec; nsps waits outside and returns its status
 //! ```
@@ -98,9 +99,21 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
     drop((namespaces, target));
     // As mntns's entry (its session.rs), in the same place: before the filter and the drop.
     let leader = crate::session::leave_callers_session()?;
+    if setuid_guarded(&records) {
+        // The container's own processes cannot plant setuid files in a root other host users
+        // reach (mntns's setuid guard, issue 13 item 7): nor can a joined one.
+        mntns::setuid_guard::install()?;
+    }
     let filter = creds.filtered || seccomp_recorded(&records);
     creds.apply(filter)?;
     crate::spawn::run(command, leader)
+}
+
+/// Whether the chain's mount link put its container under the setuid guard.
+fn setuid_guarded(records: &[Record]) -> bool {
+    records
+        .iter()
+        .any(|r| r.ns.kind == "mnt" && r.created && r.extra.contains_key("setuid_guard"))
 }
 
 /// Whether the chain's mount link recorded that its container got the seccomp filter.
