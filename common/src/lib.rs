@@ -6,10 +6,12 @@
 //! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
-//! container or a process joined to it: the seccomp filter ([`seccomp`]) and, when joining,
-//! the credentials of the container's payload ([`creds`]). Namespace-specific logic stays in its tool.
+//! container or a process joined to it: the seccomp filters ([`seccomp`], [`setuid_guard`])
+//! and, when joining, the credentials of the container's payload ([`creds`]).
+//! Namespace-specific logic stays in its tool.
 
-// Modules moved in from a tool (seccomp.rs, from mntns) keep naming this crate `common`.
+// Modules moved in from a tool (seccomp.rs, setuid_guard.rs from mntns) keep naming this
+// crate `common`.
 extern crate self as common;
 
 pub mod after;
@@ -30,6 +32,7 @@ pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod seccomp;
+pub mod setuid_guard;
 pub mod state;
 pub mod sysfs;
 pub mod terminal;

@@ -48,7 +48,7 @@ mod rootfs;
 // The filter lives in common (nsps exec installs it too); `crate::seccomp` still names it.
 use common::seccomp;
 mod session;
-pub mod setuid_guard;
+mod setuid_guard;
 mod skeleton;
 mod sys;
 pub mod volume;

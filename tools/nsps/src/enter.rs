@@ -102,7 +102,7 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
     if setuid_guarded(&records) {
         // The container's own processes cannot plant setuid files in a root other host users
         // reach (mntns's setuid guard, issue 13 item 7): nor can a joined one.
-        mntns::setuid_guard::install()?;
+        common::setuid_guard::install()?;
     }
     let filter = creds.filtered || seccomp_recorded(&records);
     creds.apply(filter)?;
