@@ -1,7 +1,8 @@
 # nschain: build, install, test, bench, demo.
 #   make              release build of every tool
 #   make test         installs what the tests need (Debian packages, only if missing), then
-#                     fmt check, clippy -D warnings, and every test (root tests need root)
+#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies,
+#                     and every test (root tests need root)
 #   make install      binaries, man pages and shell completions under $(PREFIX)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
@@ -36,6 +37,7 @@ deps:
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 	python3 scripts/unused-deps.py
 
 test: deps check

@@ -3,6 +3,13 @@
 //! [`Record`] per namespace (`uts.json`, `net.json`, ...), so `--join NAME` and `nsps` find
 //! the chain's namespaces. The kernel stays the truth: a record counts only while the process
 //! it names still holds a namespace with the recorded inode.
+//!
+//! A chain without `--name` is named too, as docker names its containers: the first link that
+//! makes a namespace generates `<tool>-<6 hex digits>` and exports it, marked as generated in
+//! `NSCHAIN_NAME_GENERATED`. A generated name only makes the chain visible (`nsps`, `--join`,
+//! `nsps exec`): it never names an overlay layer (a later, unrelated chain may draw the same
+//! name), failing to register under it never fails the chain, and a `--name` at a later link
+//! replaces it (the registration is renamed).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +23,8 @@ use crate::ns::{inode_of, Namespace, NsFile};
 use crate::{state, Fatal};
 
 pub const NAME_VAR: &str = "NSCHAIN_NAME";
+/// Holds the chain's name when that name was generated (equal to `NSCHAIN_NAME`, else stale).
+pub const GENERATED_VAR: &str = "NSCHAIN_NAME_GENERATED";
 const META: &str = "chain.json";
 
 /// Chain names follow Docker's container names: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63 bytes.
@@ -54,42 +63,158 @@ pub struct Meta {
     pub created: u64,
     /// Host pid of the first named link.
     pub pid: u32,
+    /// The name was generated (the chain was started without `--name`).
+    #[serde(default)]
+    pub generated: bool,
 }
 
-/// The name this link registers under, if any: `--name`, else the chain's `NSCHAIN_NAME`.
-/// `first` is true when this link starts the naming (no earlier link had a name).
+/// The name this link registers under, if any: `--name`, else the chain's `NSCHAIN_NAME`,
+/// else (a link that makes a namespace) a generated one.
+/// `first` is true when this link starts the naming (no earlier link had a name);
+/// `replaces` is the generated name of the earlier links that a `--name` here replaces.
 #[derive(Clone, Debug)]
 pub struct Naming {
     pub name: String,
     pub first: bool,
+    pub generated: bool,
+    pub replaces: Option<String>,
+}
+
+impl Naming {
+    fn new(name: String, first: bool, generated: bool) -> Naming {
+        Naming {
+            name,
+            first,
+            generated,
+            replaces: None,
+        }
+    }
+}
+
+/// The chain's name inherited from the earlier links, and whether it was generated.
+pub fn inherited() -> Option<(String, bool)> {
+    let name = std::env::var(NAME_VAR).ok().filter(|n| !n.is_empty())?;
+    let generated = std::env::var(GENERATED_VAR).is_ok_and(|g| g == name);
+    Some((name, generated))
+}
+
+/// The chain's name if the user gave one (`--name` here or at an earlier link): what may name
+/// persistent state such as an overlay layer.
+pub fn chosen_name(explicit: Option<&str>) -> Option<String> {
+    explicit.map(str::to_owned).or_else(|| {
+        inherited()
+            .filter(|(_, generated)| !generated)
+            .map(|(n, _)| n)
+    })
 }
 
 /// Decides the name from `--name` and the environment, refusing a name a running chain uses.
-/// Writes nothing: [`claim`] does, once setup has succeeded.
+/// Writes nothing: [`claim`] does, once setup has succeeded. A link that joins (`creates`
+/// false) and finds no name registers nothing.
 pub fn naming(explicit: Option<&str>) -> Result<Option<Naming>, Fatal> {
-    let inherited = std::env::var(NAME_VAR).ok().filter(|n| !n.is_empty());
-    match (explicit, inherited) {
+    naming_for(explicit, false)
+}
+
+/// [`naming`] for a link that makes a namespace: an unnamed chain gets a generated name.
+pub fn naming_for(explicit: Option<&str>, creates: bool) -> Result<Option<Naming>, Fatal> {
+    match (explicit, inherited()) {
+        (None, None) if creates => Ok(Some(generate())),
         (None, None) => Ok(None),
-        (None, Some(name)) => Ok(Some(Naming { name, first: false })),
-        (Some(name), Some(inherited)) if name == inherited => Ok(Some(Naming {
-            name: inherited,
-            first: false,
-        })),
-        (Some(name), Some(inherited)) => Err(Fatal::new(format!(
+        (None, Some((name, generated))) => Ok(Some(Naming::new(name, false, generated))),
+        (Some(name), Some((inherited, _))) if name == inherited => {
+            Ok(Some(Naming::new(inherited, false, false)))
+        }
+        (Some(name), Some((inherited, true))) => {
+            check_free(name)?;
+            Ok(Some(Naming {
+                replaces: Some(inherited),
+                ..Naming::new(name.to_owned(), true, false)
+            }))
+        }
+        (Some(name), Some((inherited, false))) => Err(Fatal::new(format!(
             "--name {name}: this chain is already named {inherited}"
         ))),
         (Some(name), None) => {
-            if let Some(pid) = live_pid(name) {
-                return Err(Fatal::new(format!(
-                    "the name {name} is in use by a running chain (pid {pid})"
-                ))
-                .with_hint("choose another --name, or stop that chain first (nsps lists them)"));
-            }
-            Ok(Some(Naming {
-                name: name.to_owned(),
-                first: true,
-            }))
+            check_free(name)?;
+            Ok(Some(Naming::new(name.to_owned(), true, false)))
         }
+    }
+}
+
+fn check_free(name: &str) -> Result<(), Fatal> {
+    match dir(name).exists() && !is_stale(name) {
+        true => Err(in_use(name)),
+        false => Ok(()),
+    }
+}
+
+/// A fresh name for an unnamed chain, `<tool>-<6 hex digits>`, not registered by any chain.
+/// Generated registrations of chains that have ended are pruned first: without `--name`
+/// nobody would reuse (and so clean) them.
+fn generate() -> Naming {
+    prune_generated();
+    let tool = crate::report::tool();
+    let mut name = format!("{tool}-{}", random_hex());
+    for _ in 0..8 {
+        if !dir(&name).exists() {
+            break;
+        }
+        name = format!("{tool}-{}", random_hex());
+    }
+    Naming::new(name, true, true)
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 3];
+    let read = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Not secret, only unlikely to repeat: the pid and the clock do.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (nanos ^ std::process::id()).to_le_bytes()[..3]
+            .try_into()
+            .unwrap_or_default();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the registrations of generated names whose chain has ended: no live record and
+/// the first link's process gone (a chain still starting has no record yet).
+fn prune_generated() {
+    let Ok(entries) = fs::read_dir(chains_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        // A claim's hidden directory (`.NAME.PID`) whose maker died before renaming it.
+        if let Some(maker) = name.strip_prefix('.').and_then(|n| n.rsplit('.').next()) {
+            if !std::path::Path::new(&format!("/proc/{maker}")).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+            continue;
+        }
+        let Some(meta) = meta(&name) else {
+            continue;
+        };
+        if meta.generated && is_stale(&name) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Exports the chain's name for the later links (with its generated mark).
+pub fn export(naming: &Naming) {
+    // Through handdown: the next links get them, COMMAND does not.
+    crate::handdown::export(NAME_VAR, &naming.name);
+    if naming.generated {
+        crate::handdown::export(GENERATED_VAR, &naming.name);
+    } else {
+        crate::handdown::unexport(GENERATED_VAR);
     }
 }
 
@@ -101,30 +226,113 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     let chains = chains_dir();
     state::ensure_dir(&chains, 0o755).map_err(|e| inner_root_hint(e.into()))?;
     let dir = dir(&naming.name);
-    if fs::create_dir(&dir).is_err() {
-        // It exists: reuse it only if its chain is gone (a concurrent start loses here).
-        if let Some(pid) = live_pid(&naming.name) {
-            return Err(Fatal::new(format!(
-                "the name {} is in use by a running chain (pid {pid})",
-                naming.name
-            )));
+    if let Some(old) = &naming.replaces {
+        if rename_registration(old, &naming.name)? {
+            write_json(&dir.join(META), &new_meta(naming))?;
+            export(naming);
+            return Ok(());
         }
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir)
-            .with_context(|| format!("unable to create {}", dir.display()))
-            .map_err(|e| inner_root_hint(e.into()))?;
     }
-    let meta = Meta {
-        name: naming.name.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        pid: crate::procfs::own_pid(),
-    };
-    write_json(&dir.join(META), &meta)?;
-    crate::handdown::export(NAME_VAR, &naming.name);
+    // Made under a hidden name with its chain.json, then renamed: a registration without
+    // chain.json is never one being claimed, so it can be pruned at once.
+    let tmp = chains.join(format!(".{}.{}", naming.name, crate::procfs::own_pid()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp)
+        .with_context(|| format!("unable to create {}", tmp.display()))
+        .map_err(|e| inner_root_hint(e.into()))?;
+    let placed = write_json(&tmp.join(META), &new_meta(naming))
+        .map_err(Fatal::from)
+        .and_then(|()| place(&tmp, &naming.name));
+    if placed.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    placed?;
+    export(naming);
     Ok(())
+}
+
+/// Renames a new registration to its name; an existing one is replaced only if its chain has
+/// ended (a concurrent start of the same name loses here).
+fn place(tmp: &std::path::Path, name: &str) -> Result<(), Fatal> {
+    let target = dir(name);
+    for _ in 0..2 {
+        match rename_noreplace(tmp, &target) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
+                if !is_stale(name) {
+                    return Err(in_use(name));
+                }
+                let _ = fs::remove_dir_all(&target);
+            }
+            Err(errno) => {
+                return Err(Fatal::from(
+                    anyhow::Error::new(std::io::Error::from(errno))
+                        .context(format!("unable to create {}", target.display())),
+                ))
+            }
+        }
+    }
+    Err(in_use(name))
+}
+
+fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> nix::Result<()> {
+    nix::fcntl::renameat2(
+        None,
+        from,
+        None,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+}
+
+fn in_use(name: &str) -> Fatal {
+    let pid = live_pid(name).or_else(|| meta(name).map(|m| m.pid));
+    let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    Fatal::new(format!("the name {name} is in use by a running chain{pid}"))
+        .with_hint("choose another --name, or stop that chain first (nsps lists them)")
+}
+
+/// The chain.json of a new registration (or of a renamed one, keeping its start).
+fn new_meta(naming: &Naming) -> Meta {
+    let earlier = naming.replaces.as_deref().and_then(meta);
+    Meta {
+        name: naming.name.clone(),
+        created: earlier.as_ref().map(|m| m.created).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }),
+        pid: earlier
+            .as_ref()
+            .map(|m| m.pid)
+            .unwrap_or_else(crate::procfs::own_pid),
+        generated: naming.generated,
+    }
+}
+
+/// `--name NEW` after links that registered under the generated name OLD: their records move
+/// to NEW (never over a running chain's). False when OLD has no registration to move.
+fn rename_registration(old: &str, new: &str) -> Result<bool, Fatal> {
+    let (from, to) = (dir(old), dir(new));
+    for _ in 0..2 {
+        match rename_noreplace(&from, &to) {
+            Ok(()) => return Ok(true),
+            Err(nix::errno::Errno::ENOENT) => return Ok(false),
+            Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
+                if !is_stale(new) {
+                    return Err(in_use(new));
+                }
+                let _ = fs::remove_dir_all(&to);
+            }
+            Err(errno) => {
+                let error = anyhow::Error::new(std::io::Error::from(errno))
+                    .context(format!("unable to rename chain {old} to {new}"));
+                return Err(inner_root_hint(Fatal::from(error)));
+            }
+        }
+    }
+    Err(in_use(new))
 }
 
 /// Root inside a user namespace whose root is another host uid (`userns --map-auto` run by
@@ -146,10 +354,18 @@ fn inner_root_hint(fatal: Fatal) -> Fatal {
 }
 
 /// Registers one link's record under the chain (replacing an earlier one of the same type).
+/// Under a generated name that cannot be written (root inside a user namespace whose ids do
+/// not own the directory) the link runs unregistered: nobody asked for the name.
 pub fn register(name: &str, record: &Record) -> Result<(), Fatal> {
     let path = dir(name).join(format!("{}.json", record.ns.kind));
-    write_json(&path, record)
-        .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}")))
+    match write_json(&path, record) {
+        Err(e) if inherited() == Some((name.to_owned(), true)) => {
+            crate::debug::note(format_args!("chain {name} not registered: {e:#}"));
+            Ok(())
+        }
+        written => written
+            .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}"))),
+    }
 }
 
 fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -213,10 +429,19 @@ pub fn names() -> Vec<String> {
 
 /// Removes a chain's registration when none of its namespaces is alive; true if removed.
 pub fn prune_if_stale(name: &str) -> bool {
+    is_stale(name) && fs::remove_dir_all(dir(name)).is_ok()
+}
+
+/// Whether a registration belongs to a chain that has ended: none of its namespaces is alive
+/// and its first link's process is gone. A chain still starting (its first link has claimed
+/// the name, no link has registered yet) is not stale: pruning it would make it unlisted.
+fn is_stale(name: &str) -> bool {
     if live_pid(name).is_some() {
         return false;
     }
-    fs::remove_dir_all(dir(name)).is_ok()
+    // No chain.json: emptied by an unregister that could not remove the directory itself
+    // (root inside a user namespace), or garbage. A claim always comes with one.
+    !meta(name).is_some_and(|meta| std::path::Path::new(&format!("/proc/{}", meta.pid)).exists())
 }
 
 /// Opens a running chain's namespace of the given kind (`--join NAME`).
@@ -269,5 +494,15 @@ mod tests {
         assert!(validate_name("a/b").is_err());
         assert!(validate_name("a b").is_err());
         assert!(validate_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn generated_names_are_valid_chain_names() {
+        let hex = random_hex();
+        assert_eq!(hex.len(), 6);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(validate_name(&format!("mntns-{hex}")).is_ok());
     }
 }

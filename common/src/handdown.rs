@@ -66,7 +66,7 @@ pub fn unexport(var: &str) {
     }
 }
 
-/// Whether `program` (argv[0] of the next exec) is a link of the chain.
+/// Whether `program` (`argv[0]` of the next exec) is a link of the chain.
 pub fn is_link(program: &OsStr) -> bool {
     Path::new(program)
         .file_name()

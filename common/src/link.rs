@@ -53,7 +53,7 @@ impl Link {
     /// Checks the shared options before anything is changed: the name is free, the join
     /// target exists and is a namespace of the right type.
     pub fn prepare(kind: Namespace, options: &NsOptions) -> Result<Link, Fatal> {
-        let naming = chain::naming(options.name.as_deref())?;
+        let naming = chain::naming_for(options.name.as_deref(), options.join.is_none())?;
         let joined = match &options.join {
             Some(target) => Some(NsFile::open(kind, target)?),
             None => None,
@@ -64,6 +64,11 @@ impl Link {
             naming,
             joined,
         })
+    }
+
+    /// The name this link registers under (given, inherited or generated).
+    pub fn naming(&self) -> Option<&Naming> {
+        self.naming.as_ref()
     }
 
     pub fn kind(&self) -> Namespace {
@@ -149,11 +154,22 @@ impl Link {
 
     fn publish(&self, record: Record) -> Result<Record, Fatal> {
         if let Some(naming) = &self.naming {
-            chain::claim(naming)?;
-            // Joining a namespace the chain already registered (docker exec) must not replace
-            // the record of the process that holds it.
-            if !(self.is_join() && chain::has_live_record(&naming.name, self.kind)) {
-                chain::register(&naming.name, &record)?;
+            let registered = chain::claim(naming).and_then(|()| {
+                // Joining a namespace the chain already registered (docker exec) must not
+                // replace the record of the process that holds it.
+                if self.is_join() && chain::has_live_record(&naming.name, self.kind) {
+                    return Ok(());
+                }
+                chain::register(&naming.name, &record)
+            });
+            match registered {
+                // Nobody asked for a generated name: where it cannot be registered (root
+                // inside a user namespace, a read-only run directory) the chain runs unlisted.
+                Err(fatal) if naming.generated => crate::debug::note(format_args!(
+                    "chain {} not registered: {:#}",
+                    naming.name, fatal.error
+                )),
+                other => other?,
             }
         }
         if let Some(fd) = self.options.info_fd {

@@ -76,7 +76,7 @@ const DATA_ROOT_MODE: u32 = 0o711;
 const RUN_ROOT_MODE: u32 = 0o755;
 
 /// Creates `dir` if missing, with `mode` (the directories between it and its state root
-/// 0755, the state root itself [`DATA_ROOT_MODE`] or [`RUN_ROOT_MODE`]).
+/// 0755, the state root itself `DATA_ROOT_MODE` or `RUN_ROOT_MODE`).
 ///
 /// State is never kept where another user could move it: the state root and every directory
 /// below it on the way to `dir` must be real directories owned by us or root and writable by

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod audit;
+pub mod need;
+pub mod roots;
 
 pub use serde_json::Value;
 
@@ -100,18 +102,69 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Wraps `cmd` to run as the unprivileged uid/gid 65534 (nobody), with no supplementary groups.
-pub fn as_nobody(cmd: &Command) -> Command {
-    let mut wrapped = Command::new("setpriv");
-    wrapped.args([
+/// The argv prefix that runs the rest as uid/gid `id` with no supplementary groups.
+pub fn setpriv_as(id: u32) -> Vec<String> {
+    let id = id.to_string();
+    [
+        "setpriv",
         "--reuid",
-        "65534",
+        &id,
         "--regid",
-        "65534",
+        &id,
         "--clear-groups",
         "--",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// `unshare --net --mount --pid --fork --mount-proc timeout SECONDS bash -c` (the script is
+/// the caller's next argument): a throwaway "host" network, mount and pid namespace, as root,
+/// where nothing the script starts outlives it and no interface of the machine is touched.
+pub fn throwaway_host(seconds: u32) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "timeout",
+        &seconds.to_string(),
+        "bash",
+        "-c",
     ]);
-    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    cmd
+}
+
+/// Runs `script` in a [`throwaway_host`] with `lo` up, `set -eu`, and `wait_for CMD...` (retries
+/// CMD for up to 10 s), with the chain's state under `state`.
+pub fn in_throwaway_host(state: &Path, seconds: u32, script: &str) -> Output {
+    let mut cmd = throwaway_host(seconds);
+    cmd.arg(format!(
+        "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 200); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
+    ));
+    with_env(&mut cmd, state);
+    run(&mut cmd)
+}
+
+/// The uid/gid the rootless tests run as (nobody).
+pub const NOBODY: u32 = 65534;
+
+/// A command that runs `program ARGS` as uid/gid `id` (see [`setpriv_as`]).
+pub fn as_user(id: u32, program: impl AsRef<OsStr>) -> Command {
+    let prefix = setpriv_as(id);
+    let mut cmd = Command::new(&prefix[0]);
+    cmd.args(&prefix[1..]).arg(program);
+    cmd
+}
+
+/// Wraps `cmd` to run as the unprivileged uid/gid 65534 (nobody), with no supplementary groups.
+pub fn as_nobody(cmd: &Command) -> Command {
+    let mut wrapped = as_user(NOBODY, cmd.get_program());
+    wrapped.args(cmd.get_args());
     for (key, value) in cmd.get_envs() {
         match value {
             Some(v) => wrapped.env(key, v),

@@ -522,18 +522,7 @@ fn tiocsti_cannot_push_keystrokes_into_the_callers_terminal_cve_2017_5226() {
         let argv = lab.chain_argv(config, None, &[], &["/nsattack", "tiocsti", "x"]);
         let mut inner: Vec<String> = Vec::new();
         if config == Config::Rootless {
-            inner.extend(
-                [
-                    "setpriv",
-                    "--reuid",
-                    "65534",
-                    "--regid",
-                    "65534",
-                    "--clear-groups",
-                    "--",
-                ]
-                .map(str::to_owned),
-            );
+            inner.extend(setpriv_as(NOBODY));
         }
         inner.extend(argv);
         let quoted: Vec<String> = inner.iter().map(|a| format!("'{a}'")).collect();

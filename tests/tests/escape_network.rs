@@ -62,7 +62,7 @@ const VICTIM_UP: &str = r#"
 const VICTIM_DOWN: &str = r#"
     kill $v; wait
     i=0
-    while [ -n "$(find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null)" ]; do
+    while [ -n "$(find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null)" ]; do
         i=$((i + 1)); [ $i -lt 100 ] || { echo "a lease was never released"; exit 3; }
         sleep 0.05
     done

@@ -15,7 +15,7 @@ mod escape_common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use escape_common::*;
 use nschain_tests::*;
@@ -47,17 +47,7 @@ fn plant_dir(path: &Path) {
 }
 
 fn as_nobody(program: &Path, args: &[&str]) -> Output {
-    run(Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
-        .arg(program)
-        .args(args))
+    run(as_user(NOBODY, program).args(args))
 }
 
 /// Runs, as uid 65534 on the host, what was planted in `dir`: the ways to root it gave.

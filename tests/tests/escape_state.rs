@@ -178,14 +178,7 @@ fn a_run_directory_another_user_controls_is_refused() {
         &argv(&["sh", "-c", &chain(&victim_dir.display().to_string())]),
     ));
     assert!(out.status.success(), "{}", stderr(&out));
-    let moved = run(std::process::Command::new("setpriv").args([
-        "--reuid",
-        "65533",
-        "--regid",
-        "65533",
-        "--clear-groups",
-        "--",
-        "sh",
+    let moved = run(as_user(65533, "sh").args([
         "-c",
         &format!(
             "mkdir {planted_s}/chains && mv {planted_s}/chains {planted_s}/stolen && echo moved"

@@ -92,17 +92,8 @@ fn a_link_after_a_new_root_is_told_to_put_mntns_last_not_to_run_as_root() {
 fn bridge_mode_without_root_and_without_userns_says_so() {
     require(is_root(), "root (to become uid 65534)");
     let state = scratch();
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-    ])
-    .arg(bin("netns"))
-    .args(["--bridge", "--", "true"]);
+    let mut cmd = as_user(NOBODY, bin("netns"));
+    cmd.args(["--bridge", "--", "true"]);
     with_env(&mut cmd, state.path());
     let hint = only_hint(&run(&mut cmd), "netns", 125);
     assert!(hint.contains("run it as root"), "{hint}");

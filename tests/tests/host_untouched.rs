@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use escape_common::HostNs;
-use nschain_tests::{have, is_root, require, run, stderr, stdout, with_env};
+use nschain_tests::{have, require, run, stderr, stdout, with_env};
 
 /// Shell functions every "host" script starts with.
 const PRELUDE: &str = r#"
@@ -31,12 +31,7 @@ addr_of() { ip -br -4 addr show dev "$1" | awk '{print $3}'; }
 "#;
 
 fn need_root() -> bool {
-    require(
-        is_root(),
-        "root (network tests build a throwaway host namespace)",
-    ) && require(have("nft"), "nft (nftables)")
-        && require(have("ip"), "ip (iproute2)")
-        && escape_common::have_busybox()
+    nschain_tests::need::lab()
 }
 
 /// Runs `script` as root in the throwaway host `host`, with the chain's state under `state`.

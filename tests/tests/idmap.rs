@@ -13,7 +13,7 @@ use nschain_tests::audit;
 use nschain_tests::*;
 
 fn need_root() -> bool {
-    require(is_root(), "root (idmapped mounts need host root)")
+    nschain_tests::need::root()
 }
 
 fn need_links() -> bool {

@@ -22,26 +22,11 @@ const BUSYBOX_APPLETS: &[&str] = &[
 
 /// A tiny root filesystem: Debian's static busybox and its applet links.
 fn busybox_root(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    for d in ["etc", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    for f in ["hostname", "hosts", "resolv.conf"] {
-        std::fs::write(root.join("etc").join(f), "").unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in BUSYBOX_APPLETS {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    root
+    nschain_tests::roots::busybox_root(dir, BUSYBOX_APPLETS)
 }
 
 fn have_busybox() -> bool {
-    require(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox (Debian package busybox-static)",
-    )
+    nschain_tests::need::busybox()
 }
 
 fn mntns(state: &Path) -> Command {

@@ -19,10 +19,7 @@ fn bare_root(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("usr/share")).unwrap();
     std::fs::write(root.join("usr/share/data"), "data\n").unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
+    nschain_tests::roots::install_busybox(&root, APPLETS);
     for d in [
         dir,
         &root,
@@ -36,10 +33,7 @@ fn bare_root(dir: &Path) -> PathBuf {
 }
 
 fn have_busybox() -> bool {
-    require(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox (Debian package busybox-static)",
-    )
+    nschain_tests::need::busybox()
 }
 
 /// Every entry under `dir`: path, type, mode, owner, size, mtime (ns), link target, content.

@@ -50,21 +50,8 @@ watchers() {
 /// Runs `script` as root inside a throwaway "host" network and mount namespace, in a pid
 /// namespace of its own so that nothing it started outlives it.
 fn in_host(state: &Path, script: &str) -> Output {
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--net",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--propagation",
-        "private",
-        "timeout",
-        "80",
-        "bash",
-        "-c",
-    ])
-    .arg(format!("{PRELUDE}\n{script}"));
+    let mut cmd = nschain_tests::throwaway_host(80);
+    cmd.arg(format!("{PRELUDE}\n{script}"));
     with_env(&mut cmd, state);
     run(&mut cmd)
 }
@@ -82,11 +69,7 @@ fn in_host_ok(state: &Path, script: &str) -> String {
 }
 
 fn need_root() -> bool {
-    require(
-        is_root(),
-        "root (network tests build a throwaway host namespace)",
-    ) && require(have("nft"), "nft (nftables)")
-        && require(have("ip"), "ip (iproute2)")
+    nschain_tests::need::network()
 }
 
 /// A tiny nginx.conf in `dir`: listens on 80, serves `page`, logs there, stays in the

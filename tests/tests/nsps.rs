@@ -3,20 +3,14 @@
 //! network and mount namespace that plays the host.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use nschain_tests::*;
 
 /// Runs `script` as root in a throwaway "host" network, mount and pid namespace: nothing it
 /// starts outlives it.
 fn in_host(state: &Path, script: &str) -> Output {
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--net", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "timeout", "60", "bash", "-c"])
-        .arg(format!(
-            "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 100); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
-        ));
-    with_env(&mut cmd, state);
-    run(&mut cmd)
+    in_throwaway_host(state, 60, script)
 }
 
 fn section<'a>(out: &'a str, name: &str) -> &'a str {

@@ -73,17 +73,7 @@ fn matrix(nobody: bool) {
     let mut ran = 0;
     for (pair, argv, root_change) in pairs(&firsts) {
         let mut cmd = if nobody {
-            let mut c = std::process::Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-            ]);
-            c.arg(bin(&argv[0]));
-            c
+            as_user(NOBODY, bin(&argv[0]))
         } else {
             std::process::Command::new(bin(&argv[0]))
         };

@@ -57,7 +57,7 @@ const WITH_OTHER: &str = r#"
     echo "INFO $(cat info)"
     kill $o; wait
     i=0
-    while [ -n "$(find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last 2>/dev/null)" ]; do
+    while [ -n "$(find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null)" ]; do
         i=$((i + 1)); [ $i -lt 100 ] || { echo "a lease was never released"; exit 3; }
         sleep 0.05
     done

@@ -61,19 +61,11 @@ fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn need_root() -> bool {
-    require(is_root(), "root")
+    nschain_tests::need::root()
 }
 
 fn need_rootless() -> bool {
-    require(is_root(), "root (to switch to uid 65534)")
-        && require(
-            have("newuidmap") && have("newgidmap"),
-            "newuidmap/newgidmap (uidmap)",
-        )
-        && require(
-            rootless_userns_works(),
-            "unprivileged user namespaces for uid 65534",
-        )
+    nschain_tests::need::rootless()
 }
 
 /// A directory every id can write to, for files made inside.
@@ -334,6 +326,107 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A `userns --map-auto` chain of the test's own state directory, holding its range until
+/// dropped: the tests prove they assume nothing about which range is free by running while
+/// one is held (the first free one, when started first).
+struct Holder {
+    child: Child,
+    range: u64,
+}
+
+impl Holder {
+    fn start(state: &Path) -> Holder {
+        let mut child = userns(
+            state,
+            &[
+                "--map-auto",
+                "--",
+                "sh",
+                "-c",
+                "head -1 /proc/self/uid_map; exec sleep 1000",
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let range = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("the holder chain failed: {line:?}"))
+            .parse()
+            .unwrap();
+        Holder { child, range }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host uid start of the range one `userns --map-auto` chain gets.
+fn leased_range(state: &Path) -> u64 {
+    let out = ok(&mut userns(
+        state,
+        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
+    ));
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether a process anywhere on the machine runs as a uid of the 65536-id range at `start`
+/// (another test or container with another state directory leases the same ranges from its
+/// own pool; the allocator rightly keeps such a range).
+fn machine_runs_as(start: u64) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let name = e.file_name();
+        let is_pid = name.to_string_lossy().bytes().all(|b| b.is_ascii_digit());
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| matches!(r.split_whitespace().next(), Some("Z" | "X")));
+        is_pid
+            && !zombie
+            && e.metadata()
+                .is_ok_and(|m| (start..start + 65536).contains(&u64::from(m.uid())))
+    })
+}
+
+/// Asserts that the next allocation gives the lowest of `freed` (ranges just freed) that no
+/// process on the machine runs as: another test or container, with another state directory,
+/// leases the same ranges from its own pool, and the allocator rightly keeps a range whose
+/// uids are in use. Retried for up to 5 s, as such processes come and go.
+fn assert_next_allocation_is_lowest(state: &Path, freed: &[u64], why: &str) {
+    let mut freed = freed.to_vec();
+    freed.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = leased_range(state);
+        let expected = freed.iter().copied().find(|r| !machine_runs_as(*r));
+        match expected {
+            Some(expected) if got == expected => return,
+            None if !freed.contains(&got) => {
+                eprintln!("every freed range is in use on the machine: nothing to check");
+                return;
+            }
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{why}: got {got}, expected {expected:?} (the lowest of {freed:?} no process runs as)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Starts `n` chains `userns --map-auto` at once, each holding its namespace until `go`
 /// exists; returns the (uid, gid) host starts each got.
 fn concurrent_map_auto(
@@ -346,6 +439,8 @@ fn concurrent_map_auto(
     let _release = Release(go.clone());
     let script = "cat /proc/self/uid_map /proc/self/gid_map; echo ready; i=0; \
                   while [ ! -e \"$1\" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done";
+    // Leases of chains already running (a holder started by the test).
+    let held = leases(state).len();
     let mut children: Vec<Child> = (0..n)
         .map(|_| {
             let mut cmd = userns(state, &["--map-auto", "--", "sh", "-c", script, "sh"]);
@@ -385,7 +480,7 @@ fn concurrent_map_auto(
         ranges.push((field(&seen[0], 1), field(&seen[1], 1), 65536));
     }
     // All are running now: every one holds a live lease.
-    assert_eq!(leases(state).len(), n, "one lease per running chain");
+    assert_eq!(leases(state).len(), held + n, "one lease per running chain");
     std::fs::write(&go, "").unwrap();
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -412,6 +507,7 @@ fn map_auto_as_root_gives_20_concurrent_chains_disjoint_ranges_freed_after() {
     let _pool = pool_lock();
     let state = scratch();
     let before = snapshot(state.path(), None);
+    let busy = Holder::start(state.path());
     let ranges = concurrent_map_auto(state.path(), 20, |c| {
         let mut cmd = Command::new(c.get_program());
         cmd.args(c.get_args());
@@ -423,7 +519,9 @@ fn map_auto_as_root_gives_20_concurrent_chains_disjoint_ranges_freed_after() {
         }
         cmd
     });
-    assert_pairwise_disjoint(&ranges);
+    let mut all = ranges.clone();
+    all.push((busy.range, busy.range, 65536));
+    assert_pairwise_disjoint(&all);
     // From the built-in pool: 64K-aligned blocks in 0x80000..0x6FFF0000.
     for (uid, gid, _) in &ranges {
         assert!(
@@ -432,20 +530,12 @@ fn map_auto_as_root_gives_20_concurrent_chains_disjoint_ranges_freed_after() {
         );
         assert_eq!(uid, gid);
     }
-    // The ranges are free again: the next allocation reuses the lowest, and reclaims the rest.
-    let lowest = ranges.iter().map(|r| r.0).min().unwrap();
-    let again = ok(&mut userns(
-        state.path(),
-        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
-    ));
-    let again: Vec<u64> = again
-        .split_whitespace()
-        .map(|f| f.parse().unwrap())
-        .collect();
-    assert_eq!(again, [0, lowest, 65536]);
-    let left = leases(state.path());
-    assert!(left.len() <= 1, "dead leases were not reclaimed: {left:?}");
-    // The one left names a chain that has ended: not live, so nothing is held.
+    // The ranges are free again: the next allocation reuses the lowest (the held one stays
+    // held).
+    let freed: Vec<u64> = ranges.iter().map(|r| r.0).collect();
+    assert_next_allocation_is_lowest(state.path(), &freed, "the lowest freed range is not reused");
+    drop(busy);
+    // The leases left name chains that have ended: not live, so nothing is held.
     assert_nothing_left_but_leases(&before, state.path());
 }
 
@@ -519,6 +609,7 @@ fn a_process_that_outlives_its_chain_keeps_the_range() {
     }
     let _pool = pool_lock();
     let state = scratch();
+    let busy = Holder::start(state.path());
     let map = |out: &str| -> u64 { out.split_whitespace().nth(1).unwrap().parse().unwrap() };
     // The chain's process exits at once, its background child lives on in the namespace.
     let out = ok(&mut userns(
@@ -535,13 +626,10 @@ fn a_process_that_outlives_its_chain_keeps_the_range() {
     let pid: i32 = pid.trim().parse().unwrap();
     let sleeper = KillOnDrop(pid);
     let first = map(range);
-    let again = ok(&mut userns(
-        state.path(),
-        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
-    ));
-    assert_ne!(
-        map(&again),
-        first,
+    assert_ne!(first, busy.range);
+    let again = leased_range(state.path());
+    assert!(
+        again != first && again != busy.range,
         "the range of a running process was handed out again"
     );
     drop(sleeper);
@@ -559,14 +647,10 @@ fn a_process_that_outlives_its_chain_keeps_the_range() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let free = ok(&mut userns(
+    assert_next_allocation_is_lowest(
         state.path(),
-        &["--map-auto", "--", "cat", "/proc/self/uid_map"],
-    ));
-    assert_eq!(
-        map(&free),
-        first,
-        "the range is free once its last process is gone"
+        &[first],
+        "the range is not free once its last process is gone",
     );
 }
 
@@ -585,7 +669,25 @@ fn leases_are_judged_by_the_kernel_not_by_their_files() {
     let _pool = pool_lock();
     let state = scratch();
     let dir = state.path().join("run/userns");
-    std::fs::create_dir_all(&dir).unwrap();
+    // Another chain holds the first free range; the next two free ones are learnt from the
+    // allocator itself (two chains running at once), not assumed.
+    let busy = Holder::start(state.path());
+    let mut next: Vec<u64> = concurrent_map_auto(state.path(), 2, |c| {
+        let mut cmd = Command::new(c.get_program());
+        cmd.args(c.get_args());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd
+    })
+    .iter()
+    .map(|r| r.0)
+    .collect();
+    next.sort();
+    let (held, unfinished) = (next[0], next[1]);
     let lease = |start: u64, pid: u32, userns: u64, started: u64| {
         let text = format!(
             r#"{{"pid":{pid},"userns":{userns},"uid":{start},"gid":{start},"count":65536,"start":{started}}}"#
@@ -594,36 +696,35 @@ fn leases_are_judged_by_the_kernel_not_by_their_files() {
     };
     let me = std::process::id();
     // Held: this process, with its real user namespace and start time.
-    lease(524288, me, own_ns_inode("user"), own_start_time());
+    lease(held, me, own_ns_inode("user"), own_start_time());
     // Not held: unfinished (its maker was killed while making the namespace), the wrong
     // namespace, a reused pid (other start time), a pid that does not exist, and garbage.
-    lease(589824, me, 0, own_start_time());
-    lease(655360, me, 1, own_start_time());
-    lease(720896, me, own_ns_inode("user"), own_start_time() + 1);
-    lease(786432, u32::MAX - 1, own_ns_inode("user"), 1);
-    std::fs::write(dir.join("lease-851968-851968.json"), "not json").unwrap();
-    let got = |state: &Path| -> u64 {
-        let out = ok(&mut userns(
-            state,
-            &["--map-auto", "--", "cat", "/proc/self/uid_map"],
-        ));
-        out.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
+    // The last four name ranges at the top of the pool, where no chain of the machine runs.
+    lease(unfinished, me, 0, own_start_time());
+    let top = |k: u64| 0x6FFF_0000 - k * 65536;
+    lease(top(1), me, 1, own_start_time());
+    lease(top(2), me, own_ns_inode("user"), own_start_time() + 1);
+    lease(top(3), u32::MAX - 1, own_ns_inode("user"), 1);
+    std::fs::write(dir.join(format!("lease-{0}-{0}.json", top(4))), "not json").unwrap();
     assert_eq!(
-        got(state.path()),
-        589824,
-        "the held range is skipped, the first dead one reused"
+        leased_range(state.path()),
+        unfinished,
+        "the held ranges are skipped, the first dead one reused"
     );
     let mut left: Vec<String> = leases(state.path())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|n| {
+            !(1..=3).any(|k| n == &format!("lease-{0}-{0}.json", top(k)) && machine_runs_as(top(k)))
+        })
         .collect();
     left.sort();
-    assert_eq!(
-        left,
-        ["lease-524288-524288.json", "lease-589824-589824.json"],
-        "dead leases are removed"
-    );
+    let mut expected: Vec<String> = [busy.range, held, unfinished]
+        .iter()
+        .map(|r| format!("lease-{r}-{r}.json"))
+        .collect();
+    expected.sort();
+    assert_eq!(left, expected, "dead leases are removed");
 }
 
 #[test]

@@ -71,26 +71,16 @@ pub fn attacker() -> PathBuf {
 
 /// Whether /bin/busybox (Debian's busybox-static) is there; under CI its absence fails.
 pub fn have_busybox() -> bool {
-    require(
-        Path::new("/bin/busybox").exists(),
-        "/bin/busybox (Debian package busybox-static)",
-    )
+    nschain_tests::need::busybox()
 }
 
 /// A busybox root in `dir/root`, readable by everyone, with `/nsattack` in it.
 pub fn busybox_root(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "mnt"] {
+    let root = nschain_tests::roots::busybox_root(dir, APPLETS);
+    for d in ["tmp", "mnt"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    for f in ["hostname", "hosts", "resolv.conf"] {
-        std::fs::write(root.join("etc").join(f), "").unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
     std::fs::copy(attacker(), root.join("nsattack")).unwrap();
     std::fs::set_permissions(
         root.join("nsattack"),
@@ -253,15 +243,7 @@ impl Lab {
         ));
         cmd.arg("sh");
         if nobody {
-            cmd.args([
-                "setpriv",
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-            ]);
+            cmd.args(setpriv_as(NOBODY));
         }
         cmd.args(argv);
         self.env(&mut cmd);
@@ -428,18 +410,12 @@ pub fn assert_all(results: Vec<Result<(), String>>) {
 
 /// Whether the chains as uid 65534 can run here (under CI their absence fails).
 pub fn need_rootless() -> bool {
-    require(
-        rootless_userns_works(),
-        "unprivileged user namespaces for uid 65534",
-    )
+    nschain_tests::need::rootless()
 }
 
-/// The requirements of the rootful suites.
+/// The requirements of the rootful suites: a throwaway host and a busybox root.
 pub fn need_root() -> bool {
-    require(is_root(), "root (the suites build a throwaway host)")
-        && require(have("ip"), "ip (iproute2)")
-        && require(have("nft"), "nft (nftables)")
-        && have_busybox()
+    nschain_tests::need::lab()
 }
 
 // Loop devices (escape_devices, escape_setuid)

@@ -99,7 +99,7 @@ pub struct Args {
     pub overlay: Option<OsString>,
 
     /// Keep the writable layer in DIR (DIR/diff, DIR/work, DIR/merged) instead of
-    /// $NSCHAIN_DATA_DIR/overlay/<id>
+    /// $NSCHAIN_DATA_DIR/overlay/ID
     #[arg(long, value_name = "DIR", requires = "overlay")]
     pub upper: Option<PathBuf>,
 
@@ -134,9 +134,14 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
-    /// Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group;
-    /// sets HOME, USER, LOGNAME and the supplementary groups, as Docker)
-    #[arg(short = 'u', long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    // Help as an attribute: the brackets are CLI syntax, not rustdoc links.
+    #[arg(
+        short = 'u',
+        long,
+        value_name = "USER[:GROUP]",
+        value_parser = parse_user,
+        help = "Run COMMAND as USER[:GROUP] (names or ids of the root's /etc/passwd and /etc/group; sets HOME, USER, LOGNAME and the supplementary groups, as Docker)"
+    )]
     pub user: Option<passwd::UserSpec>,
 
     /// Set KEY to VALUE for COMMAND; KEY alone passes the caller's value
@@ -392,11 +397,8 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut layer = None;
     let mut cleaner = None;
     if let Some(NewRoot::Overlay(lowers)) = &plan.root {
-        let name = args.ns.name.clone().or_else(|| {
-            std::env::var(common::chain::NAME_VAR)
-                .ok()
-                .filter(|n| !n.is_empty())
-        });
+        // A generated name is not the layer's: a later chain may draw it again.
+        let name = common::chain::chosen_name(args.ns.name.as_deref());
         if let Some(name) = &name {
             // It becomes a path component of the layer.
             common::chain::validate_name(name).map_err(Fatal::new)?;

@@ -81,15 +81,15 @@ pub fn mount(layer: &Layer, lower: &Path, data_extra: &str) -> Result<OwnedFd, F
             let diff = resolve::open_host_dir(&layer.diff())?;
             let work = resolve::open_host_dir(&layer.work())?;
             let host = resolve::open_host_dir(lower)?;
-            populate(
-                diff.as_fd(),
-                work.as_fd(),
-                host.as_fd(),
-                lower,
-                &mounts,
+            let top = Level {
+                up: diff.as_fd(),
+                work: work.as_fd(),
+                host: host.as_fd(),
+                path: lower,
+                mounts: &mounts,
                 data_extra,
-                true,
-            )?;
+            };
+            populate(&top, true)?;
             let merged = layer.merged();
             nix::mount::mount(
                 Some(&layer.diff()),
@@ -116,118 +116,143 @@ pub fn mount(layer: &Layer, lower: &Path, data_extra: &str) -> Result<OwnedFd, F
     })
 }
 
-fn populate(
-    up: BorrowedFd<'_>,
-    work: BorrowedFd<'_>,
-    host: BorrowedFd<'_>,
-    host_path: &Path,
-    mounts: &[PathBuf],
-    data_extra: &str,
-    top: bool,
-) -> anyhow::Result<()> {
-    // The host keeps changing while we read it: an entry that is gone by the time we look at
-    // it (another program's temporary file) is simply not part of the view.
-    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    let entries = match std::fs::read_dir(host_path) {
+/// One directory level being mirrored: the layer's upper and work directories for it and the
+/// host's directory (`path`), with the host's mount points and the overlay options.
+struct Level<'a> {
+    up: BorrowedFd<'a>,
+    work: BorrowedFd<'a>,
+    host: BorrowedFd<'a>,
+    path: &'a Path,
+    mounts: &'a [PathBuf],
+    data_extra: &'a str,
+}
+
+/// The host keeps changing while we read it: an entry that is gone by the time we look at it
+/// (another program's temporary file) is simply not part of the view.
+fn gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
+}
+
+/// Mirrors one level: at the top, empty directories where mntns mounts its own (OWN); then
+/// symlinks copied, directories overlaid (or split further where the host has mounts below
+/// them), files bound read-only.
+fn populate(level: &Level<'_>, top: bool) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(level.path) {
         Err(e) if gone(&e) && !top => return Ok(()),
-        other => other.with_context(|| format!("unable to read {}", host_path.display()))?,
+        other => other.with_context(|| format!("unable to read {}", level.path.display()))?,
     };
     for entry in entries {
-        let entry = entry.with_context(|| format!("unable to read {}", host_path.display()))?;
+        let entry = entry.with_context(|| format!("unable to read {}", level.path.display()))?;
         let name = entry.file_name();
-        let child_path = host_path.join(&name);
+        let child_path = level.path.join(&name);
         let meta = match std::fs::symlink_metadata(&child_path) {
             Err(e) if gone(&e) => continue,
             other => other.with_context(|| format!("unable to read {}", child_path.display()))?,
         };
         if top && OWN.iter().any(|own| name.as_bytes() == own.as_bytes()) {
-            dir_in(up, &name, 0o555)?;
-            continue;
+            dir_in(level.up, &name, 0o555)?;
+        } else if meta.file_type().is_symlink() {
+            level.copy_link(&name, &child_path)?;
+        } else if meta.is_dir() {
+            level.overlay_dir(&name, &child_path, &meta)?;
+        } else {
+            level.bind_file(&name)?;
         }
-        if meta.file_type().is_symlink() {
-            if matches!(resolve::open_path(up, &name), Err(Errno::ENOENT)) {
-                let target = match std::fs::read_link(&child_path) {
-                    Err(e) if gone(&e) => continue,
-                    other => other?,
-                };
-                nix::unistd::symlinkat(&target, Some(up.as_raw_fd()), name.as_os_str())
-                    .with_context(|| format!("unable to copy the link {}", child_path.display()))?;
+    }
+    Ok(())
+}
+
+impl Level<'_> {
+    /// A symlink of the host is copied into the layer (unless the layer has the name already).
+    fn copy_link(&self, name: &OsStr, child_path: &Path) -> anyhow::Result<()> {
+        if !matches!(resolve::open_path(self.up, name), Err(Errno::ENOENT)) {
+            return Ok(());
+        }
+        let target = match std::fs::read_link(child_path) {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?,
+        };
+        nix::unistd::symlinkat(&target, Some(self.up.as_raw_fd()), name)
+            .with_context(|| format!("unable to copy the link {}", child_path.display()))?;
+        Ok(())
+    }
+
+    /// A directory gets an overlay of its own, or is split further when the host has mounts
+    /// below it (read-only when it cannot be read here).
+    fn overlay_dir(
+        &self,
+        name: &OsStr,
+        child_path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> anyhow::Result<()> {
+        let host_child = match resolve::open_path(self.host, name) {
+            Err(Errno::ENOENT) => return Ok(()),
+            other => other.with_context(|| format!("unable to open {}", child_path.display()))?,
+        };
+        let up_child = dir_in(self.up, name, meta.mode() & 0o7777)?;
+        let _ = nix::unistd::fchownat(
+            Some(self.up.as_raw_fd()),
+            name,
+            Some(nix::unistd::Uid::from_raw(meta.uid())),
+            Some(nix::unistd::Gid::from_raw(meta.gid())),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        let work_child = dir_in(self.work, name, 0o700)?;
+        let has_mounts_below = self
+            .mounts
+            .iter()
+            .any(|m| m.starts_with(child_path) && m != child_path);
+        let bind_read_only = || {
+            sys::bind(
+                host_child.as_fd(),
+                up_child.as_fd(),
+                true,
+                sys::MOUNT_ATTR_RDONLY,
+            )
+            .with_context(|| format!("unable to bind {}", child_path.display()))
+        };
+        if has_mounts_below {
+            if std::fs::read_dir(child_path).is_err() {
+                // Unreadable here: shown read-only, with what is mounted below it.
+                return bind_read_only();
             }
-            continue;
-        }
-        if meta.is_dir() {
-            let host_child = match resolve::open_path(host, &name) {
-                Err(Errno::ENOENT) => continue,
-                other => {
-                    other.with_context(|| format!("unable to open {}", child_path.display()))?
-                }
+            let below = Level {
+                up: up_child.as_fd(),
+                work: work_child.as_fd(),
+                host: host_child.as_fd(),
+                path: child_path,
+                mounts: self.mounts,
+                data_extra: self.data_extra,
             };
-            let up_child = dir_in(up, &name, meta.mode() & 0o7777)?;
-            let _ = nix::unistd::fchownat(
-                Some(up.as_raw_fd()),
-                name.as_os_str(),
-                Some(nix::unistd::Uid::from_raw(meta.uid())),
-                Some(nix::unistd::Gid::from_raw(meta.gid())),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            );
-            let work_child = dir_in(work, &name, 0o700)?;
-            let has_mounts_below = mounts
-                .iter()
-                .any(|m| m.starts_with(&child_path) && m != &child_path);
-            if has_mounts_below {
-                if std::fs::read_dir(&child_path).is_ok() {
-                    populate(
-                        up_child.as_fd(),
-                        work_child.as_fd(),
-                        host_child.as_fd(),
-                        &child_path,
-                        mounts,
-                        data_extra,
-                        false,
-                    )?;
-                } else {
-                    // Unreadable here: shown read-only, with what is mounted below it.
-                    sys::bind(
-                        host_child.as_fd(),
-                        up_child.as_fd(),
-                        true,
-                        sys::MOUNT_ATTR_RDONLY,
-                    )
-                    .with_context(|| format!("unable to bind {}", child_path.display()))?;
-                }
-                continue;
-            }
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}{data_extra}",
-                sys::fd_path(host_child.as_fd()).display(),
-                sys::fd_path(up_child.as_fd()).display(),
-                sys::fd_path(work_child.as_fd()).display(),
-            );
-            let mounted = sys::mount_fs("overlay", up_child.as_fd(), MsFlags::empty(), Some(&data));
-            if let Err(e) = mounted {
-                // A filesystem overlayfs cannot stack on: the directory stays read-only.
-                debug::note(format_args!(
-                    "{}: no overlay ({e}), bound read-only",
-                    child_path.display()
-                ));
-                sys::bind(
-                    host_child.as_fd(),
-                    up_child.as_fd(),
-                    true,
-                    sys::MOUNT_ATTR_RDONLY,
-                )
-                .with_context(|| format!("unable to bind {}", child_path.display()))?;
-            }
-            continue;
+            return populate(&below, false);
         }
-        // A file at this level: an empty mount point in the layer, the host's file bound
-        // read-only on it.
-        let target = match resolve::open_path(up, &name) {
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}{}",
+            sys::fd_path(host_child.as_fd()).display(),
+            sys::fd_path(up_child.as_fd()).display(),
+            sys::fd_path(work_child.as_fd()).display(),
+            self.data_extra,
+        );
+        if let Err(e) = sys::mount_fs("overlay", up_child.as_fd(), MsFlags::empty(), Some(&data)) {
+            // A filesystem overlayfs cannot stack on: the directory stays read-only.
+            debug::note(format_args!(
+                "{}: no overlay ({e}), bound read-only",
+                child_path.display()
+            ));
+            bind_read_only()?;
+        }
+        Ok(())
+    }
+
+    /// A file at this level: an empty mount point in the layer, the host's file bound read-only
+    /// on it.
+    fn bind_file(&self, name: &OsStr) -> anyhow::Result<()> {
+        let target = match resolve::open_path(self.up, name) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 let fd = nix::fcntl::openat(
-                    Some(up.as_raw_fd()),
-                    name.as_os_str(),
+                    Some(self.up.as_raw_fd()),
+                    name,
                     OFlag::O_CREAT
                         | OFlag::O_EXCL
                         | OFlag::O_WRONLY
@@ -236,14 +261,14 @@ fn populate(
                     Mode::from_bits_truncate(0o644),
                 )?;
                 nix::unistd::close(fd)?;
-                resolve::open_path(up, &name)?
+                resolve::open_path(self.up, name)?
             }
             Err(e) => return Err(e.into()),
         };
         if resolve::file_type(target.as_fd())? != SFlag::S_IFREG {
-            continue;
+            return Ok(());
         }
-        if let Ok(source) = resolve::open_path(host, &name) {
+        if let Ok(source) = resolve::open_path(self.host, name) {
             let _ = sys::bind(
                 source.as_fd(),
                 target.as_fd(),
@@ -251,8 +276,8 @@ fn populate(
                 sys::MOUNT_ATTR_RDONLY,
             );
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Opens (creating with `mode` if missing) the directory `name` under `parent`, refusing a

@@ -154,6 +154,7 @@ fn gc(prune: bool) -> Result<(), Fatal> {
     let store = Store::lock(&dir)?;
     let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
     let live = collect(&store, &mut rtnl)?;
+    let (live, _) = settle(&store, &mut rtnl, live, |_| true)?;
     if !prune {
         return Ok(());
     }

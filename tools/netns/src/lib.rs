@@ -82,8 +82,13 @@ pub struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub icc: bool,
 
-    /// Publish a port on the host (repeatable): [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]
-    #[arg(short = 'p', long, value_name = "SPEC")]
+    // Help as an attribute: the brackets are CLI syntax, not rustdoc links.
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "SPEC",
+        help = "Publish a port on the host (repeatable): [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
+    )]
     pub publish: Vec<Publish>,
 
     /// Rootless: user-mode networking through slirp4netns (address 10.0.2.100)

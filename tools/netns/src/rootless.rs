@@ -111,10 +111,6 @@ fn spawn_inner(
     api_dir: &Path,
 ) -> anyhow::Result<Helper> {
     let pid = common::procfs::own_pid();
-    let flags = nix::fcntl::OFlag::O_CLOEXEC;
-    let (go_read, go_write) = pipe2(flags)?;
-    let (ready_read, ready_write) = pipe2(flags)?;
-    let (exit_read, exit_write) = pipe2(flags)?;
     let api = match (stack, publish.is_empty()) {
         (Stack::Slirp4netns, false) => {
             common::state::ensure_dir(api_dir, 0o700)?;
@@ -124,128 +120,37 @@ fn spawn_inner(
         }
         _ => None,
     };
-    // Descriptors 3 (exit) and 4 (ready) in the helper after the shuffle.
-    let mut words: Vec<String> = match stack {
-        Stack::Slirp4netns => {
-            let mut w = vec![
-                "slirp4netns".to_owned(),
-                "--configure".to_owned(),
-                format!("--mtu={}", mtu.unwrap_or(65520).min(65520)),
-                "--disable-host-loopback".to_owned(),
-                "--exit-fd=3".to_owned(),
-                "--ready-fd=4".to_owned(),
-            ];
-            if let Some(api) = &api {
-                w.push(format!("--api-socket={}", api.display()));
-            }
-            w.push(pid.to_string());
-            w.push("tap0".to_owned());
-            w
-        }
-        Stack::Pasta => {
-            let mut w = vec![
-                "pasta".to_owned(),
-                "--config-net".to_owned(),
-                "--quiet".to_owned(),
-                "--foreground".to_owned(),
-            ];
-            if let Some(mtu) = mtu {
-                w.push(format!("--mtu={mtu}"));
-            }
-            let tcp: Vec<String> = publish
-                .iter()
-                .filter(|p| p.proto == crate::publish::Proto::Tcp)
-                .map(pasta_forward)
-                .collect();
-            let udp: Vec<String> = publish
-                .iter()
-                .filter(|p| p.proto == crate::publish::Proto::Udp)
-                .map(pasta_forward)
-                .collect();
-            for (flag, list) in [("-t", tcp), ("-u", udp)] {
-                w.push(flag.to_owned());
-                w.push(if list.is_empty() {
-                    "none".to_owned()
-                } else {
-                    list.join(",")
-                });
-            }
-            w.extend(["-T", "none", "-U", "none", "--netns"].map(str::to_owned));
-            w.push(format!("/proc/{pid}/ns/net"));
-            w
-        }
+    let words = match stack {
+        Stack::Slirp4netns => slirp4netns_words(mtu, api.as_deref(), pid),
+        Stack::Pasta => pasta_words(mtu, publish, pid),
     };
-    let program = CString::new(std::mem::take(&mut words[0]))?;
-    words[0] = stack.program().to_owned();
-    let argv: Vec<CString> = words
-        .into_iter()
-        .map(CString::new)
-        .collect::<Result<_, _>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let devnull = CString::new("/dev/null")?;
+    let program = HelperProgram::new(stack, words)?;
     let keep_exit = stack == Stack::Slirp4netns;
     let log = if keep_exit && !debug::enabled() {
         Some(stderr_file()?)
     } else {
         None
     };
-    let log_fd = log.as_ref().map_or(-1, |f| f.as_raw_fd());
-    // The parent's ends: a helper that kept them would never see the parent go (a failed
-    // start left it blocked on the go pipe forever).
-    let parent_ends = [
-        go_write.as_raw_fd(),
-        ready_read.as_raw_fd(),
-        exit_write.as_raw_fd(),
-    ];
+    let pipes = Pipes::new()?;
     // SAFETY: single-threaded; the children only call async-signal-safe functions before exec.
     match unsafe { fork() }.context("unable to fork")? {
         ForkResult::Child => {
             // SAFETY: as above; the grandchild is re-parented away from the container.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
-                // SAFETY: raw descriptor juggling, a blocking read and exec.
-                unsafe {
-                    for fd in parent_ends {
-                        libc::close(fd);
-                    }
-                    libc::setsid();
-                    let mut byte = 0u8;
-                    let n = libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
-                    if n != 1 {
-                        libc::_exit(0);
-                    }
-                    let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
-                    if null >= 0 {
-                        libc::dup2(null, 0);
-                        libc::dup2(null, 1);
-                    }
-                    if log_fd >= 0 {
-                        libc::dup2(log_fd, 2);
-                    }
-                    let exit_fd = libc::fcntl(exit_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-                    let ready_fd = libc::fcntl(ready_write.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-                    if exit_fd >= 0 && ready_fd >= 0 {
-                        if keep_exit {
-                            libc::dup2(exit_fd, 3);
-                        }
-                        libc::dup2(ready_fd, 4);
-                        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
-                        if !keep_exit {
-                            libc::close(3);
-                        }
-                        libc::execvp(program.as_ptr(), argv_ptrs.as_ptr());
-                    }
-                    libc::_exit(127);
-                }
+                let log_fd = log.as_ref().map_or(-1, |f| f.as_raw_fd());
+                pipes.exec_helper(&program, log_fd, keep_exit);
             }
             // SAFETY: the intermediate child ends at once.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
             let _ = nix::sys::wait::waitpid(child, None);
-            drop(go_read);
-            drop(ready_write);
-            drop(exit_read);
+            let Pipes {
+                go_write,
+                ready_read,
+                exit_write,
+                ..
+            } = pipes;
             Ok(Helper {
                 stack,
                 go: File::from(go_write),
@@ -254,6 +159,156 @@ fn spawn_inner(
                 api,
                 log,
             })
+        }
+    }
+}
+
+/// slirp4netns's argv: descriptors 3 (exit) and 4 (ready) in the helper after the shuffle.
+fn slirp4netns_words(mtu: Option<u32>, api: Option<&Path>, pid: u32) -> Vec<String> {
+    let mut w = vec![
+        "slirp4netns".to_owned(),
+        "--configure".to_owned(),
+        format!("--mtu={}", mtu.unwrap_or(65520).min(65520)),
+        "--disable-host-loopback".to_owned(),
+        "--exit-fd=3".to_owned(),
+        "--ready-fd=4".to_owned(),
+    ];
+    if let Some(api) = api {
+        w.push(format!("--api-socket={}", api.display()));
+    }
+    w.push(pid.to_string());
+    w.push("tap0".to_owned());
+    w
+}
+
+/// pasta's argv: the published ports forwarded, nothing else.
+fn pasta_words(mtu: Option<u32>, publish: &[Publish], pid: u32) -> Vec<String> {
+    let mut w = vec![
+        "pasta".to_owned(),
+        "--config-net".to_owned(),
+        "--quiet".to_owned(),
+        "--foreground".to_owned(),
+    ];
+    if let Some(mtu) = mtu {
+        w.push(format!("--mtu={mtu}"));
+    }
+    for (flag, proto) in [
+        ("-t", crate::publish::Proto::Tcp),
+        ("-u", crate::publish::Proto::Udp),
+    ] {
+        let list: Vec<String> = publish
+            .iter()
+            .filter(|p| p.proto == proto)
+            .map(pasta_forward)
+            .collect();
+        w.push(flag.to_owned());
+        w.push(if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(",")
+        });
+    }
+    w.extend(["-T", "none", "-U", "none", "--netns"].map(str::to_owned));
+    w.push(format!("/proc/{pid}/ns/net"));
+    w
+}
+
+/// What the helper execs, made before the fork (the child may not allocate).
+struct HelperProgram {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    devnull: CString,
+}
+
+impl HelperProgram {
+    fn new(stack: Stack, mut words: Vec<String>) -> anyhow::Result<HelperProgram> {
+        let program = CString::new(std::mem::take(&mut words[0]))?;
+        words[0] = stack.program().to_owned();
+        let argv: Vec<CString> = words
+            .into_iter()
+            .map(CString::new)
+            .collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        Ok(HelperProgram {
+            program,
+            _argv: argv,
+            argv_ptrs,
+            devnull: CString::new("/dev/null")?,
+        })
+    }
+}
+
+/// The three pipes between netns and its helper: go (start), ready, exit.
+struct Pipes {
+    go_read: OwnedFd,
+    go_write: OwnedFd,
+    ready_read: OwnedFd,
+    ready_write: OwnedFd,
+    exit_read: OwnedFd,
+    exit_write: OwnedFd,
+}
+
+impl Pipes {
+    fn new() -> anyhow::Result<Pipes> {
+        let flags = nix::fcntl::OFlag::O_CLOEXEC;
+        let (go_read, go_write) = pipe2(flags)?;
+        let (ready_read, ready_write) = pipe2(flags)?;
+        let (exit_read, exit_write) = pipe2(flags)?;
+        Ok(Pipes {
+            go_read,
+            go_write,
+            ready_read,
+            ready_write,
+            exit_read,
+            exit_write,
+        })
+    }
+
+    /// The helper's life in the grandchild: wait for go, then exec with stdin and stdout on
+    /// /dev/null, stderr on `log_fd` (if any), exit at 3 (`keep_exit`) and ready at 4.
+    fn exec_helper(&self, program: &HelperProgram, log_fd: RawFd, keep_exit: bool) -> ! {
+        // The parent's ends: a helper that kept them would never see the parent go (a failed
+        // start left it blocked on the go pipe forever).
+        let parent_ends = [
+            self.go_write.as_raw_fd(),
+            self.ready_read.as_raw_fd(),
+            self.exit_write.as_raw_fd(),
+        ];
+        // SAFETY: raw descriptor juggling, a blocking read and exec, all async-signal-safe.
+        unsafe {
+            for fd in parent_ends {
+                libc::close(fd);
+            }
+            libc::setsid();
+            let mut byte = 0u8;
+            let n = libc::read(self.go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+            if n != 1 {
+                libc::_exit(0);
+            }
+            let null = libc::open(program.devnull.as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 0);
+                libc::dup2(null, 1);
+            }
+            if log_fd >= 0 {
+                libc::dup2(log_fd, 2);
+            }
+            let exit_fd = libc::fcntl(self.exit_read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+            let ready_fd = libc::fcntl(self.ready_write.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+            if exit_fd >= 0 && ready_fd >= 0 {
+                if keep_exit {
+                    libc::dup2(exit_fd, 3);
+                }
+                libc::dup2(ready_fd, 4);
+                libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+                if !keep_exit {
+                    libc::close(3);
+                }
+                libc::execvp(program.program.as_ptr(), program.argv_ptrs.as_ptr());
+            }
+            libc::_exit(127)
         }
     }
 }

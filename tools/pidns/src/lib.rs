@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     if args.die_with_parent {
         die_with_parent()?;
     }
-    export_chain_settings(&args.ns);
+    export_chain_settings(&link);
     let helper = link.pin_helper()?;
 
     // Signals are blocked before the fork, so none is lost before the signalfds exist.
@@ -286,14 +286,13 @@ fn unregister(init: u32) {
 
 /// COMMAND is forked before this link registers (which exports the chain's name and state
 /// directories): export them now, so that the next links see them.
-fn export_chain_settings(options: &NsOptions) {
-    let inherited = std::env::var_os(chain::NAME_VAR).is_some_and(|n| !n.is_empty());
-    if options.name.is_none() && !inherited {
+fn export_chain_settings(link: &Link) {
+    let Some(naming) = link.naming() else {
         return;
-    }
+    };
     common::state::run_dir();
     common::state::data_dir();
-    if let (Some(name), false) = (&options.name, inherited) {
-        common::handdown::export(chain::NAME_VAR, name);
+    if naming.first {
+        chain::export(naming);
     }
 }

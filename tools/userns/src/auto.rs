@@ -10,6 +10,11 @@
 //!   a uid of /etc/passwd, a gid of /etc/group, or a range delegated in /etc/subuid or
 //!   /etc/subgid. The lowest free block is taken.
 //!
+//! As root, a range's chains keep their overlay layers in the range's own data directory
+//! (`DATA/userns-<uid>/overlay`): a named chain is given back the range that keeps its layer
+//! (or refused, naming the chain that holds it, rather than started from an empty layer), and
+//! the other chains take a range that keeps no layer while there is one.
+//!
 //! Allocation happens under an exclusive `flock` on the directory `RUN_DIR/userns/`. Each allocation is
 //! a lease file `RUN_DIR/userns/lease-UID-GID.json` naming its holder: the pid (with its start
 //! time, against pid reuse) and the inode of the user namespace it made. The lock is held until
@@ -168,8 +173,48 @@ pub fn dir() -> PathBuf {
     state::run_dir().join("userns")
 }
 
-/// Takes the lock, reclaims dead leases and leases the first free block.
-pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
+/// The ranges whose data directory keeps overlay layers (`DATA/userns-<uid>/overlay/*`), and
+/// among them those keeping the layer of chain `name`.
+#[derive(Debug, Default)]
+pub struct Kept {
+    layers: HashSet<u32>,
+    named: Vec<u32>,
+    name: Option<String>,
+}
+
+impl Kept {
+    pub fn read(data: &Path, name: Option<&str>) -> Kept {
+        let mut kept = Kept {
+            name: name.map(str::to_owned),
+            ..Kept::default()
+        };
+        let Ok(entries) = fs::read_dir(data) else {
+            return kept;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(uid) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix("userns-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let overlay = entry.path().join("overlay");
+            if fs::read_dir(&overlay).is_ok_and(|mut d| d.next().is_some()) {
+                kept.layers.insert(uid);
+            }
+            if name.is_some_and(|n| overlay.join(n).is_dir()) {
+                kept.named.push(uid);
+            }
+        }
+        kept
+    }
+}
+
+/// Takes the lock, reclaims dead leases and leases a free block: the one keeping this chain's
+/// layer, else the first keeping no layer, else the first.
+pub fn allocate(source: &Source, pin: Option<&Path>, kept: &Kept) -> Result<Lease, Fatal> {
     let dir = dir();
     state::ensure_dir(&dir, 0o755).map_err(|e| Fatal::from(e).context("unable to lease ids"))?;
     // The directory itself is the lock: no lock file to leave behind.
@@ -178,12 +223,30 @@ pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
         .with_context(|| format!("unable to lock {}", dir.display()))?;
     let live = debug::step("reclaim dead leases", || live_leases(&dir));
     let running = debug::step("read the uids processes run as", uids_running);
-    let chosen = source.candidates().find(|(uid, gid)| {
+    let free = |(uid, gid): &(u32, u32)| {
         !live.iter().any(|l| l.overlaps(*uid, *gid))
             && !running
                 .iter()
                 .any(|r| (*uid..uid.saturating_add(BLOCK)).contains(r))
-    });
+    };
+    let own: Vec<(u32, u32)> = match kept.named.is_empty() {
+        true => Vec::new(),
+        false => source
+            .candidates()
+            .filter(|(uid, _)| kept.named.contains(uid))
+            .collect(),
+    };
+    let chosen = match own.iter().find(|c| free(c)) {
+        Some(range) => Some(*range),
+        None if !own.is_empty() => {
+            let _ = lock_file(&lock, libc::LOCK_UN);
+            return Err(layer_held(&own[0], &live, kept));
+        }
+        None => source
+            .candidates()
+            .find(|c| free(c) && !kept.layers.contains(&c.0))
+            .or_else(|| source.candidates().find(free)),
+    };
     let Some((uid, gid)) = chosen else {
         let _ = lock_file(&lock, libc::LOCK_UN);
         return Err(Fatal::new(format!(
@@ -215,6 +278,34 @@ pub fn allocate(source: &Source, pin: Option<&Path>) -> Result<Lease, Fatal> {
     };
     lease.write()?;
     Ok(lease)
+}
+
+/// A named chain's layer is kept in a range another chain holds: starting from an empty layer
+/// would silently lose its files.
+fn layer_held(range: &(u32, u32), live: &[LeaseRecord], kept: &Kept) -> Fatal {
+    let name = kept.name.as_deref().unwrap_or_default();
+    let holder = live
+        .iter()
+        .find(|l| l.overlaps(range.0, range.1))
+        .map(|lease| {
+            let chain = common::chain::names().into_iter().find(|chain| {
+                common::chain::live_records(chain)
+                    .iter()
+                    .any(|r| r.ns.kind == "user" && r.ns.inode == lease.userns)
+            });
+            match chain {
+                Some(chain) => format!("chain {chain} (pid {})", lease.pid),
+                None => format!("pid {}", lease.pid),
+            }
+        })
+        .unwrap_or_else(|| "another chain".to_owned());
+    Fatal::new(format!(
+        "the layer of chain {name} is kept in the range of host uid {}, which {holder} holds now",
+        range.0
+    ))
+    .with_hint(format!(
+        "stop {holder} and start {name} again, or choose another --name (nsps rm {name} deletes the kept layer)"
+    ))
 }
 
 /// `flock(2)` on a file, retrying on EINTR.

@@ -145,7 +145,19 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
     let mut lease = match &source {
         Some(source) => {
-            let lease = auto::allocate(source, args.ns.pin.as_deref())?;
+            // As root, a range's chains keep their layers in its data directory.
+            let kept = match caller.privileged {
+                true => {
+                    // Stale --rm layers are not kept ones: collect them first.
+                    debug::step("collect stale layers of every range", || {
+                        trees::collect_stale_layers(&state::data_dir())
+                    });
+                    let name = chain::chosen_name(args.ns.name.as_deref());
+                    auto::Kept::read(&state::data_dir(), name.as_deref())
+                }
+                false => auto::Kept::default(),
+            };
+            let lease = auto::allocate(source, args.ns.pin.as_deref(), &kept)?;
             plan.set_auto(lease.uid_range(), lease.gid_range());
             Some(lease)
         }
@@ -153,7 +165,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     };
 
     warn_unreachable_state(&plan, &caller);
-    if caller.privileged && plan.host_ids().is_some() {
+    if caller.privileged && plan.host_ids().is_some() && !plan.auto {
         // Only host root reaches every range's data directory: a --rm layer left by a killed
         // chain of another range is collected here, whichever range this chain gets.
         debug::step("collect stale layers of every range", || {
@@ -276,10 +288,7 @@ fn write_own_maps(plan: &Plan) -> Result<(), Fatal> {
 /// A named chain's registration directory must stay writable for the later links, which run
 /// as the inner ids, i.e. other host ids: the helper gives it to them.
 fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) -> Result<(), Fatal> {
-    let Some(name) = std::env::var(chain::NAME_VAR)
-        .ok()
-        .filter(|n| !n.is_empty())
-    else {
+    let Some((name, generated)) = chain::inherited() else {
         return Ok(());
     };
     let Some((uid, gid)) = plan.host_ids() else {
@@ -292,6 +301,8 @@ fn share_chain_dir(plan: &Plan, caller: &Caller, helper: Option<&mut Helper>) ->
         (Some(helper), true) => helper
             .chown(&chain::dir(&name), uid, gid)
             .map_err(|e| e.context(format!("unable to share chain {name} with the namespace"))),
+        // A generated name only lists the chain: its later links run unlisted, unwarned.
+        _ if generated => Ok(()),
         _ => {
             report::warning(format!(
                 "the inner ids are host uid {uid} and gid {gid}, not yours: later links cannot \
@@ -313,10 +324,7 @@ fn warn_unreachable_state(plan: &Plan, caller: &Caller) {
         return;
     }
     let mut dirs = vec![trees::range_data_dir(&state::data_dir(), uid)];
-    if let Some(name) = std::env::var(chain::NAME_VAR)
-        .ok()
-        .filter(|n| !n.is_empty())
-    {
+    if let Some(name) = chain::chosen_name(None) {
         dirs.push(chain::dir(&name));
     }
     trees::warn_unreachable(&dirs, uid, gid);
