@@ -28,6 +28,10 @@ pub struct Record {
     pub extra: Map<String, Value>,
 }
 
+/// What mntns records under `"seccomp"` when its container got [`crate::seccomp`]'s filter,
+/// so that `nsps exec` gives a joined process the same one (a filter cannot be read back).
+pub const SECCOMP_CONTAINER: &str = "container";
+
 /// A namespace's identity.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NsId {

@@ -5,13 +5,21 @@
 //! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the exec ([`exec`]),
 //! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
-//! `NSCHAIN_DEBUG` step trace ([`debug`]). Namespace-specific logic stays in its tool.
+//! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
+//! container or a process joined to it: the seccomp filters ([`seccomp`], [`setuid_guard`])
+//! and, when joining, the credentials of the container's payload ([`creds`]).
+//! Namespace-specific logic stays in its tool.
 
 #![warn(missing_docs)]
+
+// Modules moved in from a tool (seccomp.rs, setuid_guard.rs from mntns) keep naming this
+// crate `common`.
+extern crate self as common;
 
 pub mod after;
 pub mod chain;
 pub mod cli;
+pub mod creds;
 pub mod debug;
 pub mod exec;
 pub mod exit;
@@ -25,6 +33,8 @@ pub mod ns;
 pub mod pin;
 pub mod procfs;
 pub mod report;
+pub mod seccomp;
+pub mod setuid_guard;
 pub mod signals;
 pub mod state;
 pub mod sysfs;

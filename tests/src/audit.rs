@@ -128,8 +128,8 @@ pub fn assert_nothing_left_watching(
 }
 
 /// Whether `path` is a `userns --map-auto` lease (`$RUN/userns/lease-UID-GID.json`) that no
-/// longer holds anything: its holder's user namespace is gone (not running, not pinned) and
-/// no process runs as one of its host uids.
+/// longer holds anything: its holder's user namespace is gone (not running, not pinned) and no
+/// process of its run directory runs as one of its host uids.
 pub fn is_dead_userns_lease(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let in_userns_dir = path
@@ -162,7 +162,13 @@ pub fn is_dead_userns_lease(path: &Path) -> bool {
     }
     let first = record["uid"].as_u64().unwrap_or(0);
     let count = record["count"].as_u64().unwrap_or(0);
-    !uid_in_use(first, first + count)
+    // Only this test's processes count: every lab leases the first range of its own state
+    // directory, so other tests (of any engineer on the machine) run as the same uids.
+    let run = path
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    !uid_in_use(first, first + count, run)
 }
 
 /// Whether `path` is part of a chain registration (`$RUN/chains/NAME/...`) none of whose
@@ -197,12 +203,19 @@ pub fn is_dead_registration(path: &Path) -> bool {
     })
 }
 
-/// Whether a process runs with a real, effective or saved uid in `first..end`.
-fn uid_in_use(first: u64, end: u64) -> bool {
+/// Whether a process started with run directory `run` (its NSCHAIN_RUN_DIR) runs with a real,
+/// effective or saved uid in `first..end`.
+fn uid_in_use(first: u64, end: u64, run: &Path) -> bool {
     let Ok(proc) = std::fs::read_dir("/proc") else {
         return false;
     };
+    let marker = format!("NSCHAIN_RUN_DIR={}", run.display());
     proc.flatten().any(|e| {
+        let ours = std::fs::read(e.path().join("environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()));
+        if !ours {
+            return false;
+        }
         let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
         status
             .lines()

@@ -342,7 +342,7 @@ fn joining_links_name_themselves_when_setns_fails() {
             failures.push(e);
         }
     }
-    // And nsps exec itself: its first link fails and says so.
+    // And nsps exec itself, which joins in one process: its first setns fails and it says so.
     let argv: Vec<String> = [
         "strace",
         "-f",
@@ -358,7 +358,7 @@ fn joining_links_name_themselves_when_setns_fails() {
     .map(str::to_owned)
     .to_vec();
     let out = run(&mut lab.in_host("", false, &argv));
-    if let Err(e) = assert_link_failed(&out, "netns", 125, "nsps exec, first setns failing") {
+    if let Err(e) = assert_link_failed(&out, "nsps", 125, "nsps exec, first setns failing") {
         failures.push(e);
     }
     stop(&lab, child);

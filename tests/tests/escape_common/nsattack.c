@@ -562,6 +562,84 @@ static void do_sethostname(const char *name) {
     else blocked_errno("sethostname");
 }
 
+/* join: a process joined to the container (nsps exec) must not lead to the host. */
+
+/* root-watch MS FILE MARKER DIR: for MS milliseconds, every new process is tried as a way to
+ * the host: read FILE (a host-only file holding MARKER) and create a file in DIR (a host-only
+ * directory) through /proc/PID/root. */
+static void do_root_watch(int ms, const char *file, const char *marker, const char *dir) {
+    static char seen[1 << 22];
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid > 0 && pid < (1 << 22)) seen[pid] = 1;
+    }
+    if (d) closedir(d);
+    long end = now_ms() + ms;
+    int joined = 0, denied = 0, host = 0;
+    while (now_ms() < end && !escaped) {
+        d = opendir("/proc");
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == getpid() || pid >= (1 << 22) || seen[pid]) continue;
+            seen[pid] = 1;
+            joined++;
+            char path[600], buf[256] = "", what[700];
+            /* Spin on it for a while: it may reach the container's root only later. */
+            long until = now_ms() + 300;
+            do {
+                snprintf(path, sizeof path, "/proc/%d/root%s", pid, file);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                    if (errno == EACCES || errno == EPERM) denied++;
+                    continue;
+                }
+                ssize_t n = read(fd, buf, sizeof buf - 1);
+                close(fd);
+                buf[n > 0 ? n : 0] = 0;
+                if (!strstr(buf, marker)) continue;
+                host++;
+                snprintf(what, sizeof what, "the host file %s read through /proc/%d/root", file, pid);
+                escape(what, "it holds the host's marker");
+                snprintf(path, sizeof path, "/proc/%d/root%s/written-by-container", pid, dir);
+                fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                snprintf(what, sizeof what, "a file created on the host in %s through /proc/%d/root", dir, pid);
+                if (fd >= 0) { escape(what, "created"); close(fd); }
+                else blocked_errno(what);
+                break;
+            } while (now_ms() < until);
+        }
+        if (d) closedir(d);
+    }
+    printf("INFO %d new processes seen, %d denied opens, %d led to the host\n", joined, denied, host);
+    if (!joined) { printf("NOTRUN no process joined the container while it watched\n"); return; }
+    if (!escaped) blocked("the host's files through /proc/PID/root of a joined process", "none led there");
+}
+
+/* status-like PID: compares this process's credentials with those of process PID (the
+ * container's payload); any difference is a joined process with other rights than the
+ * container's. */
+static void do_status_like(int pid) {
+    static const char *fields[] = {"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:",
+                                   "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:", NULL};
+    char mine[4096] = "", theirs[4096] = "", path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    if (read_file("/proc/self/status", mine, sizeof mine) < 0 || read_file(path, theirs, sizeof theirs) < 0) {
+        printf("NOTRUN unable to read %s\n", path);
+        return;
+    }
+    for (int i = 0; fields[i]; i++) {
+        char a[256] = "", b[256] = "", *p;
+        if ((p = strstr(mine, fields[i]))) sscanf(p, "%255[^\n]", a);
+        if ((p = strstr(theirs, fields[i]))) sscanf(p, "%255[^\n]", b);
+        printf("INFO joined %s | container %s\n", a, b);
+        char what[600];
+        snprintf(what, sizeof what, "the joined process's %s as the container's", fields[i]);
+        if (strcmp(a, b)) escape(what, "they differ");
+        else blocked(what, "the same");
+    }
+}
 /* devices */
 /* devnode MAJ MIN MARKER DIR...: in each DIR, make the block node MAJ:MIN (a loop device the
  * test attached to a host file) and write MARKER at its start, then make and open the nodes of
@@ -958,6 +1036,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "keyring") && argc == 3) do_keyring(argv[2]); /* keyring */
     else if (!strcmp(m, "keyring-session") && argc >= 5) return do_keyring_session(argv[2], argv[3], argv + 4); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
+    /* join */
+    else if (!strcmp(m, "root-watch") && argc == 6) do_root_watch(atoi(argv[2]), argv[3], argv[4], argv[5]);
+    else if (!strcmp(m, "status-like") && argc == 3) do_status_like(atoi(argv[2]));
+    /* end join */
     /* setuid */
     else if (!strcmp(m, "plant") && argc == 5) do_plant(argv[2], atoi(argv[3]), atoi(argv[4]));
     else if (!strcmp(m, "overwrite") && argc == 3) do_overwrite(argv[2]);

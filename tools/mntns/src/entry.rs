@@ -157,6 +157,8 @@ pub struct Entry {
     pub on_host: bool,
     /// COMMAND is one of our links (then mntns is not last: the hint says so).
     pub next_is_a_link: bool,
+    /// `--join` of a process: its credentials instead of the user and capability defaults.
+    pub creds: Option<common::creds::Creds>,
     /// A warning said once the entry has succeeded, right before the exec (so that a
     /// failed entry still says one fatal line).
     pub notice: Option<String>,
@@ -197,11 +199,19 @@ impl Entry {
         self.change_dir()?;
         if self.container {
             crate::session::leave_callers_session(self.new_keyring)?;
-            // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
-            crate::seccomp::deny_terminal_injection()?;
         }
-        self.switch_user_and_caps()?;
+        if let Some(creds) = &self.creds {
+            // The filter first, then the container's user and capability sets.
+            creds.apply(self.container || creds.filtered)?;
+        } else {
+            if self.container {
+                // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
+                crate::seccomp::deny_terminal_injection()?;
+            }
+            self.switch_user_and_caps()?;
+        }
         if let Some(waiter) = self.waiter {
+            // After the uid changed: a uid change clears the parent-death signal.
             crate::waiter::die_with(waiter)?;
         }
         if self.no_new_privs {

@@ -1,13 +1,15 @@
 //! `--join TARGET`: enter a running container's mount namespace, and (as `nsenter` does with
 //! /proc/PID/root and /proc/PID/cwd) its root and working directory when TARGET names a
 //! process or a chain. Both are opened before the setns, while the caller's /proc is still
-//! the one that shows TARGET.
+//! the one that shows TARGET. So are the target's credentials, which COMMAND takes unless
+//! `--user` or `--cap-*` say otherwise (as `nsps exec`: never more than the container has).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use common::chain;
+use common::creds::Creds;
 use common::info::{self, NsId, Record};
 use common::link::Link;
 use common::ns::JoinTarget;
@@ -16,11 +18,12 @@ use serde_json::Map;
 
 use crate::resolve;
 
-/// The target's root and working directory, opened before entering.
+/// The target's root and working directory, opened before entering, and its credentials.
 #[derive(Debug)]
 pub struct Joined {
     root: Option<OwnedFd>,
     cwd: Option<OwnedFd>,
+    pub creds: Option<Creds>,
 }
 
 /// The pid behind a join target, if it names a process.
@@ -59,9 +62,16 @@ pub fn enter(
     } else {
         None
     };
+    let creds =
+        match pid {
+            Some(pid) => Some(Creds::of_process(pid).map_err(|e| {
+                Fatal::from(e).context("unable to read the container's credentials")
+            })?),
+            None => None,
+        };
     announce(link, ns)?;
     link.enter()?;
-    let joined = Joined { root, cwd };
+    let joined = Joined { root, cwd, creds };
     debug::step("enter the target's root", || joined.chroot())
         .map_err(|e| Fatal::from(e).context("unable to enter the container's root"))?;
     Ok(joined)

@@ -46,7 +46,8 @@ mod propagation;
 mod reach;
 mod resolve;
 mod rootfs;
-mod seccomp;
+// The filter lives in common (nsps exec installs it too); `crate::seccomp` still names it.
+use common::seccomp;
 mod session;
 mod setuid_guard;
 mod skeleton;
@@ -390,6 +391,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             .command
             .first()
             .is_some_and(|p| common::handdown::is_link(p)),
+        creds: None,
         notice: None,
         waiter: None,
     };
@@ -536,6 +538,10 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
             (NewRoot::Overlay(_), None) => PathBuf::new(),
         };
         extra.insert("rootfs".into(), json!(shown.to_string_lossy()));
+    }
+    if container {
+        // nsps exec gives a joined process the same filter (it cannot be read back).
+        extra.insert("seccomp".into(), json!(common::info::SECCOMP_CONTAINER));
     }
     if let Some(layer) = &layer {
         extra.insert("id".into(), json!(layer.id));
@@ -703,7 +709,11 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         ));
     }
     let guarded = join::setuid_guarded(link);
-    let _joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
+    let joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
+    // The target's credentials, unless the flags choose others (a pinned namespace file names
+    // no process: then the defaults, as before).
+    let own_choice = args.user.is_some() || !args.cap_add.is_empty() || !args.cap_drop.is_empty();
+    let creds = joined.creds.clone().filter(|_| !own_choice);
     let workdir = match &args.workdir {
         Some(dir) => {
             let root = resolve::open_host_dir(Path::new("/"))?;
@@ -729,6 +739,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         workdir,
         on_host: false,
         next_is_a_link: false,
+        creds,
         notice: None,
         waiter: None,
     };

@@ -1,24 +1,42 @@
-//! `nsps exec NAME -- COMMAND`: the chain of `--join NAME` links that enters a container,
-//! joining exactly the namespaces it made, user namespace first and mount namespace last
-//! (DESIGN.md §2), then COMMAND.
+//! `nsps exec NAME -- COMMAND`: enter a running chain, in one process, in the order that
+//! keeps the host out of reach (runc's nsexec order):
+//!
+//! ```text
+//! re-exec   from a sealed memfd copy of nsps (CVE-2019-5736)
+//! open      namespaces, the payload's /proc dir, root and cwd (host side, nothing changed)
+//! setns     the namespaces the chain made: those owned outside its user namespace, the
+//!           user namespace, the others, the mount namespace last
+//! chroot    the payload's root, then its working directory
+//! setns     the pid namespace: only the children of this process are born into it
+//! session   no controlling terminal, a new empty session keyring (as mntns's entry)
+//! creds     the payload's seccomp filters (the container's, and the setuid guard's when
+//!           mntns recorded it), groups, uid/gid, five capability sets, no_new_privs
+//!           (never more than the container has)
+//! fork      COMMAND appears in the container only now, with nothing of the host, not
+//!           dumpable until its exec; nsps waits outside and returns its status
+//! ```
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::cli::Status;
 use common::info::Record;
-use common::{chain, ns, Fatal};
+use common::ns::{self, Namespace, NsFile};
+use common::{chain, debug, Fatal};
 
-/// The order links join in: the user namespace gives the rights to join the others; the pid
-/// namespace forks; the mount namespace changes the root, so it comes last.
-const ORDER: [(&str, &str); 6] = [
-    ("user", "userns"),
-    ("net", "netns"),
-    ("ipc", "ipcns"),
-    ("uts", "utsns"),
-    ("pid", "pidns"),
-    ("mnt", "mntns"),
+use crate::target::Target;
+
+/// The order namespaces are joined in: the user namespace gives the rights to join the
+/// others; the mount namespace changes the root, so it comes after them; the pid namespace
+/// comes last, as it takes effect only for the child forked once everything else is done.
+const ORDER: [Namespace; 6] = [
+    Namespace::User,
+    Namespace::Net,
+    Namespace::Ipc,
+    Namespace::Uts,
+    Namespace::Mnt,
+    Namespace::Pid,
 ];
 
 /// The links of a chain, as their processes are named while they set up.
@@ -27,30 +45,90 @@ const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"]
 /// How long `nsps exec` waits for a chain that is still starting.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Execs the joining chain; returns only on failure.
-pub fn exec(name: &str, command: Vec<OsString>) -> Fatal {
+/// Runs COMMAND inside the chain and returns its status.
+pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
+    // The joined child runs this binary until its exec: from a sealed copy, not the host's.
+    crate::seal::reexec()?;
+    // This process holds the host's /proc and namespace files until the fork: nothing may
+    // read them through /proc/PID (it is not in the container's pid namespace, but its
+    // children are).
+    debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
+        .map_err(|e| Fatal::from(e).context("unable to make nsps not dumpable"))?;
     // A chain that is still starting has not registered its later links yet: joining it then
     // would leave out, say, its mount namespace and run COMMAND on the host's filesystem.
-    if let Err(fatal) = wait_until_settled(name) {
-        return fatal;
-    }
+    let payload = wait_until_settled(name)?;
     let records = chain::live_records(name);
-    if records.is_empty() {
-        return Fatal::new(format!("no chain named {name} is running"))
-            .with_hint("nsps lists the running chains");
+    let made = |kind: Namespace| {
+        records
+            .iter()
+            .any(|r| r.ns.kind == kind.proc_name() && r.created)
+    };
+    let mut namespaces = Vec::new();
+    for kind in join_order(&records).into_iter().filter(|k| made(*k)) {
+        namespaces.push(chain::open_namespace(name, kind)?);
     }
-    let made = |kind: &str| records.iter().any(|r| r.ns.kind == kind && r.created);
-    let order = join_order(&records);
-    let argv = joining_chain(name, order.into_iter().filter(|k| made(k)), command);
-    // The joining links enter this chain; they must not register under another chain's name.
+    let mnt = namespaces
+        .iter()
+        .find(|n| n.kind == Namespace::Mnt)
+        .map(NsFile::inode)
+        .transpose()?;
+    let target = Target::open(payload, mnt)?;
+    // COMMAND is not a link of this chain: it must not register under its name.
     std::env::remove_var(chain::NAME_VAR);
-    common::exec::exec(argv)
+
+    // The pid namespace waits for the end, unless it belongs outside the chain's user
+    // namespace (then it must be joined before it, while this process has the right to).
+    let mut past_user = !namespaces.iter().any(|n| n.kind == Namespace::User);
+    let mut pid = None;
+    for ns in &namespaces {
+        past_user |= ns.kind == Namespace::User;
+        if ns.kind == Namespace::Pid && past_user {
+            pid = Some(ns);
+        } else {
+            ns.enter()?;
+        }
+    }
+    if mnt.is_some() {
+        target.enter_root()?;
+    }
+    let creds = target.creds()?;
+    if let Some(pid) = pid {
+        pid.enter()?;
+    }
+    // Nothing of the host stays open past this point (spawn closes the rest).
+    drop((namespaces, target));
+    // As mntns's entry (its session.rs), in the same place: before the filter and the drop.
+    let leader = crate::session::leave_callers_session()?;
+    if setuid_guarded(&records) {
+        // The container's own processes cannot plant setuid files in a root other host users
+        // reach (mntns's setuid guard, issue 13 item 7): nor can a joined one.
+        common::setuid_guard::install()?;
+    }
+    let filter = creds.filtered || seccomp_recorded(&records);
+    creds.apply(filter)?;
+    crate::spawn::run(command, leader)
+}
+
+/// Whether the chain's mount link put its container under the setuid guard.
+fn setuid_guarded(records: &[Record]) -> bool {
+    records
+        .iter()
+        .any(|r| r.ns.kind == "mnt" && r.created && r.extra.contains_key("setuid_guard"))
+}
+
+/// Whether the chain's mount link recorded that its container got the seccomp filter.
+fn seccomp_recorded(records: &[Record]) -> bool {
+    records.iter().any(|r| {
+        r.ns.kind == "mnt"
+            && r.extra.get("seccomp").and_then(|v| v.as_str())
+                == Some(common::info::SECCOMP_CONTAINER)
+    })
 }
 
 /// Waits until the chain's payload runs: every link has then registered (each registers
 /// before its exec). The payload is PID 2 under our init, else PID 1 of the chain's pid
 /// namespace, else the process holding the chain's namespaces.
-fn wait_until_settled(name: &str) -> Result<(), Fatal> {
+fn wait_until_settled(name: &str) -> Result<u32, Fatal> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let records = chain::live_records(name);
@@ -62,9 +140,8 @@ fn wait_until_settled(name: &str) -> Result<(), Fatal> {
             Some(pid) => crate::inspect::payload_pid(pid.ns.inode),
             None => records.iter().map(|r| r.pid).max(),
         };
-        let settled = payload.is_some_and(|pid| !LINKS.contains(&comm(pid).as_str()));
-        if settled {
-            return Ok(());
+        if let Some(pid) = payload.filter(|pid| !LINKS.contains(&comm(*pid).as_str())) {
+            return Ok(pid);
         }
         if Instant::now() > deadline {
             return Err(Fatal::new(format!(
@@ -85,12 +162,12 @@ fn comm(pid: u32) -> String {
 /// The kinds in the order to join them: namespaces the chain made before its user namespace
 /// (`netns` in a rootful chain) belong to the caller's user namespace, so they are joined
 /// first, while still privileged there; then the user namespace; then the rest.
-fn join_order(records: &[Record]) -> Vec<&'static str> {
+fn join_order(records: &[Record]) -> Vec<Namespace> {
     let user = records.iter().find(|r| r.ns.kind == "user" && r.created);
-    let outside = |kind: &str| {
+    let outside = |kind: Namespace| {
         user.is_some_and(|user| {
             records.iter().any(|r| {
-                r.ns.kind == kind
+                r.ns.kind == kind.proc_name()
                     && File::open(format!("/proc/{}/ns/{kind}", r.pid))
                         .ok()
                         .and_then(|f| ns::owner_inode(&f).ok())
@@ -99,35 +176,9 @@ fn join_order(records: &[Record]) -> Vec<&'static str> {
         })
     };
     let (before, after): (Vec<_>, Vec<_>) = ORDER
-        .iter()
-        .map(|(kind, _)| *kind)
-        .partition(|kind| *kind != "user" && outside(kind));
+        .into_iter()
+        .partition(|kind| *kind != Namespace::User && outside(*kind));
     before.into_iter().chain(after).collect()
-}
-
-/// `TOOL --join NAME -- ... -- COMMAND` for each kind, in the order given.
-pub fn joining_chain<'a>(
-    name: &str,
-    kinds: impl IntoIterator<Item = &'a str>,
-    command: Vec<OsString>,
-) -> Vec<OsString> {
-    // The links are our own binaries, found beside nsps, so the chain does not depend on PATH.
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(PathBuf::from));
-    let mut argv: Vec<OsString> = Vec::new();
-    for kind in kinds {
-        let Some((_, tool)) = ORDER.iter().find(|(k, _)| *k == kind) else {
-            continue;
-        };
-        let program = match &dir {
-            Some(dir) if dir.join(tool).exists() => dir.join(tool).into_os_string(),
-            _ => (*tool).into(),
-        };
-        argv.extend([program, "--join".into(), name.into(), "--".into()]);
-    }
-    argv.extend(common::exec::command_or_shell(command));
-    argv
 }
 
 #[cfg(test)]
@@ -135,19 +186,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_chain_joins_user_first_and_mount_last() {
-        let kinds = ORDER.iter().map(|(k, _)| *k).filter(|k| *k != "net");
-        let argv = joining_chain("web1", kinds, vec!["hostname".into()]);
-        let words: Vec<String> = argv
-            .iter()
-            .map(|a| {
-                let s = a.to_string_lossy();
-                s.rsplit('/').next().unwrap_or_default().to_owned()
-            })
-            .collect();
-        assert_eq!(
-            words.join(" "),
-            "userns --join web1 -- ipcns --join web1 -- utsns --join web1 -- pidns --join web1 -- mntns --join web1 -- hostname"
-        );
+    fn user_first_then_mount_then_pid() {
+        assert_eq!(join_order(&[]), ORDER.to_vec());
+        let words: Vec<&str> = ORDER.iter().map(|k| k.proc_name()).collect();
+        assert_eq!(words.join(" "), "user net ipc uts mnt pid");
     }
 }

@@ -4,6 +4,10 @@
 mod enter;
 mod inspect;
 mod render;
+mod seal;
+mod session;
+mod spawn;
+mod target;
 
 use std::ffi::OsString;
 
@@ -37,7 +41,8 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 pub enum Action {
-    /// Run COMMAND inside a running chain, joining exactly the namespaces it has (user first)
+    /// Run COMMAND inside a running chain: its namespaces and root, and its payload's user,
+    /// capabilities, no_new_privs and seccomp filter (never more than the container has)
     Exec {
         #[arg(value_name = "NAME", value_parser = chain::parse_name)]
         name: String,
@@ -54,7 +59,7 @@ pub enum Action {
 
 pub fn run(args: Args) -> Result<Status, Fatal> {
     match args.action {
-        Some(Action::Exec { name, command }) => Err(enter::exec(&name, command)),
+        Some(Action::Exec { name, command }) => enter::exec(&name, command),
         Some(Action::Rm { name }) => inspect::remove(&name).map(|()| 0),
         None => match args.name {
             Some(name) => {

@@ -49,7 +49,8 @@ Examples:
   pidns -- sh -c 'echo $$'                      # 2 (1 with --no-init)
   pidns --status-fd 3 -- nginx -g 'daemon off;' 3>status.jsonl
   pidns --name web1 -- mntns --proc -- sleep 1000 &
-  pidns --join web1 -- mntns --join web1 -- ps -ef";
+  nsps exec web1 -- ps -ef                      # enter web1: not pidns --join, whose process
+                                                # shows in web1 before it leaves the host's root";
 
 /// Run COMMAND in a new PID namespace, under a tiny init: COMMAND is PID 2, PID 1 forwards
 /// signals and reaps zombies, and the exit status comes back as n, or 128+s for a signal.

@@ -1,0 +1,170 @@
+//! The last step of `nsps exec`: fork COMMAND, which is born into the container's pid
+//! namespace, and wait for it here, outside, forwarding signals and returning its status
+//! (n, or 128+s when it was killed by signal s).
+//!
+//! Everything else is done before the fork: the child appears in the container with nothing
+//! of the host (namespaces, root, credentials, file descriptors) and is not dumpable until its
+//! exec (runc's nsexec order; CVE-2016-9962).
+
+use std::ffi::OsString;
+
+use common::cli::Status;
+use common::{debug, exit, Fatal};
+use nix::errno::Errno;
+use nix::unistd::{fork, ForkResult, Pid};
+
+/// Signals left alone: uncatchable, synchronous (a fault of the waiter itself), SIGCHLD (how
+/// the waiter learns of the exit), job control (Ctrl-Z stops the waiter and COMMAND alike, as
+/// the terminal sends it to both), and glibc's two.
+const NOT_FORWARDED: [libc::c_int; 15] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGABRT,
+    libc::SIGCHLD,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    32,
+    33,
+];
+
+/// Forks COMMAND into the pid namespace this process has joined for its children, and waits.
+/// `leader`: this process leads its session and so kept its terminal, which the child, not a
+/// leader, gives up.
+pub fn run(command: Vec<OsString>, leader: bool) -> Result<Status, Fatal> {
+    // The child must not be reachable through /proc before its exec (a ptrace-capable
+    // container would otherwise read its memory and fds); the exec makes COMMAND dumpable.
+    debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
+        .map_err(|e| Fatal::from(e).context("unable to make nsps not dumpable"))?;
+    close_inherited_fds()?;
+    // Blocked before the fork, so that no signal is lost before the wait loop.
+    let (taken, old) = block_signals()?;
+    // SAFETY: single-threaded; the child only restores its signal mask and execs or _exits.
+    let forked = unsafe { fork() }.map_err(|errno| {
+        let fatal = Fatal::from(errno).context("unable to fork into the container");
+        if errno == Errno::ENOMEM {
+            fatal.with_hint("the container's pid namespace is dead: its PID 1 has exited")
+        } else {
+            fatal
+        }
+    })?;
+    match forked {
+        ForkResult::Child => {
+            // SAFETY: restores the mask saved above; `old` is a valid sigset.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            let fatal = match leader.then(common::terminal::detach) {
+                Some(Err(e)) => {
+                    Fatal::from(e).context("unable to give up the controlling terminal")
+                }
+                _ => common::exec::exec(command),
+            };
+            fatal.print();
+            // SAFETY: _exit skips the parent's atexit work and stdio buffers, which are not ours.
+            unsafe { libc::_exit(i32::from(fatal.code)) }
+        }
+        ForkResult::Parent { child } => {
+            debug::note(format_args!("joined process {child}"));
+            Ok(wait(child, &taken))
+        }
+    }
+}
+
+/// Every descriptor but stdio is closed: the host's namespace files, /proc and the caller's
+/// leaked ones must not reach the container (CVE-2024-21626).
+fn close_inherited_fds() -> Result<(), Fatal> {
+    debug::step("close fds >= 3", || {
+        // SAFETY: close_range only closes descriptors; nothing of ours is open any more.
+        Errno::result(unsafe { libc::close_range(3, u32::MAX, 0) }).map(drop)
+    })
+    .map_err(|e| Fatal::from(e).context("unable to close the inherited file descriptors"))
+}
+
+fn block_signals() -> Result<(libc::sigset_t, libc::sigset_t), Fatal> {
+    // SAFETY: plain sigset manipulation on zeroed, initialised sets; SIG_DFL for SIGCHLD so
+    // that the child is not reaped behind our back when the caller ignored it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in 1..=libc::SIGRTMAX() {
+            if forwarded(signal) || signal == libc::SIGCHLD {
+                libc::sigaddset(&mut set, signal);
+            }
+        }
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        Errno::result(libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old))
+            .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+        Ok((set, old))
+    }
+}
+
+fn forwarded(signal: libc::c_int) -> bool {
+    (1..=libc::SIGRTMAX()).contains(&signal) && !NOT_FORWARDED.contains(&signal)
+}
+
+/// Waits for COMMAND, passing on the signals sent to this process. Those the kernel sent
+/// (a terminal's Ctrl-C, a window resize) already reached COMMAND, in the same process group.
+fn wait(child: Pid, taken: &libc::sigset_t) -> Status {
+    loop {
+        if let Some(code) = reap(child) {
+            return code;
+        }
+        // SAFETY: `taken` is a valid, blocked set; `info` is written by the kernel.
+        let (signal, code) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let signal = libc::sigwaitinfo(taken, &mut info);
+            (signal, info.si_code)
+        };
+        if signal > 0 && forwarded(signal) && code != libc::SI_KERNEL {
+            // SAFETY: kill sends a signal (real-time ones too, which nix's enum lacks).
+            unsafe { libc::kill(child.as_raw(), signal) };
+        }
+    }
+}
+
+/// COMMAND's status once it has ended.
+fn reap(child: Pid) -> Option<Status> {
+    let mut raw = 0;
+    // SAFETY: waitpid on our own child, writing to a local.
+    let rc = unsafe { libc::waitpid(child.as_raw(), &mut raw, libc::WNOHANG) };
+    match rc {
+        0 => None,
+        rc if rc == child.as_raw() => Some(exit::from_wait_status(raw)),
+        _ => Some(exit::FAILURE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_forwarded() {
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGWINCH,
+        ] {
+            assert!(forwarded(signal), "{signal}");
+        }
+        assert!(forwarded(libc::SIGRTMAX()));
+        for signal in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGCHLD,
+            libc::SIGTSTP,
+            libc::SIGSEGV,
+        ] {
+            assert!(!forwarded(signal), "{signal}");
+        }
+        assert!(!forwarded(0) && !forwarded(libc::SIGRTMAX() + 1));
+    }
+}
