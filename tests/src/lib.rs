@@ -61,9 +61,10 @@ pub fn with_env(cmd: &mut Command, state: &Path) {
     default_terminal_signals(cmd);
 }
 
-/// Starts `cmd` with SIGINT and SIGQUIT at their default, as a user's shell starts a command.
-/// A test runner started in the background of a script (`cmd &`) ignores both, and an ignored
-/// signal survives exec: the containers would ignore Ctrl-C and the forwarded SIGINT.
+/// Starts `cmd` with SIGINT, SIGQUIT and SIGHUP at their default, as a user's shell starts a
+/// command. A test runner started in the background of a script (`cmd &`) ignores the first
+/// two, under `nohup` the third, and an ignored signal survives exec: the containers would
+/// ignore Ctrl-C and the forwarded signals the tests send.
 pub fn default_terminal_signals(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec here.
@@ -71,6 +72,7 @@ pub fn default_terminal_signals(cmd: &mut Command) {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
             Ok(())
         });
     }
