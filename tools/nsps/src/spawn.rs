@@ -9,30 +9,10 @@
 use std::ffi::OsString;
 
 use common::cli::Status;
+use common::signals::forwarded;
 use common::{debug, exit, Fatal};
 use nix::errno::Errno;
 use nix::unistd::{fork, ForkResult, Pid};
-
-/// Signals left alone: uncatchable, synchronous (a fault of the waiter itself), SIGCHLD (how
-/// the waiter learns of the exit), job control (Ctrl-Z stops the waiter and COMMAND alike, as
-/// the terminal sends it to both), and glibc's two.
-const NOT_FORWARDED: [libc::c_int; 15] = [
-    libc::SIGKILL,
-    libc::SIGSTOP,
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGTRAP,
-    libc::SIGSYS,
-    libc::SIGABRT,
-    libc::SIGCHLD,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    32,
-    33,
-];
 
 /// Forks COMMAND into the pid namespace this process has joined for its children, and waits.
 /// `leader`: this process leads its session and so kept its terminal, which the child, not a
@@ -102,10 +82,6 @@ fn block_signals() -> Result<(libc::sigset_t, libc::sigset_t), Fatal> {
             .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
         Ok((set, old))
     }
-}
-
-fn forwarded(signal: libc::c_int) -> bool {
-    (1..=libc::SIGRTMAX()).contains(&signal) && !NOT_FORWARDED.contains(&signal)
 }
 
 /// Waits for COMMAND, passing on the signals sent to this process. Those the kernel sent
