@@ -1,20 +1,21 @@
 //! `NSCHAIN_DEBUG=1`: every link prints each step it takes, with its duration, to stderr, so a
-//! user can see which link of a long chain misbehaves or is slow.
+//! user can see which link of a long chain misbehaves or is slow. Times are read from the
+//! realtime clock: a time namespace (timens) shifts the monotonic one under a running link.
 
 use std::fmt::Display;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use crate::report::tool;
 
-static START: OnceLock<Option<Instant>> = OnceLock::new();
+static START: OnceLock<Option<SystemTime>> = OnceLock::new();
 
 /// Reads `NSCHAIN_DEBUG` once, at the start of the tool.
 pub fn start() {
     START.get_or_init(|| {
         std::env::var_os("NSCHAIN_DEBUG")
             .filter(|v| !v.is_empty() && v != "0")
-            .map(|_| Instant::now())
+            .map(|_| SystemTime::now())
     });
 }
 
@@ -28,9 +29,9 @@ pub fn step<T>(what: impl Display, f: impl FnOnce() -> T) -> T {
     if !enabled() {
         return f();
     }
-    let begin = Instant::now();
+    let begin = SystemTime::now();
     let result = f();
-    let micros = begin.elapsed().as_micros();
+    let micros = begin.elapsed().unwrap_or_default().as_micros();
     eprintln!(
         "{}[{}]: debug: {what} ({}.{:03} ms)",
         tool(),
@@ -44,7 +45,7 @@ pub fn step<T>(what: impl Display, f: impl FnOnce() -> T) -> T {
 /// Traces a single event with the time since the tool started.
 pub fn note(what: impl Display) {
     if let Some(Some(start)) = START.get() {
-        let micros = start.elapsed().as_micros();
+        let micros = start.elapsed().unwrap_or_default().as_micros();
         eprintln!(
             "{}[{}]: debug: {what} (at {}.{:03} ms)",
             tool(),
