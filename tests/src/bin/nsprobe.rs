@@ -1,6 +1,7 @@
 //! nsprobe: prints, as one JSON object, what a chain test needs to see of the process it runs
 //! as: pid, ppid, ids and id maps, hostname, domainname, namespace inodes, the SysV IPC objects
-//! it can see, mounts, network interfaces, capabilities, cwd and open fds.
+//! it can see, mounts, network interfaces, capabilities, cwd, open fds and the clocks a time
+//! namespace shifts.
 //!
 //! Actions before printing: `--mkshm KEY` creates a SysV shm segment, `--mkmq NAME` a POSIX
 //! message queue; `--mq NAME` reports whether a POSIX queue of that name is visible.
@@ -64,9 +65,24 @@ fn main() -> std::process::ExitCode {
         "cwd": fs::read_link("/proc/self/cwd").map(|p| p.display().to_string()).unwrap_or_default(),
         "fds": open_fds(),
         "nspid": status_field("NSpid"),
+        "clocks": {
+            "monotonic": clock_seconds(libc::CLOCK_MONOTONIC),
+            "boottime": clock_seconds(libc::CLOCK_BOOTTIME),
+        },
     });
     println!("{probe}");
     std::process::ExitCode::SUCCESS
+}
+
+/// What a clock reads, in seconds.
+fn clock_seconds(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 fn read_trim(path: &str) -> String {

@@ -30,17 +30,22 @@ use crate::target::Target;
 /// The order namespaces are joined in: the user namespace gives the rights to join the
 /// others; the mount namespace changes the root, so it comes after them; the pid namespace
 /// comes last, as it takes effect only for the child forked once everything else is done.
-const ORDER: [Namespace; 6] = [
+/// The time namespace takes effect for this process at once (setns, unlike unshare, moves
+/// the caller): joined before the fork, COMMAND reads the container's clocks.
+const ORDER: [Namespace; 7] = [
     Namespace::User,
     Namespace::Net,
     Namespace::Ipc,
     Namespace::Uts,
+    Namespace::Time,
     Namespace::Mnt,
     Namespace::Pid,
 ];
 
 /// The links of a chain, as their processes are named while they set up.
-const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"];
+const LINKS: [&str; 7] = [
+    "userns", "netns", "ipcns", "utsns", "timens", "pidns", "mntns",
+];
 
 /// How long `nsps exec` waits for a chain that is still starting.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -189,6 +194,6 @@ mod tests {
     fn user_first_then_mount_then_pid() {
         assert_eq!(join_order(&[]), ORDER.to_vec());
         let words: Vec<&str> = ORDER.iter().map(|k| k.proc_name()).collect();
-        assert_eq!(words.join(" "), "user net ipc uts mnt pid");
+        assert_eq!(words.join(" "), "user net ipc uts time mnt pid");
     }
 }

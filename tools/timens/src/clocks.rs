@@ -100,7 +100,9 @@ impl Offsets {
             let [name, secs, nanos] = words[..] else {
                 return Err(format!("unexpected line '{line}'"));
             };
-            let secs: i128 = secs.parse().map_err(|_| format!("bad seconds in '{line}'"))?;
+            let secs: i128 = secs
+                .parse()
+                .map_err(|_| format!("bad seconds in '{line}'"))?;
             let nanos: i128 = nanos
                 .parse()
                 .map_err(|_| format!("bad nanoseconds in '{line}'"))?;
@@ -135,8 +137,7 @@ pub fn check_supported() -> Result<(), Fatal> {
 pub fn read() -> Result<Offsets, Fatal> {
     let text = std::fs::read_to_string(OFFSETS_FILE)
         .with_context(|| format!("unable to read {OFFSETS_FILE}"))?;
-    Offsets::parse(&text)
-        .map_err(|e| Fatal::new(format!("unable to read {OFFSETS_FILE}: {e}")))
+    Offsets::parse(&text).map_err(|e| Fatal::new(format!("unable to read {OFFSETS_FILE}: {e}")))
 }
 
 /// The text written to set `settings`, one `CLOCK SECS NANOS` line each.

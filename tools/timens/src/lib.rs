@@ -60,9 +60,11 @@ pub struct Args {
 
 /// `--realtime` is accepted by nothing: wall-clock time is the same in every time namespace.
 fn refuse_realtime(_: &str) -> Result<String, String> {
-    Err("the realtime clock (wall-clock time) cannot be offset in a time namespace: \
+    Err(
+        "the realtime clock (wall-clock time) cannot be offset in a time namespace: \
          the kernel offsets only --monotonic and --boottime"
-        .into())
+            .into(),
+    )
 }
 
 impl Args {

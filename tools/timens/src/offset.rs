@@ -94,7 +94,9 @@ impl Offset {
     pub fn parse_non_negative(text: &str) -> Result<Offset, String> {
         let offset = Offset::parse(text)?;
         if offset.nanos < 0 {
-            return Err(format!("'{text}' is negative: a clock cannot read less than 0"));
+            return Err(format!(
+                "'{text}' is negative: a clock cannot read less than 0"
+            ));
         }
         Ok(offset)
     }
@@ -199,8 +201,14 @@ mod tests {
 
     #[test]
     fn the_kernel_form_keeps_nanoseconds_positive() {
-        assert_eq!(Offset::from_nanos(-1_500_000_000).kernel_form(), (-2, 500_000_000));
-        assert_eq!(Offset::from_nanos(1_500_000_000).kernel_form(), (1, 500_000_000));
+        assert_eq!(
+            Offset::from_nanos(-1_500_000_000).kernel_form(),
+            (-2, 500_000_000)
+        );
+        assert_eq!(
+            Offset::from_nanos(1_500_000_000).kernel_form(),
+            (1, 500_000_000)
+        );
         assert_eq!(Offset::from_nanos(-1).kernel_form(), (-1, 999_999_999));
         assert_eq!(Offset::from_nanos(0).kernel_form(), (0, 0));
     }

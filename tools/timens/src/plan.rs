@@ -144,7 +144,11 @@ mod tests {
             ..Request::default()
         };
         let fatal = offsets(&under, &at(0, 0), &now).unwrap_err();
-        assert!(fatal.message().contains("cannot read less than 0"), "{}", fatal.message());
+        assert!(
+            fatal.message().contains("cannot read less than 0"),
+            "{}",
+            fatal.message()
+        );
         assert!(fatal.hint.is_some());
         let exact = Request {
             monotonic: secs(-100),
