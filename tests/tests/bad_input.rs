@@ -132,6 +132,22 @@ const CASES: &[(&str, &[&str])] = &[
     ("netns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("netns", &["--name", "bad/name"]),
     ("netns", &["--info-fd", "991"]),
+    // timens
+    ("timens", &["--boottime", "abc"]),
+    ("timens", &["--boottime", "1.2.3"]),
+    ("timens", &["--monotonic", "1.9999999999"]),
+    ("timens", &["--boottime", "-999999999"]),
+    ("timens", &["--monotonic", "99999999999999999999"]),
+    ("timens", &["--uptime", "-1"]),
+    ("timens", &["--realtime", "1"]),
+    ("timens", &["--join", "/proc/self/ns/net"]),
+    (
+        "timens",
+        &["--join", "/proc/self/ns/time", "--boottime", "1"],
+    ),
+    ("timens", &["--pin", "{dir}/no-such-dir/pin"]),
+    ("timens", &["--name", "bad/name"]),
+    ("timens", &["--info-fd", "992"]),
 ];
 
 /// nsps: its NAME arguments (the payload only matters for exec).
@@ -225,6 +241,7 @@ fn malformed_values_are_refused_rootless_too() {
         &["userns", "--", "ipcns", "--sysctl", "kernel.x=1"],
         &["userns", "--", "pidns", "--status-fd", "x"],
         &["userns", "--", "mntns", "--tmpfs", "x"],
+        &["userns", "--", "timens", "--boottime", "-999999999"],
     ];
     for case in cases {
         let mut argv: Vec<String> = case.iter().map(|s| (*s).to_owned()).collect();

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-const TOOLS: [&str; 7] = [
-    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps",
+const TOOLS: [&str; 8] = [
+    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens",
 ];
 
 fn generate(tool: &str, kind: &str) -> String {

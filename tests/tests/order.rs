@@ -9,7 +9,9 @@ use std::process::Output;
 use escape_common::{busybox_root, need_rootless};
 use nschain_tests::*;
 
-const LINKS: [&str; 6] = ["userns", "netns", "ipcns", "utsns", "pidns", "mntns"];
+const LINKS: [&str; 7] = [
+    "userns", "netns", "ipcns", "utsns", "timens", "pidns", "mntns",
+];
 
 /// What a pair may do: work, or fail the contract's way with one hint that names the rule it
 /// broke (`rule`, when the pair can only break that one).
@@ -94,7 +96,7 @@ fn matrix(nobody: bool) {
             failures.push(e);
         }
     }
-    assert_eq!(ran, 6 * 5 + 2 * 6);
+    assert_eq!(ran, LINKS.len() * (LINKS.len() - 1) + 2 * LINKS.len());
     assert!(
         failures.is_empty(),
         "{} of {ran} pairs {}:\n\n{}",
