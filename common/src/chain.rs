@@ -118,13 +118,18 @@ pub fn chosen_name(explicit: Option<&str>) -> Option<String> {
 /// Writes nothing: [`claim`] does, once setup has succeeded. A link that joins (`creates`
 /// false) and finds no name registers nothing.
 pub fn naming(explicit: Option<&str>) -> Result<Option<Naming>, Fatal> {
-    naming_for(explicit, false)
+    naming_for(explicit, "", false)
 }
 
-/// [`naming`] for a link that makes a namespace: an unnamed chain gets a generated name.
-pub fn naming_for(explicit: Option<&str>, creates: bool) -> Result<Option<Naming>, Fatal> {
+/// [`naming`] for link `tool`; when it makes a namespace (`creates`), an unnamed chain gets a
+/// name generated after it.
+pub fn naming_for(
+    explicit: Option<&str>,
+    tool: &str,
+    creates: bool,
+) -> Result<Option<Naming>, Fatal> {
     match (explicit, inherited()) {
-        (None, None) if creates => Ok(Some(generate())),
+        (None, None) if creates => Ok(Some(generate(tool))),
         (None, None) => Ok(None),
         (None, Some((name, generated))) => Ok(Some(Naming::new(name, false, generated))),
         (Some(name), Some((inherited, _))) if name == inherited => {
@@ -157,9 +162,8 @@ fn check_free(name: &str) -> Result<(), Fatal> {
 /// A fresh name for an unnamed chain, `<tool>-<6 hex digits>`, not registered by any chain.
 /// Generated registrations of chains that have ended are pruned first: without `--name`
 /// nobody would reuse (and so clean) them.
-fn generate() -> Naming {
+fn generate(tool: &str) -> Naming {
     prune_generated();
-    let tool = crate::report::tool();
     let mut name = format!("{tool}-{}", random_hex());
     for _ in 0..8 {
         if !dir(&name).exists() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::handoff::{self, Context, Next};
 use crate::{debug, exit, report, Fatal};
 
 /// What a tool's `run` returns when it does not exec: the status to exit with (`pidns`).
@@ -19,22 +20,21 @@ pub struct CommandArgs {
     pub command: Vec<OsString>,
 }
 
-/// Runs a tool: parses its arguments, calls `run`, and turns a failure into the contract's
-/// one-line message and exit status. Every `main.rs` is one call to this.
-pub fn main<A: Parser>(tool: &'static str, run: fn(A) -> Result<Status, Fatal>) -> ExitCode {
-    report::set_tool(tool);
+/// A tool's entry: sets up its link and says what comes next ([`crate::handoff`]).
+pub type Run<A> = fn(A, &mut Context) -> Result<Next, Fatal>;
+
+/// Runs a tool: parses its arguments, calls `run`, carries out the [`Next`] it returns, and
+/// turns a failure into the contract's one-line message and exit status. Every `main.rs` is
+/// one call to this.
+pub fn main<A: Parser>(tool: &'static str, run: Run<A>) -> ExitCode {
+    let mut cx = Context::new(tool);
     debug::start();
     let args = match parse::<A>(tool, std::env::args_os()) {
         Ok(args) => args,
         Err(code) => return ExitCode::from(code),
     };
-    match run(args) {
-        Ok(status) => ExitCode::from(status),
-        Err(fatal) => {
-            fatal.print();
-            ExitCode::from(fatal.code)
-        }
-    }
+    let next = run(args, &mut cx);
+    handoff::finish(next, &mut cx)
 }
 
 /// Parses argv; `Err` carries the exit status (0 after `--help`/`--version`, 125 for a usage

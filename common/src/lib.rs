@@ -2,7 +2,8 @@
 //!
 //! Each tool unshares or joins one namespace, sets it up and execs the rest of its argv. This
 //! crate holds only what every link must do the same way: the command-line recipe
-//! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the exec ([`exec`]),
+//! ([`cli`]), exit statuses ([`exit`]), error reporting ([`report`]), the hand-off to the next link
+//! ([`handoff`], [`exec`]),
 //! namespace handles and the shared `--join`/`--pin`/`--name`/`--info-fd` options ([`ns`],
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
@@ -26,6 +27,7 @@ pub mod exit;
 pub mod generate;
 pub mod handdown;
 pub mod handed_fd;
+pub mod handoff;
 pub mod info;
 pub mod keyring;
 pub mod link;
@@ -41,4 +43,5 @@ pub mod sysfs;
 pub mod terminal;
 
 pub use cli::main;
+pub use handoff::{Context, Next};
 pub use report::{Fatal, Hint};

@@ -17,7 +17,7 @@ use crate::chain::{self, Naming};
 use crate::info::{self, NsId, Record};
 use crate::ns::{self, JoinTarget, Namespace, NsFile};
 use crate::pin::PinHelper;
-use crate::{report, Fatal};
+use crate::{Context, Fatal};
 
 /// `--join`, `--pin`, `--name` and `--info-fd`, flattened into every tool's arguments.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -43,6 +43,7 @@ pub struct NsOptions {
 /// One link of a chain, for one namespace kind.
 #[derive(Debug)]
 pub struct Link {
+    tool: &'static str,
     kind: Namespace,
     options: NsOptions,
     naming: Option<Naming>,
@@ -52,13 +53,15 @@ pub struct Link {
 impl Link {
     /// Checks the shared options before anything is changed: the name is free, the join
     /// target exists and is a namespace of the right type.
-    pub fn prepare(kind: Namespace, options: &NsOptions) -> Result<Link, Fatal> {
-        let naming = chain::naming_for(options.name.as_deref(), options.join.is_none())?;
+    pub fn prepare(cx: &Context, kind: Namespace, options: &NsOptions) -> Result<Link, Fatal> {
+        let tool = cx.tool();
+        let naming = chain::naming_for(options.name.as_deref(), tool, options.join.is_none())?;
         let joined = match &options.join {
             Some(target) => Some(NsFile::open(kind, target)?),
             None => None,
         };
         Ok(Link {
+            tool,
             kind,
             options: options.clone(),
             naming,
@@ -69,6 +72,11 @@ impl Link {
     /// The name this link registers under (given, inherited or generated).
     pub fn naming(&self) -> Option<&Naming> {
         self.naming.as_ref()
+    }
+
+    /// The link's name (its tool): what its registration records.
+    pub fn tool(&self) -> &'static str {
+        self.tool
     }
 
     /// The namespace type of this link.
@@ -127,7 +135,7 @@ impl Link {
         let path = self.kind.proc_path((!this_process).then_some(pid));
         let inode = ns::inode_of(&path)?;
         Ok(Record {
-            tool: report::tool().to_owned(),
+            tool: self.tool.to_owned(),
             pid,
             ns: NsId {
                 kind: self.kind.proc_name().to_owned(),

@@ -1,20 +1,25 @@
 //! `TOOL: fatal|warning|hint: ...` reporting and the error type every tool returns.
 
 use std::fmt::Display;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use crate::exit;
 
-static TOOL: OnceLock<&'static str> = OnceLock::new();
+/// The name of the link running in this process. Its source is the link's
+/// [`crate::handoff::Context`], which sets it when the link starts; this copy is only what the
+/// printers below read, since warnings come from deep inside setup code that has no context.
+static TOOL: Mutex<Option<&'static str>> = Mutex::new(None);
 
-/// Records the running tool's name for every later message. Called once by [`crate::main`].
+/// Records the running link's name for every later message (by [`crate::handoff::Context::new`]).
 pub fn set_tool(name: &'static str) {
-    let _ = TOOL.set(name);
+    let mut tool = TOOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *tool = Some(name);
 }
 
-/// The running tool's name, as it prefixes every message.
+/// The running link's name, as it prefixes every message (`nschain` before any link starts).
 pub fn tool() -> &'static str {
-    TOOL.get().copied().unwrap_or("nschain")
+    let tool = TOOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tool.unwrap_or("nschain")
 }
 
 /// A failure before the exec: the message chain, the exit status and an optional hint.

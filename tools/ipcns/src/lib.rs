@@ -3,10 +3,10 @@
 mod sysctl;
 
 use clap::Parser;
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
-use common::Fatal;
+use common::{Context, Fatal, Next};
 use serde_json::{json, Map};
 
 pub use sysctl::IpcSysctl;
@@ -31,7 +31,7 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if args.ns.join.is_some() && !args.sysctl.is_empty() {
         // The limits of a running container are not the joiner's to change.
         return Err(Fatal::new(
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         )
         .with_hint("set the limits with --sysctl on the ipcns that makes the namespace"));
     }
-    let link = Link::prepare(Namespace::Ipc, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Ipc, &args.ns)?;
     link.enter()?;
     for setting in &args.sysctl {
         setting.apply()?;
@@ -54,5 +54,5 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         extra.insert("sysctl".into(), applied.into());
     }
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    Ok(Next::Exec(args.command.command))
 }

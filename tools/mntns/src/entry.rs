@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use caps::{CapSet, Capability};
-use common::{debug, exit, Fatal};
+use common::{debug, Fatal, Next};
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 
@@ -168,24 +168,20 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Enters the container and execs COMMAND; returns only on failure.
-    pub fn exec(self, command: Vec<OsString>) -> Fatal {
-        if let Err(e) = self.prepare() {
-            return e;
-        }
+    /// Enters the container; COMMAND comes next.
+    pub fn exec(self, command: Vec<OsString>, cx: &mut common::Context) -> Result<Next, Fatal> {
+        self.prepare()?;
         if let Some(notice) = &self.notice {
             common::report::warning(notice);
         }
-        let error = common::exec::exec(command);
-        if error.code == exit::NOT_FOUND && self.container && self.on_host {
-            let hint = if self.next_is_a_link {
+        if self.container && self.on_host {
+            cx.hint_if_not_found(if self.next_is_a_link {
                 "it exists on the host but not inside the new root: a link after a root change must exist inside it, so put mntns last in the chain (DESIGN.md §2, rule 6)"
             } else {
                 "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
-            };
-            return error.with_hint(hint);
+            });
         }
-        error
+        Ok(Next::Exec(command))
     }
 
     /// Whether COMMAND will hold `cap` (in a new root, from the default set and the flags).

@@ -13,7 +13,7 @@ use common::creds::Creds;
 use common::info::{self, NsId, Record};
 use common::link::Link;
 use common::ns::JoinTarget;
-use common::{debug, report, Fatal};
+use common::{debug, Fatal};
 use serde_json::Map;
 
 use crate::resolve;
@@ -82,7 +82,7 @@ fn announce(link: &Link, ns: &common::link::NsOptions) -> Result<(), Fatal> {
         return Ok(());
     };
     let record = Record {
-        tool: report::tool().to_owned(),
+        tool: link.tool().to_owned(),
         pid: common::procfs::own_pid(),
         ns: NsId {
             kind: "mnt".into(),

@@ -63,10 +63,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
-use common::{debug, Fatal, Hint};
+use common::{debug, Context, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
 pub use entry::{CapSpec, DEFAULT_CAPS};
@@ -317,7 +317,7 @@ fn on_host(command: &[OsString]) -> bool {
     std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
     // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
@@ -340,7 +340,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut host_pid = common::procfs::own_pid();
     // The caller's directory, kept in a new root where it shows there (workdir).
     let cwd = std::env::current_dir().ok();
-    let link = Link::prepare(Namespace::Mnt, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Mnt, &args.ns)?;
     if plan.root.is_some() || link.is_join() {
         // The inputs are valid: say what a capability beyond the default set opens.
         for line in entry::risky_additions(&args.cap_add) {
@@ -349,7 +349,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     }
     if link.is_join() {
         drop(trees);
-        return run_join(args, plan, &link);
+        return run_join(args, plan, &link, cx);
     }
     let handed = trees.paths();
     let mut root_tree = match &plan.root {
@@ -602,7 +602,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         entry.notice = Some(setuid_guard::notice(&shared));
         setuid_guard::install()?;
     }
-    Err(entry.exec(args.command.command))
+    entry.exec(args.command.command, cx)
 }
 
 /// Right before the exec, in the final root: `--user` resolved in its /etc/passwd and
@@ -697,7 +697,7 @@ fn shared_writes(
     })
 }
 
-fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
+fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Next, Fatal> {
     if plan.root.is_some()
         || !plan.volumes.is_empty()
         || !plan.tmpfs.is_empty()
@@ -749,7 +749,7 @@ fn run_join(args: Args, plan: Plan, link: &Link) -> Result<Status, Fatal> {
         setuid_guard::strip_caps(&mut entry);
         setuid_guard::install()?;
     }
-    Err(entry.exec(args.command.command))
+    entry.exec(args.command.command, cx)
 }
 
 fn mount_volumes(

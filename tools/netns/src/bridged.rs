@@ -19,10 +19,9 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::cli::Status;
 use common::link::Link;
 use common::ns::Namespace;
-use common::{debug, Fatal, Hint};
+use common::{debug, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
 use crate::bridge::{self, Bridge};
@@ -36,8 +35,8 @@ use crate::Args;
 /// The container's interface name.
 const PEER: &str = "eth0";
 
-pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
-    let link = Link::prepare(Namespace::Net, &args.ns)?;
+pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Next, Fatal> {
+    let link = Link::prepare(cx, Namespace::Net, &args.ns)?;
     bridge::check_privilege()?;
     let mut host = Rtnl::open().context("unable to open a netlink socket")?;
     let host_ns =
@@ -130,7 +129,7 @@ pub fn run(args: Args, bridge_name: &str) -> Result<Status, Fatal> {
     );
     link.finish(common::procfs::own_pid(), extra)?;
     common::handdown::export(common::handdown::NET_VAR, "bridge");
-    Err(crate::own_sys::exec(args.command.command))
+    crate::own_sys::exec(args.command.command, cx)
 }
 
 /// Records what netns did to the bridge (once per bridge, under the lease lock), so that

@@ -16,10 +16,10 @@ mod spawn;
 use std::net::Ipv4Addr;
 
 use clap::Parser;
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
-use common::{debug, Fatal};
+use common::{debug, Context, Fatal, Next};
 use serde_json::{json, Map};
 
 pub use ipam::Cidr;
@@ -116,18 +116,18 @@ pub enum Action {
     Gc(cleanup::GcArgs),
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if let Some(Action::Gc(gc)) = &args.action {
-        return cleanup::gc_main(gc);
+        return cleanup::gc_main(gc).map(Next::Exit);
     }
     check_modes(&args)?;
     if let Some(bridge) = args.bridge.clone() {
-        return bridged::run(args, &bridge);
+        return bridged::run(args, &bridge, cx);
     }
     if args.slirp4netns || args.pasta {
-        return run_user_mode(args);
+        return run_user_mode(args, cx);
     }
-    let link = Link::prepare(Namespace::Net, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Net, &args.ns)?;
     link.enter()?;
     let mut extra = Map::new();
     if !link.is_join() {
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     link.finish(common::procfs::own_pid(), extra)?;
     let stack = if link.is_join() { "join" } else { "loopback" };
     common::handdown::export(common::handdown::NET_VAR, stack);
-    Err(own_sys::exec(args.command.command))
+    own_sys::exec(args.command.command, cx)
 }
 
 fn check_modes(args: &Args) -> Result<(), Fatal> {
@@ -183,14 +183,14 @@ fn loopback_up() -> Result<(), Fatal> {
     .map_err(|e| Fatal::from(e).context("unable to bring lo up"))
 }
 
-fn run_user_mode(args: Args) -> Result<Status, Fatal> {
+fn run_user_mode(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let stack = if args.pasta {
         rootless::check_pasta()?;
         rootless::Stack::Pasta
     } else {
         rootless::Stack::Slirp4netns
     };
-    let link = Link::prepare(Namespace::Net, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Net, &args.ns)?;
     let api_dir = cleanup::state_dir();
     let helper = rootless::spawn(stack, args.mtu, &args.publish, &api_dir)?;
     link.enter()?;
@@ -218,9 +218,9 @@ fn run_user_mode(args: Args) -> Result<Status, Fatal> {
         rootless::inherit(fd)?;
     }
     common::handdown::export(common::handdown::NET_VAR, stack.program());
-    let error = own_sys::exec(args.command.command);
-    drop(exit_fd);
-    Err(error)
+    // The exit pipe is inherited: the helper quits when its last holder is gone.
+    cx.hold(exit_fd);
+    own_sys::exec(args.command.command, cx)
 }
 
 #[cfg(test)]

@@ -5,13 +5,15 @@
 use std::ffi::OsString;
 
 use common::sysfs::HandDown;
-use common::Fatal;
+use common::{Context, Fatal, Next};
 
 /// Hands down a sysfs of this network namespace (when a mntns follows), then execs COMMAND.
-pub fn exec(command: Vec<OsString>) -> Fatal {
+pub fn exec(command: Vec<OsString>, cx: &mut Context) -> Result<Next, Fatal> {
     let sysfs = HandDown::make(&command);
-    if let Err(e) = sysfs.export() {
-        return Fatal::from(e).context("unable to hand down the sysfs of the network namespace");
-    }
-    common::exec::exec(command)
+    sysfs.export().map_err(|e| {
+        Fatal::from(e).context("unable to hand down the sysfs of the network namespace")
+    })?;
+    // The fd named in the variable stays open for the next program.
+    cx.hold(sysfs);
+    Ok(Next::Exec(command))
 }

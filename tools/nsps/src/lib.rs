@@ -13,7 +13,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 use common::cli::Status;
-use common::{chain, Fatal};
+use common::{chain, Context, Fatal, Next};
 
 /// List running chains, show one in full (with its host pid ↔ container pid mapping), enter
 /// one, or delete a stopped chain's kept overlay layer.
@@ -57,7 +57,11 @@ pub enum Action {
     },
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, _cx: &mut Context) -> Result<Next, Fatal> {
+    run_action(args).map(Next::Exit)
+}
+
+fn run_action(args: Args) -> Result<Status, Fatal> {
     match args.action {
         Some(Action::Exec { name, command }) => enter::exec(&name, command),
         Some(Action::Rm { name }) => inspect::remove(&name).map(|()| 0),

@@ -21,7 +21,7 @@ use clap::Parser;
 use common::cli::{CommandArgs, Status};
 use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
-use common::{chain, debug, signals, Fatal};
+use common::{chain, debug, signals, Context, Fatal, Next};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::unistd::{fork, getpgrp, pipe2, ForkResult, Pid};
 use serde_json::{json, Map};
@@ -84,8 +84,8 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
-    let link = Link::prepare(Namespace::Pid, &args.ns)?;
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    let link = Link::prepare(cx, Namespace::Pid, &args.ns)?;
     take_report_fds(&args)?;
     if args.die_with_parent {
         die_with_parent()?;
@@ -128,7 +128,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     debug::note(format_args!("container started: PID 1 is {pid}"));
     let code = monitor::watch(pid, target, &monitor.signalfd);
     monitor.finish(&link, &args, pid, code);
-    Ok(code)
+    Ok(Next::Exit(code))
 }
 
 /// The descriptors this link writes to (`--status-fd`, `--info-fd`) are two, and they are not

@@ -24,10 +24,10 @@ pub mod subid;
 pub mod trees;
 
 use clap::{Parser, ValueEnum};
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
-use common::{chain, debug, report, state, Fatal};
+use common::{chain, debug, report, state, Context, Fatal, Next};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 
@@ -118,8 +118,8 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
-    let link = Link::prepare(Namespace::User, &args.ns)?;
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
     // new namespace and would otherwise pick rootless defaults.
     state::run_dir();
@@ -201,12 +201,11 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
     trees.hand_down()?;
-    // A successful exec never returns: the lease stays with the chain. A failed one drops
-    // (removes) it.
-    let failed = common::exec::exec(args.command.command);
-    drop(trees);
-    drop(lease);
-    Err(failed)
+    // Both belong to the chain from here on: a successful exec never drops them; a failed
+    // one drops (closes, removes) them.
+    cx.hold(trees);
+    cx.hold(lease);
+    Ok(Next::Exec(args.command.command))
 }
 
 /// `unshare(CLONE_NEWUSER)`, saying plainly when user namespaces are switched off.
@@ -233,14 +232,14 @@ fn unshare_user() -> Result<(), Fatal> {
 }
 
 /// `--join`: enter the user namespace, become root inside (or the requested ids), exec.
-fn join(link: &Link, args: &Args) -> Result<Status, Fatal> {
+fn join(link: &Link, args: &Args) -> Result<Next, Fatal> {
     link.enter()?;
     let uid = args.map_user.unwrap_or(0);
     let gid = args.map_group.unwrap_or(0);
     let extra = current_maps();
     link.finish(common::procfs::own_pid(), extra)?;
     creds::become_ids(uid, gid, args.keep_caps)?;
-    Err(common::exec::exec(args.command.command.clone()))
+    Ok(Next::Exec(args.command.command.clone()))
 }
 
 fn write_maps(plan: &Plan, helper: Option<&mut Helper>) -> Result<(), Fatal> {

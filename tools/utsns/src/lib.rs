@@ -3,10 +3,10 @@
 mod names;
 
 use clap::Parser;
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
-use common::{debug, Fatal};
+use common::{debug, Context, Fatal, Next};
 use serde_json::{json, Map};
 
 pub use names::{validate_domainname, validate_hostname};
@@ -34,7 +34,7 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if args.ns.join.is_some() && (args.hostname.is_some() || args.domainname.is_some()) {
         // Renaming a running container behind its back (and behind nsps) is not a join.
         return Err(Fatal::new(
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         )
         .with_hint("a container's name is set when it starts: give --hostname to the utsns that makes it"));
     }
-    let link = Link::prepare(Namespace::Uts, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Uts, &args.ns)?;
     link.enter()?;
     if let Some(name) = &args.hostname {
         debug::step("sethostname", || nix::unistd::sethostname(name))
@@ -55,5 +55,5 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
     let mut extra = Map::new();
     extra.insert("hostname".into(), json!(hostname.to_string_lossy()));
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    Ok(Next::Exec(args.command.command))
 }

@@ -1,0 +1,102 @@
+//! The hand-off: what happens after a link, and the one place it happens (DESIGN.md §1).
+//!
+//! A tool's entry is `run(args, cx) -> Result<Next, Fatal>`: it sets up its namespace and
+//! says what comes next, [`Next::Exec`] (the rest of its argv: the next link or COMMAND) or
+//! [`Next::Exit`] (a status: `pidns`'s monitor, `nsps`, `netns gc`). Only [`perform`] carries
+//! that out, so every link ends the same way.
+//!
+//! The [`Context`] is what a link knows of itself beyond its arguments: its name (the message
+//! prefix, the debug trace and the `tool` of its chain registration come from it) and what it
+//! keeps alive until the exec ([`Context::hold`]): values whose owner is the hand-off itself,
+//! released by a failed exec and never by a successful one.
+
+use std::any::Any;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::cli::Status;
+use crate::{exec, exit, report, Fatal};
+
+/// What happens after this link.
+#[derive(Debug)]
+pub enum Next {
+    /// Run the rest of argv (empty: `$SHELL`, else `/bin/sh`): the next link or COMMAND.
+    Exec(Vec<OsString>),
+    /// Exit with this status.
+    Exit(Status),
+}
+
+/// What a link knows of itself besides its arguments, and what it hands on.
+pub struct Context {
+    tool: &'static str,
+    not_found_hint: Option<String>,
+    held: Vec<Box<dyn Any>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("tool", &self.tool)
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+impl Context {
+    /// The context of link `tool` starting in this process. Its name becomes the prefix of
+    /// every message printed from here on.
+    pub fn new(tool: &'static str) -> Context {
+        report::set_tool(tool);
+        Context {
+            tool,
+            not_found_hint: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// The link's name: `mntns`, `pidns`, ...
+    pub fn tool(&self) -> &'static str {
+        self.tool
+    }
+
+    /// The hint given if [`Next::Exec`] fails because the program is not found (127).
+    pub fn hint_if_not_found(&mut self, hint: impl Into<String>) {
+        self.not_found_hint = Some(hint.into());
+    }
+
+    /// Keeps `value` alive until the exec: what the next program inherits (an fd named in a
+    /// variable, a lease the chain keeps) must outlive this link's `run`. A failed exec drops
+    /// it (its `Drop` undoes what the link made); a successful one never does.
+    pub fn hold<T: Any>(&mut self, value: T) {
+        self.held.push(Box::new(value));
+    }
+}
+
+/// Carries out `next`: execs (returning only on failure, as a [`Fatal`] with 126 or 127) or
+/// gives the status to exit with.
+pub fn perform(next: Next, cx: &mut Context) -> Result<Status, Fatal> {
+    match next {
+        Next::Exit(status) => Ok(status),
+        Next::Exec(command) => {
+            let error = exec::exec(command);
+            // The exec failed: what was held for the next program is released (undone).
+            cx.held.clear();
+            match cx.not_found_hint.take() {
+                Some(hint) if error.code == exit::NOT_FOUND => Err(error.with_hint(hint)),
+                _ => Err(error),
+            }
+        }
+    }
+}
+
+/// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
+/// one line and becomes the exit status.
+pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> ExitCode {
+    match result.and_then(|next| perform(next, cx)) {
+        Ok(status) => ExitCode::from(status),
+        Err(fatal) => {
+            fatal.print();
+            ExitCode::from(fatal.code)
+        }
+    }
+}
