@@ -16,10 +16,10 @@ mod offset;
 mod plan;
 
 use clap::Parser;
-use common::cli::{CommandArgs, Status};
+use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
-use common::Fatal;
+use common::{Context, Fatal, Next};
 use serde_json::{json, Map};
 
 pub use clocks::{Clock, Offsets};
@@ -78,7 +78,7 @@ impl Args {
     }
 }
 
-pub fn run(args: Args) -> Result<Status, Fatal> {
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let request = args.request();
     if args.ns.join.is_some() && request.any() {
         // The kernel froze the clocks when the first process entered: a join cannot (and
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         .with_hint("the offsets are written once, by the timens that makes the namespace"));
     }
     clocks::check_supported()?;
-    let link = Link::prepare(Namespace::Time, &args.ns)?;
+    let link = Link::prepare(cx, Namespace::Time, &args.ns)?;
     if link.is_join() {
         link.enter()?;
     } else {
@@ -106,7 +106,7 @@ pub fn run(args: Args) -> Result<Status, Fatal> {
         }),
     );
     link.finish(common::procfs::own_pid(), extra)?;
-    Err(common::exec::exec(args.command.command))
+    Ok(Next::Exec(args.command.command))
 }
 
 /// Makes the namespace: unshare, offsets, enter it, pin it.
