@@ -289,6 +289,24 @@ fn plan() -> Vec<Group> {
                 ),
             ],
         ),
+        group(
+            "timens",
+            vec![
+                run("timens --boottime 1000 -- cat /proc/uptime"),
+                prints("timens --uptime 1000 -- cat /proc/uptime", "1000."),
+                prints("timens --monotonic 86400 -- ./server", "server ran"),
+                run("timens --pin /run/clock.time --uptime 1000 true"),
+                prints("timens --join /run/clock.time -- cat /proc/uptime", "100"),
+                check("umount /run/clock.time", ""),
+            ],
+        ),
+        rootless(
+            "timens, rootless",
+            vec![prints(
+                "userns -- timens --uptime 1000 -- pidns -- cat /proc/uptime",
+                "1000.",
+            )],
+        ),
         rootless(
             "userns, rootless",
             vec![
