@@ -196,6 +196,15 @@ for tool, anchor in [
 ]:
     label = "userns --map-root true (uid 65534)" if tool == "userns" else f"{tool} true"
     ratio_target(f"{tool} ≤ 1.2 × `{anchor}`", f"tool-{tool}", label, anchor, 1.2)
+# timens came with issue 15, whose target is issue 14's: ≤ 1.1 × its unshare equivalent
+ratio_target("timens ≤ 1.1 × `unshare -T true`", "tool-timens", "timens true", "unshare -T true", 1.1)
+ratio_target(
+    "timens --boottime ≤ 1.1 × `unshare -T --boottime`",
+    "tool-timens",
+    "timens --boottime 1000 true",
+    "unshare -T --boottime 1000 true",
+    1.1,
+)
 
 # bridge: absolute difference
 bn, bv = median_of("bridge", "netns --bridge true")
@@ -310,7 +319,7 @@ emit(
     "last row."
 )
 emit()
-for tool in ["utsns", "ipcns", "netns", "pidns", "mntns", "userns"]:
+for tool in ["utsns", "ipcns", "netns", "pidns", "mntns", "userns", "timens"]:
     emit(f"### {tool}")
     emit()
     group_table(f"tool-{tool}", ref_prefix="unshare -")

@@ -30,7 +30,7 @@ WARMUP=${NSCHAIN_BENCH_WARMUP:-20}
 ROUNDS=${NSCHAIN_BENCH_ROUNDS:-4}
 SCALE=${NSCHAIN_BENCH_SCALE:-1000}
 OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
-TOOLS=(utsns ipcns netns pidns mntns userns)
+TOOLS=(utsns ipcns netns pidns mntns userns timens)
 NOBODY=(setpriv --reuid 65534 --regid 65534 --clear-groups)
 
 if [[ $(id -u) != 0 ]]; then
@@ -239,6 +239,10 @@ hf tool-mntns "${ROW[@]}" "unshare -m true" "unshare -m true"
 ROW=(); row tool-userns "userns --map-root true (uid 65534)" "${NOBODY[*]} $BIN/userns --map-root true" userns
 hf tool-userns "${ROW[@]}" "unshare -Ur true (uid 65534)" "${NOBODY[*]} unshare -Ur true" \
     "setpriv alone (uid 65534)" "${NOBODY[*]} true"
+ROW=(); row tool-timens "timens true" "$BIN/timens true" timens
+row tool-timens "timens --boottime 1000 true" "$BIN/timens --boottime 1000 true" timens
+hf tool-timens "${ROW[@]}" "unshare -T true" "unshare -T true" \
+    "unshare -T --boottime 1000 true" "unshare -T --boottime 1000 true"
 
 # the price of one link: chains of k `utsns --` links (each unshares a UTS namespace, the
 # cheapest setup there is), dynamic and static; the slope is what one more exec'd link costs
