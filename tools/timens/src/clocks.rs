@@ -121,15 +121,21 @@ impl Offsets {
 /// Refuses a kernel without time namespaces (before Linux 5.6, or built without
 /// CONFIG_TIME_NS), with a hint, before anything is changed.
 pub fn check_supported() -> Result<(), Fatal> {
-    if Path::new("/proc/self/ns/time").exists() {
+    check_supported_at(Path::new("/proc/self/ns/time"))
+}
+
+fn check_supported_at(ns_file: &Path) -> Result<(), Fatal> {
+    if ns_file.exists() {
         return Ok(());
     }
-    Err(
-        Fatal::new("this kernel has no time namespaces (/proc/self/ns/time is missing)").with_hint(
-            "time namespaces need Linux 5.6 or later built with CONFIG_TIME_NS; \
+    Err(Fatal::new(format!(
+        "this kernel has no time namespaces ({} is missing)",
+        ns_file.display()
+    ))
+    .with_hint(
+        "time namespaces need Linux 5.6 or later built with CONFIG_TIME_NS; \
              without them, run the command without timens",
-        ),
-    )
+    ))
 }
 
 /// The offsets of the namespace this process's children are born into: a namespace unshared
@@ -213,6 +219,14 @@ mod tests {
             (Clock::Monotonic, Offset::from_nanos(-1_500_000_000)),
         ]);
         assert_eq!(text, "boottime 1000 0\nmonotonic -2 500000000\n");
+    }
+
+    #[test]
+    fn a_kernel_without_time_namespaces_gets_a_hint() {
+        assert!(check_supported().is_ok(), "this kernel has time namespaces");
+        let fatal = check_supported_at(Path::new("/proc/self/ns/no-such-ns")).unwrap_err();
+        assert!(fatal.message().contains("no time namespaces"));
+        assert!(fatal.hint.unwrap().contains("CONFIG_TIME_NS"));
     }
 
     #[test]
