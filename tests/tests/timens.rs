@@ -305,6 +305,92 @@ fn a_named_chain_is_listed_joined_and_entered_by_nsps_exec() {
     first.wait().unwrap();
 }
 
+/// `nsps ARGS`, as uid 65534 when `nobody`.
+fn nsps(state: &Path, nobody: bool, args: &[&str]) -> Command {
+    let mut cmd = tool("nsps", state);
+    cmd.args(args);
+    match nobody {
+        true => as_nobody(&cmd),
+        false => cmd,
+    }
+}
+
+/// Starts `chain` (named `name`, ending in a long sleep), waits until nsps lists it, and
+/// returns what `nsps exec NAME -- cat /proc/uptime` reads.
+fn uptime_through_nsps_exec(
+    state: &Path,
+    mut chain: Command,
+    name: &str,
+    nobody: bool,
+) -> (f64, f64, f64) {
+    let mut running = chain.spawn().unwrap();
+    let listed = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        ok(&mut nsps(state, nobody, &[])).contains(name)
+    });
+    assert!(listed, "{name} never listed");
+    let mut exec = nsps(state, nobody, &["exec", name, "--", "cat", "/proc/uptime"]);
+    let got = reading(&mut exec, uptime_of, libc::CLOCK_BOOTTIME);
+    running.kill().unwrap();
+    running.wait().unwrap();
+    got
+}
+
+#[test]
+fn nsps_exec_joins_the_clocks_on_either_side_of_a_user_namespace() {
+    if !need::rootless() {
+        return;
+    }
+    // Rootful: the time namespace belongs to the host's user namespace, made before userns.
+    let state = scratch();
+    let rootful = timens(
+        state.path(),
+        &[
+            "--name",
+            "timens-rootful",
+            "--boottime",
+            "500",
+            "--",
+            "userns",
+            "--map-auto",
+            "--",
+            "pidns",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    let got = uptime_through_nsps_exec(state.path(), rootful, "timens-rootful", false);
+    assert_shifted(
+        got,
+        500.0,
+        "nsps exec, time namespace outside the user namespace",
+    );
+    // Rootless: owned by the chain's user namespace, joined after it (a state directory of
+    // its own: root's is not uid 65534's to write).
+    let state = scratch();
+    let mut rootless = tool("userns", state.path());
+    rootless.args([
+        "--name",
+        "timens-rootless",
+        "--",
+        "timens",
+        "--boottime",
+        "700",
+        "--",
+        "pidns",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let got = uptime_through_nsps_exec(state.path(), as_nobody(&rootless), "timens-rootless", true);
+    assert_shifted(
+        got,
+        700.0,
+        "nsps exec as uid 65534, time namespace inside the user namespace",
+    );
+}
+
 #[test]
 fn info_fd_names_the_namespace_the_link_itself_entered() {
     if !need::root() {
