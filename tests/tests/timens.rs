@@ -59,6 +59,18 @@ fn assert_shifted(got: (f64, f64, f64), offset: f64, what: &str) {
     );
 }
 
+/// Runs `cmd`, which prints /proc/uptime, and checks that it read `n` s plus at most the time
+/// the command took (/proc/uptime shows hundredths, rounded down).
+fn assert_uptime_set(cmd: &mut Command, n: f64, what: &str) {
+    let started = host_uptime();
+    let uptime = uptime_of(&ok(cmd));
+    let took = host_uptime() - started;
+    assert!(
+        uptime >= n - 0.01 && uptime <= n + took,
+        "{what}: read {uptime}, expected {n} s to {n} + {took:.3} s"
+    );
+}
+
 #[test]
 fn boottime_shifts_the_uptime_the_command_reads() {
     if !need::root() {
@@ -133,12 +145,14 @@ fn uptime_sets_what_proc_uptime_reads() {
         return;
     }
     let state = scratch();
-    let out = ok(&mut timens(
-        state.path(),
-        &["--uptime", "5", "--", "cat", "/proc/uptime"],
-    ));
-    let uptime = uptime_of(&out);
-    assert!((5.0..6.0).contains(&uptime), "--uptime 5 read {uptime}");
+    assert_uptime_set(
+        &mut timens(
+            state.path(),
+            &["--uptime", "5", "--", "cat", "/proc/uptime"],
+        ),
+        5.0,
+        "timens --uptime 5",
+    );
     // A new namespace without offsets reads the caller's clocks.
     let got = reading(
         &mut timens(state.path(), &["--", "cat", "/proc/uptime"]),
@@ -404,7 +418,9 @@ fn info_fd_names_the_namespace_the_link_itself_entered() {
         "timens --uptime 7 --monotonic -0.5 --info-fd 3 -- nsprobe 3>info.json >probe.json && cat info.json probe.json",
     ])
     .current_dir(state.path());
+    let before = host_uptime();
     let out = ok(&mut cmd);
+    let after = host_uptime();
     let mut lines = out.lines();
     let info = probe_json(lines.next().unwrap());
     let probe = probe_json(lines.next().unwrap());
@@ -422,7 +438,7 @@ fn info_fd_names_the_namespace_the_link_itself_entered() {
         .parse()
         .unwrap();
     assert!(
-        (7.0 - host_uptime()..=7.0 - host_uptime() + 1.0).contains(&boottime),
+        (7.0 - after..=7.0 - before).contains(&boottime),
         "--uptime 7 wrote a boot-time offset of {boottime}"
     );
 }
@@ -504,8 +520,11 @@ fn in_a_full_chain_before_pidns_init_and_payload_share_the_offset() {
         "cat",
         "/proc/uptime",
     ]);
-    let uptime = uptime_of(&ok(&mut as_nobody(&chain)));
-    assert!((0.0..1.0).contains(&uptime), "--uptime 0 read {uptime}");
+    assert_uptime_set(
+        &mut as_nobody(&chain),
+        0.0,
+        "userns -- timens --uptime 0 -- ...",
+    );
 }
 
 fn assert_refused(out: &Output, args: &[&str], message: &str) {
