@@ -301,6 +301,11 @@ fn a_named_chain_is_listed_joined_and_entered_by_nsps_exec() {
         .find(|l| l.starts_with(name))
         .unwrap_or_else(|| panic!("nsps does not list {name}:\n{listed}"));
     assert!(row.split_whitespace().any(|w| w == "time"), "{row}");
+    let detail = ok(tool("nsps", state.path()).arg(name));
+    assert!(
+        detail.contains("clocks: boottime 1000 s, monotonic 0 s"),
+        "{detail}"
+    );
 
     let mut exec = tool("nsps", state.path());
     exec.args(["exec", name, "--", "cat", "/proc/uptime"]);

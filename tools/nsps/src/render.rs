@@ -87,12 +87,13 @@ pub fn one(c: &Container, json: bool) -> Result<(), Fatal> {
     );
     for r in &c.records {
         text.push_str(&format!(
-            "  {:<6} inode {}  held by host pid {}  ({} by {})\n",
+            "  {:<6} inode {}  held by host pid {}  ({} by {}){}\n",
             r.ns.kind,
             r.ns.inode,
             r.pid,
             if r.created { "made" } else { "joined" },
-            r.tool
+            r.tool,
+            clocks(r)
         ));
     }
     if !c.processes.is_empty() {
@@ -114,6 +115,22 @@ fn dash(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// The clock offsets of a time namespace record (timens's `offsets`), as `  clocks: ...`.
+fn clocks(record: &common::info::Record) -> String {
+    let Some(offsets) = record
+        .extra
+        .get("offsets")
+        .filter(|_| record.ns.kind == "time")
+    else {
+        return String::new();
+    };
+    let shown: Vec<String> = ["boottime", "monotonic"]
+        .iter()
+        .filter_map(|clock| Some(format!("{clock} {} s", offsets.get(*clock)?.as_str()?)))
+        .collect();
+    format!("  clocks: {}", shown.join(", "))
 }
 
 fn shorten(s: &str, max: usize) -> String {
