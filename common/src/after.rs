@@ -144,8 +144,8 @@ pub fn collect_stale(parent: &Path) {
         else {
             continue;
         };
-        // SAFETY: flock on a descriptor we own; released when `mark` is closed.
-        if unsafe { libc::flock(mark.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        // Released when `mark` is closed.
+        if crate::sys::fs::try_lock_exclusive(mark.as_fd()) == Ok(true) {
             debug::note(format_args!("removing the stale layer {}", path.display()));
             let _ = remove_tree(&path);
         }

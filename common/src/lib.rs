@@ -39,6 +39,7 @@ pub mod seccomp;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;
+pub mod sys;
 pub mod sysfs;
 pub mod terminal;
 

@@ -37,15 +37,7 @@ const REFUSED: [(u32, &str); 8] = [
     (0x5437, "TIOCVHANGUP"),
     (0x5457, "TIOCSLCKTRMIOS"),
 ];
-const TIOCSCTTY: u32 = 0x540E;
-
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
-
-/// x32 system calls on x86_64 carry this bit (no native system call number has it).
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+use common::sys::bpf::{AUDIT_ARCH, TIOCSCTTY, X32_SYSCALL_BIT};
 
 // Offsets in `struct seccomp_data`: nr, arch, instruction_pointer, args[6] (u64 each).
 const NR: u32 = 0;
@@ -140,23 +132,9 @@ fn program() -> Vec<libc::sock_filter> {
 /// current user namespace (or no_new_privs): call it before the capabilities are dropped.
 pub fn deny_terminal_injection() -> Result<(), Fatal> {
     let filter = program();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
     debug::step(
         "seccomp: native system calls only, no terminal injection",
-        || {
-            // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
-            let rc = unsafe {
-                libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                )
-            };
-            nix::errno::Errno::result(rc).map(drop)
-        },
+        || common::sys::bpf::install_seccomp(&filter),
     )
     .map_err(|e| Fatal::from(e).context("unable to install the seccomp filter"))
 }

@@ -284,14 +284,9 @@ impl<T> FatalContextStr<T> for anyhow::Result<T> {
 }
 
 fn pidfd_self() -> anyhow::Result<OwnedFd> {
-    let pid = std::process::id() as libc::c_long;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec).
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_long) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("unable to open a pidfd");
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    common::sys::process::pidfd_open(std::process::id() as libc::pid_t)
+        .map_err(std::io::Error::from)
+        .context("unable to open a pidfd")
 }
 
 fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -203,17 +203,8 @@ impl Store {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("unable to open {}", path.display()))?;
-        loop {
-            // SAFETY: flock only takes a lock on the open file; the fd stays owned by `lock`.
-            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).with_context(|| format!("unable to lock {}", path.display()));
-            }
-        }
+        common::sys::fs::lock_exclusive(lock.as_fd())
+            .with_context(|| format!("unable to lock {}", path.display()))?;
         Ok(Store {
             dir: dir.to_owned(),
             _lock: lock,
