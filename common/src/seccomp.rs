@@ -37,7 +37,7 @@ const REFUSED: [(u32, &str); 8] = [
     (0x5437, "TIOCVHANGUP"),
     (0x5457, "TIOCSLCKTRMIOS"),
 ];
-use common::sys::bpf::{AUDIT_ARCH, TIOCSCTTY, X32_SYSCALL_BIT};
+use common::sys::bpf::{jump, stmt, AUDIT_ARCH, TIOCSCTTY, X32_SYSCALL_BIT};
 
 // Offsets in `struct seccomp_data`: nr, arch, instruction_pointer, args[6] (u64 each).
 const NR: u32 = 0;
@@ -49,24 +49,6 @@ const fn arg_low(n: u32) -> u32 {
 const REQUEST: u32 = arg_low(1);
 /// The low 32 bits of args[2], TIOCSCTTY's argument (an int for the kernel).
 const ARGUMENT: u32 = arg_low(2);
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
 
 /// The BPF program (jump offsets count from the next instruction). Layout: arch check, x32
 /// check, ioctl check, one compare per refused request, the TIOCSCTTY argument check, then

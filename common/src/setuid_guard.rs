@@ -23,7 +23,7 @@
 
 use common::{debug, Fatal};
 
-use common::sys::bpf::{AUDIT_ARCH, X32_SYSCALL_BIT};
+use common::sys::bpf::{jump, stmt, AUDIT_ARCH, X32_SYSCALL_BIT};
 
 const S_ISUID_GID: u32 = 0o6000;
 const S_IFMT: u32 = 0o170000;
@@ -62,19 +62,6 @@ fn mknod_syscalls() -> Vec<(libc::c_long, u32)> {
     #[cfg(target_arch = "x86_64")]
     list.push((libc::SYS_mknod, 1));
     list
-}
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    jump(code, k, 0, 0)
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
 }
 
 /// The BPF program. Each syscall has a block of its own that starts by loading the number

@@ -20,6 +20,21 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// `TIOCSCTTY` (asm-generic, shared by x86_64 and aarch64), as a seccomp filter compares it.
 pub const TIOCSCTTY: u32 = 0x540E;
 
+/// One BPF instruction that does not jump (`BPF_LD`, `BPF_ALU`, `BPF_RET`, ...).
+pub fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    jump(code, k, 0, 0)
+}
+
+/// One BPF instruction; a conditional jump goes `jt` or `jf` instructions past the next one.
+pub fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
 fn fprog(program: &[libc::sock_filter]) -> libc::sock_fprog {
     libc::sock_fprog {
         len: program.len() as u16,

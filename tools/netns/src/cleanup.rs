@@ -7,8 +7,9 @@
 //!   process): it waits on a pidfd of the container's process, then for the kernel to delete
 //!   the container's veth (the namespace is gone: no process and no pin holds it any more), and
 //!   releases the lease;
-//! - lazy collection: every bridge-mode start and `netns gc` release, under the lock, the
-//!   leases whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
+//! - lazy collection: a bridge-mode start that finds no address free (or asks for `--ip` or
+//!   `-p`, checked against every lease) and `netns gc` release, under the lock, the leases
+//!   whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
 //!
 //! The nft elements are always deleted before the lease, so an address is never reused while
 //! a stale port rule still points at it.
@@ -50,10 +51,11 @@ fn holder_alive(lease: &Lease) -> bool {
     lease.netns != 0 && std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns)
 }
 
-/// Whether a lease's namespace still exists: its host-side veth is still there.
-pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
+/// Whether a lease's namespace still exists: its host-side veth is still there (or, before
+/// it has one, its creator is still setting it up).
+pub fn is_alive(store: &Store, rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
     if lease.ifindex == 0 {
-        return Ok(false);
+        return Ok(store.in_setup(lease));
     }
     if holder_alive(lease) {
         return Ok(true);
@@ -76,7 +78,7 @@ pub fn release(store: &Store, lease: &Lease) -> anyhow::Result<()> {
 pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
     let mut live = Vec::new();
     for lease in store.all_leases()? {
-        if is_alive(rtnl, &lease)? {
+        if is_alive(store, rtnl, &lease)? {
             live.push(lease);
         } else if let Err(e) = release(store, &lease) {
             report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
@@ -105,7 +107,7 @@ pub fn settle(
     while !dying.is_empty() {
         let mut still = Vec::new();
         for lease in dying {
-            if is_alive(rtnl, &lease)? {
+            if is_alive(store, rtnl, &lease)? {
                 still.push(lease);
             } else if let Err(e) = release(store, &lease) {
                 report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
@@ -337,7 +339,8 @@ fn watch() -> Result<(), Fatal> {
     };
     wait_readable(&pidfd);
     drop(pidfd);
-    let mut events = Rtnl::open_link_events().context("unable to watch link events")?;
+    let mut events =
+        Rtnl::open_link_deletion(target.ifindex).context("unable to watch link events")?;
     let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
     loop {
         match rtnl.link_by_index(target.ifindex) {
