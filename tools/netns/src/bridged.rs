@@ -40,13 +40,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     let mut host = Rtnl::open().context("unable to open a netlink socket")?;
     let host_ns =
         File::open("/proc/self/ns/net").context("unable to open the host network namespace")?;
-    // Held for the bridge and the claim only (O(1) each): the veth and the rest of the setup
-    // run unlocked, the lease protected by its claim.
-    let store = debug::step("lock leases", || Store::lock(&cleanup::state_dir()))
-        .fatal_context("unable to lock the lease directory")?;
-    let mut br = debug::step("plan bridge", || {
-        bridge::plan(&mut host, bridge_name, args.subnet)
-    })?;
+    let (store, mut br, ready) = lock_unless_ready(&args, &mut host, bridge_name)?;
     let mut lease = Lease {
         ip: br.gateway(),
         bridge: br.name.clone(),
@@ -63,7 +57,10 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
         ports: false,
         veth: None,
     };
-    let bridged = prepare_bridge(&args, &mut host, &store, &mut br);
+    let bridged = match ready {
+        Some(index) => bridge::enable_forwarding().map(|()| index),
+        None => prepare_bridge(&args, &mut host, &store, &mut br),
+    };
     let bridge_index = match bridged {
         Ok(index) => index,
         Err(error) => {
@@ -116,6 +113,51 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     link.finish(common::procfs::own_pid(), extra)?;
     common::handdown::export(common::handdown::NET_VAR, "bridge");
     crate::own_sys::exec(args.command.command, cx)
+}
+
+/// The lease store, the bridge's plan and, when the bridge is ready, its ifindex.
+///
+/// The global lock is taken only for what needs it: a bridge, its record or the nft table to
+/// make, or `--ip`/`-p` (checked against every lease). A start on a ready bridge claims its
+/// address without it; the veth and the rest of the setup always run unlocked, the lease
+/// protected by its claim.
+fn lock_unless_ready(
+    args: &Args,
+    host: &mut Rtnl,
+    name: &str,
+) -> Result<(Store, Bridge, Option<u32>), Fatal> {
+    let dir = cleanup::state_dir();
+    let plan =
+        |host: &mut Rtnl| debug::step("plan bridge", || bridge::plan(host, name, args.subnet));
+    if args.ip.is_none() && args.publish.is_empty() {
+        let br = plan(host)?;
+        let store = Store::open(&dir).fatal_context("unable to open the lease directory")?;
+        if let Some(index) = ready_bridge(&store, &br)? {
+            return Ok((store, br, Some(index)));
+        }
+    }
+    let store = debug::step("lock leases", || Store::lock(&dir))
+        .fatal_context("unable to lock the lease directory")?;
+    // Planned again under the lock: another start may have made the bridge meanwhile.
+    let br = plan(host)?;
+    Ok((store, br, None))
+}
+
+/// The bridge's ifindex if nothing is left to do to it: it exists with its gateway address,
+/// netns recorded it, and the nft table exists (then [`prepare_bridge`] would change nothing).
+fn ready_bridge(store: &Store, br: &Bridge) -> Result<Option<u32>, Fatal> {
+    let Some(link) = br.link.as_ref().filter(|_| !br.needs_address) else {
+        return Ok(None);
+    };
+    if store
+        .bridge_record(&br.name)
+        .is_none_or(|r| r.ifindex != link.index)
+    {
+        return Ok(None);
+    }
+    let exists =
+        debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
+    Ok(exists.then_some(link.index))
 }
 
 /// The address (claimed) and the host ports (held), checked against every lease when asked
@@ -173,7 +215,10 @@ fn claim_next(
 ) -> Result<ipam::Claim, Fatal> {
     for collected in [false, true] {
         if collected {
-            debug::step("collect dead leases", || cleanup::collect(store, host))?;
+            let locked = store.lock_if_unlocked()?;
+            debug::step("collect dead leases", || {
+                cleanup::collect(locked.as_ref().unwrap_or(store), host)
+            })?;
         }
         for ip in ipam::candidates(&br.subnet, store.last(&br.name)) {
             lease.ip = ip;

@@ -213,6 +213,24 @@ impl Store {
         })
     }
 
+    /// Opens `dir` (creating it) without the global lock: enough to claim an address.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        common::state::ensure_dir(dir, 0o755)?;
+        Ok(Store {
+            dir: dir.to_owned(),
+            _lock: None,
+        })
+    }
+
+    /// The same store with the global lock, unless this one holds it already (`None`: a
+    /// second `flock` from this process would wait for itself).
+    pub fn lock_if_unlocked(&self) -> anyhow::Result<Option<Store>> {
+        match self._lock {
+            Some(_) => Ok(None),
+            None => Store::lock(&self.dir).map(Some),
+        }
+    }
+
     /// Releases the global lock (if held); the store stays usable for what needs no lock.
     pub fn unlock(self) -> Store {
         Store {
