@@ -276,6 +276,7 @@ impl Store {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(ip) = name.to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+                remove_if_orphan(&entry.path());
                 continue;
             };
             let text = std::fs::read(entry.path()).unwrap_or_default();
@@ -360,15 +361,21 @@ impl Store {
         }
     }
 
-    /// Records the last address given (round robin); written aside and renamed, so that a
-    /// concurrent reader never sees half of it.
+    /// Records the last address given (round robin), in place and padded to one length: one
+    /// small write, never truncated, and no temporary file a SIGKILL could leave. At worst a
+    /// reader sees a mix of two addresses, which only moves where the next search starts.
     fn set_last(&self, bridge: &str, ip: Ipv4Addr) {
-        let dir = self.bridge_dir(bridge);
-        let tmp = dir.join(format!("last.{}", std::process::id()));
-        if std::fs::write(&tmp, ip.to_string()).is_ok()
-            && std::fs::rename(&tmp, dir.join("last")).is_err()
-        {
-            let _ = std::fs::remove_file(&tmp);
+        use std::os::unix::fs::FileExt;
+        let path = self.bridge_dir(bridge).join("last");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path);
+        if let Ok(file) = file {
+            let _ = file.write_all_at(format!("{ip:<15}").as_bytes(), 0);
         }
     }
 
@@ -443,6 +450,27 @@ impl Store {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Removes a temporary file of [`Store::update`] (`ADDR.PID.tmp`) or [`Store::claim`]
+/// (`.claim.PID`) whose writer is gone (SIGKILLed between its write and its rename).
+fn remove_if_orphan(path: &Path) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let pid = match name.strip_prefix(".claim.") {
+        Some(pid) => pid,
+        None => match name.strip_suffix(".tmp").and_then(|n| n.rsplit_once('.')) {
+            Some((ip, pid)) if ip.parse::<Ipv4Addr>().is_ok() => pid,
+            _ => return,
+        },
+    };
+    let alive = pid
+        .parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if !alive {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -618,6 +646,14 @@ mod tests {
             store.claim(&second).unwrap().is_some(),
             "a released address is free again"
         );
+        // A temporary file whose writer died goes with the next scan; a live writer's stays.
+        let bridge = dir.path().join("bridge-nstest0");
+        let dead = bridge.join("10.9.9.4.4294967295.tmp");
+        let live = bridge.join(format!("10.9.9.5.{}.tmp", std::process::id()));
+        std::fs::write(&dead, "{").unwrap();
+        std::fs::write(&live, "{").unwrap();
+        store.leases("nstest0").unwrap();
+        assert!(!dead.exists() && live.exists());
     }
 
     #[test]
