@@ -8,7 +8,8 @@
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
 //! container or a process joined to it: the seccomp filters ([`seccomp`], [`setuid_guard`])
-//! and, when joining, the credentials of the container's payload ([`creds`]).
+//! and, when joining, the credentials of the container's payload ([`creds`]). Every raw system
+//! call of the project is in [`sys`].
 //! Namespace-specific logic stays in its tool.
 
 #![warn(missing_docs)]
