@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::channel::{self, Channel};
 use common::cli::Status;
-use common::{debug, report, Fatal};
+use common::{debug, report, Fatal, Hint};
 use serde::{Deserialize, Serialize};
 
 use crate::ipam::{Lease, Store};
@@ -256,7 +256,7 @@ impl Watcher {
     /// the container is gone.
     pub fn spawn(held: Vec<OwnedFd>) -> Result<Watcher, Fatal> {
         debug::step("spawn cleanup watcher", || spawn_watcher(&held))
-            .fatal_context_str("unable to start the cleanup watcher")
+            .fatal_context("unable to start the cleanup watcher")
     }
 
     /// Hands the lease over; the watcher releases it when the namespace is gone.
@@ -272,16 +272,6 @@ impl Watcher {
             .send(&target)
             .context("unable to hand the lease to the cleanup watcher")?;
         Ok(())
-    }
-}
-
-trait FatalContextStr<T> {
-    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal>;
-}
-
-impl<T> FatalContextStr<T> for anyhow::Result<T> {
-    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal> {
-        self.map_err(|e| Fatal::from(e.context(what)))
     }
 }
 
