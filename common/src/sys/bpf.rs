@@ -58,6 +58,25 @@ pub fn install_seccomp(program: &[libc::sock_filter]) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, program)`: as [`install_seccomp`], with the
+/// `SECCOMP_FILTER_FLAG_*` flags (log, TSYNC, ...) that only this call takes.
+pub fn install_seccomp_with_flags(
+    program: &[libc::sock_filter],
+    flags: libc::c_ulong,
+) -> Result<(), Errno> {
+    let prog = fprog(program);
+    // SAFETY: `prog` points to `program`, which outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// `setsockopt(SO_ATTACH_FILTER)`: the socket only queues (and its reader only wakes for) the
 /// packets `program` accepts.
 pub fn attach_socket_filter(
