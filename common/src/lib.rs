@@ -18,10 +18,12 @@
 extern crate self as common;
 
 pub mod after;
+pub mod cgroupfs;
 pub mod chain;
 pub mod cli;
 pub mod creds;
 pub mod debug;
+pub mod detached;
 pub mod exec;
 pub mod exit;
 pub mod generate;
