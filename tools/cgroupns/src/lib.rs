@@ -26,7 +26,7 @@ use common::{debug, Context, Fatal, Next};
 use serde_json::{json, Map};
 
 pub use limits::{Limits, Setting, Size, Swap};
-pub use place::{enable_controllers, parent_dir};
+pub use place::{enable_controllers, parent_dir, write_limits};
 
 /// Run COMMAND in a cgroup of its own, with docker's resource limits, and in a new cgroup
 /// namespace (so the container sees its cgroup as the root). Without limits, only the
@@ -246,7 +246,7 @@ fn make_cgroup(
     let info = json!({
         "name": name,
         "layout": match layout.kind() { Kind::Unified => "v2", Kind::Legacy => "v1", Kind::Hybrid => "hybrid" },
-        "dirs": placed.cgroup.dirs.iter().map(|(_, d)| d.display().to_string()).collect::<Vec<_>>(),
+        "dirs": placed.cgroup.dirs,
         "limits": limits.to_json(),
     });
     Ok(((placed, name), info))

@@ -137,31 +137,36 @@ pub fn make(
     Ok(placed)
 }
 
-/// Moves this process in, enables the v2 controllers, writes the limits.
+/// Moves this process in, then [`write_limits`].
 fn enter_and_limit(placed: &Placed, layout: &Layout, limits: &Limits) -> Result<(), Fatal> {
     debug::step("move into the cgroup", || placed.cgroup.add(0))?;
+    write_limits(layout, &placed.cgroup, limits)
+}
+
+/// Writes the limits into the cgroup's directories: each setting into the hierarchy that
+/// carries its controller; in a v2 hierarchy the parent first gives the controllers to its
+/// children (`cgroup.subtree_control`).
+pub fn write_limits(layout: &Layout, cgroup: &Cgroup, limits: &Limits) -> Result<(), Fatal> {
     let needed = limits.controllers();
-    for (version, dir) in &placed.cgroup.dirs {
+    for (version, dir) in &cgroup.dirs {
         if *version != Version::V2 {
             continue;
         }
-        let parent = dir.parent().unwrap_or(dir);
         let v2_needed: Vec<&str> = needed
             .iter()
             .copied()
             .filter(|c| layout.find(c).is_some_and(|h| h.version == Version::V2))
             .collect();
-        enable_controllers(parent, &v2_needed)?;
+        enable_controllers(dir.parent().unwrap_or(dir), &v2_needed)?;
     }
-    for (version, dir) in &placed.cgroup.dirs {
+    for (version, dir) in &cgroup.dirs {
         let swap_file = match version {
             Version::V1 => dir.join("memory.memsw.limit_in_bytes").exists(),
             Version::V2 => dir.join("memory.swap.max").exists(),
         };
         for setting in limits.settings(*version, swap_file) {
             let owner = layout.find(setting.controller);
-            let here = owner.is_some_and(|h| h.version == *version && dir.starts_with(&h.mount));
-            if !here {
+            if !owner.is_some_and(|h| h.version == *version && dir.starts_with(&h.mount)) {
                 continue;
             }
             let file = dir.join(setting.file);
@@ -181,33 +186,37 @@ fn enter_and_limit(placed: &Placed, layout: &Layout, limits: &Limits) -> Result<
     Ok(())
 }
 
-/// v2: makes `controllers` available to the children of `parent`.
+/// v2: makes `controllers` available to the children of `parent` (one write, as
+/// `+memory +pids`), unless they are already.
 pub fn enable_controllers(parent: &Path, controllers: &[&str]) -> Result<(), Fatal> {
     let file = parent.join("cgroup.subtree_control");
     let enabled = fs::read_to_string(&file).unwrap_or_default();
-    for c in controllers {
-        if enabled.split_whitespace().any(|e| e == *c) {
-            continue;
-        }
-        fs::write(&file, format!("+{c}")).map_err(|e| {
-            let busy = e.raw_os_error() == Some(libc::EBUSY);
-            let fatal = Fatal::from(anyhow::Error::from(e)).context(format!(
-                "unable to enable the {c} controller in {}",
-                file.display()
-            ));
-            if busy {
-                fatal.with_hint(
-                    "the parent cgroup holds processes of its own, and cgroup v2 gives \
-                     controllers only to the children of a cgroup without them: start the \
-                     chain in a cgroup of its own (systemd-run --user --scope -p Delegate=yes \
-                     -- cgroupns ...), or pass --cgroup-parent",
-                )
-            } else {
-                fatal
-            }
-        })?;
+    let missing: Vec<String> = controllers
+        .iter()
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    fs::write(&file, missing.join(" ")).map_err(|e| {
+        let busy = e.raw_os_error() == Some(libc::EBUSY);
+        let fatal = Fatal::from(anyhow::Error::from(e)).context(format!(
+            "unable to enable {} in {}",
+            missing.join(" "),
+            file.display()
+        ));
+        if busy {
+            fatal.with_hint(
+                "the parent cgroup holds processes of its own, and cgroup v2 gives \
+                 controllers only to the children of a cgroup without them: start the \
+                 chain in a cgroup of its own (systemd-run --user --scope -p Delegate=yes \
+                 -- cgroupns ...), or pass --cgroup-parent",
+            )
+        } else {
+            fatal
+        }
+    })
 }
 
 /// v1 cpuset: a new cpuset has no CPUs or memory nodes until given some.
