@@ -1,0 +1,390 @@
+//! cgroupns: docker's limits on this machine's cgroup layout (v1 hybrid here: memory, pids,
+//! cpu, cpuacct mounted apart, a unified mount with hugetlb only), the cgroup removed after a
+//! normal exit, a SIGKILL of the first link and of the watcher (then `cgroupns gc`), the v2
+//! mechanics on the unified mount and the v2 limit files in a directory shaped like v2, the
+//! order rule, nsps, and the container's read-only cgroupfs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cgroupfs::{Cgroup, Layout, Version};
+use nschain_tests::audit::{self, all_chain_cgroups};
+use nschain_tests::*;
+
+fn cgroupns(state: &Path, args: &[&str]) -> Command {
+    let mut cmd = tool("cgroupns", state);
+    cmd.args(args);
+    cmd
+}
+
+/// The directories of chain `name`'s cgroup, in every hierarchy.
+fn dirs_of(name: &str) -> BTreeSet<PathBuf> {
+    let wanted = format!("nschain-{name}");
+    all_chain_cgroups()
+        .into_iter()
+        .filter(|d| d.file_name().is_some_and(|n| n == wanted.as_str()))
+        .collect()
+}
+
+/// Waits (up to 5 s: the watcher works after the chain's process is gone) until chain
+/// `name` has no cgroup directory left.
+fn assert_gone(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dirs_of(name).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "cgroup of {name} left behind: {:?}",
+            dirs_of(name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A unique chain name for one test.
+fn unique(tag: &str) -> String {
+    format!("cgt-{tag}-{}", std::process::id())
+}
+
+/// Where chain `name`'s cgroup is in the hierarchy of `controller` (made below the caller's).
+fn dir_in(controller: &str, name: &str) -> PathBuf {
+    let layout = Layout::detect().unwrap();
+    layout
+        .find(controller)
+        .unwrap_or_else(|| panic!("no {controller} hierarchy"))
+        .own_dir()
+        .join(format!("nschain-{name}"))
+}
+
+fn spawn_quiet(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_ending_137_with_a_warning_naming_the_limit() {
+    if !need::root() || !require(have("python3"), "python3") {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let hog = [
+        "python3",
+        "-c",
+        "a = bytearray(200 << 20); print('survived')",
+    ];
+    // Without the limit the allocation succeeds (the defence off).
+    let free = run(Command::new(hog[0]).args(&hog[1..]));
+    assert!(stdout(&free).contains("survived"), "{}", stderr(&free));
+    let name = unique("oom");
+    // As a user's shell reports it: the payload killed by SIGKILL is 137.
+    let cgroupns_bin = bin("cgroupns").display().to_string();
+    let mut args = vec![
+        "-c",
+        "\"$@\"; echo \"exit $?\"",
+        "sh",
+        &cgroupns_bin,
+        "--memory",
+        "64m",
+        "--name",
+        &name,
+        "--",
+    ];
+    args.extend(hog);
+    let mut cmd = Command::new("sh");
+    cmd.args(&args);
+    with_env(&mut cmd, state.path());
+    let out = run(&mut cmd);
+    let err = stderr(&out);
+    assert_eq!(stdout(&out).trim(), "exit 137", "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cgroupns: warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("--memory 64m") && warnings[0].contains("OOM"),
+        "{err}"
+    );
+    assert_gone(&name);
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+}
+
+#[test]
+fn a_pids_limit_makes_a_loop_of_background_sleeps_fail_to_fork() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let script = "for i in 1 2 3 4 5 6 7; do sleep 1 & done; wait; echo all-forked";
+    // The loop forks all seven without the limit.
+    let free = run(cgroupns(state.path(), &["--", "sh", "-c", script]).env("LC_ALL", "C"));
+    assert!(stdout(&free).contains("all-forked"), "{}", stderr(&free));
+    let name = unique("pids");
+    let out = run(&mut cgroupns(
+        state.path(),
+        &[
+            "--pids-limit",
+            "5",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    let err = stderr(&out);
+    assert!(err.contains("fork"), "no fork failure: {err}");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stdout(&out).contains("all-forked"));
+    // The host is not the one limited: it forks as before.
+    assert!(run(Command::new("sh").args(["-c", script]))
+        .status
+        .success());
+    assert_gone(&name);
+}
+
+#[test]
+fn a_busy_loop_under_cpus_0_2_gets_a_fifth_of_a_cpu() {
+    if !need::root() || !require(have("timeout"), "timeout (coreutils)") {
+        return;
+    }
+    let state = scratch();
+    let name = unique("cpu");
+    let layout = Layout::detect().unwrap();
+    // CPU time from the cgroup's own accounting (never wall time): cpuacct on v1, cpu.stat
+    // on v2, read by the payload before it ends.
+    let (usage, stat) = match layout.find("cpuacct") {
+        Some(_) => (
+            dir_in("cpuacct", &name).join("cpuacct.usage"),
+            dir_in("cpu", &name).join("cpu.stat"),
+        ),
+        None => (
+            dir_in("cpu", &name).join("cpu.stat"),
+            dir_in("cpu", &name).join("cpu.stat"),
+        ),
+    };
+    let script = format!(
+        "timeout 2 sh -c 'while :; do :; done'; cat {} {}",
+        usage.display(),
+        stat.display()
+    );
+    let out = ok(&mut cgroupns(
+        state.path(),
+        &["--cpus", "0.2", "--name", &name, "--", "sh", "-c", &script],
+    ));
+    let seconds = match out.lines().next().unwrap().trim().parse::<f64>() {
+        Ok(ns) => ns / 1e9,
+        Err(_) => {
+            let usec: f64 = out
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            usec / 1e6
+        }
+    };
+    // 0.2 of 2 s is 0.4 s; a loaded machine may give less, never more than the quota.
+    assert!(
+        (0.05..=0.55).contains(&seconds),
+        "{seconds} s of CPU in 2 s: {out}"
+    );
+    let throttled: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttled > 0, "never throttled: {out}");
+    assert_gone(&name);
+}
+
+#[test]
+fn without_limits_it_is_a_cgroup_namespace_only_like_unshare_c() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = all_chain_cgroups();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let inside = ok(&mut cgroupns(
+        state.path(),
+        &["--", "cat", "/proc/self/cgroup"],
+    ));
+    let via_unshare = ok(Command::new("unshare").args(["-C", "cat", "/proc/self/cgroup"]));
+    assert_eq!(inside, via_unshare);
+    assert!(inside.lines().all(|l| l.ends_with(":/")), "{inside}");
+    assert!(
+        own.lines().any(|l| !l.ends_with(":/")),
+        "the test runs at the root: {own}"
+    );
+    let ns = ok(&mut cgroupns(
+        state.path(),
+        &["--", "readlink", "/proc/self/ns/cgroup"],
+    ));
+    assert_ne!(
+        ns.trim(),
+        std::fs::read_link("/proc/self/ns/cgroup")
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    assert!(
+        all_chain_cgroups()
+            .difference(&before)
+            .all(|d| !d.to_string_lossy().contains("cgroupns-")),
+        "a cgroup was made without limits"
+    );
+}
+
+#[test]
+fn the_cgroup_is_gone_after_a_normal_exit_in_every_hierarchy() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let name = unique("exit");
+    let listing = ok(&mut cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "64",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.1 & echo made",
+        ],
+    ));
+    assert!(listing.contains("made"));
+    assert_gone(&name);
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+}
+
+#[test]
+fn the_cgroup_and_what_is_left_in_it_go_after_sigkill_of_the_first_link() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let name = unique("kill");
+    let mut child = spawn_quiet(&mut cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--name",
+            &name,
+            "--",
+            "pidns",
+            "--",
+            "sh",
+            "-c",
+            "sleep 100 & sleep 100",
+        ],
+    ));
+    let memory = Cgroup {
+        dirs: vec![(Version::V1, dir_in("memory", &name))],
+    };
+    // The monitor, init, sh and two sleeps.
+    wait_until("the container in its cgroup", || memory.procs().len() >= 5);
+    let members = memory.procs();
+    assert!(dirs_of(&name).len() >= 4, "{:?}", dirs_of(&name));
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_gone(&name);
+    for pid in members {
+        assert!(!pid_alive(pid), "process {pid} of the container survived");
+    }
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+}
+
+#[test]
+fn after_sigkill_of_the_watcher_too_cgroupns_gc_and_the_next_start_collect_the_cgroup() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let run_dir = format!("NSCHAIN_RUN_DIR={}", state.path().join("run").display());
+    for collector in ["gc", "next start"] {
+        let name = unique(if collector == "gc" { "gc" } else { "next" });
+        let mut child = spawn_quiet(&mut cgroupns(
+            state.path(),
+            &[
+                "--pids-limit",
+                "20",
+                "--name",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                "sleep 100 & sleep 100",
+            ],
+        ));
+        let pids = Cgroup {
+            dirs: vec![(Version::V1, dir_in("pids", &name))],
+        };
+        wait_until("the container in its cgroup", || pids.procs().len() >= 3);
+        let members = pids.procs();
+        let watchers: Vec<u32> = audit::processes_with_env(&run_dir)
+            .iter()
+            .filter(|p| p.contains("gc --watch"))
+            .filter_map(|p| p.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(
+            watchers.len(),
+            1,
+            "{:?}",
+            audit::processes_with_env(&run_dir)
+        );
+        for pid in [watchers[0], child.id()] {
+            // SAFETY: kill only sends a signal (the watcher and the chain we started).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // Nobody watches any more: the cgroup stays, with the left sleep in it.
+        assert!(!dirs_of(&name).is_empty(), "removed without a watcher?");
+        assert!(members.iter().any(|p| pid_alive(*p)));
+        if collector == "gc" {
+            ok(&mut cgroupns(state.path(), &["gc"]));
+        } else {
+            ok(&mut cgroupns(
+                state.path(),
+                &["--pids-limit", "5", "--", "true"],
+            ));
+        }
+        assert_gone(&name);
+        for pid in members {
+            assert!(!pid_alive(pid), "{collector}: process {pid} survived");
+        }
+    }
+}
