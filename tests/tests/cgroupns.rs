@@ -388,3 +388,142 @@ fn after_sigkill_of_the_watcher_too_cgroupns_gc_and_the_next_start_collect_the_c
         }
     }
 }
+
+/// A directory for a hand-made cgroup below the caller's own in hierarchy `h`.
+fn own_child(h: &common::cgroupfs::Hierarchy, tag: &str) -> PathBuf {
+    h.own_dir().join(format!("nschain-{}", unique(tag)))
+}
+
+#[test]
+fn v2_mechanics_on_the_unified_mount_mkdir_move_events_kill() {
+    if !need::root() {
+        return;
+    }
+    let layout = Layout::detect().unwrap();
+    let Some(unified) = layout.unified() else {
+        assert!(!require(false, "a cgroup2 (unified) mount"));
+        return;
+    };
+    let dir = own_child(unified, "v2mech");
+    std::fs::create_dir(&dir).unwrap();
+    let cgroup = Cgroup {
+        dirs: vec![(Version::V2, dir.clone())],
+    };
+    let events = || std::fs::read_to_string(dir.join("cgroup.events")).unwrap();
+    assert!(events().contains("populated 0"), "{}", events());
+    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+    cgroup.add(child.id()).unwrap();
+    assert_eq!(cgroup.procs(), vec![child.id()]);
+    assert!(events().contains("populated 1"), "{}", events());
+    // cgroup.kill (what the watcher uses on v2) kills every member.
+    cgroup.kill(Duration::from_secs(5)).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    wait_until("populated 0", || events().contains("populated 0"));
+    cgroup.remove(Duration::from_secs(5)).unwrap();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn v1_leftovers_are_frozen_and_killed_before_the_removal() {
+    if !need::root() {
+        return;
+    }
+    let layout = Layout::detect().unwrap();
+    let (Some(freezer), Some(pids)) = (layout.find("freezer"), layout.find("pids")) else {
+        assert!(!require(false, "v1 freezer and pids hierarchies"));
+        return;
+    };
+    if freezer.version != Version::V1 {
+        return;
+    }
+    let dirs: Vec<(Version, PathBuf)> = [freezer, pids]
+        .iter()
+        .map(|h| (Version::V1, own_child(h, "v1kill")))
+        .collect();
+    for (_, d) in &dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    let cgroup = Cgroup { dirs };
+    // A leftover that keeps forking: without the freezer a kill loop may race its children.
+    let mut child = Command::new("sh")
+        .args(["-c", "while :; do sleep 5 & sleep 0.01; done"])
+        .spawn()
+        .unwrap();
+    cgroup.add(child.id()).unwrap();
+    wait_until("children forked inside", || cgroup.procs().len() >= 5);
+    cgroup.kill(Duration::from_secs(5)).unwrap();
+    assert!(cgroup.procs().is_empty());
+    child.wait().unwrap();
+    cgroup.remove(Duration::from_secs(5)).unwrap();
+    assert!(cgroup.dirs.iter().all(|(_, d)| !d.exists()));
+}
+
+#[test]
+fn v2_limit_files_are_written_in_a_directory_shaped_like_v2() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    std::fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
+    let mountinfo = format!(
+        "30 23 0:26 / {} rw - cgroup2 cgroup2 rw,nsdelegate\n",
+        root.path().display()
+    );
+    let layout = Layout::parse(&mountinfo, "0::/\n", |m| {
+        std::fs::read_to_string(m.join("cgroup.controllers")).unwrap_or_default()
+    });
+    let h = layout.unified().unwrap();
+    let dir = cgroupns::parent_dir(h, None).join("nschain-x");
+    std::fs::create_dir(&dir).unwrap();
+    // A host that accounts swap has memory.swap.max.
+    std::fs::write(dir.join("memory.swap.max"), "max\n").unwrap();
+    let limits = cgroupns::Limits {
+        memory: Some(cgroupns::Size(64 << 20)),
+        swap: Some(cgroupns::Swap::Total(cgroupns::Size(96 << 20))),
+        pids: Some(64),
+        cpus: Some(0.5),
+        weight: Some(200),
+        cpuset: Some("0".into()),
+    };
+    let cgroup = Cgroup {
+        dirs: vec![(Version::V2, dir.clone())],
+    };
+    cgroupns::write_limits(&layout, &cgroup, &limits).unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),
+        "+memory +pids +cpu +cpuset"
+    );
+    assert_eq!(read("memory.max"), "67108864");
+    assert_eq!(read("memory.swap.max"), (32u64 << 20).to_string());
+    assert_eq!(read("pids.max"), "64");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "200");
+    assert_eq!(read("cpuset.cpus"), "0");
+    assert!(!dir.join("memory.limit_in_bytes").exists());
+    // What nsps reads back.
+    std::fs::write(dir.join("memory.current"), "1024\n").unwrap();
+    let usage = cgroup.usage();
+    assert_eq!((usage.memory_bytes, usage.memory_limit), (Some(1024), Some(64 << 20)));
+    assert_eq!(usage.pids_limit, Some(64));
+}
+
+#[test]
+fn cgroup2_mounts_inside_a_user_namespace_only_from_a_cgroupns_made_after_userns() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let mnt = state.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let script = format!(
+        "mount -t cgroup2 none {m} && test -f {m}/cgroup.procs && echo mounted",
+        m = mnt.display()
+    );
+    let mut userns_first = tool("userns", state.path());
+    userns_first.args(["--", "cgroupns", "--", "mntns", "--", "sh", "-c", &script]);
+    let after = run(&mut userns_first);
+    assert!(stdout(&after).contains("mounted"), "userns -- cgroupns: {}", stderr(&after));
+    let before = run(&mut cgroupns(state.path(), &["--", "userns", "--", "mntns", "--", "sh", "-c", &script]));
+    assert!(!stdout(&before).contains("mounted"), "cgroupns -- userns mounted it: {}", stdout(&before));
+    assert!(stderr(&before).contains("ermission") || stderr(&before).contains("not permitted"), "{}", stderr(&before));
+}

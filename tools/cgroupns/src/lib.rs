@@ -194,6 +194,7 @@ fn make_cgroup(
                 .with_hint(place::rootless_v1_hint()),
         );
     }
+    place::check_writable(&layout, limits, args.cgroup_parent.as_deref())?;
     debug::step("collect dead cgroups", watch::collect_dead);
     let name = match link.naming() {
         Some(naming) => format!("nschain-{}", naming.name),

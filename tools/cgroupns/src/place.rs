@@ -90,6 +90,33 @@ pub fn parent_dir(h: &Hierarchy, parent: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Checks, before anything is made, that this process may create cgroups under the parent
+/// in every hierarchy a limit needs (inside a user namespace, the host's cgroup directories
+/// belong to an unmapped root).
+pub fn check_writable(layout: &Layout, limits: &Limits, parent: Option<&Path>) -> Result<(), Fatal> {
+    for controller in limits.controllers() {
+        let Some(h) = layout.find(controller) else {
+            continue;
+        };
+        let dir = parent_dir(h, parent);
+        if !dir.is_dir() {
+            return Err(Fatal::new(format!(
+                "the parent cgroup {} does not exist",
+                dir.display()
+            ))
+            .with_hint("--cgroup-parent names an existing cgroup (absolute: from the root of the caller's cgroup namespace)"));
+        }
+        if nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(Fatal::new(format!(
+                "unable to create a cgroup in {}: Permission denied",
+                dir.display()
+            ))
+            .with_hint(permission_hint()));
+        }
+    }
+    Ok(())
+}
+
 /// Makes the cgroup `name` with `limits` and moves this process in.
 pub fn make(
     layout: &Layout,
@@ -278,20 +305,25 @@ fn mkdir_error(parent: &Path, dir: &Path, e: std::io::Error) -> Fatal {
 
 /// Why cgroups cannot be made here, and what to do.
 pub fn permission_hint() -> String {
-    let layout_v2 = Layout::detect().is_ok_and(|l| l.kind() == common::cgroupfs::Kind::Unified);
-    if !common::state::in_initial_user_namespace() && userns_owner_is_root() {
-        return format!(
-            "limits need host root over the cgroup filesystem: in a rootful chain put \
-             cgroupns with limits before userns {RULE}"
-        );
-    }
-    if layout_v2 {
-        "rootless limits need a cgroup delegated to you: run the chain under \
-         systemd-run --user --scope -p Delegate=yes -- ..."
-            .to_owned()
+    let v2 = Layout::detect().is_ok_and(|l| l.kind() == common::cgroupfs::Kind::Unified);
+    let rootless = if v2 {
+        "systemd-run --user --scope -p Delegate=yes -- ..."
     } else {
-        rootless_v1_hint().to_owned()
+        "a cgroup v2 host (v1 is never delegated)"
+    };
+    if common::state::in_initial_user_namespace() {
+        // Not root on the host: what can be delegated, and how.
+        return if v2 {
+            format!("rootless limits need a cgroup delegated to you: run the chain under {rootless}")
+        } else {
+            rootless_v1_hint().to_owned()
+        };
     }
+    // Inside a user namespace the host's cgroup directories belong to an unmapped root.
+    format!(
+        "limits need host root over the cgroup filesystem: in a rootful chain put cgroupns \
+         with limits before userns; rootless, they need {rootless} {RULE}"
+    )
 }
 
 /// The hint of a rootless chain on a cgroup v1 host.
@@ -299,24 +331,6 @@ pub fn rootless_v1_hint() -> &'static str {
     "cgroup v1 cannot be delegated to an unprivileged user safely: rootless limits need a \
      cgroup v2 host (and systemd-run --user --scope -p Delegate=yes); without limits, \
      cgroupns makes only a namespace"
-}
-
-/// Whether this process's user namespace was made by host root (a rootful chain's userns).
-fn userns_owner_is_root() -> bool {
-    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
-    let Ok(file) = fs::File::open("/proc/self/ns/user") else {
-        return false;
-    };
-    let mut uid: libc::uid_t = libc::uid_t::MAX;
-    // SAFETY: NS_GET_OWNER_UID writes one uid_t into the variable we own.
-    let rc = unsafe {
-        libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            NS_GET_OWNER_UID,
-            &mut uid,
-        )
-    };
-    rc == 0 && uid == 0
 }
 
 /// Whether this process runs in a pid namespace below the one /proc shows (after pidns):
