@@ -174,6 +174,7 @@ fn make_cgroup(
     limits: &Limits,
     link: &Link,
 ) -> Result<((place::Placed, String), serde_json::Value), Fatal> {
+    place::check_cpuset(limits)?;
     if place::after_pidns() {
         return Err(Fatal::new(
             "limits after pidns would leave out its monitor and init (and their pid namespace \

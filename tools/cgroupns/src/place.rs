@@ -124,7 +124,6 @@ pub fn make(
     parent: Option<&Path>,
     name: &str,
 ) -> Result<Placed, Fatal> {
-    check_cpuset(limits)?;
     let chosen = hierarchies(layout, limits)?;
     let mut placed = Placed {
         cgroup: Cgroup::default(),
@@ -261,7 +260,7 @@ fn copy_cpuset(parent: &Path, dir: &Path) -> Result<(), Fatal> {
 }
 
 /// `--cpuset` names only CPUs that are online.
-fn check_cpuset(limits: &Limits) -> Result<(), Fatal> {
+pub fn check_cpuset(limits: &Limits) -> Result<(), Fatal> {
     let Some(list) = &limits.cpuset else {
         return Ok(());
     };
