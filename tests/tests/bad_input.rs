@@ -165,9 +165,15 @@ const CASES: &[(&str, &[&str])] = &[
     ("cgroupns", &["--cpuset", "1-0"]),
     ("cgroupns", &["--cpuset", "4095"]),
     ("cgroupns", &["--cgroup-parent", "../escape"]),
-    ("cgroupns", &["--cgroup-parent", "/no-such-parent", "--memory", "64m"]),
+    (
+        "cgroupns",
+        &["--cgroup-parent", "/no-such-parent", "--memory", "64m"],
+    ),
     ("cgroupns", &["--join", "/proc/self/ns/net"]),
-    ("cgroupns", &["--join", "/proc/self/ns/cgroup", "--memory", "64m"]),
+    (
+        "cgroupns",
+        &["--join", "/proc/self/ns/cgroup", "--memory", "64m"],
+    ),
     ("cgroupns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("cgroupns", &["--name", "bad/name"]),
     ("cgroupns", &["--info-fd", "993"]),

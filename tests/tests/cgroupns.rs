@@ -418,7 +418,10 @@ fn v2_mechanics_on_the_unified_mount_mkdir_move_events_kill() {
     // cgroup.kill (what the watcher uses on v2) kills every member.
     cgroup.kill(Duration::from_secs(5)).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
     wait_until("populated 0", || events().contains("populated 0"));
     cgroup.remove(Duration::from_secs(5)).unwrap();
     assert!(!dir.exists());
@@ -462,7 +465,11 @@ fn v1_leftovers_are_frozen_and_killed_before_the_removal() {
 #[test]
 fn v2_limit_files_are_written_in_a_directory_shaped_like_v2() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    std::fs::write(
+        root.path().join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .unwrap();
     std::fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
     let mountinfo = format!(
         "30 23 0:26 / {} rw - cgroup2 cgroup2 rw,nsdelegate\n",
@@ -503,7 +510,10 @@ fn v2_limit_files_are_written_in_a_directory_shaped_like_v2() {
     // What nsps reads back.
     std::fs::write(dir.join("memory.current"), "1024\n").unwrap();
     let usage = cgroup.usage();
-    assert_eq!((usage.memory_bytes, usage.memory_limit), (Some(1024), Some(64 << 20)));
+    assert_eq!(
+        (usage.memory_bytes, usage.memory_limit),
+        (Some(1024), Some(64 << 20))
+    );
     assert_eq!(usage.pids_limit, Some(64));
 }
 
@@ -522,8 +532,23 @@ fn cgroup2_mounts_inside_a_user_namespace_only_from_a_cgroupns_made_after_userns
     let mut userns_first = tool("userns", state.path());
     userns_first.args(["--", "cgroupns", "--", "mntns", "--", "sh", "-c", &script]);
     let after = run(&mut userns_first);
-    assert!(stdout(&after).contains("mounted"), "userns -- cgroupns: {}", stderr(&after));
-    let before = run(&mut cgroupns(state.path(), &["--", "userns", "--", "mntns", "--", "sh", "-c", &script]));
-    assert!(!stdout(&before).contains("mounted"), "cgroupns -- userns mounted it: {}", stdout(&before));
-    assert!(stderr(&before).contains("ermission") || stderr(&before).contains("not permitted"), "{}", stderr(&before));
+    assert!(
+        stdout(&after).contains("mounted"),
+        "userns -- cgroupns: {}",
+        stderr(&after)
+    );
+    let before = run(&mut cgroupns(
+        state.path(),
+        &["--", "userns", "--", "mntns", "--", "sh", "-c", &script],
+    ));
+    assert!(
+        !stdout(&before).contains("mounted"),
+        "cgroupns -- userns mounted it: {}",
+        stdout(&before)
+    );
+    assert!(
+        stderr(&before).contains("ermission") || stderr(&before).contains("not permitted"),
+        "{}",
+        stderr(&before)
+    );
 }

@@ -75,7 +75,7 @@ pub struct Args {
     pub cpu_weight: Option<u64>,
 
     /// The CPUs it may run on, e.g. 0 or 0-1,3
-    #[arg(long, value_name = "CPUS", value_parser = limits::parse_cpuset)]
+    #[arg(long, visible_alias = "cpuset-cpus", value_name = "CPUS", value_parser = limits::parse_cpuset)]
     pub cpuset: Option<String>,
 
     /// Make the cgroup under PATH instead of the caller's cgroup (absolute: from the root of

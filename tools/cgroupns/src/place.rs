@@ -93,7 +93,11 @@ pub fn parent_dir(h: &Hierarchy, parent: Option<&Path>) -> PathBuf {
 /// Checks, before anything is made, that this process may create cgroups under the parent
 /// in every hierarchy a limit needs (inside a user namespace, the host's cgroup directories
 /// belong to an unmapped root).
-pub fn check_writable(layout: &Layout, limits: &Limits, parent: Option<&Path>) -> Result<(), Fatal> {
+pub fn check_writable(
+    layout: &Layout,
+    limits: &Limits,
+    parent: Option<&Path>,
+) -> Result<(), Fatal> {
     for controller in limits.controllers() {
         let Some(h) = layout.find(controller) else {
             continue;
@@ -313,7 +317,9 @@ pub fn permission_hint() -> String {
     if common::state::in_initial_user_namespace() {
         // Not root on the host: what can be delegated, and how.
         return if v2 {
-            format!("rootless limits need a cgroup delegated to you: run the chain under {rootless}")
+            format!(
+                "rootless limits need a cgroup delegated to you: run the chain under {rootless}"
+            )
         } else {
             rootless_v1_hint().to_owned()
         };
