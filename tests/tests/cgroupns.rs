@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::cgroupfs::{Cgroup, Layout, Version};
 use nschain_tests::audit::{self, all_chain_cgroups};
 use nschain_tests::*;
+use serde_json::Value;
 
 fn cgroupns(state: &Path, args: &[&str]) -> Command {
     let mut cmd = tool("cgroupns", state);
@@ -551,4 +552,309 @@ fn cgroup2_mounts_inside_a_user_namespace_only_from_a_cgroupns_made_after_userns
         "{}",
         stderr(&before)
     );
+}
+
+/// Exit 125 with one fatal line and one hint containing `hint`.
+fn assert_refused(out: &std::process::Output, hint: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("cgroupns: fatal: "))
+            .count(),
+        1,
+        "{err}"
+    );
+    let hints: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cgroupns: hint: "))
+        .collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(hints[0].contains(hint), "{err}");
+}
+
+#[test]
+fn limits_after_pidns_or_after_a_rootful_userns_are_refused_naming_rule_8() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let marker = state.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    for first in [&["pidns"][..], &["userns", "--map-auto"]] {
+        let mut cmd = tool(first[0], state.path());
+        cmd.args(&first[1..]).args([
+            "--", "cgroupns", "--memory", "64m", "--", "sh", "-c", &touch,
+        ]);
+        assert_refused(&run(&mut cmd), "(DESIGN.md §2, rule 8)");
+        assert!(!marker.exists(), "{first:?}: the payload ran");
+    }
+    // The right order works: limits first, then userns and pidns.
+    let mut cmd = cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--",
+            "userns",
+            "--map-auto",
+            "--",
+            "pidns",
+            "--",
+            "true",
+        ],
+    );
+    ok(&mut cmd);
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+}
+
+#[test]
+fn rootless_limits_on_cgroup_v1_are_refused_with_a_hint_and_the_namespace_alone_works() {
+    if !need::root() || !need::rootless() {
+        return;
+    }
+    let layout = Layout::detect().unwrap();
+    if layout.kind() == common::cgroupfs::Kind::Unified {
+        return; // a v2 host may delegate: the v1 refusal does not apply
+    }
+    let state = scratch();
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut alone = as_nobody(&cgroupns(state.path(), &["--memory", "64m", "--", "true"]));
+    assert_refused(&run(&mut alone), "cgroup v2");
+    let mut under = as_nobody(&tool("userns", state.path()));
+    under.args(["--", "cgroupns", "--pids-limit", "5", "--", "true"]);
+    assert_refused(&run(&mut under), "cgroup v2");
+    let mut bare = as_nobody(&tool("userns", state.path()));
+    bare.args(["--", "cgroupns", "--", "cat", "/proc/self/cgroup"]);
+    assert!(ok(&mut bare).lines().all(|l| l.ends_with(":/")));
+}
+
+#[test]
+fn runtime_bad_values_leave_nothing_behind() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let before_cgroups = all_chain_cgroups();
+    for args in [
+        &["--memory", "64m", "--cgroup-parent", "/no-such-parent"][..],
+        &["--cpuset", "4095"],
+        &["--memory", "64m", "--join", "/proc/self/ns/cgroup"],
+    ] {
+        let mut cmd = cgroupns(state.path(), args);
+        cmd.args(["--", "true"]);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("cgroupns: fatal: "),
+            "{}",
+            stderr(&out)
+        );
+    }
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+    let made: Vec<PathBuf> = all_chain_cgroups()
+        .difference(&before_cgroups)
+        .filter(|d| d.to_string_lossy().contains("nschain-cgroupns-"))
+        .cloned()
+        .collect();
+    assert!(made.is_empty(), "left: {made:?}");
+}
+
+#[test]
+fn nsps_shows_the_limits_and_usage_and_nsps_exec_is_bounded_by_them() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let name = unique("nsps");
+    let mut chain = spawn_quiet(&mut cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "12",
+            "--name",
+            &name,
+            "--",
+            "pidns",
+            "--",
+            "sleep",
+            "100",
+        ],
+    ));
+    let pids = Cgroup {
+        dirs: vec![(Version::V1, dir_in("pids", &name))],
+    };
+    wait_until("the container in its cgroup", || pids.procs().len() >= 3);
+    let shown = ok(&mut tool("nsps", state.path()).arg(&name));
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("cgroup:"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        line.contains("/ 64.0 MiB") && line.contains("pids 3 / 12") && line.contains("OOM kills 0"),
+        "{line}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(&mut tool("nsps", state.path()).args(["--json", &name]))).unwrap();
+    assert_eq!(json["cgroup"]["limits"]["memory"], 64 << 20);
+    assert_eq!(json["cgroup"]["usage"]["pids_limit"], 12);
+    assert!(json["cgroup"]["usage"]["memory_bytes"].as_u64().unwrap() > 0);
+    // nsps exec joins the cgroup: its command sees the chain's cgroup as its root and cannot
+    // fork past the chain's limit (the host could).
+    let script = "cat /proc/self/cgroup; for i in $(seq 20); do sleep 2 & done; wait";
+    let out = run(tool("nsps", state.path()).args(["exec", &name, "--", "sh", "-c", script]));
+    assert!(
+        stdout(&out).lines().all(|l| l.ends_with(":/")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("fork"),
+        "not bounded: {}",
+        stderr(&out)
+    );
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(chain.id() as libc::pid_t, libc::SIGKILL) };
+    chain.wait().unwrap();
+    assert_gone(&name);
+}
+
+#[test]
+fn mntns_mounts_the_containers_own_cgroupfs_read_only() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let state = scratch();
+    // The range's root must reach the busybox root.
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let root = roots::busybox_root(state.path(), &["sh", "cat", "echo"]);
+    let name = unique("mnt");
+    let root_s = root.display().to_string();
+    let script =
+        "cat /sys/fs/cgroup/pids/pids.max; echo x > /sys/fs/cgroup/pids/pids.max || echo read-only";
+    // Rootful without userns: the chain's cgroupns is the container's.
+    let out = ok(&mut cgroupns(
+        state.path(),
+        &[
+            "--pids-limit",
+            "33",
+            "--name",
+            &name,
+            "--",
+            "pidns",
+            "--",
+            "mntns",
+            "--rootfs",
+            &root_s,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    assert!(out.lines().next() == Some("33"), "{out}");
+    assert!(out.contains("read-only"), "{out}");
+    // Under a range map: the bare cgroupns after userns is what mntns mounts.
+    let name2 = unique("mnt2");
+    let out = ok(&mut cgroupns(
+        state.path(),
+        &[
+            "--pids-limit",
+            "34",
+            "--name",
+            &name2,
+            "--",
+            "userns",
+            "--map-auto",
+            "--",
+            "cgroupns",
+            "--",
+            "pidns",
+            "--",
+            "mntns",
+            "--rootfs",
+            &root_s,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    assert!(out.lines().next() == Some("34"), "{out}");
+    assert!(out.contains("read-only"), "{out}");
+    assert_gone(&name);
+    assert_gone(&name2);
+}
+
+#[test]
+fn a_bounded_nginx_chain_serves_and_a_fork_bomb_run_in_it_by_nsps_exec_stops_at_the_limit() {
+    if !need::network()
+        || !require(have("nginx"), "nginx (nginx-light)")
+        || !require(have("curl"), "curl")
+    {
+        return;
+    }
+    let state = scratch();
+    let name = unique("web");
+    let pids = dir_in("pids", &name);
+    let script = format!(
+        r#"
+        mount -t tmpfs tmpfs /run
+        d={dir}
+        netns --bridge -p 80:80 -- cgroupns --memory 128m --pids-limit 64 --name {name} -- \
+          userns --map-auto --idmap / -- ipcns -- utsns -- pidns -- mntns --overlay / --rm -- \
+          nginx -g 'daemon off;' 2>$d/err &
+        wait_for curl -sf 127.0.0.1:80 || {{ cat $d/err; exit 1; }}
+        echo "page before: $(curl -s -o /dev/null -w '%{{http_code}}' 127.0.0.1:80)"
+        echo "max before: $(cat {pids}/pids.max)"
+        nsps exec {name} -- sh -c 'f() {{ f | f & }}; f; echo bombed' 2>/dev/null || true
+        echo "current: $(cat {pids}/pids.current)"
+        echo "events: $(cat {pids}/pids.events)"
+        echo "page during: $(curl -s -m 5 -o /dev/null -w '%{{http_code}}' 127.0.0.1:80)"
+        echo "host forks: $(sh -c 'for i in 1 2 3 4 5 6 7 8; do true & done; wait; echo yes')"
+        kill %1; wait
+        wait_for test ! -e {pids} || {{ echo "cgroup left"; exit 1; }}
+        echo stopped
+        "#,
+        dir = state.path().display(),
+        pids = pids.display(),
+    );
+    let out = ok_out(
+        &in_throwaway_host(state.path(), 90, &script),
+        "bounded nginx chain",
+    );
+    assert!(out.contains("page before: 200"), "{out}");
+    assert!(out.contains("max before: 64"), "{out}");
+    let current: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("current: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(current <= 64, "{out}");
+    let hits: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("events: max "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(hits > 0, "the bomb never hit the limit: {out}");
+    assert!(out.contains("page during: 200"), "{out}");
+    assert!(out.contains("host forks: yes"), "{out}");
+    assert!(out.contains("stopped"), "{out}");
+    assert_gone(&name);
 }
