@@ -858,3 +858,46 @@ fn a_bounded_nginx_chain_serves_and_a_fork_bomb_run_in_it_by_nsps_exec_stops_at_
     assert!(out.contains("stopped"), "{out}");
     assert_gone(&name);
 }
+
+#[test]
+fn info_fd_pin_and_join_follow_the_contract() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let info = state.path().join("info.json");
+    let pin = state.path().join("cgroup.ns");
+    std::fs::write(&pin, "").unwrap();
+    let cgroupns_bin = bin("cgroupns").display().to_string();
+    let name = unique("info");
+    let script = format!(
+        "exec 3>{info}; exec {cgroupns_bin} --memory 64m --pids-limit 9 --name {name} --info-fd 3 --pin {pin} -- true",
+        info = info.display(),
+        pin = pin.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    with_env(&mut cmd, state.path());
+    ok(&mut cmd);
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&info).unwrap().trim()).unwrap();
+    assert_eq!(line["tool"], "cgroupns");
+    assert_eq!(line["ns"]["type"], "cgroup");
+    assert_eq!(line["cgroup"]["limits"]["memory"], 64 << 20);
+    assert_eq!(line["cgroup"]["limits"]["pids"], 9);
+    assert_eq!(line["cgroup"]["name"], format!("nschain-{name}"));
+    let inode = line["ns"]["inode"].as_u64().unwrap();
+    // The pin keeps the namespace (the cgroup itself goes with the chain).
+    let joined = ok(&mut cgroupns(
+        state.path(),
+        &[
+            "--join",
+            &pin.display().to_string(),
+            "--",
+            "readlink",
+            "/proc/self/ns/cgroup",
+        ],
+    ));
+    assert_eq!(joined.trim(), format!("cgroup:[{inode}]"));
+    assert_gone(&name);
+    run(Command::new("umount").arg(&pin));
+}

@@ -196,6 +196,8 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
 /// `cgroupns gc --watch`: the watcher's life.
 fn watch() -> Result<(), Fatal> {
     let _ = nix::sys::prctl::set_name(c"cgroupns-watch");
+    // Hold no directory of the caller's: nothing it unmounts may stay busy for us.
+    let _ = std::env::set_current_dir("/");
     // SAFETY: the spawner placed the go pipe at this number for us alone.
     let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
     // SAFETY: likewise for the pidfd of the chain's process.
