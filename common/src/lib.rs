@@ -20,6 +20,7 @@ extern crate self as common;
 pub mod after;
 pub mod cgroupfs;
 pub mod chain;
+pub mod channel;
 pub mod cli;
 pub mod creds;
 pub mod debug;
