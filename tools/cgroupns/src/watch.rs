@@ -10,17 +10,15 @@
 //!   a cgroup, and `cgroupns gc`, collect the cgroups whose chain process is gone.
 
 use std::ffi::CString;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use common::cgroupfs::{human_bytes, Cgroup};
+use common::channel::{self, Channel};
 use common::cli::Status;
 use common::{debug, report, Fatal};
-use nix::unistd::pipe2;
 use serde::{Deserialize, Serialize};
 
 /// The watcher's descriptors after its exec.
@@ -142,7 +140,13 @@ pub fn gc_main(args: &GcArgs) -> Result<Status, Fatal> {
 /// the setup failed.
 #[derive(Debug)]
 pub struct Watcher {
-    go: File,
+    channel: Channel,
+}
+
+/// What the watcher is told: the cgroup (its record's name) to remove.
+#[derive(Debug, Serialize, Deserialize)]
+struct Go {
+    name: String,
 }
 
 impl Watcher {
@@ -153,9 +157,11 @@ impl Watcher {
     }
 
     /// Hands the cgroup over: the watcher removes it when this process is gone.
-    pub fn go(mut self, name: &str) -> Result<(), Fatal> {
-        self.go
-            .write_all(format!("{name}\n").as_bytes())
+    pub fn go(self, name: &str) -> Result<(), Fatal> {
+        self.channel
+            .send(&Go {
+                name: name.to_owned(),
+            })
             .context("unable to hand the cgroup to the cleanup watcher")?;
         Ok(())
     }
@@ -175,22 +181,20 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
     }
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    let (go_read, go_write) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+    let (ours, theirs) =
+        channel::pair().context("unable to create the cleanup watcher's channel")?;
     let argv = [
         CString::new("cgroupns")?,
         CString::new("gc")?,
         CString::new("--watch")?,
     ];
     let fds = [
-        (go_read.as_raw_fd(), WATCH_GO_FD),
+        (theirs.as_fd().as_raw_fd(), WATCH_GO_FD),
         (pidfd.as_raw_fd(), WATCH_PIDFD),
     ];
     common::detached::spawn(c"/proc/self/exe", &argv, &fds, true)
         .context("unable to spawn cgroupns gc --watch")?;
-    Ok(Watcher {
-        go: File::from(go_write),
-    })
+    Ok(Watcher { channel: ours })
 }
 
 /// `cgroupns gc --watch`: the watcher's life.
@@ -198,16 +202,15 @@ fn watch() -> Result<(), Fatal> {
     let _ = nix::sys::prctl::set_name(c"cgroupns-watch");
     // Hold no directory of the caller's: nothing it unmounts may stay busy for us.
     let _ = std::env::set_current_dir("/");
-    // SAFETY: the spawner placed the go pipe at this number for us alone.
-    let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
+    // SAFETY: the spawner placed the channel at this number for us alone.
+    let go = Channel::adopt(unsafe { OwnedFd::from_raw_fd(WATCH_GO_FD) });
     // SAFETY: likewise for the pidfd of the chain's process.
     let pidfd = unsafe { OwnedFd::from_raw_fd(WATCH_PIDFD) };
-    let mut line = String::new();
-    let _ = go.read_to_string(&mut line);
-    drop(go);
+    let told = go.ok().and_then(|go| go.recv::<Go>().ok().flatten());
     wait_readable(&pidfd);
     drop(pidfd);
-    let name = line.trim();
+    let name = told.map(|go| go.name).unwrap_or_default();
+    let name = name.as_str();
     let Some(record) = (!name.is_empty()).then(|| Record::read(name)).flatten() else {
         // The setup failed (it undid its own cgroup) or was killed: collect what is dead.
         collect_dead();
