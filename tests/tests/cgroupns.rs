@@ -693,7 +693,7 @@ fn nsps_shows_the_limits_and_usage_and_nsps_exec_is_bounded_by_them() {
         dirs: vec![(Version::V1, dir_in("pids", &name))],
     };
     wait_until("the container in its cgroup", || pids.procs().len() >= 3);
-    let shown = ok(&mut tool("nsps", state.path()).arg(&name));
+    let shown = ok(tool("nsps", state.path()).arg(&name));
     let line = shown
         .lines()
         .find(|l| l.starts_with("cgroup:"))
@@ -703,7 +703,7 @@ fn nsps_shows_the_limits_and_usage_and_nsps_exec_is_bounded_by_them() {
         "{line}"
     );
     let json: Value =
-        serde_json::from_str(&ok(&mut tool("nsps", state.path()).args(["--json", &name]))).unwrap();
+        serde_json::from_str(&ok(tool("nsps", state.path()).args(["--json", &name]))).unwrap();
     assert_eq!(json["cgroup"]["limits"]["memory"], 64 << 20);
     assert_eq!(json["cgroup"]["usage"]["pids_limit"], 12);
     assert!(json["cgroup"]["usage"]["memory_bytes"].as_u64().unwrap() > 0);

@@ -59,7 +59,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
-            if b >= 1 << shift && b % (1 << shift) == 0 {
+            if b >= 1 << shift && b.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", b >> shift);
             }
         }
@@ -100,7 +100,7 @@ pub fn parse_pids(text: &str) -> Result<i64, String> {
 /// `--cpus`: a share of the CPUs (0.5 is half of one), at least 0.01.
 pub fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.01 && n <= 1024.0 => Ok(n),
+        Ok(n) if (0.01..=1024.0).contains(&n) => Ok(n),
         _ => Err(format!(
             "{text:?} is not a number of CPUs: write e.g. 0.5 or 2 (at least 0.01)"
         )),
