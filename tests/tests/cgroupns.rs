@@ -901,3 +901,64 @@ fn info_fd_pin_and_join_follow_the_contract() {
     assert_gone(&name);
     run(Command::new("umount").arg(&pin));
 }
+
+#[test]
+fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_parent() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let layout = Layout::detect().unwrap();
+    let parent = unique("parent");
+    let used = ["memory", "pids", "cpu", "cpuacct", "freezer"];
+    let parents: Vec<PathBuf> = layout
+        .hierarchies
+        .iter()
+        .filter(|h| h.version == Version::V2 || used.iter().any(|c| h.has(c)))
+        .map(|h| h.own_dir().join(&parent))
+        .collect();
+    // Missing in some hierarchy: refused, nothing made.
+    std::fs::create_dir(&parents[0]).unwrap();
+    let out = run(&mut cgroupns(
+        state.path(),
+        &[
+            "--cgroup-parent",
+            &parent,
+            "--pids-limit",
+            "7",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    for p in &parents[1..] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let name = unique("child");
+    let pids_parent = layout.find("pids").unwrap().own_dir().join(&parent);
+    let shown = ok(&mut cgroupns(
+        state.path(),
+        &[
+            "--cgroup-parent",
+            &parent,
+            "--pids-limit",
+            "7",
+            "--name",
+            &name,
+            "--",
+            "cat",
+            &pids_parent
+                .join(format!("nschain-{name}"))
+                .join("pids.max")
+                .display()
+                .to_string(),
+        ],
+    ));
+    assert_eq!(shown.trim(), "7");
+    assert_gone(&name);
+    for p in &parents {
+        assert!(p.is_dir(), "the parent {} was removed", p.display());
+        std::fs::remove_dir(p).unwrap();
+    }
+}

@@ -137,13 +137,16 @@ pub fn make(
     for h in &chosen {
         let parent_dir = parent_dir(h, parent);
         let dir = parent_dir.join(name);
-        let is_needed = needed.iter().any(|c| h.has(c)) || h.version == Version::V2;
+        // Needed: a limit lives there, or it is the only hierarchy (a v2 host).
+        let is_needed = needed.iter().any(|c| layout.find(c) == Some(*h))
+            || layout.kind() == common::cgroupfs::Kind::Unified;
         match debug::step(format_args!("mkdir {}", dir.display()), || {
             fs::create_dir(&dir)
         }) {
             Ok(()) => placed.cgroup.dirs.push((h.version, dir.clone())),
-            // A hierarchy only watched (no limit of ours lives there) may be closed to us.
-            Err(e) if !is_needed && e.kind() != std::io::ErrorKind::AlreadyExists => {
+            // A hierarchy only watched (no limit of ours lives there) may be closed to us; a
+            // missing parent is an error everywhere (--cgroup-parent must exist).
+            Err(e) if !is_needed && e.kind() == std::io::ErrorKind::PermissionDenied => {
                 debug::note(format_args!("skipped {}: {e}", dir.display()));
                 continue;
             }
@@ -296,7 +299,9 @@ fn mkdir_error(parent: &Path, dir: &Path, e: std::io::Error) -> Fatal {
     }
     if missing {
         return fatal.with_hint(format!(
-            "the parent cgroup {} does not exist: --cgroup-parent names an existing cgroup",
+            "the parent cgroup {} does not exist: --cgroup-parent names a cgroup that exists \
+             in every hierarchy cgroupns uses (on v1: memory, pids, cpu, cpuacct, freezer, and \
+             the unified mount of a hybrid host)",
             parent.display()
         ));
     }
