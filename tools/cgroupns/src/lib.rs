@@ -25,7 +25,9 @@ use common::ns::Namespace;
 use common::{debug, Context, Fatal, Next};
 use serde_json::{json, Map};
 
-pub use limits::{Limits, Setting, Size, Swap};
+pub use limits::{
+    cpus_of, parse_cpus, parse_cpuset, parse_pids, parse_weight, Limits, Setting, Size, Swap,
+};
 pub use place::{enable_controllers, parent_dir, write_limits};
 
 /// Run COMMAND in a cgroup of its own, with docker's resource limits, and in a new cgroup
