@@ -1,6 +1,7 @@
-//! Starting a detached helper cheaply (netns's and cgroupns's cleanup watchers): it must not be a child of this process (which execs
-//! into the container, whose program never expects it), so it is started by a short-lived
-//! intermediate and re-parented to init (or the nearest subreaper).
+//! Starting a detached helper cheaply (the cleanup watchers of netns and cgroupns): it must
+//! not be a child of this process (which execs into the container, whose program never
+//! expects it), so it is started by a short-lived intermediate and re-parented to init (or
+//! the nearest subreaper).
 //!
 //! A double `fork()` copies this process's page tables twice and waits for both; instead the
 //! intermediate is a `clone(CLONE_VM | CLONE_VFORK)` child (no copy: it runs on a small stack
