@@ -249,9 +249,18 @@ fn make_cgroup(
     }
     let info = json!({
         "name": name,
-        "layout": match layout.kind() { Kind::Unified => "v2", Kind::Legacy => "v1", Kind::Hybrid => "hybrid" },
+        "layout": layout_name(layout.kind()),
         "dirs": placed.cgroup.dirs,
         "limits": limits.to_json(),
     });
     Ok(((placed, name), info))
+}
+
+/// The layout as the registration names it.
+fn layout_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Unified => "v2",
+        Kind::Legacy => "v1",
+        Kind::Hybrid => "hybrid",
+    }
 }
