@@ -316,25 +316,37 @@ impl Cgroup {
             fs::write(dir.join("cgroup.kill"), "1")
                 .with_context(|| format!("unable to write {}/cgroup.kill", dir.display()))?;
         } else {
-            let freezer = self.dir_with("freezer.state");
-            if let Some(dir) = freezer {
-                freeze(dir, "FROZEN")?;
-            }
-            for pid in self.procs() {
-                // SAFETY: kill only sends a signal; the pid is a member of our cgroup.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            }
-            if let Some(dir) = freezer {
-                fs::write(dir.join("freezer.state"), "THAWED")
-                    .context("unable to thaw the cgroup")?;
-            }
+            self.kill_frozen()?;
         }
         let deadline = Instant::now() + patience;
+        let mut rounds = 0u32;
         while !self.procs().is_empty() {
             if Instant::now() > deadline {
                 bail!("processes {:?} are still in the cgroup", self.procs());
             }
+            rounds += 1;
+            // A member outside the v2 cgroup (moved there by hand) or one that forked past
+            // a v1 kill: signal what is left again, every 100 ms.
+            if rounds % 20 == 0 {
+                self.kill_frozen()?;
+            }
             std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// v1: freezes the cgroup (so nothing forks meanwhile), SIGKILLs every member, thaws it.
+    fn kill_frozen(&self) -> anyhow::Result<()> {
+        let freezer = self.dir_with("freezer.state");
+        if let Some(dir) = freezer {
+            freeze(dir, "FROZEN")?;
+        }
+        for pid in self.procs() {
+            // SAFETY: kill only sends a signal; the pid is a member of our cgroup.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        if let Some(dir) = freezer {
+            fs::write(dir.join("freezer.state"), "THAWED").context("unable to thaw the cgroup")?;
         }
         Ok(())
     }
