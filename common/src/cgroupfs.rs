@@ -327,7 +327,7 @@ impl Cgroup {
             rounds += 1;
             // A member outside the v2 cgroup (moved there by hand) or one that forked past
             // a v1 kill: signal what is left again, every 100 ms.
-            if rounds % 20 == 0 {
+            if rounds.is_multiple_of(20) {
                 self.kill_frozen()?;
             }
             std::thread::sleep(Duration::from_millis(5));
