@@ -966,3 +966,43 @@ fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_paren
         std::fs::remove_dir(p).unwrap();
     }
 }
+
+#[test]
+fn nsps_exec_joins_a_cgroup_namespace_made_after_userns_as_an_unprivileged_user() {
+    if !need::root() || !need::rootless() {
+        return;
+    }
+    let state = scratch();
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let name = unique("rlexec");
+    let mut chain = as_nobody(&tool("userns", state.path()));
+    chain.args([
+        "--", "cgroupns", "--name", &name, "--", "pidns", "--", "sleep", "100",
+    ]);
+    let mut child = spawn_quiet(&mut chain);
+    let mut exec = as_nobody(&tool("nsps", state.path()));
+    exec.args(["exec", &name, "--", "readlink", "/proc/self/ns/cgroup"]);
+    let mut joined = String::new();
+    wait_until("nsps exec into the chain", || {
+        let out = run(&mut exec);
+        joined = stdout(&out);
+        out.status.success()
+    });
+    // The chain's process (pidns's monitor, once cgroupns) holds the chain's cgroup namespace.
+    let payload = std::fs::read_link(format!("/proc/{}/ns/cgroup", child.id())).unwrap();
+    assert_eq!(joined.trim(), payload.display().to_string());
+    assert_ne!(
+        joined.trim(),
+        std::fs::read_link("/proc/self/ns/cgroup")
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    child.wait().unwrap();
+}
