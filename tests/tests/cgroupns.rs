@@ -978,6 +978,7 @@ fn nsps_exec_joins_a_cgroup_namespace_made_after_userns_as_an_unprivileged_user(
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
+    let before = audit::snapshot(state.path(), None);
     let name = unique("rlexec");
     let mut chain = as_nobody(&tool("userns", state.path()));
     chain.args([
@@ -1005,4 +1006,5 @@ fn nsps_exec_joins_a_cgroup_namespace_made_after_userns_as_an_unprivileged_user(
     // SAFETY: kill only sends a signal to our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     child.wait().unwrap();
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
 }
