@@ -1008,3 +1008,99 @@ fn nsps_exec_joins_a_cgroup_namespace_made_after_userns_as_an_unprivileged_user(
     child.wait().unwrap();
     audit::assert_nothing_left(&before, state.path(), None, &[]);
 }
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_cgroup_goes_after_sigkill_of_any_process_of_the_chain() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    for victim in ["monitor", "init", "payload", "leftover"] {
+        let name = unique(&format!("any-{victim}"));
+        let mut child = spawn_quiet(&mut cgroupns(
+            state.path(),
+            &[
+                "--pids-limit",
+                "20",
+                "--name",
+                &name,
+                "--",
+                "pidns",
+                "--",
+                "sh",
+                "-c",
+                "sleep 100 & exec sleep 101",
+            ],
+        ));
+        let pids = Cgroup {
+            dirs: vec![(Version::V1, dir_in("pids", &name))],
+        };
+        // The monitor, init, the payload and its background sleep.
+        wait_until("the container in its cgroup", || {
+            pids.procs()
+                .iter()
+                .any(|p| cmdline(*p).starts_with("sleep 101"))
+                && pids
+                    .procs()
+                    .iter()
+                    .any(|p| cmdline(*p).starts_with("sleep 100"))
+        });
+        let members = pids.procs();
+        let monitor = child.id();
+        let init = *members
+            .iter()
+            .find(|p| parent_of(**p) == Some(monitor))
+            .unwrap();
+        let target = match victim {
+            "monitor" => monitor,
+            "init" => init,
+            "payload" => *members
+                .iter()
+                .find(|p| cmdline(**p).starts_with("sleep 101"))
+                .unwrap(),
+            _ => *members
+                .iter()
+                .find(|p| cmdline(**p).starts_with("sleep 100"))
+                .unwrap(),
+        };
+        // SAFETY: kill only sends a signal to a process of the chain we started.
+        unsafe { libc::kill(target as libc::pid_t, libc::SIGKILL) };
+        if victim == "leftover" {
+            // The container goes on: its cgroup stays until it ends.
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                !dirs_of(&name).is_empty(),
+                "removed while the container runs"
+            );
+            // SAFETY: as above.
+            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGTERM) };
+        }
+        child.wait().unwrap();
+        assert_gone(&name);
+        for pid in members {
+            assert!(
+                !pid_alive(pid),
+                "{victim}: process {pid} ({}) survived",
+                cmdline(pid)
+            );
+        }
+    }
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+}
