@@ -1104,3 +1104,41 @@ fn the_cgroup_goes_after_sigkill_of_any_process_of_the_chain() {
     }
     audit::assert_nothing_left(&before, state.path(), None, &[]);
 }
+
+#[test]
+fn a_sigkill_at_any_moment_of_the_setup_leaves_nothing_once_collected() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let before = audit::snapshot(state.path(), None);
+    let before_cgroups = all_chain_cgroups();
+    for step in 0..30u64 {
+        let mut child = spawn_quiet(&mut cgroupns(
+            state.path(),
+            &["--memory", "64m", "--pids-limit", "9", "--", "sleep", "100"],
+        ));
+        // 0 to 29 ms: from before the record to after the exec of a debug build.
+        std::thread::sleep(Duration::from_millis(step));
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        child.wait().unwrap();
+    }
+    // The watchers clean what they were handed; the rest (killed before the hand-over) is
+    // collected by gc.
+    ok(&mut cgroupns(state.path(), &["gc"]));
+    audit::assert_nothing_left(&before, state.path(), None, &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let made: Vec<PathBuf> = all_chain_cgroups()
+            .difference(&before_cgroups)
+            .filter(|d| d.to_string_lossy().contains("nschain-cgroupns-"))
+            .cloned()
+            .collect();
+        if made.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left: {made:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
