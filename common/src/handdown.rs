@@ -28,8 +28,8 @@ pub const NET_VAR: &str = "NSCHAIN_NET";
 /// Variables whose value names descriptors: one per line, each line starting with the fd.
 const FD_VARS: [&str; 3] = [crate::after::VAR, "NSCHAIN_IDMAP", crate::sysfs::VAR];
 /// The programs that are links of a chain (and take what the previous link handed down).
-pub const LINKS: [&str; 7] = [
-    "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "timens",
+pub const LINKS: [&str; 8] = [
+    "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "timens", "cgroupns",
 ];
 
 fn listed() -> Vec<String> {

@@ -19,11 +19,13 @@
 extern crate self as common;
 
 pub mod after;
+pub mod cgroupfs;
 pub mod chain;
 pub mod channel;
 pub mod cli;
 pub mod creds;
 pub mod debug;
+pub mod detached;
 pub mod exec;
 pub mod exit;
 pub mod generate;

@@ -304,7 +304,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
             .enumerate()
             .map(|(i, fd)| (fd.as_raw_fd(), WATCH_PIDFD + 1 + i as RawFd)),
     );
-    crate::spawn::detached(c"/proc/self/exe", &argv, &fds, debug::enabled())
+    common::detached::spawn(c"/proc/self/exe", &argv, &fds, debug::enabled())
         .context("unable to spawn netns gc --watch")?;
     Ok(Watcher { channel: ours })
 }

@@ -1,6 +1,7 @@
-//! Starting a detached helper cheaply: it must not be a child of this process (which execs
-//! into the container, whose program never expects it), so it is started by a short-lived
-//! intermediate and re-parented to init (or the nearest subreaper).
+//! Starting a detached helper cheaply (the cleanup watchers of netns and cgroupns): it must
+//! not be a child of this process (which execs into the container, whose program never
+//! expects it), so it is started by a short-lived intermediate and re-parented to init (or
+//! the nearest subreaper).
 //!
 //! A double `fork()` copies this process's page tables twice and waits for both; instead the
 //! intermediate is a `clone(CLONE_VM | CLONE_VFORK)` child (no copy: it runs on a small stack
@@ -72,7 +73,7 @@ extern "C" fn intermediate(arg: *mut libc::c_void) -> libc::c_int {
 /// stdin and stdout on /dev/null, stderr too unless `keep_stderr`, `fds` placed at the given
 /// numbers (source, target; targets from 3 up, below 64) and every other descriptor closed.
 /// Errors of the exec itself are not reported (the helper exits 127).
-pub fn detached(
+pub fn spawn(
     exe: &CStr,
     argv: &[CString],
     fds: &[(RawFd, RawFd)],
