@@ -168,19 +168,8 @@ impl Watcher {
 }
 
 fn spawn_watcher() -> anyhow::Result<Watcher> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec).
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_open,
-            libc::getpid() as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("unable to open a pidfd");
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let pidfd = common::sys::process::pidfd_open(std::process::id() as libc::pid_t)
+        .context("unable to open a pidfd")?;
     let (ours, theirs) =
         channel::pair().context("unable to create the cleanup watcher's channel")?;
     let argv = [
