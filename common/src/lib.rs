@@ -31,6 +31,7 @@ pub mod handoff;
 pub mod info;
 pub mod keyring;
 pub mod link;
+pub mod logfile;
 pub mod ns;
 pub mod pin;
 pub mod procfs;
@@ -39,6 +40,7 @@ pub mod seccomp;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;
+pub mod supervisor;
 pub mod sysfs;
 pub mod terminal;
 
