@@ -154,9 +154,22 @@ impl Writer {
         Ok(())
     }
 
+    /// The full file becomes the older one. The new file takes its name by an exchange, so
+    /// that a reader never finds the log missing.
     fn rotate(&mut self) -> io::Result<()> {
-        std::fs::rename(&self.path, rotated(&self.path))?;
-        self.file = open_new(&self.path)?;
+        let mut fresh = self.path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        let file = open_new(&fresh)?;
+        nix::fcntl::renameat2(
+            None,
+            &fresh,
+            None,
+            &self.path,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )?;
+        std::fs::rename(&fresh, rotated(&self.path))?;
+        self.file = file;
         self.size = 0;
         Ok(())
     }
