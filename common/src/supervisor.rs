@@ -18,21 +18,18 @@
 //! what the chain writes to stderr is kept too: a chain that fails has its messages shown to
 //! the caller, and leaves nothing (its registration and log are removed).
 
-use std::io::{IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{self, Naming};
+use crate::channel::{self, Channel, RecvError};
 use crate::logfile::{self, Stream};
 use crate::{exit, report, Fatal};
 
@@ -40,8 +37,8 @@ use crate::{exit, report, Fatal};
 pub const FD_VAR: &str = "NSCHAIN_DETACH_FD";
 /// The chain's status, in its registration directory.
 pub const STATUS_FILE: &str = "status.json";
-/// The most of the chain's setup stderr relayed to the caller.
-const SETUP_STDERR_MAX: usize = 64 << 10;
+/// The most of the chain's setup stderr relayed to the caller (it fits one channel message).
+const SETUP_STDERR_MAX: usize = 32 << 10;
 /// How long the log is still read after the chain's first process ended (its last writers).
 const DRAIN_MS: u16 = 300;
 
@@ -111,6 +108,22 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The supervisor's report to the caller.
+#[derive(Debug, Serialize, Deserialize)]
+enum Report {
+    /// COMMAND has been exec'd.
+    Started,
+    /// The chain failed before: its status, and what it wrote to stderr meanwhile.
+    Failed { code: u8, stderr: String },
+}
+
+/// The message the process that execs COMMAND sends the supervisor, with the exec mark's
+/// read end.
+#[derive(Debug, Serialize, Deserialize)]
+struct ExecMark {
+    exec: bool,
+}
+
 /// What this process does after [`detach`].
 #[derive(Debug)]
 pub enum Outcome {
@@ -147,8 +160,8 @@ fn start(tool: &'static str, name: Option<&str>) -> Result<Outcome, Fatal> {
     let max = logfile::max_from_env().map_err(Fatal::new)?;
     let naming = chain::naming_for(name, tool, true)?
         .ok_or_else(|| Fatal::new("a detached chain needs a name"))?;
-    let (report_r, report_w) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let (report_r, report_w) = channel::pair()
+        .map_err(|e| Fatal::from(e).context("unable to create the supervisor's channel"))?;
     // SAFETY: the tools are single-threaded until their exec (DESIGN.md §4), so the child
     // may run anything.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork"))? {
@@ -164,32 +177,22 @@ fn start(tool: &'static str, name: Option<&str>) -> Result<Outcome, Fatal> {
 }
 
 /// The caller's side: the supervisor's report, then the name (or the chain's messages).
-fn caller_waits(report: OwnedFd, name: &str) -> u8 {
-    let mut text = Vec::new();
-    let _ = std::fs::File::from(report).read_to_end(&mut text);
-    let (first, rest) = match text.iter().position(|&b| b == b'\n') {
-        Some(end) => (&text[..end], &text[end + 1..]),
-        None => (&text[..], &[][..]),
-    };
-    match first {
-        b"ok" => {
+fn caller_waits(report: Channel, name: &str) -> u8 {
+    match report.recv::<Report>() {
+        Ok(Some(Report::Started)) => {
             println!("{name}");
             0
         }
-        _ => {
-            let code = std::str::from_utf8(first)
-                .ok()
-                .and_then(|f| f.strip_prefix("fail "))
-                .and_then(|c| c.parse().ok());
-            let _ = std::io::stderr().write_all(rest);
-            match code {
-                Some(code) => code,
-                None => {
-                    let lost = format!("the supervisor of chain {name} ended without a report");
-                    Fatal::new(lost).print();
-                    exit::FAILURE
-                }
-            }
+        Ok(Some(Report::Failed { code, stderr })) => {
+            let _ = std::io::stderr().write_all(stderr.as_bytes());
+            code
+        }
+        Ok(None) | Err(_) => {
+            Fatal::new(format!(
+                "the supervisor of chain {name} ended without a report"
+            ))
+            .print();
+            exit::FAILURE
         }
     }
 }
@@ -198,7 +201,7 @@ fn caller_waits(report: OwnedFd, name: &str) -> u8 {
 struct Wiring {
     out: (OwnedFd, OwnedFd),
     err: (OwnedFd, OwnedFd),
-    socket: (OwnedFd, OwnedFd),
+    socket: (Channel, Channel),
     log: logfile::Writer,
 }
 
@@ -206,16 +209,10 @@ fn wire(naming: &Naming, max: u64) -> Result<Wiring, Fatal> {
     chain::claim(naming)?;
     let wired = || -> anyhow::Result<Wiring> {
         let log = logfile::Writer::create(&logfile::path_in(&chain::dir(&naming.name)), max)?;
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
         Ok(Wiring {
             out: pipe2(OFlag::O_CLOEXEC)?,
             err: pipe2(OFlag::O_CLOEXEC)?,
-            socket: (a, b),
+            socket: channel::pair()?,
             log,
         })
     };
@@ -226,14 +223,14 @@ fn wire(naming: &Naming, max: u64) -> Result<Wiring, Fatal> {
 }
 
 /// The supervisor: starts the chain in its own session and watches it to its end.
-fn supervisor(naming: &Naming, report: OwnedFd, max: u64) -> Outcome {
+fn supervisor(naming: &Naming, report: Channel, max: u64) -> Outcome {
     let _ = nix::unistd::setsid();
     // Nothing of the caller's stdio is held: `$(netns -d ...)` returns at the report.
     let _ = stdio_to(None, None);
     let wiring = match wire(naming, max) {
         Ok(wiring) => wiring,
         Err(fatal) => {
-            send_report(report, &fatal.code.to_string(), rendered(&fatal).as_bytes());
+            send_report(&report, failed(fatal.code, rendered(&fatal).as_bytes()));
             return Outcome::Exit(fatal.code);
         }
     };
@@ -258,7 +255,7 @@ fn supervisor(naming: &Naming, report: OwnedFd, max: u64) -> Outcome {
         Err(e) => {
             let fatal = Fatal::from(e).context("unable to fork");
             let _ = std::fs::remove_dir_all(chain::dir(&naming.name));
-            send_report(report, &fatal.code.to_string(), rendered(&fatal).as_bytes());
+            send_report(&report, failed(fatal.code, rendered(&fatal).as_bytes()));
             Outcome::Exit(fatal.code)
         }
     }
@@ -274,13 +271,17 @@ fn become_chain(wiring: Wiring) -> Outcome {
     } = wiring;
     drop((out.0, err.0, socket.0, log));
     let placed = stdio_to(Some(out.1.as_fd()), Some(err.1.as_fd()));
-    let kept = fcntl(socket.1.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()));
-    if placed.is_err() || kept.is_err() {
-        Fatal::new("unable to hand the chain its log").print();
-        return Outcome::Exit(exit::FAILURE);
+    let kept = socket.1.into_inheritable();
+    match (placed, kept) {
+        (Ok(()), Ok(fd)) => {
+            crate::handdown::export(FD_VAR, fd.to_string());
+            Outcome::Chain
+        }
+        _ => {
+            Fatal::new("unable to hand the chain its log").print();
+            Outcome::Exit(exit::FAILURE)
+        }
     }
-    crate::handdown::export(FD_VAR, socket.1.into_raw_fd().to_string());
-    Outcome::Chain
 }
 
 /// stdin from /dev/null; stdout and stderr to the given descriptors, else /dev/null too.
@@ -310,14 +311,16 @@ fn rendered(fatal: &Fatal) -> String {
     text
 }
 
-fn send_report(report: OwnedFd, first: &str, rest: &[u8]) {
-    let mut file = std::fs::File::from(report);
-    let head = match first {
-        "ok" => "ok\n".to_owned(),
-        code => format!("fail {code}\n"),
-    };
-    let _ = file.write_all(head.as_bytes());
-    let _ = file.write_all(rest);
+fn failed(code: u8, stderr: &[u8]) -> Report {
+    Report::Failed {
+        code,
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+    }
+}
+
+/// Tells the caller; a caller gone (killed while waiting) changes nothing.
+fn send_report(report: &Channel, message: Report) {
+    let _ = report.send(&message);
 }
 
 /// How far the payload's exec has come, as the supervisor knows it.
@@ -334,7 +337,7 @@ struct Watch {
     child: Pid,
     pidfd: Option<OwnedFd>,
     streams: [Option<OwnedFd>; 2],
-    socket: Option<OwnedFd>,
+    socket: Option<Channel>,
     exec_pipe: Option<OwnedFd>,
     exec: Exec,
     setup_stderr: Vec<u8>,
@@ -348,7 +351,7 @@ impl Watch {
         child: Pid,
         out: OwnedFd,
         err: OwnedFd,
-        socket: OwnedFd,
+        socket: Channel,
         log: logfile::Writer,
     ) -> Watch {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
@@ -382,14 +385,14 @@ impl Watch {
 
     /// Watches the chain until its first process ends: reports to the caller once the
     /// payload's exec is known, logs, then records the status.
-    fn run(mut self, report: OwnedFd) {
+    fn run(mut self, report: Channel) {
         let mut report = Some(report);
         let mut ended: Option<WaitStatus> = None;
         while ended.is_none() {
             self.poll_once(-1, &mut ended);
             if self.exec == Exec::Done {
                 if let Some(report) = report.take() {
-                    send_report(report, "ok", b"");
+                    send_report(&report, Report::Started);
                 }
             }
         }
@@ -399,11 +402,11 @@ impl Watch {
         if let Some(report) = report.take() {
             if self.exec != Exec::Done {
                 let code = if code == 0 { exit::FAILURE } else { code };
-                send_report(report, &code.to_string(), &self.setup_stderr);
+                send_report(&report, failed(code, &self.setup_stderr));
                 let _ = std::fs::remove_dir_all(chain::dir(&self.name));
                 return;
             }
-            send_report(report, "ok", b"");
+            send_report(&report, Report::Started);
         }
         self.drain();
         self.status.state = "exited".into();
@@ -422,7 +425,9 @@ impl Watch {
     /// The payload's exec message, if it came before the first process ended.
     fn settle_exec(&mut self) {
         if let Some(socket) = self.socket.take() {
-            self.receive(&socket, MsgFlags::MSG_DONTWAIT);
+            if socket.set_nonblocking().is_ok() {
+                self.receive(&socket);
+            }
         }
         if let Some(pipe) = self.exec_pipe.take() {
             let _ = fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
@@ -445,19 +450,18 @@ impl Watch {
 
     fn poll_once(&mut self, timeout_ms: i32, ended: &mut Option<WaitStatus>) {
         let slots: Vec<(usize, RawFd)> = [
-            self.streams[0].as_ref(),
-            self.streams[1].as_ref(),
-            self.socket.as_ref(),
-            self.exec_pipe.as_ref(),
-            if ended.is_none() {
-                self.pidfd.as_ref()
-            } else {
-                None
+            self.streams[0].as_ref().map(AsRawFd::as_raw_fd),
+            self.streams[1].as_ref().map(AsRawFd::as_raw_fd),
+            self.socket.as_ref().map(|c| c.as_fd().as_raw_fd()),
+            self.exec_pipe.as_ref().map(AsRawFd::as_raw_fd),
+            match ended {
+                None => self.pidfd.as_ref().map(AsRawFd::as_raw_fd),
+                Some(_) => None,
             },
         ]
         .iter()
         .enumerate()
-        .filter_map(|(i, fd)| fd.map(|fd| (i, fd.as_raw_fd())))
+        .filter_map(|(i, fd)| fd.map(|fd| (i, fd)))
         .collect();
         // SAFETY: every descriptor polled is owned by self and outlives this call.
         let fds: Vec<std::os::fd::BorrowedFd> = slots
@@ -496,7 +500,7 @@ impl Watch {
                 1 => self.read_stream(Stream::Stderr),
                 2 => {
                     if let Some(socket) = self.socket.take() {
-                        if self.receive(&socket, MsgFlags::empty()) {
+                        if self.receive(&socket) {
                             self.socket = Some(socket);
                         }
                     }
@@ -543,34 +547,19 @@ impl Watch {
         }
     }
 
-    /// Takes the exec pipe from the socket; false once the socket has nothing more to give.
-    fn receive(&mut self, socket: &OwnedFd, flags: MsgFlags) -> bool {
-        let mut byte = [0u8; 1];
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let Ok(msg) = recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            flags | MsgFlags::MSG_CMSG_CLOEXEC,
-        ) else {
-            return flags.is_empty();
-        };
-        let mut got = false;
-        for cmsg in msg.cmsgs().into_iter().flatten() {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                for fd in fds {
-                    // SAFETY: the kernel installed this descriptor for us (SCM_RIGHTS).
-                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                    if self.exec_pipe.is_none() && self.exec == Exec::Waiting {
-                        self.exec_pipe = Some(fd);
-                        got = true;
-                    }
+    /// Takes the exec mark from the channel; false once the channel has nothing more to give
+    /// (every holder closed it, or it sent something else).
+    fn receive(&mut self, socket: &Channel) -> bool {
+        match socket.recv_with_fds::<ExecMark>() {
+            Ok(Some((ExecMark { exec: true }, mut fds))) if fds.len() == 1 => {
+                if self.exec_pipe.is_none() && self.exec == Exec::Waiting {
+                    self.exec_pipe = fds.pop();
                 }
+                true
             }
+            Err(RecvError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            _ => false,
         }
-        // A message without a pipe is the end of the stream (every holder closed it).
-        msg.bytes > 0 || got
     }
 
     fn read_exec(&mut self, pipe: OwnedFd) {
@@ -596,12 +585,15 @@ fn status_code(status: WaitStatus) -> u8 {
 /// close-on-exec pipe and returns its write end, to be kept open across the exec (a
 /// successful exec closes it). `None` outside a detached chain.
 pub fn payload_exec_mark() -> Option<OwnedFd> {
-    let socket: RawFd = std::env::var(FD_VAR).ok()?.trim().parse().ok()?;
+    let fd: RawFd = std::env::var(FD_VAR).ok()?.trim().parse().ok()?;
+    crate::handdown::unexport(FD_VAR);
+    // SAFETY: the descriptor named in NSCHAIN_DETACH_FD was handed down for this one use
+    // (DESIGN.md §1, handed-down fds); this process takes it and nothing else owns it.
+    let socket = Channel::adopt(unsafe { OwnedFd::from_raw_fd(fd) }).ok()?;
     let (read, write) = pipe2(OFlag::O_CLOEXEC).ok()?;
-    let iov = [IoSlice::new(b"x")];
-    let fds = [read.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None).ok()?;
+    socket
+        .send_with_fds(&ExecMark { exec: true }, &[read.as_fd()])
+        .ok()?;
     Some(write)
 }
 
