@@ -92,6 +92,7 @@ fn logs_keep_both_streams_and_wait_returns_the_status_in_another_process() {
     // Ended: listed only with --all, with its status; its log stays until nsps rm.
     assert!(row(s, false, "two").is_none());
     assert!(row(s, true, "two").unwrap().ends_with("exited 3"));
+    assert!(raw(&nsps(s, &["two"])).contains("status:      exited 3"));
     assert_eq!(raw(&nsps(s, &["logs", "two"])), "to-out\n");
     assert_eq!(nsps(s, &["wait", "two"]).status.code(), Some(3));
     assert!(nsps(s, &["rm", "two"]).status.success());
@@ -353,4 +354,34 @@ fn bad_values_of_the_new_flags_are_refused() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(chains, 0);
+}
+
+#[test]
+fn a_rootless_chain_detaches_logs_and_is_waited_for() {
+    if !need::root() || !need::rootless() {
+        return;
+    }
+    let state = scratch();
+    let s = state.path();
+    let mut cmd = tool("userns", s);
+    cmd.args([
+        "-d",
+        "--name",
+        "rl",
+        "--",
+        "pidns",
+        "--",
+        "sh",
+        "-c",
+        "id -u; sleep 0.3; exit 4",
+    ]);
+    let out = run(&mut as_nobody(&cmd));
+    assert_eq!(raw(&out), "rl\n", "{}", stderr(&out));
+    let out = run(&mut as_nobody(tool("nsps", s).args(["wait", "rl"])));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // Root inside: the payload's `id -u`.
+    let out = run(&mut as_nobody(tool("nsps", s).args(["logs", "rl"])));
+    assert_eq!(raw(&out), "0\n", "{}", stderr(&out));
+    let out = run(&mut as_nobody(tool("nsps", s).args(["rm", "rl"])));
+    assert!(out.status.success(), "{}", stderr(&out));
 }

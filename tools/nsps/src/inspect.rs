@@ -136,6 +136,14 @@ pub fn stopped() -> Vec<Container> {
     names.into_iter().map(|name| stopped_one(&name)).collect()
 }
 
+/// One chain, running or stopped but kept (`nsps NAME`).
+pub fn running_or_kept(name: &str) -> Result<Container, Fatal> {
+    match container(name) {
+        Err(_) if chain::is_kept(name) && chain::has_ended(name) => Ok(stopped_one(name)),
+        found => found,
+    }
+}
+
 fn stopped_one(name: &str) -> Container {
     let layer = layer_dirs()
         .into_iter()

@@ -127,7 +127,7 @@ fn run_action(args: Args) -> Result<Status, Fatal> {
         Some(Action::Kill { signal, name }) => lifecycle::kill(&name, signal),
         None => match args.name {
             Some(name) => {
-                let view = inspect::container(&name)?;
+                let view = inspect::running_or_kept(&name)?;
                 render::one(&view, args.json)?;
                 Ok(0)
             }
