@@ -89,9 +89,20 @@ pub fn read_status(name: &str) -> Option<Status> {
     serde_json::from_slice(&std::fs::read(status_path(name)).ok()?).ok()
 }
 
+/// The hook for whoever learns that the OOM killer ended the chain (its memory cgroup's
+/// `oom_kill` count): `nsps` then shows `OOM-killed`. The supervisor keeps the mark when it
+/// writes the final status. Only a detached chain has a status to mark.
+pub fn record_oom_kill(name: &str) {
+    if let Some(mut status) = read_status(name) {
+        status.oom_killed = true;
+        write_status(name, &status);
+    }
+}
+
 fn write_status(name: &str, status: &Status) {
     let path = status_path(name);
-    let tmp = path.with_extension("tmp");
+    // Per writer: the supervisor and an OOM hook may write at once.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let written = serde_json::to_vec(status)
         .map_err(std::io::Error::other)
         .and_then(|text| std::fs::write(&tmp, text))
@@ -600,4 +611,36 @@ pub fn payload_exec_mark() -> Option<OwnedFd> {
 /// COMMAND's exec failed: the supervisor learns it through the mark.
 pub fn payload_exec_failed(mark: OwnedFd) {
     let _ = nix::unistd::write(&mark, b"f");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, code: Option<u8>, signal: Option<&str>, oom: bool) -> Status {
+        Status {
+            state: state.into(),
+            pid: Some(2),
+            supervisor: 1,
+            exit_code: code,
+            signal: signal.map(str::to_owned),
+            oom_killed: oom,
+            started: 0,
+            finished: None,
+        }
+    }
+
+    #[test]
+    fn status_reads_as_nsps_shows_it() {
+        assert_eq!(status("running", None, None, false).text(), "running");
+        assert_eq!(status("exited", Some(3), None, false).text(), "exited 3");
+        assert_eq!(
+            status("exited", Some(137), Some("SIGKILL"), false).text(),
+            "killed by SIGKILL"
+        );
+        assert_eq!(
+            status("exited", Some(137), Some("SIGKILL"), true).text(),
+            "OOM-killed"
+        );
+    }
 }
