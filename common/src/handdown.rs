@@ -26,7 +26,12 @@ pub const LIST_VAR: &str = "NSCHAIN_HANDED";
 /// `pasta`, `join`): mntns writes /etc/resolv.conf from it.
 pub const NET_VAR: &str = "NSCHAIN_NET";
 /// Variables whose value names descriptors: one per line, each line starting with the fd.
-const FD_VARS: [&str; 3] = [crate::after::VAR, "NSCHAIN_IDMAP", crate::sysfs::VAR];
+const FD_VARS: [&str; 4] = [
+    crate::after::VAR,
+    "NSCHAIN_IDMAP",
+    crate::sysfs::VAR,
+    crate::supervisor::FD_VAR,
+];
 /// The programs that are links of a chain (and take what the previous link handed down).
 pub const LINKS: [&str; 8] = [
     "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "timens", "cgroupns",

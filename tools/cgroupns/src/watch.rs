@@ -208,6 +208,8 @@ fn watch() -> Result<(), Fatal> {
     let oom = record.cgroup.usage().oom_kills.unwrap_or(0);
     record.collect(name)?;
     if oom > 0 {
+        // A detached chain's status then says OOM-killed (nsps, nsps wait).
+        common::supervisor::record_oom_kill(name);
         let limit = record.memory.as_deref().unwrap_or("its limit");
         let limit_bytes = crate::limits::Size::parse(limit)
             .map(|s| format!(" ({})", human_bytes(s.0)))

@@ -351,7 +351,8 @@ fn unregister(init: u32) {
     let others = chain::live_records(&name)
         .into_iter()
         .any(|r| r.pid != me && r.pid != init);
-    if !others {
+    // A detached chain's status and log stay for nsps until `nsps rm`.
+    if !others && !chain::is_kept(&name) {
         let _ = std::fs::remove_dir_all(chain::dir(&name));
     }
 }
