@@ -34,6 +34,7 @@ pub mod link;
 pub mod ns;
 pub mod pin;
 pub mod procfs;
+pub mod pty;
 pub mod report;
 pub mod seccomp;
 pub mod setuid_guard;

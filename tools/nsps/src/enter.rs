@@ -18,6 +18,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use common::cli::Status;
@@ -50,8 +51,9 @@ const LINKS: [&str; 7] = [
 /// How long `nsps exec` waits for a chain that is still starting.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Runs COMMAND inside the chain and returns its status.
-pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
+/// Runs COMMAND inside the chain and returns its status. `tty`: the socket to the host side of
+/// `nsps exec -t` (pty.rs), which gets the pty made in the container.
+pub fn exec(name: &str, command: Vec<OsString>, tty: Option<OwnedFd>) -> Result<Status, Fatal> {
     // The joined child runs this binary until its exec: from a sealed copy, not the host's.
     crate::seal::reexec()?;
     // This process holds the host's /proc and namespace files until the fork: nothing may
@@ -111,7 +113,12 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
     }
     let filter = creds.filtered || seccomp_recorded(&records);
     creds.apply(filter)?;
-    crate::spawn::run(command, leader)
+    // With COMMAND's credentials, in the container's root: its devpts, its user's pty.
+    let terminal = tty.is_some();
+    if let Some(socket) = tty {
+        crate::pty::container_side(socket)?;
+    }
+    crate::spawn::run(command, leader, terminal)
 }
 
 /// Whether the chain's mount link put its container under the setuid guard.
