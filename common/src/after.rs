@@ -9,6 +9,9 @@
 //!
 //! Only a directory that carries [`REMOVABLE_MARK`] is ever removed, so a request cannot turn
 //! the waiting link against anything but a layer that asked to be deleted.
+//!
+//! The same socket carries `mntns --tty`'s pty master (crate::pty) to the waiting link, which
+//! proxies the caller's terminal to it from outside the container ([`Listener::read_message`]).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -61,7 +64,10 @@ impl Offer {
 
     /// In the parent, after the fork: keeps its end only.
     pub fn keep(self) -> Listener {
-        Listener { ours: self.ours }
+        Listener {
+            ours: self.ours,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -69,17 +75,64 @@ impl Offer {
 #[derive(Debug)]
 pub struct Listener {
     ours: OwnedFd,
+    /// Removal requests read while the container ran, carried out at its end.
+    pending: Vec<PathBuf>,
+}
+
+/// What [`Listener::read_message`] read.
+#[derive(Debug)]
+pub enum Message {
+    /// A pty master sent by `mntns --tty` (checked to be one).
+    Terminal(OwnedFd),
+    /// A removal request, kept for [`Listener::run_requests`], or nothing to read now.
+    Other,
+    /// Every holder of the other end is gone (the links have executed COMMAND).
+    Closed,
 }
 
 impl Listener {
+    /// The socket, to poll while the container runs.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ours.as_fd()
+    }
+
+    /// Reads one message now (the socket is non-blocking).
+    pub fn read_message(&mut self) -> Message {
+        match crate::pty::recv_with_fd(self.ours.as_fd()) {
+            Ok((bytes, Some(fd))) if bytes == crate::pty::MASTER_MESSAGE => {
+                if crate::pty::is_master(fd.as_fd()) {
+                    Message::Terminal(fd)
+                } else {
+                    report::warning("ignored a terminal that is not a pty master");
+                    Message::Other
+                }
+            }
+            Ok((bytes, _)) if bytes.is_empty() => Message::Closed,
+            Ok((bytes, _)) => {
+                self.pending.push(PathBuf::from(OsStr::from_bytes(&bytes)));
+                Message::Other
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Message::Other,
+            Err(_) => Message::Closed,
+        }
+    }
+
+    /// Tells the link that sent a pty master that its terminal is set up.
+    pub fn terminal_ready(&self) -> io::Result<()> {
+        crate::pty::send_ready(self.ours.as_fd())
+    }
+
     /// Once the container has ended: carries out every request it made.
     pub fn run_requests(self) {
         let mut buf = [0u8; 4096];
+        let mut requests = self.pending;
         while let Ok(n) = recv(self.ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
             if n == 0 {
                 break;
             }
-            let dir = PathBuf::from(OsStr::from_bytes(&buf[..n]));
+            requests.push(PathBuf::from(OsStr::from_bytes(&buf[..n])));
+        }
+        for dir in requests {
             if !removable(&dir) {
                 report::warning(format_args!(
                     "ignored a request to remove {}: not a directory marked for removal",

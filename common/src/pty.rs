@@ -305,8 +305,10 @@ impl Proxy {
                 }
                 None
             }
+            // A SIGPIPE of our own write (the caller's output is gone) is not the user's.
+            _ if info.ssi_pid == std::process::id() => None,
             signal => {
-                // SAFETY: kill takes a pid and a signal number.
+                // SAFETY: kill takes a pid (or -pgid) and a signal number.
                 unsafe { libc::kill(target.as_raw(), signal) };
                 None
             }
