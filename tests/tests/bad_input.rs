@@ -111,7 +111,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("mntns", &["--cap-add", ""]),
     ("mntns", &["--join", "/proc/self/ns/net"]),
     // --tty has no value, but no place in a join (nsps exec -t does that).
-    ("mntns", &["--join", "1", "--tty"]),
+    ("mntns", &["--join", "/proc/self/ns/mnt", "--tty"]),
     ("mntns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("mntns", &["--name", "bad/name"]),
     ("mntns", &["--info-fd", "990"]),
