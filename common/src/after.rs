@@ -16,14 +16,14 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
 
+use crate::channel::{self, Channel, RecvError};
 use crate::{debug, report};
 
 /// The variable that names the handed-down socket (its fd number).
@@ -32,32 +32,33 @@ pub const VAR: &str = "NSCHAIN_AFTER_FD";
 pub const REMOVABLE_MARK: &str = ".rm";
 const TRASH_PREFIX: &str = ".trash-";
 
+/// What a later link asks of the waiting side.
+#[derive(Debug, Serialize, Deserialize)]
+enum AfterRequest {
+    /// Remove this directory (marked with [`REMOVABLE_MARK`]) once the container has ended.
+    Remove(PathBuf),
+    /// Proxy this pty master (attached) to the caller's terminal (`mntns --tty`).
+    Terminal,
+}
+
 /// The waiting side's offer, made before its fork.
 #[derive(Debug)]
 pub struct Offer {
-    ours: OwnedFd,
-    theirs: OwnedFd,
+    ours: Channel,
+    theirs: Channel,
 }
 
 impl Offer {
-    /// A socket pair: one end stays with the waiting side, the other is handed down.
+    /// A channel: one end stays with the waiting side, the other is handed down.
     pub fn new() -> io::Result<Offer> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        )?;
+        let (ours, theirs) = channel::pair()?;
         Ok(Offer { ours, theirs })
     }
 
     /// In the child, before its exec: the next links inherit the socket, named in `VAR`.
     pub fn hand_down(self) -> io::Result<()> {
         drop(self.ours);
-        let fd = self.theirs.into_raw_fd();
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+        let fd = self.theirs.into_inheritable()?;
         crate::handdown::export(VAR, fd.to_string());
         Ok(())
     }
@@ -74,7 +75,7 @@ impl Offer {
 /// The waiting side, once the child has its end.
 #[derive(Debug)]
 pub struct Listener {
-    ours: OwnedFd,
+    ours: Channel,
     /// Removal requests read while the container ran, carried out at its end.
     pending: Vec<PathBuf>,
 }
@@ -84,7 +85,7 @@ pub struct Listener {
 pub enum Message {
     /// A pty master sent by `mntns --tty` (checked to be one).
     Terminal(OwnedFd),
-    /// A removal request, kept for [`Listener::run_requests`], or nothing to read now.
+    /// A removal request, kept for [`Listener::run_requests`], or a malformed message.
     Other,
     /// Every holder of the other end is gone (the links have executed COMMAND).
     Closed,
@@ -96,43 +97,59 @@ impl Listener {
         self.ours.as_fd()
     }
 
-    /// Reads one message now (the socket is non-blocking).
+    /// Reads one message (call it once the socket is readable).
     pub fn read_message(&mut self) -> Message {
-        match crate::pty::recv_with_fd(self.ours.as_fd()) {
-            Ok((bytes, Some(fd))) if bytes == crate::pty::MASTER_MESSAGE => {
-                if crate::pty::is_master(fd.as_fd()) {
-                    Message::Terminal(fd)
-                } else {
-                    report::warning("ignored a terminal that is not a pty master");
+        match self.ours.recv_with_fds::<AfterRequest>() {
+            Ok(Some((AfterRequest::Terminal, fds))) => match crate::pty::check_master(fds) {
+                Ok(master) => Message::Terminal(master),
+                Err(e) => {
+                    report::warning(format_args!("ignored a terminal of a later link: {e}"));
                     Message::Other
                 }
-            }
-            Ok((bytes, _)) if bytes.is_empty() => Message::Closed,
-            Ok((bytes, _)) => {
-                self.pending.push(PathBuf::from(OsStr::from_bytes(&bytes)));
+            },
+            Ok(Some((AfterRequest::Remove(dir), _))) => {
+                self.pending.push(dir);
                 Message::Other
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Message::Other,
-            Err(_) => Message::Closed,
+            Ok(None) => Message::Closed,
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Message::Other,
+            Err(RecvError::Io(_)) => Message::Closed,
+            Err(e) => {
+                report::warning(format_args!("ignored a request of a later link: {e}"));
+                Message::Other
+            }
         }
     }
 
     /// Tells the link that sent a pty master that its terminal is set up.
     pub fn terminal_ready(&self) -> io::Result<()> {
-        crate::pty::send_ready(self.ours.as_fd())
+        crate::pty::send_ready(&self.ours)
     }
 
-    /// Once the container has ended: carries out every request it made.
+    /// Once the container has ended: carries out every request it made (those queued; the
+    /// senders are gone or about to be).
     pub fn run_requests(self) {
-        let mut buf = [0u8; 4096];
-        let mut requests = self.pending;
-        while let Ok(n) = recv(self.ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-            if n == 0 {
-                break;
-            }
-            requests.push(PathBuf::from(OsStr::from_bytes(&buf[..n])));
+        if let Err(e) = self.ours.set_nonblocking() {
+            report::warning(format_args!(
+                "unable to read the requests of later links: {e}"
+            ));
+            return;
         }
-        for dir in requests {
+        let mut requests = self.pending.into_iter();
+        loop {
+            let queued = requests
+                .next()
+                .map(|dir| Ok(Some(AfterRequest::Remove(dir))));
+            let dir = match queued.unwrap_or_else(|| self.ours.recv::<AfterRequest>()) {
+                Ok(Some(AfterRequest::Remove(dir))) => dir,
+                Ok(Some(AfterRequest::Terminal)) => continue,
+                Ok(None) => break,
+                Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    report::warning(format_args!("ignored a request of a later link: {e}"));
+                    break;
+                }
+            };
             if !removable(&dir) {
                 report::warning(format_args!(
                     "ignored a request to remove {}: not a directory marked for removal",
@@ -149,28 +166,28 @@ impl Listener {
     }
 }
 
-/// The consuming side: takes the socket a waiting link offered, if any, and unexports it.
-pub fn take() -> Option<OwnedFd> {
+/// The consuming side: takes the channel a waiting link offered, if any, and unexports it.
+pub fn take() -> Option<Channel> {
     let value = std::env::var(VAR).ok()?;
     crate::handdown::unexport(VAR);
     let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
-    let stat = nix::sys::stat::fstat(fd).ok()?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return None;
-    }
-    // SAFETY: the fd was handed down to this link by name and is a socket; from here on this
-    // link owns it (and closes it).
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: the fd was handed down to this link by name and is open; from here on this
+    // link owns it (Channel::adopt checks that it is a socket, else it is closed).
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-    Some(fd)
+    Channel::adopt(fd).ok()
+}
+
+/// Hands the waiting link `mntns --tty`'s pty master, to proxy until the container ends; it
+/// answers [`crate::pty::TtyMessage::Ready`].
+pub fn send_terminal(after: &Channel, master: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    after.send_with_fds(&AfterRequest::Terminal, &[master])
 }
 
 /// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container
 /// has ended.
-pub fn request_removal(fd: &impl AsFd, dir: &Path) -> io::Result<()> {
-    let bytes = dir.as_os_str().as_bytes();
-    send(fd.as_fd().as_raw_fd(), bytes, MsgFlags::empty())?;
-    Ok(())
+pub fn request_removal(after: &Channel, dir: &Path) -> io::Result<()> {
+    after.send(&AfterRequest::Remove(dir.to_owned()))
 }
 
 /// Removes the layers under `parent` that were marked for removal but whose holder is gone

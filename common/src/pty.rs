@@ -7,8 +7,8 @@
 //! Ctrl-C, Ctrl-Z and job control act inside the container only, and nothing the container
 //! holds refers to the caller's terminal (a TIOCSTI there types into the container's pty).
 //!
-//! The master goes back to a process on the host side by SCM_RIGHTS ([`send_master`],
-//! [`recv_master`]), which proxies it to the caller's terminal ([`Proxy`]): raw mode on the
+//! The master goes back to a process on the host side by SCM_RIGHTS over a [`Channel`]
+//! ([`send_master`], [`recv_master`]), which proxies it to the caller's terminal ([`Proxy`]): raw mode on the
 //! caller's terminal while it runs (restored on every way out, [`RawMode`]), the window size
 //! copied at the start and on every SIGWINCH, bytes both ways with poll(2), the signals sent to
 //! it passed on, until the process it waits for ends.
@@ -16,15 +16,11 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
+use crate::channel::Channel;
 use crate::signals::SignalFd;
-
-/// The message that carries a master (its fd rides along as SCM_RIGHTS).
-pub const MASTER_MESSAGE: &[u8] = b"tty-master";
-/// The host side's answer once it has set the window size: the slave may now be used.
-pub const READY_MESSAGE: &[u8] = b"tty-ready";
 
 /// A new pty: the master to hand out, the slave for COMMAND.
 #[derive(Debug)]
@@ -81,76 +77,52 @@ pub fn is_master(fd: BorrowedFd<'_>) -> bool {
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
 }
 
-/// Sends `master` over the unix socket `socket`, as a [`MASTER_MESSAGE`].
-pub fn send_master(socket: BorrowedFd<'_>, master: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [master.as_raw_fd()];
-    let iov = [io::IoSlice::new(MASTER_MESSAGE)];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<UnixAddr>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
-    Ok(())
+/// What crosses the channel between the side that makes the pty and the side that proxies it
+/// (pidns's monitor gets the master as an `after` request instead, crate::after).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum TtyMessage {
+    /// The pty master rides along.
+    Master,
+    /// The proxying side has set the window size: the slave may be used.
+    Ready,
 }
 
-/// One message from `socket`: its bytes, and the first fd it carried (close-on-exec).
-pub fn recv_with_fd(socket: BorrowedFd<'_>) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut buf = [0u8; 4096];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<UnixAddr>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut fd = None;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for raw in fds {
-                // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
-            }
-        }
+/// Sends `master` over `channel`.
+pub fn send_master(channel: &Channel, master: BorrowedFd<'_>) -> io::Result<()> {
+    channel.send_with_fds(&TtyMessage::Master, &[master])
+}
+
+/// The one descriptor that came with a master message, checked to be a pty master.
+pub fn check_master(fds: Vec<OwnedFd>) -> io::Result<OwnedFd> {
+    let mut fds = fds.into_iter();
+    match (fds.next(), fds.next()) {
+        (Some(fd), None) if is_master(fd.as_fd()) => Ok(fd),
+        _ => Err(io::Error::other(
+            "the descriptor handed over is not one pty master",
+        )),
     }
-    let n = msg.bytes;
-    Ok((buf[..n].to_vec(), fd))
 }
 
 /// Receives a master sent by [`send_master`]; `None` when the other side ended without one.
-pub fn recv_master(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
-    let (bytes, fd) = recv_with_fd(socket)?;
-    match fd {
-        Some(fd) if bytes == MASTER_MESSAGE => {
-            if !is_master(fd.as_fd()) {
-                return Err(io::Error::other(
-                    "the descriptor handed over is not a pty master",
-                ));
-            }
-            Ok(Some(fd))
-        }
-        _ => Ok(None),
+pub fn recv_master(channel: &Channel) -> io::Result<Option<OwnedFd>> {
+    match channel.recv_with_fds::<TtyMessage>()? {
+        None => Ok(None),
+        Some((TtyMessage::Master, fds)) => check_master(fds).map(Some),
+        Some((TtyMessage::Ready, _)) => Err(io::Error::other("a pty master was expected")),
     }
 }
 
-/// Waits for [`READY_MESSAGE`] on `socket` (blocking); an error if anything else came.
-pub fn wait_ready(socket: BorrowedFd<'_>) -> io::Result<()> {
-    let mut buf = [0u8; 64];
-    // SAFETY: reads into a local buffer.
-    let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+/// Waits for [`TtyMessage::Ready`] on `channel`; an error if anything else came.
+pub fn wait_ready(channel: &Channel) -> io::Result<()> {
+    match channel.recv::<TtyMessage>()? {
+        Some(TtyMessage::Ready) => Ok(()),
+        _ => Err(io::Error::other("the host side did not take the terminal")),
     }
-    if &buf[..n as usize] != READY_MESSAGE {
-        return Err(io::Error::other("the host side did not take the terminal"));
-    }
-    Ok(())
 }
 
 /// Tells the side that sent the master that the terminal is ready.
-pub fn send_ready(socket: BorrowedFd<'_>) -> io::Result<()> {
-    nix::sys::socket::send(socket.as_raw_fd(), READY_MESSAGE, MsgFlags::empty())?;
-    Ok(())
+pub fn send_ready(channel: &Channel) -> io::Result<()> {
+    channel.send(&TtyMessage::Ready)
 }
 
 /// In the process about to exec COMMAND: a new session, `slave` as its controlling terminal
@@ -398,19 +370,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pty_is_made_and_its_master_passed_over_a_socket() {
+    fn a_pty_is_made_and_its_master_passed_over_a_channel() {
         let pty = open().unwrap();
         assert!(is_master(pty.master.as_fd()));
         assert!(!is_master(pty.slave.as_fd()));
-        let (a, b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        send_master(a.as_fd(), pty.master.as_fd()).unwrap();
-        let got = recv_master(b.as_fd()).unwrap().unwrap();
+        let (a, b) = crate::channel::pair().unwrap();
+        send_master(&a, pty.master.as_fd()).unwrap();
+        let got = recv_master(&b).unwrap().unwrap();
         // The same pty: what the slave writes comes out of the received master.
         // SAFETY: writes from a static buffer to our slave; reads into a local buffer.
         let n = unsafe {
@@ -420,9 +386,11 @@ mod tests {
         };
         assert_eq!(n, 2);
         // Something that is not a master is refused.
-        send_master(a.as_fd(), pty.slave.as_fd()).unwrap();
-        assert!(recv_master(b.as_fd()).is_err());
+        send_master(&a, pty.slave.as_fd()).unwrap();
+        assert!(recv_master(&b).is_err());
+        send_ready(&b).unwrap();
+        wait_ready(&a).unwrap();
         drop(a);
-        assert!(recv_master(b.as_fd()).unwrap().is_none());
+        assert!(recv_master(&b).unwrap().is_none());
     }
 }

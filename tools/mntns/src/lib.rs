@@ -67,6 +67,7 @@ use clap::Parser;
 use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
+use common::seccomp_policy::{self, Choice};
 use common::{debug, Context, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
@@ -186,6 +187,11 @@ pub struct Args {
     #[arg(long)]
     pub no_new_keyring: bool,
 
+    /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
+    /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
+    #[arg(long, value_name = "PROFILE", value_parser = parse_seccomp)]
+    pub seccomp: Option<Choice>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -203,6 +209,19 @@ fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
 
 fn parse_cap(text: &str) -> Result<CapSpec, String> {
     text.parse()
+}
+
+fn parse_seccomp(text: &str) -> Result<Choice, String> {
+    text.parse()
+}
+
+/// The profile COMMAND gets: `--seccomp`, else the default in a container, else none.
+fn seccomp_choice(args: &Args, container: bool) -> Choice {
+    match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None if container => Choice::Default,
+        None => Choice::Unconfined,
+    }
 }
 
 /// The new root, checked.
@@ -357,14 +376,16 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let container = plan.root.is_some();
     let mut entry = new_entry(&args, container);
     if args.tty {
-        let (socket, proxy) = tty::proxy_socket(after.as_ref())?;
-        if proxy.is_some() {
-            // The child goes on: it is the one registered.
+        let link = tty::proxy_link(after.as_ref())?;
+        if let tty::ProxyLink::Own(_, proxy) = &link {
+            // The child goes on: it is the one registered, and dies with the proxy.
             host_pid = common::procfs::own_pid();
+            entry.waiter = Some(*proxy);
         }
-        entry.tty = Some(socket);
-        entry.waiter = proxy;
+        entry.tty = Some(link);
     }
+    let seccomp = seccomp_choice(&args, container);
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     // Checked before anything changes; opened again in the new namespace below.
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
@@ -397,6 +418,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
+    if container || args.seccomp.is_some() {
+        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
+    }
     link.finish(host_pid, extra)?;
 
     enter_root(&args, root, container)?;
@@ -422,7 +446,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
 struct HandedDown {
     trees: idmap::Trees,
     sysfs: Option<OwnedFd>,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
 }
 
 impl HandedDown {
@@ -510,6 +534,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         notice: None,
         waiter: None,
         tty: None,
+        profile: None,
     }
 }
 
@@ -724,7 +749,7 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
 /// the layer instead.
 fn release_layer(
     rm: bool,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
     layer: &Option<overlay::Layer>,
     cleaner: Option<overlay::Cleaner>,
 ) {
@@ -888,7 +913,14 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         notice: None,
         waiter: None,
         tty: None,
+        profile: None,
     };
+    // The container's own profile, unless --seccomp chooses another.
+    let seccomp = match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None => join::seccomp_profile(link),
+    };
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {
         // The same guard as the container's own processes (said when it started).

@@ -19,37 +19,42 @@
 //! COMMAND then leads a new session whose controlling terminal is the slave: Ctrl-C, Ctrl-Z and
 //! job control act in the container, and nothing there refers to the caller's terminal.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
+use common::channel::{self, Channel};
 use common::pty::{self, Proxy};
 use common::signals::{self, SignalFd};
 use common::{debug, Fatal};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
 
-/// Where the master goes: the socket to the proxy, and the proxy's pid when mntns forked it
-/// (COMMAND dies with it).
-pub fn proxy_socket(after: Option<&OwnedFd>) -> Result<(OwnedFd, Option<Pid>), Fatal> {
+/// The process that proxies, and the channel to it.
+#[derive(Debug)]
+pub enum ProxyLink {
+    /// pidns's monitor, through the channel for work after the container.
+    Monitor(Channel),
+    /// The process mntns forked (COMMAND dies with it).
+    Own(Channel, Pid),
+}
+
+/// Where the master goes: pidns's monitor when there is one, else a process forked here.
+pub fn proxy_link(after: Option<&Channel>) -> Result<ProxyLink, Fatal> {
     if let Some(after) = after {
         debug::note("--tty: pidns's monitor proxies the terminal");
-        let socket = after
-            .try_clone()
-            .map_err(|e| Fatal::from(e).context("unable to keep the socket to pidns"))?;
-        return Ok((socket, None));
+        let channel = after
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(Channel::adopt)
+            .map_err(|e| Fatal::from(e).context("unable to keep the channel to pidns"))?;
+        return Ok(ProxyLink::Monitor(channel));
     }
-    fork_proxy().map(|(socket, proxy)| (socket, Some(proxy)))
+    fork_proxy().map(|(channel, proxy)| ProxyLink::Own(channel, proxy))
 }
 
 /// Forks; returns in the child only, with its end of the socket and the proxy's pid. The parent
 /// proxies the terminal and exits with the child's status.
-fn fork_proxy() -> Result<(OwnedFd, Pid), Fatal> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))?;
+fn fork_proxy() -> Result<(Channel, Pid), Fatal> {
+    let (ours, theirs) =
+        channel::pair().map_err(|e| Fatal::from(e).context("unable to create a channel"))?;
     // Blocked before the fork, so that none is lost before the signalfd reads them.
     let taken = signals::Set::taken_over();
     let sigchld = signals::default_sigchld()
@@ -71,7 +76,7 @@ fn fork_proxy() -> Result<(OwnedFd, Pid), Fatal> {
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            crate::waiter::shed(&[signalfd.raw(), ours.as_raw_fd()]);
+            crate::waiter::shed(&[signalfd.raw(), ours.as_fd().as_raw_fd()]);
             let code = proxy_until_exit(child, &ours, &signalfd);
             // SAFETY: _exit ends the proxy without running destructors: the fds shed closed
             // by number must not be closed again by their owners.
@@ -80,15 +85,15 @@ fn fork_proxy() -> Result<(OwnedFd, Pid), Fatal> {
     }
 }
 
-fn proxy_until_exit(child: Pid, socket: &OwnedFd, signalfd: &SignalFd) -> u8 {
-    let proxy = match pty::recv_master(socket.as_fd()) {
+fn proxy_until_exit(child: Pid, channel: &Channel, signalfd: &SignalFd) -> u8 {
+    let proxy = match pty::recv_master(channel) {
         Ok(Some(master)) => Proxy::new(master, true),
         // The child failed before it made the pty (it said why): its status.
         Ok(None) => return signals::forward_until_exit(child, child, signalfd),
         Err(e) => Err(e),
     };
     match proxy {
-        Ok(proxy) if pty::send_ready(socket.as_fd()).is_ok() => proxy.run(child, child, signalfd),
+        Ok(proxy) if pty::send_ready(channel).is_ok() => proxy.run(child, child, signalfd),
         Ok(_) => signals::forward_until_exit(child, child, signalfd),
         Err(e) => {
             common::report::warning(format_args!(
@@ -101,12 +106,21 @@ fn proxy_until_exit(child: Pid, socket: &OwnedFd, signalfd: &SignalFd) -> u8 {
 
 /// In mntns, right before the exec: the pty of the container's devpts, its master to the
 /// proxy, the slave as COMMAND's stdio and controlling terminal in a session of its own.
-pub fn take_terminal(socket: &OwnedFd) -> Result<(), Fatal> {
+pub fn take_terminal(link: &ProxyLink) -> Result<(), Fatal> {
     let made = debug::step("open /dev/pts/ptmx", pty::open)
         .map_err(|e| Fatal::from(e).context("unable to open a pty in the container"))?;
     debug::step("hand the pty master to the proxy", || {
-        pty::send_master(socket.as_fd(), made.master.as_fd())?;
-        pty::wait_ready(socket.as_fd())
+        let channel = match link {
+            ProxyLink::Monitor(channel) => {
+                common::after::send_terminal(channel, made.master.as_fd())?;
+                channel
+            }
+            ProxyLink::Own(channel, _) => {
+                pty::send_master(channel, made.master.as_fd())?;
+                channel
+            }
+        };
+        pty::wait_ready(channel)
     })
     .map_err(|e| Fatal::from(e).context("unable to hand the pty to the host side"))?;
     drop(made.master);

@@ -18,9 +18,9 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use common::channel::Channel;
 use common::cli::Status;
 use common::info::Record;
 use common::ns::{self, Namespace, NsFile};
@@ -53,7 +53,7 @@ const SETTLE: Duration = Duration::from_secs(5);
 
 /// Runs COMMAND inside the chain and returns its status. `tty`: the socket to the host side of
 /// `nsps exec -t` (pty.rs), which gets the pty made in the container.
-pub fn exec(name: &str, command: Vec<OsString>, tty: Option<OwnedFd>) -> Result<Status, Fatal> {
+pub fn exec(name: &str, command: Vec<OsString>, tty: Option<Channel>) -> Result<Status, Fatal> {
     // The joined child runs this binary until its exec: from a sealed copy, not the host's.
     crate::seal::reexec()?;
     // This process holds the host's /proc and namespace files until the fork: nothing may
@@ -112,11 +112,13 @@ pub fn exec(name: &str, command: Vec<OsString>, tty: Option<OwnedFd>) -> Result<
         common::setuid_guard::install()?;
     }
     let filter = creds.filtered || seccomp_recorded(&records);
-    creds.apply(filter)?;
+    let profile =
+        common::seccomp_policy::build(&recorded_profile(&records), creds.bounding_names())?;
+    creds.apply(filter, profile.as_ref())?;
     // With COMMAND's credentials, in the container's root: its devpts, its user's pty.
     let terminal = tty.is_some();
-    if let Some(socket) = tty {
-        crate::pty::container_side(socket)?;
+    if let Some(channel) = tty {
+        crate::pty::container_side(channel)?;
     }
     crate::spawn::run(command, leader, terminal)
 }
@@ -126,6 +128,16 @@ fn setuid_guarded(records: &[Record]) -> bool {
     records
         .iter()
         .any(|r| r.ns.kind == "mnt" && r.created && r.extra.contains_key("setuid_guard"))
+}
+
+/// The seccomp profile the chain's mount link recorded for its container (none recorded:
+/// no new root, so none).
+fn recorded_profile(records: &[Record]) -> common::seccomp_policy::Choice {
+    records
+        .iter()
+        .filter(|r| r.ns.kind == "mnt" && r.created)
+        .find_map(|r| common::seccomp_policy::recorded(&r.extra))
+        .unwrap_or(common::seccomp_policy::Choice::Unconfined)
 }
 
 /// Whether the chain's mount link recorded that its container got the seccomp filter.

@@ -14,26 +14,21 @@
 //! login's terminal does.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
+use common::channel::{self, Channel};
 use common::cli::Status;
 use common::pty::{self, Proxy};
 use common::signals::{self, SignalFd};
 use common::{debug, Fatal};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
 
 /// Runs COMMAND in the chain on a pty of the container's; `input`: copy stdin to it (`-i`).
 pub fn exec(name: &str, command: Vec<OsString>, input: bool) -> Result<Status, Fatal> {
     // Before the fork: the joiner must run from the sealed copy too, socket in hand.
     crate::seal::reexec()?;
-    let (host, container) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))?;
+    let (host, container) =
+        channel::pair().map_err(|e| Fatal::from(e).context("unable to create a channel"))?;
     // Blocked before the fork, so that none is lost before the proxy reads them.
     let taken = signals::Set::taken_over();
     let sigchld = signals::default_sigchld()
@@ -61,11 +56,11 @@ pub fn exec(name: &str, command: Vec<OsString>, input: bool) -> Result<Status, F
 /// Receives the master and proxies it until the joiner (and so COMMAND) has ended.
 fn host_side(
     joiner: Pid,
-    socket: &OwnedFd,
+    socket: &Channel,
     signalfd: &SignalFd,
     input: bool,
 ) -> Result<Status, Fatal> {
-    let master = match pty::recv_master(socket.as_fd()) {
+    let master = match pty::recv_master(socket) {
         Ok(Some(master)) => master,
         // The joiner failed before it made the pty: it said why on stderr; its status.
         Ok(None) => return Ok(wait(joiner)),
@@ -79,7 +74,7 @@ fn host_side(
     // An error here drops the socket: the joiner, waiting for READY, gives up.
     let proxy = Proxy::new(master, input)
         .map_err(|e| Fatal::from(e).context("unable to set up the terminal"))?;
-    pty::send_ready(socket.as_fd())
+    pty::send_ready(socket)
         .map_err(|e| Fatal::from(e).context("unable to start the container's terminal"))?;
     Ok(proxy.run(joiner, joiner, signalfd))
 }
@@ -94,17 +89,17 @@ fn wait(child: Pid) -> Status {
 
 /// In the joiner, with the container's root and credentials: makes the pty, hands its master
 /// to the host side, and once that side is ready makes the slave this process's stdio.
-pub fn container_side(socket: OwnedFd) -> Result<(), Fatal> {
+pub fn container_side(socket: Channel) -> Result<(), Fatal> {
     let made = debug::step("open /dev/pts/ptmx in the container", pty::open)
         .map_err(|e| Fatal::from(e).context("unable to open a pty in the container"))?;
-    pty::send_master(socket.as_fd(), made.master.as_fd())
+    pty::send_master(&socket, made.master.as_fd())
         .map_err(|e| Fatal::from(e).context("unable to hand the pty to nsps"))?;
     drop(made.master);
-    pty::wait_ready(socket.as_fd())
+    pty::wait_ready(&socket)
         .map_err(|e| Fatal::from(e).context("unable to hand the pty to nsps"))?;
     drop(socket);
     for fd in 0..3 {
-        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&made.slave), fd)
+        nix::unistd::dup2(made.slave.as_raw_fd(), fd)
             .map_err(|e| Fatal::from(e).context("unable to use the pty"))?;
     }
     Ok(())
