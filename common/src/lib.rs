@@ -39,6 +39,7 @@ pub mod logfile;
 pub mod ns;
 pub mod pin;
 pub mod procfs;
+pub mod pty;
 pub mod report;
 pub mod seccomp;
 pub mod seccomp_policy;

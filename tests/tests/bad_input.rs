@@ -112,6 +112,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("mntns", &["--cap-drop", "nope"]),
     ("mntns", &["--cap-add", ""]),
     ("mntns", &["--join", "/proc/self/ns/net"]),
+    // --tty has no value, but no place in a join (nsps exec -t does that).
+    ("mntns", &["--join", "/proc/self/ns/mnt", "--tty"]),
     ("mntns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("mntns", &["--name", "bad/name"]),
     ("mntns", &["--info-fd", "990"]),
@@ -189,6 +191,8 @@ const NSPS_CASES: &[&[&str]] = &[
     &["bad/name"],
     &["exec", "bad/name", "--"],
     &["exec", "no-such-chain", "--"],
+    &["exec", "-t", "no-such-chain", "--"],
+    &["exec", "-it", "no-such-chain", "--"],
     &["rm", "bad/name"],
     &["rm", "../x"],
     &["rm", "-f", "no-such-chain"],

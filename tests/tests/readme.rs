@@ -372,7 +372,7 @@ fn plan() -> Vec<Group> {
                 prints("nsps --json", "\"name\": \"web1\""),
                 prints("nsps --all", "running"),
                 prints("nsps exec web1 -- ps", "nginx"),
-                serve("nsps exec web1 -- sh", "sh"),
+                serve("nsps exec -it web1 -- sh", "sh"),
                 serve(
                     "userns --join web1 -- ipcns --join web1 -- utsns --join web1 -- pidns --join web1 -- mntns --join web1 -- sh",
                     "sh",

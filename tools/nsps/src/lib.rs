@@ -5,6 +5,7 @@ mod enter;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod pty;
 mod render;
 mod seal;
 mod session;
@@ -26,7 +27,7 @@ use common::{chain, Context, Fatal, Next};
     subcommand_value_name = "SUBCOMMAND",
     subcommand_help_heading = "Subcommands",
     disable_help_subcommand = true,
-    after_help = "Examples:\n  nsps                      list running chains (like docker ps)\n  nsps --all                also the stopped ones that kept a layer or a log\n  nsps web1                 one chain in full, with its PID mapping\n  nsps --json               the same, for scripts\n  nsps exec web1 -- sh      a shell inside web1 (like docker exec)\n  nsps logs -f web1         follow what a detached chain writes (like docker logs -f)\n  nsps stop web1            SIGTERM, SIGKILL after 10 s, return once it is gone\n  nsps rm web1              delete web1's kept overlay layer and log once it has stopped"
+    after_help = "Examples:\n  nsps                      list running chains (like docker ps)\n  nsps --all                also the stopped ones that kept a layer or a log\n  nsps web1                 one chain in full, with its PID mapping\n  nsps --json               the same, for scripts\n  nsps exec -it web1 -- sh  a shell on a terminal inside web1 (like docker exec -it)\n  nsps logs -f web1         follow what a detached chain writes (like docker logs -f)\n  nsps stop web1            SIGTERM, SIGKILL after 10 s, return once it is gone\n  nsps rm web1              delete web1's kept overlay layer and log once it has stopped"
 )]
 pub struct Args {
     /// Print JSON instead of a table
@@ -50,6 +51,13 @@ pub enum Action {
     /// Run COMMAND inside a running chain: its namespaces and root, and its payload's user,
     /// capabilities, no_new_privs and seccomp filter (never more than the container has)
     Exec {
+        /// Give COMMAND a terminal of the container's own (a pty of its /dev/pts), proxied to
+        /// this one: window size, Ctrl-C and job control inside (like `docker exec -t`)
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Keep stdin attached (without it COMMAND reads /dev/null, like `docker exec -i`)
+        #[arg(short = 'i', long)]
+        interactive: bool,
         #[arg(value_name = "NAME", value_parser = chain::parse_name)]
         name: String,
         /// Command to run (default: $SHELL, else /bin/sh)
@@ -105,9 +113,32 @@ pub fn run(args: Args, _cx: &mut Context) -> Result<Next, Fatal> {
     run_action(args).map(Next::Exit)
 }
 
+/// Without `-i`, COMMAND reads /dev/null, not the caller's stdin (as `docker exec`).
+fn detach_stdin() -> Result<(), Fatal> {
+    let null = std::fs::File::open("/dev/null")
+        .map_err(|e| Fatal::from(e).context("unable to open /dev/null"))?;
+    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0)
+        .map_err(|e| Fatal::from(e).context("unable to detach stdin"))?;
+    Ok(())
+}
+
 fn run_action(args: Args) -> Result<Status, Fatal> {
     match args.action {
-        Some(Action::Exec { name, command }) => enter::exec(&name, command),
+        Some(Action::Exec {
+            tty,
+            interactive,
+            name,
+            command,
+        }) => {
+            if tty {
+                pty::exec(&name, command, interactive)
+            } else {
+                if !interactive {
+                    detach_stdin()?;
+                }
+                enter::exec(&name, command, None)
+            }
+        }
         Some(Action::Rm { name, force }) => lifecycle::rm(&name, force),
         Some(Action::Logs {
             follow,

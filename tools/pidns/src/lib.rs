@@ -127,7 +127,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         return Err(fatal);
     }
     debug::note(format_args!("container started: PID 1 is {pid}"));
-    let code = monitor::watch(pid, target, &monitor.signalfd);
+    let code = monitor::watch(pid, target, &monitor.signalfd, monitor.after.as_mut());
     monitor.finish(&link, &args, pid, code);
     Ok(Next::Exit(code))
 }
