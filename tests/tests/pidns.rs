@@ -203,7 +203,13 @@ fn the_init_sheds_mounts_capabilities_and_the_callers_fds() {
     let (mut monitor, status) = spawn_with_status(state.path(), &["--", "sleep", "1000"]);
     let init = init_pid(&status);
     let sleep = wait_for_child(init, "sleep");
-    // Only CAP_KILL (bit 5), kept to signal a COMMAND that changed user.
+    // Only CAP_KILL (bit 5), kept to signal a COMMAND that changed user. The init sheds after
+    // its fork of COMMAND: wait for it to settle (bounded), then judge.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status_field(init, "CapEff") != "0000000000000020" && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(status_field(init, "CapEff"), "0000000000000020");
     assert_eq!(status_field(init, "CapBnd"), "0000000000000020");
     // Its root is an empty read-only tmpfs (a chroot into a detached one, or a mount namespace
