@@ -27,14 +27,15 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Parses `USER:PASS` as given to `--creds` (the password may contain colons).
+    /// Parses `USER:PASS` as given to `--creds` (the password may contain colons). The error
+    /// never repeats the text: it holds a password.
     pub fn parse(creds: &str) -> Result<Self> {
         match creds.split_once(':') {
             Some((user, password)) if !user.is_empty() => Ok(Self {
                 user: user.to_owned(),
                 password: password.to_owned(),
             }),
-            _ => bail!("invalid --creds {creds:?}: expected USER:PASSWORD"),
+            _ => bail!("expected USER:PASSWORD"),
         }
     }
 

@@ -202,6 +202,8 @@ impl Client {
         let code = error_code(response);
         if status == StatusCode::NOT_FOUND {
             return Err(Refused::NotFound {
+                registry: self.registry.clone(),
+                repository: self.repository.clone(),
                 what: what.to_owned(),
                 code,
             }

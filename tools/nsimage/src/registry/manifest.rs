@@ -81,7 +81,7 @@ impl Platform {
             !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
-            bail!("invalid --platform {text:?}: expected OS/ARCH[/VARIANT], e.g. linux/arm64");
+            bail!("expected OS/ARCH[/VARIANT], e.g. linux/arm64");
         }
         Ok(Self {
             os: parts[0].to_owned(),

@@ -1,11 +1,11 @@
 //! Pulling from registries that speak the OCI distribution API: the client ([`client`]),
 //! credentials and auth challenges ([`auth`]), manifest kinds and platform choice
-//! ([`manifest`]), and the digest check every blob passes while it streams ([`verify`]).
+//! ([`manifest`]), and the size every blob is held to while it streams ([`sized`]).
 
 pub mod auth;
 pub mod client;
 pub mod manifest;
-pub mod verify;
+pub mod sized;
 
 pub use client::{Client, Options};
 
@@ -23,6 +23,10 @@ pub enum Refused {
     },
     /// 404: the manifest, blob or repository is unknown.
     NotFound {
+        /// The registry's API host.
+        registry: String,
+        /// The repository asked for.
+        repository: String,
         /// `manifest TAG`, `blob DIGEST`.
         what: String,
         /// The registry's error code (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`).
@@ -46,11 +50,17 @@ impl std::fmt::Display for Refused {
                 f,
                 "unauthorized: {registry} requires authentication for {repository} (or it does not exist)"
             ),
-            Refused::NotFound { what, code } => match code.as_deref() {
-                Some("NAME_UNKNOWN") => write!(f, "repository unknown"),
-                Some("MANIFEST_UNKNOWN") => write!(f, "manifest unknown: {what}"),
-                Some("BLOB_UNKNOWN") => write!(f, "blob unknown: {what}"),
-                _ => write!(f, "not found: {what}"),
+            Refused::NotFound {
+                registry,
+                repository,
+                what,
+                code,
+            } => match code.as_deref() {
+                Some("NAME_UNKNOWN") => {
+                    write!(f, "repository {repository} not found on {registry}")
+                }
+                Some(code) => write!(f, "{what} not found in {registry}/{repository} ({code})"),
+                None => write!(f, "{what} not found in {registry}/{repository}"),
             },
         }
     }

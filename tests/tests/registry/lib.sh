@@ -1,0 +1,70 @@
+# Shell helpers for the registry tests, sourced by scripts that run inside a throwaway host
+# network namespace (lo up) as root. Everything lives under $WORK.
+
+REG_DIR=$(dirname "${BASH_SOURCE[0]}")
+
+# A reproducible tar of a directory (root-owned entries, fixed mtimes).
+tar_dir() { tar -C "$1" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$2" .; }
+
+# start_registry PORT [basic HTPASSWD | token REALM ISSUER CERT] : docker-registry on
+# 127.0.0.1:PORT, storage under $WORK/reg-PORT.
+start_registry() {
+  local port=$1 mode=${2:-none}
+  local dir=$WORK/reg-$port
+  mkdir -p "$dir/storage"
+  {
+    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n'
+    printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$dir/storage"
+    printf 'http:\n  addr: 127.0.0.1:%s\n' "$port"
+    case $mode in
+      basic) printf 'auth:\n  htpasswd:\n    realm: test\n    path: %s\n' "$3" ;;
+      token) printf 'auth:\n  token:\n    realm: %s\n    service: test-registry\n    issuer: %s\n    rootcertbundle: %s\n' "$3" "$4" "$5" ;;
+    esac
+  } >"$dir/config.yml"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  wait_for curl -s -o /dev/null "http://127.0.0.1:$port/v2/" || { cat "$dir/log" >&2; return 1; }
+}
+
+# A self-signed certificate and key: $WORK/tls.crt, $WORK/tls.key (CN 127.0.0.1).
+make_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+}
+
+# build_layout DIR: an OCI layout with the test images, all from busybox-static:
+#   busybox   one gzip layer: busybox and its applets; CMD, ENV and WORKDIR set
+#   multi     three layers: that base (gzip), /data/a and /data/b (zstd), /data/b deleted and
+#             /data/c added (gzip)
+#   amd64, arm64  one image each (a file /arch naming it); multiarch: their image index
+build_layout() {
+  local out=$1 r=$WORK/rootfs
+  mkdir -p "$r/bin" "$r/srv" "$WORK/l2/data" "$WORK/l3/data" "$WORK/arch"
+  cp /bin/busybox "$r/bin/busybox"
+  for a in sh echo cat ls env pwd id sleep true; do ln -sf busybox "$r/bin/$a"; done
+  echo hello-from-image >"$r/srv/greeting"
+  tar_dir "$r" "$WORK/base.tar"
+  echo a >"$WORK/l2/data/a"; echo b >"$WORK/l2/data/b"; tar_dir "$WORK/l2" "$WORK/l2.tar"
+  : >"$WORK/l3/data/.wh.b"; echo c >"$WORK/l3/data/c"; tar_dir "$WORK/l3" "$WORK/l3.tar"
+  local mk="python3 $REG_DIR/mkimage.py"
+  $mk image "$out" busybox --cmd '["sh","-c","echo $GREETING from $(pwd)"]' \
+    --env PATH=/bin --env GREETING=hi --workdir /srv "$WORK/base.tar"
+  $mk image "$out" multi "$WORK/base.tar" "$WORK/l2.tar:zstd" "$WORK/l3.tar"
+  for arch in amd64 arm64; do
+    echo "$arch" >"$WORK/arch/arch"; tar_dir "$WORK/arch" "$WORK/$arch.tar"
+    $mk image "$out" "$arch" --arch "$arch" "$WORK/base.tar" "$WORK/$arch.tar"
+  done
+  $mk index "$out" multiarch amd64 arm64
+}
+
+# push LAYOUT TAG DEST [skopeo args...]: copies one image (or index, with --all) to a registry.
+push() {
+  local layout=$1 tag=$2 dest=$3; shift 3
+  skopeo copy -q --dest-tls-verify=false "$@" "oci:$layout:$tag" "docker://$dest"
+}
+
+# push_all LAYOUT HOST:PORT [skopeo args...]: every test image to HOST:PORT/test/NAME:1.
+push_all() {
+  local layout=$1 reg=$2; shift 2
+  for t in busybox multi; do push "$layout" "$t" "$reg/test/$t:1" "$@"; done
+  push "$layout" multiarch "$reg/test/multiarch:1" --all "$@"
+}
