@@ -6,23 +6,25 @@ REG_DIR=$(dirname "${BASH_SOURCE[0]}")
 # A reproducible tar of a directory (root-owned entries, fixed mtimes).
 tar_dir() { tar -C "$1" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$2" .; }
 
-# start_registry PORT [basic HTPASSWD | token REALM ISSUER CERT] : docker-registry on
+# start_registry PORT [basic HTPASSWD | token REALM ISSUER CERT | tls] : docker-registry on
 # 127.0.0.1:PORT, storage under $WORK/reg-PORT.
 start_registry() {
   local port=$1 mode=${2:-none}
   local dir=$WORK/reg-$port
   mkdir -p "$dir/storage"
   {
-    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n'
+    printf 'version: 0.1\nlog:\n  level: error\n'
     printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$dir/storage"
     printf 'http:\n  addr: 127.0.0.1:%s\n' "$port"
+    [ "$mode" = tls ] && printf '  tls:\n    certificate: %s\n    key: %s\n' "$WORK/tls.crt" "$WORK/tls.key"
     case $mode in
       basic) printf 'auth:\n  htpasswd:\n    realm: test\n    path: %s\n' "$3" ;;
       token) printf 'auth:\n  token:\n    realm: %s\n    service: test-registry\n    issuer: %s\n    rootcertbundle: %s\n' "$3" "$4" "$5" ;;
     esac
   } >"$dir/config.yml"
   docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  wait_for curl -s -o /dev/null "http://127.0.0.1:$port/v2/" || { cat "$dir/log" >&2; return 1; }
+  local scheme=http; [ "$mode" = tls ] && scheme=https
+  wait_for curl -sk -o /dev/null "$scheme://127.0.0.1:$port/v2/" || { cat "$dir/log" >&2; return 1; }
 }
 
 # A self-signed certificate and key: $WORK/tls.crt, $WORK/tls.key (CN 127.0.0.1).
@@ -68,3 +70,14 @@ push_all() {
   for t in busybox multi; do push "$layout" "$t" "$reg/test/$t:1" "$@"; done
   push "$layout" multiarch "$reg/test/multiarch:1" --all "$@"
 }
+
+# try NAME CMD...: runs CMD with stdout in $WORK/NAME.out and stderr in $WORK/NAME.err, and
+# prints NAME=STATUS (a failure does not end the script).
+try() {
+  local name=$1 rc=0; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  echo "$name=$rc"
+}
+
+# blob_gets PORT REPO: how many blob downloads the registry on PORT served for REPO so far.
+blob_gets() { grep -c "\"GET /v2/$2/blobs/" "$WORK/reg-$1/log" || true; }

@@ -1,6 +1,9 @@
 //! `nsimage`: the image store manager. Loads, imports, lists, inspects, tags and removes
 //! OCI images in nschain's store (an OCI image layout, `common::image`).
 
+pub mod progress;
+pub mod pull;
+pub mod registry;
 pub mod store;
 
 use clap::{Parser, Subcommand};
@@ -23,11 +26,7 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Action {
     /// Pull an image from a registry
-    Pull {
-        /// Image reference (nginx, docker.io/library/nginx:1.25, host:5000/a/b@sha256:...)
-        #[arg(value_name = "REF")]
-        reference: String,
-    },
+    Pull(pull::PullArgs),
 }
 
 pub fn run(args: Args, _cx: &mut Context) -> Result<Next, Fatal> {
@@ -36,6 +35,9 @@ pub fn run(args: Args, _cx: &mut Context) -> Result<Next, Fatal> {
 
 fn run_action(args: Args) -> Result<Status, Fatal> {
     match args.action {
-        Action::Pull { .. } => Err(Fatal::new("pull: not yet")),
+        Action::Pull(args) => {
+            pull::run(&store::Store::open_default()?, &args)?;
+            Ok(0)
+        }
     }
 }

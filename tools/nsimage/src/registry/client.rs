@@ -81,7 +81,12 @@ impl Client {
     pub fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Option<String>)> {
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let mut response = self.get(&path, Some(super::manifest::ACCEPT))?;
-        self.expect_ok(&mut response, &format!("manifest {reference}"))?;
+        let what = if reference.contains(':') {
+            format!("manifest {reference}")
+        } else {
+            format!("tag {reference}")
+        };
+        self.expect_ok(&mut response, &what)?;
         let content_type = header(&response, "content-type");
         let body = response
             .body_mut()
@@ -225,7 +230,16 @@ impl Client {
     }
 
     fn unreachable(&self, e: &ureq::Error) -> anyhow::Error {
-        anyhow!("unable to reach registry {}: {}", self.registry, describe(e))
+        let tls = matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_));
+        let advice = match (tls, self.base.starts_with("https:")) {
+            (true, true) => " (a plain-HTTP registry needs --tls-verify=false; a private CA, --cert-dir)",
+            _ => "",
+        };
+        anyhow!(
+            "unable to reach registry {}: {}{advice}",
+            self.registry,
+            describe(e)
+        )
     }
 }
 

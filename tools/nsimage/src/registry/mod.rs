@@ -59,7 +59,11 @@ impl std::fmt::Display for Refused {
                 Some("NAME_UNKNOWN") => {
                     write!(f, "repository {repository} not found on {registry}")
                 }
-                Some(code) => write!(f, "{what} not found in {registry}/{repository} ({code})"),
+                Some(code) => write!(
+                    f,
+                    "{what} not found in {registry}/{repository} ({})",
+                    code.to_lowercase().replace('_', " ")
+                ),
                 None => write!(f, "{what} not found in {registry}/{repository}"),
             },
         }
