@@ -27,10 +27,16 @@ start_registry() {
   wait_for curl -sk -o /dev/null "$scheme://127.0.0.1:$port/v2/" || { cat "$dir/log" >&2; return 1; }
 }
 
-# A self-signed certificate and key: $WORK/tls.crt, $WORK/tls.key (CN 127.0.0.1).
+# A test CA ($WORK/ca.crt) and a server certificate it signed for 127.0.0.1: $WORK/tls.crt,
+# $WORK/tls.key (webpki refuses a self-signed CA certificate used as the server's own).
 make_cert() {
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=nschain-test-ca \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/tls.ext"
+  openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" \
+    -CAcreateserial -days 2 -extfile "$WORK/tls.ext" -out "$WORK/tls.crt" 2>/dev/null
 }
 
 # build_layout DIR: an OCI layout with the test images, all from busybox-static:

@@ -73,9 +73,9 @@ pub fn run(store: &Store, args: &PullArgs) -> Result<(), Fatal> {
 /// The failure with the image's name in front, and a hint when credentials are the cause.
 fn explain(error: anyhow::Error, reference: &Reference) -> Fatal {
     let hint = match error.downcast_ref::<Refused>() {
-        Some(Refused::Unauthorized { had_creds: true, .. }) => {
-            Some("check the user name and password (--creds USER:PASSWORD, --authfile FILE)")
-        }
+        Some(Refused::Unauthorized {
+            had_creds: true, ..
+        }) => Some("check the user name and password (--creds USER:PASSWORD, --authfile FILE)"),
         Some(Refused::Unauthorized { .. }) => {
             Some("give credentials with --creds USER:PASSWORD or --authfile FILE")
         }
@@ -187,8 +187,9 @@ fn store_image(
     progress.add_blob(manifest.config().size());
     fetch_blob(store, client, manifest.config(), progress, added)?;
     let config_digest = manifest.config().digest().to_string();
-    let config: ImageConfiguration = serde_json::from_slice(&store.layout.read_blob(&config_digest)?)
-        .with_context(|| format!("config {config_digest} is not an image configuration"))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&store.layout.read_blob(&config_digest)?)
+            .with_context(|| format!("config {config_digest} is not an image configuration"))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         bail!(
@@ -220,7 +221,10 @@ fn check_layer_type(layer: &Descriptor) -> Result<()> {
         "application/vnd.docker.image.rootfs.diff.tar.zstd",
     ];
     if !KNOWN.contains(&media_type.as_str()) {
-        bail!("layer {} has an unsupported media type {media_type}", layer.digest());
+        bail!(
+            "layer {} has an unsupported media type {media_type}",
+            layer.digest()
+        );
     }
     Ok(())
 }

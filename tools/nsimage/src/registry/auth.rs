@@ -101,10 +101,9 @@ pub fn lookup(
             Err(e) if authfile.is_some() => {
                 return Err(e.context(format!("invalid auth file {}", file.display())));
             }
-            Err(e) => common::report::warning(format!(
-                "ignoring auth file {}: {e:#}",
-                file.display()
-            )),
+            Err(e) => {
+                common::report::warning(format!("ignoring auth file {}: {e:#}", file.display()))
+            }
         }
     }
     Ok(None)
@@ -275,9 +274,18 @@ mod tests {
             enc("hub:3")
         );
         let user = |reg: &str, repo: &str| find_in(&text, reg, repo).unwrap().map(|c| c.user);
-        assert_eq!(user("reg.example:5000", "team/app").as_deref(), Some("team"));
-        assert_eq!(user("reg.example:5000", "teamx/app").as_deref(), Some("all"));
-        assert_eq!(user("registry-1.docker.io", "library/busybox").as_deref(), Some("hub"));
+        assert_eq!(
+            user("reg.example:5000", "team/app").as_deref(),
+            Some("team")
+        );
+        assert_eq!(
+            user("reg.example:5000", "teamx/app").as_deref(),
+            Some("all")
+        );
+        assert_eq!(
+            user("registry-1.docker.io", "library/busybox").as_deref(),
+            Some("hub")
+        );
         assert_eq!(user("other.example", "x"), None);
         assert!(find_in(r#"{"auths":{"a":{"auth":"!!"}}}"#, "a", "x").is_err());
     }

@@ -93,7 +93,9 @@ impl Client {
             .with_config()
             .limit(SMALL_BODY_LIMIT)
             .read_to_vec()
-            .with_context(|| format!("unable to read manifest {reference} from {}", self.registry))?;
+            .with_context(|| {
+                format!("unable to read manifest {reference} from {}", self.registry)
+            })?;
         Ok((body, content_type))
     }
 
@@ -150,8 +152,7 @@ impl Client {
                 service,
                 scope,
             } => {
-                let scope =
-                    scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
                 format!("Bearer {}", self.token(&realm, service.as_deref(), &scope)?)
             }
         };
@@ -230,10 +231,10 @@ impl Client {
     }
 
     fn unreachable(&self, e: &ureq::Error) -> anyhow::Error {
-        let tls = matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_));
-        let advice = match (tls, self.base.starts_with("https:")) {
-            (true, true) => " (a plain-HTTP registry needs --tls-verify=false; a private CA, --cert-dir)",
-            _ => "",
+        let advice = if self.base.starts_with("https:") && !is_unreachable(e) {
+            " (a plain-HTTP registry needs --tls-verify=false; a private CA, --cert-dir)"
+        } else {
+            ""
         };
         anyhow!(
             "unable to reach registry {}: {}{advice}",
@@ -262,8 +263,8 @@ fn agent(opts: &Options) -> Result<Agent> {
 
 /// The `*.crt` files of a `--cert-dir`, as docker's and podman's certs.d directories hold them.
 fn certs_in(dir: &Path) -> Result<Vec<Certificate<'static>>> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("unable to read --cert-dir {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("unable to read --cert-dir {}", dir.display()))?;
     let mut certs = Vec::new();
     for entry in entries {
         let path = entry?.path();
@@ -289,7 +290,22 @@ fn certs_in(dir: &Path) -> Result<Vec<Certificate<'static>>> {
 
 /// Whether a failure happened below HTTP (connect, TLS), where a plain-HTTP retry may help.
 fn is_transport(e: &ureq::Error) -> bool {
-    !matches!(e, ureq::Error::StatusCode(_) | ureq::Error::BodyExceedsLimit(_))
+    !matches!(
+        e,
+        ureq::Error::StatusCode(_) | ureq::Error::BodyExceedsLimit(_)
+    )
+}
+
+/// Whether nothing answered at all (so TLS is not the problem).
+fn is_unreachable(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+        ),
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+        _ => false,
+    }
 }
 
 /// A transport error in words: errno as plain text, TLS failures with their reason.

@@ -48,12 +48,10 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Fetched> {
         None => bail!("the registry sent a manifest of unknown type"),
     };
     Ok(match kind {
-        Kind::Index => Fetched::Index(
-            serde_json::from_value(json).context("invalid image index")?,
-        ),
-        Kind::Image => Fetched::Image(
-            serde_json::from_value(json).context("invalid image manifest")?,
-        ),
+        Kind::Index => Fetched::Index(serde_json::from_value(json).context("invalid image index")?),
+        Kind::Image => {
+            Fetched::Image(serde_json::from_value(json).context("invalid image manifest")?)
+        }
     })
 }
 
@@ -78,7 +76,9 @@ impl Platform {
     pub fn parse(text: &str) -> Result<Self> {
         let parts: Vec<&str> = text.split('/').collect();
         let valid = |p: &&str| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
             bail!("expected OS/ARCH[/VARIANT], e.g. linux/arm64");
@@ -183,7 +183,8 @@ mod tests {
     #[test]
     fn platform_choice() {
         let i = index();
-        let pick = |p: &str| choose(&i, &Platform::parse(p).unwrap()).map(|d| d.digest().to_string());
+        let pick =
+            |p: &str| choose(&i, &Platform::parse(p).unwrap()).map(|d| d.digest().to_string());
         assert!(pick("linux/amd64").unwrap().contains("1111"));
         assert!(pick("linux/arm").unwrap().contains("2222"));
         assert!(pick("linux/arm/v7").unwrap().contains("2222"));
@@ -199,7 +200,10 @@ mod tests {
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux/").is_err());
         assert!(Platform::parse("linux/arm/v7/x").is_err());
-        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().to_string(), "linux/arm64/v8");
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap().to_string(),
+            "linux/arm64/v8"
+        );
     }
 
     #[test]
@@ -207,11 +211,20 @@ mod tests {
         let docker = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
           "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444"},
           "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":3,"digest":"sha256:5555555555555555555555555555555555555555555555555555555555555555"}]}"#;
-        assert!(matches!(parse(docker.as_bytes(), None).unwrap(), Fetched::Image(_)));
+        assert!(matches!(
+            parse(docker.as_bytes(), None).unwrap(),
+            Fetched::Image(_)
+        ));
         let bare = r#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(matches!(parse(bare.as_bytes(), None).unwrap(), Fetched::Index(_)));
+        assert!(matches!(
+            parse(bare.as_bytes(), None).unwrap(),
+            Fetched::Index(_)
+        ));
         let v1 = r#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#;
-        assert!(parse(v1.as_bytes(), None).unwrap_err().to_string().contains("schema 1"));
+        assert!(parse(v1.as_bytes(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("schema 1"));
         let bad_digest = docker.replace("sha256:5555", "sha256:../5");
         assert!(parse(bad_digest.as_bytes(), None).is_err());
     }
