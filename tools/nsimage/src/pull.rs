@@ -122,7 +122,7 @@ fn pull(
 struct Resolved {
     digest: String,
     bytes: Vec<u8>,
-    manifest: ImageManifest,
+    manifest: Box<ImageManifest>,
 }
 
 /// Fetches the manifest a tag or digest names; from an index, the one for `platform`. A

@@ -24,9 +24,9 @@ application/vnd.docker.distribution.manifest.v2+json";
 #[derive(Debug)]
 pub enum Fetched {
     /// An image index or manifest list: one manifest per platform.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
     /// One image: its config and layers.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
 }
 
 /// Parses a manifest body. The kind comes from the body's own `mediaType` when present, else
@@ -175,7 +175,7 @@ mod tests {
 
     fn index() -> ImageIndex {
         match parse(INDEX.as_bytes(), None).unwrap() {
-            Fetched::Index(i) => i,
+            Fetched::Index(i) => *i,
             Fetched::Image(_) => panic!("parsed an index as an image"),
         }
     }
