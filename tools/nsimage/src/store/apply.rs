@@ -51,9 +51,10 @@ pub fn apply(tar: impl Read, dir: &Path, trusted: bool) -> Result<Notes> {
     let mut archive = tar::Archive::new(tar);
     for entry in archive
         .entries()
-        .context("unable to read the layer as tar")?
+        .map_err(|_| anyhow::anyhow!("the layer is not a tar archive (or a damaged one)"))?
     {
-        let mut entry = entry.context("unable to read the layer as tar")?;
+        let mut entry = entry
+            .map_err(|_| anyhow::anyhow!("the layer is not a tar archive (or a damaged one)"))?;
         let raw_path = entry.path().context("bad entry path")?.into_owned();
         applier
             .entry(&mut entry, &raw_path)
