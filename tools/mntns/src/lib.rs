@@ -459,6 +459,8 @@ struct RootTrees {
     handed: Vec<String>,
     root: Option<OwnedFd>,
     lowers: Vec<Option<OwnedFd>>,
+    /// A tree holding every lower layer below its root (the image store): its path and fd.
+    store: Option<(PathBuf, OwnedFd)>,
     volumes: Vec<Option<OwnedFd>>,
 }
 
@@ -476,6 +478,16 @@ impl RootTrees {
                 .collect(),
             _ => Vec::new(),
         };
+        let store = match &plan.root {
+            Some(NewRoot::Overlay(list))
+                if !list.is_empty() && lowers.iter().all(Option::is_none) =>
+            {
+                trees
+                    .take_containing(&list[0])
+                    .filter(|(path, _)| list.iter().all(|l| l.starts_with(path)))
+            }
+            _ => None,
+        };
         let volumes = plan
             .volumes
             .iter()
@@ -487,6 +499,7 @@ impl RootTrees {
             handed,
             root,
             lowers,
+            store,
             volumes,
         }
     }
@@ -601,9 +614,10 @@ fn build_root(
             Some(tree) => rootfs::attach_tree(dir, tree)?,
             None => rootfs::bind_self(dir)?,
         },
-        (Some(NewRoot::Overlay(lowers)), Some(layer)) => {
-            overlay::mount(layer, lowers, &mut trees.lowers)?
-        }
+        (Some(NewRoot::Overlay(lowers)), Some(layer)) => match trees.store.take() {
+            Some((path, tree)) => overlay::mount_below_tree(layer, lowers, &path, tree)?,
+            None => overlay::mount(layer, lowers, &mut trees.lowers)?,
+        },
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
     // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).
