@@ -49,7 +49,8 @@ impl Lab {
     /// `pidns -- mntns --image REF --rm ARGS...`
     pub fn run_image(&self, image: &str, args: &[&str]) -> Command {
         let mut cmd = self.tool("pidns");
-        cmd.args(["--", "mntns", "--image", image, "--rm"]).args(args);
+        cmd.args(["--", "mntns", "--image", image, "--rm"])
+            .args(args);
         cmd
     }
 
@@ -69,7 +70,12 @@ impl Lab {
             names.sort();
             names
         };
-        (list("blobs/sha256"), list("layers"), list("tmp"), self.image_names())
+        (
+            list("blobs/sha256"),
+            list("layers"),
+            list("tmp"),
+            self.image_names(),
+        )
     }
 
     pub fn image_names(&self) -> Vec<String> {
@@ -81,7 +87,11 @@ impl Lab {
             .as_array()
             .unwrap()
             .iter()
-            .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().map(str::to_owned))
+            .filter_map(|m| {
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect();
         names.sort();
         names
@@ -97,18 +107,31 @@ impl Lab {
 /// 1777), as `tar -C rootfs -cf` makes it.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     let root = nschain_tests::roots::busybox_root(&dir.join("bb"), APPLETS);
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/sh\n").unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/sh\n",
+    )
+    .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nwww:x:33:\n").unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let tar = dir.join("busybox-rootfs.tar");
-    ok(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."));
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
     tar
 }
 
 /// Whether podman (and skopeo) are there to build and copy images.
 pub fn need_podman() -> bool {
-    require(is_root(), "root") && require(have("podman") && have("skopeo"), "podman and skopeo (Debian packages podman skopeo)")
+    require(is_root(), "root")
+        && require(
+            have("podman") && have("skopeo"),
+            "podman and skopeo (Debian packages podman skopeo)",
+        )
 }
 
 /// The CMD the busybox image runs: proves WorkingDir and Env reached it.
@@ -120,17 +143,53 @@ pub fn podman_busybox(dir: &Path) -> (PathBuf, PathBuf) {
     let tar = busybox_rootfs_tar(dir);
     let podman = |args: &[&str]| {
         let mut cmd = Command::new("podman");
-        cmd.arg("--root").arg(dir.join("podman/root")).arg("--runroot").arg(dir.join("podman/run"));
-        cmd.args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]);
+        cmd.arg("--root")
+            .arg(dir.join("podman/root"))
+            .arg("--runroot")
+            .arg(dir.join("podman/run"));
+        cmd.args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "none",
+        ]);
         cmd.args(args);
         ok(&mut cmd)
     };
     let tar_s = tar.to_str().unwrap();
-    podman(&["import", "--change", BB_CMD, "--change", "ENV FOO=bar", "--change", "WORKDIR /tmp", "--change", "EXPOSE 80", tar_s, "localhost/bb:1"]);
+    podman(&[
+        "import",
+        "--change",
+        BB_CMD,
+        "--change",
+        "ENV FOO=bar",
+        "--change",
+        "WORKDIR /tmp",
+        "--change",
+        "EXPOSE 80",
+        tar_s,
+        "localhost/bb:1",
+    ]);
     let oci = dir.join("bb-oci.tar");
     let docker = dir.join("bb-docker.tar");
-    podman(&["save", "--format", "oci-archive", "-o", oci.to_str().unwrap(), "localhost/bb:1"]);
-    podman(&["save", "--format", "docker-archive", "-o", docker.to_str().unwrap(), "localhost/bb:1"]);
+    podman(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        "localhost/bb:1",
+    ]);
+    podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        docker.to_str().unwrap(),
+        "localhost/bb:1",
+    ]);
     (oci, docker)
 }
 
@@ -144,7 +203,12 @@ pub fn layout(spec: &Value) -> Value {
         .spawn()
         .expect("python3");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     serde_json::from_str(&ok_out(&out, "layout.py")).unwrap()
 }

@@ -104,6 +104,9 @@ pub fn discard(store: &Store, blobs: &[String], layers: &[String]) {
 /// Removes a directory tree: first renamed into `tmp/` (a half-removed layer is never seen
 /// under `layers/`), directories made writable on the way (layers hold read-only ones).
 pub fn remove_tree(store: &Store, path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
     let trash = store.temp_path("trash")?;
     let target = match std::fs::rename(path, &trash) {
         Ok(()) => trash,
