@@ -160,37 +160,6 @@ fn a_rootfs_tarball_is_imported_with_its_changes() {
     );
 }
 
-/// A three-layer image: the second deletes /etc/secret (whiteout) and replaces /olddir
-/// (opaque); the third (gzip) adds a hard link, a symlink and a file with an xattr.
-pub fn whiteout_layout(lab: &Lab, base: &Path) -> (std::path::PathBuf, Value) {
-    let dir = lab.path().join("wh-layout");
-    let spec = serde_json::json!({
-        "dir": dir, "tag": "wh",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
-        "layers": [
-            {"tarball": base},
-            {"entries": [
-                {"path": "etc/secret", "data": "s3cret"},
-                {"path": "olddir", "type": "dir"},
-                {"path": "olddir/a", "data": "a"},
-                {"path": "olddir/b", "data": "b"},
-            ]},
-            {"gzip": true, "entries": [
-                {"path": "etc/.wh.secret"},
-                {"path": "olddir", "type": "dir"},
-                {"path": "olddir/.wh..wh..opq"},
-                {"path": "olddir/new", "data": "new"},
-                {"path": "data", "type": "dir", "mode": 0o1777},
-                {"path": "data/file", "data": "linked", "uid": 1000, "gid": 1000, "xattrs": {"user.note": "kept"}},
-                {"path": "data/hardlink", "type": "hardlink", "link": "data/file"},
-                {"path": "data/symlink", "type": "symlink", "link": "/etc/passwd"},
-            ]},
-        ]
-    });
-    let written = layout(&spec);
-    (dir, written)
-}
-
 #[test]
 fn whiteouts_and_opaque_directories_are_unpacked_in_overlayfs_form() {
     if !need::root() || !need::busybox() || !need_python() {
