@@ -222,3 +222,44 @@ pub fn now_rfc3339() -> String {
         rem % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_parse_as_dockerfile_instructions() {
+        let mut c = Changes::default();
+        for text in [
+            "CMD [\"/bin/sh\",\"-c\",\"x\"]",
+            "ENTRYPOINT /start",
+            "ENV A=1 B=2",
+            "ENV C 3",
+            "WORKDIR /w",
+            "USER www",
+            "EXPOSE 80 53/udp",
+            "LABEL k=v",
+        ] {
+            parse_change(&mut c, text).unwrap();
+        }
+        assert_eq!(c.cmd.unwrap(), ["/bin/sh", "-c", "x"]);
+        assert_eq!(c.entrypoint.unwrap(), ["/bin/sh", "-c", "/start"]);
+        assert_eq!(c.env, ["A=1", "B=2", "C=3"]);
+        assert_eq!(
+            (c.workdir.as_deref(), c.user.as_deref()),
+            (Some("/w"), Some("www"))
+        );
+        assert_eq!(c.exposed, ["80/tcp", "53/udp"]);
+        assert_eq!(c.labels.get("k").map(String::as_str), Some("v"));
+        for bad in ["FROM x", "CMD", "CMD [\"x\"", "ENV =x", "ENV A"] {
+            assert!(parse_change(&mut Changes::default(), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_date_is_rfc3339() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
+    }
+}
