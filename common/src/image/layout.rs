@@ -53,13 +53,18 @@ impl Image {
     }
 }
 
-/// Takes a lock on `path` (created if missing): `exclusive` or shared, blocking.
+/// Takes a lock on `path` (created if missing): `exclusive` or shared, blocking. An existing
+/// lock file is opened read-only (flock needs no more), so that a reader without write access
+/// to the store (a `--map-auto` range) can take it shared.
 pub fn lock_file(path: &Path, exclusive: bool) -> Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
+    let file = File::open(path)
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+        })
         .with_context(|| format!("unable to open {}", path.display()))?;
     let op = if exclusive {
         libc::LOCK_EX
@@ -87,9 +92,18 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 impl Layout {
     /// The store of this user: `DATA_DIR/image` (`/var/lib/nschain/image`, rootless
-    /// `$XDG_DATA_HOME/nschain/image`; `NSCHAIN_DATA_DIR` overrides).
+    /// `$XDG_DATA_HOME/nschain/image`; `NSCHAIN_DATA_DIR` overrides). After `userns
+    /// --map-auto` the data directory is the range's `DATA/userns-UID`; the store is still
+    /// host root's `DATA/image` (read-only to the range, shared by every container).
     pub fn default_root() -> PathBuf {
-        state::data_dir().join("image")
+        let data = state::data_dir();
+        let in_range = data
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("userns-"));
+        match data.parent() {
+            Some(parent) if in_range => parent.join("image"),
+            _ => data.join("image"),
+        }
     }
 
     /// The layout at `root` (nothing is checked or created).

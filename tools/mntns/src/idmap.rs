@@ -73,6 +73,17 @@ impl Trees {
         fd
     }
 
+    /// The tree that holds `path` below its root (`userns --idmap STORE` for the image
+    /// layers `mntns --image` uses from it), with the tree's path, for one use.
+    pub fn take_containing(&mut self, path: &Path) -> Option<(PathBuf, OwnedFd)> {
+        let canonical = std::fs::canonicalize(path).ok()?;
+        let tree = self
+            .list
+            .iter_mut()
+            .find(|t| canonical != t.path && canonical.starts_with(&t.path))?;
+        Some((tree.path.clone(), tree.fd.take()?))
+    }
+
     /// The handed-down paths.
     pub fn paths(&self) -> Vec<String> {
         self.list

@@ -37,6 +37,7 @@ mod env;
 mod etc_files;
 mod hide_state;
 mod idmap;
+mod image;
 mod join;
 mod overlay;
 mod overlay_split;
@@ -82,6 +83,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
     version,
     after_help = "Examples:\n  mntns --overlay / -- sh -c 'echo hi > /opt/test1'     copy-on-write view of the host root\n  mntns --rootfs ./rootfs -v ./data:/data:ro -- /bin/sh\n  pidns -- mntns --proc -- ps                              only the new pid namespace's processes\n  mntns --tmpfs /tmp:size=64m -- make\n\nThe writable layer of --overlay is kept at $NSCHAIN_DATA_DIR/overlay/<id> (the chain's\nname, or a random id; see --info-fd) unless --rm is given.\n\nTrees handed down by `userns --idmap PATH` (NSCHAIN_IDMAP) are used wherever PATH is:\n--rootfs PATH, an --overlay lower layer, a --volume source (the tree's own mount only)."
 )]
+#[command(group(clap::ArgGroup::new("layered").args(["overlay", "image"]).multiple(false)))]
 pub struct Args {
     /// Mount propagation of the new namespace
     #[arg(long, value_name = "MODE", default_value = "private", value_parser = parse_propagation)]
@@ -92,23 +94,32 @@ pub struct Args {
     pub proc: bool,
 
     /// Use DIR as the root filesystem (bound onto itself, pivot_root, old root detached)
-    #[arg(long, value_name = "DIR", conflicts_with = "overlay")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["overlay", "image"])]
     pub rootfs: Option<PathBuf>,
 
     /// Root = overlayfs of the read-only LOWER dirs (first is topmost) and a writable layer;
     /// `--overlay /` is a copy-on-write view of the host's root
-    #[arg(long, value_name = "LOWER[:LOWER...]")]
+    #[arg(long, value_name = "LOWER[:LOWER...]", conflicts_with = "image")]
     pub overlay: Option<OsString>,
+
+    /// Root = an image of the store (nsimage) as overlay lower layers, with a writable layer
+    /// as --overlay; its Entrypoint + Cmd, WorkingDir, User and Env apply as in docker run
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+
+    /// With --image: run ENTRYPOINT instead of the image's (and without its Cmd); "" for none
+    #[arg(long, value_name = "ENTRYPOINT", requires = "image")]
+    pub entrypoint: Option<OsString>,
 
     /// Keep the writable layer in DIR (DIR/diff, DIR/work, DIR/merged) instead of
     /// $NSCHAIN_DATA_DIR/overlay/ID
-    #[arg(long, value_name = "DIR", requires = "overlay")]
+    #[arg(long, value_name = "DIR", requires = "layered")]
     pub upper: Option<PathBuf>,
 
     /// Delete the writable layer when COMMAND exits, before mntns returns (without pidns before
     /// it, mntns stays as the process that waits: it forwards the signals sent to it to COMMAND
     /// and exits with COMMAND's status, n or 128+s)
-    #[arg(long, requires = "overlay")]
+    #[arg(long, requires = "layered")]
     pub rm: bool,
 
     /// Bind-mount the host's SRC at DST (inside the root), read-write or read-only
@@ -325,7 +336,13 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
-    let plan = plan(&args)?;
+    let mut args = args;
+    let mut image_use = image::apply(&mut args)?;
+    let mut plan = plan(&args)?;
+    if let Some(image) = &image_use {
+        // The image's Env comes first; --env-file and -e override it.
+        plan.env.set.splice(0..0, image.env.iter().cloned());
+    }
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
     let mut host_pid = common::procfs::own_pid();
@@ -359,6 +376,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
                 prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
+            if let Some(image) = &mut image_use {
+                image.record(&layer.dir)?;
+            }
             if entry.waiter.is_some() {
                 host_pid = common::procfs::own_pid();
             }
@@ -382,6 +402,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
+    if let Some(image) = &image_use {
+        extra.insert("image".into(), json!(image.name));
+    }
     link.finish(host_pid, extra)?;
 
     enter_root(&args, root, container)?;
@@ -436,6 +459,8 @@ struct RootTrees {
     handed: Vec<String>,
     root: Option<OwnedFd>,
     lowers: Vec<Option<OwnedFd>>,
+    /// A tree holding every lower layer below its root (the image store): its path and fd.
+    store: Option<(PathBuf, OwnedFd)>,
     volumes: Vec<Option<OwnedFd>>,
 }
 
@@ -453,6 +478,16 @@ impl RootTrees {
                 .collect(),
             _ => Vec::new(),
         };
+        let store = match &plan.root {
+            Some(NewRoot::Overlay(list))
+                if !list.is_empty() && lowers.iter().all(Option::is_none) =>
+            {
+                trees
+                    .take_containing(&list[0])
+                    .filter(|(path, _)| list.iter().all(|l| l.starts_with(path)))
+            }
+            _ => None,
+        };
         let volumes = plan
             .volumes
             .iter()
@@ -464,6 +499,7 @@ impl RootTrees {
             handed,
             root,
             lowers,
+            store,
             volumes,
         }
     }
@@ -578,9 +614,10 @@ fn build_root(
             Some(tree) => rootfs::attach_tree(dir, tree)?,
             None => rootfs::bind_self(dir)?,
         },
-        (Some(NewRoot::Overlay(lowers)), Some(layer)) => {
-            overlay::mount(layer, lowers, &mut trees.lowers)?
-        }
+        (Some(NewRoot::Overlay(lowers)), Some(layer)) => match trees.store.take() {
+            Some((path, tree)) => overlay::mount_below_tree(layer, lowers, &path, tree)?,
+            None => overlay::mount(layer, lowers, &mut trees.lowers)?,
+        },
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
     // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).

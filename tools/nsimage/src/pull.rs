@@ -50,8 +50,9 @@ pub struct PullArgs {
     pub quiet: bool,
 }
 
-/// Pulls `args.reference` into `store`; prints the manifest digest on stdout.
-pub fn run(store: &Store, args: &PullArgs) -> Result<(), Fatal> {
+/// Pulls `args.reference` into the store `open` opens once the arguments are known good;
+/// prints the manifest digest on stdout.
+pub fn run(args: &PullArgs, open: impl FnOnce() -> Result<Store, Fatal>) -> Result<(), Fatal> {
     let reference = Reference::parse(&args.reference)?;
     let creds = match &args.creds {
         Some(text) => Some(Credentials::parse(text).context("invalid --creds")?),
@@ -64,7 +65,8 @@ pub fn run(store: &Store, args: &PullArgs) -> Result<(), Fatal> {
         cert_dir: args.cert_dir.clone(),
     };
     let platform = args.platform.clone().unwrap_or_else(Platform::host);
-    let digest = pull(store, &reference, &opts, &platform, args.quiet)
+    let store = open()?;
+    let digest = pull(&store, &reference, &opts, &platform, args.quiet)
         .map_err(|e| explain(e, &reference))?;
     println!("{digest}");
     Ok(())

@@ -51,9 +51,10 @@ pub fn apply(tar: impl Read, dir: &Path, trusted: bool) -> Result<Notes> {
     let mut archive = tar::Archive::new(tar);
     for entry in archive
         .entries()
-        .context("unable to read the layer as tar")?
+        .map_err(|_| anyhow::anyhow!("the layer is not a tar archive (or a damaged one)"))?
     {
-        let mut entry = entry.context("unable to read the layer as tar")?;
+        let mut entry = entry
+            .map_err(|_| anyhow::anyhow!("the layer is not a tar archive (or a damaged one)"))?;
         let raw_path = entry.path().context("bad entry path")?.into_owned();
         applier
             .entry(&mut entry, &raw_path)
@@ -305,4 +306,72 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>
 
 fn self_fd(fd: &OwnedFd) -> RawFd {
     at::raw(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of (path, kind, link target, data) entries, written raw (`tar::Builder` itself
+    /// refuses `..`).
+    fn archive(entries: &[(&str, EntryType, &str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, link, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_size(data.len() as u64);
+            if !link.is_empty() {
+                header.set_link_name(link).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, data.as_bytes()).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn apply_in(entries: &[(&str, EntryType, &str, &str)]) -> (tempfile::TempDir, Result<Notes>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("layer")).unwrap();
+        let result = apply(&archive(entries)[..], &dir.path().join("layer"), false);
+        (dir, result)
+    }
+
+    #[test]
+    fn entries_never_leave_the_layer() {
+        let (dir, result) = apply_in(&[("../escape", EntryType::Regular, "", "x")]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("escapes the layer"));
+        assert!(!dir.path().join("escape").exists());
+
+        let (dir, result) = apply_in(&[
+            ("link", EntryType::Symlink, "/tmp", ""),
+            ("link/through", EntryType::Regular, "", "x"),
+        ]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("symbolic link"));
+        assert!(dir.path().join("layer/link").is_symlink());
+
+        let (_dir, result) = apply_in(&[("hl", EntryType::Link, "/etc/passwd", "")]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("hard link"));
+    }
+
+    #[test]
+    fn a_later_entry_replaces_an_earlier_one_and_hard_links_stay_inside() {
+        let (dir, result) = apply_in(&[
+            ("a", EntryType::Regular, "", "one"),
+            ("a", EntryType::Regular, "", "two"),
+            ("b", EntryType::Link, "a", ""),
+            ("d/e/f", EntryType::Regular, "", "deep"),
+        ]);
+        result.unwrap();
+        let layer = dir.path().join("layer");
+        assert_eq!(std::fs::read_to_string(layer.join("b")).unwrap(), "two");
+        assert_eq!(
+            std::fs::read_to_string(layer.join("d/e/f")).unwrap(),
+            "deep"
+        );
+    }
 }

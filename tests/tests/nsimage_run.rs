@@ -1,0 +1,335 @@
+//! `mntns --image`: containers of images in the store. The image's command, Env and
+//! WorkingDir apply as in docker run; its layers are the overlay's lower layers, shared by
+//! every container, each with its own writable layer; rmi and prune keep what a container
+//! uses; rootful --map-auto (the store idmapped) and rootless runs.
+
+mod image_common;
+
+use std::process::Command;
+
+use image_common::*;
+use nschain_tests::*;
+
+/// A lab with the busybox image imported as localhost/bb:1 (CMD printing where it runs, ENV
+/// FOO=bar, WORKDIR /tmp), made as `podman import` would, by `nsimage import`.
+fn busybox_lab() -> Lab {
+    let lab = Lab::new();
+    let tar = busybox_rootfs_tar(lab.path());
+    ok(&mut lab.nsimage(&[
+        "import",
+        tar.to_str().unwrap(),
+        "localhost/bb:1",
+        "--change",
+        BB_CMD,
+        "--change",
+        "ENV FOO=bar",
+        "--change",
+        "WORKDIR /tmp",
+    ]));
+    lab
+}
+
+#[test]
+fn an_image_runs_its_command_with_its_env_and_workdir() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = busybox_lab();
+    assert_eq!(
+        ok(&mut lab.run_image("localhost/bb:1", &[])),
+        "hello from Linux in /tmp FOO=bar"
+    );
+    // A given COMMAND replaces Cmd; -e overrides the image's Env; -w its WorkingDir.
+    let out = ok(&mut lab.run_image(
+        "localhost/bb:1",
+        &[
+            "-e",
+            "FOO=mine",
+            "-w",
+            "/etc",
+            "--",
+            "sh",
+            "-c",
+            "echo $FOO $(pwd)",
+        ],
+    ));
+    assert_eq!(out, "mine /etc");
+    // The caller's environment is not the container's (docker run does not pass it).
+    let mut cmd = lab.run_image("localhost/bb:1", &["--", "sh", "-c", "echo ${LEAK:-none}"]);
+    cmd.env("LEAK", "leaked");
+    assert_eq!(ok(&mut cmd), "none");
+    // --entrypoint replaces the image's and drops its Cmd.
+    assert_eq!(
+        ok(&mut lab.run_image(
+            "localhost/bb:1",
+            &["--entrypoint", "/bin/echo", "--", "from", "entrypoint"]
+        )),
+        "from entrypoint"
+    );
+    assert_eq!(
+        ok(&mut lab.run_image("localhost/bb:1", &["--entrypoint", "/bin/pwd"])),
+        "/tmp"
+    );
+    // USER: a name from the image's /etc/passwd; an unknown one is an error.
+    assert_eq!(
+        ok(&mut lab.run_image("localhost/bb:1", &["--user", "www", "--", "id", "-u"])),
+        "33"
+    );
+    let out = run(&mut lab.run_image("localhost/bb:1", &["--user", "nosuchuser", "--", "id"]));
+    assert_fatal(&out, "mntns");
+}
+
+#[test]
+fn an_image_user_from_its_config_is_resolved_in_its_passwd() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = Lab::new();
+    let tar = busybox_rootfs_tar(lab.path());
+    let tar = tar.to_str().unwrap();
+    ok(&mut lab.nsimage(&[
+        "import",
+        tar,
+        "localhost/www:1",
+        "--change",
+        "USER www",
+        "--change",
+        "CMD [\"id\",\"-u\"]",
+    ]));
+    assert_eq!(ok(&mut lab.run_image("localhost/www:1", &[])), "33");
+    ok(&mut lab.nsimage(&[
+        "import",
+        tar,
+        "localhost/ghost:1",
+        "--change",
+        "USER ghost",
+        "--change",
+        "CMD [\"id\"]",
+    ]));
+    let out = run(&mut lab.run_image("localhost/ghost:1", &[]));
+    assert_fatal(&out, "mntns");
+    assert!(stderr(&out).contains("ghost"), "{}", stderr(&out));
+}
+
+#[test]
+fn deleted_files_are_gone_and_a_replaced_directory_holds_only_the_new_files() {
+    if !need::root() || !need::busybox() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let base = busybox_rootfs_tar(lab.path());
+    let (dir, _) = whiteout_layout(&lab, &base);
+    ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/wh:1"]));
+    let out = ok(&mut lab.run_image("localhost/wh:1", &["--", "sh", "-c", "test -e /etc/secret && echo secret-visible; ls /olddir; cat /data/hardlink; echo; readlink /data/symlink"]));
+    assert_eq!(out, "new\nlinked\n/etc/passwd");
+}
+
+#[test]
+fn a_missing_image_or_bad_reference_is_refused_with_the_pull_hint() {
+    if !need::root() {
+        return;
+    }
+    let lab = Lab::new();
+    let out = run(&mut lab.run_image("nginx", &[]));
+    assert_fatal(&out, "mntns");
+    assert!(
+        stderr(&out).contains("nsimage pull nginx"),
+        "{}",
+        stderr(&out)
+    );
+    for bad in ["Bad:Ref", "a//b", "x@sha256:00", ""] {
+        let out = run(&mut lab.run_image(bad, &[]));
+        assert_fatal(&out, "mntns");
+    }
+    assert!(
+        !lab.state.join("data/overlay").exists()
+            || std::fs::read_dir(lab.state.join("data/overlay"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
+fn three_containers_share_the_layers_with_their_own_diff_and_rmi_prune_keep_them() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = busybox_lab();
+    let layers = lab.store_contents().1;
+    assert_eq!(layers.len(), 1);
+    for name in ["c1", "c2", "c3"] {
+        let mut cmd = lab.tool("pidns");
+        cmd.args([
+            "--",
+            "mntns",
+            "--name",
+            name,
+            "--image",
+            "localhost/bb:1",
+            "--",
+            "sh",
+            "-c",
+        ]);
+        cmd.arg(format!(
+            "echo {name} > /tmp/who; cat /proc/self/mountinfo | grep ' / / '"
+        ));
+        let mountinfo = ok(&mut cmd);
+        assert!(
+            mountinfo.contains(&format!(
+                "lowerdir={}",
+                lab.store()
+                    .join("layers")
+                    .join(&layers[0])
+                    .join("diff")
+                    .display()
+            )),
+            "{mountinfo}"
+        );
+    }
+    for name in ["c1", "c2", "c3"] {
+        let diff = lab.state.join("data/overlay").join(name).join("diff");
+        assert_eq!(
+            std::fs::read_to_string(diff.join("tmp/who"))
+                .unwrap()
+                .trim(),
+            name
+        );
+        let used = std::fs::read_to_string(
+            lab.state
+                .join("data/overlay")
+                .join(name)
+                .join("image-layers"),
+        )
+        .unwrap();
+        assert_eq!(used.trim(), format!("sha256:{}", layers[0]));
+    }
+    // The image's layer was unpacked once and is in no container's diff.
+    assert_eq!(lab.store_contents().1, layers);
+    // rmi removes the name; the layer stays while kept containers use it, prune too.
+    ok(&mut lab.nsimage(&["rmi", "localhost/bb:1"]));
+    ok(&mut lab.nsimage(&["prune"]));
+    let (_, left, _, names) = lab.store_contents();
+    assert!(names.is_empty());
+    assert_eq!(left, layers, "a layer containers use must stay");
+    for name in ["c1", "c2", "c3"] {
+        ok(lab.tool("nsps").args(["rm", name]));
+    }
+    ok(&mut lab.nsimage(&["prune"]));
+    let (blobs, left, tmp, _) = lab.store_contents();
+    assert!(
+        blobs.is_empty() && left.is_empty() && tmp.is_empty(),
+        "{blobs:?} {left:?} {tmp:?}"
+    );
+}
+
+#[test]
+fn rootful_map_auto_runs_an_image_with_the_store_idmapped() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = busybox_lab();
+    let store = lab.store();
+    let mut cmd = lab.tool("userns");
+    cmd.args(["--map-auto", "--idmap"]).arg(&store).args([
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/bb:1",
+        "--rm",
+        "--",
+        "sh",
+        "-c",
+    ]);
+    cmd.arg("stat -c '%u %a' /bin/busybox /tmp; echo hi > /etc/new && cat /etc/new; echo $FOO");
+    let out = ok(&mut cmd);
+    assert_eq!(
+        out, "0 755\n0 1777\nhi\nbar",
+        "host root's layer files read as root inside"
+    );
+    // The layer itself was not chowned: it stays host root's, shared by every range.
+    let layer = lab
+        .store()
+        .join("layers")
+        .join(&lab.store_contents().1[0])
+        .join("diff/bin/busybox");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(layer).unwrap()),
+        0
+    );
+}
+
+#[test]
+fn rootless_loads_and_runs_an_image() {
+    if !need::rootless() || !need::busybox() {
+        return;
+    }
+    let lab = Lab::new();
+    let tar = busybox_rootfs_tar(lab.path());
+    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let import = lab.nsimage(&[
+        "import",
+        tar.to_str().unwrap(),
+        "localhost/bb:1",
+        "--change",
+        BB_CMD,
+        "--change",
+        "ENV FOO=bar",
+        "--change",
+        "WORKDIR /tmp",
+    ]);
+    ok(&mut as_nobody(&import));
+    let diff = lab
+        .store()
+        .join("layers")
+        .join(&lab.store_contents().1[0])
+        .join("diff");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(diff.join("bin/busybox")).unwrap()),
+        NOBODY,
+        "the caller's layer"
+    );
+    let mut cmd = lab.tool("userns");
+    cmd.args([
+        "--map-root",
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/bb:1",
+        "--rm",
+    ]);
+    assert_eq!(ok(&mut as_nobody(&cmd)), "hello from Linux in /tmp FOO=bar");
+    // Layers of other owners are squashed, with a warning, when there is no subuid range.
+    let owned = lab.path().join("owned.tar");
+    ok(Command::new("tar")
+        .args(["--owner=1000", "--group=1000", "-C"])
+        .arg(lab.path())
+        .arg("-cf")
+        .arg(&owned)
+        .arg("bb"));
+    std::fs::set_permissions(&owned, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut import = lab.nsimage(&["import", owned.to_str().unwrap(), "localhost/owned:1"]);
+    let out = run(&mut as_nobody(&import));
+    ok_out(&out, "rootless import");
+    if !std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .contains("nobody:")
+    {
+        assert!(
+            stderr(&out).contains("ownership squashed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    import = lab.nsimage(&["rmi", "localhost/owned:1", "localhost/bb:1"]);
+    ok(&mut as_nobody(&import));
+    let (blobs, layers, _, _) = lab.store_contents();
+    assert!(
+        blobs.is_empty() && layers.is_empty(),
+        "{blobs:?} {layers:?}"
+    );
+}

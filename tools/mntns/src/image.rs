@@ -1,0 +1,163 @@
+//! `--image REF`: a container of an image in the store (`common::image`, written by
+//! `nsimage`). The image's unpacked layers become the overlay's lower layers (topmost
+//! first) and the rest is `--overlay`; its config is applied as Docker does: COMMAND defaults
+//! to Entrypoint + Cmd (`--entrypoint` replaces Entrypoint and drops the image's Cmd, a given
+//! COMMAND replaces Cmd), WorkingDir unless `-w`, User unless `--user` (resolved in the
+//! image's /etc/passwd later, an unknown name an error), Env before `--env-file` and `-e`.
+//! The caller's environment is not passed on, as in Docker.
+//!
+//! The store's lock is held shared until the writable layer records the image's layers
+//! (`image-layers`), so `nsimage rmi`/`prune` never remove a layer in use.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::Path;
+
+use common::image::{layout, Layout, Reference};
+use common::Fatal;
+
+use crate::{env, Args};
+
+/// What `--image` resolved to, for the rest of the run.
+#[derive(Debug)]
+pub struct ImageUse {
+    /// The image's full name.
+    pub name: String,
+    /// Its layers' diffIDs, lowest first.
+    pub diff_ids: Vec<String>,
+    /// The image's Env, applied before `--env-file` and `-e`.
+    pub env: Vec<(String, OsString)>,
+    /// The store's lock, held until the layers are recorded.
+    lock: Option<File>,
+}
+
+impl ImageUse {
+    /// Records the image's layers in the container's writable layer (`dir`), then releases
+    /// the store's lock.
+    pub fn record(&mut self, dir: &Path) -> Result<(), Fatal> {
+        let text: String = self.diff_ids.iter().map(|d| format!("{d}\n")).collect();
+        std::fs::write(dir.join(layout::USAGE_FILE), text).map_err(|e| {
+            Fatal::from(e).context(format!(
+                "unable to record the image's layers in {}",
+                dir.display()
+            ))
+        })?;
+        self.lock = None;
+        Ok(())
+    }
+}
+
+/// Resolves `--image` and rewrites `args` as the equivalent `--overlay` run with the image's
+/// config applied.
+pub fn apply(args: &mut Args) -> Result<Option<ImageUse>, Fatal> {
+    let Some(text) = args.image.clone() else {
+        return Ok(None);
+    };
+    let reference =
+        Reference::parse(&text).map_err(|e| Fatal::from(e).context("invalid --image"))?;
+    let store = Layout::at(Layout::default_root());
+    let lock = if store.exists() {
+        Some(
+            layout::lock_file(&store.root.join(".lock"), false)
+                .map_err(|e| Fatal::from(e).context("unable to lock the image store"))?,
+        )
+    } else {
+        None
+    };
+    let image = store
+        .image(&reference)
+        .map_err(|e| Fatal::from(e).context(format!("image {reference}")))?
+        .ok_or_else(|| {
+            Fatal::new(format!(
+                "no image {reference} in the store {}",
+                store.root.display()
+            ))
+            .with_hint(format!(
+                "nsimage pull {text} (or nsimage load / import it) first"
+            ))
+        })?;
+    let mut lowers = Vec::new();
+    for diff_id in image.diff_ids().iter().rev() {
+        let dir = store.layer_diff(diff_id).map_err(Fatal::from)?;
+        if !dir.is_dir() {
+            return Err(Fatal::new(format!(
+                "image {}: layer {diff_id} is not unpacked in the store",
+                image.name
+            ))
+            .with_hint(format!("nsimage rmi {text}, then pull or load it again")));
+        }
+        lowers.push(dir.into_os_string());
+    }
+    if lowers.is_empty() {
+        return Err(Fatal::new(format!("image {} has no layers", image.name)));
+    }
+    args.overlay = Some(lowers.join(std::ffi::OsStr::new(":")));
+    let config = image.config.config().clone().unwrap_or_default();
+    args.command.command = command(
+        args,
+        config.entrypoint().as_deref(),
+        config.cmd().as_deref(),
+    )
+    .ok_or_else(|| {
+        Fatal::new(format!(
+            "image {}: no command given and the image has neither Entrypoint nor Cmd",
+            image.name
+        ))
+    })?;
+    if args.workdir.is_none() {
+        args.workdir = config
+            .working_dir()
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(Into::into);
+    }
+    if args.user.is_none() {
+        if let Some(user) = config.user().as_deref().filter(|u| !u.is_empty()) {
+            args.user = Some(user.parse().map_err(|e: String| {
+                Fatal::new(format!("image {}: User {user:?}: {e}", image.name))
+            })?);
+        }
+    }
+    args.clearenv = true;
+    let env = config
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|kv| env::parse_env(kv).ok())
+        .filter_map(|spec| spec.value.map(|v| (spec.key, v)))
+        .collect();
+    Ok(Some(ImageUse {
+        name: image.name.clone(),
+        diff_ids: image.diff_ids().to_vec(),
+        env,
+        lock,
+    }))
+}
+
+/// Entrypoint + Cmd as Docker combines them with `--entrypoint` and a given COMMAND.
+fn command(
+    args: &Args,
+    entrypoint: Option<&[String]>,
+    cmd: Option<&[String]>,
+) -> Option<Vec<OsString>> {
+    let given = &args.command.command;
+    let entry: Vec<OsString> = match &args.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => entrypoint
+            .unwrap_or_default()
+            .iter()
+            .map(OsString::from)
+            .collect(),
+    };
+    let rest: Vec<OsString> = if !given.is_empty() {
+        given.clone()
+    } else if args.entrypoint.is_some() {
+        // Docker: --entrypoint resets the image's Cmd.
+        Vec::new()
+    } else {
+        cmd.unwrap_or_default().iter().map(OsString::from).collect()
+    };
+    let argv: Vec<OsString> = entry.into_iter().chain(rest).collect();
+    (!argv.is_empty()).then_some(argv)
+}
