@@ -162,6 +162,47 @@ echo l3=sha256:$(sha256sum <$WORK/l3.tar | cut -d' ' -f1)
 }
 
 #[test]
+fn a_pulled_image_runs_and_shows_progress_on_a_terminal() {
+    if !need_registry() || !need::busybox() {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let vars = script(
+        d,
+        &format!(
+            "{PLAIN}
+# A terminal (script(1) gives the pull a pty): the progress line is drawn on stderr.
+try tty script -qefc 'nsimage pull --tls-verify=false '$R/busybox:1 /dev/null
+try quiet script -qefc 'nsimage pull -q --tls-verify=false '$R/multi:1 /dev/null
+try run pidns -- mntns --image $R/busybox:1 --rm
+try ls pidns -- mntns --image $R/multi:1 --rm -- ls /data
+"
+        ),
+    );
+    for step in ["tty", "quiet", "run", "ls"] {
+        assert_eq!(vars[step], "0", "{step}: {}", err_of(d, step));
+    }
+    let tty = std::fs::read_to_string(d.join("tty.out")).unwrap();
+    assert!(
+        tty.contains("pulling 127.0.0.1:5000/test/busybox:1: 2/2 blobs, "),
+        "no progress line on a terminal: {tty:?}"
+    );
+    assert!(tty.contains("/s"), "no rate: {tty:?}");
+    let quiet = std::fs::read_to_string(d.join("quiet.out")).unwrap();
+    assert!(
+        !quiet.contains("pulling"),
+        "--quiet drew progress: {quiet:?}"
+    );
+    assert!(quiet.trim().starts_with("sha256:"), "{quiet:?}");
+    let run = std::fs::read_to_string(d.join("run.out")).unwrap();
+    assert_eq!(run, "hi from /srv\n", "the image's Cmd, Env and WorkingDir");
+    // /data/b was deleted by the top layer, /data/c added by it.
+    let ls = std::fs::read_to_string(d.join("ls.out")).unwrap();
+    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), ["a", "c"]);
+}
+
+#[test]
 fn an_index_gives_the_platform_asked_for() {
     if !need_registry() {
         return;

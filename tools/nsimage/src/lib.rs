@@ -7,12 +7,12 @@ mod gc;
 mod list;
 mod load;
 mod oci;
-mod rootfs;
-mod rootless;
-mod source;
 pub mod progress;
 pub mod pull;
 pub mod registry;
+mod rootfs;
+mod rootless;
+mod source;
 pub mod store;
 
 use std::path::PathBuf;
