@@ -203,6 +203,31 @@ try ls pidns -- mntns --image $R/multi:1 --rm -- ls /data
 }
 
 #[test]
+fn rootless_pulls_into_its_own_store() {
+    if !need_registry() || !need::rootless() {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let vars = script(
+        d,
+        &format!(
+            "{PLAIN}
+mkdir $WORK/nobody && chown 65534:65534 $WORK/nobody
+export NSCHAIN_DATA_DIR=$WORK/nobody/data NSCHAIN_RUN_DIR=$WORK/nobody/run HOME=$WORK/nobody
+try pull setpriv --reuid 65534 --regid 65534 --clear-groups nsimage pull --tls-verify=false $R/multi:1
+echo owner=$(stat -c %u $WORK/nobody/data/image/index.json)
+"
+        ),
+    );
+    assert_eq!(vars["pull"], "0", "{}", err_of(d, "pull"));
+    assert_eq!(vars["owner"], NOBODY.to_string());
+    let store = d.join("nobody");
+    assert_eq!(names(&store), ["127.0.0.1:5000/test/multi:1"]);
+    assert_eq!(entries(&store, "layers").len(), 3);
+}
+
+#[test]
 fn an_index_gives_the_platform_asked_for() {
     if !need_registry() {
         return;
