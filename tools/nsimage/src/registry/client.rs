@@ -72,7 +72,12 @@ impl Client {
         };
         let ping = ping.map_err(|e| client.unreachable(&e))?;
         if ping.status() == StatusCode::UNAUTHORIZED {
-            client.authenticate(&ping)?;
+            // Without credentials a Basic challenge cannot be answered yet; the repository may
+            // still be readable anonymously, so its own requests decide.
+            match client.authenticate(&ping) {
+                Err(e) if e.downcast_ref::<Refused>().is_some() => {}
+                other => other?,
+            }
         }
         Ok(client)
     }
