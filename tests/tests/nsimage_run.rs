@@ -249,6 +249,30 @@ fn rootful_map_auto_runs_an_image_with_the_store_idmapped() {
         out, "0 755\n0 1777\nhi\nbar",
         "host root's layer files read as root inside"
     );
+    // Without the idmapped store a range cannot reach the layers (no other host user can:
+    // they hold the images' setuid programs); the error says what to do.
+    let mut cmd = lab.tool("userns");
+    cmd.args([
+        "--map-auto",
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/bb:1",
+        "--rm",
+        "--",
+        "true",
+    ]);
+    let out = run(&mut cmd);
+    assert_fatal(&out, "mntns");
+    assert!(stderr(&out).contains("--idmap"), "{}", stderr(&out));
+    let layers = lab.store().join("layers");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&layers).unwrap().permissions())
+            & 0o777,
+        0o700
+    );
     // The layer itself was not chowned: it stays host root's, shared by every range.
     let layer = lab
         .store()

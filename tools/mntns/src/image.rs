@@ -49,7 +49,7 @@ impl ImageUse {
 
 /// Resolves `--image` and rewrites `args` as the equivalent `--overlay` run with the image's
 /// config applied.
-pub fn apply(args: &mut Args) -> Result<Option<ImageUse>, Fatal> {
+pub fn apply(args: &mut Args, handed: &[String]) -> Result<Option<ImageUse>, Fatal> {
     let Some(text) = args.image.clone() else {
         return Ok(None);
     };
@@ -76,16 +76,11 @@ pub fn apply(args: &mut Args) -> Result<Option<ImageUse>, Fatal> {
                 "nsimage pull {text} (or nsimage load / import it) first"
             ))
         })?;
+    let through_tree = handed.iter().any(|tree| store.root.starts_with(tree));
     let mut lowers = Vec::new();
     for diff_id in image.diff_ids().iter().rev() {
         let dir = store.layer_diff(diff_id).map_err(Fatal::from)?;
-        if !dir.is_dir() {
-            return Err(Fatal::new(format!(
-                "image {}: layer {diff_id} is not unpacked in the store",
-                image.name
-            ))
-            .with_hint(format!("nsimage rmi {text}, then pull or load it again")));
-        }
+        check_layer(&dir, diff_id, &image.name, &text, through_tree)?;
         lowers.push(dir.into_os_string());
     }
     if lowers.is_empty() {
@@ -132,6 +127,28 @@ pub fn apply(args: &mut Args) -> Result<Option<ImageUse>, Fatal> {
         env,
         lock,
     }))
+}
+
+/// An unpacked layer is there (or, behind a handed-down tree of the store, not reachable
+/// here but there: the tree shows it).
+fn check_layer(
+    dir: &Path,
+    diff_id: &str,
+    name: &str,
+    text: &str,
+    through_tree: bool,
+) -> Result<(), Fatal> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && through_tree => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Fatal::new(format!(
+            "image {name}: its layers in {} are not reachable from this user namespace",
+            dir.parent().and_then(Path::parent).map_or(dir, |p| p).display()
+        ))
+        .with_hint("hand the store down idmapped: userns --map-auto --idmap STORE (the store is DATA_DIR/image)")),
+        _ => Err(Fatal::new(format!("image {name}: layer {diff_id} is not unpacked in the store"))
+            .with_hint(format!("nsimage rmi {text}, then pull or load it again"))),
+    }
 }
 
 /// Entrypoint + Cmd as Docker combines them with `--entrypoint` and a given COMMAND.

@@ -250,7 +250,14 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
                     lowers.to_string_lossy()
                 )));
             }
-            let dir = check_dir(Path::new(OsStr::from_bytes(lower)), "a lower layer")?;
+            let path = Path::new(OsStr::from_bytes(lower));
+            // An image's layers come from the store, checked by image.rs (a range may reach
+            // them only through the store's idmapped tree).
+            let dir = if args.image.is_some() {
+                path.to_owned()
+            } else {
+                check_dir(path, "a lower layer")?
+            };
             overlay::check_option_path(&dir).map_err(Fatal::new)?;
             list.push(dir);
         }
@@ -337,7 +344,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
     let mut args = args;
-    let mut image_use = image::apply(&mut args)?;
+    let mut image_use = image::apply(&mut args, &handed.trees.paths())?;
     let mut plan = plan(&args)?;
     if let Some(image) = &image_use {
         // The image's Env comes first; --env-file and -e override it.
@@ -560,10 +567,25 @@ fn prepare_layer(
             "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
         );
     }
+    // The topmost lower layer as seen through a handed-down tree: its own, or the store's.
+    let below_store = match (&trees.store, lowers.first()) {
+        (Some((path, tree)), Some(top)) => Some(
+            idmap::open_below(tree.as_fd(), top.strip_prefix(path).unwrap_or(top)).map_err(
+                |e| {
+                    Fatal::from(e).context(format!(
+                        "unable to open {} in the idmapped store",
+                        top.display()
+                    ))
+                },
+            )?,
+        ),
+        _ => None,
+    };
     let lower_tree = trees
         .lowers
         .first()
         .and_then(|t| t.as_ref())
+        .or(below_store.as_ref())
         .map(|t| t.as_fd());
     let mut layer = overlay::prepare(
         args.upper.as_deref(),
