@@ -1,7 +1,7 @@
 # nschain: build, install, test, bench, demo.
 #   make              release build of every tool
 #   make test         installs what the tests need (Debian packages, only if missing), then
-#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length,
+#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
 #                     and every test (root tests need root)
 #   make install      binaries, man pages and shell completions under $(PREFIX)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
@@ -40,6 +40,7 @@ check:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 	python3 scripts/unused-deps.py
 	python3 scripts/long-functions.py
+	python3 scripts/helper-protocols.py
 
 test: deps check
 	$(CARGO) build --workspace --bins

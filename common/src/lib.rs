@@ -19,6 +19,7 @@ extern crate self as common;
 
 pub mod after;
 pub mod chain;
+pub mod channel;
 pub mod cli;
 pub mod creds;
 pub mod debug;

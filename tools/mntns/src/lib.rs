@@ -437,7 +437,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
 struct HandedDown {
     trees: idmap::Trees,
     sysfs: Option<OwnedFd>,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
 }
 
 impl HandedDown {
@@ -767,7 +767,7 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
 /// the layer instead.
 fn release_layer(
     rm: bool,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
     layer: &Option<overlay::Layer>,
     cleaner: Option<overlay::Cleaner>,
 ) {
