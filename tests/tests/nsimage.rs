@@ -463,3 +463,51 @@ fn bad_references_missing_images_and_broken_archives_exit_125_and_leave_nothing(
         stderr(&out)
     );
 }
+
+#[test]
+fn rootless_unpacking_keeps_ownership_with_a_subuid_range_else_squashes_it() {
+    if !need::rootless() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = lab.path().join("owned");
+    layout(
+        &serde_json::json!({"dir": dir, "tag": "t", "layers": [{"entries": [
+            {"path": "mine", "data": "x", "uid": 1000, "gid": 1000},
+            {"path": "gone", "type": "dir"},
+        ]}]}),
+    );
+    ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+    let subids = lab.path().join("subids");
+    std::fs::write(&subids, "nobody:300000:65536\n").unwrap();
+    let import = lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/owned:1"]);
+    // As nobody with a private /etc/subuid and /etc/subgid delegating 300000-365535.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$1\" /etc/subuid && mount --bind \"$1\" /etc/subgid && shift && exec setpriv --reuid 65534 --regid 65534 --clear-groups -- \"$@\"", "sh"]);
+    cmd.arg(&subids)
+        .arg(import.get_program())
+        .args(import.get_args());
+    for (k, v) in import.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = run(&mut cmd);
+    ok_out(&out, "rootless import with a range");
+    assert!(!stderr(&out).contains("squashed"), "{}", stderr(&out));
+    let layer = lab
+        .store()
+        .join("layers")
+        .join(&lab.store_contents().1[0])
+        .join("diff");
+    let meta = std::fs::metadata(layer.join("mine")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (300999, 300999),
+        "uid 1000 of the image is the range's 1000th id"
+    );
+    assert_eq!(std::fs::metadata(&layer).unwrap().uid(), NOBODY);
+    // Removal works from the same namespace.
+    ok(&mut as_nobody(&lab.nsimage(&["rmi", "localhost/owned:1"])));
+    assert!(lab.store_contents().1.is_empty());
+}
