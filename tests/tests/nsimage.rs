@@ -511,3 +511,38 @@ fn rootless_unpacking_keeps_ownership_with_a_subuid_range_else_squashes_it() {
     ok(&mut as_nobody(&lab.nsimage(&["rmi", "localhost/owned:1"])));
     assert!(lab.store_contents().1.is_empty());
 }
+
+#[test]
+fn docker_25_combined_archives_load_by_either_name() {
+    if !need::busybox() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let base = busybox_rootfs_tar(lab.path());
+    for (named, name) in [
+        (true, "docker.io/library/bb:25"),
+        (false, "docker.io/library/bb:25b"),
+    ] {
+        let dir = lab.path().join(format!("d25-{named}"));
+        layout(&serde_json::json!({
+            "dir": dir, "tag": "25", "config": {"Cmd": ["/bin/true"]},
+            "layers": [{"tarball": base}],
+            "docker25": {"named": named, "name": name},
+        }));
+        let archive = lab.path().join(format!("d25-{named}.tar"));
+        ok(Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."));
+        let out = ok(&mut lab.nsimage(&["load", archive.to_str().unwrap()]));
+        // With io.containerd.image.name the OCI side names it; without, manifest.json's RepoTags.
+        assert_eq!(out.trim(), format!("Loaded image: {name}"));
+    }
+    assert_eq!(
+        lab.inspect("bb:25")["id"],
+        lab.inspect("bb:25b")["id"],
+        "the same image either way"
+    );
+}
