@@ -357,3 +357,54 @@ fn rootless_loads_and_runs_an_image() {
         "{blobs:?} {layers:?}"
     );
 }
+
+/// The seed with images: three containers of one busybox-httpd image published on 80, 81 and
+/// 82, each serving a page it wrote into its own writable layer, all on one copy of the
+/// image's layers.
+#[test]
+fn three_web_containers_of_one_image_on_80_81_82() {
+    if !need::network() || !need::busybox() || !need_python() || !require(have("curl"), "curl") {
+        return;
+    }
+    let lab = Lab::new();
+    let base = busybox_rootfs_tar(lab.path());
+    let dir = lab.path().join("web-layout");
+    layout(&serde_json::json!({
+        "dir": dir, "tag": "web",
+        "config": {"Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"], "Env": ["PATH=/bin"]},
+        "layers": [{"tarball": base}, {"gzip": true, "entries": [
+            {"path": "www", "type": "dir"}, {"path": "www/index.html", "data": "image page\n"}]}],
+    }));
+    ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/web:1"]));
+    let script = r#"
+        for i in 0 1 2; do
+            netns --bridge --name web$i -p 8$i:80 -- pidns -- mntns --image localhost/web:1 \
+                --entrypoint /bin/sh -- -c "echo web$i > /www/index.html; exec httpd -f -p 80 -h /www" &
+        done
+        for i in 0 1 2; do wait_for curl -sf 127.0.0.1:8$i; done
+        for i in 0 1 2; do echo "port 8$i: $(curl -s -m 3 127.0.0.1:8$i)"; done
+        kill $(jobs -p); wait || true
+    "#;
+    let out = in_throwaway_host(&lab.state, 90, script);
+    let text = ok_out(&out, "three web containers");
+    let layers = lab.store_contents().1;
+    assert_eq!(
+        layers.len(),
+        2,
+        "one copy of the image's two layers: {layers:?}"
+    );
+    for i in 0..3 {
+        assert!(text.contains(&format!("port 8{i}: web{i}")), "{text}");
+        let layer = lab.state.join("data/overlay").join(format!("web{i}"));
+        assert_eq!(
+            std::fs::read_to_string(layer.join("diff/www/index.html")).unwrap(),
+            format!("web{i}\n")
+        );
+        ok(lab.tool("nsps").args(["rm", &format!("web{i}")]));
+    }
+    // The image itself is unchanged.
+    assert_eq!(
+        ok(&mut lab.run_image("localhost/web:1", &["--", "cat", "/www/index.html"])),
+        "image page"
+    );
+}
