@@ -151,8 +151,24 @@ fn a_rootfs_tarball_is_imported_with_its_changes() {
         "{env}"
     );
     assert_eq!(image["config"]["User"], "www");
-    // The short name, as docker shows it, finds the same image.
+    // The short name, as docker shows it, finds the same image; so does its digest, within
+    // its repository only.
     assert_eq!(lab.inspect("docker.io/library/bb:2")["id"], image["id"]);
+    let digest = image["digest"].as_str().unwrap();
+    assert_eq!(lab.inspect(&format!("bb@{digest}"))["id"], image["id"]);
+    assert_eq!(
+        lab.inspect(&format!("bb:other@{digest}"))["id"],
+        image["id"]
+    );
+    assert_fatal(
+        &run(&mut lab.nsimage(&["inspect", &format!("elsewhere@{digest}")])),
+        "nsimage",
+    );
+    // tag gives it another name; rmi of one name keeps the image for the other.
+    ok(&mut lab.nsimage(&["tag", "bb:2", "localhost/copy:1"]));
+    ok(&mut lab.nsimage(&["rmi", "bb:2"]));
+    assert_eq!(lab.inspect("localhost/copy:1")["id"], image["id"]);
+    assert_eq!(lab.store_contents().1.len(), 1);
     let table = ok(&mut lab.nsimage(&["images"]));
     assert!(
         table.contains("docker.io/library/bb") && table.contains(" 2 "),
