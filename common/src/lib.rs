@@ -38,6 +38,7 @@ pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod seccomp;
+pub mod seccomp_policy;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;

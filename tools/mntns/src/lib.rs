@@ -67,6 +67,7 @@ use clap::Parser;
 use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
+use common::seccomp_policy::{self, Choice};
 use common::{debug, Context, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
@@ -191,6 +192,11 @@ pub struct Args {
     #[arg(long)]
     pub no_new_keyring: bool,
 
+    /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
+    /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
+    #[arg(long, value_name = "PROFILE", value_parser = parse_seccomp)]
+    pub seccomp: Option<Choice>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -208,6 +214,19 @@ fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
 
 fn parse_cap(text: &str) -> Result<CapSpec, String> {
     text.parse()
+}
+
+fn parse_seccomp(text: &str) -> Result<Choice, String> {
+    text.parse()
+}
+
+/// The profile COMMAND gets: `--seccomp`, else the default in a container, else none.
+fn seccomp_choice(args: &Args, container: bool) -> Choice {
+    match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None if container => Choice::Default,
+        None => Choice::Unconfined,
+    }
 }
 
 /// The new root, checked.
@@ -374,6 +393,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let mut trees = RootTrees::split(trees, &plan);
     let container = plan.root.is_some();
     let mut entry = new_entry(&args, container);
+    let seccomp = seccomp_choice(&args, container);
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     // Checked before anything changes; opened again in the new namespace below.
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
@@ -411,6 +432,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
     if let Some(image) = &image_use {
         extra.insert("image".into(), json!(image.name));
+    }
+    if container || args.seccomp.is_some() {
+        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
     }
     link.finish(host_pid, extra)?;
 
@@ -537,6 +561,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         creds: None,
         notice: None,
         waiter: None,
+        profile: None,
     }
 }
 
@@ -926,7 +951,14 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         creds,
         notice: None,
         waiter: None,
+        profile: None,
     };
+    // The container's own profile, unless --seccomp chooses another.
+    let seccomp = match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None => join::seccomp_profile(link),
+    };
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {
         // The same guard as the container's own processes (said when it started).
