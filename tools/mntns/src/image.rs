@@ -47,6 +47,13 @@ impl ImageUse {
     }
 }
 
+/// Adds the image's name to the link's registration (`--info-fd`, `nsps`).
+pub fn describe(image: Option<&ImageUse>, extra: &mut serde_json::Map<String, serde_json::Value>) {
+    if let Some(image) = image {
+        extra.insert("image".into(), serde_json::json!(image.name));
+    }
+}
+
 /// Resolves `--image` and rewrites `args` as the equivalent `--overlay` run with the image's
 /// config applied.
 pub fn apply(args: &mut Args, handed: &[String]) -> Result<Option<ImageUse>, Fatal> {

@@ -363,12 +363,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
     let mut args = args;
-    let mut image_use = image::apply(&mut args, &handed.trees.paths())?;
-    let mut plan = plan(&args)?;
-    if let Some(image) = &image_use {
-        // The image's Env comes first; --env-file and -e override it.
-        plan.env.set.splice(0..0, image.env.iter().cloned());
-    }
+    let (plan, mut image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
     let mut host_pid = common::procfs::own_pid();
@@ -430,9 +425,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
-    if let Some(image) = &image_use {
-        extra.insert("image".into(), json!(image.name));
-    }
+    image::describe(image_use.as_ref(), &mut extra);
     if container || args.seccomp.is_some() {
         extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
     }
@@ -455,6 +448,20 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         setuid_guard::install()?;
     }
     entry.exec(args.command.command, cx)
+}
+
+/// `--image` turned into the `--overlay` run it stands for (image.rs), then the plan, with
+/// the image's Env first (`--env-file` and `-e` override it).
+fn plan_with_image(
+    args: &mut Args,
+    handed: &HandedDown,
+) -> Result<(Plan, Option<image::ImageUse>), Fatal> {
+    let image_use = image::apply(args, &handed.trees.paths())?;
+    let mut plan = plan(args)?;
+    if let Some(image) = &image_use {
+        plan.env.set.splice(0..0, image.env.iter().cloned());
+    }
+    Ok((plan, image_use))
 }
 
 /// What earlier links handed down: `userns --idmap`'s trees, netns's sysfs, pidns's socket.
