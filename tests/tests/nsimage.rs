@@ -564,3 +564,48 @@ fn docker_25_combined_archives_load_by_either_name() {
         "the same image either way"
     );
 }
+
+#[test]
+fn device_nodes_are_made_as_root_and_skipped_with_a_warning_rootless() {
+    if !need::rootless() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = lab.path().join("devices");
+    layout(
+        &serde_json::json!({"dir": dir, "tag": "t", "layers": [{"entries": [
+            {"path": "dev", "type": "dir"},
+            {"path": "dev/null2", "type": "char", "major": 1, "minor": 3, "mode": 0o666},
+            {"path": "dev/fifo", "type": "fifo"},
+        ]}]}),
+    );
+    ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+    // As root the node is made as the layer says (not an empty file, as tar's unpack_in does).
+    ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/dev:1"]));
+    let layer = |lab: &Lab| {
+        lab.store()
+            .join("layers")
+            .join(&lab.store_contents().1[0])
+            .join("diff")
+    };
+    let node = std::fs::symlink_metadata(layer(&lab).join("dev/null2")).unwrap();
+    assert!(node.file_type().is_char_device() && node.rdev() == libc::makedev(1, 3));
+    // Rootless the kernel refuses it: skipped, said once; the fifo is made.
+    let rootless = Lab::new();
+    let out = run(&mut as_nobody(&rootless.nsimage(&[
+        "import",
+        dir.to_str().unwrap(),
+        "localhost/dev:1",
+    ])));
+    ok_out(&out, "rootless import of a device node");
+    assert!(
+        stderr(&out).contains("skipped device nodes") && stderr(&out).contains("dev/null2 (1:3)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!layer(&rootless).join("dev/null2").exists());
+    assert!(std::fs::symlink_metadata(layer(&rootless).join("dev/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
