@@ -120,8 +120,27 @@ fn deleted_files_are_gone_and_a_replaced_directory_holds_only_the_new_files() {
     let base = busybox_rootfs_tar(lab.path());
     let (dir, _) = whiteout_layout(&lab, &base);
     ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/wh:1"]));
-    let out = ok(&mut lab.run_image("localhost/wh:1", &["--", "sh", "-c", "test -e /etc/secret && echo secret-visible; ls /olddir; cat /data/hardlink; echo; readlink /data/symlink"]));
+    let script = "test -e /etc/secret && echo secret-visible; ls /olddir; cat /data/hardlink; echo; readlink /data/symlink";
+    let out = ok(&mut lab.run_image("localhost/wh:1", &["--", "sh", "-c", script]));
     assert_eq!(out, "new\nlinked\n/etc/passwd");
+    // The same in a user namespace, where overlayfs reads user.overlay.* (userxattr) through
+    // the idmapped store.
+    let mut cmd = lab.tool("userns");
+    cmd.args(["--map-auto", "--idmap"]).arg(lab.store());
+    cmd.args([
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/wh:1",
+        "--rm",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(ok(&mut cmd), "new\nlinked\n/etc/passwd");
 }
 
 #[test]
