@@ -346,6 +346,34 @@ fn rootless_loads_and_runs_an_image() {
         "--rm",
     ]);
     assert_eq!(ok(&mut as_nobody(&cmd)), "hello from Linux in /tmp FOO=bar");
+    // Whiteouts and opaque directories, unpacked rootless (char 0:0 made in nsimage's own
+    // user namespace, user.overlay.opaque) and honoured by a rootless overlay (userxattr).
+    if need_python() {
+        let (dir, _) = whiteout_layout(&lab, &tar);
+        ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+        ok(&mut as_nobody(&lab.nsimage(&[
+            "import",
+            dir.to_str().unwrap(),
+            "localhost/wh:1",
+        ])));
+        let mut cmd = lab.tool("userns");
+        cmd.args([
+            "--map-root",
+            "--",
+            "pidns",
+            "--",
+            "mntns",
+            "--image",
+            "localhost/wh:1",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "test -e /etc/secret && echo visible; ls /olddir",
+        ]);
+        assert_eq!(ok(&mut as_nobody(&cmd)), "new");
+        ok(&mut as_nobody(&lab.nsimage(&["rmi", "localhost/wh:1"])));
+    }
     // Layers of other owners are squashed, with a warning, when there is no subuid range.
     let owned = lab.path().join("owned.tar");
     ok(Command::new("tar")
