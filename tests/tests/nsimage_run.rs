@@ -406,8 +406,9 @@ fn rootless_loads_and_runs_an_image() {
 }
 
 /// The seed with images: three containers of one busybox-httpd image published on 80, 81 and
-/// 82, each serving a page it wrote into its own writable layer, all on one copy of the
-/// image's layers.
+/// 82, each in its own `--map-auto` range, each serving a page it wrote into its own writable
+/// layer, all on one copy of the image's layers (the store handed down idmapped); rmi and
+/// prune keep those layers until the containers' layers are removed.
 #[test]
 fn three_web_containers_of_one_image_on_80_81_82() {
     if !need::network() || !need::busybox() || !need_python() || !require(have("curl"), "curl") {
@@ -423,16 +424,21 @@ fn three_web_containers_of_one_image_on_80_81_82() {
             {"path": "www", "type": "dir"}, {"path": "www/index.html", "data": "image page\n"}]}],
     }));
     ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/web:1"]));
-    let script = r#"
+    // The canonical chain: each container in its own range, the store shared idmapped.
+    let script = format!(
+        r#"
         for i in 0 1 2; do
-            netns --bridge --name web$i -p 8$i:80 -- pidns -- mntns --image localhost/web:1 \
-                --entrypoint /bin/sh -- -c "echo web$i > /www/index.html; exec httpd -f -p 80 -h /www" &
+            netns --bridge --name web$i -p 8$i:80 -- userns --map-auto --idmap {store} -- pidns -- \
+                mntns --image localhost/web:1 --entrypoint /bin/sh -- \
+                -c "echo web$i > /www/index.html; exec httpd -f -p 80 -h /www" &
         done
         for i in 0 1 2; do wait_for curl -sf 127.0.0.1:8$i; done
         for i in 0 1 2; do echo "port 8$i: $(curl -s -m 3 127.0.0.1:8$i)"; done
         kill $(jobs -p); wait || true
-    "#;
-    let out = in_throwaway_host(&lab.state, 90, script);
+    "#,
+        store = lab.store().display()
+    );
+    let out = in_throwaway_host(&lab.state, 90, &script);
     let text = ok_out(&out, "three web containers");
     let layers = lab.store_contents().1;
     assert_eq!(
@@ -440,18 +446,26 @@ fn three_web_containers_of_one_image_on_80_81_82() {
         2,
         "one copy of the image's two layers: {layers:?}"
     );
+    // While the kept containers exist, prune keeps the image's layers even without a name.
+    ok(&mut lab.nsimage(&["rmi", "localhost/web:1"]));
+    assert_eq!(lab.store_contents().1, layers, "layers in use must stay");
+    let data = lab.state.join("data");
     for i in 0..3 {
         assert!(text.contains(&format!("port 8{i}: web{i}")), "{text}");
-        let layer = lab.state.join("data/overlay").join(format!("web{i}"));
+        // Each container's own layer, in its range's data directory.
+        let found: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("overlay").join(format!("web{i}")))
+            .filter(|p| p.exists())
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
-            std::fs::read_to_string(layer.join("diff/www/index.html")).unwrap(),
+            std::fs::read_to_string(found[0].join("diff/www/index.html")).unwrap(),
             format!("web{i}\n")
         );
         ok(lab.tool("nsps").args(["rm", &format!("web{i}")]));
     }
-    // The image itself is unchanged.
-    assert_eq!(
-        ok(&mut lab.run_image("localhost/web:1", &["--", "cat", "/www/index.html"])),
-        "image page"
-    );
+    ok(&mut lab.nsimage(&["prune"]));
+    assert!(lab.store_contents().1.is_empty());
 }
