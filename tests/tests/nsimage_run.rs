@@ -469,3 +469,64 @@ fn three_web_containers_of_one_image_on_80_81_82() {
     ok(&mut lab.nsimage(&["prune"]));
     assert!(lab.store_contents().1.is_empty());
 }
+
+/// A running container holds no store lock (its cleaner and waiter must not keep one):
+/// prune runs while it runs and keeps the layers its writable layer names.
+#[test]
+fn prune_while_a_container_runs_keeps_its_layers_and_does_not_wait_for_it() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = busybox_lab();
+    for chain in [&["mntns"][..], &["pidns", "--", "mntns"][..]] {
+        let image = lab.inspect("localhost/bb:1");
+        let used = image["layers"][0]["diffId"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_owned();
+        let mut cmd = lab.tool(chain[0]);
+        cmd.args(&chain[1..]).args([
+            "--image",
+            "localhost/bb:1",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/up; sleep 60",
+        ]);
+        let mut child = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
+        let overlay = lab.state.join("data/overlay");
+        let mut up = false;
+        for _ in 0..400 {
+            up = std::fs::read_dir(&overlay)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("diff/tmp/up").exists());
+            if up {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up, "the container did not start");
+        ok(&mut lab.nsimage(&["rmi", "localhost/bb:1"]));
+        // `timeout` only catches a hang (a prune waiting for the container's end).
+        let mut prune = Command::new("timeout");
+        prune.arg("30").arg(bin("nsimage")).arg("prune");
+        with_env(&mut prune, &lab.state);
+        ok(&mut prune);
+        let left = lab.store_contents().1;
+        assert!(
+            left.contains(&used),
+            "{chain:?}: a running container's layer must stay: {left:?}"
+        );
+        // SIGTERM, forwarded to the container (SIGKILL of the waiter could leave its sleep).
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        // Put the name back for the next chain (the same tarball: the same layer).
+        let tar = lab.path().join("busybox-rootfs.tar");
+        ok(&mut lab.nsimage(&["import", tar.to_str().unwrap(), "localhost/bb:1"]));
+    }
+}

@@ -6,12 +6,14 @@
 //! image's /etc/passwd later, an unknown name an error), Env before `--env-file` and `-e`.
 //! The caller's environment is not passed on, as in Docker.
 //!
-//! The store's lock is held shared until the writable layer records the image's layers
-//! (`image-layers`), so `nsimage rmi`/`prune` never remove a layer in use.
+//! The store's lock is held shared while the image is resolved, and again while the writable
+//! layer records the image's layers (`image-layers`) and they are checked to be still there:
+//! `nsimage rmi`/`prune` (exclusive) either ran before (the check fails) or see the record.
+//! It is not held in between: the layer's cleaner or waiter forks there and must not keep it.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::image::{layout, Layout, Reference};
 use common::Fatal;
@@ -27,14 +29,19 @@ pub struct ImageUse {
     pub diff_ids: Vec<String>,
     /// The image's Env, applied before `--env-file` and `-e`.
     pub env: Vec<(String, OsString)>,
-    /// The store's lock, held until the layers are recorded.
-    lock: Option<File>,
+    /// The store's root.
+    store: PathBuf,
+    /// The unpacked layers, topmost first.
+    lowers: Vec<PathBuf>,
+    /// The store comes handed down as an idmapped tree (the layers may be out of reach here).
+    through_tree: bool,
 }
 
 impl ImageUse {
-    /// Records the image's layers in the container's writable layer (`dir`), then releases
-    /// the store's lock.
-    pub fn record(&mut self, dir: &Path) -> Result<(), Fatal> {
+    /// Records the image's layers in the container's writable layer (`dir`) under the store's
+    /// lock, and checks they are still there.
+    pub fn record(&self, dir: &Path) -> Result<(), Fatal> {
+        let _lock = lock(&self.store)?;
         let text: String = self.diff_ids.iter().map(|d| format!("{d}\n")).collect();
         std::fs::write(dir.join(layout::USAGE_FILE), text).map_err(|e| {
             Fatal::from(e).context(format!(
@@ -42,9 +49,21 @@ impl ImageUse {
                 dir.display()
             ))
         })?;
-        self.lock = None;
+        for (lower, diff_id) in self.lowers.iter().zip(self.diff_ids.iter().rev()) {
+            check_layer(lower, diff_id, &self.name, &self.name, self.through_tree)?;
+        }
         Ok(())
     }
+}
+
+/// The store's lock, shared (none when there is no store).
+fn lock(store: &Path) -> Result<Option<File>, Fatal> {
+    if !store.join("oci-layout").exists() {
+        return Ok(None);
+    }
+    layout::lock_file(&store.join(".lock"), false)
+        .map(Some)
+        .map_err(|e| Fatal::from(e).context("unable to lock the image store"))
 }
 
 /// Adds the image's name to the link's registration (`--info-fd`, `nsps`).
@@ -63,14 +82,7 @@ pub fn apply(args: &mut Args, handed: &[String]) -> Result<Option<ImageUse>, Fat
     let reference =
         Reference::parse(&text).map_err(|e| Fatal::from(e).context("invalid --image"))?;
     let store = Layout::at(Layout::default_root());
-    let lock = if store.exists() {
-        Some(
-            layout::lock_file(&store.root.join(".lock"), false)
-                .map_err(|e| Fatal::from(e).context("unable to lock the image store"))?,
-        )
-    } else {
-        None
-    };
+    let _lock = lock(&store.root)?;
     let image = store
         .image(&reference)
         .map_err(|e| Fatal::from(e).context(format!("image {reference}")))?
@@ -132,7 +144,9 @@ pub fn apply(args: &mut Args, handed: &[String]) -> Result<Option<ImageUse>, Fat
         name: image.name.clone(),
         diff_ids: image.diff_ids().to_vec(),
         env,
-        lock,
+        lowers: std::env::split_paths(args.overlay.as_deref().unwrap_or_default()).collect(),
+        store: store.root,
+        through_tree,
     }))
 }
 

@@ -363,7 +363,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
     let mut args = args;
-    let (plan, mut image_use) = plan_with_image(&mut args, &handed)?;
+    let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
     let mut host_pid = common::procfs::own_pid();
@@ -399,7 +399,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
                 prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
-            if let Some(image) = &mut image_use {
+            if let Some(image) = &image_use {
                 image.record(&layer.dir)?;
             }
             if entry.waiter.is_some() {
