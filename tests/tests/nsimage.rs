@@ -151,11 +151,29 @@ fn a_rootfs_tarball_is_imported_with_its_changes() {
         "{env}"
     );
     assert_eq!(image["config"]["User"], "www");
-    // The short name, as docker shows it, finds the same image.
+    // The short name, as docker shows it, finds the same image; so does its digest, within
+    // its repository only.
     assert_eq!(lab.inspect("docker.io/library/bb:2")["id"], image["id"]);
+    let digest = image["digest"].as_str().unwrap();
+    assert_eq!(lab.inspect(&format!("bb@{digest}"))["id"], image["id"]);
+    assert_eq!(
+        lab.inspect(&format!("bb:other@{digest}"))["id"],
+        image["id"]
+    );
+    assert_fatal(
+        &run(&mut lab.nsimage(&["inspect", &format!("elsewhere@{digest}")])),
+        "nsimage",
+    );
+    // tag gives it another name; rmi of one name keeps the image for the other.
+    ok(&mut lab.nsimage(&["tag", "bb:2", "localhost/copy:1"]));
+    ok(&mut lab.nsimage(&["rmi", "bb:2"]));
+    assert_eq!(lab.inspect("localhost/copy:1")["id"], image["id"]);
+    assert_eq!(lab.store_contents().1.len(), 1);
     let table = ok(&mut lab.nsimage(&["images"]));
     assert!(
-        table.contains("docker.io/library/bb") && table.contains(" 2 "),
+        table
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["localhost/copy", "1"])),
         "{table}"
     );
 }
@@ -462,4 +480,132 @@ fn bad_references_missing_images_and_broken_archives_exit_125_and_leave_nothing(
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn rootless_unpacking_keeps_ownership_with_a_subuid_range_else_squashes_it() {
+    if !need::rootless() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = lab.path().join("owned");
+    layout(
+        &serde_json::json!({"dir": dir, "tag": "t", "layers": [{"entries": [
+            {"path": "mine", "data": "x", "uid": 1000, "gid": 1000},
+            {"path": "gone", "type": "dir"},
+        ]}]}),
+    );
+    ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+    let subids = lab.path().join("subids");
+    std::fs::write(&subids, "nobody:300000:65536\n").unwrap();
+    let import = lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/owned:1"]);
+    // As nobody with a private /etc/subuid and /etc/subgid delegating 300000-365535.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$1\" /etc/subuid && mount --bind \"$1\" /etc/subgid && shift && exec setpriv --reuid 65534 --regid 65534 --clear-groups -- \"$@\"", "sh"]);
+    cmd.arg(&subids)
+        .arg(import.get_program())
+        .args(import.get_args());
+    for (k, v) in import.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = run(&mut cmd);
+    ok_out(&out, "rootless import with a range");
+    assert!(!stderr(&out).contains("squashed"), "{}", stderr(&out));
+    let layer = lab
+        .store()
+        .join("layers")
+        .join(&lab.store_contents().1[0])
+        .join("diff");
+    let meta = std::fs::metadata(layer.join("mine")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (300999, 300999),
+        "uid 1000 of the image is the range's 1000th id"
+    );
+    assert_eq!(std::fs::metadata(&layer).unwrap().uid(), NOBODY);
+    // Removal works from the same namespace.
+    ok(&mut as_nobody(&lab.nsimage(&["rmi", "localhost/owned:1"])));
+    assert!(lab.store_contents().1.is_empty());
+}
+
+#[test]
+fn docker_25_combined_archives_load_by_either_name() {
+    if !need::busybox() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let base = busybox_rootfs_tar(lab.path());
+    for (named, name) in [
+        (true, "docker.io/library/bb:25"),
+        (false, "docker.io/library/bb:25b"),
+    ] {
+        let dir = lab.path().join(format!("d25-{named}"));
+        layout(&serde_json::json!({
+            "dir": dir, "tag": "25", "config": {"Cmd": ["/bin/true"]},
+            "layers": [{"tarball": base}],
+            "docker25": {"named": named, "name": name},
+        }));
+        let archive = lab.path().join(format!("d25-{named}.tar"));
+        ok(Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."));
+        let out = ok(&mut lab.nsimage(&["load", archive.to_str().unwrap()]));
+        // With io.containerd.image.name the OCI side names it; without, manifest.json's RepoTags.
+        assert_eq!(out.trim(), format!("Loaded image: {name}"));
+    }
+    assert_eq!(
+        lab.inspect("bb:25")["id"],
+        lab.inspect("bb:25b")["id"],
+        "the same image either way"
+    );
+}
+
+#[test]
+fn device_nodes_are_made_as_root_and_skipped_with_a_warning_rootless() {
+    if !need::rootless() || !need_python() {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = lab.path().join("devices");
+    layout(
+        &serde_json::json!({"dir": dir, "tag": "t", "layers": [{"entries": [
+            {"path": "dev", "type": "dir"},
+            {"path": "dev/null2", "type": "char", "major": 1, "minor": 3, "mode": 0o666},
+            {"path": "dev/fifo", "type": "fifo"},
+        ]}]}),
+    );
+    ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+    // As root the node is made as the layer says (not an empty file, as tar's unpack_in does).
+    ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/dev:1"]));
+    let layer = |lab: &Lab| {
+        lab.store()
+            .join("layers")
+            .join(&lab.store_contents().1[0])
+            .join("diff")
+    };
+    let node = std::fs::symlink_metadata(layer(&lab).join("dev/null2")).unwrap();
+    assert!(node.file_type().is_char_device() && node.rdev() == libc::makedev(1, 3));
+    // Rootless the kernel refuses it: skipped, said once; the fifo is made.
+    let rootless = Lab::new();
+    let out = run(&mut as_nobody(&rootless.nsimage(&[
+        "import",
+        dir.to_str().unwrap(),
+        "localhost/dev:1",
+    ])));
+    ok_out(&out, "rootless import of a device node");
+    assert!(
+        stderr(&out).contains("skipped device nodes") && stderr(&out).contains("dev/null2 (1:3)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!layer(&rootless).join("dev/null2").exists());
+    assert!(std::fs::symlink_metadata(layer(&rootless).join("dev/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }

@@ -120,8 +120,27 @@ fn deleted_files_are_gone_and_a_replaced_directory_holds_only_the_new_files() {
     let base = busybox_rootfs_tar(lab.path());
     let (dir, _) = whiteout_layout(&lab, &base);
     ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/wh:1"]));
-    let out = ok(&mut lab.run_image("localhost/wh:1", &["--", "sh", "-c", "test -e /etc/secret && echo secret-visible; ls /olddir; cat /data/hardlink; echo; readlink /data/symlink"]));
+    let script = "test -e /etc/secret && echo secret-visible; ls /olddir; cat /data/hardlink; echo; readlink /data/symlink";
+    let out = ok(&mut lab.run_image("localhost/wh:1", &["--", "sh", "-c", script]));
     assert_eq!(out, "new\nlinked\n/etc/passwd");
+    // The same in a user namespace, where overlayfs reads user.overlay.* (userxattr) through
+    // the idmapped store.
+    let mut cmd = lab.tool("userns");
+    cmd.args(["--map-auto", "--idmap"]).arg(lab.store());
+    cmd.args([
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/wh:1",
+        "--rm",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(ok(&mut cmd), "new\nlinked\n/etc/passwd");
 }
 
 #[test]
@@ -249,6 +268,30 @@ fn rootful_map_auto_runs_an_image_with_the_store_idmapped() {
         out, "0 755\n0 1777\nhi\nbar",
         "host root's layer files read as root inside"
     );
+    // Without the idmapped store a range cannot reach the layers (no other host user can:
+    // they hold the images' setuid programs); the error says what to do.
+    let mut cmd = lab.tool("userns");
+    cmd.args([
+        "--map-auto",
+        "--",
+        "pidns",
+        "--",
+        "mntns",
+        "--image",
+        "localhost/bb:1",
+        "--rm",
+        "--",
+        "true",
+    ]);
+    let out = run(&mut cmd);
+    assert_fatal(&out, "mntns");
+    assert!(stderr(&out).contains("--idmap"), "{}", stderr(&out));
+    let layers = lab.store().join("layers");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&layers).unwrap().permissions())
+            & 0o777,
+        0o700
+    );
     // The layer itself was not chowned: it stays host root's, shared by every range.
     let layer = lab
         .store()
@@ -303,6 +346,34 @@ fn rootless_loads_and_runs_an_image() {
         "--rm",
     ]);
     assert_eq!(ok(&mut as_nobody(&cmd)), "hello from Linux in /tmp FOO=bar");
+    // Whiteouts and opaque directories, unpacked rootless (char 0:0 made in nsimage's own
+    // user namespace, user.overlay.opaque) and honoured by a rootless overlay (userxattr).
+    if need_python() {
+        let (dir, _) = whiteout_layout(&lab, &tar);
+        ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&dir));
+        ok(&mut as_nobody(&lab.nsimage(&[
+            "import",
+            dir.to_str().unwrap(),
+            "localhost/wh:1",
+        ])));
+        let mut cmd = lab.tool("userns");
+        cmd.args([
+            "--map-root",
+            "--",
+            "pidns",
+            "--",
+            "mntns",
+            "--image",
+            "localhost/wh:1",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "test -e /etc/secret && echo visible; ls /olddir",
+        ]);
+        assert_eq!(ok(&mut as_nobody(&cmd)), "new");
+        ok(&mut as_nobody(&lab.nsimage(&["rmi", "localhost/wh:1"])));
+    }
     // Layers of other owners are squashed, with a warning, when there is no subuid range.
     let owned = lab.path().join("owned.tar");
     ok(Command::new("tar")
@@ -332,4 +403,130 @@ fn rootless_loads_and_runs_an_image() {
         blobs.is_empty() && layers.is_empty(),
         "{blobs:?} {layers:?}"
     );
+}
+
+/// The seed with images: three containers of one busybox-httpd image published on 80, 81 and
+/// 82, each in its own `--map-auto` range, each serving a page it wrote into its own writable
+/// layer, all on one copy of the image's layers (the store handed down idmapped); rmi and
+/// prune keep those layers until the containers' layers are removed.
+#[test]
+fn three_web_containers_of_one_image_on_80_81_82() {
+    if !need::network() || !need::busybox() || !need_python() || !require(have("curl"), "curl") {
+        return;
+    }
+    let lab = Lab::new();
+    let base = busybox_rootfs_tar(lab.path());
+    let dir = lab.path().join("web-layout");
+    layout(&serde_json::json!({
+        "dir": dir, "tag": "web",
+        "config": {"Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"], "Env": ["PATH=/bin"]},
+        "layers": [{"tarball": base}, {"gzip": true, "entries": [
+            {"path": "www", "type": "dir"}, {"path": "www/index.html", "data": "image page\n"}]}],
+    }));
+    ok(&mut lab.nsimage(&["import", dir.to_str().unwrap(), "localhost/web:1"]));
+    // The canonical chain: each container in its own range, the store shared idmapped.
+    let script = format!(
+        r#"
+        for i in 0 1 2; do
+            netns --bridge --name web$i -p 8$i:80 -- userns --map-auto --idmap {store} -- pidns -- \
+                mntns --image localhost/web:1 --entrypoint /bin/sh -- \
+                -c "echo web$i > /www/index.html; exec httpd -f -p 80 -h /www" &
+        done
+        for i in 0 1 2; do wait_for curl -sf 127.0.0.1:8$i; done
+        for i in 0 1 2; do echo "port 8$i: $(curl -s -m 3 127.0.0.1:8$i)"; done
+        kill $(jobs -p); wait || true
+    "#,
+        store = lab.store().display()
+    );
+    let out = in_throwaway_host(&lab.state, 90, &script);
+    let text = ok_out(&out, "three web containers");
+    let layers = lab.store_contents().1;
+    assert_eq!(
+        layers.len(),
+        2,
+        "one copy of the image's two layers: {layers:?}"
+    );
+    // While the kept containers exist, prune keeps the image's layers even without a name.
+    ok(&mut lab.nsimage(&["rmi", "localhost/web:1"]));
+    assert_eq!(lab.store_contents().1, layers, "layers in use must stay");
+    let data = lab.state.join("data");
+    for i in 0..3 {
+        assert!(text.contains(&format!("port 8{i}: web{i}")), "{text}");
+        // Each container's own layer, in its range's data directory.
+        let found: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("overlay").join(format!("web{i}")))
+            .filter(|p| p.exists())
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            std::fs::read_to_string(found[0].join("diff/www/index.html")).unwrap(),
+            format!("web{i}\n")
+        );
+        ok(lab.tool("nsps").args(["rm", &format!("web{i}")]));
+    }
+    ok(&mut lab.nsimage(&["prune"]));
+    assert!(lab.store_contents().1.is_empty());
+}
+
+/// A running container holds no store lock (its cleaner and waiter must not keep one):
+/// prune runs while it runs and keeps the layers its writable layer names.
+#[test]
+fn prune_while_a_container_runs_keeps_its_layers_and_does_not_wait_for_it() {
+    if !need::root() || !need::busybox() {
+        return;
+    }
+    let lab = busybox_lab();
+    for chain in [&["mntns"][..], &["pidns", "--", "mntns"][..]] {
+        let image = lab.inspect("localhost/bb:1");
+        let used = image["layers"][0]["diffId"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_owned();
+        let mut cmd = lab.tool(chain[0]);
+        cmd.args(&chain[1..]).args([
+            "--image",
+            "localhost/bb:1",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/up; sleep 60",
+        ]);
+        let mut child = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
+        let overlay = lab.state.join("data/overlay");
+        let mut up = false;
+        for _ in 0..400 {
+            up = std::fs::read_dir(&overlay)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("diff/tmp/up").exists());
+            if up {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up, "the container did not start");
+        ok(&mut lab.nsimage(&["rmi", "localhost/bb:1"]));
+        // `timeout` only catches a hang (a prune waiting for the container's end).
+        let mut prune = Command::new("timeout");
+        prune.arg("30").arg(bin("nsimage")).arg("prune");
+        with_env(&mut prune, &lab.state);
+        ok(&mut prune);
+        let left = lab.store_contents().1;
+        assert!(
+            left.contains(&used),
+            "{chain:?}: a running container's layer must stay: {left:?}"
+        );
+        // SIGTERM, forwarded to the container (SIGKILL of the waiter could leave its sleep).
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        // Put the name back for the next chain (the same tarball: the same layer).
+        let tar = lab.path().join("busybox-rootfs.tar");
+        ok(&mut lab.nsimage(&["import", tar.to_str().unwrap(), "localhost/bb:1"]));
+    }
 }

@@ -157,13 +157,22 @@ impl Layout {
     pub fn find(&self, reference: &Reference) -> Result<Option<Descriptor>> {
         let index = self.read_index()?;
         let wanted = reference.to_string();
-        let found = index.manifests().iter().find(|d| {
-            let by_name = ref_name(d).is_some_and(|n| n == wanted);
-            let by_digest = reference.tag.is_none()
-                && reference.digest.as_deref() == Some(d.digest().to_string().as_str());
-            by_name || by_digest
-        });
-        Ok(found.cloned())
+        let entries = index.manifests();
+        // A digest pins the manifest whatever the tag says (as docker does), within the
+        // reference's repository.
+        if let Some(digest) = &reference.digest {
+            let same = |d: &&Descriptor| d.digest().to_string() == *digest;
+            let repository = format!("{}:", reference.repository());
+            let found = entries
+                .iter()
+                .filter(same)
+                .find(|d| ref_name(d).is_some_and(|n| n.starts_with(&repository) || n == wanted));
+            return Ok(found.cloned());
+        }
+        Ok(entries
+            .iter()
+            .find(|d| ref_name(d).is_some_and(|n| n == wanted))
+            .cloned())
     }
 
     /// Resolves `reference` to an image and reads its manifest and config (both verified).

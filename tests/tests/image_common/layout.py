@@ -85,6 +85,23 @@ def main():
     index = {"schemaVersion": 2, "manifests": [
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest,
          "size": msize, "annotations": {"org.opencontainers.image.ref.name": spec["tag"]}}]}
+    if "docker25" in spec:
+        # Docker >= 25's `docker save`: an image index per image (with the platform), the
+        # full name in io.containerd.image.name (only with "named"), and manifest.json too.
+        d25 = spec["docker25"]
+        nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                  "manifests": [dict(index["manifests"][0], annotations={},
+                                     platform={"architecture": "amd64", "os": "linux"})]}
+        ndigest, nsize = put(blobs, json.dumps(nested).encode())
+        notes = {"org.opencontainers.image.ref.name": spec["tag"]}
+        if d25.get("named"):
+            notes["io.containerd.image.name"] = d25["name"]
+        index = {"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": ndigest,
+             "size": nsize, "annotations": notes}]}
+        with open(os.path.join(spec["dir"], "manifest.json"), "w") as f:
+            json.dump([{"Config": "blobs/sha256/" + cdigest[7:], "RepoTags": [d25["name"]],
+                        "Layers": ["blobs/sha256/" + l["digest"][7:] for l in layers]}], f)
     with open(os.path.join(spec["dir"], "index.json"), "w") as f:
         json.dump(index, f)
     with open(os.path.join(spec["dir"], "oci-layout"), "w") as f:

@@ -229,20 +229,6 @@ fn seccomp_choice(args: &Args, container: bool) -> Choice {
     }
 }
 
-/// What the registration records beyond [`describe`]: the image run, the seccomp profile.
-fn record_extra(
-    extra: &mut Map<String, serde_json::Value>,
-    image: Option<&String>,
-    seccomp: Option<&Choice>,
-) {
-    if let Some(image) = image {
-        extra.insert("image".into(), json!(image));
-    }
-    if let Some(seccomp) = seccomp {
-        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
-    }
-}
-
 /// The new root, checked.
 #[derive(Debug)]
 enum NewRoot {
@@ -283,7 +269,14 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
                     lowers.to_string_lossy()
                 )));
             }
-            let dir = check_dir(Path::new(OsStr::from_bytes(lower)), "a lower layer")?;
+            let path = Path::new(OsStr::from_bytes(lower));
+            // An image's layers come from the store, checked by image.rs (a range may reach
+            // them only through the store's idmapped tree).
+            let dir = if args.image.is_some() {
+                path.to_owned()
+            } else {
+                check_dir(path, "a lower layer")?
+            };
             overlay::check_option_path(&dir).map_err(Fatal::new)?;
             list.push(dir);
         }
@@ -370,12 +363,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
     let mut args = args;
-    let mut image_use = image::apply(&mut args)?;
-    let mut plan = plan(&args)?;
-    if let Some(image) = &image_use {
-        // The image's Env comes first; --env-file and -e override it.
-        plan.env.set.splice(0..0, image.env.iter().cloned());
-    }
+    let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
     let mut host_pid = common::procfs::own_pid();
@@ -411,7 +399,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
                 prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
-            if let Some(image) = &mut image_use {
+            if let Some(image) = &image_use {
                 image.record(&layer.dir)?;
             }
             if entry.waiter.is_some() {
@@ -437,8 +425,10 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
-    let policy = (container || args.seccomp.is_some()).then_some(&seccomp);
-    record_extra(&mut extra, image_use.as_ref().map(|i| &i.name), policy);
+    image::describe(image_use.as_ref(), &mut extra);
+    if container || args.seccomp.is_some() {
+        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
+    }
     link.finish(host_pid, extra)?;
 
     enter_root(&args, root, container)?;
@@ -458,6 +448,20 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         setuid_guard::install()?;
     }
     entry.exec(args.command.command, cx)
+}
+
+/// `--image` turned into the `--overlay` run it stands for (image.rs), then the plan, with
+/// the image's Env first (`--env-file` and `-e` override it).
+fn plan_with_image(
+    args: &mut Args,
+    handed: &HandedDown,
+) -> Result<(Plan, Option<image::ImageUse>), Fatal> {
+    let image_use = image::apply(args, &handed.trees.paths())?;
+    let mut plan = plan(args)?;
+    if let Some(image) = &image_use {
+        plan.env.set.splice(0..0, image.env.iter().cloned());
+    }
+    Ok((plan, image_use))
 }
 
 /// What earlier links handed down: `userns --idmap`'s trees, netns's sysfs, pidns's socket.
@@ -595,10 +599,25 @@ fn prepare_layer(
             "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
         );
     }
+    // The topmost lower layer as seen through a handed-down tree: its own, or the store's.
+    let below_store = match (&trees.store, lowers.first()) {
+        (Some((path, tree)), Some(top)) => Some(
+            idmap::open_below(tree.as_fd(), top.strip_prefix(path).unwrap_or(top)).map_err(
+                |e| {
+                    Fatal::from(e).context(format!(
+                        "unable to open {} in the idmapped store",
+                        top.display()
+                    ))
+                },
+            )?,
+        ),
+        _ => None,
+    };
     let lower_tree = trees
         .lowers
         .first()
         .and_then(|t| t.as_ref())
+        .or(below_store.as_ref())
         .map(|t| t.as_fd());
     let mut layer = overlay::prepare(
         args.upper.as_deref(),

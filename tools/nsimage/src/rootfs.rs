@@ -2,7 +2,7 @@
 //! `docker import`): one layer, a config made from `--change` instructions.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -184,13 +184,7 @@ fn store_unnamed(store: &Store, reader: impl Read, added: &mut Added) -> Result<
 
 /// The digest of a stored blob once decompressed (its diffID).
 fn uncompressed_digest(store: &Store, digest: &str) -> Result<String> {
-    let mut reader = BufReader::new(store.open_blob(digest)?);
-    let head = std::io::BufRead::fill_buf(&mut reader)?.to_vec();
-    let stream: Box<dyn Read> = match head.as_slice() {
-        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::GzDecoder::new(reader)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
-        _ => Box::new(reader),
-    };
+    let stream = crate::store::unpack::decompressed(store.open_blob(digest)?)?;
     let mut hashing = Verified::new(stream);
     std::io::copy(&mut hashing, &mut std::io::sink())
         .context("the tarball is not readable (gzip, zstd or plain tar)")?;

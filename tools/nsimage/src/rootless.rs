@@ -6,7 +6,6 @@
 //! ownership is kept; without a range, other owners are squashed to the caller (the applier
 //! warns).
 
-use std::io::{Read, Write};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -66,51 +65,42 @@ fn self_map(uid: Uid, gid: Gid, unshare: bool) -> Result<()> {
     Ok(())
 }
 
-/// Unshares, and has a child still outside run newuidmap/newgidmap on this process.
+/// Unshares, and has a child still outside run newuidmap/newgidmap on this process; they
+/// talk over `common::channel` (the child waits for "unshared", answers whether it mapped).
 fn with_range(uid: Uid, gid: Gid, users: (u32, u32), groups: (u32, u32)) -> Result<()> {
-    let (mut go_read, mut go_write) = pipe()?;
-    let (mut done_read, mut done_write) = pipe()?;
+    let (ours, theirs) = common::channel::pair().context("unable to make a channel")?;
     let parent = nix::unistd::getpid();
     // SAFETY: nsimage is single-threaded; the child only runs two programs and exits.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
-            let mut byte = [0u8];
-            let ok = go_read.read_exact(&mut byte).is_ok()
-                && map(&[
-                    "newuidmap".into(),
+            drop(ours);
+            let unshared = matches!(theirs.recv::<bool>(), Ok(Some(true)));
+            let ids = |first: u32, (start, count): (u32, u32)| {
+                [
                     parent.to_string(),
                     "0".into(),
-                    uid.to_string(),
+                    first.to_string(),
                     "1".into(),
                     "1".into(),
-                    users.0.to_string(),
-                    users.1.to_string(),
-                ])
-                && map(&[
-                    "newgidmap".into(),
-                    parent.to_string(),
-                    "0".into(),
-                    gid.to_string(),
-                    "1".into(),
-                    "1".into(),
-                    groups.0.to_string(),
-                    groups.1.to_string(),
-                ]);
-            let _ = done_write.write_all(if ok { b"y" } else { b"n" });
+                    start.to_string(),
+                    count.to_string(),
+                ]
+            };
+            let mapped = unshared
+                && map("newuidmap", &ids(uid.as_raw(), users))
+                && map("newgidmap", &ids(gid.as_raw(), groups));
+            let _ = theirs.send(&mapped);
             // SAFETY: _exit ends the forked child without running the parent's destructors.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
-            drop(go_read);
-            drop(done_write);
+            drop(theirs);
             let unshared = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
-            let _ = go_write.write_all(b"g");
-            drop(go_write);
-            let mut answer = [0u8];
-            let answered = done_read.read_exact(&mut answer).is_ok();
+            let _ = ours.send(&unshared.is_ok());
+            let mapped = matches!(ours.recv::<bool>(), Ok(Some(true)));
             let _ = nix::sys::wait::waitpid(child, None);
             unshared.context("unable to create a user namespace to unpack layers in")?;
-            if !answered || answer[0] != b'y' {
+            if !mapped {
                 bail!("newuidmap/newgidmap could not map the caller's /etc/subuid range");
             }
             Ok(())
@@ -118,14 +108,9 @@ fn with_range(uid: Uid, gid: Gid, users: (u32, u32), groups: (u32, u32)) -> Resu
     }
 }
 
-fn map(argv: &[String]) -> bool {
-    Command::new(&argv[0])
-        .args(&argv[1..])
+fn map(program: &str, args: &[String]) -> bool {
+    Command::new(program)
+        .args(args)
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn pipe() -> Result<(std::fs::File, std::fs::File)> {
-    let (r, w) = nix::unistd::pipe().context("pipe")?;
-    Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }

@@ -223,10 +223,9 @@ impl Applier {
         raw: &Path,
     ) -> Result<bool> {
         let header = entry.header();
-        let (major, minor) = (
-            header.device_major()?.unwrap_or(0),
-            header.device_minor()?.unwrap_or(0),
-        );
+        // A fifo's device fields are often blank: they mean nothing there.
+        let number = |field: std::io::Result<Option<u32>>| field.ok().flatten().unwrap_or(0);
+        let (major, minor) = (number(header.device_major()), number(header.device_minor()));
         let file_kind = match kind {
             EntryType::Char => libc::S_IFCHR,
             EntryType::Block => libc::S_IFBLK,

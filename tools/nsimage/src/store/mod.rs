@@ -39,8 +39,15 @@ impl Store {
     /// Opens the store at `dir`, creating the layout's files if they are missing.
     pub fn open(dir: &Path) -> Result<Store> {
         common::state::ensure_dir(dir, 0o755)?;
+        // The unpacked layers hold the images' setuid programs: no other host user may
+        // reach them (as /var/lib/docker is 0710). A range reads them through `userns --idmap`.
         for sub in ["blobs", "blobs/sha256", "layers", "tmp"] {
-            common::state::ensure_dir(&dir.join(sub), if sub == "tmp" { 0o700 } else { 0o755 })?;
+            let mode = if sub == "tmp" || sub == "layers" {
+                0o700
+            } else {
+                0o755
+            };
+            common::state::ensure_dir(&dir.join(sub), mode)?;
         }
         let store = Store {
             layout: Layout::at(dir),

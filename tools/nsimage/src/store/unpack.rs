@@ -11,20 +11,18 @@ use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 use super::{apply, Store, Verified};
 
-/// The compression of a layer, told by its first bytes (media types lie: Docker's and OCI's
-/// differ, and `+gzip` is sometimes missing).
-enum Compression {
-    Gzip,
-    Zstd,
-    None,
-}
-
-fn sniff(reader: &mut impl BufRead) -> Result<Compression> {
-    let head = reader.fill_buf().context("unable to read a layer")?;
+/// A reader of the uncompressed tar stream of a layer blob: the compression is told by the
+/// first bytes (media types lie: Docker's and OCI's differ, and `+gzip` is sometimes missing);
+/// gzip, zstd or none.
+pub fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::new(reader);
+    let head = buffered.fill_buf().context("unable to read a layer")?;
     Ok(match head {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-        _ => Compression::None,
+        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::GzDecoder::new(buffered)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).context("zstd")?)
+        }
+        _ => Box::new(buffered),
     })
 }
 
@@ -77,14 +75,7 @@ impl Store {
         let blob = self.open_blob(digest)?;
         let mut compressed = Verified::new(blob);
         let notes = {
-            let mut buffered = BufReader::new(&mut compressed);
-            let stream: Box<dyn Read + '_> = match sniff(&mut buffered)? {
-                Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(buffered)),
-                Compression::Zstd => {
-                    Box::new(zstd::stream::read::Decoder::with_buffer(buffered).context("zstd")?)
-                }
-                Compression::None => Box::new(buffered),
-            };
+            let stream = decompressed(&mut compressed)?;
             let mut plain = Verified::new(stream);
             let notes = apply::apply(&mut plain, &diff, common::state::is_host_root())?;
             plain.check(diff_id, "the uncompressed layer")?;
