@@ -17,7 +17,7 @@ RELEASE  := target/release
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
-                bash-completion man-db golang-github-containers-common
+                bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci
 
 .PHONY: all build install deps test check unit bench demo shell clean
 

@@ -11,6 +11,7 @@
 #   4. bridge networking (netns --bridge) vs unshare -n and ip commands, in a throwaway netns
 #   5. scale: N containers in bridge mode started at once (bench/scale.py)
 #   6. binary sizes, pidns monitor/init memory, static vs dynamic exec, strace/perf profile
+#   then bench/pull.sh: nsimage pull vs podman pull and skopeo copy + umoci unpack
 #
 # Knobs: NSCHAIN_BENCH_RUNS (runs per command, 200), NSCHAIN_BENCH_WARMUP (20),
 # NSCHAIN_BENCH_ROUNDS (the runs are split into that many alternating rounds, 4),
@@ -497,4 +498,6 @@ fi
 fact load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact finished "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 python3 bench/report.py "$DATA" "$OUT"
+# Image pull (issue 16): its own section of $OUT, written by bench/pull.sh.
+NSCHAIN_BENCH_BIN=$BIN NSCHAIN_BENCH_OUT=$OUT bash bench/pull.sh >/dev/null || log "bench/pull.sh failed (exit $?)"
 cat "$OUT"

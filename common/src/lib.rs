@@ -32,6 +32,7 @@ pub mod generate;
 pub mod handdown;
 pub mod handed_fd;
 pub mod handoff;
+pub mod image;
 pub mod info;
 pub mod keyring;
 pub mod link;

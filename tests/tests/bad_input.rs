@@ -79,6 +79,14 @@ const CASES: &[(&str, &[&str])] = &[
     ("mntns", &["--rootfs", "/etc/passwd"]),
     ("mntns", &["--overlay", "{dir}/no-such-lower"]),
     ("mntns", &["--overlay", "/", "--upper", "/etc/passwd"]),
+    ("mntns", &["--image", "Bad:Ref"]),
+    ("mntns", &["--image", "no-such-image"]),
+    ("mntns", &["--image", "x@sha256:00"]),
+    (
+        "mntns",
+        &["--image", "no-such-image", "--entrypoint", "/bin/sh"],
+    ),
+    ("mntns", &["--rootfs", "/", "--image", "bb"]),
     (
         "mntns",
         &["--overlay", "/", "--upper", "relative:with:colons"],

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-const TOOLS: [&str; 9] = [
-    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns",
+const TOOLS: [&str; 10] = [
+    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns", "nsimage",
 ];
 
 fn generate(tool: &str, kind: &str) -> String {
@@ -54,7 +54,8 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
             );
         }
         assert!(page.contains("125"), "{tool}.1: exit status 125");
-        if tool != "nsps" {
+        // The store managers (nsps, nsimage) take subcommands, not a COMMAND.
+        if tool != "nsps" && tool != "nsimage" {
             assert!(
                 page.contains(&format!("{tool} [OPTIONS] [--] [COMMAND [ARG]...]")),
                 "{tool}.1 synopsis:\n{page}"
@@ -88,6 +89,14 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
         "{nsps}"
     );
     assert!(nsps.contains("nsps rm NAME"), "{nsps}");
+    let nsimage = rendered("nsimage");
+    for synopsis in [
+        "nsimage load [OPTIONS] [FILE]",
+        "nsimage import [OPTIONS] DIR|TAR REF",
+        "nsimage rmi REF",
+    ] {
+        assert!(nsimage.contains(synopsis), "{nsimage}");
+    }
     let netns = rendered("netns");
     assert!(netns.contains("netns gc [OPTIONS]"), "{netns}");
     assert!(netns.contains("--prune"), "{netns}");

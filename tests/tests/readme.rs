@@ -39,6 +39,11 @@ const READMES: [&str; 2] = ["README.md", "README.zh-CN.md"];
 /// Examples that cannot run here, each with its reason (reviewed: keep this list short).
 const SKIPPED: &[(&str, &str)] = &[
     (
+        "userns --map-auto --idmap /var/lib/nschain/image -- pidns -- mntns --image localhost/bb:1 --rm",
+        "names the host's default store, which a test may not fill; tests/tests/nsimage_run.rs \
+         runs the same chain on its own store",
+    ),
+    (
         "make demo",
         "builds the release workspace first (minutes of compilation on a 2-core machine); \
          demo/demo.sh itself runs in its own throwaway host",
@@ -475,6 +480,18 @@ fn plan() -> Vec<Group> {
                 run("netns --join pod1 -- pidns -- ./sidecar"),
                 Step::Stop,
                 gc,
+            ],
+        ),
+        keeping_layers(
+            "nsimage",
+            vec![
+                prints(
+                    "tar -C rootfs -c . | nsimage import - localhost/bb:1 --change 'CMD [\"/bin/sh\",\"-c\",\"echo hello from $(pwd)\"]' --change 'WORKDIR /tmp'",
+                    "Imported image: localhost/bb:1",
+                ),
+                prints("pidns -- mntns --image localhost/bb:1 --rm", "hello from /tmp"),
+                prints("nsimage images", "localhost/bb"),
+                prints("nsimage rmi localhost/bb:1", "Untagged: localhost/bb:1"),
             ],
         ),
         group(

@@ -73,6 +73,18 @@ impl Trees {
         fd
     }
 
+    /// The tree that holds `path` below its root (`userns --idmap STORE` for the image
+    /// layers `mntns --image` uses from it), with the tree's path, for one use.
+    pub fn take_containing(&mut self, path: &Path) -> Option<(PathBuf, OwnedFd)> {
+        // The path may not be reachable here (only through the tree): then take it as given.
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let tree = self
+            .list
+            .iter_mut()
+            .find(|t| canonical != t.path && canonical.starts_with(&t.path))?;
+        Some((tree.path.clone(), tree.fd.take()?))
+    }
+
     /// The handed-down paths.
     pub fn paths(&self) -> Vec<String> {
         self.list
@@ -109,6 +121,19 @@ fn parse_line(line: &[u8]) -> anyhow::Result<Tree> {
         path: std::fs::canonicalize(&path)?,
         fd: Some(fd),
     })
+}
+
+/// The directory `below` inside a tree, opened through it (`O_PATH`: for its attributes).
+pub fn open_below(tree: BorrowedFd<'_>, below: &Path) -> anyhow::Result<OwnedFd> {
+    let path = std::ffi::CString::new(below.as_os_str().as_bytes())?;
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: a valid directory fd and a NUL-terminated path; the returned fd is new.
+    let fd = unsafe { libc::openat(tree.as_raw_fd(), path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Owner and mode of a tree's root as this namespace sees it (through the idmap).

@@ -38,6 +38,7 @@ mod env;
 mod etc_files;
 mod hide_state;
 mod idmap;
+mod image;
 mod join;
 mod overlay;
 mod overlay_split;
@@ -85,6 +86,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
     version,
     after_help = "Examples:\n  mntns --overlay / -- sh -c 'echo hi > /opt/test1'     copy-on-write view of the host root\n  mntns --rootfs ./rootfs -v ./data:/data:ro -- /bin/sh\n  pidns -- mntns --proc -- ps                              only the new pid namespace's processes\n  mntns --tmpfs /tmp:size=64m -- make\n\nThe writable layer of --overlay is kept at $NSCHAIN_DATA_DIR/overlay/<id> (the chain's\nname, or a random id; see --info-fd) unless --rm is given.\n\nTrees handed down by `userns --idmap PATH` (NSCHAIN_IDMAP) are used wherever PATH is:\n--rootfs PATH, an --overlay lower layer, a --volume source (the tree's own mount only)."
 )]
+#[command(group(clap::ArgGroup::new("layered").args(["overlay", "image"]).multiple(false)))]
 pub struct Args {
     /// Mount propagation of the new namespace
     #[arg(long, value_name = "MODE", default_value = "private", value_parser = parse_propagation)]
@@ -95,23 +97,32 @@ pub struct Args {
     pub proc: bool,
 
     /// Use DIR as the root filesystem (bound onto itself, pivot_root, old root detached)
-    #[arg(long, value_name = "DIR", conflicts_with = "overlay")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["overlay", "image"])]
     pub rootfs: Option<PathBuf>,
 
     /// Root = overlayfs of the read-only LOWER dirs (first is topmost) and a writable layer;
     /// `--overlay /` is a copy-on-write view of the host's root
-    #[arg(long, value_name = "LOWER[:LOWER...]")]
+    #[arg(long, value_name = "LOWER[:LOWER...]", conflicts_with = "image")]
     pub overlay: Option<OsString>,
+
+    /// Root = an image of the store (nsimage) as overlay lower layers, with a writable layer
+    /// as --overlay; its Entrypoint + Cmd, WorkingDir, User and Env apply as in docker run
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+
+    /// With --image: run ENTRYPOINT instead of the image's (and without its Cmd); "" for none
+    #[arg(long, value_name = "ENTRYPOINT", requires = "image")]
+    pub entrypoint: Option<OsString>,
 
     /// Keep the writable layer in DIR (DIR/diff, DIR/work, DIR/merged) instead of
     /// $NSCHAIN_DATA_DIR/overlay/ID
-    #[arg(long, value_name = "DIR", requires = "overlay")]
+    #[arg(long, value_name = "DIR", requires = "layered")]
     pub upper: Option<PathBuf>,
 
     /// Delete the writable layer when COMMAND exits, before mntns returns (without pidns before
     /// it, mntns stays as the process that waits: it forwards the signals sent to it to COMMAND
     /// and exits with COMMAND's status, n or 128+s)
-    #[arg(long, requires = "overlay")]
+    #[arg(long, requires = "layered")]
     pub rm: bool,
 
     /// Bind-mount the host's SRC at DST (inside the root), read-write or read-only
@@ -265,7 +276,14 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
                     lowers.to_string_lossy()
                 )));
             }
-            let dir = check_dir(Path::new(OsStr::from_bytes(lower)), "a lower layer")?;
+            let path = Path::new(OsStr::from_bytes(lower));
+            // An image's layers come from the store, checked by image.rs (a range may reach
+            // them only through the store's idmapped tree).
+            let dir = if args.image.is_some() {
+                path.to_owned()
+            } else {
+                check_dir(path, "a lower layer")?
+            };
             overlay::check_option_path(&dir).map_err(Fatal::new)?;
             list.push(dir);
         }
@@ -351,7 +369,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
-    let plan = plan(&args)?;
+    let mut args = args;
+    let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
     let mut host_pid = common::procfs::own_pid();
@@ -375,18 +394,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     } = handed;
     let mut trees = RootTrees::split(trees, &plan);
     let container = plan.root.is_some();
-    let mut entry = new_entry(&args, container);
-    if args.tty {
-        let link = tty::proxy_link(after.as_ref())?;
-        if let tty::ProxyLink::Own(_, proxy) = &link {
-            // The child goes on: it is the one registered, and dies with the proxy.
-            host_pid = common::procfs::own_pid();
-            entry.waiter = Some(*proxy);
-        }
-        entry.tty = Some(link);
-    }
     let seccomp = seccomp_choice(&args, container);
-    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
+    let mut entry = prepare_entry(&args, container, &seccomp, after.as_ref(), &mut host_pid)?;
     // Checked before anything changes; opened again in the new namespace below.
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
@@ -396,6 +405,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
                 prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
+            if let Some(image) = &image_use {
+                image.record(&layer.dir)?;
+            }
             if entry.waiter.is_some() {
                 host_pid = common::procfs::own_pid();
             }
@@ -419,6 +431,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
+    image::describe(image_use.as_ref(), &mut extra);
     if container || args.seccomp.is_some() {
         extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
     }
@@ -441,6 +454,43 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         setuid_guard::install()?;
     }
     entry.exec(args.command.command, cx)
+}
+
+/// The entry (new_entry), with its pty proxy (`--tty`: forked now, before the unshare) and
+/// its seccomp profile compiled for the capabilities COMMAND will hold.
+fn prepare_entry(
+    args: &Args,
+    container: bool,
+    seccomp: &Choice,
+    after: Option<&common::channel::Channel>,
+    host_pid: &mut u32,
+) -> Result<entry::Entry, Fatal> {
+    let mut entry = new_entry(args, container);
+    if args.tty {
+        let link = tty::proxy_link(after)?;
+        if let tty::ProxyLink::Own(_, proxy) = &link {
+            // The child goes on: it is the one registered, and dies with the proxy.
+            *host_pid = common::procfs::own_pid();
+            entry.waiter = Some(*proxy);
+        }
+        entry.tty = Some(link);
+    }
+    entry.profile = seccomp_policy::build(seccomp, entry.capability_names())?;
+    Ok(entry)
+}
+
+/// `--image` turned into the `--overlay` run it stands for (image.rs), then the plan, with
+/// the image's Env first (`--env-file` and `-e` override it).
+fn plan_with_image(
+    args: &mut Args,
+    handed: &HandedDown,
+) -> Result<(Plan, Option<image::ImageUse>), Fatal> {
+    let image_use = image::apply(args, &handed.trees.paths())?;
+    let mut plan = plan(args)?;
+    if let Some(image) = &image_use {
+        plan.env.set.splice(0..0, image.env.iter().cloned());
+    }
+    Ok((plan, image_use))
 }
 
 /// What earlier links handed down: `userns --idmap`'s trees, netns's sysfs, pidns's socket.
@@ -476,6 +526,8 @@ struct RootTrees {
     handed: Vec<String>,
     root: Option<OwnedFd>,
     lowers: Vec<Option<OwnedFd>>,
+    /// A tree holding every lower layer below its root (the image store): its path and fd.
+    store: Option<(PathBuf, OwnedFd)>,
     volumes: Vec<Option<OwnedFd>>,
 }
 
@@ -493,6 +545,16 @@ impl RootTrees {
                 .collect(),
             _ => Vec::new(),
         };
+        let store = match &plan.root {
+            Some(NewRoot::Overlay(list))
+                if !list.is_empty() && lowers.iter().all(Option::is_none) =>
+            {
+                trees
+                    .take_containing(&list[0])
+                    .filter(|(path, _)| list.iter().all(|l| l.starts_with(path)))
+            }
+            _ => None,
+        };
         let volumes = plan
             .volumes
             .iter()
@@ -504,6 +566,7 @@ impl RootTrees {
             handed,
             root,
             lowers,
+            store,
             volumes,
         }
     }
@@ -566,10 +629,25 @@ fn prepare_layer(
             "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
         );
     }
+    // The topmost lower layer as seen through a handed-down tree: its own, or the store's.
+    let below_store = match (&trees.store, lowers.first()) {
+        (Some((path, tree)), Some(top)) => Some(
+            idmap::open_below(tree.as_fd(), top.strip_prefix(path).unwrap_or(top)).map_err(
+                |e| {
+                    Fatal::from(e).context(format!(
+                        "unable to open {} in the idmapped store",
+                        top.display()
+                    ))
+                },
+            )?,
+        ),
+        _ => None,
+    };
     let lower_tree = trees
         .lowers
         .first()
         .and_then(|t| t.as_ref())
+        .or(below_store.as_ref())
         .map(|t| t.as_fd());
     let mut layer = overlay::prepare(
         args.upper.as_deref(),
@@ -620,9 +698,10 @@ fn build_root(
             Some(tree) => rootfs::attach_tree(dir, tree)?,
             None => rootfs::bind_self(dir)?,
         },
-        (Some(NewRoot::Overlay(lowers)), Some(layer)) => {
-            overlay::mount(layer, lowers, &mut trees.lowers)?
-        }
+        (Some(NewRoot::Overlay(lowers)), Some(layer)) => match trees.store.take() {
+            Some((path, tree)) => overlay::mount_below_tree(layer, lowers, &path, tree)?,
+            None => overlay::mount(layer, lowers, &mut trees.lowers)?,
+        },
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
     // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).

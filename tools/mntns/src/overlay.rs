@@ -266,6 +266,26 @@ pub fn mount(
     mounted
 }
 
+/// The overlay over lower layers that all lie below one handed-down idmapped tree (`userns
+/// --idmap STORE`, the image store): the tree is attached once in the layer and the lower
+/// layers are taken from there.
+pub fn mount_below_tree(
+    layer: &Layer,
+    lowers: &[PathBuf],
+    tree_path: &Path,
+    tree: OwnedFd,
+) -> Result<OwnedFd, Fatal> {
+    let mut staged = Staged::default();
+    let dir = staged.attach(layer, 0, tree, tree_path)?;
+    let shown: Vec<PathBuf> = lowers
+        .iter()
+        .map(|l| dir.join(l.strip_prefix(tree_path).unwrap_or(l)))
+        .collect();
+    let mounted = mount_lowers(layer, &shown, false);
+    staged.detach();
+    mounted
+}
+
 /// Idmapped trees attached in the layer for the overlay mount (`.idmap-N`), detached and
 /// removed once overlayfs holds its own clones of them.
 #[derive(Default)]

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# bench/pull.sh: `nsimage pull` (fetch, verify, unpack) vs `podman pull` and `skopeo copy` +
+# `umoci unpack` of the same images from the same local registry (Debian's docker-registry on
+# 127.0.0.1 in a throwaway network namespace), side by side in one hyperfine run per image,
+# each store emptied before every run. Writes the "Image pull" section of bench/RESULTS.md
+# (between its markers; the rest of the file is left as it is) and prints it.
+#
+# Images (built from this machine's files, gzip layers): small = busybox-static alone (1 layer,
+# ~1 MiB); big = busybox + /usr/lib/python3.11 + /usr/share/perl (3 layers, ~20 MiB gzip).
+# Knobs: NSCHAIN_BENCH_BIN (default target/release), NSCHAIN_BENCH_PULL_RUNS (default 5),
+# NSCHAIN_BENCH_OUT (default bench/RESULTS.md).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+export BIN=${NSCHAIN_BENCH_BIN:-$REPO/target/release}
+export RUNS=${NSCHAIN_BENCH_PULL_RUNS:-5}
+OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
+
+if [[ ${1:-} != --inside ]]; then
+    [[ $(id -u) == 0 ]] || { echo "bench/pull.sh: must run as root" >&2; exit 1; }
+    for p in hyperfine docker-registry skopeo podman umoci python3 curl; do
+        command -v "$p" >/dev/null || { echo "bench/pull.sh: $p is missing (make deps)" >&2; exit 1; }
+    done
+    [[ -x $BIN/nsimage ]] || { echo "bench/pull.sh: $BIN/nsimage is not built" >&2; exit 1; }
+    export WORK
+    WORK=$(mktemp -d /var/tmp/nschain-bench-pull.XXXXXX)
+    trap 'rm -rf "$WORK"' EXIT
+    unshare --net --mount --propagation private --pid --fork --mount-proc \
+        bash "$0" --inside
+    python3 - "$WORK" "$OUT" <<'PY'
+import json, os, sys
+work, out = sys.argv[1], sys.argv[2]
+facts = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(work, "facts")))
+rows, targets = [], []
+for image in ("small", "big"):
+    res = json.load(open(os.path.join(work, f"{image}.json")))["results"]
+    med = {r["command"].split()[0].rsplit("/", 1)[-1]: sorted(r["times"])[len(r["times"]) // 2] for r in res}
+    ns, pod, sk = med["nsimage"], med["podman"], med["bash"]
+    rows.append(f"| {image} ({facts[image + '_size']}) | **{ns*1000:.0f} ms** | {pod*1000:.0f} ms | {sk*1000:.0f} ms | **{ns/pod:.2f}** | {ns/sk:.2f} |")
+    targets.append(f"| nsimage pull {image} ≤ 0.3 × podman pull | {ns*1000:.0f} / {pod*1000:.0f} ms = **{ns/pod:.2f}** | ≤ 0.30 | {'met' if ns/pod <= 0.3 else '**NOT met**'} |")
+section = "\n".join([
+    "<!-- bench/pull.sh -->",
+    "## Image pull (bench/pull.sh)",
+    "",
+    f"Run {facts['date']}, commit `{facts['commit']}`, load average at the start {facts['load']}; "
+    f"{facts['runs']} runs per command (hyperfine, medians), each store emptied before every run; "
+    f"registry: docker-registry on 127.0.0.1 in a throwaway network namespace; {facts['versions']}.",
+    "Each command fetches every blob, verifies it and unpacks the layers: `nsimage pull -q` into its store, "
+    "`podman pull` into an overlay store of its own (`--root`), `skopeo copy docker:// oci:` then `umoci unpack`.",
+    "",
+    "| image | nsimage pull | podman pull | skopeo copy + umoci unpack | nsimage / podman | nsimage / skopeo+umoci |",
+    "|---|---|---|---|---|---|",
+    *rows,
+    "",
+    "| target (issue 16) | measured | limit | status |",
+    "|---|---|---|---|",
+    *targets,
+    "<!-- /bench/pull.sh -->",
+])
+text = open(out).read() if os.path.exists(out) else ""
+start, end = text.find("<!-- bench/pull.sh -->"), text.find("<!-- /bench/pull.sh -->")
+if start >= 0 and end >= 0:
+    text = text[:start] + section + text[end + len("<!-- /bench/pull.sh -->"):]
+else:
+    text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
+open(out, "w").write(text)
+print(section)
+PY
+    exit 0
+fi
+
+# --- inside the throwaway network namespace --------------------------------------------------
+ip link set lo up
+wait_for() { for _ in $(seq 200); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }
+. "$REPO/tests/tests/registry/lib.sh"
+start_registry 5000
+r=$WORK/rootfs
+mkdir -p "$r/bin" "$WORK/py/usr/lib" "$WORK/perl/usr/share"
+cp /bin/busybox "$r/bin/busybox"; ln -s busybox "$r/bin/sh"
+tar_dir "$r" "$WORK/base.tar"
+cp -a /usr/lib/python3.11 "$WORK/py/usr/lib/"; tar_dir "$WORK/py" "$WORK/py.tar"
+cp -a /usr/share/perl "$WORK/perl/usr/share/"; tar_dir "$WORK/perl" "$WORK/perl.tar"
+mk="python3 $REPO/tests/tests/registry/mkimage.py image $WORK/layout"
+$mk small "$WORK/base.tar"
+$mk big "$WORK/base.tar" "$WORK/py.tar" "$WORK/perl.tar"
+for t in small big; do push "$WORK/layout" "$t" "127.0.0.1:5000/bench/$t:1"; done
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit=$(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+    echo "load=$(cut -d' ' -f1 /proc/loadavg)"
+    echo "runs=$RUNS"
+    echo "versions=$(podman --version), $(skopeo --version), $(umoci --version)"
+    python3 - "$WORK/layout" <<'PY'
+import json, os, sys
+layout = sys.argv[1]
+blob = lambda d: json.load(open(os.path.join(layout, "blobs/sha256", d[7:])))
+for m in json.load(open(os.path.join(layout, "index.json")))["manifests"]:
+    layers = blob(m["digest"])["layers"]
+    tag = m["annotations"]["org.opencontainers.image.ref.name"]
+    size = sum(l["size"] for l in layers) / 1048576
+    print(f"{tag}_size={size:.1f} MiB gzip, {len(layers)} layer{'s' if len(layers) > 1 else ''}")
+PY
+} >"$WORK/facts"
+export NSCHAIN_DATA_DIR=$WORK/ns NSCHAIN_RUN_DIR=$WORK/nsrun
+pod=(podman --root "$WORK/pod" --runroot "$WORK/podrun" --storage-driver overlay --events-backend none)
+for t in small big; do
+    ref=127.0.0.1:5000/bench/$t:1
+    hyperfine -N --runs "$RUNS" --export-json "$WORK/$t.json" \
+        --prepare "rm -rf $WORK/ns" "$BIN/nsimage pull -q --tls-verify=false $ref" \
+        --prepare "rm -rf $WORK/pod $WORK/podrun" "${pod[*]} pull -q --tls-verify=false $ref" \
+        --prepare "rm -rf $WORK/oci $WORK/bundle" \
+        "bash -c 'skopeo copy -q --src-tls-verify=false docker://$ref oci:$WORK/oci:$t && umoci unpack --image $WORK/oci:$t $WORK/bundle'" \
+        >&2
+done
