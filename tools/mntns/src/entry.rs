@@ -165,12 +165,15 @@ pub struct Entry {
     /// The `--rm` waiter (waiter.rs): COMMAND dies with it, also after a change of user (which
     /// clears the parent-death signal).
     pub waiter: Option<nix::unistd::Pid>,
+    /// `--ready-fd` / `--start-fifo`: passed last, right before the exec.
+    pub gate: crate::start::Gate,
 }
 
 impl Entry {
     /// Enters the container; COMMAND comes next.
-    pub fn exec(self, command: Vec<OsString>, cx: &mut common::Context) -> Result<Next, Fatal> {
+    pub fn exec(mut self, command: Vec<OsString>, cx: &mut common::Context) -> Result<Next, Fatal> {
         self.prepare()?;
+        std::mem::take(&mut self.gate).pass()?;
         if let Some(notice) = &self.notice {
             common::report::warning(notice);
         }

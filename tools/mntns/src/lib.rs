@@ -51,6 +51,7 @@ use common::seccomp;
 mod session;
 mod setuid_guard;
 mod skeleton;
+mod start;
 mod sys;
 pub mod volume;
 mod waiter;
@@ -179,6 +180,29 @@ pub struct Args {
     /// COMMAND gets a new, empty one, as runc and crun do
     #[arg(long)]
     pub no_new_keyring: bool,
+
+    /// Also mask PATH inside a new root (besides the defaults: /proc/kcore, /sys/firmware...):
+    /// a file under /dev/null, a directory under an empty read-only tmpfs
+    #[arg(long, value_name = "PATH")]
+    pub mask: Vec<PathBuf>,
+
+    /// Also make PATH read-only inside a new root (besides /proc/sys, /proc/bus...)
+    #[arg(long, value_name = "PATH")]
+    pub read_only_path: Vec<PathBuf>,
+
+    /// Add GID to COMMAND's supplementary groups (after --user's own)
+    #[arg(long, value_name = "GID")]
+    pub group_add: Vec<u32>,
+
+    /// Write `ready` to file descriptor FD once everything but the exec of COMMAND is done
+    /// (a supervisor such as nsoci learns that the container is set up)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub ready_fd: Option<std::os::fd::RawFd>,
+
+    /// Before the exec of COMMAND, open the FIFO that file descriptor FD refers to for
+    /// writing: COMMAND runs only once someone opens it for reading (runc's exec.fifo)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub start_fifo: Option<std::os::fd::RawFd>,
 
     #[command(flatten)]
     pub ns: NsOptions,
@@ -334,6 +358,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     })?;
     // So is the socket to the link that waits outside (pidns), if any.
     let after = common::after::take();
+    let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
@@ -349,7 +374,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     if link.is_join() {
         drop(trees);
-        return run_join(args, plan, &link, cx);
+        return run_join(args, plan, &link, gate, cx);
     }
     let handed = trees.paths();
     let mut root_tree = match &plan.root {
@@ -394,6 +419,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         creds: None,
         notice: None,
         waiter: None,
+        gate,
     };
     // Checked before anything changes; opened again in the new namespace below.
     if container {
@@ -509,9 +535,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         let null = nodes
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
-        proc_sys::mask(root.as_fd(), null)?;
+        proc_sys::mask(root.as_fd(), null, &args.mask)?;
         hide_state::hide(root.as_fd())?;
-        proc_sys::read_only(root.as_fd())?;
+        proc_sys::read_only(root.as_fd(), &args.read_only_path)?;
     }
     if let Some(dir) = &args.workdir {
         let create = if container { Create::Dir } else { Create::No };
@@ -598,6 +624,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
             .map_or(PathBuf::from("/"), |(p, _)| p.clone())
     });
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
+    entry.groups.extend(&args.group_add);
     if !shared.is_empty() {
         entry.notice = Some(setuid_guard::notice(&shared));
         setuid_guard::install()?;
@@ -697,15 +724,23 @@ fn shared_writes(
     })
 }
 
-fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Next, Fatal> {
+fn run_join(
+    args: Args,
+    plan: Plan,
+    link: &Link,
+    gate: start::Gate,
+    cx: &mut Context,
+) -> Result<Next, Fatal> {
     if plan.root.is_some()
         || !plan.volumes.is_empty()
         || !plan.tmpfs.is_empty()
         || args.proc
         || args.read_only
+        || !args.mask.is_empty()
+        || !args.read_only_path.is_empty()
     {
         return Err(Fatal::new(
-            "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
+            "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc, --read-only, --mask and --read-only-path do not apply",
         ));
     }
     let guarded = join::setuid_guarded(link);
@@ -742,6 +777,7 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         creds,
         notice: None,
         waiter: None,
+        gate,
     };
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use common::{debug, Fatal};
@@ -175,9 +175,14 @@ fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
 
 /// Hides the masked paths: files under a bind of the verified /dev/null, directories under an
 /// empty read-only tmpfs. Paths the kernel does not have are skipped.
-pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
+/// `extra` (`--mask`) adds to the defaults, never replaces them.
+pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("mask paths", || -> anyhow::Result<()> {
-        for path in MASKED {
+        for path in MASKED
+            .iter()
+            .map(Path::new)
+            .chain(extra.iter().map(PathBuf::as_path))
+        {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -188,10 +193,10 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
                     SAFE | MsFlags::MS_RDONLY,
                     Some("size=4k,nr_inodes=1,mode=0555"),
                 )
-                .with_context(|| format!("unable to mask {path}"))?;
+                .with_context(|| format!("unable to mask {}", path.display()))?;
             } else {
                 sys::bind(null, target.as_fd(), false, 0)
-                    .with_context(|| format!("unable to mask {path}"))?;
+                    .with_context(|| format!("unable to mask {}", path.display()))?;
             }
         }
         Ok(())
@@ -200,9 +205,14 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
 }
 
 /// Makes the read-only paths read-only (recursively, keeping their other flags).
-pub fn read_only(root: BorrowedFd<'_>) -> Result<(), Fatal> {
+/// `extra` (`--read-only-path`) adds to the defaults.
+pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("read-only paths", || -> anyhow::Result<()> {
-        for path in READ_ONLY {
+        for path in READ_ONLY
+            .iter()
+            .map(Path::new)
+            .chain(extra.iter().map(PathBuf::as_path))
+        {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -215,15 +225,15 @@ pub fn read_only(root: BorrowedFd<'_>) -> Result<(), Fatal> {
                     | sys::MOUNT_ATTR_NODEV
                     | sys::MOUNT_ATTR_NOEXEC,
             )
-            .with_context(|| format!("unable to make {path} read-only"))?;
+            .with_context(|| format!("unable to make {} read-only", path.display()))?;
         }
         Ok(())
     })
     .map_err(Fatal::from)
 }
 
-fn existing(root: BorrowedFd<'_>, path: &str) -> anyhow::Result<Option<OwnedFd>> {
-    match resolve::open_in_root(root, Path::new(path), Create::No) {
+fn existing(root: BorrowedFd<'_>, path: impl AsRef<Path>) -> anyhow::Result<Option<OwnedFd>> {
+    match resolve::open_in_root(root, path.as_ref(), Create::No) {
         Ok(fd) => Ok(Some(fd)),
         Err(e)
             if e.chain()
