@@ -26,6 +26,7 @@ pub const SYSFS_MAGIC: i64 = 0x6265_6572;
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
 const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
@@ -47,6 +48,22 @@ pub fn create() -> io::Result<OwnedFd> {
     // SAFETY: fsopen takes a NUL-terminated file system name and flags.
     let context =
         new_fd(unsafe { libc::syscall(libc::SYS_fsopen, sysfs.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // Source "sysfs", as mount(8) and runc name it (mountinfo shows it, OCI checks compare
+    // it); without it the kernel shows "none".
+    // SAFETY: FSCONFIG_SET_STRING reads the NUL-terminated key and value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            c"source".as_ptr(),
+            c"sysfs".as_ptr(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
     let rc = unsafe {
         libc::syscall(

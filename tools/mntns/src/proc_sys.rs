@@ -178,11 +178,7 @@ fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
 /// `extra` (`--mask`) adds to the defaults, never replaces them.
 pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("mask paths", || -> anyhow::Result<()> {
-        for path in MASKED
-            .iter()
-            .map(Path::new)
-            .chain(extra.iter().map(PathBuf::as_path))
-        {
+        for path in with_extra(&MASKED, extra) {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -208,11 +204,7 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Re
 /// `extra` (`--read-only-path`) adds to the defaults.
 pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("read-only paths", || -> anyhow::Result<()> {
-        for path in READ_ONLY
-            .iter()
-            .map(Path::new)
-            .chain(extra.iter().map(PathBuf::as_path))
-        {
+        for path in with_extra(&READ_ONLY, extra) {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -230,6 +222,15 @@ pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
         Ok(())
     })
     .map_err(Fatal::from)
+}
+
+/// The defaults, then the extra paths that are not among them (each mounted once).
+fn with_extra<'a>(defaults: &'a [&str], extra: &'a [PathBuf]) -> impl Iterator<Item = &'a Path> {
+    let extra = extra
+        .iter()
+        .filter(|p| !defaults.iter().any(|d| Path::new(d) == p.as_path()))
+        .map(PathBuf::as_path);
+    defaults.iter().map(Path::new).chain(extra)
 }
 
 fn existing(root: BorrowedFd<'_>, path: impl AsRef<Path>) -> anyhow::Result<Option<OwnedFd>> {
