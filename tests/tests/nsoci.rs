@@ -1,0 +1,349 @@
+//! `nsoci`, the OCI runtime front end: the lifecycle of a bundle built from busybox
+//! (create → created, start → running, kill → stopped, delete → gone), `run`'s exit status,
+//! the pid file, signals by name and number, and the errors of bad bundles, bad configs,
+//! unknown ids and wrong states, each leaving nothing behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nschain_tests::*;
+
+/// A bundle (busybox root + config.json from `nsoci spec`, edited) and a state root.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(args: &[&str]) -> Bundle {
+        let dir = scratch();
+        roots::busybox_root(
+            dir.path(),
+            &["sh", "echo", "sleep", "hostname", "cat", "id"],
+        );
+        let bundle = Bundle { dir };
+        ok(bundle.nsoci(&["spec"]).current_dir(bundle.path()));
+        bundle.edit(|c| {
+            c["root"]["path"] = "root".into();
+            c["process"]["args"] = serde_json::json!(args);
+        });
+        bundle
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    fn edit(&self, change: impl FnOnce(&mut Value)) {
+        let file = self.path().join("config.json");
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).expect("config.json");
+        change(&mut config);
+        std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// `nsoci --root STATE ARGS...`
+    fn nsoci(&self, args: &[&str]) -> Command {
+        let mut cmd = tool("nsoci", self.path());
+        cmd.arg("--root").arg(self.state_root()).args(args);
+        cmd
+    }
+
+    /// Runs `nsoci ARGS` with the container's stdio on files (the container keeps them).
+    fn status(&self, args: &[&str]) -> (Option<i32>, String) {
+        let err = self.path().join("nsoci.err");
+        let status = self
+            .nsoci(args)
+            .arg("--bundle")
+            .arg(self.path())
+            .stdin(Stdio::null())
+            .stdout(File::create(self.path().join("out")).unwrap())
+            .stderr(File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        (status.code(), std::fs::read_to_string(err).unwrap())
+    }
+
+    /// What the container wrote to its stdout so far.
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.path().join("out")).unwrap_or_default()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = ok(&mut self.nsoci(&["state", id]));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("state is not JSON ({e}): {out}"))
+    }
+
+    /// Waits (bounded) until `check` holds.
+    fn wait_for(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_status(&self, id: &str, status: &str) {
+        self.wait_for(&format!("status {status}"), || {
+            self.state(id)["status"] == status
+        });
+    }
+
+    /// The containers the state root holds.
+    fn left(&self) -> Vec<String> {
+        std::fs::read_dir(self.state_root())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn fails(out: &Output, wording: &str) {
+    assert_fatal(out, "nsoci");
+    assert!(
+        stderr(out).contains(wording),
+        "expected '{wording}' in: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete_with_statuses() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "echo started; exec sleep 1000"]);
+    let (code, err) = b.status(&["create", "c1"]);
+    assert_eq!(code, Some(0), "create failed: {err}");
+    let state = b.state("c1");
+    assert_eq!(state["status"], "created", "{state}");
+    assert_eq!(state["id"], "c1");
+    assert_eq!(
+        state["ociVersion"].as_str().map(|v| v.starts_with("1.")),
+        Some(true)
+    );
+    assert_eq!(
+        Path::new(state["bundle"].as_str().unwrap()),
+        b.path().canonicalize().unwrap()
+    );
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "no process {pid}"
+    );
+    // process.args runs only at start.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.output(), "", "the payload ran before start");
+
+    ok(&mut b.nsoci(&["start", "c1"]));
+    b.wait_for("the payload's output", || b.output() == "started\n");
+    assert_eq!(b.state("c1")["status"], "running");
+    fails(
+        &run(&mut b.nsoci(&["start", "c1"])),
+        "cannot start an already running container",
+    );
+    fails(
+        &run(&mut b.nsoci(&["delete", "c1"])),
+        "that is not stopped: running",
+    );
+
+    ok(&mut b.nsoci(&["kill", "c1", "KILL"]));
+    b.wait_status("c1", "stopped");
+    assert_eq!(b.state("c1")["pid"], 0);
+    fails(
+        &run(&mut b.nsoci(&["kill", "c1", "KILL"])),
+        "container not running",
+    );
+    ok(&mut b.nsoci(&["delete", "c1"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    fails(
+        &run(&mut b.nsoci(&["state", "c1"])),
+        "container c1 does not exist",
+    );
+}
+
+#[test]
+fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "echo $(hostname) $PWD $(id -u); exit 7"]);
+    b.edit(|c| {
+        c["hostname"] = "box7".into();
+        c["process"]["cwd"] = "/tmp".into();
+    });
+    let (code, err) = b.status(&["run", "r1"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert_eq!(b.output(), "box7 /tmp 0\n");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
+fn create_writes_the_pid_file_with_the_states_pid() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let pid_file = b.path().join("init.pid");
+    let (code, err) = b.status(&["create", "--pid-file", pid_file.to_str().unwrap(), "p1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written, b.state("p1")["pid"].to_string());
+    ok(&mut b.nsoci(&["delete", "--force", "p1"]));
+    assert!(b.left().is_empty());
+}
+
+#[test]
+fn kill_takes_signal_names_and_numbers() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo usr1' USR1; trap 'echo usr2' USR2; echo ready; while :; do sleep 0.05; done",
+    ]);
+    assert_eq!(b.status(&["create", "k1"]).0, Some(0));
+    ok(&mut b.nsoci(&["start", "k1"]));
+    b.wait_for("ready", || b.output() == "ready\n");
+    let mut expected = String::from("ready\n");
+    for (signal, line) in [
+        ("USR1", "usr1"),
+        ("SIGUSR2", "usr2"),
+        ("10", "usr1"),
+        ("sigusr1", "usr1"),
+    ] {
+        ok(&mut b.nsoci(&["kill", "k1", signal]));
+        expected.push_str(line);
+        expected.push('\n');
+        b.wait_for(&format!("the trap of {signal}"), || b.output() == expected);
+    }
+    fails(
+        &run(&mut b.nsoci(&["kill", "k1", "NOPE"])),
+        "invalid signal 'NOPE'",
+    );
+    fails(
+        &run(&mut b.nsoci(&["kill", "k1", "0"])),
+        "invalid signal '0'",
+    );
+    ok(&mut b.nsoci(&["kill", "k1", "9"]));
+    b.wait_status("k1", "stopped");
+    ok(&mut b.nsoci(&["delete", "k1"]));
+}
+
+#[test]
+fn bad_bundles_and_configs_fail_clearly_and_leave_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let missing = b.path().join("nope");
+    let out = run(&mut b.nsoci(&["create", "--bundle", missing.to_str().unwrap(), "x"]));
+    fails(&out, "unable to use bundle");
+    let config = std::fs::read(b.path().join("config.json")).unwrap();
+    std::fs::write(b.path().join("config.json"), "{").unwrap();
+    let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "x"]));
+    fails(&out, "is not a valid OCI config");
+    std::fs::write(b.path().join("config.json"), &config).unwrap();
+    let cases: [(&str, fn(&mut Value)); 4] = [
+        ("unsupported ociVersion '2.0.0'", |c| {
+            c["ociVersion"] = "2.0.0".into()
+        }),
+        ("process.args must not be empty", |c| {
+            c["process"]["args"] = serde_json::json!([])
+        }),
+        ("is not a directory", |c| {
+            c["root"]["path"] = "missing-root".into()
+        }),
+        ("without a private UTS namespace", |c| {
+            c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"}])
+        }),
+    ];
+    for (wording, change) in cases {
+        b.edit(change);
+        let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "x"]));
+        fails(&out, wording);
+        assert!(b.left().is_empty(), "{wording}: left behind {:?}", b.left());
+        std::fs::write(b.path().join("config.json"), &config).unwrap();
+    }
+    fails(
+        &run(&mut b.nsoci(&["create", "a/b"])),
+        "invalid container id 'a/b'",
+    );
+}
+
+#[test]
+fn unknown_ids_and_usage() {
+    let b = Bundle { dir: scratch() };
+    for verb in ["state", "start", "delete"] {
+        fails(
+            &run(&mut b.nsoci(&[verb, "ghost"])),
+            "container ghost does not exist",
+        );
+    }
+    fails(
+        &run(&mut b.nsoci(&["kill", "ghost", "KILL"])),
+        "container ghost does not exist",
+    );
+    // As runc: a forced delete of what does not exist is no error.
+    ok(&mut b.nsoci(&["delete", "--force", "ghost"]));
+    assert_fatal(
+        &run(&mut b.nsoci(&["--log-format", "xml", "list"])),
+        "nsoci",
+    );
+    assert_fatal(&run(&mut b.nsoci(&["create"])), "nsoci");
+}
+
+#[test]
+fn version_features_spec_and_list() {
+    let b = Bundle { dir: scratch() };
+    let version = ok(&mut b.nsoci(&["--version"]));
+    let lines: Vec<&str> = version.lines().collect();
+    assert_eq!(lines.len(), 3, "{version}");
+    assert!(lines[0].starts_with("nsoci version "), "{version}");
+    assert!(lines[1].starts_with("commit: "), "{version}");
+    assert!(lines[2].starts_with("spec: 1."), "{version}");
+    let features: Value = serde_json::from_str(&ok(&mut b.nsoci(&["features"]))).unwrap();
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert!(features["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&"time".into()));
+    ok(b.nsoci(&["spec"]).current_dir(b.path()));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["root"]["path"], "rootfs");
+    fails(
+        &run(b.nsoci(&["spec"]).current_dir(b.path())),
+        "File config.json exists",
+    );
+    let listed: Value =
+        serde_json::from_str(&ok(&mut b.nsoci(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn errors_also_go_to_the_json_log() {
+    let b = Bundle { dir: scratch() };
+    let log = b.path().join("log.json");
+    let out = run(&mut b.nsoci(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "ghost",
+    ]));
+    fails(&out, "does not exist");
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container ghost does not exist");
+}
