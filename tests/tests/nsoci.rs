@@ -106,6 +106,9 @@ impl Bundle {
     }
 }
 
+/// A change to a config.json.
+type Edit = fn(&mut Value);
+
 fn fails(out: &Output, wording: &str) {
     assert_fatal(out, "nsoci");
     assert!(
@@ -253,7 +256,7 @@ fn bad_bundles_and_configs_fail_clearly_and_leave_nothing() {
     let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "x"]));
     fails(&out, "is not a valid OCI config");
     std::fs::write(b.path().join("config.json"), &config).unwrap();
-    let cases: [(&str, fn(&mut Value)); 4] = [
+    let cases: [(&str, Edit); 4] = [
         ("unsupported ociVersion '2.0.0'", |c| {
             c["ociVersion"] = "2.0.0".into()
         }),
