@@ -20,7 +20,7 @@ impl Bundle {
         let dir = scratch();
         roots::busybox_root(
             dir.path(),
-            &["sh", "echo", "sleep", "hostname", "cat", "id"],
+            &["sh", "echo", "sleep", "hostname", "cat", "id", "grep"],
         );
         let bundle = Bundle { dir };
         ok(bundle.nsoci(&["spec"]).current_dir(bundle.path()));
@@ -349,4 +349,37 @@ fn errors_also_go_to_the_json_log() {
     let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
     assert_eq!(line["level"], "error");
     assert_eq!(line["msg"], "container ghost does not exist");
+}
+
+#[test]
+fn process_user_groups_capabilities_and_env_follow_the_config() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "id; grep -E '^Cap(Bnd|Inh|Amb)' /proc/self/status; echo $FOO",
+    ]);
+    b.edit(|c| {
+        let p = &mut c["process"];
+        p["user"] = serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 7]});
+        p["env"] = serde_json::json!(["PATH=/bin", "FOO=bar"]);
+        let set = serde_json::json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        p["capabilities"] = serde_json::json!({
+            "bounding": set, "effective": set, "permitted": set,
+            "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+        });
+    });
+    let (code, err) = b.status(&["run", "u1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = b.output();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("uid=1000 gid=1000 groups="), "{out}");
+    assert!(lines[0].contains('5') && lines[0].contains('7'), "{out}");
+    // KILL = bit 5, NET_BIND_SERVICE = bit 10; a non-root user keeps only the ambient KILL.
+    assert_eq!(lines[1], "CapInh:\t0000000000000020", "{out}");
+    assert_eq!(lines[2], "CapBnd:\t0000000000000420", "{out}");
+    assert_eq!(lines[3], "CapAmb:\t0000000000000020", "{out}");
+    assert_eq!(lines[4], "bar", "{out}");
 }

@@ -172,6 +172,15 @@ pub struct Args {
     #[arg(long, value_name = "CAP", value_parser = parse_cap)]
     pub cap_drop: Vec<CapSpec>,
 
+    /// Also put CAP in COMMAND's inheritable set (it must be in its set: --cap-add)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_inheritable: Vec<CapSpec>,
+
+    /// Also raise CAP in COMMAND's ambient set (and inheritable): it keeps CAP across its
+    /// own execs, also as a non-root user (it must be in its set: --cap-add)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_ambient: Vec<CapSpec>,
+
     /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
     #[arg(long)]
     pub no_new_privs: bool,
@@ -407,6 +416,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         groups: Vec::new(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
+        cap_inheritable: args.cap_inheritable.clone(),
+        cap_ambient: args.cap_ambient.clone(),
         no_new_privs: args.no_new_privs,
         new_keyring: !args.no_new_keyring,
         workdir: None,
@@ -769,6 +780,8 @@ fn run_join(
         groups: Vec::new(),
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
+        cap_inheritable: args.cap_inheritable,
+        cap_ambient: args.cap_ambient,
         no_new_privs: args.no_new_privs,
         new_keyring: !args.no_new_keyring,
         workdir,

@@ -291,8 +291,17 @@ fn mntns_args(
         // mntns gives one set (bounding = permitted = effective): a capability only where
         // the config grants it in all three, never more than asked.
         argv.extend(["--cap-drop".into(), "ALL".into()]);
-        for cap in caps.granted() {
+        let granted: Vec<&String> = caps.granted().collect();
+        for cap in &granted {
             argv.extend(["--cap-add".into(), cap.into()]);
+        }
+        for (flag, set) in [
+            ("--cap-inheritable", &caps.inheritable),
+            ("--cap-ambient", &caps.ambient),
+        ] {
+            for cap in set.iter().filter(|c| granted.contains(c)) {
+                argv.extend([flag.into(), cap.into()]);
+            }
         }
     }
     if process.no_new_privileges {

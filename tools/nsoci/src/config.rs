@@ -74,6 +74,10 @@ pub struct Capabilities {
     pub effective: Vec<String>,
     #[serde(default)]
     pub permitted: Vec<String>,
+    #[serde(default)]
+    pub inheritable: Vec<String>,
+    #[serde(default)]
+    pub ambient: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
