@@ -6,6 +6,8 @@
 #   make install      binaries, man pages and shell completions under $(PREFIX)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
+#   make oci-validation  the OCI conformance suite (runtime-tools) for nsoci, runc and crun
+#                     side by side (long: not part of make test), into bench/oci-validation/
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -18,7 +20,7 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db
 
-.PHONY: all build install deps test check unit bench demo shell clean
+.PHONY: all build install deps test check unit bench demo shell clean oci-validation
 
 all: build
 
@@ -63,6 +65,16 @@ bench: deps build
 
 demo: deps build
 	bash demo/demo.sh
+
+# runtime-tools' validation programs, vendored and built offline by its run.sh (issue 17):
+# one line per program, "ok N not-ok N skip N name", and a TOTAL line per runtime.
+OCI_VALIDATION ?= /work/shared/oci-validation/run.sh
+oci-validation: deps build
+	@mkdir -p bench/oci-validation
+	@for rt in $(CURDIR)/$(RELEASE)/nsoci /usr/sbin/runc /usr/bin/crun; do \
+		echo "== $$rt"; \
+		$(OCI_VALIDATION) $$rt $(OCI_TESTS) | tee bench/oci-validation/$$(basename $$rt).txt | tail -1; \
+	done
 
 # An interactive container over a copy-on-write view of this machine's root, deleted on exit.
 shell: build
