@@ -38,12 +38,32 @@ const MADE_BY_MNTNS: [&str; 7] = [
     "/sys/fs/cgroup",
 ];
 
-/// IPC sysctls, which ipcns sets (others have no link to set them yet).
+/// IPC sysctls, which ipcns sets.
 fn is_ipc_sysctl(key: &str) -> bool {
     key.starts_with("kernel.shm")
         || key.starts_with("kernel.msg")
         || key == "kernel.sem"
         || key.starts_with("fs.mqueue.")
+}
+
+/// The config's sysctls split by the link that sets them: net.* (netns), IPC (ipcns).
+type Sysctls = (Vec<String>, Vec<String>);
+
+fn sysctls(config: &Config) -> Result<Sysctls, Fatal> {
+    let (mut net, mut ipc) = (Vec::new(), Vec::new());
+    for (k, v) in &config.linux.sysctl {
+        let setting = format!("{k}={v}");
+        if k.starts_with("net.") {
+            net.push(setting);
+        } else if is_ipc_sysctl(k) {
+            ipc.push(setting);
+        } else {
+            return Err(Fatal::new(format!(
+                "linux.sysctl: '{k}' is not supported (nsoci sets net.* through netns and IPC sysctls through ipcns)"
+            )));
+        }
+    }
+    Ok((net, ipc))
 }
 
 /// The full argv: the first word is the first link's absolute path.
@@ -81,24 +101,23 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
             "linux.uidMappings given without a user namespace in linux.namespaces",
         ));
     }
+    let (net_sysctls, ipc_sysctls) = sysctls(config)?;
     if let Some(net) = ns("network") {
         link(&mut argv, "netns");
         join(&mut argv, net);
+        if net.path.is_some() && !net_sysctls.is_empty() {
+            return Err(Fatal::new(
+                "linux.sysctl: net.* sysctls need a new network namespace, not a joined one",
+            ));
+        }
+        for s in net_sysctls {
+            argv.extend(["--sysctl".into(), s.into()]);
+        }
+    } else if !net_sysctls.is_empty() {
+        return Err(Fatal::new(
+            "linux.sysctl: net.* sysctls need a network namespace in linux.namespaces",
+        ));
     }
-    let ipc_sysctls: Vec<String> = config
-        .linux
-        .sysctl
-        .iter()
-        .map(|(k, v)| {
-            if is_ipc_sysctl(k) {
-                Ok(format!("{k}={v}"))
-            } else {
-                Err(Fatal::new(format!(
-                    "linux.sysctl: '{k}' is not supported (nsoci sets IPC sysctls only, through ipcns)"
-                )))
-            }
-        })
-        .collect::<Result<_, _>>()?;
     if let Some(ipc) = ns("ipc") {
         link(&mut argv, "ipcns");
         join(&mut argv, ipc);
