@@ -18,7 +18,7 @@ RELEASE  := target/release
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
-                bash-completion man-db
+                bash-completion man-db podman runc
 
 .PHONY: all build install deps test check unit bench demo shell clean oci-validation
 

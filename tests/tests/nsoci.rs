@@ -383,3 +383,64 @@ fn process_user_groups_capabilities_and_env_follow_the_config() {
     assert_eq!(lines[3], "CapAmb:\t0000000000000020", "{out}");
     assert_eq!(lines[4], "bar", "{out}");
 }
+
+/// podman with a store of its own under `dir` (vfs: no overlay mounts to leave behind).
+fn podman(dir: &Path) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+        ])
+        .env("TMPDIR", dir);
+    cmd
+}
+
+#[test]
+fn podman_runs_an_image_through_nsoci() {
+    if !(need::root() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "cat"]);
+    let archive = dir.path().join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-bb:1"));
+    let nsoci = bin("nsoci");
+    let run_image = |script: &str| {
+        run(podman(dir.path())
+            .arg("--runtime")
+            .arg(&nsoci)
+            .args(["run", "--rm", "--network", "none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["localhost/nsoci-bb:1", "sh", "-c", script]))
+    };
+    // The payload is PID 1 of its own pid namespace, as with runc.
+    let out = run_image("echo hello; echo $$");
+    assert_eq!(stdout(&out), "hello\n1", "{}", stderr(&out));
+    let out = run_image("exit 3");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = run_image("exec /nonexistent");
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let left = ok(podman(dir.path()).args(["ps", "-aq"]));
+    assert_eq!(left, "", "podman still lists containers");
+}
