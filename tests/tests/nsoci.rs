@@ -444,3 +444,58 @@ fn podman_runs_an_image_through_nsoci() {
     let left = ok(podman(dir.path()).args(["ps", "-aq"]));
     assert_eq!(left, "", "podman still lists containers");
 }
+
+#[test]
+fn hooks_run_at_their_points_with_the_state_on_stdin() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let log = b.path().join("hooks");
+    std::fs::create_dir(&log).unwrap();
+    let hook = |kind: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{kind}.json", log.display())]
+        })
+    };
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        })
+    });
+    let seen = |kind: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(log.join(format!("{kind}.json"))).ok()?;
+        Some(serde_json::from_str(&text).unwrap())
+    };
+    assert_eq!(b.status(&["create", "h1"]).0, Some(0));
+    for kind in ["prestart", "createRuntime"] {
+        let state = seen(kind).unwrap_or_else(|| panic!("no {kind} hook ran at create"));
+        assert_eq!(state["id"], "h1");
+        assert_eq!(state["pid"], b.state("h1")["pid"]);
+    }
+    assert!(seen("poststart").is_none(), "poststart ran before start");
+    ok(&mut b.nsoci(&["start", "h1"]));
+    assert_eq!(seen("poststart").expect("poststart")["status"], "running");
+    assert!(seen("poststop").is_none(), "poststop ran before delete");
+    ok(&mut b.nsoci(&["delete", "--force", "h1"]));
+    assert_eq!(seen("poststop").expect("poststop")["status"], "stopped");
+
+    // A failing createRuntime hook fails create and leaves nothing, the init included.
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null; exit 4"]}]
+        })
+    });
+    let (code, err) = b.status(&["create", "h2"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("createRuntime hook /bin/sh: failed"), "{err}");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    b.edit(|c| c["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}));
+    let (code, err) = b.status(&["create", "h3"]);
+    assert_eq!(code, Some(125));
+    assert!(err.contains("startContainer are not supported"), "{err}");
+}

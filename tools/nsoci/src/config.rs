@@ -23,6 +23,8 @@ pub struct Config {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub linux: Linux,
+    #[serde(default)]
+    pub hooks: crate::hooks::Hooks,
 }
 
 #[derive(Deserialize, Debug)]

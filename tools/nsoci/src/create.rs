@@ -15,6 +15,7 @@ use nix::sys::stat::Mode;
 
 use crate::chain;
 use crate::config::{self, Rlimit};
+use crate::hooks;
 use crate::state::{self, Record};
 
 /// What `create` and `run` are given.
@@ -46,6 +47,7 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
             "process.terminal is not supported yet (no --console-socket): set it to false",
         ));
     }
+    config.hooks.check()?;
     if config.linux.seccomp.is_some() {
         common::report::warning(
             "linux.seccomp is not applied yet: the container gets mntns's own filter (other architectures, terminal injection)",
@@ -146,6 +148,7 @@ fn start_init(
         created: state::now_rfc3339(),
         annotations: config.annotations.clone(),
         ready: false,
+        hooks: config.hooks.clone(),
     };
     state::save(dir, &record)?;
     // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
@@ -170,6 +173,24 @@ fn start_init(
     }
     record.ready = true;
     state::save(dir, &record)?;
+    let container = state::Container {
+        dir: dir.to_path_buf(),
+        record,
+    };
+    let hooks = &config.hooks;
+    let ran = hooks::run("prestart", &hooks.prestart, &container.state_json()).and_then(|()| {
+        hooks::run(
+            "createRuntime",
+            &hooks.create_runtime,
+            &container.state_json(),
+        )
+    });
+    if let Err(e) = ran {
+        // The spec: a failing hook stops the container, which is then deleted.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     if let Some(path) = &req.pid_file {
         write_pid_file(path, pid)?;
     }

@@ -12,6 +12,7 @@ mod chain;
 mod config;
 mod create;
 mod features;
+mod hooks;
 mod lifecycle;
 mod log;
 mod signal;

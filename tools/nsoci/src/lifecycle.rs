@@ -10,6 +10,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
+use crate::hooks;
 use crate::signal;
 use crate::state::{self, Container, Status};
 
@@ -50,6 +51,10 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
     }
     std::fs::remove_file(c.fifo())
         .map_err(|e| Fatal::from(anyhow::Error::from(e)).context("unable to remove exec.fifo"))?;
+    // The spec: a failing poststart hook is a warning; the container runs on.
+    if let Err(e) = hooks::run("poststart", &c.record.hooks.poststart, &c.state_json()) {
+        common::report::warning(e.message());
+    }
     Ok(())
 }
 
@@ -106,6 +111,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
         while state::alive(c.record.pid, c.record.start_time) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+    if let Err(e) = hooks::run("poststop", &c.record.hooks.poststop, &c.state_json()) {
+        common::report::warning(e.message());
     }
     std::fs::remove_dir_all(&c.dir).map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context(format!("unable to remove {}", c.dir.display()))

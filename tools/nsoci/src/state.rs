@@ -24,6 +24,9 @@ pub struct Record {
     pub annotations: BTreeMap<String, String>,
     /// The init waits at the start gate (false while `create` runs).
     pub ready: bool,
+    /// The config's hooks, for `start` (poststart) and `delete` (poststop).
+    #[serde(default)]
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// The spec's statuses.
