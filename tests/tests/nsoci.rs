@@ -499,3 +499,42 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     assert_eq!(code, Some(125));
     assert!(err.contains("startContainer are not supported"), "{err}");
 }
+
+#[test]
+fn every_nsoci_flag_with_a_wrong_value_is_refused_and_leaves_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let file = b.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.to_str().unwrap();
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let no_dir = format!("{bundle}/no/such/dir/pid");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["create", "--preserve-fds", "abc", "w"],
+            "invalid value 'abc'",
+        ),
+        (
+            &["create", "--preserve-fds", "-1", "w"],
+            "unexpected argument '-1'",
+        ),
+        (
+            &["create", "--bundle", &bundle, "--pid-file", &no_dir, "w"],
+            "unable to write the pid file",
+        ),
+        (&["create", "--bundle", file, "w"], "unable to read"),
+        (&["--log-format", "yaml", "list"], "invalid value 'yaml'"),
+        (&["list", "--format", "xml"], "invalid value 'xml'"),
+        (&["kill", "w", "SIGNOPE"], "container w does not exist"),
+    ];
+    for (args, wording) in cases {
+        fails(&run(&mut b.nsoci(args)), wording);
+        assert!(b.left().is_empty(), "{args:?} left {:?}", b.left());
+    }
+    // A state root that is a file.
+    let out =
+        run(tool("nsoci", b.path()).args(["--root", file, "create", "--bundle", &bundle, "w"]));
+    fails(&out, "unable to use the state directory");
+}

@@ -192,11 +192,11 @@ pub struct Args {
 
     /// Also mask PATH inside a new root (besides the defaults: /proc/kcore, /sys/firmware...):
     /// a file under /dev/null, a directory under an empty read-only tmpfs
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = parse_absolute)]
     pub mask: Vec<PathBuf>,
 
     /// Also make PATH read-only inside a new root (besides /proc/sys, /proc/bus...)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = parse_absolute)]
     pub read_only_path: Vec<PathBuf>,
 
     /// Add GID to COMMAND's supplementary groups (after --user's own)
@@ -222,6 +222,16 @@ pub struct Args {
 
 fn parse_propagation(text: &str) -> Result<Propagation, String> {
     text.parse()
+}
+
+/// A path inside the new root, absolute (as the OCI config's maskedPaths).
+fn parse_absolute(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("'{text}' is not an absolute path"))
+    }
 }
 
 fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {

@@ -133,6 +133,26 @@ fn start_init(
     )?;
     drop(fifo_fd);
     drop(ready_fd);
+    match settle(req, config, bundle, dir, &mut child, ready_read) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            // Whatever failed after the spawn, the init does not outlive this create.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// After the spawn: the state, the wait for `ready`, the pid file, the create hooks.
+fn settle(
+    req: &Request,
+    config: &config::Config,
+    bundle: &Path,
+    dir: &Path,
+    child: &mut Child,
+    ready_read: OwnedFd,
+) -> Result<(), Fatal> {
     let pid = child.id() as i32;
     let start_time = state::stat(pid).map_or(0, |(s, _)| s);
     let mut record = Record {
@@ -185,16 +205,12 @@ fn start_init(
             &container.state_json(),
         )
     });
-    if let Err(e) = ran {
-        // The spec: a failing hook stops the container, which is then deleted.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(e);
-    }
+    // The spec: a failing hook stops the container, which is then deleted (by the caller).
+    ran?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, pid)?;
     }
-    Ok(child)
+    Ok(())
 }
 
 /// Moves `fd` to a number ≥ `floor` without close-on-exec: the chain inherits it.
