@@ -101,6 +101,9 @@ pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'stat
     debug::step("mount /sys", || -> anyhow::Result<&'static str> {
         let target = resolve::top_dir(root, "sys")?;
         if let Some(sysfs) = handed {
+            // A clone made now, when the kernel allows it: mounts are listed in the order of
+            // their creation (mount ids), and /sys then follows /proc as in the OCI config.
+            let sysfs = sys::clone_tree(sysfs.as_fd(), false).unwrap_or(sysfs);
             sys::move_onto(sysfs.as_fd(), target.as_fd())
                 .with_context(|| {
                     format!(
