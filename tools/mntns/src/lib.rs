@@ -538,13 +538,15 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         dev::nodev_root(root.as_fd())?;
     }
     if let (true, Some(nodes)) = (container, &nodes) {
+        // runc's order (/proc, /dev and below, /sys): mountinfo lists them so, as OCI
+        // configs give them.
         proc_sys::mount_proc(root.as_fd())?;
+        dev::setup(root.as_fd(), nodes)?;
         let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
         extra.insert("sys".into(), json!(sys));
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }
-        dev::setup(root.as_fd(), nodes)?;
     } else if args.proc {
         proc_sys::mount_host_proc()?;
     }
