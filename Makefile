@@ -1,7 +1,7 @@
 # nschain: build, install, test, bench, demo.
 #   make              release build of every tool
 #   make test         installs what the tests need (Debian packages, only if missing), then
-#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies,
+#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
 #                     and every test (root tests need root)
 #   make install      binaries, man pages and shell completions under $(PREFIX)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
@@ -18,7 +18,7 @@ RELEASE  := target/release
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
-                bash-completion man-db podman runc
+                bash-completion man-db golang-github-containers-common podman runc
 
 .PHONY: all build install deps test check unit bench demo shell clean oci-validation
 
@@ -41,6 +41,8 @@ check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 	python3 scripts/unused-deps.py
+	python3 scripts/long-functions.py
+	python3 scripts/helper-protocols.py
 
 test: deps check
 	$(CARGO) build --workspace --bins

@@ -19,6 +19,7 @@ extern crate self as common;
 
 pub mod after;
 pub mod chain;
+pub mod channel;
 pub mod cli;
 pub mod creds;
 pub mod debug;
@@ -36,6 +37,7 @@ pub mod pin;
 pub mod procfs;
 pub mod report;
 pub mod seccomp;
+pub mod seccomp_policy;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;

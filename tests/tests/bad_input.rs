@@ -125,6 +125,9 @@ const CASES: &[(&str, &[&str])] = &[
         "mntns",
         &["--rootfs", "{root}", "--read-only-path", "proc/sys"],
     ),
+    ("mntns", &["--seccomp", ""]),
+    ("mntns", &["--seccomp", "{dir}/no-such-profile.json"]),
+    ("mntns", &["--seccomp", "/etc/passwd"]),
     // netns
     ("netns", &["--bridge=bad/name"]),
     ("netns", &["--bridge=", "--ip", "10.1.1.1"]),

@@ -67,6 +67,7 @@ use clap::Parser;
 use common::cli::CommandArgs;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
+use common::seccomp_policy::{self, Choice};
 use common::{debug, Context, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
@@ -213,6 +214,11 @@ pub struct Args {
     #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
     pub start_fifo: Option<std::os::fd::RawFd>,
 
+    /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
+    /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
+    #[arg(long, value_name = "PROFILE", value_parser = parse_seccomp)]
+    pub seccomp: Option<Choice>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -240,6 +246,19 @@ fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
 
 fn parse_cap(text: &str) -> Result<CapSpec, String> {
     text.parse()
+}
+
+fn parse_seccomp(text: &str) -> Result<Choice, String> {
+    text.parse()
+}
+
+/// The profile COMMAND gets: `--seccomp`, else the default in a container, else none.
+fn seccomp_choice(args: &Args, container: bool) -> Choice {
+    match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None if container => Choice::Default,
+        None => Choice::Unconfined,
+    }
 }
 
 /// The new root, checked.
@@ -366,17 +385,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
-    // First: the trees are this link's, whatever happens next (closed before COMMAND).
-    let mut trees = idmap::Trees::take()?;
-    // And the sysfs of the network namespace an earlier netns made (common::sysfs).
-    let mut sysfs = common::sysfs::take().map_err(|e| {
-        Fatal::new(e).with_hint(format!(
-            "{} is set by netns for a later mntns: do not set it by hand",
-            common::sysfs::VAR
-        ))
-    })?;
-    // So is the socket to the link that waits outside (pidns), if any.
-    let after = common::after::take();
+    // First: what earlier links handed down is this link's, whatever happens next.
+    let handed = HandedDown::take()?;
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
@@ -392,30 +402,146 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         }
     }
     if link.is_join() {
-        drop(trees);
+        drop(handed);
         return run_join(args, plan, &link, gate, cx);
     }
-    let handed = trees.paths();
-    let mut root_tree = match &plan.root {
-        Some(NewRoot::Rootfs(dir)) => trees.take_for(dir, "--rootfs"),
-        _ => None,
-    };
-    let mut lower_trees: Vec<Option<OwnedFd>> = match &plan.root {
-        Some(NewRoot::Overlay(lowers)) => lowers
-            .iter()
-            .map(|l| trees.take_for(l, "--overlay"))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut volume_trees: Vec<Option<OwnedFd>> = plan
-        .volumes
-        .iter()
-        .map(|v| trees.take_for(&v.source, "--volume"))
-        .collect();
-    // The trees nothing here uses are closed now.
-    drop(trees);
+    let HandedDown {
+        trees,
+        mut sysfs,
+        after,
+    } = handed;
+    let mut trees = RootTrees::split(trees, &plan);
     let container = plan.root.is_some();
-    let mut entry = entry::Entry {
+    let mut entry = new_entry(&args, container);
+    entry.gate = gate;
+    let seccomp = seccomp_choice(&args, container);
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
+    // Checked before anything changes; opened again in the new namespace below.
+    if container {
+        debug::step("verify the host's device nodes", dev::HostNodes::open)?;
+    }
+    let etc = (container && !args.no_etc).then(etc_files::EtcFiles::generate);
+    let (layer, cleaner) = match &plan.root {
+        Some(NewRoot::Overlay(lowers)) => {
+            let (layer, cleaner) =
+                prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
+            if entry.waiter.is_some() {
+                host_pid = common::procfs::own_pid();
+            }
+            (Some(layer), cleaner)
+        }
+        _ => (None, None),
+    };
+    let shared = if container {
+        shared_writes(&args, &plan, &layer, &trees.root, &trees.volumes)
+    } else {
+        Vec::new()
+    };
+    if !shared.is_empty() {
+        setuid_guard::strip_caps(&mut entry);
+    }
+
+    link.enter()?;
+    let mut extra = Map::new();
+    let (root, nodes) = build_root(
+        &args, &plan, &layer, &mut trees, &mut sysfs, &mut extra, etc,
+    )?;
+    set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
+    describe(&plan, &layer, &trees.handed, &shared, &mut extra);
+    if container || args.seccomp.is_some() {
+        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
+    }
+    link.finish(host_pid, extra)?;
+
+    enter_root(&args, root, container)?;
+    drop(nodes);
+    drop(sysfs);
+    release_layer(args.rm, after, &layer, cleaner);
+    // The shell's idea of where it is, true in the new root.
+    let pwd = container.then(|| {
+        entry
+            .workdir
+            .as_ref()
+            .map_or(PathBuf::from("/"), |(p, _)| p.clone())
+    });
+    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
+    entry.groups.extend(&args.group_add);
+    if !shared.is_empty() {
+        entry.notice = Some(setuid_guard::notice(&shared));
+        setuid_guard::install()?;
+    }
+    entry.exec(args.command.command, cx)
+}
+
+/// What earlier links handed down: `userns --idmap`'s trees, netns's sysfs, pidns's socket.
+struct HandedDown {
+    trees: idmap::Trees,
+    sysfs: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
+}
+
+impl HandedDown {
+    fn take() -> Result<HandedDown, Fatal> {
+        let trees = idmap::Trees::take()?;
+        // The sysfs of the network namespace an earlier netns made (common::sysfs).
+        let sysfs = common::sysfs::take().map_err(|e| {
+            Fatal::new(e).with_hint(format!(
+                "{} is set by netns for a later mntns: do not set it by hand",
+                common::sysfs::VAR
+            ))
+        })?;
+        // The socket to the link that waits outside (pidns), if any.
+        let after = common::after::take();
+        Ok(HandedDown {
+            trees,
+            sysfs,
+            after,
+        })
+    }
+}
+
+/// The handed-down idmapped trees, each given to the input whose path it is; the rest closed.
+struct RootTrees {
+    /// The paths of every tree handed down (shown in the registration).
+    handed: Vec<String>,
+    root: Option<OwnedFd>,
+    lowers: Vec<Option<OwnedFd>>,
+    volumes: Vec<Option<OwnedFd>>,
+}
+
+impl RootTrees {
+    fn split(mut trees: idmap::Trees, plan: &Plan) -> RootTrees {
+        let handed = trees.paths();
+        let root = match &plan.root {
+            Some(NewRoot::Rootfs(dir)) => trees.take_for(dir, "--rootfs"),
+            _ => None,
+        };
+        let lowers = match &plan.root {
+            Some(NewRoot::Overlay(lowers)) => lowers
+                .iter()
+                .map(|l| trees.take_for(l, "--overlay"))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let volumes = plan
+            .volumes
+            .iter()
+            .map(|v| trees.take_for(&v.source, "--volume"))
+            .collect();
+        // The trees nothing here uses are closed now.
+        drop(trees);
+        RootTrees {
+            handed,
+            root,
+            lowers,
+            volumes,
+        }
+    }
+}
+
+/// How COMMAND is entered, from the flags (workdir, credentials and waiter come later).
+fn new_entry(args: &Args, container: bool) -> entry::Entry {
+    entry::Entry {
         container,
         preserve_fds: args.preserve_fds,
         user: args
@@ -440,65 +566,73 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         creds: None,
         notice: None,
         waiter: None,
-        gate,
-    };
-    // Checked before anything changes; opened again in the new namespace below.
-    if container {
-        debug::step("verify the host's device nodes", dev::HostNodes::open)?;
+        profile: None,
+        gate: start::Gate::default(),
     }
-    let etc = (container && !args.no_etc).then(etc_files::EtcFiles::generate);
-    let mut layer = None;
+}
+
+/// The writable layer of `--overlay`, made before the unshare, and who removes it: the
+/// waiter (`--rm` without pidns: this process becomes the waiter's child) or the cleaner.
+fn prepare_layer(
+    args: &Args,
+    lowers: &[PathBuf],
+    trees: &RootTrees,
+    pidns_waits: bool,
+    entry: &mut entry::Entry,
+) -> Result<(overlay::Layer, Option<overlay::Cleaner>), Fatal> {
+    // A generated name is not the layer's: a later chain may draw it again.
+    let name = common::chain::chosen_name(args.ns.name.as_deref());
+    if let Some(name) = &name {
+        // It becomes a path component of the layer.
+        common::chain::validate_name(name).map_err(Fatal::new)?;
+    }
+    if args.upper.is_none() {
+        debug::step("collect stale --rm layers", overlay::collect_garbage);
+    }
+    let lower = lowers
+        .first()
+        .map(PathBuf::as_path)
+        .unwrap_or(Path::new("/"));
+    if args.rm && entry.grants(caps::Capability::CAP_SYS_PTRACE) {
+        common::report::warning(
+            "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
+        );
+    }
+    let lower_tree = trees
+        .lowers
+        .first()
+        .and_then(|t| t.as_ref())
+        .map(|t| t.as_fd());
+    let mut layer = overlay::prepare(
+        args.upper.as_deref(),
+        name.as_deref(),
+        args.rm,
+        lower,
+        lower_tree,
+    )?;
     let mut cleaner = None;
-    if let Some(NewRoot::Overlay(lowers)) = &plan.root {
-        // A generated name is not the layer's: a later chain may draw it again.
-        let name = common::chain::chosen_name(args.ns.name.as_deref());
-        if let Some(name) = &name {
-            // It becomes a path component of the layer.
-            common::chain::validate_name(name).map_err(Fatal::new)?;
-        }
-        if args.upper.is_none() {
-            debug::step("collect stale --rm layers", overlay::collect_garbage);
-        }
-        let lower = lowers
-            .first()
-            .map(PathBuf::as_path)
-            .unwrap_or(Path::new("/"));
-        if args.rm && entry.grants(caps::Capability::CAP_SYS_PTRACE) {
-            common::report::warning(
-                "--rm with CAP_SYS_PTRACE: the process that deletes the layer stays in the host's mount namespace, and a container that can ptrace it (same pid namespace) can reach the host's files through it",
-            );
-        }
-        let lower_tree = lower_trees
-            .first()
-            .and_then(|t| t.as_ref())
-            .map(|t| t.as_fd());
-        let mut made = overlay::prepare(
-            args.upper.as_deref(),
-            name.as_deref(),
-            args.rm,
-            lower,
-            lower_tree,
-        )?;
-        if args.rm && after.is_none() {
-            // No pidns waits outside: the process the caller waits on deletes the layer.
-            entry.waiter = Some(waiter::fork_waiter(&mut made)?);
-            host_pid = common::procfs::own_pid();
-        } else {
-            cleaner = overlay::Cleaner::spawn(&mut made)?;
-        }
-        layer = Some(made);
-    }
-
-    let shared = if container {
-        shared_writes(&args, &plan, &layer, &root_tree, &volume_trees)
+    if args.rm && !pidns_waits {
+        // No pidns waits outside: the process the caller waits on deletes the layer.
+        entry.waiter = Some(waiter::fork_waiter(&mut layer)?);
     } else {
-        Vec::new()
-    };
-    if !shared.is_empty() {
-        setuid_guard::strip_caps(&mut entry);
+        cleaner = overlay::Cleaner::spawn(&mut layer)?;
     }
+    Ok((layer, cleaner))
+}
 
-    link.enter()?;
+/// In the new namespace: the root (the host's, a bound --rootfs behind its skeleton, or the
+/// overlay) with /proc, /sys, /etc files, /dev, volumes, tmpfs and masked paths. Returns the
+/// root and the host's device nodes (kept open until the pivot).
+fn build_root(
+    args: &Args,
+    plan: &Plan,
+    layer: &Option<overlay::Layer>,
+    trees: &mut RootTrees,
+    sysfs: &mut Option<OwnedFd>,
+    extra: &mut Map<String, serde_json::Value>,
+    etc: Option<etc_files::EtcFiles>,
+) -> Result<(OwnedFd, Option<dev::HostNodes>), Fatal> {
+    let container = plan.root.is_some();
     let setup = if container {
         propagation::for_setup(args.propagation)
     } else {
@@ -513,22 +647,20 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     } else {
         None
     };
-
-    let mut extra = Map::new();
-    let root: OwnedFd = match (&plan.root, &layer) {
-        (Some(NewRoot::Rootfs(dir)), _) => match root_tree.take() {
+    let root: OwnedFd = match (&plan.root, layer) {
+        (Some(NewRoot::Rootfs(dir)), _) => match trees.root.take() {
             Some(tree) => rootfs::attach_tree(dir, tree)?,
             None => rootfs::bind_self(dir)?,
         },
         (Some(NewRoot::Overlay(lowers)), Some(layer)) => {
-            overlay::mount(layer, lowers, &mut lower_trees)?
+            overlay::mount(layer, lowers, &mut trees.lowers)?
         }
         _ => resolve::open_host_dir(Path::new("/"))?,
     };
     // A --rootfs is never written: what it lacks is made in a skeleton (skeleton.rs).
     let root = match &plan.root {
         Some(NewRoot::Rootfs(dir)) => {
-            let needs = mount_points(&args, &plan, etc.as_ref());
+            let needs = mount_points(args, plan, etc.as_ref());
             skeleton::protect(dir, root, &needs, args.read_only)?
         }
         _ => root,
@@ -537,7 +669,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if container {
         dev::nodev_root(root.as_fd())?;
     }
-    if let (true, Some(nodes)) = (container, &nodes) {
+    if let Some(nodes) = &nodes {
         // runc's order (/proc, /dev and below, /sys): mountinfo lists them so, as OCI
         // configs give them.
         proc_sys::mount_proc(root.as_fd())?;
@@ -551,10 +683,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         proc_sys::mount_host_proc()?;
     }
     // Mount points are created inside a new root (in its image or layer), never on the host.
-    let create = container;
-    mount_volumes(root.as_fd(), &plan.volumes, &mut volume_trees, create)?;
-    mount_tmpfs(root.as_fd(), &plan.tmpfs, create)?;
-    if let (true, Some(nodes)) = (container, &nodes) {
+    mount_volumes(root.as_fd(), &plan.volumes, &mut trees.volumes, container)?;
+    mount_tmpfs(root.as_fd(), &plan.tmpfs, container)?;
+    if let Some(nodes) = &nodes {
         let null = nodes
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
@@ -562,9 +693,25 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         hide_state::hide(root.as_fd())?;
         proc_sys::read_only(root.as_fd(), &args.read_only_path)?;
     }
+    Ok((root, nodes))
+}
+
+/// COMMAND's working directory: `-w` (created in a new root), else the caller's where the
+/// new root shows it.
+fn set_workdir(
+    args: &Args,
+    plan: &Plan,
+    root: std::os::fd::BorrowedFd<'_>,
+    cwd: Option<&Path>,
+    entry: &mut entry::Entry,
+) -> Result<(), Fatal> {
     if let Some(dir) = &args.workdir {
-        let create = if container { Create::Dir } else { Create::No };
-        let fd = resolve::open_in_root(root.as_fd(), dir, create)
+        let create = if plan.root.is_some() {
+            Create::Dir
+        } else {
+            Create::No
+        };
+        let fd = resolve::open_in_root(root, dir, create)
             .fatal_context("unable to set the working directory")?;
         entry.workdir = Some((dir.clone(), fd));
     } else if let Some(new_root) = &plan.root {
@@ -577,22 +724,30 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
             .iter()
             .map(|v| (v.source.clone(), v.target.clone()))
             .collect();
-        entry.workdir = workdir::keep_callers(root.as_fd(), cwd.as_deref(), source, &volumes);
+        entry.workdir = workdir::keep_callers(root, cwd, source, &volumes);
     }
+    Ok(())
+}
 
+/// What the registration shows of this link (nsps, --info-fd, and nsps exec's guard).
+fn describe(
+    plan: &Plan,
+    layer: &Option<overlay::Layer>,
+    handed: &[String],
+    shared: &[String],
+    extra: &mut Map<String, serde_json::Value>,
+) {
     if let Some(new_root) = &plan.root {
-        let shown = match (new_root, &layer) {
+        let shown = match (new_root, layer) {
             (NewRoot::Rootfs(dir), _) => dir.clone(),
             (NewRoot::Overlay(_), Some(layer)) => layer.merged(),
             (NewRoot::Overlay(_), None) => PathBuf::new(),
         };
         extra.insert("rootfs".into(), json!(shown.to_string_lossy()));
-    }
-    if container {
         // nsps exec gives a joined process the same filter (it cannot be read back).
         extra.insert("seccomp".into(), json!(common::info::SECCOMP_CONTAINER));
     }
-    if let Some(layer) = &layer {
+    if let Some(layer) = layer {
         extra.insert("id".into(), json!(layer.id));
         extra.insert("layer".into(), json!(layer.dir.to_string_lossy()));
         extra.insert("rm".into(), json!(layer.rm));
@@ -604,8 +759,11 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         // So that whoever joins this container later (nsps exec) can apply the same guard.
         extra.insert("setuid_guard".into(), json!(shared));
     }
-    link.finish(host_pid, extra)?;
+}
 
+/// The switch into the new root (pivot_root, old root detached), or the read-only flag
+/// on the host's tree.
+fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> {
     if container {
         skeleton::finish()?;
         rootfs::pivot(&root)?;
@@ -618,12 +776,19 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     } else if args.read_only {
         rootfs::make_root_read_only()?;
     }
-    drop(root);
-    drop(nodes);
-    drop(sysfs);
-    // The cleaner lives in the container's pid namespace and dies with it when PID 1 exits:
-    // under pidns, the monitor outside removes a --rm layer once the container has ended.
-    let delegated = match (args.rm, &after, &layer) {
+    Ok(())
+}
+
+/// Who removes a `--rm` layer once the container ends. The cleaner lives in the container's
+/// pid namespace and dies with it when PID 1 exits: under pidns, the monitor outside removes
+/// the layer instead.
+fn release_layer(
+    rm: bool,
+    after: Option<common::channel::Channel>,
+    layer: &Option<overlay::Layer>,
+    cleaner: Option<overlay::Cleaner>,
+) {
+    let delegated = match (rm, &after, layer) {
         (true, Some(after), Some(layer)) if layer.own_dir => {
             common::after::request_removal(after, &layer.dir)
                 .map_err(|e| {
@@ -637,22 +802,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     };
     drop(after);
     if let Some(cleaner) = cleaner {
-        cleaner.release(args.rm, delegated);
+        cleaner.release(rm, delegated);
     }
-    // The shell's idea of where it is, true in the new root.
-    let pwd = container.then(|| {
-        entry
-            .workdir
-            .as_ref()
-            .map_or(PathBuf::from("/"), |(p, _)| p.clone())
-    });
-    settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
-    entry.groups.extend(&args.group_add);
-    if !shared.is_empty() {
-        entry.notice = Some(setuid_guard::notice(&shared));
-        setuid_guard::install()?;
-    }
-    entry.exec(args.command.command, cx)
 }
 
 /// Right before the exec, in the final root: `--user` resolved in its /etc/passwd and
@@ -802,8 +953,15 @@ fn run_join(
         creds,
         notice: None,
         waiter: None,
+        profile: None,
         gate,
     };
+    // The container's own profile, unless --seccomp chooses another.
+    let seccomp = match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None => join::seccomp_profile(link),
+    };
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {
         // The same guard as the container's own processes (said when it started).
