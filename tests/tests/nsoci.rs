@@ -20,7 +20,9 @@ impl Bundle {
         let dir = scratch();
         roots::busybox_root(
             dir.path(),
-            &["sh", "echo", "sleep", "hostname", "cat", "id", "grep"],
+            &[
+                "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir",
+            ],
         );
         let bundle = Bundle { dir };
         ok(bundle.nsoci(&["spec"]).current_dir(bundle.path()));
@@ -537,4 +539,40 @@ fn every_nsoci_flag_with_a_wrong_value_is_refused_and_leaves_nothing() {
     let out =
         run(tool("nsoci", b.path()).args(["--root", file, "create", "--bundle", &bundle, "w"]));
     fails(&out, "unable to use the state directory");
+}
+
+#[test]
+fn linux_seccomp_of_the_config_is_applied() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/a && echo made; mkdir /tmp/b 2>&1; true",
+    ]);
+    b.edit(|c| {
+        c["root"]["readonly"] = false.into();
+        c["mounts"] =
+            serde_json::json!([{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]);
+    });
+    // Without linux.seccomp: no filter refuses mkdir.
+    let (code, err) = b.status(&["run", "s0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(b.output(), "made\n");
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+    });
+    let (code, err) = b.status(&["run", "s1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        b.output().contains("Operation not permitted"),
+        "{}",
+        b.output()
+    );
+    assert!(!b.output().contains("made"), "{}", b.output());
 }

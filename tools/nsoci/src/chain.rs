@@ -25,6 +25,8 @@ pub struct Inputs<'a> {
     pub start_fifo: RawFd,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// linux.seccomp, written to a file of the container's state for `mntns --seccomp`.
+    pub seccomp: Option<PathBuf>,
 }
 
 /// The mounts mntns makes itself in a new root (its defaults follow runc's `spec`).
@@ -331,6 +333,11 @@ fn mntns_args(
     }
     if inp.preserve_fds > 0 {
         argv.extend(["--preserve-fds".into(), inp.preserve_fds.to_string().into()]);
+    }
+    // OCI: no linux.seccomp, no filter (mntns's own default would be Docker's).
+    match &inp.seccomp {
+        Some(file) => argv.extend(["--seccomp".into(), file.into()]),
+        None => argv.extend(["--seccomp".into(), "unconfined".into()]),
     }
     argv.extend([
         "--ready-fd".into(),

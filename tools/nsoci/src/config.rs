@@ -117,7 +117,7 @@ pub struct Linux {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
-    /// Not compiled yet: mntns's own container filter applies (create warns).
+    /// Handed to `mntns --seccomp` as it is (mntns compiles the OCI form).
     pub seccomp: Option<serde_json::Value>,
 }
 

@@ -48,11 +48,6 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         ));
     }
     config.hooks.check()?;
-    if config.linux.seccomp.is_some() {
-        common::report::warning(
-            "linux.seccomp is not applied yet: the container gets mntns's own filter (other architectures, terminal injection)",
-        );
-    }
     let tools = tools_dir()?;
     common::state::ensure_dir(&req.root, 0o711)
         .map_err(|e| Fatal::from(e).context("unable to use the state directory"))?;
@@ -112,6 +107,16 @@ fn start_init(
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
+    let seccomp = match &config.linux.seccomp {
+        Some(profile) => {
+            let file = dir.join("seccomp.json");
+            std::fs::write(&file, profile.to_string()).map_err(|e| {
+                Fatal::from(anyhow::Error::from(e)).context("unable to write seccomp.json")
+            })?;
+            Some(file)
+        }
+        None => None,
+    };
     let argv = chain::build(
         config,
         process,
@@ -122,6 +127,7 @@ fn start_init(
             start_fifo: fifo_fd.as_raw_fd(),
             preserve_fds: req.preserve_fds,
             no_new_keyring: req.no_new_keyring,
+            seccomp,
         },
     )?;
     common::debug::note(format_args!("chain: {}", show(&argv)));

@@ -18,7 +18,7 @@ pub fn features() -> Value {
             "namespaces": ["pid", "network", "ipc", "uts", "mount", "user", "time"],
             "capabilities": caps,
             "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {"enabled": true},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
