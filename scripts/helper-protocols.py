@@ -12,6 +12,8 @@ ALLOWED = {
     "common/src/channel.rs": "the channel itself",
     # slirp4netns's --ready-fd and --exit-fd are slirp4netns's protocol, not ours.
     "tools/netns/src/rootless.rs": "slirp4netns's own ready and exit pipes",
+    # mntns --ready-fd is a public flag (one "ready" line, as slirp4netns's); nsoci reads it.
+    "tools/nsoci/src/create.rs": "the pipe nsoci gives mntns --ready-fd",
 }
 
 
