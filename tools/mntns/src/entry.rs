@@ -365,7 +365,9 @@ impl Entry {
                 libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int)
             };
             match Errno::result(rc) {
-                Err(Errno::EINVAL | Errno::ENOSYS) => cloexec_by_hand(first),
+                // EPERM: a seccomp profile (an OCI one from before 2020) that lacks
+                // close_range; fcntl is in every profile.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EPERM) => cloexec_by_hand(first),
                 other => other.map(drop),
             }
         })
