@@ -73,9 +73,12 @@ demo: deps build
 OCI_VALIDATION ?= /work/shared/oci-validation/run.sh
 oci-validation: deps build
 	@mkdir -p bench/oci-validation
+	@# The bundles go under a directory only root can enter (mktemp -d: 0700): else mntns's
+	@# setuid guard rightly drops CAP_FSETID/CAP_SETFCAP from a root others can reach.
 	@for rt in $(CURDIR)/$(RELEASE)/nsoci /usr/sbin/runc /usr/bin/crun; do \
-		echo "== $$rt"; \
-		$(OCI_VALIDATION) $$rt $(OCI_TESTS) | tee bench/oci-validation/$$(basename $$rt).txt | tail -1; \
+		echo "== $$rt"; tmp=$$(mktemp -d); \
+		TMPDIR=$$tmp $(OCI_VALIDATION) $$rt $(OCI_TESTS) | tee bench/oci-validation/$$(basename $$rt).txt | tail -1; \
+		rm -rf $$tmp; \
 	done
 
 # An interactive container over a copy-on-write view of this machine's root, deleted on exit.
