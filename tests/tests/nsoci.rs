@@ -180,14 +180,20 @@ fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
     if !(need::root() && need::busybox()) {
         return;
     }
-    let b = Bundle::new(&["sh", "-c", "echo $(hostname) $PWD $(id -u); exit 7"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo $(hostname) $PWD $(id -u) $(cat /proc/sys/net/ipv4/ping_group_range); exit 7",
+    ]);
     b.edit(|c| {
         c["hostname"] = "box7".into();
         c["process"]["cwd"] = "/tmp".into();
+        // A net.* sysctl goes to netns --sysctl, in the container's network namespace.
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 7"});
     });
     let (code, err) = b.status(&["run", "r1"]);
     assert_eq!(code, Some(7), "{err}");
-    assert_eq!(b.output(), "box7 /tmp 0\n");
+    assert_eq!(b.output(), "box7 /tmp 0 0 7\n");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
 }
 
