@@ -586,3 +586,40 @@ fn linux_seccomp_of_the_config_is_applied() {
     );
     assert!(!b.output().contains("made"), "{}", b.output());
 }
+
+#[test]
+fn rootless_spec_runs_as_uid_65534() {
+    if !(need::rootless() && need::busybox()) {
+        return;
+    }
+    let dir = scratch();
+    let bundle = dir.path().join("b");
+    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat"]);
+    let nobody = |args: &[&str]| {
+        let mut cmd = as_user(65534, bin("nsoci"));
+        cmd.args(args)
+            .current_dir(&bundle)
+            .env("XDG_RUNTIME_DIR", dir.path().join("xdg"));
+        cmd
+    };
+    std::fs::create_dir(dir.path().join("xdg")).unwrap();
+    Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    ok(&mut nobody(&["spec", "--rootless"]));
+    let file = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(config["linux"]["uidMappings"][0]["hostID"], 65534);
+    config["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = ok(&mut nobody(&["run", "rl1"]));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    // Root inside, uid 65534 outside; the state lived under $XDG_RUNTIME_DIR/nsoci.
+    assert_eq!(words, ["0", "0", "65534", "1"], "{out}");
+    let left = std::fs::read_dir(dir.path().join("xdg/nsoci"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "run left its state behind");
+}
