@@ -7,6 +7,8 @@
 #   make install      binaries, man pages and shell completions under $(PREFIX)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
+#   make oci-validation  the OCI conformance suite (runtime-tools) for nsoci, runc and crun
+#                     side by side (long: not part of make test), into bench/oci-validation/
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -17,9 +19,9 @@ RELEASE  := target/release
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
-                bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci
+                bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci runc
 
-.PHONY: all build install deps test check unit bench demo shell clean
+.PHONY: all build install deps test check unit bench demo shell clean oci-validation
 
 all: build
 
@@ -67,6 +69,19 @@ bench: deps build
 
 demo: deps build
 	bash demo/demo.sh
+
+# runtime-tools' validation programs, vendored and built offline by its run.sh (issue 17):
+# one line per program, "ok N not-ok N skip N name", and a TOTAL line per runtime.
+OCI_VALIDATION ?= /work/shared/oci-validation/run.sh
+oci-validation: deps build
+	@mkdir -p bench/oci-validation
+	@# The bundles go under a directory only root can enter (mktemp -d: 0700): else mntns's
+	@# setuid guard rightly drops CAP_FSETID/CAP_SETFCAP from a root others can reach.
+	@for rt in $(CURDIR)/$(RELEASE)/nsoci /usr/sbin/runc /usr/bin/crun; do \
+		echo "== $$rt"; tmp=$$(mktemp -d); \
+		TMPDIR=$$tmp $(OCI_VALIDATION) $$rt $(OCI_TESTS) | tee bench/oci-validation/$$(basename $$rt).txt | tail -1; \
+		rm -rf $$tmp; \
+	done
 
 # An interactive container over a copy-on-write view of this machine's root, deleted on exit.
 shell: build

@@ -765,5 +765,11 @@ if os.path.exists(findings):
     emit(fill_findings(open(findings).read().rstrip()))
     emit()
 
+# The OCI conformance section comes from `make oci-validation` (too long for make bench).
+conformance = os.path.join(HERE, "oci-conformance.md")
+if os.path.exists(conformance):
+    emit(open(conformance).read().rstrip())
+    emit()
+
 with open(OUT, "w") as f:
     f.write("\n".join(LINES) + "\n")

@@ -16,6 +16,8 @@ ALLOWED = {
     # are data: the chain's stdout and stderr into its log, and the exec mark, a close-on-exec
     # pipe whose EOF is COMMAND's exec.
     "common/src/supervisor.rs": "the log's pipes and the close-on-exec exec mark",
+    # mntns --ready-fd is a public flag (one "ready" line, as slirp4netns's); nsoci reads it.
+    "tools/nsoci/src/create.rs": "the pipe nsoci gives mntns --ready-fd",
 }
 
 

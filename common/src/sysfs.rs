@@ -31,7 +31,9 @@ pub fn create() -> io::Result<OwnedFd> {
         self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
     };
     let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-    mount::new_fs(c"sysfs", &[], attrs).map_err(io::Error::from)
+    // Source "sysfs", as mount(8) and runc name it (mountinfo shows it, OCI checks compare
+    // it); without it the kernel shows "none".
+    mount::new_fs(c"sysfs", &[(c"source", c"sysfs")], attrs).map_err(io::Error::from)
 }
 
 /// Whether `fd` is on a sysfs.

@@ -140,9 +140,11 @@ fn build(root: BorrowedFd<'_>, host: &HostNodes) -> anyhow::Result<()> {
     }
     mount_pts(dev.as_fd())?;
     let shm = resolve::open_path(dev.as_fd(), OsStr::new("shm"))?;
-    sys::mount_fs(
-        "tmpfs",
-        shm.as_fd(),
+    // Source "shm", as runc and Docker name it (mountinfo shows it; OCI checks compare it).
+    nix::mount::mount(
+        Some("shm"),
+        &sys::fd_path(shm.as_fd()),
+        Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
     )

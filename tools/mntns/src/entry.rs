@@ -137,6 +137,20 @@ pub fn compute_caps(
     set
 }
 
+/// The capabilities of `specs` (ALL: every one) that `keep` holds.
+fn select(specs: &[CapSpec], keep: &HashSet<Capability>) -> HashSet<Capability> {
+    if specs.contains(&CapSpec::All) {
+        return keep.clone();
+    }
+    specs
+        .iter()
+        .filter_map(|s| match s {
+            CapSpec::One(cap) if keep.contains(cap) => Some(*cap),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What the entry does.
 #[derive(Debug, Default)]
 pub struct Entry {
@@ -148,6 +162,9 @@ pub struct Entry {
     pub groups: Vec<u32>,
     pub cap_add: Vec<CapSpec>,
     pub cap_drop: Vec<CapSpec>,
+    /// `--cap-inheritable`, `--cap-ambient`: within the set above.
+    pub cap_inheritable: Vec<CapSpec>,
+    pub cap_ambient: Vec<CapSpec>,
     pub no_new_privs: bool,
     /// A new root or --join: a new session keyring (not `--no-new-keyring`).
     pub new_keyring: bool,
@@ -167,6 +184,8 @@ pub struct Entry {
     pub waiter: Option<nix::unistd::Pid>,
     /// `--tty`: the socket to the process that proxies the container's pty (tty.rs).
     pub tty: Option<crate::tty::ProxyLink>,
+    /// `--ready-fd` / `--start-fifo`: passed last, right before the exec.
+    pub gate: crate::start::Gate,
     /// The seccomp profile (`--seccomp`; the default one in a new root), compiled for the
     /// capabilities COMMAND will hold.
     pub profile: Option<common::seccomp_policy::Compiled>,
@@ -174,8 +193,9 @@ pub struct Entry {
 
 impl Entry {
     /// Enters the container; COMMAND comes next.
-    pub fn exec(self, command: Vec<OsString>, cx: &mut common::Context) -> Result<Next, Fatal> {
+    pub fn exec(mut self, command: Vec<OsString>, cx: &mut common::Context) -> Result<Next, Fatal> {
         self.prepare()?;
+        std::mem::take(&mut self.gate).pass()?;
         if let Some(notice) = &self.notice {
             common::report::warning(notice);
         }
@@ -266,7 +286,11 @@ impl Entry {
     }
 
     fn switch_user_and_caps(&self) -> Result<(), Fatal> {
-        let change_caps = self.container || !self.cap_add.is_empty() || !self.cap_drop.is_empty();
+        let change_caps = self.container
+            || !self.cap_add.is_empty()
+            || !self.cap_drop.is_empty()
+            || !self.cap_ambient.is_empty()
+            || !self.cap_inheritable.is_empty();
         if !change_caps && self.user.is_none() {
             return Ok(());
         }
@@ -296,6 +320,12 @@ impl Entry {
                 caps::clear(None, CapSet::Ambient).context("unable to clear the ambient set")?;
             }
             if let Some(user) = self.user {
+                // Asked-for inheritable or ambient capabilities go to a non-root user too (as
+                // runc): the permitted set must survive the change of uid for that.
+                let carry = !self.cap_ambient.is_empty() || !self.cap_inheritable.is_empty();
+                if carry {
+                    nix::sys::prctl::set_keepcaps(true).context("unable to set keepcaps")?;
+                }
                 switch_user(user, &self.groups)?;
             }
             if let Some(keep) = &keep {
@@ -306,8 +336,17 @@ impl Entry {
                     .context("unable to set the effective capabilities")?;
                 caps::set(None, CapSet::Permitted, &keep)
                     .context("unable to set the permitted capabilities")?;
-                caps::clear(None, CapSet::Inheritable)
-                    .context("unable to clear the inheritable capabilities")?;
+                // Inheritable and ambient only as asked (--cap-inheritable, --cap-ambient),
+                // and only within the set COMMAND holds; the ambient ones survive its exec.
+                let ambient = select(&self.cap_ambient, &keep);
+                let mut inheritable = select(&self.cap_inheritable, &keep);
+                inheritable.extend(&ambient);
+                caps::set(None, CapSet::Inheritable, &inheritable)
+                    .context("unable to set the inheritable capabilities")?;
+                for cap in ambient {
+                    caps::raise(None, CapSet::Ambient, cap)
+                        .with_context(|| format!("unable to raise {cap} in the ambient set"))?;
+                }
             }
             Ok(())
         })

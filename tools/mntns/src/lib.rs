@@ -53,6 +53,7 @@ use common::seccomp;
 mod session;
 mod setuid_guard;
 mod skeleton;
+mod start;
 mod sys;
 mod tty;
 pub mod volume;
@@ -190,6 +191,15 @@ pub struct Args {
     #[arg(long, value_name = "CAP", value_parser = parse_cap)]
     pub cap_drop: Vec<CapSpec>,
 
+    /// Also put CAP in COMMAND's inheritable set (it must be in its set: --cap-add)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_inheritable: Vec<CapSpec>,
+
+    /// Also raise CAP in COMMAND's ambient set (and inheritable): it keeps CAP across its
+    /// own execs, also as a non-root user (it must be in its set: --cap-add)
+    #[arg(long, value_name = "CAP", value_parser = parse_cap)]
+    pub cap_ambient: Vec<CapSpec>,
+
     /// Set no_new_privs: COMMAND cannot gain privileges through setuid files or file caps
     #[arg(long)]
     pub no_new_privs: bool,
@@ -198,6 +208,29 @@ pub struct Args {
     /// COMMAND gets a new, empty one, as runc and crun do
     #[arg(long)]
     pub no_new_keyring: bool,
+
+    /// Also mask PATH inside a new root (besides the defaults: /proc/kcore, /sys/firmware...):
+    /// a file under /dev/null, a directory under an empty read-only tmpfs
+    #[arg(long, value_name = "PATH", value_parser = parse_absolute)]
+    pub mask: Vec<PathBuf>,
+
+    /// Also make PATH read-only inside a new root (besides /proc/sys, /proc/bus...)
+    #[arg(long, value_name = "PATH", value_parser = parse_absolute)]
+    pub read_only_path: Vec<PathBuf>,
+
+    /// Add GID to COMMAND's supplementary groups (after --user's own)
+    #[arg(long, value_name = "GID")]
+    pub group_add: Vec<u32>,
+
+    /// Write `ready` to file descriptor FD once everything but the exec of COMMAND is done
+    /// (a supervisor such as nsoci learns that the container is set up)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub ready_fd: Option<std::os::fd::RawFd>,
+
+    /// Before the exec of COMMAND, open the FIFO that file descriptor FD refers to for
+    /// writing: COMMAND runs only once someone opens it for reading (runc's exec.fifo)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub start_fifo: Option<std::os::fd::RawFd>,
 
     /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
     /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
@@ -213,6 +246,16 @@ pub struct Args {
 
 fn parse_propagation(text: &str) -> Result<Propagation, String> {
     text.parse()
+}
+
+/// A path inside the new root, absolute (as the OCI config's maskedPaths).
+fn parse_absolute(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("'{text}' is not an absolute path"))
+    }
 }
 
 fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
@@ -369,6 +412,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take()?;
+    let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let mut args = args;
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
@@ -385,7 +429,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     if link.is_join() {
         drop(handed);
-        return run_join(args, plan, &link, cx);
+        return run_join(args, plan, &link, gate, cx);
     }
     let HandedDown {
         trees,
@@ -396,6 +440,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let container = plan.root.is_some();
     let seccomp = seccomp_choice(&args, container);
     let mut entry = prepare_entry(&args, container, &seccomp, after.as_ref(), &mut host_pid)?;
+    entry.gate = gate;
     // Checked before anything changes; opened again in the new namespace below.
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
@@ -449,6 +494,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
             .map_or(PathBuf::from("/"), |(p, _)| p.clone())
     });
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, pwd.as_deref())?;
+    entry.groups.extend(&args.group_add);
     if !shared.is_empty() {
         entry.notice = Some(setuid_guard::notice(&shared));
         setuid_guard::install()?;
@@ -585,6 +631,8 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         groups: Vec::new(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
+        cap_inheritable: args.cap_inheritable.clone(),
+        cap_ambient: args.cap_ambient.clone(),
         no_new_privs: args.no_new_privs,
         new_keyring: !args.no_new_keyring,
         workdir: None,
@@ -599,6 +647,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         waiter: None,
         tty: None,
         profile: None,
+        gate: start::Gate::default(),
     }
 }
 
@@ -717,7 +766,10 @@ fn build_root(
         dev::nodev_root(root.as_fd())?;
     }
     if let Some(nodes) = &nodes {
+        // runc's order (/proc, /dev and below, /sys): mountinfo lists them so, as OCI
+        // configs give them.
         proc_sys::mount_proc(root.as_fd())?;
+        dev::setup(root.as_fd(), nodes)?;
         let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
         extra.insert("sys".into(), json!(sys));
         let cgroup = cgroupfs::mount(root.as_fd())
@@ -726,7 +778,6 @@ fn build_root(
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }
-        dev::setup(root.as_fd(), nodes)?;
     } else if args.proc {
         proc_sys::mount_host_proc()?;
     }
@@ -737,9 +788,9 @@ fn build_root(
         let null = nodes
             .null()
             .ok_or_else(|| Fatal::new("no verified /dev/null to mask paths with"))?;
-        proc_sys::mask(root.as_fd(), null)?;
+        proc_sys::mask(root.as_fd(), null, &args.mask)?;
         hide_state::hide(root.as_fd())?;
-        proc_sys::read_only(root.as_fd())?;
+        proc_sys::read_only(root.as_fd(), &args.read_only_path)?;
     }
     Ok((root, nodes))
 }
@@ -946,15 +997,23 @@ fn shared_writes(
     })
 }
 
-fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Next, Fatal> {
+fn run_join(
+    args: Args,
+    plan: Plan,
+    link: &Link,
+    gate: start::Gate,
+    cx: &mut Context,
+) -> Result<Next, Fatal> {
     if plan.root.is_some()
         || !plan.volumes.is_empty()
         || !plan.tmpfs.is_empty()
         || args.proc
         || args.read_only
+        || !args.mask.is_empty()
+        || !args.read_only_path.is_empty()
     {
         return Err(Fatal::new(
-            "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
+            "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc, --read-only, --mask and --read-only-path do not apply",
         ));
     }
     if args.tty {
@@ -987,6 +1046,8 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         groups: Vec::new(),
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
+        cap_inheritable: args.cap_inheritable,
+        cap_ambient: args.cap_ambient,
         no_new_privs: args.no_new_privs,
         new_keyring: !args.no_new_keyring,
         workdir,
@@ -997,6 +1058,7 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         waiter: None,
         tty: None,
         profile: None,
+        gate,
     };
     // The container's own profile, unless --seccomp chooses another.
     let seccomp = match &args.seccomp {

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use common::{debug, Fatal};
@@ -101,6 +101,9 @@ pub fn mount_sys(root: BorrowedFd<'_>, handed: Option<OwnedFd>) -> Result<&'stat
     debug::step("mount /sys", || -> anyhow::Result<&'static str> {
         let target = resolve::top_dir(root, "sys")?;
         if let Some(sysfs) = handed {
+            // A clone made now, when the kernel allows it: mounts are listed in the order of
+            // their creation (mount ids), and /sys then follows /proc as in the OCI config.
+            let sysfs = sys::clone_tree(sysfs.as_fd(), false).unwrap_or(sysfs);
             sys::move_onto(sysfs.as_fd(), target.as_fd())
                 .with_context(|| {
                     format!(
@@ -175,9 +178,10 @@ fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
 
 /// Hides the masked paths: files under a bind of the verified /dev/null, directories under an
 /// empty read-only tmpfs. Paths the kernel does not have are skipped.
-pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
+/// `extra` (`--mask`) adds to the defaults, never replaces them.
+pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("mask paths", || -> anyhow::Result<()> {
-        for path in MASKED {
+        for path in with_extra(&MASKED, extra) {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -188,10 +192,10 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
                     SAFE | MsFlags::MS_RDONLY,
                     Some("size=4k,nr_inodes=1,mode=0555"),
                 )
-                .with_context(|| format!("unable to mask {path}"))?;
+                .with_context(|| format!("unable to mask {}", path.display()))?;
             } else {
                 sys::bind(null, target.as_fd(), false, 0)
-                    .with_context(|| format!("unable to mask {path}"))?;
+                    .with_context(|| format!("unable to mask {}", path.display()))?;
             }
         }
         Ok(())
@@ -200,9 +204,10 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), Fatal> {
 }
 
 /// Makes the read-only paths read-only (recursively, keeping their other flags).
-pub fn read_only(root: BorrowedFd<'_>) -> Result<(), Fatal> {
+/// `extra` (`--read-only-path`) adds to the defaults.
+pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("read-only paths", || -> anyhow::Result<()> {
-        for path in READ_ONLY {
+        for path in with_extra(&READ_ONLY, extra) {
             let Some(target) = existing(root, path)? else {
                 continue;
             };
@@ -215,15 +220,24 @@ pub fn read_only(root: BorrowedFd<'_>) -> Result<(), Fatal> {
                     | sys::MOUNT_ATTR_NODEV
                     | sys::MOUNT_ATTR_NOEXEC,
             )
-            .with_context(|| format!("unable to make {path} read-only"))?;
+            .with_context(|| format!("unable to make {} read-only", path.display()))?;
         }
         Ok(())
     })
     .map_err(Fatal::from)
 }
 
-fn existing(root: BorrowedFd<'_>, path: &str) -> anyhow::Result<Option<OwnedFd>> {
-    match resolve::open_in_root(root, Path::new(path), Create::No) {
+/// The defaults, then the extra paths that are not among them (each mounted once).
+fn with_extra<'a>(defaults: &'a [&str], extra: &'a [PathBuf]) -> impl Iterator<Item = &'a Path> {
+    let extra = extra
+        .iter()
+        .filter(|p| !defaults.iter().any(|d| Path::new(d) == p.as_path()))
+        .map(PathBuf::as_path);
+    defaults.iter().map(Path::new).chain(extra)
+}
+
+fn existing(root: BorrowedFd<'_>, path: impl AsRef<Path>) -> anyhow::Result<Option<OwnedFd>> {
+    match resolve::open_in_root(root, path.as_ref(), Create::No) {
         Ok(fd) => Ok(Some(fd)),
         Err(e)
             if e.chain()

@@ -11,6 +11,9 @@ mod nft;
 mod own_sys;
 mod publish;
 mod rootless;
+mod sysctl;
+
+pub use sysctl::NetSysctl;
 
 use std::net::Ipv4Addr;
 
@@ -98,6 +101,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "bridge")]
     pub pasta: bool,
 
+    /// Set a sysctl of the new network namespace (net.*, repeatable; loopback mode), e.g.
+    /// net.ipv4.ping_group_range="0 0"
+    #[arg(long, value_name = "KEY=VALUE", value_parser = NetSysctl::parse)]
+    pub sysctl: Vec<NetSysctl>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -133,6 +141,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         loopback_up()?;
         // As Docker: every port is the container's own (see bridged.rs).
         let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
+        for setting in &args.sysctl {
+            setting.apply()?;
+        }
         extra.insert("mode".into(), json!("loopback"));
     }
     link.finish(common::procfs::own_pid(), extra)?;
@@ -161,6 +172,11 @@ fn check_modes(args: &Args) -> Result<(), Fatal> {
     if args.bridge.is_none() && !args.icc {
         return Err(Fatal::new("--icc=false needs --bridge")
             .with_hint("netns --bridge --icc=false -- COMMAND"));
+    }
+    if (mode || args.ns.join.is_some()) && !args.sysctl.is_empty() {
+        return Err(Fatal::new(
+            "--sysctl sets a new loopback-only namespace (not with --join, --bridge, --slirp4netns or --pasta yet)",
+        ));
     }
     if !mode && args.mtu.is_some() {
         return Err(Fatal::new("--mtu needs --bridge, --slirp4netns or --pasta"));

@@ -1,0 +1,625 @@
+//! `nsoci`, the OCI runtime front end: the lifecycle of a bundle built from busybox
+//! (create → created, start → running, kill → stopped, delete → gone), `run`'s exit status,
+//! the pid file, signals by name and number, and the errors of bad bundles, bad configs,
+//! unknown ids and wrong states, each leaving nothing behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nschain_tests::*;
+
+/// A bundle (busybox root + config.json from `nsoci spec`, edited) and a state root.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(args: &[&str]) -> Bundle {
+        let dir = scratch();
+        roots::busybox_root(
+            dir.path(),
+            &[
+                "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir",
+            ],
+        );
+        let bundle = Bundle { dir };
+        ok(bundle.nsoci(&["spec"]).current_dir(bundle.path()));
+        bundle.edit(|c| {
+            c["root"]["path"] = "root".into();
+            c["process"]["args"] = serde_json::json!(args);
+        });
+        bundle
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    fn edit(&self, change: impl FnOnce(&mut Value)) {
+        let file = self.path().join("config.json");
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).expect("config.json");
+        change(&mut config);
+        std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// `nsoci --root STATE ARGS...`
+    fn nsoci(&self, args: &[&str]) -> Command {
+        let mut cmd = tool("nsoci", self.path());
+        cmd.arg("--root").arg(self.state_root()).args(args);
+        cmd
+    }
+
+    /// Runs `nsoci ARGS` with the container's stdio on files (the container keeps them).
+    fn status(&self, args: &[&str]) -> (Option<i32>, String) {
+        let err = self.path().join("nsoci.err");
+        let status = self
+            .nsoci(args)
+            .arg("--bundle")
+            .arg(self.path())
+            .stdin(Stdio::null())
+            .stdout(File::create(self.path().join("out")).unwrap())
+            .stderr(File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        (status.code(), std::fs::read_to_string(err).unwrap())
+    }
+
+    /// What the container wrote to its stdout so far.
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.path().join("out")).unwrap_or_default()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = ok(&mut self.nsoci(&["state", id]));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("state is not JSON ({e}): {out}"))
+    }
+
+    /// Waits (bounded) until `check` holds.
+    fn wait_for(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_status(&self, id: &str, status: &str) {
+        self.wait_for(&format!("status {status}"), || {
+            self.state(id)["status"] == status
+        });
+    }
+
+    /// The containers the state root holds.
+    fn left(&self) -> Vec<String> {
+        std::fs::read_dir(self.state_root())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A change to a config.json.
+type Edit = fn(&mut Value);
+
+fn fails(out: &Output, wording: &str) {
+    assert_fatal(out, "nsoci");
+    assert!(
+        stderr(out).contains(wording),
+        "expected '{wording}' in: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete_with_statuses() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "echo started; exec sleep 1000"]);
+    let (code, err) = b.status(&["create", "c1"]);
+    assert_eq!(code, Some(0), "create failed: {err}");
+    let state = b.state("c1");
+    assert_eq!(state["status"], "created", "{state}");
+    assert_eq!(state["id"], "c1");
+    assert_eq!(
+        state["ociVersion"].as_str().map(|v| v.starts_with("1.")),
+        Some(true)
+    );
+    assert_eq!(
+        Path::new(state["bundle"].as_str().unwrap()),
+        b.path().canonicalize().unwrap()
+    );
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "no process {pid}"
+    );
+    // process.args runs only at start.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.output(), "", "the payload ran before start");
+
+    ok(&mut b.nsoci(&["start", "c1"]));
+    b.wait_for("the payload's output", || b.output() == "started\n");
+    assert_eq!(b.state("c1")["status"], "running");
+    fails(
+        &run(&mut b.nsoci(&["start", "c1"])),
+        "cannot start an already running container",
+    );
+    fails(
+        &run(&mut b.nsoci(&["delete", "c1"])),
+        "that is not stopped: running",
+    );
+
+    ok(&mut b.nsoci(&["kill", "c1", "KILL"]));
+    b.wait_status("c1", "stopped");
+    assert_eq!(b.state("c1")["pid"], 0);
+    fails(
+        &run(&mut b.nsoci(&["kill", "c1", "KILL"])),
+        "container not running",
+    );
+    ok(&mut b.nsoci(&["delete", "c1"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    fails(
+        &run(&mut b.nsoci(&["state", "c1"])),
+        "container c1 does not exist",
+    );
+}
+
+#[test]
+fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo $(hostname) $PWD $(id -u) $(cat /proc/sys/net/ipv4/ping_group_range); exit 7",
+    ]);
+    b.edit(|c| {
+        c["hostname"] = "box7".into();
+        c["process"]["cwd"] = "/tmp".into();
+        // A net.* sysctl goes to netns --sysctl, in the container's network namespace.
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 7"});
+    });
+    let (code, err) = b.status(&["run", "r1"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert_eq!(b.output(), "box7 /tmp 0 0 7\n");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
+fn create_writes_the_pid_file_with_the_states_pid() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let pid_file = b.path().join("init.pid");
+    let (code, err) = b.status(&["create", "--pid-file", pid_file.to_str().unwrap(), "p1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written, b.state("p1")["pid"].to_string());
+    ok(&mut b.nsoci(&["delete", "--force", "p1"]));
+    assert!(b.left().is_empty());
+}
+
+#[test]
+fn kill_takes_signal_names_and_numbers() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo usr1' USR1; trap 'echo usr2' USR2; echo ready; while :; do sleep 0.05; done",
+    ]);
+    assert_eq!(b.status(&["create", "k1"]).0, Some(0));
+    ok(&mut b.nsoci(&["start", "k1"]));
+    b.wait_for("ready", || b.output() == "ready\n");
+    let mut expected = String::from("ready\n");
+    for (signal, line) in [
+        ("USR1", "usr1"),
+        ("SIGUSR2", "usr2"),
+        ("10", "usr1"),
+        ("sigusr1", "usr1"),
+    ] {
+        ok(&mut b.nsoci(&["kill", "k1", signal]));
+        expected.push_str(line);
+        expected.push('\n');
+        b.wait_for(&format!("the trap of {signal}"), || b.output() == expected);
+    }
+    fails(
+        &run(&mut b.nsoci(&["kill", "k1", "NOPE"])),
+        "invalid signal 'NOPE'",
+    );
+    fails(
+        &run(&mut b.nsoci(&["kill", "k1", "0"])),
+        "invalid signal '0'",
+    );
+    ok(&mut b.nsoci(&["kill", "k1", "9"]));
+    b.wait_status("k1", "stopped");
+    ok(&mut b.nsoci(&["delete", "k1"]));
+}
+
+#[test]
+fn bad_bundles_and_configs_fail_clearly_and_leave_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let missing = b.path().join("nope");
+    let out = run(&mut b.nsoci(&["create", "--bundle", missing.to_str().unwrap(), "x"]));
+    fails(&out, "unable to use bundle");
+    let config = std::fs::read(b.path().join("config.json")).unwrap();
+    std::fs::write(b.path().join("config.json"), "{").unwrap();
+    let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "x"]));
+    fails(&out, "is not a valid OCI config");
+    std::fs::write(b.path().join("config.json"), &config).unwrap();
+    let cases: [(&str, Edit); 4] = [
+        ("unsupported ociVersion '2.0.0'", |c| {
+            c["ociVersion"] = "2.0.0".into()
+        }),
+        ("process.args must not be empty", |c| {
+            c["process"]["args"] = serde_json::json!([])
+        }),
+        ("is not a directory", |c| {
+            c["root"]["path"] = "missing-root".into()
+        }),
+        ("without a private UTS namespace", |c| {
+            c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"}])
+        }),
+    ];
+    for (wording, change) in cases {
+        b.edit(change);
+        let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "x"]));
+        fails(&out, wording);
+        assert!(b.left().is_empty(), "{wording}: left behind {:?}", b.left());
+        std::fs::write(b.path().join("config.json"), &config).unwrap();
+    }
+    fails(
+        &run(&mut b.nsoci(&["create", "a/b"])),
+        "invalid container id 'a/b'",
+    );
+}
+
+#[test]
+fn unknown_ids_and_usage() {
+    let b = Bundle { dir: scratch() };
+    for verb in ["state", "start", "delete"] {
+        fails(
+            &run(&mut b.nsoci(&[verb, "ghost"])),
+            "container ghost does not exist",
+        );
+    }
+    fails(
+        &run(&mut b.nsoci(&["kill", "ghost", "KILL"])),
+        "container ghost does not exist",
+    );
+    // As runc: a forced delete of what does not exist is no error.
+    ok(&mut b.nsoci(&["delete", "--force", "ghost"]));
+    assert_fatal(
+        &run(&mut b.nsoci(&["--log-format", "xml", "list"])),
+        "nsoci",
+    );
+    assert_fatal(&run(&mut b.nsoci(&["create"])), "nsoci");
+}
+
+#[test]
+fn version_features_spec_and_list() {
+    let b = Bundle { dir: scratch() };
+    let version = ok(&mut b.nsoci(&["--version"]));
+    let lines: Vec<&str> = version.lines().collect();
+    assert_eq!(lines.len(), 3, "{version}");
+    assert!(lines[0].starts_with("nsoci version "), "{version}");
+    assert!(lines[1].starts_with("commit: "), "{version}");
+    assert!(lines[2].starts_with("spec: 1."), "{version}");
+    let features: Value = serde_json::from_str(&ok(&mut b.nsoci(&["features"]))).unwrap();
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert!(features["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&"time".into()));
+    ok(b.nsoci(&["spec"]).current_dir(b.path()));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["root"]["path"], "rootfs");
+    fails(
+        &run(b.nsoci(&["spec"]).current_dir(b.path())),
+        "File config.json exists",
+    );
+    let listed: Value =
+        serde_json::from_str(&ok(&mut b.nsoci(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn errors_also_go_to_the_json_log() {
+    let b = Bundle { dir: scratch() };
+    let log = b.path().join("log.json");
+    let out = run(&mut b.nsoci(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "ghost",
+    ]));
+    fails(&out, "does not exist");
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container ghost does not exist");
+}
+
+#[test]
+fn process_user_groups_capabilities_and_env_follow_the_config() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "id; grep -E '^Cap(Bnd|Inh|Amb)' /proc/self/status; echo $FOO",
+    ]);
+    b.edit(|c| {
+        let p = &mut c["process"];
+        p["user"] = serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 7]});
+        p["env"] = serde_json::json!(["PATH=/bin", "FOO=bar"]);
+        let set = serde_json::json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        p["capabilities"] = serde_json::json!({
+            "bounding": set, "effective": set, "permitted": set,
+            "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+        });
+    });
+    let (code, err) = b.status(&["run", "u1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = b.output();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("uid=1000 gid=1000 groups="), "{out}");
+    assert!(lines[0].contains('5') && lines[0].contains('7'), "{out}");
+    // KILL = bit 5, NET_BIND_SERVICE = bit 10; a non-root user keeps only the ambient KILL.
+    assert_eq!(lines[1], "CapInh:\t0000000000000020", "{out}");
+    assert_eq!(lines[2], "CapBnd:\t0000000000000420", "{out}");
+    assert_eq!(lines[3], "CapAmb:\t0000000000000020", "{out}");
+    assert_eq!(lines[4], "bar", "{out}");
+}
+
+/// podman with a store of its own under `dir` (vfs: no overlay mounts to leave behind).
+fn podman(dir: &Path) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+        ])
+        .env("TMPDIR", dir);
+    cmd
+}
+
+#[test]
+fn podman_runs_an_image_through_nsoci() {
+    if !(need::root() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "cat"]);
+    let archive = dir.path().join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-bb:1"));
+    let nsoci = bin("nsoci");
+    let run_image = |script: &str| {
+        run(podman(dir.path())
+            .arg("--runtime")
+            .arg(&nsoci)
+            .args(["run", "--rm", "--network", "none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["localhost/nsoci-bb:1", "sh", "-c", script]))
+    };
+    // The payload is PID 1 of its own pid namespace, as with runc.
+    let out = run_image("echo hello; echo $$");
+    assert_eq!(stdout(&out), "hello\n1", "{}", stderr(&out));
+    let out = run_image("exit 3");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = run_image("exec /nonexistent");
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let left = ok(podman(dir.path()).args(["ps", "-aq"]));
+    assert_eq!(left, "", "podman still lists containers");
+}
+
+#[test]
+fn hooks_run_at_their_points_with_the_state_on_stdin() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let log = b.path().join("hooks");
+    std::fs::create_dir(&log).unwrap();
+    let hook = |kind: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{kind}.json", log.display())]
+        })
+    };
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        })
+    });
+    let seen = |kind: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(log.join(format!("{kind}.json"))).ok()?;
+        Some(serde_json::from_str(&text).unwrap())
+    };
+    assert_eq!(b.status(&["create", "h1"]).0, Some(0));
+    for kind in ["prestart", "createRuntime"] {
+        let state = seen(kind).unwrap_or_else(|| panic!("no {kind} hook ran at create"));
+        assert_eq!(state["id"], "h1");
+        assert_eq!(state["pid"], b.state("h1")["pid"]);
+    }
+    assert!(seen("poststart").is_none(), "poststart ran before start");
+    ok(&mut b.nsoci(&["start", "h1"]));
+    assert_eq!(seen("poststart").expect("poststart")["status"], "running");
+    assert!(seen("poststop").is_none(), "poststop ran before delete");
+    ok(&mut b.nsoci(&["delete", "--force", "h1"]));
+    assert_eq!(seen("poststop").expect("poststop")["status"], "stopped");
+
+    // A failing createRuntime hook fails create and leaves nothing, the init included.
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null; exit 4"]}]
+        })
+    });
+    let (code, err) = b.status(&["create", "h2"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("createRuntime hook /bin/sh: failed"), "{err}");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    b.edit(|c| c["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}));
+    let (code, err) = b.status(&["create", "h3"]);
+    assert_eq!(code, Some(125));
+    assert!(err.contains("startContainer are not supported"), "{err}");
+}
+
+#[test]
+fn every_nsoci_flag_with_a_wrong_value_is_refused_and_leaves_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let file = b.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.to_str().unwrap();
+    let bundle = b.path().to_str().unwrap().to_owned();
+    let no_dir = format!("{bundle}/no/such/dir/pid");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["create", "--preserve-fds", "abc", "w"],
+            "invalid value 'abc'",
+        ),
+        (
+            &["create", "--preserve-fds", "-1", "w"],
+            "unexpected argument '-1'",
+        ),
+        (
+            &["create", "--bundle", &bundle, "--pid-file", &no_dir, "w"],
+            "unable to write the pid file",
+        ),
+        (&["create", "--bundle", file, "w"], "unable to read"),
+        (&["--log-format", "yaml", "list"], "invalid value 'yaml'"),
+        (&["list", "--format", "xml"], "invalid value 'xml'"),
+        (&["kill", "w", "SIGNOPE"], "container w does not exist"),
+    ];
+    for (args, wording) in cases {
+        fails(&run(&mut b.nsoci(args)), wording);
+        assert!(b.left().is_empty(), "{args:?} left {:?}", b.left());
+    }
+    // A state root that is a file.
+    let out =
+        run(tool("nsoci", b.path()).args(["--root", file, "create", "--bundle", &bundle, "w"]));
+    fails(&out, "unable to use the state directory");
+}
+
+#[test]
+fn linux_seccomp_of_the_config_is_applied() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/a && echo made; mkdir /tmp/b 2>&1; true",
+    ]);
+    b.edit(|c| {
+        c["root"]["readonly"] = false.into();
+        c["mounts"] =
+            serde_json::json!([{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]);
+    });
+    // Without linux.seccomp: no filter refuses mkdir.
+    let (code, err) = b.status(&["run", "s0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(b.output(), "made\n");
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                // Old profiles lack close_range: mntns closes the fds another way.
+                {"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        })
+    });
+    let (code, err) = b.status(&["run", "s1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        b.output().contains("Operation not permitted"),
+        "{}",
+        b.output()
+    );
+    assert!(!b.output().contains("made"), "{}", b.output());
+}
+
+#[test]
+fn rootless_spec_runs_as_uid_65534() {
+    if !(need::rootless() && need::busybox()) {
+        return;
+    }
+    let dir = scratch();
+    let bundle = dir.path().join("b");
+    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat"]);
+    let nobody = |args: &[&str]| {
+        let mut cmd = as_user(65534, bin("nsoci"));
+        cmd.args(args)
+            .current_dir(&bundle)
+            .env("XDG_RUNTIME_DIR", dir.path().join("xdg"));
+        cmd
+    };
+    std::fs::create_dir(dir.path().join("xdg")).unwrap();
+    Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    ok(&mut nobody(&["spec", "--rootless"]));
+    let file = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(config["linux"]["uidMappings"][0]["hostID"], 65534);
+    config["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = ok(&mut nobody(&["run", "rl1"]));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    // Root inside, uid 65534 outside; the state lived under $XDG_RUNTIME_DIR/nsoci.
+    assert_eq!(words, ["0", "0", "65534", "1"], "{out}");
+    let left = std::fs::read_dir(dir.path().join("xdg/nsoci"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "run left its state behind");
+}

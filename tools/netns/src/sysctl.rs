@@ -1,0 +1,80 @@
+//! `--sysctl net.KEY=VALUE`: the network namespace's own sysctls (/proc/sys/net shows the
+//! namespace of the process that opens it), written right after the unshare. Keys outside
+//! `net.` are refused: they would change the host.
+
+use anyhow::Context;
+use common::{debug, Fatal};
+
+/// One `net.KEY=VALUE` setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSysctl {
+    pub key: String,
+    pub value: String,
+}
+
+impl NetSysctl {
+    /// Parses `net.KEY=VALUE` (dots or slashes); each part of KEY is a plain name.
+    pub fn parse(text: &str) -> Result<NetSysctl, String> {
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+        let key = key.trim().replace('/', ".");
+        let plain = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !key.starts_with("net.") || !key.split('.').all(plain) {
+            return Err(format!(
+                "'{key}' is not a network namespace sysctl (net.*, e.g. net.ipv4.ping_group_range)"
+            ));
+        }
+        if value.contains('\n') {
+            return Err(format!("{key}: the value holds a newline"));
+        }
+        Ok(NetSysctl {
+            key,
+            value: value.to_owned(),
+        })
+    }
+
+    /// Writes the value under /proc/sys/net, the current network namespace's view.
+    pub fn apply(&self) -> Result<(), Fatal> {
+        let path = format!("/proc/sys/{}", self.key.replace('.', "/"));
+        debug::step(format_args!("sysctl {}={}", self.key, self.value), || {
+            std::fs::write(&path, &self.value)
+        })
+        .with_context(|| format!("unable to set {} to {}", self.key, self.value))
+        .map_err(Fatal::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_sysctls_are_parsed_and_others_refused() {
+        assert_eq!(
+            NetSysctl::parse("net.ipv4.ping_group_range=0 0"),
+            Ok(NetSysctl {
+                key: "net.ipv4.ping_group_range".into(),
+                value: "0 0".into()
+            })
+        );
+        assert_eq!(
+            NetSysctl::parse("net/ipv4/ip_forward=1").map(|s| s.key),
+            Ok("net.ipv4.ip_forward".into())
+        );
+        for bad in [
+            "kernel.hostname=x",
+            "net..x=1",
+            "net.ipv4.x",
+            "net.ipv4/../../kernel/x=1",
+            "net.a=1\n2",
+        ] {
+            assert!(NetSysctl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! config.json → the argv of a chain of the installed links (DESIGN.md §2's rootless order,
+//! which serves root too: a loopback-only netns may follow userns):
+//!
+//! ```text
+//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init] mntns --rootfs ... -- ARGS
+//! ```
+//!
+//! Each namespace is made (or joined, `path`) by its own tool: nsoci holds no namespace code.
+//! What a config asks and no link can give is refused here, with the field's name.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use common::Fatal;
+
+use crate::config::{Config, IdMapping, Mount, NamespaceEntry, Process};
+
+/// Where the links are and what nsoci hands the last one besides the config.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub tools: &'a Path,
+    pub bundle: &'a Path,
+    pub ready_fd: RawFd,
+    pub start_fifo: RawFd,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+    /// linux.seccomp, written to a file of the container's state for `mntns --seccomp`.
+    pub seccomp: Option<PathBuf>,
+}
+
+/// The mounts mntns makes itself in a new root (its defaults follow runc's `spec`).
+const MADE_BY_MNTNS: [&str; 7] = [
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/sys",
+    "/sys/fs/cgroup",
+];
+
+/// IPC sysctls, which ipcns sets.
+fn is_ipc_sysctl(key: &str) -> bool {
+    key.starts_with("kernel.shm")
+        || key.starts_with("kernel.msg")
+        || key == "kernel.sem"
+        || key.starts_with("fs.mqueue.")
+}
+
+/// The config's sysctls split by the link that sets them: net.* (netns), IPC (ipcns).
+type Sysctls = (Vec<String>, Vec<String>);
+
+fn sysctls(config: &Config) -> Result<Sysctls, Fatal> {
+    let (mut net, mut ipc) = (Vec::new(), Vec::new());
+    for (k, v) in &config.linux.sysctl {
+        let setting = format!("{k}={v}");
+        if k.starts_with("net.") {
+            net.push(setting);
+        } else if is_ipc_sysctl(k) {
+            ipc.push(setting);
+        } else {
+            return Err(Fatal::new(format!(
+                "linux.sysctl: '{k}' is not supported (nsoci sets net.* through netns and IPC sysctls through ipcns)"
+            )));
+        }
+    }
+    Ok((net, ipc))
+}
+
+/// The full argv: the first word is the first link's absolute path.
+pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsString>, Fatal> {
+    let mut argv: Vec<OsString> = Vec::new();
+    let ns = |kind: &str| config.linux.namespaces.iter().find(|n| n.kind == kind);
+    for entry in &config.linux.namespaces {
+        if ![
+            "pid", "network", "mount", "ipc", "uts", "user", "time", "cgroup",
+        ]
+        .contains(&entry.kind.as_str())
+        {
+            return Err(Fatal::new(format!(
+                "linux.namespaces: unknown namespace type '{}'",
+                entry.kind
+            )));
+        }
+    }
+    let link = |argv: &mut Vec<OsString>, tool: &str| {
+        if !argv.is_empty() {
+            argv.push("--".into());
+        }
+        argv.push(inp.tools.join(tool).into());
+    };
+    if let Some(user) = ns("user") {
+        link(&mut argv, "userns");
+        userns_args(
+            &mut argv,
+            user,
+            &config.linux.uid_mappings,
+            &config.linux.gid_mappings,
+        )?;
+    } else if !config.linux.uid_mappings.is_empty() {
+        return Err(Fatal::new(
+            "linux.uidMappings given without a user namespace in linux.namespaces",
+        ));
+    }
+    let (net_sysctls, ipc_sysctls) = sysctls(config)?;
+    if let Some(net) = ns("network") {
+        link(&mut argv, "netns");
+        join(&mut argv, net);
+        if net.path.is_some() && !net_sysctls.is_empty() {
+            return Err(Fatal::new(
+                "linux.sysctl: net.* sysctls need a new network namespace, not a joined one",
+            ));
+        }
+        for s in net_sysctls {
+            argv.extend(["--sysctl".into(), s.into()]);
+        }
+    } else if !net_sysctls.is_empty() {
+        return Err(Fatal::new(
+            "linux.sysctl: net.* sysctls need a network namespace in linux.namespaces",
+        ));
+    }
+    if let Some(ipc) = ns("ipc") {
+        link(&mut argv, "ipcns");
+        join(&mut argv, ipc);
+        for s in ipc_sysctls {
+            argv.extend(["--sysctl".into(), s.into()]);
+        }
+    } else if !ipc_sysctls.is_empty() {
+        return Err(Fatal::new(
+            "linux.sysctl: IPC sysctls need an ipc namespace in linux.namespaces",
+        ));
+    }
+    uts_link(&mut argv, config, ns("uts"), &link)?;
+    time_link(&mut argv, config, ns("time"), &link)?;
+    if let Some(pid) = ns("pid") {
+        link(&mut argv, "pidns");
+        match &pid.path {
+            Some(path) => argv.extend(["--join".into(), path.into()]),
+            // The payload is PID 1, as with runc.
+            None => argv.push("--no-init".into()),
+        }
+    }
+    match ns("mount") {
+        Some(NamespaceEntry { path: None, .. }) => {}
+        Some(_) => {
+            return Err(Fatal::new(
+                "linux.namespaces: joining a mount namespace (path) is not supported",
+            ))
+        }
+        None => {
+            return Err(Fatal::new(
+                "linux.namespaces: nsoci needs a mount namespace (its root is set up by mntns)",
+            ))
+        }
+    }
+    link(&mut argv, "mntns");
+    mntns_args(&mut argv, config, process, inp)?;
+    argv.push("--".into());
+    argv.extend(process.args.iter().map(OsString::from));
+    Ok(argv)
+}
+
+fn join(argv: &mut Vec<OsString>, entry: &NamespaceEntry) {
+    if let Some(path) = &entry.path {
+        argv.extend(["--join".into(), path.into()]);
+    }
+}
+
+fn uts_link(
+    argv: &mut Vec<OsString>,
+    config: &Config,
+    uts: Option<&NamespaceEntry>,
+    link: &dyn Fn(&mut Vec<OsString>, &str),
+) -> Result<(), Fatal> {
+    let named = config.hostname.as_deref().is_some_and(|h| !h.is_empty())
+        || config.domainname.as_deref().is_some_and(|d| !d.is_empty());
+    let Some(uts) = uts else {
+        if named {
+            // As runc: a hostname without a UTS namespace of its own would rename the host.
+            return Err(Fatal::new(
+                "unable to set the hostname or domainname without a private UTS namespace",
+            ));
+        }
+        return Ok(());
+    };
+    link(argv, "utsns");
+    join(argv, uts);
+    if uts.path.is_none() {
+        if let Some(h) = config.hostname.as_deref().filter(|h| !h.is_empty()) {
+            argv.extend(["--hostname".into(), h.into()]);
+        }
+        if let Some(d) = config.domainname.as_deref().filter(|d| !d.is_empty()) {
+            argv.extend(["--domainname".into(), d.into()]);
+        }
+    }
+    Ok(())
+}
+
+fn time_link(
+    argv: &mut Vec<OsString>,
+    config: &Config,
+    time: Option<&NamespaceEntry>,
+    link: &dyn Fn(&mut Vec<OsString>, &str),
+) -> Result<(), Fatal> {
+    let offsets = &config.linux.time_offsets;
+    let Some(time) = time else {
+        if !offsets.is_empty() {
+            return Err(Fatal::new(
+                "linux.timeOffsets need a time namespace in linux.namespaces",
+            ));
+        }
+        return Ok(());
+    };
+    link(argv, "timens");
+    join(argv, time);
+    for (clock, offset) in offsets {
+        let flag = match clock.as_str() {
+            "monotonic" => "--monotonic",
+            "boottime" => "--boottime",
+            other => {
+                return Err(Fatal::new(format!(
+                    "linux.timeOffsets: unknown clock '{other}'"
+                )))
+            }
+        };
+        argv.extend([flag.into(), seconds(offset.secs, offset.nanosecs).into()]);
+    }
+    Ok(())
+}
+
+/// `secs` + `nanosecs` as timens reads it: `-0.500000000` for secs -1, nanosecs 5e8.
+fn seconds(secs: i64, nanosecs: u32) -> String {
+    let total = i128::from(secs) * 1_000_000_000 + i128::from(nanosecs);
+    let sign = if total < 0 { "-" } else { "" };
+    let abs = total.unsigned_abs();
+    format!("{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
+}
+
+fn userns_args(
+    argv: &mut Vec<OsString>,
+    user: &NamespaceEntry,
+    uids: &[IdMapping],
+    gids: &[IdMapping],
+) -> Result<(), Fatal> {
+    if let Some(path) = &user.path {
+        argv.extend(["--join".into(), path.into()]);
+        return Ok(());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let own_root = |maps: &[IdMapping], id: u32| {
+        maps.len() == 1 && maps[0].container_id == 0 && maps[0].host_id == id && maps[0].size == 1
+    };
+    if uids.is_empty() || (own_root(uids, me) && own_root(gids, nix::unistd::getegid().as_raw())) {
+        argv.push("--map-root".into());
+        return Ok(());
+    }
+    for (flag, maps) in [("--map-users", uids), ("--map-groups", gids)] {
+        for m in maps {
+            argv.extend([
+                flag.into(),
+                format!("{}:{}:{}", m.container_id, m.host_id, m.size).into(),
+            ]);
+        }
+    }
+    Ok(())
+}
+
+fn mntns_args(
+    argv: &mut Vec<OsString>,
+    config: &Config,
+    process: &Process,
+    inp: &Inputs,
+) -> Result<(), Fatal> {
+    let root = config
+        .root
+        .as_ref()
+        .ok_or_else(|| Fatal::new("config.json has no root.path"))?;
+    let rootfs = inp.bundle.join(&root.path);
+    if !rootfs.is_dir() {
+        return Err(Fatal::new(format!(
+            "root.path {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    argv.extend(["--rootfs".into(), rootfs.into(), "--no-etc".into()]);
+    if root.readonly {
+        argv.push("--read-only".into());
+    }
+    for mount in &config.mounts {
+        mount_args(argv, mount, inp.bundle)?;
+    }
+    if !process.cwd.is_empty() {
+        argv.extend(["-w".into(), (&process.cwd).into()]);
+    }
+    argv.push("--clearenv".into());
+    for var in &process.env {
+        argv.extend(["-e".into(), var.into()]);
+    }
+    let user = &process.user;
+    argv.extend(["--user".into(), format!("{}:{}", user.uid, user.gid).into()]);
+    for gid in &user.additional_gids {
+        argv.extend(["--group-add".into(), gid.to_string().into()]);
+    }
+    for path in &config.linux.masked_paths {
+        argv.extend(["--mask".into(), path.into()]);
+    }
+    for path in &config.linux.readonly_paths {
+        argv.extend(["--read-only-path".into(), path.into()]);
+    }
+    if let Some(caps) = &process.capabilities {
+        // mntns gives one set (bounding = permitted = effective): a capability only where
+        // the config grants it in all three, never more than asked.
+        argv.extend(["--cap-drop".into(), "ALL".into()]);
+        let granted: Vec<&String> = caps.granted().collect();
+        for cap in &granted {
+            argv.extend(["--cap-add".into(), cap.into()]);
+        }
+        for (flag, set) in [
+            ("--cap-inheritable", &caps.inheritable),
+            ("--cap-ambient", &caps.ambient),
+        ] {
+            for cap in set.iter().filter(|c| granted.contains(c)) {
+                argv.extend([flag.into(), cap.into()]);
+            }
+        }
+    }
+    if process.no_new_privileges {
+        argv.push("--no-new-privs".into());
+    }
+    if inp.no_new_keyring {
+        argv.push("--no-new-keyring".into());
+    }
+    if inp.preserve_fds > 0 {
+        argv.extend(["--preserve-fds".into(), inp.preserve_fds.to_string().into()]);
+    }
+    // OCI: no linux.seccomp, no filter (mntns's own default would be Docker's).
+    match &inp.seccomp {
+        Some(file) => argv.extend(["--seccomp".into(), file.into()]),
+        None => argv.extend(["--seccomp".into(), "unconfined".into()]),
+    }
+    argv.extend([
+        "--ready-fd".into(),
+        inp.ready_fd.to_string().into(),
+        "--start-fifo".into(),
+        inp.start_fifo.to_string().into(),
+    ]);
+    Ok(())
+}
+
+/// One config mount: what mntns makes itself is left to it, binds become `-v`, tmpfs
+/// `--tmpfs`; any other type is refused.
+fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<(), Fatal> {
+    let dst = &mount.destination;
+    if MADE_BY_MNTNS.iter().any(|m| Path::new(m) == dst) {
+        return Ok(());
+    }
+    let kind = mount.kind.as_deref().unwrap_or("");
+    let bind = kind == "bind" || mount.options.iter().any(|o| o == "bind" || o == "rbind");
+    if bind {
+        let source = mount.source.as_ref().ok_or_else(|| {
+            Fatal::new(format!("mount at {}: a bind needs a source", dst.display()))
+        })?;
+        let source: PathBuf = bundle.join(source);
+        let ro = mount.options.iter().any(|o| o == "ro");
+        let mut spec = source.into_os_string();
+        spec.push(":");
+        spec.push(dst);
+        spec.push(if ro { ":ro" } else { ":rw" });
+        argv.extend(["-v".into(), spec]);
+        return Ok(());
+    }
+    if kind == "tmpfs" {
+        const KEPT: [&str; 5] = ["size=", "mode=", "nr_inodes=", "uid=", "gid="];
+        let opts: Vec<&str> = mount
+            .options
+            .iter()
+            .map(String::as_str)
+            .filter(|o| KEPT.iter().any(|k| o.starts_with(k)) || ["ro", "exec", "suid"].contains(o))
+            .collect();
+        let mut spec = dst.clone().into_os_string();
+        if !opts.is_empty() {
+            spec.push(":");
+            spec.push(opts.join(","));
+        }
+        argv.extend(["--tmpfs".into(), spec]);
+        return Ok(());
+    }
+    Err(Fatal::new(format!(
+        "mounts: a mount of type '{kind}' at {} is not supported (nsoci mounts binds and tmpfs)",
+        dst.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_written_as_timens_reads_them() {
+        assert_eq!(seconds(10, 0), "10.000000000");
+        assert_eq!(seconds(-1, 500_000_000), "-0.500000000");
+        assert_eq!(seconds(0, 1), "0.000000001");
+    }
+
+    #[test]
+    fn ipc_sysctls_are_told_apart() {
+        assert!(is_ipc_sysctl("kernel.shmmax"));
+        assert!(is_ipc_sysctl("fs.mqueue.msg_max"));
+        assert!(!is_ipc_sysctl("net.ipv4.ip_forward"));
+    }
+}

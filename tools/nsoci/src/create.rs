@@ -1,0 +1,340 @@
+//! `create`: the init is started as the caller's child (so that a subreaper, conmon or
+//! containerd-shim, reaps it) running the chain of links; `create` returns once mntns, last,
+//! has set everything up and waits at the start gate (`exec.fifo`, as runc).
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::Fatal;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::Mode;
+
+use crate::chain;
+use crate::config::{self, Rlimit};
+use crate::hooks;
+use crate::state::{self, Record};
+
+/// What `create` and `run` are given.
+#[derive(Debug)]
+pub struct Request {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+}
+
+/// Creates the container; returns its init, a child of this process.
+pub fn create(req: &Request) -> Result<Child, Fatal> {
+    state::check_id(&req.id)?;
+    let bundle = std::fs::canonicalize(&req.bundle).map_err(|e| {
+        Fatal::from(anyhow::Error::from(e))
+            .context(format!("unable to use bundle {}", req.bundle.display()))
+    })?;
+    let config = config::load(&bundle)?;
+    let process = config
+        .process
+        .as_ref()
+        .filter(|p| !p.args.is_empty())
+        .ok_or_else(|| Fatal::new("config.json: process.args must not be empty"))?;
+    if process.terminal {
+        return Err(Fatal::new(
+            "process.terminal is not supported yet (no --console-socket): set it to false",
+        ));
+    }
+    config.hooks.check()?;
+    let tools = tools_dir()?;
+    common::state::ensure_dir(&req.root, 0o711)
+        .map_err(|e| Fatal::from(e).context("unable to use the state directory"))?;
+    let dir = req.root.join(&req.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Fatal::new(format!(
+                "container with id {} already exists",
+                req.id
+            )))
+        }
+        Err(e) => {
+            return Err(Fatal::from(anyhow::Error::from(e))
+                .context(format!("unable to create {}", dir.display())))
+        }
+    }
+    let made = Made(dir.clone());
+    let child = start_init(req, &config, process, &bundle, &tools, &dir)?;
+    std::mem::forget(made);
+    Ok(child)
+}
+
+/// Removes the container's directory unless `create` got through.
+struct Made(PathBuf);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start_init(
+    req: &Request,
+    config: &config::Config,
+    process: &config::Process,
+    bundle: &Path,
+    tools: &Path,
+    dir: &Path,
+) -> Result<Child, Fatal> {
+    let fifo_path = dir.join("exec.fifo");
+    // 0622: the payload's user, whoever it is, opens it for writing at the gate.
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .map_err(|e| Fatal::from(e).context("unable to create exec.fifo"))?;
+    nix::sys::stat::fchmodat(
+        None,
+        &fifo_path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| Fatal::from(e).context("unable to set the mode of exec.fifo"))?;
+    // Above the fds the payload keeps (--preserve-fds), not close-on-exec: the chain's.
+    let floor = 3 + req.preserve_fds as RawFd + 16;
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
+    let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let fifo_fd = inheritable(fifo, floor)?;
+    let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
+    let seccomp = match &config.linux.seccomp {
+        Some(profile) => {
+            let file = dir.join("seccomp.json");
+            std::fs::write(&file, profile.to_string()).map_err(|e| {
+                Fatal::from(anyhow::Error::from(e)).context("unable to write seccomp.json")
+            })?;
+            Some(file)
+        }
+        None => None,
+    };
+    let argv = chain::build(
+        config,
+        process,
+        &chain::Inputs {
+            tools,
+            bundle,
+            ready_fd: ready_fd.as_raw_fd(),
+            start_fifo: fifo_fd.as_raw_fd(),
+            preserve_fds: req.preserve_fds,
+            no_new_keyring: req.no_new_keyring,
+            seccomp,
+        },
+    )?;
+    common::debug::note(format_args!("chain: {}", show(&argv)));
+    let mut child = spawn(
+        &argv,
+        &process.rlimits,
+        process.user.umask,
+        process.oom_score_adj,
+    )?;
+    drop(fifo_fd);
+    drop(ready_fd);
+    match settle(req, config, bundle, dir, &mut child, ready_read) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            // Whatever failed after the spawn, the init does not outlive this create.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// After the spawn: the state, the wait for `ready`, the pid file, the create hooks.
+fn settle(
+    req: &Request,
+    config: &config::Config,
+    bundle: &Path,
+    dir: &Path,
+    child: &mut Child,
+    ready_read: OwnedFd,
+) -> Result<(), Fatal> {
+    let pid = child.id() as i32;
+    let start_time = state::stat(pid).map_or(0, |(s, _)| s);
+    let mut record = Record {
+        id: req.id.clone(),
+        pid,
+        start_time,
+        bundle: bundle.to_path_buf(),
+        rootfs: config
+            .root
+            .as_ref()
+            .map(|r| bundle.join(&r.path))
+            .unwrap_or_default(),
+        created: state::now_rfc3339(),
+        annotations: config.annotations.clone(),
+        ready: false,
+        hooks: config.hooks.clone(),
+    };
+    state::save(dir, &record)?;
+    // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
+    // Not up to EOF: pidns's monitor keeps its copy of the write end.
+    let mut said = [0u8; 6];
+    let mut pipe = std::fs::File::from(ready_read);
+    if pipe.read_exact(&mut said).is_err() || &said != b"ready\n" {
+        let status = child
+            .wait()
+            .map(common::exit::shell_status)
+            .unwrap_or(common::exit::FAILURE);
+        let code = if status == 0 {
+            common::exit::FAILURE
+        } else {
+            status
+        };
+        return Err(Fatal::new(format!(
+            "container {} failed to start (status {status})",
+            req.id
+        ))
+        .with_code(code));
+    }
+    record.ready = true;
+    state::save(dir, &record)?;
+    let container = state::Container {
+        dir: dir.to_path_buf(),
+        record,
+    };
+    let hooks = &config.hooks;
+    let ran = hooks::run("prestart", &hooks.prestart, &container.state_json()).and_then(|()| {
+        hooks::run(
+            "createRuntime",
+            &hooks.create_runtime,
+            &container.state_json(),
+        )
+    });
+    // The spec: a failing hook stops the container, which is then deleted (by the caller).
+    ran?;
+    if let Some(path) = &req.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok(())
+}
+
+/// Moves `fd` to a number ≥ `floor` without close-on-exec: the chain inherits it.
+fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
+    let moved = fcntl(fd, FcntlArg::F_DUPFD(floor))
+        .map_err(|e| Fatal::from(e).context("unable to duplicate a descriptor"))?;
+    let _ = nix::unistd::close(fd);
+    // SAFETY: F_DUPFD just returned this new descriptor, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+fn spawn(
+    argv: &[OsString],
+    rlimits: &[Rlimit],
+    umask: Option<u32>,
+    oom: Option<i32>,
+) -> Result<Child, Fatal> {
+    let limits: Vec<(i32, libc::rlimit)> = rlimits
+        .iter()
+        .map(|r| {
+            resource(&r.kind).map(|res| {
+                (
+                    res,
+                    libc::rlimit {
+                        rlim_cur: r.soft,
+                        rlim_max: r.hard,
+                    },
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let oom = oom.map(|v| format!("{v}\n"));
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Fatal::new("empty chain"))?;
+    let mut command = Command::new(program);
+    command.args(args);
+    // SAFETY: the closure runs in the forked child before the exec and calls only
+    // async-signal-safe functions (setrlimit, umask, open, write, close) on data prepared
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            for (res, lim) in &limits {
+                if libc::setrlimit(*res as libc::__rlimit_resource_t, lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if let Some(text) = &oom {
+                std::fs::write("/proc/self/oom_score_adj", text)?;
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| {
+        Fatal::from(anyhow::Error::from(e))
+            .context(format!("unable to start {}", program.to_string_lossy()))
+    })
+}
+
+fn resource(name: &str) -> Result<i32, Fatal> {
+    let res = match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        other => {
+            return Err(Fatal::new(format!(
+                "process.rlimits: unknown type '{other}'"
+            )))
+        }
+    };
+    Ok(res as i32)
+}
+
+/// The links are installed next to nsoci (`make install`, or cargo's target directory).
+fn tools_dir() -> Result<PathBuf, Fatal> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Fatal::from(anyhow::Error::from(e)).context("unable to find nsoci's own path")
+    })?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if !dir.join("mntns").is_file() {
+        return Err(Fatal::new(format!(
+            "the nschain links are not installed next to nsoci (no {})",
+            dir.join("mntns").display()
+        ))
+        .with_hint("install nsoci with the tools (make install)"));
+    }
+    Ok(dir)
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Fatal> {
+    let tmp = path.with_extension("nsoci-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            Fatal::from(anyhow::Error::from(e))
+                .context(format!("unable to write the pid file {}", path.display()))
+        })
+}
+
+fn show(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,224 @@
+//! `nsoci`: an OCI runtime with runc's command line, so that podman, containerd and CRI-O can
+//! run nschain containers. A bundle's config.json becomes a chain of the installed links
+//! (chain.rs), run as the init of the container; nsoci itself holds no namespace code.
+//!
+//! ```text
+//! nsoci create --bundle B ID    init = userns → … → pidns → mntns, waiting at exec.fifo
+//! nsoci start ID                opens exec.fifo: mntns execs process.args
+//! nsoci state|kill|delete ID    ROOT/ID/state.json, the init's pid and start time
+//! ```
+
+mod chain;
+mod config;
+mod create;
+mod features;
+mod hooks;
+mod lifecycle;
+mod log;
+mod signal;
+mod spec;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use common::cli::Status;
+use common::{Context, Fatal, Next};
+
+/// An OCI runtime (runc's command line) that runs a bundle through the nschain links.
+#[derive(Parser, Debug)]
+#[command(
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "COMMAND",
+    after_help = "Examples:\n  mkdir -p b/rootfs && cp -a ROOT/. b/rootfs && cd b && nsoci spec\n  nsoci run demo\n  podman --runtime $(command -v nsoci) run --rm IMAGE true"
+)]
+pub struct Args {
+    /// Directory of the containers' state (default /run/nsoci; rootless
+    /// $XDG_RUNTIME_DIR/nsoci)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Also write errors to FILE (engines read it)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Format of --log: text or json
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Accepted for compatibility: nsoci manages no cgroup yet (linux.resources is refused)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+
+    /// Trace the chain's steps on stderr (NSCHAIN_DEBUG=1 for every link)
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Print the version in runc's three-line form
+    #[arg(short = 'v', long)]
+    pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// The bundle: a directory with config.json
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init's pid to FILE
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Socket to send a terminal's master to (process.terminal; not supported yet)
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted: mntns always uses pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass file descriptors 3 to 3+N-1 to the container
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// The container's id
+    pub id: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container: set it up and wait for `start`
+    Create(CreateArgs),
+    /// Run process.args of a created container
+    Start { id: String },
+    /// Print a container's state (JSON)
+    State { id: String },
+    /// Send a signal (name or number, default TERM) to a container's init
+    Kill {
+        /// Signal every process of the container (the same signal: the init takes the
+        /// namespace with it)
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "TERM")]
+        signal: String,
+    },
+    /// Delete a stopped container (--force: kill it first)
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; wait for it unless --detach
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once it is started
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List containers
+    List {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print what this runtime supports (JSON, runtime-spec features.md)
+    Features,
+    /// Write a starting config.json
+    Spec {
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// A config for an unprivileged caller (user namespace, no network namespace)
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+pub fn run(args: Args, _cx: &mut Context) -> Result<Next, Fatal> {
+    if args.debug {
+        std::env::set_var("NSCHAIN_DEBUG", "1");
+    }
+    let log = log::Log::new(args.log.clone(), args.log_format == "json");
+    let result = dispatch(args);
+    if let Err(fatal) = &result {
+        log.error(&fatal.message());
+    }
+    result.map(Next::Exit)
+}
+
+fn dispatch(args: Args) -> Result<Status, Fatal> {
+    if args.version {
+        println!(
+            "nsoci version {}\ncommit: {}\nspec: {}",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("NSCHAIN_COMMIT").unwrap_or("unknown"),
+            state::SPEC_VERSION
+        );
+        return Ok(0);
+    }
+    let root = state::root_dir(args.root.as_deref());
+    let Some(command) = args.command else {
+        return Err(Fatal::new("no command given").with_hint("see 'nsoci --help'"));
+    };
+    match command {
+        Command::Create(c) => {
+            create::create(&request(root, c))?;
+        }
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => return run_container(root, create, detach, keep),
+        Command::Start { id } => lifecycle::start(&root, &id)?,
+        Command::State { id } => lifecycle::state(&root, &id)?,
+        Command::Kill { all, id, signal } => lifecycle::kill(&root, &id, &signal, all)?,
+        Command::Delete { force, id } => lifecycle::delete(&root, &id, force)?,
+        Command::List { format, quiet } => lifecycle::list(&root, &format, quiet)?,
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&features::features()).unwrap_or_default()
+        ),
+        Command::Spec { bundle, rootless } => spec::write(&bundle, rootless)?,
+    }
+    Ok(0)
+}
+
+fn request(root: PathBuf, c: CreateArgs) -> create::Request {
+    create::Request {
+        root,
+        id: c.id,
+        bundle: c.bundle,
+        pid_file: c.pid_file,
+        preserve_fds: c.preserve_fds,
+        no_new_keyring: c.no_new_keyring,
+    }
+}
+
+/// `run`: create, start, and (unless detached) wait for the init, exit with its status and
+/// delete the container.
+fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Result<Status, Fatal> {
+    let id = c.id.clone();
+    let mut init = create::create(&request(root.clone(), c))?;
+    if let Err(e) = lifecycle::start(&root, &id) {
+        let _ = lifecycle::delete(&root, &id, true);
+        let _ = init.wait();
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let status = init.wait().map(common::exit::shell_status).map_err(|e| {
+        Fatal::from(anyhow::Error::from(e)).context("unable to wait for the container")
+    })?;
+    if !keep {
+        lifecycle::delete(&root, &id, true)?;
+    }
+    Ok(status)
+}

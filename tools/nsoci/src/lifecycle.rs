@@ -1,0 +1,171 @@
+//! `start`, `state`, `kill`, `delete`, `list`: the container's directory and its init.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Fatal;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use crate::hooks;
+use crate::signal;
+use crate::state::{self, Container, Status};
+
+/// Opens the start gate: the init, blocked opening exec.fifo for writing, goes on to exec.
+pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => return Err(Fatal::new("cannot start a container that has stopped")),
+        Status::Running => return Err(Fatal::new("cannot start an already running container")),
+        Status::Creating => {
+            return Err(Fatal::new(
+                "cannot start a container that is still being created",
+            ))
+        }
+    }
+    // Non-blocking: an init that died at the gate must not hang `start`.
+    let fifo = nix::fcntl::open(
+        &c.fifo(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
+    // SAFETY: open just returned this descriptor; the File owns it.
+    let mut fifo = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fifo) };
+    let mut byte = [0u8; 1];
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
+        match fifo.read(&mut byte) {
+            Ok(1) => break,
+            _ if !state::alive(c.record.pid, c.record.start_time) => {
+                let _ = std::fs::remove_file(c.fifo());
+                return Err(Fatal::new("cannot start a container that has stopped"));
+            }
+            _ => {}
+        }
+    }
+    std::fs::remove_file(c.fifo())
+        .map_err(|e| Fatal::from(anyhow::Error::from(e)).context("unable to remove exec.fifo"))?;
+    // The spec: a failing poststart hook is a warning; the container runs on.
+    if let Err(e) = hooks::run("poststart", &c.record.hooks.poststart, &c.state_json()) {
+        common::report::warning(e.message());
+    }
+    Ok(())
+}
+
+/// Prints the State JSON.
+pub fn state(root: &Path, id: &str) -> Result<(), Fatal> {
+    let c = Container::load(root, id)?;
+    println!("{}", pretty(&c.state_json()));
+    Ok(())
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Sends a signal to the init (created or running only, as the spec says).
+pub fn kill(root: &Path, id: &str, sig: &str, _all: bool) -> Result<(), Fatal> {
+    let c = Container::load(root, id)?;
+    let signo = signal::parse(sig)?;
+    match c.status() {
+        Status::Created | Status::Running => {}
+        _ => return Err(Fatal::new("container not running")),
+    }
+    // With a pid namespace the init is pidns's monitor: it forwards what it can catch, and a
+    // SIGKILL of it kills the whole namespace (--all is therefore the same signal).
+    // SAFETY: kill(2) on the recorded pid, checked against its start time just above.
+    let rc = unsafe { libc::kill(c.record.pid, signo) };
+    nix::errno::Errno::result(rc)
+        .map_err(|e| Fatal::from(e).context(format!("unable to signal container {id}")))?;
+    Ok(())
+}
+
+/// Deletes a stopped container (`--force`: kills it first); unknown ids are an error unless
+/// forced, as with runc.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        Err(_) if force => {
+            state::check_id(id)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let status = c.status();
+    if status != Status::Stopped {
+        if !force {
+            return Err(Fatal::new(format!(
+                "cannot delete container {id} that is not stopped: {}",
+                status.as_str()
+            )));
+        }
+        // SAFETY: kill(2) on the recorded pid, checked against its start time by status().
+        unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state::alive(c.record.pid, c.record.start_time) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if let Err(e) = hooks::run("poststop", &c.record.hooks.poststop, &c.state_json()) {
+        common::report::warning(e.message());
+    }
+    std::fs::remove_dir_all(&c.dir).map_err(|e| {
+        Fatal::from(anyhow::Error::from(e)).context(format!("unable to remove {}", c.dir.display()))
+    })
+}
+
+/// `list`: a table (runc's columns), ids only, or JSON.
+pub fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Fatal> {
+    let mut all = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(c) = Container::load(root, &id) {
+                all.push(c);
+            }
+        }
+    }
+    all.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    if quiet {
+        for c in &all {
+            println!("{}", c.record.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let states: Vec<_> = all.iter().map(Container::state_json).collect();
+            println!("{}", serde_json::Value::from(states));
+        }
+        "table" => {
+            println!(
+                "{:<12} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
+            for c in &all {
+                let s = c.state_json();
+                println!(
+                    "{:<12} {:<8} {:<10} {:<40} {:<32} {}",
+                    c.record.id,
+                    s["pid"].as_i64().unwrap_or(0),
+                    c.status().as_str(),
+                    c.record.bundle.display(),
+                    c.record.created,
+                    nix::unistd::geteuid()
+                );
+            }
+        }
+        other => {
+            return Err(Fatal::new(format!(
+                "invalid --format '{other}': table or json"
+            )))
+        }
+    }
+    Ok(())
+}
