@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::handoff::{self, Context, Next};
+use crate::inprocess::{Links, Outcome};
 use crate::{debug, exit, report, Fatal};
 
 /// What a tool's `run` returns when it does not exec: the status to exit with (`pidns`).
@@ -27,11 +28,31 @@ pub type Run<A> = fn(A, &mut Context) -> Result<Next, Fatal>;
 /// turns a failure into the contract's one-line message and exit status. Every `main.rs` is
 /// one call to this.
 pub fn main<A: Parser>(tool: &'static str, run: Run<A>) -> ExitCode {
-    let mut cx = Context::new(tool);
+    match link(tool, run, std::env::args_os().collect(), None) {
+        Outcome::Exit(code) => code,
+        // Without a multi-call table every hand-off is a real exec.
+        Outcome::Continue(_) => ExitCode::from(exit::FAILURE),
+    }
+}
+
+/// One link of a chain, with its `argv`: what [`main`] does, and what the multi-call
+/// binary does for each link it runs ([`crate::inprocess`]); with `links`, the next link
+/// may run in this process and is returned as [`Outcome::Continue`].
+pub fn link<A: Parser>(
+    tool: &'static str,
+    run: Run<A>,
+    argv: Vec<OsString>,
+    links: Option<&'static Links>,
+) -> Outcome {
+    let mut cx = match links {
+        Some(links) => Context::in_multi_call(tool, links),
+        None => Context::new(tool),
+    };
     debug::start();
-    let args = match parse::<A>(tool, std::env::args_os()) {
+    crate::link_trace::record(tool);
+    let args = match parse::<A>(tool, argv) {
         Ok(args) => args,
-        Err(code) => return ExitCode::from(code),
+        Err(code) => return Outcome::Exit(ExitCode::from(code)),
     };
     let next = run(args, &mut cx);
     handoff::finish(next, &mut cx)

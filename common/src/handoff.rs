@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::cli::Status;
+use crate::inprocess::{self, Links, Outcome};
 use crate::{exec, exit, report, Fatal};
 
 /// What happens after this link.
@@ -31,6 +32,8 @@ pub struct Context {
     tool: &'static str,
     not_found_hint: Option<String>,
     held: Vec<Box<dyn Any>>,
+    links: Option<&'static Links>,
+    real_exec: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Context {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("tool", &self.tool)
             .field("held", &self.held.len())
+            .field("real_exec", &self.real_exec)
             .finish()
     }
 }
@@ -51,7 +55,34 @@ impl Context {
             tool,
             not_found_hint: None,
             held: Vec::new(),
+            links: None,
+            real_exec: None,
         }
+    }
+
+    /// The context of a link of the multi-call binary, whose next link may run in this
+    /// process ([`crate::inprocess`]).
+    pub fn in_multi_call(tool: &'static str, links: &'static Links) -> Context {
+        let mut cx = Context::new(tool);
+        cx.links = Some(links);
+        cx
+    }
+
+    /// The multi-call table, if this link runs in the multi-call binary.
+    pub fn links(&self) -> Option<&'static Links> {
+        self.links
+    }
+
+    /// Asks for a real exec of the next program, because of `why`: this link left a state an
+    /// in-process hand-off cannot give the next one as an exec would (changed credentials, a
+    /// new root, a time namespace entered only at exec).
+    pub fn exec_for_real(&mut self, why: &'static str) {
+        self.real_exec = Some(why);
+    }
+
+    /// Why this link must exec for real, if it asked to.
+    pub fn real_exec_reason(&self) -> Option<&'static str> {
+        self.real_exec
     }
 
     /// The link's name: `mntns`, `pidns`, ...
@@ -72,12 +103,23 @@ impl Context {
     }
 }
 
-/// Carries out `next`: execs (returning only on failure, as a [`Fatal`] with 126 or 127) or
-/// gives the status to exit with.
-pub fn perform(next: Next, cx: &mut Context) -> Result<Status, Fatal> {
+/// Carries out `next`: hands off to the next link in this process ([`crate::inprocess`]),
+/// execs (returning only on failure, as a [`Fatal`] with 126 or 127), or gives the status
+/// to exit with.
+pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
     match next {
-        Next::Exit(status) => Ok(status),
+        Next::Exit(status) => Ok(Outcome::Exit(ExitCode::from(status))),
         Next::Exec(command) => {
+            crate::link_trace::plant();
+            let command = exec::command_or_shell(command);
+            if let Some(argv) = inprocess::hand_off(&command, cx) {
+                // As across an exec: what was held for the next link is never dropped (its
+                // fds stay open, its registrations stay), and nothing else of this link is.
+                for value in std::mem::take(&mut cx.held) {
+                    std::mem::forget(value);
+                }
+                return Ok(Outcome::Continue(argv));
+            }
             let error = exec::exec(command);
             // The exec failed: what was held for the next program is released (undone).
             cx.held.clear();
@@ -91,12 +133,12 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Status, Fatal> {
 
 /// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
 /// one line and becomes the exit status.
-pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> ExitCode {
+pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> Outcome {
     match result.and_then(|next| perform(next, cx)) {
-        Ok(status) => ExitCode::from(status),
+        Ok(outcome) => outcome,
         Err(fatal) => {
             fatal.print();
-            ExitCode::from(fatal.code)
+            Outcome::Exit(ExitCode::from(fatal.code))
         }
     }
 }

@@ -181,6 +181,9 @@ impl Entry {
                 "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
             });
         }
+        // A new root, the container's credentials and its seccomp filter: only an execve
+        // gives the next program exactly what it should see of them.
+        cx.exec_for_real("mntns changes the root and the credentials");
         Ok(Next::Exec(command))
     }
 

@@ -118,6 +118,10 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
+/// Why the next link is exec'd for real: execve recomputes the capabilities and the
+/// dumpable flag from the new user namespace's ids (common::inprocess).
+const CREDS_CHANGED: &str = "the user namespace changed this process's credentials";
+
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
@@ -125,6 +129,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     state::run_dir();
     state::data_dir();
     if link.is_join() {
+        cx.exec_for_real(CREDS_CHANGED);
         return join(&link, &args);
     }
     let idmap = trees::check(&args.idmap)?;
@@ -205,6 +210,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // one drops (closes, removes) them.
     cx.hold(trees);
     cx.hold(lease);
+    cx.exec_for_real(CREDS_CHANGED);
     Ok(Next::Exec(args.command.command))
 }
 
