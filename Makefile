@@ -3,7 +3,8 @@
 #   make test         installs what the tests need (Debian packages, only if missing), then
 #                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length,
 #                     and every test (root tests need root)
-#   make install      binaries, man pages and shell completions under $(PREFIX)
+#   make install      nschain and its tools as hard links to it, man pages and shell completions
+#   make test-exec-links  contract, escape and fault suites with NSCHAIN_EXEC_LINKS=1
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
 
@@ -11,6 +12,8 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 CARGO    ?= cargo
 TOOLS    := $(sort $(notdir $(wildcard tools/*)))
+# The suites run again with a real exec at every link (issue 14).
+EXEC_LINK_SUITES := contract faults $(basename $(notdir $(wildcard tests/tests/escape*.rs)))
 RELEASE  := target/release
 
 # Debian packages the tests, demo and benchmarks use, as they are.
@@ -18,7 +21,7 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db
 
-.PHONY: all build install deps test check unit bench demo shell clean
+.PHONY: all build install deps test test-exec-links check unit bench demo shell clean
 
 all: build
 
@@ -44,14 +47,20 @@ check:
 test: deps check
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	$(MAKE) test-exec-links
+
+test-exec-links:
+	$(CARGO) build --workspace --bins
+	NSCHAIN_EXEC_LINKS=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(RELEASE)/nschain $(DESTDIR)$(PREFIX)/bin/nschain
 	@set -e; for t in $(TOOLS); do \
-		install -m 0755 $(RELEASE)/$$t $(DESTDIR)$(PREFIX)/bin/$$t; \
+		ln -f $(DESTDIR)$(PREFIX)/bin/nschain $(DESTDIR)$(PREFIX)/bin/$$t; \
 		$(RELEASE)/$$t --generate man  > $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; \
 		$(RELEASE)/$$t --generate bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
 		$(RELEASE)/$$t --generate zsh  > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \

@@ -13,7 +13,7 @@
 //!   has one thread, no seccomp filter, no securebits, equal real/effective/saved ids, and
 //!   the capabilities execve would compute are a subset of the ones it holds now.
 //!
-//! What exec does, done here ([`Plan::apply`]): close every close-on-exec fd, reset every
+//! What exec does, done here (`Plan::apply`): close every close-on-exec fd, reset every
 //! caught signal to its default (the mask and ignored signals stay, as across execve; SIGPIPE
 //! ignored, SIGSEGV/SIGBUS left to the Rust runtime, as a fresh start of any link sets them),
 //! clear `PR_SET_KEEPCAPS`, make the process dumpable, set the capabilities execve computes,

@@ -9,19 +9,28 @@ use common::inprocess::{Links, Outcome};
 
 /// One entry of the table per tool: its name and its `run`.
 macro_rules! links {
-    ($($tool:ident),* $(,)?) => {
+    ($($entry:ident = $tool:literal => $run:path),* $(,)?) => {
         $(
-            fn $tool(argv: Vec<OsString>, links: &'static Links) -> Outcome {
-                common::cli::link(stringify!($tool), $tool::run, argv, Some(links))
+            fn $entry(argv: Vec<OsString>, links: &'static Links) -> Outcome {
+                common::cli::link($tool, $run, argv, Some(links))
             }
         )*
         static LINKS: Links = Links {
-            entries: &[$((stringify!($tool), $tool)),*],
+            entries: &[$(($tool, $entry)),*],
         };
     };
 }
 
-links!(mntns, utsns, ipcns, pidns, netns, userns, nsps, timens);
+links!(
+    run_mntns = "mntns" => mntns::run,
+    run_utsns = "utsns" => utsns::run,
+    run_ipcns = "ipcns" => ipcns::run,
+    run_pidns = "pidns" => pidns::run,
+    run_netns = "netns" => netns::run,
+    run_userns = "userns" => userns::run,
+    run_nsps = "nsps" => nsps::run,
+    run_timens = "timens" => timens::run,
+);
 
 fn main() -> ExitCode {
     common::inprocess::dispatch(&LINKS)
