@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
+use crate::handdown::Slot;
 use crate::{debug, report};
 
 /// The variable that names the handed-down socket (its fd number).
@@ -96,11 +97,14 @@ impl Listener {
     }
 }
 
-/// The consuming side: takes the socket a waiting link offered, if any, and unexports it.
-pub fn take() -> Option<OwnedFd> {
-    let value = std::env::var(VAR).ok()?;
-    crate::handdown::unexport(VAR);
-    let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
+/// The consuming side: takes the socket a waiting link offered, if any.
+pub fn take(slot: Slot<OwnedFd>) -> Option<OwnedFd> {
+    let value = match slot {
+        Slot::Empty => return None,
+        Slot::Made(fd) => return Some(fd),
+        Slot::Inherited(value) => value,
+    };
+    let fd: RawFd = value.to_str()?.parse().ok().filter(|fd| *fd > 2)?;
     let stat = nix::sys::stat::fstat(fd).ok()?;
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;

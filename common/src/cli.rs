@@ -28,25 +28,27 @@ pub type Run<A> = fn(A, &mut Context) -> Result<Next, Fatal>;
 /// turns a failure into the contract's one-line message and exit status. Every `main.rs` is
 /// one call to this.
 pub fn main<A: Parser>(tool: &'static str, run: Run<A>) -> ExitCode {
-    match link(tool, run, std::env::args_os().collect(), None) {
+    let handdown = crate::handdown::Handdown::from_env();
+    match link(tool, run, std::env::args_os().collect(), handdown, None) {
         Outcome::Exit(code) => code,
         // Without a multi-call table every hand-off is a real exec.
         Outcome::Continue(_) => ExitCode::from(exit::FAILURE),
     }
 }
 
-/// One link of a chain, with its `argv`: what [`main`] does, and what the multi-call
+/// One link of a chain, with its `argv` and what the earlier links hand it: what [`main`] does, and what the multi-call
 /// binary does for each link it runs ([`crate::inprocess`]); with `links`, the next link
 /// may run in this process and is returned as [`Outcome::Continue`].
 pub fn link<A: Parser>(
     tool: &'static str,
     run: Run<A>,
     argv: Vec<OsString>,
+    handdown: crate::handdown::Handdown,
     links: Option<&'static Links>,
 ) -> Outcome {
     let mut cx = match links {
-        Some(links) => Context::in_multi_call(tool, links),
-        None => Context::new(tool),
+        Some(links) => Context::in_multi_call(tool, handdown, links),
+        None => Context::with_handdown(tool, handdown),
     };
     debug::start();
     crate::link_trace::record(tool);

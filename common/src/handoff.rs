@@ -15,7 +15,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::cli::Status;
-use crate::inprocess::{self, Links, Outcome};
+use crate::handdown::{self, Handdown};
+use crate::inprocess::{self, Handoff, Links, Outcome};
 use crate::{exec, exit, report, Fatal};
 
 /// What happens after this link.
@@ -34,6 +35,7 @@ pub struct Context {
     held: Vec<Box<dyn Any>>,
     links: Option<&'static Links>,
     real_exec: Option<&'static str>,
+    handdown: Handdown,
 }
 
 impl std::fmt::Debug for Context {
@@ -57,13 +59,33 @@ impl Context {
             held: Vec::new(),
             links: None,
             real_exec: None,
+            handdown: Handdown::default(),
         }
+    }
+
+    /// The context of link `tool`, given what the earlier links handed down.
+    pub fn with_handdown(tool: &'static str, handdown: Handdown) -> Context {
+        let mut cx = Context::new(tool);
+        cx.handdown = handdown;
+        cx
+    }
+
+    /// What the earlier links handed down, and what this link hands on (its owner is this
+    /// context: taken by a consumer, written at a real exec, moved on by an in-process one).
+    pub fn handdown(&mut self) -> &mut Handdown {
+        &mut self.handdown
+    }
+
+    /// For a child that will exec the next link itself (pidns's container process): writes
+    /// the hand-downs to the environment now, fds inherited.
+    pub fn export_handdown(&self) -> std::io::Result<()> {
+        self.handdown.export()
     }
 
     /// The context of a link of the multi-call binary, whose next link may run in this
     /// process ([`crate::inprocess`]).
-    pub fn in_multi_call(tool: &'static str, links: &'static Links) -> Context {
-        let mut cx = Context::new(tool);
+    pub fn in_multi_call(tool: &'static str, handdown: Handdown, links: &'static Links) -> Context {
+        let mut cx = Context::with_handdown(tool, handdown);
         cx.links = Some(links);
         cx
     }
@@ -112,13 +134,22 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
         Next::Exec(command) => {
             crate::link_trace::plant();
             let command = exec::command_or_shell(command);
-            if let Some(argv) = inprocess::hand_off(&command, cx) {
+            if let Some(argv) = inprocess::hand_off(&command, cx, &cx.handdown.fds()) {
                 // As across an exec: what was held for the next link is never dropped (its
                 // fds stay open, its registrations stay), and nothing else of this link is.
                 for value in std::mem::take(&mut cx.held) {
                     std::mem::forget(value);
                 }
-                return Ok(Outcome::Continue(argv));
+                let handdown = std::mem::take(&mut cx.handdown);
+                return Ok(Outcome::Continue(Handoff { argv, handdown }));
+            }
+            let to_a_link = command.first().is_some_and(|p| handdown::is_link(p));
+            if to_a_link {
+                cx.handdown.export().map_err(|e| {
+                    Fatal::from(e).context("unable to hand the next link what it is handed")
+                })?;
+            } else {
+                cx.handdown.shed();
             }
             let error = exec::exec(command);
             // The exec failed: what was held for the next program is released (undone).

@@ -26,6 +26,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::handdown::Handdown;
 use crate::handoff::Context;
 
 mod exec_state;
@@ -41,12 +42,22 @@ pub const MULTI_CALL: &str = "nschain";
 pub enum Outcome {
     /// The process exits with this status (a failed link, `pidns`'s monitor, `nsps`).
     Exit(ExitCode),
-    /// The next link runs in this process with this argv (as exec would have given it).
-    Continue(Vec<OsString>),
+    /// The next link runs in this process.
+    Continue(Handoff),
 }
 
-/// A tool's entry in the multi-call table: its argv (`argv[0]` is its name) and the table.
-pub type Entry = fn(Vec<OsString>, &'static Links) -> Outcome;
+/// What the next link of an in-process hand-off starts with.
+#[derive(Debug)]
+pub struct Handoff {
+    /// Its argv, as exec would have given it.
+    pub argv: Vec<OsString>,
+    /// What the earlier links hand it.
+    pub handdown: Handdown,
+}
+
+/// A tool's entry in the multi-call table: its argv (`argv[0]` is its name), what the earlier
+/// links hand it, and the table.
+pub type Entry = fn(Vec<OsString>, Handdown, &'static Links) -> Outcome;
 
 /// The tools a multi-call binary holds, by name.
 #[derive(Debug)]
@@ -109,6 +120,7 @@ impl Links {
 /// off in this process, until one execs for real or exits.
 pub fn dispatch(links: &'static Links) -> ExitCode {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
+    let mut handdown = Handdown::from_env();
     loop {
         let (_, entry, own) = match links.select(argv) {
             Ok(selected) => selected,
@@ -117,9 +129,9 @@ pub fn dispatch(links: &'static Links) -> ExitCode {
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        match entry(own, links) {
+        match entry(own, handdown, links) {
             Outcome::Exit(code) => return code,
-            Outcome::Continue(next) => argv = next,
+            Outcome::Continue(next) => (argv, handdown) = (next.argv, next.handdown),
         }
     }
 }
@@ -131,7 +143,12 @@ pub fn exec_links_forced() -> bool {
 
 /// Called by the hand-off before a real exec of `command`: when the next link can run in
 /// this process, leaves the state an exec would and returns the argv to continue with.
-pub(crate) fn hand_off(command: &[OsString], cx: &Context) -> Option<Vec<OsString>> {
+/// `keep`: the fds handed to the next link, which stay open.
+pub(crate) fn hand_off(
+    command: &[OsString],
+    cx: &Context,
+    keep: &[std::os::fd::RawFd],
+) -> Option<Vec<OsString>> {
     let links = cx.links()?;
     if exec_links_forced() {
         return None;
@@ -147,7 +164,7 @@ pub(crate) fn hand_off(command: &[OsString], cx: &Context) -> Option<Vec<OsStrin
             return None;
         }
     };
-    match debug::step("hand off in process", || plan.apply()) {
+    match debug::step("hand off in process", || plan.apply(keep)) {
         Ok(()) => Some(command.to_vec()),
         // Every step so far is one the exec does too: exec for real.
         Err(why) => {
@@ -206,10 +223,10 @@ impl Plan {
         })
     }
 
-    fn apply(&self) -> Result<(), String> {
+    fn apply(&self, keep: &[std::os::fd::RawFd]) -> Result<(), String> {
         let knobs = crate::link_trace::Knobs::read();
         if !knobs.skip("close-fds") {
-            exec_state::close_cloexec_fds();
+            exec_state::close_cloexec_fds(keep);
         }
         if !knobs.skip("signals") {
             exec_state::reset_signals()?;
@@ -301,7 +318,7 @@ mod tests {
         assert_eq!(link_name(&words(&["nschain"])), None);
     }
 
-    fn dummy(_: Vec<OsString>, _: &'static Links) -> Outcome {
+    fn dummy(_: Vec<OsString>, _: Handdown, _: &'static Links) -> Outcome {
         Outcome::Exit(ExitCode::SUCCESS)
     }
 

@@ -5,14 +5,15 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use common::handdown::Handdown;
 use common::inprocess::{Links, Outcome};
 
 /// One entry of the table per tool: its name and its `run`.
 macro_rules! links {
     ($($entry:ident = $tool:literal => $run:path),* $(,)?) => {
         $(
-            fn $entry(argv: Vec<OsString>, links: &'static Links) -> Outcome {
-                common::cli::link($tool, $run, argv, Some(links))
+            fn $entry(argv: Vec<OsString>, handdown: Handdown, links: &'static Links) -> Outcome {
+                common::cli::link($tool, $run, argv, handdown, Some(links))
             }
         )*
         static LINKS: Links = Links {

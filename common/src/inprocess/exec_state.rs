@@ -63,9 +63,10 @@ pub fn single_threaded_without_seccomp() -> Result<(), String> {
     Ok(())
 }
 
-/// Closes every close-on-exec descriptor, as execve does; reopens stdio on /dev/null if it
-/// is then closed, as every Rust program does at its start.
-pub fn close_cloexec_fds() {
+/// Closes every close-on-exec descriptor but `keep` (what the link hands the next, owned by
+/// the hand-down and made inheritable only at a real exec), as execve does; reopens stdio on
+/// /dev/null if it is then closed, as every Rust program does at its start.
+pub fn close_cloexec_fds(keep: &[i32]) {
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
         Ok(entries) => entries
             .flatten()
@@ -73,7 +74,7 @@ pub fn close_cloexec_fds() {
             .collect(),
         Err(_) => return,
     };
-    for fd in fds {
+    for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
         let cloexec = fcntl(fd, FcntlArg::F_GETFD)
             .is_ok_and(|flags| FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
         if cloexec {

@@ -64,6 +64,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use common::cli::CommandArgs;
+use common::handdown::Slot;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
 use common::{debug, Context, Fatal, Hint, Next};
@@ -324,7 +325,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
     // First: what earlier links handed down is this link's, whatever happens next.
-    let handed = HandedDown::take()?;
+    let handed = HandedDown::take(cx)?;
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
@@ -354,7 +355,12 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
     }
-    let etc = (container && !args.no_etc).then(etc_files::EtcFiles::generate);
+    let net = match cx.handdown().net.take() {
+        Slot::Made(stack) => Some(stack),
+        Slot::Inherited(stack) => Some(stack.to_string_lossy().into_owned()),
+        Slot::Empty => None,
+    };
+    let etc = (container && !args.no_etc).then(|| etc_files::EtcFiles::generate(net.as_deref()));
     let (layer, cleaner) = match &plan.root {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
@@ -411,17 +417,18 @@ struct HandedDown {
 }
 
 impl HandedDown {
-    fn take() -> Result<HandedDown, Fatal> {
-        let trees = idmap::Trees::take()?;
+    fn take(cx: &mut Context) -> Result<HandedDown, Fatal> {
+        let handdown = cx.handdown();
+        let trees = idmap::Trees::take(handdown.idmap.take())?;
         // The sysfs of the network namespace an earlier netns made (common::sysfs).
-        let sysfs = common::sysfs::take().map_err(|e| {
+        let sysfs = common::sysfs::take(handdown.sysfs.take()).map_err(|e| {
             Fatal::new(e).with_hint(format!(
                 "{} is set by netns for a later mntns: do not set it by hand",
                 common::sysfs::VAR
             ))
         })?;
         // The socket to the link that waits outside (pidns), if any.
-        let after = common::after::take();
+        let after = common::after::take(handdown.after.take());
         Ok(HandedDown {
             trees,
             sysfs,

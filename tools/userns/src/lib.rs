@@ -132,7 +132,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         cx.exec_for_real(CREDS_CHANGED);
         return join(&link, &args);
     }
-    let idmap = trees::check(&args.idmap)?;
+    let idmap = trees::check(&args.idmap, cx.handdown().idmap.is_set())?;
     let caller = Caller::current();
     let mut plan = Plan::new(&args, &caller)?;
     let source = match plan.auto {
@@ -205,10 +205,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
-    trees.hand_down()?;
-    // Both belong to the chain from here on: a successful exec never drops them; a failed
-    // one drops (closes, removes) them.
-    cx.hold(trees);
+    // The trees are the next links' (written at the exec, taken by mntns); the lease belongs
+    // to the chain: a successful exec never drops it, a failed one releases it.
+    cx.handdown().idmap = trees.hand_down();
     cx.hold(lease);
     cx.exec_for_real(CREDS_CHANGED);
     Ok(Next::Exec(args.command.command))
@@ -357,7 +356,7 @@ fn share_data_dir(
     helper
         .make_dir(&dir, uid, gid)
         .map_err(|e| e.context("unable to prepare the data directory of the namespace"))?;
-    common::handdown::export(state::DATA_DIR_VAR, &dir);
+    state::hand_down_data_dir(&dir);
     Ok(Some(dir))
 }
 
