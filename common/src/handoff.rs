@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use crate::cli::Status;
 use crate::handdown::{self, Handdown};
 use crate::inprocess::{self, Handoff, Links, Outcome};
-use crate::{exec, exit, report, Fatal};
+use crate::{chain, exec, exit, report, Fatal};
 
 /// What happens after this link.
 #[derive(Debug)]
@@ -36,6 +36,7 @@ pub struct Context {
     links: Option<&'static Links>,
     real_exec: Option<&'static str>,
     handdown: Handdown,
+    registrations: chain::Pending,
 }
 
 impl std::fmt::Debug for Context {
@@ -60,7 +61,22 @@ impl Context {
             links: None,
             real_exec: None,
             handdown: Handdown::default(),
+            registrations: chain::Pending::default(),
         }
+    }
+
+    /// The list a link's registration goes to when the chain registers once: in the
+    /// multi-call binary, unless every link execs (`NSCHAIN_EXEC_LINKS=1`). The records are
+    /// written before the process execs, forks the container or exits; an in-process
+    /// hand-off carries them to the next link.
+    pub fn deferred_registrations(&self) -> Option<chain::Pending> {
+        (self.links.is_some() && !inprocess::exec_links_forced())
+            .then(|| self.registrations.clone())
+    }
+
+    /// Writes the registrations the chain deferred ([`Context::deferred_registrations`]).
+    pub fn register_now(&self) -> Result<(), Fatal> {
+        chain::flush(&self.registrations)
     }
 
     /// The context of link `tool`, given what the earlier links handed down.
@@ -78,14 +94,18 @@ impl Context {
 
     /// For a child that will exec the next link itself (pidns's container process): writes
     /// the hand-downs to the environment now, fds inherited.
-    pub fn export_handdown(&self) -> std::io::Result<()> {
-        self.handdown.export()
+    pub fn export_handdown(&self) -> Result<(), Fatal> {
+        self.register_now()?;
+        self.handdown
+            .export()
+            .map_err(|e| Fatal::from(e).context("unable to hand down to the container"))
     }
 
     /// The context of a link of the multi-call binary, whose next link may run in this
     /// process ([`crate::inprocess`]).
-    pub fn in_multi_call(tool: &'static str, handdown: Handdown, links: &'static Links) -> Context {
-        let mut cx = Context::with_handdown(tool, handdown);
+    pub fn in_multi_call(tool: &'static str, handoff: Handoff, links: &'static Links) -> Context {
+        let mut cx = Context::with_handdown(tool, handoff.handdown);
+        *cx.registrations.borrow_mut() = handoff.registrations;
         cx.links = Some(links);
         cx
     }
@@ -130,7 +150,10 @@ impl Context {
 /// to exit with.
 pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
     match next {
-        Next::Exit(status) => Ok(Outcome::Exit(ExitCode::from(status))),
+        Next::Exit(status) => {
+            cx.register_now()?;
+            Ok(Outcome::Exit(ExitCode::from(status)))
+        }
         Next::Exec(command) => {
             crate::link_trace::plant();
             let command = exec::command_or_shell(command);
@@ -141,8 +164,14 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
                     std::mem::forget(value);
                 }
                 let handdown = std::mem::take(&mut cx.handdown);
-                return Ok(Outcome::Continue(Handoff { argv, handdown }));
+                let registrations = std::mem::take(&mut *cx.registrations.borrow_mut());
+                return Ok(Outcome::Continue(Handoff {
+                    argv,
+                    handdown,
+                    registrations,
+                }));
             }
+            cx.register_now()?;
             let to_a_link = command.first().is_some_and(|p| handdown::is_link(p));
             if to_a_link {
                 cx.handdown.export().map_err(|e| {

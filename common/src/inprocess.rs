@@ -53,11 +53,13 @@ pub struct Handoff {
     pub argv: Vec<OsString>,
     /// What the earlier links hand it.
     pub handdown: Handdown,
+    /// The earlier links' registrations, not yet written (`common::chain::flush`).
+    pub registrations: Vec<(String, crate::info::Record)>,
 }
 
 /// A tool's entry in the multi-call table: its argv (`argv[0]` is its name), what the earlier
 /// links hand it, and the table.
-pub type Entry = fn(Vec<OsString>, Handdown, &'static Links) -> Outcome;
+pub type Entry = fn(Handoff, &'static Links) -> Outcome;
 
 /// The tools a multi-call binary holds, by name.
 #[derive(Debug)]
@@ -119,19 +121,23 @@ impl Links {
 /// The multi-call binary's `main`: runs the tool argv names, then each link that is handed
 /// off in this process, until one execs for real or exits.
 pub fn dispatch(links: &'static Links) -> ExitCode {
-    let mut argv: Vec<OsString> = std::env::args_os().collect();
-    let mut handdown = Handdown::from_env();
+    let mut next = Handoff {
+        argv: std::env::args_os().collect(),
+        handdown: Handdown::from_env(),
+        registrations: Vec::new(),
+    };
     loop {
-        let (_, entry, own) = match links.select(argv) {
+        let (_, entry, own) = match links.select(next.argv) {
             Ok(selected) => selected,
             Err(message) => {
                 eprintln!("{}: fatal: {message}", report::tool());
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        match entry(own, handdown, links) {
+        next.argv = own;
+        match entry(next, links) {
             Outcome::Exit(code) => return code,
-            Outcome::Continue(next) => (argv, handdown) = (next.argv, next.handdown),
+            Outcome::Continue(handoff) => next = handoff,
         }
     }
 }
@@ -318,7 +324,7 @@ mod tests {
         assert_eq!(link_name(&words(&["nschain"])), None);
     }
 
-    fn dummy(_: Vec<OsString>, _: Handdown, _: &'static Links) -> Outcome {
+    fn dummy(_: Handoff, _: &'static Links) -> Outcome {
         Outcome::Exit(ExitCode::SUCCESS)
     }
 

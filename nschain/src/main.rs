@@ -2,18 +2,16 @@
 //! to this file) or as `nschain TOOL ARGS...`. A link whose next link is this same file runs
 //! it in this process (common::inprocess); everything else is the tool's own `run`.
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
-use common::handdown::Handdown;
-use common::inprocess::{Links, Outcome};
+use common::inprocess::{Handoff, Links, Outcome};
 
 /// One entry of the table per tool: its name and its `run`.
 macro_rules! links {
     ($($entry:ident = $tool:literal => $run:path),* $(,)?) => {
         $(
-            fn $entry(argv: Vec<OsString>, handdown: Handdown, links: &'static Links) -> Outcome {
-                common::cli::link($tool, $run, argv, handdown, Some(links))
+            fn $entry(start: Handoff, links: &'static Links) -> Outcome {
+                common::cli::link($tool, $run, start, Some(links))
             }
         )*
         static LINKS: Links = Links {

@@ -336,3 +336,86 @@ fn another_program_of_the_same_name_is_exec_d() {
         stderr(&out)
     );
 }
+
+/// A named chain started through `nschain` (tests/tests/handoff.rs's own hard links).
+fn named_chain(dir: &Path, exec: bool) -> std::process::Child {
+    let bin = dir.join("bin");
+    let mut cmd = Command::new(bin.join("netns"));
+    cmd.args([
+        "--name", "web", "--", "ipcns", "--", "utsns", "--", "sleep", "30",
+    ]);
+    with_env(&mut cmd, &dir.join(format!("state-{exec}")));
+    cmd.env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    if exec {
+        cmd.env("NSCHAIN_EXEC_LINKS", "1");
+    }
+    cmd.stdin(std::process::Stdio::null());
+    cmd.spawn().unwrap()
+}
+
+fn registration_files(dir: &Path, exec: bool) -> Vec<String> {
+    let chain = dir.join(format!("state-{exec}/run/chains/web"));
+    for _ in 0..200 {
+        let mut files: Vec<String> = fs::read_dir(&chain)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.retain(|f| f.ends_with(".json"));
+        if files.iter().any(|f| f.contains("uts")) {
+            return files;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "chain web never registered its uts namespace in {}",
+        chain.display()
+    );
+}
+
+/// Links handed off in process register once, in one file; nsps reads the same records
+/// either way, and says so when it cannot check one against the kernel.
+#[test]
+fn an_in_process_chain_registers_once() {
+    if !need::rootless() {
+        return;
+    }
+    let dir = scratch();
+    let bin = install(dir.path());
+    for exec in [false, true] {
+        let mut chain = named_chain(dir.path(), exec);
+        let files = registration_files(dir.path(), exec);
+        let state = dir.path().join(format!("state-{exec}"));
+        let mut nsps = Command::new(bin.join("nsps"));
+        nsps.arg("web");
+        with_env(&mut nsps, &state);
+        let shown = ok(&mut nsps);
+        let mut as_other = as_nobody(&nsps);
+        let unverified = run(&mut as_other);
+        chain.kill().unwrap();
+        chain.wait().unwrap();
+        assert!(shown.contains("ipc net uts"), "{shown}");
+        if exec {
+            assert_eq!(
+                files,
+                ["chain.json", "ipc.json", "net.json", "uts.json"],
+                "{files:?}"
+            );
+        } else {
+            assert_eq!(files.len(), 2, "{files:?}");
+            assert!(
+                files[1].starts_with("links-") && files[1].ends_with("-net-ipc-uts.json"),
+                "{files:?}"
+            );
+        }
+        // uid 65534 may not read root's /proc/PID/ns: nsps says it cannot verify.
+        assert!(
+            stderr(&unverified).contains("cannot be verified"),
+            "{}",
+            stderr(&unverified)
+        );
+    }
+}

@@ -114,8 +114,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     };
     // The container's first process execs the next link itself: what this link was handed
     // goes down as at any real exec.
-    cx.export_handdown()
-        .map_err(|e| Fatal::from(e).context("unable to hand down to the container"))?;
+    cx.export_handdown()?;
     let (pid, mut monitor) = wiring.fork(&link, role, &args, after)?;
     // With --no-init and --join, COMMAND's group is ours to signal; the init handles its own.
     let target = if args.pgroup && role == Role::Command {
