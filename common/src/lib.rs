@@ -17,6 +17,7 @@
 // crate `common`.
 extern crate self as common;
 
+pub mod accounts;
 pub mod after;
 pub mod chain;
 pub mod cli;

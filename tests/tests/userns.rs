@@ -1215,3 +1215,25 @@ fn rootless_bad_subids_say_what_to_add_and_leave_nothing() {
         "unable to pin",
     );
 }
+
+/// `--map-user NAME` and `--map-group NAME` are read from /etc/passwd and /etc/group as files
+/// (the binaries are static: no NSS), as ids would be given.
+#[test]
+fn map_user_and_group_take_names() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let out = ok(tool("userns", state.path()).args([
+        "--map-user",
+        "nobody",
+        "--map-group",
+        "nogroup",
+        "--",
+        "id",
+        "-u",
+    ]));
+    assert_eq!(out, "65534");
+    let out = ok(tool("userns", state.path()).args(["--map-group", "nogroup", "--", "id", "-g"]));
+    assert_eq!(out, "65534");
+}

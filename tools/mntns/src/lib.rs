@@ -750,7 +750,10 @@ fn settle_user_and_env(
         None => None,
     };
     if let Some(user) = &resolved {
-        entry.user = Some(user.user);
+        entry.user = Some(volume::User {
+            uid: user.user.uid,
+            gid: user.user.gid,
+        });
         entry.groups = user.groups.clone();
     }
     env.apply(resolved.as_ref());

@@ -72,13 +72,15 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["map_user", "map_group", "map_auto", "join"])]
     pub map_root: bool,
 
-    /// Your uid inside (default 0); with --map-users, which mapped uid to become
-    #[arg(long, value_name = "UID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+    /// Your uid inside (default 0), or a user name of /etc/passwd; with --map-users, which
+    /// mapped uid to become
+    #[arg(long, value_name = "UID|NAME", value_parser = idmap::parse_user, conflicts_with = "map_auto",
           allow_hyphen_values = true)]
     pub map_user: Option<u32>,
 
-    /// Your gid inside (default 0); with --map-groups, which mapped gid to become
-    #[arg(long, value_name = "GID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+    /// Your gid inside (default 0), or a group name of /etc/group; with --map-groups, which
+    /// mapped gid to become
+    #[arg(long, value_name = "GID|NAME", value_parser = idmap::parse_group, conflicts_with = "map_auto",
           allow_hyphen_values = true)]
     pub map_group: Option<u32>,
 
