@@ -15,6 +15,8 @@ TOOLS    := $(sort $(notdir $(wildcard tools/*)))
 # The suites run again with a real exec at every link (issue 14).
 EXEC_LINK_SUITES := contract faults $(basename $(notdir $(wildcard tests/tests/escape*.rs)))
 RELEASE  := target/release
+HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
+STATIC   := target/$(HOST)/release
 
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
@@ -25,8 +27,12 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
 
 all: build
 
+# Release binaries are static-pie (glibc's crt-static; names are read from /etc/passwd and
+# /etc/group as files, common::accounts). Built for the explicit host target so that build
+# scripts and proc-macros stay dynamic, then linked into target/release where scripts look.
 build:
-	$(CARGO) build --release --workspace
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --workspace --bins --target $(HOST)
+	@mkdir -p $(RELEASE); for b in nschain $(TOOLS); do ln -f $(STATIC)/$$b $(RELEASE)/$$b; done
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
