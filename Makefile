@@ -4,7 +4,8 @@
 #                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length,
 #                     and every test (root tests need root)
 #   make install      nschain and its tools as hard links to it, man pages and shell completions
-#   make test-exec-links  contract, escape and fault suites with NSCHAIN_EXEC_LINKS=1
+#   make test-exec-links  contract, escape and fault suites through nschain, in process and
+#                     with NSCHAIN_EXEC_LINKS=1
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
 
@@ -55,9 +56,12 @@ test: deps check
 	$(CARGO) test --workspace
 	$(MAKE) test-exec-links
 
+# The same suites through the multi-call binary (tests/src: NSCHAIN_TEST_MULTICALL), links
+# handed off in process, then with a real exec at every link.
 test-exec-links:
 	$(CARGO) build --workspace --bins
-	NSCHAIN_EXEC_LINKS=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
+	NSCHAIN_TEST_MULTICALL=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
+	NSCHAIN_TEST_MULTICALL=1 NSCHAIN_EXEC_LINKS=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
