@@ -1,7 +1,7 @@
 # nschain: build, install, test, bench, demo.
 #   make              release build of every tool
 #   make test         installs what the tests need (Debian packages, only if missing), then
-#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length,
+#                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
 #                     and every test (root tests need root)
 #   make install      nschain and its tools as hard links to it, man pages and shell completions
 #   make test-exec-links  contract, escape and fault suites through nschain, in process and
@@ -22,7 +22,7 @@ STATIC   := target/$(HOST)/release
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
-                bash-completion man-db
+                bash-completion man-db golang-github-containers-common
 
 .PHONY: all build install deps test test-exec-links check unit bench demo shell clean
 
@@ -50,6 +50,7 @@ check:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 	python3 scripts/unused-deps.py
 	python3 scripts/long-functions.py
+	python3 scripts/helper-protocols.py
 
 test: deps check
 	$(CARGO) build --workspace --bins

@@ -13,14 +13,14 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
 
+use crate::channel::{self, Channel, RecvError};
 use crate::handdown::Slot;
 use crate::{debug, report};
 
@@ -30,32 +30,31 @@ pub const VAR: &str = "NSCHAIN_AFTER_FD";
 pub const REMOVABLE_MARK: &str = ".rm";
 const TRASH_PREFIX: &str = ".trash-";
 
+/// What a later link asks of the waiting side.
+#[derive(Debug, Serialize, Deserialize)]
+enum AfterRequest {
+    /// Remove this directory (marked with [`REMOVABLE_MARK`]) once the container has ended.
+    Remove(PathBuf),
+}
+
 /// The waiting side's offer, made before its fork.
 #[derive(Debug)]
 pub struct Offer {
-    ours: OwnedFd,
-    theirs: OwnedFd,
+    ours: Channel,
+    theirs: Channel,
 }
 
 impl Offer {
-    /// A socket pair: one end stays with the waiting side, the other is handed down.
+    /// A channel: one end stays with the waiting side, the other is handed down.
     pub fn new() -> io::Result<Offer> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        )?;
+        let (ours, theirs) = channel::pair()?;
         Ok(Offer { ours, theirs })
     }
 
     /// In the child, before its exec: the next links inherit the socket, named in `VAR`.
     pub fn hand_down(self) -> io::Result<()> {
         drop(self.ours);
-        let fd = self.theirs.into_raw_fd();
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+        let fd = self.theirs.into_inheritable()?;
         crate::handdown::export(VAR, fd.to_string());
         Ok(())
     }
@@ -69,18 +68,29 @@ impl Offer {
 /// The waiting side, once the child has its end.
 #[derive(Debug)]
 pub struct Listener {
-    ours: OwnedFd,
+    ours: Channel,
 }
 
 impl Listener {
-    /// Once the container has ended: carries out every request it made.
+    /// Once the container has ended: carries out every request it made (those queued; the
+    /// senders are gone or about to be).
     pub fn run_requests(self) {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = recv(self.ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-            if n == 0 {
-                break;
-            }
-            let dir = PathBuf::from(OsStr::from_bytes(&buf[..n]));
+        if let Err(e) = self.ours.set_nonblocking() {
+            report::warning(format_args!(
+                "unable to read the requests of later links: {e}"
+            ));
+            return;
+        }
+        loop {
+            let dir = match self.ours.recv::<AfterRequest>() {
+                Ok(Some(AfterRequest::Remove(dir))) => dir,
+                Ok(None) => break,
+                Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    report::warning(format_args!("ignored a request of a later link: {e}"));
+                    break;
+                }
+            };
             if !removable(&dir) {
                 report::warning(format_args!(
                     "ignored a request to remove {}: not a directory marked for removal",
@@ -97,31 +107,27 @@ impl Listener {
     }
 }
 
-/// The consuming side: takes the socket a waiting link offered, if any.
-pub fn take(slot: Slot<OwnedFd>) -> Option<OwnedFd> {
-    let value = match slot {
+/// The consuming side: takes the channel a waiting link offered, if any (made by a link of
+/// this process, or inherited as `NSCHAIN_AFTER_FD`).
+pub fn take(slot: Slot<OwnedFd>) -> Option<Channel> {
+    let fd = match slot {
         Slot::Empty => return None,
-        Slot::Made(fd) => return Some(fd),
-        Slot::Inherited(value) => value,
+        Slot::Made(fd) => fd,
+        Slot::Inherited(value) => {
+            let fd: RawFd = value.to_str()?.parse().ok().filter(|fd| *fd > 2)?;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+            // SAFETY: the fd was handed down to this link by name and is open; from here on
+            // this link owns it (Channel::adopt checks that it is a socket, else it is closed).
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        }
     };
-    let fd: RawFd = value.to_str()?.parse().ok().filter(|fd| *fd > 2)?;
-    let stat = nix::sys::stat::fstat(fd).ok()?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return None;
-    }
-    // SAFETY: the fd was handed down to this link by name and is a socket; from here on this
-    // link owns it (and closes it).
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-    Some(fd)
+    Channel::adopt(fd).ok()
 }
 
 /// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container
 /// has ended.
-pub fn request_removal(fd: &impl AsFd, dir: &Path) -> io::Result<()> {
-    let bytes = dir.as_os_str().as_bytes();
-    send(fd.as_fd().as_raw_fd(), bytes, MsgFlags::empty())?;
-    Ok(())
+pub fn request_removal(after: &Channel, dir: &Path) -> io::Result<()> {
+    after.send(&AfterRequest::Remove(dir.to_owned()))
 }
 
 /// Removes the layers under `parent` that were marked for removal but whose holder is gone

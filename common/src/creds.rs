@@ -89,10 +89,17 @@ impl Creds {
 
     /// Becomes what the container is. Call it inside every namespace of the container, in its
     /// root, still privileged there, and before the process can be seen from inside.
-    pub fn apply(&self, filter: bool) -> Result<(), Fatal> {
+    pub fn apply(
+        &self,
+        filter: bool,
+        profile: Option<&crate::seccomp_policy::Compiled>,
+    ) -> Result<(), Fatal> {
         if filter {
             // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
             common::seccomp::deny_terminal_injection()?;
+        }
+        if let Some(profile) = profile {
+            crate::seccomp_policy::install(profile, "the container's profile")?;
         }
         debug::step("the container's user and capabilities", || self.switch())
             .map_err(|e| Fatal::from(e).context("unable to take the container's credentials"))?;
@@ -157,6 +164,14 @@ impl Creds {
 
 fn has(mask: u64, cap: Capability) -> bool {
     cap.index() < 64 && mask & cap.bitmask() != 0
+}
+
+impl Creds {
+    /// The names (`CAP_SYS_ADMIN`, ...) of the bounding set: what a seccomp profile is judged
+    /// against.
+    pub fn bounding_names(&self) -> HashSet<String> {
+        set(self.bounding).iter().map(|c| c.to_string()).collect()
+    }
 }
 
 /// The capabilities of a mask that this system knows.

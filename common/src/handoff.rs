@@ -70,7 +70,7 @@ impl Context {
     /// written before the process execs, forks the container or exits; an in-process
     /// hand-off carries them to the next link.
     pub fn deferred_registrations(&self) -> Option<chain::Pending> {
-        (self.links.is_some() && !inprocess::exec_links_forced())
+        (self.links.is_some() && self.real_exec.is_none() && !inprocess::exec_links_forced())
             .then(|| self.registrations.clone())
     }
 
@@ -115,11 +115,14 @@ impl Context {
         self.links
     }
 
-    /// Asks for a real exec of the next program, because of `why`: this link left a state an
-    /// in-process hand-off cannot give the next one as an exec would (changed credentials, a
-    /// new root, a time namespace entered only at exec).
-    pub fn exec_for_real(&mut self, why: &'static str) {
+    /// Asks for a real exec of the next program, because of `why`: this link will leave a
+    /// state an in-process hand-off cannot give the next one as an exec would (changed
+    /// credentials, a new root). Called before the link changes anything: the registrations
+    /// the earlier links deferred are written now, with the privileges they were made with,
+    /// and this link's own is written at once.
+    pub fn exec_for_real(&mut self, why: &'static str) -> Result<(), Fatal> {
         self.real_exec = Some(why);
+        self.register_now()
     }
 
     /// Why this link must exec for real, if it asked to.

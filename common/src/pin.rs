@@ -3,17 +3,17 @@
 //! with the caller's privileges, which the link itself may have lost after its unshare (a new
 //! user or mount namespace), so a helper forked *before* the unshare makes it when told to.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
 
+use crate::channel::{self, Channel, Failure};
 use crate::ns::Namespace;
 use crate::{debug, Fatal};
 
@@ -21,8 +21,7 @@ use crate::{debug, Fatal};
 #[derive(Debug)]
 pub struct PinHelper {
     child: Pid,
-    go: File,
-    result: File,
+    channel: Channel,
     path: PathBuf,
     created: bool,
 }
@@ -46,10 +45,9 @@ impl PinHelper {
         };
         let spawned = spawn_helper(path, kind);
         match spawned {
-            Ok((child, go, result)) => Ok(PinHelper {
+            Ok((child, channel)) => Ok(PinHelper {
                 child,
-                go,
-                result,
+                channel,
                 path: path.to_owned(),
                 created,
             }),
@@ -63,17 +61,15 @@ impl PinHelper {
     }
 
     /// Tells the helper to bind the namespace (now created) and waits for it.
-    pub fn pin(mut self) -> Result<(), Fatal> {
+    pub fn pin(self) -> Result<(), Fatal> {
         let outcome = debug::step(format_args!("pin at {}", self.path.display()), || {
-            self.go.write_all(b"g")?;
-            let mut errno = [0u8; 4];
-            self.result.read_exact(&mut errno)?;
-            Ok::<i32, std::io::Error>(i32::from_ne_bytes(errno))
+            self.channel
+                .call::<_, Result<(), Failure>>(&PinRequest::Bind, "the pin helper")
         });
         let _ = waitpid(self.child, None);
         match outcome {
-            Ok(0) => Ok(()),
-            Ok(errno) => Err(self.fail(Errno::from_raw(errno).into())),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(self.fail(std::io::Error::from(failure).into())),
             Err(e) => Err(self.fail(e.into())),
         }
     }
@@ -97,43 +93,38 @@ impl Drop for PinHelper {
     }
 }
 
-fn spawn_helper(path: &Path, kind: Namespace) -> anyhow::Result<(Pid, File, File)> {
-    let (go_read, go_write) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
-    let (result_read, result_write) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+/// What the link asks of its pin helper.
+#[derive(Debug, Serialize, Deserialize)]
+enum PinRequest {
+    /// The namespace exists now: bind it at the path.
+    Bind,
+}
+
+fn spawn_helper(path: &Path, kind: Namespace) -> anyhow::Result<(Pid, Channel)> {
+    let (ours, theirs) = channel::pair().context("unable to create the pin helper's channel")?;
     let source = kind.proc_path(Some(crate::procfs::own_pid()));
     // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.
     match unsafe { fork() }.context("unable to fork the pin helper")? {
         ForkResult::Child => {
-            drop(go_write);
-            drop(result_read);
-            let mut go = File::from(go_read);
-            let mut byte = [0u8; 1];
-            let errno = match go.read(&mut byte) {
-                Ok(1) => match mount(
+            drop(ours);
+            // Not told to bind (the link failed, or exec'd without pinning): nothing to do.
+            if let Ok(Some(PinRequest::Bind)) = theirs.recv::<PinRequest>() {
+                let outcome = mount(
                     Some(&source),
                     path,
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,
-                ) {
-                    Ok(()) => 0,
-                    Err(errno) => errno as i32,
-                },
-                _ => {
-                    // SAFETY: _exit ends the helper without running the parent's destructors.
-                    unsafe { libc::_exit(0) }
-                }
-            };
-            let _ = File::from(result_write).write_all(&errno.to_ne_bytes());
-            // SAFETY: as above.
+                )
+                .map_err(|e| Failure::from_io(&e.into(), "bind the namespace file"));
+                let _ = theirs.send(&outcome);
+            }
+            // SAFETY: _exit ends the helper without running the parent's destructors.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
-            drop(go_read);
-            drop(result_write);
-            Ok((child, File::from(go_write), File::from(result_read)))
+            drop(theirs);
+            Ok((child, ours))
         }
     }
 }

@@ -116,6 +116,9 @@ const CASES: &[(&str, &[&str])] = &[
     ("mntns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("mntns", &["--name", "bad/name"]),
     ("mntns", &["--info-fd", "990"]),
+    ("mntns", &["--seccomp", ""]),
+    ("mntns", &["--seccomp", "{dir}/no-such-profile.json"]),
+    ("mntns", &["--seccomp", "/etc/passwd"]),
     // netns
     ("netns", &["--bridge=bad/name"]),
     ("netns", &["--bridge=", "--ip", "10.1.1.1"]),

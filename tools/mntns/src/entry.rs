@@ -165,6 +165,9 @@ pub struct Entry {
     /// The `--rm` waiter (waiter.rs): COMMAND dies with it, also after a change of user (which
     /// clears the parent-death signal).
     pub waiter: Option<nix::unistd::Pid>,
+    /// The seccomp profile (`--seccomp`; the default one in a new root), compiled for the
+    /// capabilities COMMAND will hold.
+    pub profile: Option<common::seccomp_policy::Compiled>,
 }
 
 impl Entry {
@@ -181,9 +184,6 @@ impl Entry {
                 "it exists on the host but not inside the new root: install it in the root, or bind it in with -v"
             });
         }
-        // A new root, the container's credentials and its seccomp filter: only an execve
-        // gives the next program exactly what it should see of them.
-        cx.exec_for_real("mntns changes the root and the credentials");
         Ok(Next::Exec(command))
     }
 
@@ -194,6 +194,24 @@ impl Entry {
             && self.user.is_none_or(|u| u.uid == 0)
     }
 
+    /// The names of the capabilities COMMAND will hold (what a seccomp profile is judged
+    /// against): the join's credentials, else the default set and the flags.
+    pub fn capability_names(&self) -> HashSet<String> {
+        if let Some(creds) = &self.creds {
+            return creds.bounding_names();
+        }
+        let base: HashSet<Capability> = if self.container {
+            DEFAULT_CAPS.into_iter().collect()
+        } else {
+            caps::read(None, CapSet::Permitted).unwrap_or_default()
+        };
+        let all = caps::read(None, CapSet::Bounding).unwrap_or_default();
+        compute_caps(&base, &all, &self.cap_add, &self.cap_drop)
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
     fn prepare(&self) -> Result<(), Fatal> {
         self.change_dir()?;
         if self.container {
@@ -201,11 +219,14 @@ impl Entry {
         }
         if let Some(creds) = &self.creds {
             // The filter first, then the container's user and capability sets.
-            creds.apply(self.container || creds.filtered)?;
+            creds.apply(self.container || creds.filtered, self.profile.as_ref())?;
         } else {
             if self.container {
                 // Before the capabilities go: installing a filter needs CAP_SYS_ADMIN here.
                 crate::seccomp::deny_terminal_injection()?;
+            }
+            if let Some(profile) = &self.profile {
+                common::seccomp_policy::install(profile, "the container's profile")?;
             }
             self.switch_user_and_caps()?;
         }

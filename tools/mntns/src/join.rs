@@ -120,6 +120,27 @@ pub fn setuid_guarded(link: &Link) -> bool {
     }
 }
 
+/// The seccomp profile of the container whose mount namespace `link` joins, as its mntns
+/// recorded it: none recorded (mntns made it without a new root) is none; a namespace no chain
+/// registered (a pin of someone else's) gets the default.
+pub fn seccomp_profile(link: &Link) -> common::seccomp_policy::Choice {
+    let made = link
+        .joined()
+        .and_then(|j| j.inode().ok())
+        .and_then(|inode| {
+            chain::names().into_iter().find_map(|name| {
+                chain::live_records(&name)
+                    .into_iter()
+                    .find(|r| r.created && r.ns.kind == "mnt" && r.ns.inode == inode)
+            })
+        });
+    match made {
+        Some(record) => common::seccomp_policy::recorded(&record.extra)
+            .unwrap_or(common::seccomp_policy::Choice::Unconfined),
+        None => common::seccomp_policy::Choice::Default,
+    }
+}
+
 impl Joined {
     fn chroot(&self) -> anyhow::Result<()> {
         if let Some(root) = &self.root {

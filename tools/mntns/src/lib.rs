@@ -67,6 +67,7 @@ use common::cli::CommandArgs;
 use common::handdown::Slot;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
+use common::seccomp_policy::{self, Choice};
 use common::{debug, Context, Fatal, Hint, Next};
 use serde_json::{json, Map};
 
@@ -181,6 +182,11 @@ pub struct Args {
     #[arg(long)]
     pub no_new_keyring: bool,
 
+    /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
+    /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
+    #[arg(long, value_name = "PROFILE", value_parser = parse_seccomp)]
+    pub seccomp: Option<Choice>,
+
     #[command(flatten)]
     pub ns: NsOptions,
 
@@ -198,6 +204,19 @@ fn parse_user(text: &str) -> Result<passwd::UserSpec, String> {
 
 fn parse_cap(text: &str) -> Result<CapSpec, String> {
     text.parse()
+}
+
+fn parse_seccomp(text: &str) -> Result<Choice, String> {
+    text.parse()
+}
+
+/// The profile COMMAND gets: `--seccomp`, else the default in a container, else none.
+fn seccomp_choice(args: &Args, container: bool) -> Choice {
+    match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None if container => Choice::Default,
+        None => Choice::Unconfined,
+    }
 }
 
 /// The new root, checked.
@@ -318,12 +337,18 @@ fn on_host(command: &[OsString]) -> bool {
     std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
 }
 
+/// Why the next program is exec'd for real (common::inprocess).
+const REAL_EXEC: &str = "mntns changes the root and the credentials";
+
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
     // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
+    // A new root, the container's credentials and its seccomp filter: only an execve gives
+    // the next program exactly what it should see of them.
+    cx.exec_for_real(REAL_EXEC)?;
     // First: what earlier links handed down is this link's, whatever happens next.
     let handed = HandedDown::take(cx)?;
     let plan = plan(&args)?;
@@ -351,6 +376,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let mut trees = RootTrees::split(trees, &plan);
     let container = plan.root.is_some();
     let mut entry = new_entry(&args, container);
+    let seccomp = seccomp_choice(&args, container);
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     // Checked before anything changes; opened again in the new namespace below.
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
@@ -388,6 +415,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     )?;
     set_workdir(&args, &plan, root.as_fd(), cwd.as_deref(), &mut entry)?;
     describe(&plan, &layer, &trees.handed, &shared, &mut extra);
+    if container || args.seccomp.is_some() {
+        extra.insert(seccomp_policy::RECORD_KEY.into(), json!(seccomp.describe()));
+    }
     link.finish(host_pid, extra)?;
 
     enter_root(&args, root, container)?;
@@ -413,7 +443,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
 struct HandedDown {
     trees: idmap::Trees,
     sysfs: Option<OwnedFd>,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
 }
 
 impl HandedDown {
@@ -501,6 +531,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         creds: None,
         notice: None,
         waiter: None,
+        profile: None,
     }
 }
 
@@ -715,7 +746,7 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
 /// the layer instead.
 fn release_layer(
     rm: bool,
-    after: Option<OwnedFd>,
+    after: Option<common::channel::Channel>,
     layer: &Option<overlay::Layer>,
     cleaner: Option<overlay::Cleaner>,
 ) {
@@ -877,7 +908,14 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         creds,
         notice: None,
         waiter: None,
+        profile: None,
     };
+    // The container's own profile, unless --seccomp chooses another.
+    let seccomp = match &args.seccomp {
+        Some(choice) => choice.clone(),
+        None => join::seccomp_profile(link),
+    };
+    entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
     if guarded {
         // The same guard as the container's own processes (said when it started).

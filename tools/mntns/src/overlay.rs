@@ -18,16 +18,18 @@
 //! whose lock is free and any half-deleted `.trash-*` directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use common::channel::{self, Channel};
 use common::{debug, report, state, Fatal};
 use nix::mount::MsFlags;
 use nix::unistd::{fork, ForkResult};
+use serde::{Deserialize, Serialize};
 
 use crate::sys;
 
@@ -409,8 +411,19 @@ pub fn remove(layer: &Layer) -> std::io::Result<()> {
 /// The forked cleaner, waiting for word from mntns.
 #[derive(Debug)]
 pub struct Cleaner {
-    go: File,
+    channel: Channel,
     pid: nix::unistd::Pid,
+}
+
+/// What mntns tells its cleaner once setup succeeded (nothing at all: setup failed).
+#[derive(Debug, Serialize, Deserialize)]
+enum CleanerWord {
+    /// The layer is kept: leave at once.
+    Keep,
+    /// pidns removes the `--rm` layer: only hold its lock until COMMAND exits.
+    HeldByPidns,
+    /// Delete the `--rm` layer once COMMAND exits.
+    DeleteAfter,
 }
 
 impl Cleaner {
@@ -422,30 +435,30 @@ impl Cleaner {
         }
         let watched = sys::pidfd_open(std::process::id() as libc::pid_t)
             .map_err(|e| Fatal::from(e).context("unable to watch this process (pidfd_open)"))?;
-        let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+        let (ours, theirs) = channel::pair()
+            .map_err(|e| Fatal::from(e).context("unable to create the cleaner's channel"))?;
         let lock = layer.lock.take();
         // SAFETY: mntns is single-threaded until exec, so the child may run ordinary code.
         match unsafe { fork() }
             .map_err(|e| Fatal::from(e).context("unable to fork the layer cleaner"))?
         {
             ForkResult::Child => {
-                drop(go_write);
+                drop(ours);
                 let keep = [
-                    go_read.as_raw_fd(),
+                    theirs.as_fd().as_raw_fd(),
                     watched.as_raw_fd(),
                     lock.as_ref().map(|l| l.as_raw_fd()).unwrap_or(-1),
                 ];
-                let code = clean(File::from(go_read), watched, layer, &keep);
+                let code = clean(theirs, watched, layer, &keep);
                 drop(lock);
                 // SAFETY: _exit ends the cleaner without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
             ForkResult::Parent { child } => {
-                drop(go_read);
+                drop(theirs);
                 drop(lock);
                 Ok(Some(Cleaner {
-                    go: File::from(go_write),
+                    channel: ours,
                     pid: child,
                 }))
             }
@@ -458,13 +471,13 @@ impl Cleaner {
     /// `delegated`: a link outside the pid namespace (pidns) removes the `--rm` layer once the
     /// container has ended; the cleaner then only holds the layer's lock until COMMAND exits
     /// (so that no other start collects a live layer), and deletes nothing.
-    pub fn release(mut self, rm: bool, delegated: bool) {
+    pub fn release(self, rm: bool, delegated: bool) {
         let word = match (rm, delegated) {
-            (false, _) => b"k",
-            (true, true) => b"h",
-            (true, false) => b"w",
+            (false, _) => CleanerWord::Keep,
+            (true, true) => CleanerWord::HeldByPidns,
+            (true, false) => CleanerWord::DeleteAfter,
         };
-        let _ = self.go.write_all(word);
+        let _ = self.channel.send(&word);
         if !rm {
             // It leaves at once: reap it, so COMMAND does not inherit a zombie child.
             let _ = nix::sys::wait::waitpid(self.pid, None);
@@ -473,17 +486,16 @@ impl Cleaner {
 }
 
 /// The cleaner's life: detach, wait for word, then for the watched process, then delete.
-fn clean(mut go: File, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
+fn clean(channel: Channel, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i32 {
     detach(keep);
-    let mut word = [0u8; 1];
-    let (delete, all) = match go.read(&mut word) {
-        Ok(1) if word[0] == b'k' => return 0,
-        Ok(1) if word[0] == b'h' => (false, false),
-        Ok(1) => (true, true),
+    let (delete, all) = match channel.recv::<CleanerWord>() {
+        Ok(Some(CleanerWord::Keep)) => return 0,
+        Ok(Some(CleanerWord::HeldByPidns)) => (false, false),
+        Ok(Some(CleanerWord::DeleteAfter)) => (true, true),
         // mntns failed before the exec: undo what it made (all of it with --rm).
-        _ => (layer.fresh || layer.rm, layer.rm),
+        Ok(None) | Err(_) => (layer.fresh || layer.rm, layer.rm),
     };
-    drop(go);
+    drop(channel);
     let mut fds = [libc::pollfd {
         fd: watched.as_raw_fd(),
         events: libc::POLLIN,

@@ -14,18 +14,17 @@
 //! a stale port rule still points at it.
 
 use std::ffi::CString;
-use std::fs::File;
-use std::io::{Read, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::channel::{self, Channel};
 use common::cli::Status;
-use common::{debug, report, Fatal};
-use nix::unistd::pipe2;
+use common::{debug, report, Fatal, Hint};
+use serde::{Deserialize, Serialize};
 
 use crate::ipam::{Lease, Store};
 use crate::netlink::Rtnl;
@@ -248,7 +247,7 @@ fn prune_bridge(
 /// setup failed.
 #[derive(Debug)]
 pub struct Watcher {
-    go: File,
+    channel: Channel,
 }
 
 impl Watcher {
@@ -257,29 +256,22 @@ impl Watcher {
     /// the container is gone.
     pub fn spawn(held: Vec<OwnedFd>) -> Result<Watcher, Fatal> {
         debug::step("spawn cleanup watcher", || spawn_watcher(&held))
-            .fatal_context_str("unable to start the cleanup watcher")
+            .fatal_context("unable to start the cleanup watcher")
     }
 
     /// Hands the lease over; the watcher releases it when the namespace is gone.
-    pub fn go(mut self, lease: &Lease) -> Result<(), Fatal> {
-        let line = format!(
-            "{} {} {} {} {}\n",
-            lease.bridge, lease.ip, lease.pid, lease.ifindex, lease.veth
-        );
-        self.go
-            .write_all(line.as_bytes())
+    pub fn go(self, lease: &Lease) -> Result<(), Fatal> {
+        let target = Target {
+            bridge: lease.bridge.clone(),
+            ip: lease.ip,
+            pid: lease.pid,
+            ifindex: lease.ifindex,
+            veth: lease.veth.clone(),
+        };
+        self.channel
+            .send(&target)
             .context("unable to hand the lease to the cleanup watcher")?;
         Ok(())
-    }
-}
-
-trait FatalContextStr<T> {
-    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal>;
-}
-
-impl<T> FatalContextStr<T> for anyhow::Result<T> {
-    fn fatal_context_str(self, what: &'static str) -> Result<T, Fatal> {
-        self.map_err(|e| Fatal::from(e.context(what)))
     }
 }
 
@@ -296,8 +288,8 @@ fn pidfd_self() -> anyhow::Result<OwnedFd> {
 
 fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
     let pidfd = pidfd_self()?;
-    let (go_read, go_write) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("unable to create a pipe")?;
+    let (ours, theirs) =
+        channel::pair().context("unable to create the cleanup watcher's channel")?;
     let argv = [
         CString::new("netns")?,
         CString::new("gc")?,
@@ -305,7 +297,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
     ];
     // NSCHAIN_DEBUG: the watcher keeps stderr, so that its trace and errors are seen.
     let mut fds = vec![
-        (go_read.as_raw_fd(), WATCH_GO_FD),
+        (theirs.as_fd().as_raw_fd(), WATCH_GO_FD),
         (pidfd.as_raw_fd(), WATCH_PIDFD),
     ];
     // The port-holding sockets from 5 up: the watcher never touches them, they close when
@@ -317,9 +309,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
     );
     crate::spawn::detached(c"/proc/self/exe", &argv, &fds, debug::enabled())
         .context("unable to spawn netns gc --watch")?;
-    Ok(Watcher {
-        go: File::from(go_write),
-    })
+    Ok(Watcher { channel: ours })
 }
 
 /// `netns gc --watch`: the watcher's life.
@@ -327,14 +317,12 @@ fn watch() -> Result<(), Fatal> {
     // Executed through /proc/self/exe, the watcher would show as `exe`: name it.
     let _ = nix::sys::prctl::set_name(c"netns-gc-watch");
     let held = held_ports();
-    // SAFETY: the spawner placed the go pipe at this number for us alone.
-    let mut go = unsafe { File::from_raw_fd(WATCH_GO_FD) };
+    // SAFETY: the spawner placed the channel at this number for us alone.
+    let go = Channel::adopt(unsafe { OwnedFd::from_raw_fd(WATCH_GO_FD) });
     // SAFETY: likewise for the pidfd of the container's process.
     let pidfd = unsafe { OwnedFd::from_raw_fd(WATCH_PIDFD) };
-    let mut line = String::new();
-    let _ = go.read_to_string(&mut line);
-    drop(go);
-    let Some(target) = parse_go(&line) else {
+    let target = go.ok().and_then(|go| go.recv::<Target>().ok().flatten());
+    let Some(target) = target else {
         // The setup failed or was killed: collect whatever it left.
         drop(pidfd);
         drop(held);
@@ -388,23 +376,13 @@ fn held_ports() -> Vec<OwnedFd> {
     held
 }
 
+#[derive(Debug, Serialize, Deserialize)]
 struct Target {
     bridge: String,
     ip: Ipv4Addr,
     pid: u32,
     ifindex: u32,
     veth: String,
-}
-
-fn parse_go(line: &str) -> Option<Target> {
-    let mut words = line.split_whitespace();
-    Some(Target {
-        bridge: words.next()?.to_owned(),
-        ip: words.next()?.parse().ok()?,
-        pid: words.next()?.parse().ok()?,
-        ifindex: words.next()?.parse().ok()?,
-        veth: words.next()?.to_owned(),
-    })
 }
 
 /// Blocks until the pidfd reports that its process exited.
@@ -428,13 +406,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_lines_round_trip() {
-        let t = parse_go("nschain0 10.200.0.2 42 7 nsc0ac80002\n").unwrap();
+    fn the_watcher_receives_its_target_or_the_end() {
+        let (ours, theirs) = channel::pair().unwrap();
+        let target = Target {
+            bridge: "nschain0".into(),
+            ip: Ipv4Addr::new(10, 200, 0, 2),
+            pid: 42,
+            ifindex: 7,
+            veth: "nsc0ac80002".into(),
+        };
+        ours.send(&target).unwrap();
+        drop(ours);
+        let t = theirs.recv::<Target>().unwrap().unwrap();
         assert_eq!(t.bridge, "nschain0");
         assert_eq!(t.ip, Ipv4Addr::new(10, 200, 0, 2));
         assert_eq!((t.pid, t.ifindex), (42, 7));
         assert_eq!(t.veth, "nsc0ac80002");
-        assert!(parse_go("").is_none());
-        assert!(parse_go("nschain0 x 1 2 v").is_none());
+        // A setup that failed closes its end unsent.
+        assert!(theirs.recv::<Target>().unwrap().is_none());
     }
 }

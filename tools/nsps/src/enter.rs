@@ -119,7 +119,9 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
         common::setuid_guard::install()?;
     }
     let filter = creds.filtered || seccomp_recorded(&records);
-    creds.apply(filter)?;
+    let profile =
+        common::seccomp_policy::build(&recorded_profile(&records), creds.bounding_names())?;
+    creds.apply(filter, profile.as_ref())?;
     crate::spawn::run(command, leader)
 }
 
@@ -128,6 +130,16 @@ fn setuid_guarded(records: &[Record]) -> bool {
     records
         .iter()
         .any(|r| r.ns.kind == "mnt" && r.created && r.extra.contains_key("setuid_guard"))
+}
+
+/// The seccomp profile the chain's mount link recorded for its container (none recorded:
+/// no new root, so none).
+fn recorded_profile(records: &[Record]) -> common::seccomp_policy::Choice {
+    records
+        .iter()
+        .filter(|r| r.ns.kind == "mnt" && r.created)
+        .find_map(|r| common::seccomp_policy::recorded(&r.extra))
+        .unwrap_or(common::seccomp_policy::Choice::Unconfined)
 }
 
 /// Whether the chain's mount link recorded that its container got the seccomp filter.

@@ -5,12 +5,15 @@
 //! returns into `main`.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use common::channel::Channel;
 
 use common::{debug, exit, Fatal};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::lifeline;
+use crate::monitor::{ChildReport, MonitorWord};
 use crate::shed;
 use common::signals::{self, SignalFd};
 
@@ -34,10 +37,10 @@ pub struct Child {
     pub foreground: bool,
     /// A pidfd of the monitor: the container dies with it.
     pub monitor: OwnedFd,
-    /// Read end of the go-ahead pipe: the monitor writes once it has registered the container.
-    pub go: OwnedFd,
-    /// Write end (close-on-exec) of the exec report: a byte means COMMAND was not executed.
-    pub exec_report: OwnedFd,
+    /// The channel to the monitor (close-on-exec): the monitor says go once it has registered
+    /// the container; a report back means COMMAND was not executed, the end closed by the
+    /// exec means it was.
+    pub channel: Channel,
     /// The caller's signal mask, restored for COMMAND (std's exec leaves the mask alone).
     pub mask: signals::Set,
     /// The caller's SIGCHLD disposition, restored for COMMAND.
@@ -51,12 +54,8 @@ fn exit_now(code: u8) -> ! {
 }
 
 /// Reports that COMMAND never ran, prints why, and exits with the failure's status.
-fn fail(report: &OwnedFd, fatal: Fatal) -> ! {
-    let byte = [fatal.code];
-    // SAFETY: one byte from a local buffer, to a pipe this process owns.
-    unsafe {
-        libc::write(report.as_raw_fd(), byte.as_ptr().cast(), 1);
-    }
+fn fail(channel: &Channel, fatal: Fatal) -> ! {
+    let _ = channel.send(&ChildReport::NotExecuted { code: fatal.code });
     fatal.print();
     exit_now(fatal.code)
 }
@@ -68,31 +67,18 @@ pub fn run(child: Child) -> ! {
         // The monitor is gone already: nobody to report to.
         Ok(false) => exit_now(exit::FAILURE),
         Err(e) => fail(
-            &child.exec_report,
+            &child.channel,
             Fatal::from(e).context("unable to tie the container to its monitor"),
         ),
     }
     // Wait for the go-ahead: the monitor registers the container and writes --status-fd and
     // --info-fd first. EOF instead means the monitor failed (and kills us).
-    if !wait_for_go(&child.go) {
+    if !matches!(child.channel.recv(), Ok(Some(MonitorWord::Go))) {
         exit_now(exit::FAILURE);
     }
     match child.role {
         Role::Init => init(child),
         Role::Command => command(child),
-    }
-}
-
-/// Blocks until the monitor writes its go-ahead byte (false: EOF or error).
-fn wait_for_go(go: &OwnedFd) -> bool {
-    let mut byte = [0u8; 1];
-    loop {
-        // SAFETY: reads one byte into a local buffer.
-        let n = unsafe { libc::read(go.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
-        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        return n == 1;
     }
 }
 
@@ -107,26 +93,26 @@ fn command(child: Child) -> ! {
     }
     let Child {
         command,
-        exec_report,
+        channel,
         mask,
         sigchld,
         ..
     } = child;
     if let Err(e) = signals::restore_sigchld(&sigchld) {
         fail(
-            &exec_report,
+            &channel,
             Fatal::from(e).context("unable to restore SIGCHLD"),
         );
     }
     // From here on, a pending signal hits COMMAND with the caller's dispositions.
     if let Err(e) = signals::restore(&mask) {
         fail(
-            &exec_report,
+            &channel,
             Fatal::from(e).context("unable to restore the signal mask"),
         );
     }
     let fatal = common::exec::exec(command);
-    fail(&exec_report, fatal)
+    fail(&channel, fatal)
 }
 
 /// PID 1: forks COMMAND, sheds everything, then forwards signals and reaps until COMMAND
@@ -136,7 +122,7 @@ fn init(child: Child) -> ! {
     let signalfd = match debug::step("init: signalfd", || SignalFd::new(&set)) {
         Ok(fd) => fd,
         Err(e) => fail(
-            &child.exec_report,
+            &child.channel,
             Fatal::from(e).context("unable to create a signalfd"),
         ),
     };
@@ -148,7 +134,7 @@ fn init(child: Child) -> ! {
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(
-            &child.exec_report,
+            &child.channel,
             Fatal::from(e).context("unable to fork COMMAND"),
         ),
     };

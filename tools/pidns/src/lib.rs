@@ -18,12 +18,13 @@ mod status;
 use std::os::fd::RawFd;
 
 use clap::Parser;
+use common::channel::Channel;
 use common::cli::{CommandArgs, Status};
 use common::link::{Link, NsOptions};
 use common::ns::{self, Namespace};
 use common::{chain, debug, signals, Context, Fatal, Next};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::unistd::{fork, getpgrp, pipe2, ForkResult, Pid};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::unistd::{fork, getpgrp, ForkResult, Pid};
 use serde_json::{json, Map};
 
 use crate::child::{Child, Role};
@@ -160,10 +161,9 @@ struct Wiring {
     mask: signals::Set,
     signalfd: signals::SignalFd,
     me: std::os::fd::OwnedFd,
-    go_read: std::os::fd::OwnedFd,
-    go_write: std::os::fd::OwnedFd,
-    report_read: std::os::fd::OwnedFd,
-    report_write: std::os::fd::OwnedFd,
+    /// The monitor's end of its channel with the child, and the child's.
+    ours: Channel,
+    theirs: Channel,
     caller_pgrp: Pid,
     foreground: bool,
 }
@@ -172,8 +172,7 @@ struct Wiring {
 struct Monitor {
     signalfd: signals::SignalFd,
     /// Closed once the child was told to go on.
-    go_write: Option<std::os::fd::OwnedFd>,
-    report_read: std::os::fd::OwnedFd,
+    channel: Channel,
     caller_pgrp: Pid,
     foreground: bool,
     after: Option<common::after::Listener>,
@@ -193,11 +192,9 @@ impl Wiring {
                 .context("unable to open a pidfd")
                 .with_hint("pidns needs Linux 5.3 or later (pidfd_open)")
         })?;
-        let pipe = || {
-            pipe2(OFlag::O_CLOEXEC).map_err(|e| Fatal::from(e).context("unable to create a pipe"))
-        };
-        let (go_read, go_write) = pipe()?;
-        let (report_read, report_write) = pipe()?;
+        let (ours, theirs) = common::channel::pair().map_err(|e| {
+            Fatal::from(e).context("unable to create a channel to the container's first process")
+        })?;
         let caller_pgrp = getpgrp();
         let foreground =
             pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
@@ -206,10 +203,8 @@ impl Wiring {
             mask,
             signalfd,
             me,
-            go_read,
-            go_write,
-            report_read,
-            report_write,
+            ours,
+            theirs,
             caller_pgrp,
             foreground,
         })
@@ -236,8 +231,7 @@ impl Wiring {
         match forked {
             ForkResult::Child => {
                 drop(self.signalfd);
-                drop(self.go_write);
-                drop(self.report_read);
+                drop(self.ours);
                 if let Some(offer) = after {
                     if let Err(e) = offer.hand_down() {
                         common::report::warning(format_args!(
@@ -252,8 +246,7 @@ impl Wiring {
                     pgroup: args.pgroup,
                     foreground: self.foreground,
                     monitor: self.me,
-                    go: self.go_read,
-                    exec_report: self.report_write,
+                    channel: self.theirs,
                     mask: self.mask,
                     sigchld: self.sigchld,
                 })
@@ -262,8 +255,7 @@ impl Wiring {
                 child,
                 Monitor {
                     signalfd: self.signalfd,
-                    go_write: Some(self.go_write),
-                    report_read: self.report_read,
+                    channel: self.ours,
                     caller_pgrp: self.caller_pgrp,
                     foreground: self.foreground,
                     after: after.map(common::after::Offer::keep),
@@ -296,10 +288,9 @@ impl Monitor {
         extra.insert("monitor".into(), json!(common::procfs::own_pid()));
         extra.insert("init".into(), json!(role == Role::Init));
         link.finish_for(host_pid, extra)?;
-        if let Some(go) = self.go_write.take() {
-            nix::unistd::write(&go, b"g")
-                .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
-        }
+        self.channel
+            .send(&monitor::MonitorWord::Go)
+            .map_err(|e| Fatal::from(e).context("unable to start the container"))?;
         Ok(())
     }
 
@@ -315,7 +306,7 @@ impl Monitor {
             monitor::give_back_terminal(self.caller_pgrp);
         }
         if let Some(fd) = args.status_fd {
-            if monitor::executed(&self.report_read) {
+            if monitor::executed(&self.channel) {
                 if let Err(e) = status::write_line(fd, &status::exited(code)) {
                     common::report::warning(format_args!("unable to write to status fd {fd}: {e}"));
                 }

@@ -12,22 +12,20 @@
 //!   `open_tree(OPEN_TREE_CLONE)` then `mount_setattr(MOUNT_ATTR_IDMAP)`, both of which need
 //!   CAP_SYS_ADMIN over the host's mounts; the tree's fd comes back with SCM_RIGHTS.
 //!
-//! Requests and replies are JSON lines over a socketpair (a socket, not a pipe, so that a
-//! later request can hand a file descriptor back with SCM_RIGHTS, e.g. an idmapped mount made
-//! for the new namespace). The helper serves requests until the socket closes: when the link
-//! is done, when it fails, or when it dies. It closes every other inherited descriptor first.
+//! Requests and replies are typed messages on a `common::channel` (descriptors ride with
+//! SCM_RIGHTS, e.g. an idmapped mount made for the new namespace). The helper serves requests
+//! until the channel closes: when the link is done, when it fails, or when it dies. It closes
+//! every other inherited descriptor first.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use common::channel::{self, Channel, RecvError};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
@@ -79,7 +77,7 @@ struct Reply {
 pub struct Helper {
     child: Pid,
     target: u32,
-    socket: Option<BufReader<UnixStream>>,
+    channel: Option<Channel>,
 }
 
 impl Helper {
@@ -88,7 +86,7 @@ impl Helper {
         // The helper writes /proc/TARGET/{uid,gid}_map: the pid as /proc numbers it.
         let target = common::procfs::own_pid();
         let (parent_end, child_end) =
-            UnixStream::pair().context("unable to create a socket pair for the map helper")?;
+            channel::pair().context("unable to create a channel for the map helper")?;
         // SAFETY: the tools are single-threaded until exec, so the child may run ordinary code.
         let forked = unsafe { fork() }.context("unable to fork the map helper")?;
         match forked {
@@ -101,7 +99,7 @@ impl Helper {
                 Ok(Helper {
                     child,
                     target,
-                    socket: Some(BufReader::new(parent_end)),
+                    channel: Some(parent_end),
                 })
             }
         }
@@ -186,41 +184,27 @@ impl Helper {
         self.call_with_fds(request, None)
     }
 
-    /// Sends one request and reads its one-line reply; with `fds`, the reply is read with
-    /// recvmsg(2) and the descriptors passed with it (SCM_RIGHTS) are collected there.
+    /// Sends one request and reads its reply; with `fds`, the descriptors passed with it
+    /// (SCM_RIGHTS) are collected there.
     fn call_with_fds(
         &mut self,
         request: &Request,
         fds: Option<&mut Vec<OwnedFd>>,
     ) -> Result<(), Fatal> {
-        let socket = self
-            .socket
-            .as_mut()
+        let channel = self
+            .channel
+            .as_ref()
             .ok_or_else(|| anyhow!("the map helper is gone"))?;
-        let mut line = serde_json::to_vec(request)?;
-        line.push(b'\n');
-        socket
-            .get_mut()
-            .write_all(&line)
+        channel
+            .send(request)
             .context("unable to talk to the map helper")?;
-        let answer = match fds {
-            None => {
-                let mut answer = String::new();
-                socket
-                    .read_line(&mut answer)
-                    .context("unable to read the map helper's answer")?;
-                answer
-            }
-            // Nothing is buffered: the helper writes only in answer to a request, and every
-            // earlier answer was read to its end.
-            Some(fds) => read_line_with_fds(socket.get_ref(), fds)
-                .context("unable to read the map helper's answer")?,
-        };
-        if answer.is_empty() {
-            return Err(Fatal::new("the map helper exited without answering"));
+        let (reply, received) = channel
+            .recv_with_fds::<Reply>()
+            .context("unable to read the map helper's answer")?
+            .ok_or_else(|| Fatal::new("the map helper exited without answering"))?;
+        if let Some(fds) = fds {
+            fds.extend(received);
         }
-        let reply: Reply =
-            serde_json::from_str(&answer).context("bad answer from the map helper")?;
         match reply.error {
             None => Ok(()),
             Some(error) => {
@@ -239,7 +223,7 @@ impl Helper {
     }
 
     fn stop(&mut self) {
-        if self.socket.take().is_some() {
+        if self.channel.take().is_some() {
             // The helper reads EOF and exits at once.
             let _ = waitpid(self.child, None);
         }
@@ -252,54 +236,13 @@ impl Drop for Helper {
     }
 }
 
-/// Reads one line from `socket` with recvmsg(2), keeping the descriptors that come with it
-/// (close-on-exec).
-fn read_line_with_fds(socket: &UnixStream, fds: &mut Vec<OwnedFd>) -> anyhow::Result<String> {
-    let mut line = Vec::new();
-    loop {
-        let mut buf = [0u8; 4096];
-        let mut space = nix::cmsg_space!([RawFd; 4]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(received) = cmsg {
-                for fd in received {
-                    // SAFETY: the kernel installed these descriptors for us with SCM_RIGHTS;
-                    // nothing else owns them.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        let n = msg.bytes;
-        if n == 0 {
-            break;
-        }
-        line.extend_from_slice(&buf[..n]);
-        if line.ends_with(b"\n") {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
 /// The helper's side: serve requests until EOF, then exit without running the parent's
 /// destructors.
-fn serve(socket: UnixStream, target: u32) -> ! {
-    close_other_fds(socket.as_raw_fd());
-    let mut reader = BufReader::new(socket);
+fn serve(channel: Channel, target: u32) -> ! {
+    close_other_fds(channel.as_fd().as_raw_fd());
     loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-        let (reply, fd) = match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Idmap { path }) => {
+        let (reply, fd) = match channel.recv::<Request>() {
+            Ok(Some(Request::Idmap { path })) => {
                 let path = PathBuf::from(OsString::from_vec(path));
                 match idmapped_tree(&path, target) {
                     Ok(fd) => (Reply::default(), Some(fd)),
@@ -312,8 +255,9 @@ fn serve(socket: UnixStream, target: u32) -> ! {
                     ),
                 }
             }
-            Ok(request) => (handle(&request, target), None),
-            Err(e) => (
+            Ok(Some(request)) => (handle(&request, target), None),
+            Ok(None) | Err(RecvError::Io(_)) => break,
+            Err(e @ RecvError::Malformed(_)) => (
                 Reply {
                     error: Some(format!("bad request to the map helper: {e}")),
                     hint: None,
@@ -321,14 +265,9 @@ fn serve(socket: UnixStream, target: u32) -> ! {
                 None,
             ),
         };
-        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-        out.push(b'\n');
         let sent = match &fd {
-            Some(fd) => send_with_fd(reader.get_ref(), &out, fd.as_fd()),
-            None => reader
-                .get_mut()
-                .write_all(&out)
-                .map_err(anyhow::Error::from),
+            Some(fd) => channel.send_with_fds(&reply, &[fd.as_fd()]),
+            None => channel.send(&reply),
         };
         drop(fd);
         if sent.is_err() {
@@ -394,23 +333,6 @@ fn handle(request: &Request, target: u32) -> Reply {
 }
 
 type Failure = (anyhow::Error, Option<String>);
-
-/// Sends `bytes` with `fd` attached (SCM_RIGHTS), the rest with plain writes.
-fn send_with_fd(socket: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> anyhow::Result<()> {
-    let raw = [fd.as_raw_fd()];
-    let iov = [IoSlice::new(bytes)];
-    let sent = sendmsg::<()>(
-        socket.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&raw)],
-        MsgFlags::empty(),
-        None,
-    )?;
-    let rest = bytes.get(sent..).unwrap_or_default();
-    let mut socket = socket;
-    socket.write_all(rest)?;
-    Ok(())
-}
 
 /// `mkdir -p` of the parents (0755), the directory itself 0700, then owned by `uid`/`gid`;
 /// an existing entry must be a real directory (not a symlink).
@@ -637,7 +559,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_round_trip_as_json_lines() {
+    fn requests_round_trip_as_json() {
         let request = Request::Chown {
             path: b"/run/x\xff".to_vec(),
             uid: 1,

@@ -125,13 +125,13 @@ pub struct Args {
 const CREDS_CHANGED: &str = "the user namespace changed this process's credentials";
 
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    cx.exec_for_real(CREDS_CHANGED)?;
     let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
     // new namespace and would otherwise pick rootless defaults.
     state::run_dir();
     state::data_dir();
     if link.is_join() {
-        cx.exec_for_real(CREDS_CHANGED);
         return join(&link, &args);
     }
     let idmap = trees::check(&args.idmap, cx.handdown().idmap.is_set())?;
@@ -211,7 +211,6 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // to the chain: a successful exec never drops it, a failed one releases it.
     cx.handdown().idmap = trees.hand_down();
     cx.hold(lease);
-    cx.exec_for_real(CREDS_CHANGED);
     Ok(Next::Exec(args.command.command))
 }
 

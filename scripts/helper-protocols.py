@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Fails if a parent<->helper conversation is built outside common::channel (run by
+`make check`): a pipe, a socket pair or a hand-rolled sendmsg/recvmsg in common/ or tools/
+other than common/src/channel.rs, unless the file is listed below with the reason."""
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PATTERN = re.compile(r"\b(pipe2?|socketpair|UnixStream::pair|sendmsg|recvmsg)\s*(::<[^>]*>)?\(")
+ALLOWED = {
+    "common/src/channel.rs": "the channel itself",
+    # slirp4netns's --ready-fd and --exit-fd are slirp4netns's protocol, not ours.
+    "tools/netns/src/rootless.rs": "slirp4netns's own ready and exit pipes",
+}
+
+
+def main():
+    found = []
+    roots = [ROOT / "common" / "src", ROOT / "nschain"] + sorted((ROOT / "tools").glob("*/src"))
+    for root in roots:
+        for path in sorted(root.rglob("*.rs")) if root.exists() else []:
+            rel = str(path.relative_to(ROOT))
+            if rel in ALLOWED:
+                continue
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                code = line.split("//", 1)[0]
+                if PATTERN.search(code):
+                    found.append(f"{rel}:{n}: {line.strip()}")
+    for hit in found:
+        print(f"helper-protocols: {hit}: talk to helpers through common::channel", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
