@@ -531,6 +531,21 @@ fn is_stale(name: &str) -> bool {
     !meta(name).is_some_and(|meta| std::path::Path::new(&format!("/proc/{}", meta.pid)).exists())
 }
 
+/// The record of a `kind` namespace in the lists of links that ran in one process
+/// ([`register_batch`]); a live one first.
+fn listed_record(dir: &std::path::Path, kind: Namespace) -> Option<Record> {
+    let mut found: Vec<Record> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("links-"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .flat_map(|text| parse_records(&text))
+        .filter(|r| r.kind() == Some(kind))
+        .collect();
+    found.sort_by_key(|r| !is_live(r));
+    found.into_iter().next()
+}
+
 /// Opens a running chain's namespace of the given kind (`--join NAME`).
 pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
     let dir = dir(name);
@@ -542,14 +557,17 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
     let record: Record = match fs::read(&path) {
         Ok(text) => serde_json::from_slice(&text)
             .with_context(|| format!("unable to read {}", path.display()))?,
-        Err(_) if live_pid(name).is_none() => {
-            return Err(Fatal::new(format!("no chain named {name} is running")));
-        }
-        Err(_) => {
-            return Err(Fatal::new(format!(
-                "chain {name} has no {kind} namespace of its own"
-            )));
-        }
+        Err(_) => match listed_record(&dir, kind) {
+            Some(record) => record,
+            None if live_pid(name).is_none() => {
+                return Err(Fatal::new(format!("no chain named {name} is running")));
+            }
+            None => {
+                return Err(Fatal::new(format!(
+                    "chain {name} has no {kind} namespace of its own"
+                )));
+            }
+        },
     };
     let proc = PathBuf::from(format!("/proc/{}/ns/{}", record.pid, kind.proc_name()));
     let file = fs::File::open(&proc)
