@@ -1074,8 +1074,12 @@ fn bad_values_are_refused_with_nothing_left_behind() {
         (&["--map-users", "0:4294967290:10"], "past the largest id"),
         (&["--map-groups", "4294967290:0:10"], "past the largest id"),
         (&["--map-user", "4294967295"], "too large"),
-        (&["--map-user", "root"], "is not a number"),
-        (&["--map-group", "1.5"], "is not a number"),
+        // Names are read from /etc/passwd and /etc/group: one that is not there, or not a name.
+        (&["--map-user", "no-such-user-here"], "unable to find user"),
+        (
+            &["--map-group", "1.5"],
+            "is not a group name or a numeric id",
+        ),
         (&["--setgroups", "maybe"], "maybe"),
         (
             &["--map-auto", "--map-users", "0:1:1"],
