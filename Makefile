@@ -2,6 +2,7 @@
 #   make              release build of every tool
 #   make test         installs what the tests need (Debian packages, only if missing), then
 #                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
+#                     raw system calls only in common/src/sys,
 #                     and every test (root tests need root)
 #   make install      nschain and its tools as hard links to it, man pages and shell completions
 #   make test-exec-links  contract, escape and fault suites through nschain, in process and
@@ -51,6 +52,7 @@ check:
 	python3 scripts/unused-deps.py
 	python3 scripts/long-functions.py
 	python3 scripts/helper-protocols.py
+	python3 scripts/raw-syscalls.py
 
 test: deps check
 	$(CARGO) build --workspace --bins

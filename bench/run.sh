@@ -30,7 +30,7 @@ WARMUP=${NSCHAIN_BENCH_WARMUP:-20}
 ROUNDS=${NSCHAIN_BENCH_ROUNDS:-4}
 SCALE=${NSCHAIN_BENCH_SCALE:-1000}
 OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
-TOOLS=(utsns ipcns netns pidns mntns userns timens)
+TOOLS=(utsns ipcns netns pidns mntns userns timens cgroupns)
 NOBODY=(setpriv --reuid 65534 --regid 65534 --clear-groups)
 
 if [[ $(id -u) != 0 ]]; then
@@ -243,6 +243,29 @@ ROW=(); row tool-timens "timens true" "$BIN/timens true" timens
 row tool-timens "timens --boottime 1000 true" "$BIN/timens --boottime 1000 true" timens
 hf tool-timens "${ROW[@]}" "unshare -T true" "unshare -T true" \
     "unshare -T --boottime 1000 true" "unshare -T --boottime 1000 true"
+ROW=(); row tool-cgroupns "cgroupns true" "$BIN/cgroupns true" cgroupns
+hf tool-cgroupns "${ROW[@]}" "unshare -C true" "unshare -C true"
+# the cost of limits: the chain's cgroup made in every hierarchy, the limits written, the
+# process moved in and its watcher spawned (the watcher removes the cgroup after each run, in
+# the background); against the same by hand: mkdir, limits, move, rmdir in a shell
+LIMITS="--memory 64m --pids-limit 64 --cpus 0.5"
+if have cgroupns; then
+    # the v1 work by hand (this host's layout), for orientation
+    cat >"$WORK/limits-by-hand.sh" <<'EOF'
+m=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)/nschain-bench-hand
+p=/sys/fs/cgroup/pids/nschain-bench-hand c=/sys/fs/cgroup/cpu/nschain-bench-hand
+mkdir "$m" "$p" "$c"
+echo 67108864 >"$m/memory.limit_in_bytes"; echo 64 >"$p/pids.max"; echo 50000 >"$c/cpu.cfs_quota_us"
+sh -c 'for d in "$@"; do echo $$ >"$d/cgroup.procs"; done; exec true' sh "$m" "$p" "$c"
+rmdir "$m" "$p" "$c"
+EOF
+    ROW=("cgroupns true (namespace only)" "$BIN/cgroupns true" "cgroupns $LIMITS true" "$BIN/cgroupns $LIMITS true")
+    [[ -d /sys/fs/cgroup/pids && -d /sys/fs/cgroup/cpu ]] &&
+        ROW+=("by hand: sh mkdir, 3 limits, move, rmdir (v1)" "sh $WORK/limits-by-hand.sh")
+    hf limits "${ROW[@]}"
+else
+    missing limits "cgroupns $LIMITS true" "" cgroupns
+fi
 
 # the price of one link: chains of k `utsns --` links (each unshares a UTS namespace, the
 # cheapest setup there is), dynamic and static; the slope is what one more exec'd link costs
@@ -280,6 +303,14 @@ hf chain "${ROW[@]}" \
     "crun run" "$CRUN" \
     "unshare -muinpU -f --mount-proc" "unshare -muinpU -f --mount-proc true"
 HF_WRAP=()
+# the same chain bounded: cgroupns with limits after netns (rule 8: before userns and pidns)
+if [[ -z $(missing_tools netns userns ipcns utsns pidns mntns cgroupns) ]]; then
+    hf chain-limits "nschain chain" "$CHAIN" \
+        "chain with cgroupns --memory 64m --pids-limit 64 --cpus 0.5" \
+        "${CHAIN/$BIN\/netns --/$BIN/netns -- $BIN/cgroupns --memory 64m --pids-limit 64 --cpus 0.5 --}"
+else
+    missing chain-limits "chain with cgroupns limits" "" "$(missing_tools netns userns ipcns utsns pidns mntns cgroupns)"
+fi
 # what exists of the chain, for orientation while tools are missing
 partial=() partial_names=()
 for t in netns userns ipcns utsns pidns; do

@@ -13,7 +13,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -154,8 +154,8 @@ pub fn collect_stale(parent: &Path) {
         else {
             continue;
         };
-        // SAFETY: flock on a descriptor we own; released when `mark` is closed.
-        if unsafe { libc::flock(mark.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        // Released when `mark` is closed.
+        if crate::sys::fs::try_lock_exclusive(mark.as_fd()) == Ok(true) {
             debug::note(format_args!("removing the stale layer {}", path.display()));
             let _ = remove_tree(&path);
         }

@@ -31,8 +31,8 @@ const FD_VARS: [&str; 3] = [crate::after::VAR, IDMAP_VAR, crate::sysfs::VAR];
 /// The idmapped trees `userns --idmap` hands mntns: one `FD PATH` line per tree.
 pub const IDMAP_VAR: &str = "NSCHAIN_IDMAP";
 /// The programs that are links of a chain (and take what the previous link handed down).
-pub const LINKS: [&str; 7] = [
-    "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "timens",
+pub const LINKS: [&str; 8] = [
+    "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "timens", "cgroupns",
 ];
 
 fn listed() -> Vec<String> {

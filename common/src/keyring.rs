@@ -8,10 +8,6 @@
 
 use nix::errno::Errno;
 
-const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
-const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
-
 /// What [`join_new_session`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keyring {
@@ -25,16 +21,8 @@ pub enum Keyring {
 /// Replaces this process's session keyring with a new, empty, anonymous one (inherited by
 /// COMMAND across exec).
 pub fn join_new_session() -> Result<Keyring, Errno> {
-    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) takes no memory from us.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_JOIN_SESSION_KEYRING,
-            std::ptr::null::<libc::c_char>(),
-        )
-    };
-    match Errno::result(rc) {
-        Ok(serial) => Ok(Keyring::Joined(serial as i32)),
+    match crate::sys::keyring::join_new_session_keyring() {
+        Ok(serial) => Ok(Keyring::Joined(serial)),
         Err(Errno::ENOSYS) => Ok(Keyring::Unavailable),
         // Refused (an outer container's seccomp, crun#402): fine only if no keyctl works.
         Err(e @ (Errno::EPERM | Errno::EACCES)) => match session_keyring() {
@@ -47,16 +35,7 @@ pub fn join_new_session() -> Result<Keyring, Errno> {
 
 /// The serial number of this process's session keyring (without creating one).
 pub fn session_keyring() -> Result<i32, Errno> {
-    // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, @s, 0) takes no memory from us.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_GET_KEYRING_ID,
-            KEY_SPEC_SESSION_KEYRING,
-            0 as libc::c_long,
-        )
-    };
-    Errno::result(rc).map(|serial| serial as i32)
+    crate::sys::keyring::session_keyring()
 }
 
 #[cfg(test)]

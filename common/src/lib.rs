@@ -8,7 +8,8 @@
 //! [`link`], [`pin`], [`chain`], [`info`]), the state directories ([`state`]) and the
 //! `NSCHAIN_DEBUG` step trace ([`debug`]), and what mntns and `nsps exec` both give a
 //! container or a process joined to it: the seccomp filters ([`seccomp`], [`setuid_guard`])
-//! and, when joining, the credentials of the container's payload ([`creds`]).
+//! and, when joining, the credentials of the container's payload ([`creds`]). Every raw system
+//! call of the project is in [`sys`].
 //! Namespace-specific logic stays in its tool.
 
 #![warn(missing_docs)]
@@ -19,11 +20,13 @@ extern crate self as common;
 
 pub mod accounts;
 pub mod after;
+pub mod cgroupfs;
 pub mod chain;
 pub mod channel;
 pub mod cli;
 pub mod creds;
 pub mod debug;
+pub mod detached;
 pub mod exec;
 pub mod exit;
 pub mod generate;
@@ -44,6 +47,7 @@ pub mod seccomp_policy;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;
+pub mod sys;
 pub mod sysfs;
 pub mod terminal;
 

@@ -146,6 +146,11 @@ fn with_article(ns: Namespace) -> String {
 
 fn unshare_hint(ns: Namespace, errno: Errno) -> Option<String> {
     match (ns, errno) {
+        // A container's seccomp profile refuses new namespaces without CAP_SYS_ADMIN: the
+        // same EPERM as a disabled sysctl, but the cause is the order.
+        (_, Errno::EPERM) if crate::procfs::runs_with_container_capabilities() => {
+            Some(crate::procfs::PUT_MNTNS_LAST.into())
+        }
         (Namespace::User, Errno::EPERM | Errno::EACCES) => Some(
             "user namespaces are disabled here: check the sysctls user.max_user_namespaces and \
              kernel.unprivileged_userns_clone, or an LSM policy (AppArmor, SELinux)"
@@ -155,9 +160,6 @@ fn unshare_hint(ns: Namespace, errno: Errno) -> Option<String> {
             "a user namespace cannot be created by a multi-threaded process or inside a chroot"
                 .into(),
         ),
-        (_, Errno::EPERM) if crate::procfs::runs_with_container_capabilities() => {
-            Some(crate::procfs::PUT_MNTNS_LAST.into())
-        }
         (_, Errno::EPERM) => Some(format!(
             "creating {} namespace needs CAP_SYS_ADMIN: run as root, or put userns before \
              this link so that it owns the namespace (DESIGN.md §2, rule 1)",

@@ -37,15 +37,7 @@ const REFUSED: [(u32, &str); 8] = [
     (0x5437, "TIOCVHANGUP"),
     (0x5457, "TIOCSLCKTRMIOS"),
 ];
-const TIOCSCTTY: u32 = 0x540E;
-
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
-
-/// x32 system calls on x86_64 carry this bit (no native system call number has it).
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+use common::sys::bpf::{jump, stmt, AUDIT_ARCH, TIOCSCTTY, X32_SYSCALL_BIT};
 
 // Offsets in `struct seccomp_data`: nr, arch, instruction_pointer, args[6] (u64 each).
 const NR: u32 = 0;
@@ -57,24 +49,6 @@ const fn arg_low(n: u32) -> u32 {
 const REQUEST: u32 = arg_low(1);
 /// The low 32 bits of args[2], TIOCSCTTY's argument (an int for the kernel).
 const ARGUMENT: u32 = arg_low(2);
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
 
 /// The BPF program (jump offsets count from the next instruction). Layout: arch check, x32
 /// check, ioctl check, one compare per refused request, the TIOCSCTTY argument check, then
@@ -140,23 +114,9 @@ fn program() -> Vec<libc::sock_filter> {
 /// current user namespace (or no_new_privs): call it before the capabilities are dropped.
 pub fn deny_terminal_injection() -> Result<(), Fatal> {
     let filter = program();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
     debug::step(
         "seccomp: native system calls only, no terminal injection",
-        || {
-            // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
-            let rc = unsafe {
-                libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                )
-            };
-            nix::errno::Errno::result(rc).map(drop)
-        },
+        || common::sys::bpf::install_seccomp(&filter),
     )
     .map_err(|e| Fatal::from(e).context("unable to install the seccomp filter"))
 }

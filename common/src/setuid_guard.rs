@@ -23,13 +23,7 @@
 
 use common::{debug, Fatal};
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
-
-/// x32 system calls on x86_64 carry this bit.
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+use common::sys::bpf::{jump, stmt, AUDIT_ARCH, X32_SYSCALL_BIT};
 
 const S_ISUID_GID: u32 = 0o6000;
 const S_IFMT: u32 = 0o170000;
@@ -68,19 +62,6 @@ fn mknod_syscalls() -> Vec<(libc::c_long, u32)> {
     #[cfg(target_arch = "x86_64")]
     list.push((libc::SYS_mknod, 1));
     list
-}
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    jump(code, k, 0, 0)
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
 }
 
 /// The BPF program. Each syscall has a block of its own that starts by loading the number
@@ -146,20 +127,8 @@ pub fn program() -> Vec<libc::sock_filter> {
 /// current user namespace: call it before the capabilities are dropped.
 pub fn install() -> Result<(), Fatal> {
     let filter = program();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
     debug::step("seccomp: no setuid, setgid or device files", || {
-        // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
-        let rc = unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        nix::errno::Errno::result(rc).map(drop)
+        common::sys::bpf::install_seccomp(&filter)
     })
     .map_err(|e| {
         Fatal::from(e).context("unable to install the seccomp filter against setuid planting")

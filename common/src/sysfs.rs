@@ -13,9 +13,9 @@
 //! one fd number; before COMMAND it is closed. The consumer accepts it only if it is a sysfs (SYSFS_MAGIC):
 //! a wrong fd is refused with an error, never mounted.
 
-use std::ffi::{CStr, OsString};
+use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::handdown::Slot;
 use crate::{debug, handed_fd};
@@ -25,53 +25,14 @@ pub const VAR: &str = "NSCHAIN_SYSFS_FD";
 /// statfs(2) f_type of a sysfs.
 pub const SYSFS_MAGIC: i64 = 0x6265_6572;
 
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
-
-fn new_fd(rc: libc::c_long) -> io::Result<OwnedFd> {
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
-}
-
 /// A detached, read-only (nosuid, nodev, noexec) sysfs of this process's network namespace.
 /// EPERM without CAP_SYS_ADMIN over the user namespace that owns it.
 pub fn create() -> io::Result<OwnedFd> {
-    let sysfs: &CStr = c"sysfs";
-    // SAFETY: fsopen takes a NUL-terminated file system name and flags.
-    let context =
-        new_fd(unsafe { libc::syscall(libc::SYS_fsopen, sysfs.as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            context.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
+    use crate::sys::mount::{
+        self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
     };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-    // SAFETY: fsmount takes the configured context, flags and mount attributes.
-    new_fd(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            context.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            attrs,
-        )
-    })
+    mount::new_fs(c"sysfs", &[], attrs).map_err(io::Error::from)
 }
 
 /// Whether `fd` is on a sysfs.

@@ -62,10 +62,9 @@ pub fn detach() -> Result<Detached, Errno> {
     Ok(Detached::NoTerminal)
 }
 
+/// On a non-leader, TIOCNOTTY only clears this process's controlling terminal.
 fn notty(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: TIOCNOTTY takes no argument; on a non-leader it only clears this process's
-    // controlling terminal (ENOTTY when `fd` is another terminal).
-    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCNOTTY) }).map(drop)
+    crate::sys::tty::give_up_controlling_terminal(fd)
 }
 
 #[cfg(test)]
@@ -105,11 +104,11 @@ mod tests {
                     std::ptr::null(),
                 )
             };
-            // SAFETY: setsid and TIOCSCTTY on the fresh pty: this child leads a new session
+            // SAFETY: setsid, then TIOCSCTTY on the fresh pty: this child leads a new session
             // with the pty as its controlling terminal.
             let ctty = made == 0
                 && unsafe { libc::setsid() } > 0
-                && unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } == 0;
+                && crate::sys::tty::set_controlling_terminal(slave).is_ok();
             ctty && detach() == Ok(Detached::SessionLeader)
                 && in_child(|| {
                     let before = std::fs::File::open("/dev/tty").is_ok();

@@ -5,7 +5,8 @@
 //! path it watches, e.g. its scratch directory with the container roots), the state files
 //! under its run and data directories (leases, registrations, overlay layers), every
 //! process that carries its `NSCHAIN_RUN_DIR` in its environment and the namespaces those
-//! processes hold, and — when the test plays the host in a throwaway network namespace —
+//! processes hold, the cgroups its chains made (`nschain-NAME` directories in any hierarchy
+//! whose chain the state directory knows, or that hold one of its processes), and — when the test plays the host in a throwaway network namespace —
 //! that namespace's links and nft ruleset.
 
 use std::collections::BTreeSet;
@@ -23,6 +24,8 @@ pub struct Snapshot {
     pub nft: String,
     /// `type:[inode]` of every namespace held by those processes (what `lsns` would list).
     pub namespaces: BTreeSet<String>,
+    /// `nschain-*` cgroup directories of this state directory's chains.
+    pub cgroups: BTreeSet<PathBuf>,
 }
 
 /// Takes a snapshot for the test whose state lives under `state`; `netns` names the
@@ -79,6 +82,7 @@ pub fn snapshot_watching(state: &Path, netns: Option<&str>, watched: &[&Path]) -
                 })
         })
         .collect();
+    let cgroups = chain_cgroups(state);
     Snapshot {
         mounts,
         state_files,
@@ -86,6 +90,7 @@ pub fn snapshot_watching(state: &Path, netns: Option<&str>, watched: &[&Path]) -
         links,
         nft,
         namespaces,
+        cgroups,
     }
 }
 
@@ -245,6 +250,9 @@ fn diff(before: &Snapshot, after: &Snapshot) -> String {
             out.push_str(&format!("  gone {what}: {x}\n"));
         }
     }
+    for x in after.cgroups.difference(&before.cgroups) {
+        out.push_str(&format!("  new cgroup: {}\n", x.display()));
+    }
     for f in &after.state_files {
         out.push_str(&format!("  new state file: {}\n", f.display()));
     }
@@ -300,6 +308,70 @@ pub fn processes_with_env(entry: &str) -> BTreeSet<String> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             format!("{pid} {}", cmd.join(" "))
+        })
+        .collect()
+}
+
+/// Every `nschain-*` cgroup directory, in every mounted hierarchy (v1 and v2), down to a few
+/// levels (the caller's own cgroup may be nested, as `/process_api/ID` here).
+pub fn all_chain_cgroups() -> BTreeSet<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found = BTreeSet::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if !matches!(right.split(' ').next(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        if let Some(mount) = left.split(' ').nth(4) {
+            walk_cgroups(Path::new(mount), 5, &mut found);
+        }
+    }
+    found
+}
+
+fn walk_cgroups(dir: &Path, depth: u32, out: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("nschain-") {
+            out.insert(path.clone());
+        }
+        if depth > 1 {
+            walk_cgroups(&path, depth - 1, out);
+        }
+    }
+}
+
+/// The chain cgroups of the test whose state lives under `state`: those its run directory
+/// has a record or a registration of (`RUN/cgroupns/nschain-NAME.json`, `RUN/chains/NAME`),
+/// and those holding one of its processes.
+pub fn chain_cgroups(state: &Path) -> BTreeSet<PathBuf> {
+    let run = state.join("run");
+    let marker = format!("NSCHAIN_RUN_DIR={}", run.display());
+    all_chain_cgroups()
+        .into_iter()
+        .filter(|dir| {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let chain = name.trim_start_matches("nschain-");
+            run.join("cgroupns").join(format!("{name}.json")).exists()
+                || run.join("chains").join(chain).exists()
+                || std::fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|pid| {
+                        std::fs::read(format!("/proc/{}/environ", pid.trim()))
+                            .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                    })
         })
         .collect()
 }

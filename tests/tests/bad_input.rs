@@ -154,6 +154,35 @@ const CASES: &[(&str, &[&str])] = &[
     ("timens", &["--pin", "{dir}/no-such-dir/pin"]),
     ("timens", &["--name", "bad/name"]),
     ("timens", &["--info-fd", "992"]),
+    // cgroupns
+    ("cgroupns", &["--memory", "abc"]),
+    ("cgroupns", &["--memory", "1m"]),
+    ("cgroupns", &["--memory", "-64m"]),
+    ("cgroupns", &["--memory", "99999999999t"]),
+    ("cgroupns", &["--memory-swap", "x"]),
+    ("cgroupns", &["--memory-swap", "128m"]),
+    ("cgroupns", &["--memory", "64m", "--memory-swap", "32m"]),
+    ("cgroupns", &["--pids-limit", "0"]),
+    ("cgroupns", &["--pids-limit", "many"]),
+    ("cgroupns", &["--cpus", "0"]),
+    ("cgroupns", &["--cpus", "half"]),
+    ("cgroupns", &["--cpu-weight", "0"]),
+    ("cgroupns", &["--cpu-weight", "10001"]),
+    ("cgroupns", &["--cpuset", "1-0"]),
+    ("cgroupns", &["--cpuset", "4095"]),
+    ("cgroupns", &["--cgroup-parent", "../escape"]),
+    (
+        "cgroupns",
+        &["--cgroup-parent", "/no-such-parent", "--memory", "64m"],
+    ),
+    ("cgroupns", &["--join", "/proc/self/ns/net"]),
+    (
+        "cgroupns",
+        &["--join", "/proc/self/ns/cgroup", "--memory", "64m"],
+    ),
+    ("cgroupns", &["--pin", "{dir}/no-such-dir/pin"]),
+    ("cgroupns", &["--name", "bad/name"]),
+    ("cgroupns", &["--info-fd", "993"]),
 ];
 
 /// nsps: its NAME arguments (the payload only matters for exec).
@@ -248,6 +277,7 @@ fn malformed_values_are_refused_rootless_too() {
         &["userns", "--", "pidns", "--status-fd", "x"],
         &["userns", "--", "mntns", "--tmpfs", "x"],
         &["userns", "--", "timens", "--boottime", "-999999999"],
+        &["userns", "--", "cgroupns", "--memory", "lots"],
     ];
     for case in cases {
         let mut argv: Vec<String> = case.iter().map(|s| (*s).to_owned()).collect();

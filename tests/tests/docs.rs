@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-const TOOLS: [&str; 8] = [
-    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens",
+const TOOLS: [&str; 9] = [
+    "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns",
 ];
 
 fn generate(tool: &str, kind: &str) -> String {

@@ -25,7 +25,9 @@ host_state() {
 wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
 leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
 no_leases() { [ "$(leases)" = 0 ]; }
-leases_are() { [ "$(leases)" = "$1" ]; }
+# Leases whose setup is complete (an address is claimed before its veth exists).
+up_leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json -exec grep -L '"ifindex":0,' {} + 2>/dev/null | wc -l; }
+leases_are() { [ "$(up_leases)" = "$1" ]; }
 links() { ip -br link | sed 's/@[^ ]*//' | awk '{print $1}' | sort | tr '\n' ' '; }
 addr_of() { ip -br -4 addr show dev "$1" | awk '{print $3}'; }
 "#;

@@ -9,8 +9,8 @@ use std::process::Output;
 use escape_common::{busybox_root, need_rootless};
 use nschain_tests::*;
 
-const LINKS: [&str; 7] = [
-    "userns", "netns", "ipcns", "utsns", "timens", "pidns", "mntns",
+const LINKS: [&str; 8] = [
+    "userns", "netns", "ipcns", "utsns", "cgroupns", "timens", "pidns", "mntns",
 ];
 
 /// What a pair may do: work, or fail the contract's way with one hint that names the rule it

@@ -263,6 +263,30 @@ fn plan() -> Vec<Group> {
             ],
         ),
         group(
+            "cgroupns",
+            vec![
+                prints(
+                    "cgroupns --memory 64m -- sh -c 'python3 -c \"bytearray(200 << 20)\" || echo killed: $?'",
+                    "killed: 137",
+                ),
+                run("cgroupns --pids-limit 64 --cpus 0.5 -- make -j8"),
+                prints("cgroupns -- cat /proc/self/cgroup", "0::/"),
+                run("cgroupns gc"),
+            ],
+        ),
+        keeping_layers(
+            "the bounded chain",
+            vec![
+                serve(
+                    "netns --bridge -p 8080:80 -- cgroupns --memory 128m --pids-limit 64 -- userns --map-auto --idmap / -- cgroupns -- ipcns -- utsns --hostname web1 -- pidns -- mntns --overlay / -- nginx -g 'daemon off;'",
+                    "nginx",
+                ),
+                answers(8080),
+                Step::Stop,
+                gc.clone(),
+            ],
+        ),
+        group(
             "debug trace",
             vec![run("NSCHAIN_DEBUG=1 utsns --hostname a -- ipcns -- true")],
         ),
@@ -609,11 +633,12 @@ impl Host {
                 "private",
             ])
             .args(["--", "sh", "-c"])
-            .arg(
+            .arg(format!(
                 "set -e; mount -t tmpfs -o mode=755 tmpfs /run; \
                  mknod -m 666 /run/.tun c 10 200; mount --bind /run/.tun /dev/net/tun; \
-                 hostname nsc-host; echo ready; exec sleep 100000",
-            )
+                 {} hostname nsc-host; echo ready; exec sleep 100000",
+                cgroup_mounts()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -654,6 +679,44 @@ impl Host {
             .map(|l| l.split_whitespace().nth(4).unwrap_or_default().to_owned())
             .collect()
     }
+}
+
+/// The script that mounts this machine's cgroup hierarchies again in the throwaway host:
+/// `ip netns exec` gives it a fresh sysfs, whose /sys/fs/cgroup is empty, and the cgroupns
+/// examples need them. As host root in the initial cgroup namespace, a mount of an existing
+/// hierarchy is that hierarchy, with the same cgroups.
+fn cgroup_mounts() -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut script = String::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount = left.split(' ').nth(4).unwrap_or_default();
+        let mut right = right.split(' ');
+        let (fstype, options) = (
+            right.next().unwrap_or_default(),
+            right.nth(1).unwrap_or_default(),
+        );
+        match fstype {
+            "tmpfs" if mount == "/sys/fs/cgroup" => {
+                script.push_str("mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup; ");
+            }
+            "cgroup" | "cgroup2" if mount.starts_with("/sys/fs/cgroup") => {
+                let keep: Vec<&str> = options.split(',').filter(|o| *o != "rw").collect();
+                let options = if keep.is_empty() {
+                    "rw".to_owned()
+                } else {
+                    keep.join(",")
+                };
+                script.push_str(&format!(
+                    "mkdir -p {mount}; mount -t {fstype} -o {options} {fstype} {mount}; "
+                ));
+            }
+            _ => {}
+        }
+    }
+    script
 }
 
 impl Drop for Host {

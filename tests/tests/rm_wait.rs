@@ -7,7 +7,7 @@
 mod escape_common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,15 +92,10 @@ fn ready() -> bool {
 
 /// `pidfd_open(2)`.
 fn pidfd(pid: i32) -> OwnedFd {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    assert!(
-        fd >= 0,
-        "pidfd_open {pid}: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: a new descriptor nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+    match common::sys::process::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => panic!("pidfd_open {pid}: {e}"),
+    }
 }
 
 /// Waits until the process behind `fd` has exited (it polls readable).

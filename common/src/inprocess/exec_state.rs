@@ -129,39 +129,10 @@ pub fn set_dumpable() -> Result<(), String> {
     nix::sys::prctl::set_dumpable(true).map_err(|e| format!("dumpable: {e}"))
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_V3: u32 = 0x2008_0522;
-
 fn capget() -> Result<[u64; 3], String> {
-    let mut header = CapHeader {
-        version: CAP_V3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: a v3 header and two data structs, as the kernel expects for version 3.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(format!("capget: {}", Errno::last()));
-    }
-    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
-    Ok([
-        join(|d| d.effective),
-        join(|d| d.permitted),
-        join(|d| d.inheritable),
-    ])
+    let (effective, permitted, inheritable) =
+        crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
+    Ok([effective, permitted, inheritable])
 }
 
 /// The capabilities execve would give this (non-set-id, capability-free) program.
@@ -217,21 +188,8 @@ impl ExecCaps {
                 return Err(format!("clear the ambient set: {}", Errno::last()));
             }
         }
-        let mut header = CapHeader {
-            version: CAP_V3,
-            pid: 0,
-        };
-        let half = |v: u64, i: usize| (v >> (32 * i)) as u32;
-        let data = [0, 1].map(|i| CapData {
-            effective: half(self.effective, i),
-            permitted: half(self.permitted, i),
-            inheritable: half(self.inheritable, i),
-        });
-        // SAFETY: a v3 header and two data structs, as the kernel expects for version 3.
-        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-        if rc != 0 {
-            return Err(format!("capset: {}", Errno::last()));
-        }
+        crate::sys::process::set_capabilities(self.effective, self.permitted, self.inheritable)
+            .map_err(|e| format!("capset: {e}"))?;
         Ok(())
     }
 }
@@ -276,8 +234,7 @@ pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
     let env = super::nul_joined(env.iter().map(OsString::as_os_str));
     let area: &'static mut [u8] = [args.as_slice(), env.as_slice()].concat().leak();
     let start = area.as_ptr() as u64;
-    // SAFETY: brk(0) only reports the current program break.
-    let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+    let brk = crate::sys::process::program_break();
     let map = MmMap {
         start_code: field(26)?,
         end_code: field(27)?,

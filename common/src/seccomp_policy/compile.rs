@@ -16,7 +16,8 @@ use std::collections::HashSet;
 use super::profile::{Action, ArgCondition, Filter, Op, Profile};
 
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_NATIVE: u32 = 0xC000_003E;
+use crate::sys::bpf::AUDIT_ARCH as AUDIT_ARCH_NATIVE;
+use crate::sys::bpf::X32_SYSCALL_BIT;
 /// What the profile calls this machine's architecture, and Docker's `arches` names for it.
 #[cfg(target_arch = "x86_64")]
 const NATIVE_NAMES: [&str; 3] = ["SCMP_ARCH_X86_64", "amd64", "x86_64"];
@@ -40,7 +41,6 @@ const KNOWN_ARCHES: [&str; 17] = [
     "SCMP_ARCH_S390X",
     "SCMP_ARCH_RISCV64",
 ];
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// BPF_MAXINSNS.
 const MAX_INSNS: usize = 4096;
 

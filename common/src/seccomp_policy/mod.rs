@@ -132,21 +132,8 @@ pub fn build(choice: &Choice, caps: HashSet<String>) -> Result<Option<Compiled>,
 /// Installs a compiled profile for this process and what it executes. Needs CAP_SYS_ADMIN
 /// in the current user namespace or no_new_privs.
 pub fn install(compiled: &Compiled, what: &str) -> Result<(), Fatal> {
-    let prog = libc::sock_fprog {
-        len: compiled.program.len() as u16,
-        filter: compiled.program.as_ptr().cast_mut(),
-    };
     debug::step(format_args!("seccomp: {what}"), || {
-        // SAFETY: `prog` points to the program, which outlives the call; the kernel copies it.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                compiled.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        nix::errno::Errno::result(rc).map(drop)
+        crate::sys::bpf::install_seccomp_with_flags(&compiled.program, compiled.flags.into())
     })
     .map_err(|e| Fatal::from(e).context(format!("unable to install the seccomp profile {what}")))
 }

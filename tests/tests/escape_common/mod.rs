@@ -16,7 +16,7 @@ use nschain_tests::*;
 
 /// The tools of the chain (and nsps), as built beside the tests.
 pub const TOOLS: &[&str] = &[
-    "netns", "userns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens",
+    "netns", "userns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns",
 ];
 
 const APPLETS: &[&str] = &[

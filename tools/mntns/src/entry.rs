@@ -321,37 +321,10 @@ impl Entry {
         debug::step(format_args!("close fds >= {first} at exec"), || {
             // Marked close-on-exec rather than closed: the exec closes them all, and should it
             // fail, no descriptor still owned by the tool was closed behind its back.
-            // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets the FD_CLOEXEC flag.
-            let rc = unsafe {
-                libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int)
-            };
-            match Errno::result(rc) {
-                Err(Errno::EINVAL | Errno::ENOSYS) => cloexec_by_hand(first),
-                other => other.map(drop),
-            }
+            common::sys::fs::cloexec_range_or_each(first)
         })
         .map_err(|e| Fatal::from(e).context("unable to close the inherited file descriptors"))
     }
-}
-
-/// Before Linux 5.11: set FD_CLOEXEC on every open fd >= `first`.
-fn cloexec_by_hand(first: u32) -> Result<(), Errno> {
-    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|_| Errno::EBADF)?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect();
-    for fd in open.into_iter().filter(|fd| *fd >= first as i32) {
-        // The directory's own fd is gone by now: EBADF is expected for it.
-        match nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        ) {
-            Ok(_) | Err(Errno::EBADF) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Supplementary groups set to `groups` (when the user namespace allows setgroups), then gid,

@@ -30,6 +30,7 @@
 //!   fds, the setuid guard's warning, exec          entry
 //! ```
 
+mod cgroupfs;
 mod dev;
 mod dns;
 mod entry;
@@ -637,6 +638,9 @@ fn build_root(
         proc_sys::mount_proc(root.as_fd())?;
         let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
         extra.insert("sys".into(), json!(sys));
+        let cgroup = cgroupfs::mount(root.as_fd())
+            .map_err(|e| Fatal::from(e).context("unable to mount /sys/fs/cgroup"))?;
+        extra.insert("cgroupfs".into(), json!(cgroup));
         if let Some(etc) = &etc {
             etc_files::install(root.as_fd(), etc)?;
         }

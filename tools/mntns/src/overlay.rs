@@ -207,8 +207,7 @@ fn make_dirs(
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&path)
     {
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(existing.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if common::sys::fs::try_lock_exclusive(existing.as_fd()) != Ok(true) {
             bail!("the layer is in use by a running container");
         }
     }
@@ -222,8 +221,7 @@ fn make_dirs(
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&tmp)?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if common::sys::fs::try_lock_exclusive(lock.as_fd()) != Ok(true) {
         bail!("unable to lock {}", tmp.display());
     }
     fs::rename(&tmp, &path)?;

@@ -228,48 +228,14 @@ fn mirror(
 
 /// A new tmpfs (new mount API), not yet attached: its root has `mode`.
 fn new_tmpfs(mode: u32) -> anyhow::Result<OwnedFd> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    let tmpfs = CString::new("tmpfs")?;
-    // SAFETY: fsopen takes a NUL-terminated name and flags; it returns a new fd we own.
-    let rc = unsafe { libc::syscall(libc::SYS_fsopen, tmpfs.as_ptr(), FSOPEN_CLOEXEC) };
-    let fs = Errno::result(rc).map_err(sys::new_api)?;
-    // SAFETY: a fresh descriptor nothing else owns.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    let key = CString::new("mode")?;
+    use common::sys::mount;
+    let fs = mount::fsopen(c"tmpfs").map_err(sys::new_api)?;
     let value = CString::new(format!("{mode:o}"))?;
-    // SAFETY: fsconfig reads the NUL-terminated key and value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    Errno::result(rc).context("unable to configure the skeleton's tmpfs")?;
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    Errno::result(rc).context("unable to create the skeleton's tmpfs")?;
+    mount::fsconfig_set_string(fs.as_fd(), c"mode", &value)
+        .context("unable to configure the skeleton's tmpfs")?;
+    mount::fsconfig_create(fs.as_fd()).context("unable to create the skeleton's tmpfs")?;
     let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-    // SAFETY: fsmount takes the configured fs fd, flags and attributes; returns a new fd.
-    let rc = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    let mount = Errno::result(rc).context("unable to mount the skeleton's tmpfs")?;
-    // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(mount as i32) })
+    mount::fsmount(fs.as_fd(), attrs).context("unable to mount the skeleton's tmpfs")
 }
 
 /// Once every mount of the root is made: `--read-only` covers the skeletons too.

@@ -2,16 +2,15 @@
 //! before the first change of the host; a failure after it undoes what was done.
 //!
 //! ```text
-//! host netlink socket, lock the leases, collect dead ones
-//! plan the bridge's subnet; check --ip / allocate; check the ports (leases + a bind probe)
-//! bridge (if missing), ip_forward, lease file, nft batch (table if missing + elements)
-//! fork the cleanup watcher; unshare (+ pin)
+//! host netlink socket, global lock; with --ip or -p: collect dead leases, check them
+//! plan the bridge's subnet; claim the address (exclusive creation); check the ports
+//! bridge (if missing), ip_forward, nft table and bridge elements if missing; unlock
+//! nft port elements; fork the cleanup watcher; unshare (+ pin)
 //! veth: host end on the bridge, peer created as eth0 directly in the new namespace
 //! IPv6 off on the host end (back in the host namespace for it) and on eth0
 //! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
 //! ```
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -41,51 +40,36 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     let mut host = Rtnl::open().context("unable to open a netlink socket")?;
     let host_ns =
         File::open("/proc/self/ns/net").context("unable to open the host network namespace")?;
-    let store = debug::step("lock leases", || Store::lock(&cleanup::state_dir()))
-        .fatal_context("unable to lock the lease directory")?;
-    let live = debug::step("collect dead leases", || {
-        cleanup::collect(&store, &mut host)
-    })?;
-    let mut br = debug::step("plan bridge", || {
-        bridge::plan(&mut host, bridge_name, args.subnet)
-    })?;
-
-    // A container whose command just returned may still hold what this one asks for, for
-    // the tens of milliseconds the kernel takes to tear its namespace down.
-    let (live, released) = debug::step("settle leases", || {
-        cleanup::settle(&store, &mut host, live, |l| {
-            (l.bridge == br.name && Some(l.ip) == args.ip)
-                || l.ports
-                    .iter()
-                    .any(|q| args.publish.iter().any(|p| q.clashes_with(p)))
-        })
-    })?;
-    let ip = choose_address(&store, &br, &live, args.ip)?;
-    let held = check_ports(&args.publish, &live, &released)?;
-
-    // From here on the host changes.
-    let ensured = bridge::ensure(&mut host, &mut br, args.mtu)?;
-    bridge::enable_forwarding()?;
-    let bridge_index = br.link.as_ref().map(|l| l.index).unwrap_or(0);
-    let adopted = record_bridge(&store, &br, bridge_index, ensured)?;
+    let (store, mut br, ready) = lock_unless_ready(&args, &mut host, bridge_name)?;
     let mut lease = Lease {
-        ip,
+        ip: br.gateway(),
         bridge: br.name.clone(),
         pid: common::procfs::own_pid(),
         netns: 0,
-        veth: ipam::veth_name(ip),
+        veth: String::new(),
         ifindex: 0,
         ports: args.publish.clone(),
         isolated: !args.icc,
     };
-    store
-        .create(&lease)
-        .fatal_context(format!("unable to lease {ip}"))?;
+    let (claim, held) = claim_and_hold(&args, &store, &mut host, &br, &mut lease)?;
     let mut undo = Undo {
         entered: false,
         ports: false,
         veth: None,
     };
+    let bridged = match ready {
+        Some(index) => bridge::enable_forwarding().map(|()| index),
+        None => prepare_bridge(&args, &mut host, &store, &mut br),
+    };
+    let bridge_index = match bridged {
+        Ok(index) => index,
+        Err(error) => {
+            undo.run(&mut host, &host_ns, &store, &lease);
+            return Err(error);
+        }
+    };
+    let store = store.unlock(); // the lease is claimed, the bridge is ready
+    let ip = lease.ip;
     let result = setup(
         &args,
         &link,
@@ -93,7 +77,6 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
         &host_ns,
         &store,
         &br,
-        adopted,
         bridge_index,
         &mut lease,
         &mut undo,
@@ -106,7 +89,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
             return Err(error);
         }
     };
-    drop(store); // unlock: the lease is complete and its veth exists
+    drop(claim); // the lease is complete and its veth exists
     watcher.go(&lease)?;
     let mut extra = Map::new();
     extra.insert("mode".into(), json!("bridge"));
@@ -130,6 +113,166 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     link.finish(common::procfs::own_pid(), extra)?;
     cx.handdown().net = common::handdown::Slot::Made("bridge".to_owned());
     crate::own_sys::exec(args.command.command, cx)
+}
+
+/// The lease store, the bridge's plan and, when the bridge is ready, its ifindex.
+///
+/// The global lock is taken only for what needs it: a bridge, its record or the nft table to
+/// make, or `--ip`/`-p` (checked against every lease). A start on a ready bridge claims its
+/// address without it; the veth and the rest of the setup always run unlocked, the lease
+/// protected by its claim.
+fn lock_unless_ready(
+    args: &Args,
+    host: &mut Rtnl,
+    name: &str,
+) -> Result<(Store, Bridge, Option<u32>), Fatal> {
+    let dir = cleanup::state_dir();
+    let plan =
+        |host: &mut Rtnl| debug::step("plan bridge", || bridge::plan(host, name, args.subnet));
+    if args.ip.is_none() && args.publish.is_empty() {
+        let br = plan(host)?;
+        let store = Store::open(&dir).fatal_context("unable to open the lease directory")?;
+        if let Some(index) = ready_bridge(&store, &br)? {
+            return Ok((store, br, Some(index)));
+        }
+    }
+    let store = debug::step("lock leases", || Store::lock(&dir))
+        .fatal_context("unable to lock the lease directory")?;
+    // Planned again under the lock: another start may have made the bridge meanwhile.
+    let br = plan(host)?;
+    Ok((store, br, None))
+}
+
+/// The bridge's ifindex if nothing is left to do to it: it exists with its gateway address,
+/// netns recorded it, and the nft table exists (then [`prepare_bridge`] would change nothing).
+fn ready_bridge(store: &Store, br: &Bridge) -> Result<Option<u32>, Fatal> {
+    let Some(link) = br.link.as_ref().filter(|_| !br.needs_address) else {
+        return Ok(None);
+    };
+    if store
+        .bridge_record(&br.name)
+        .is_none_or(|r| r.ifindex != link.index)
+    {
+        return Ok(None);
+    }
+    let exists =
+        debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
+    Ok(exists.then_some(link.index))
+}
+
+/// The address (claimed) and the host ports (held), checked against every lease when asked
+/// for explicitly (`--ip`, `-p`: dead leases collected first, a dying container waited for);
+/// otherwise the next address that this start creates the lease of first.
+fn claim_and_hold(
+    args: &Args,
+    store: &Store,
+    host: &mut Rtnl,
+    br: &Bridge,
+    lease: &mut Lease,
+) -> Result<(ipam::Claim, Vec<OwnedFd>), Fatal> {
+    if args.ip.is_none() && args.publish.is_empty() {
+        return Ok((claim_next(store, host, br, lease)?, Vec::new()));
+    }
+    let live = debug::step("collect dead leases", || cleanup::collect(store, host))?;
+    // A container whose command just returned may still hold what this one asks for, for
+    // the tens of milliseconds the kernel takes to tear its namespace down.
+    let (live, released) = debug::step("settle leases", || {
+        cleanup::settle(store, host, live, |l| {
+            (l.bridge == br.name && Some(l.ip) == args.ip)
+                || l.ports
+                    .iter()
+                    .any(|q| args.publish.iter().any(|p| q.clashes_with(p)))
+        })
+    })?;
+    let claim = match args.ip {
+        Some(ip) => {
+            check_wanted(br, &live, ip)?;
+            lease.ip = ip;
+            lease.veth = ipam::veth_name(ip);
+            store
+                .claim(lease)
+                .fatal_context(format!("unable to lease {ip}"))?
+                .ok_or_else(|| in_use(ip, None))?
+        }
+        None => claim_next(store, host, br, lease)?,
+    };
+    match check_ports(&args.publish, &live, &released) {
+        Ok(held) => Ok((claim, held)),
+        Err(error) => {
+            let _ = store.remove(lease);
+            Err(error)
+        }
+    }
+}
+
+/// Claims the next free address after the last one given (round robin). Only when none is
+/// free are the dead leases collected (under the global lock, which the caller holds), once.
+fn claim_next(
+    store: &Store,
+    host: &mut Rtnl,
+    br: &Bridge,
+    lease: &mut Lease,
+) -> Result<ipam::Claim, Fatal> {
+    for collected in [false, true] {
+        if collected {
+            let locked = store.lock_if_unlocked()?;
+            debug::step("collect dead leases", || {
+                cleanup::collect(locked.as_ref().unwrap_or(store), host)
+            })?;
+        }
+        for ip in ipam::candidates(&br.subnet, store.last(&br.name)) {
+            lease.ip = ip;
+            lease.veth = ipam::veth_name(ip);
+            let claimed = store
+                .claim(lease)
+                .fatal_context(format!("unable to lease {ip}"))?;
+            if let Some(claim) = claimed {
+                return Ok(claim);
+            }
+        }
+    }
+    let taken = store.leases(&br.name).map(|l| l.len()).unwrap_or(0);
+    Err(Fatal::new(format!(
+        "the subnet {} of the bridge {} is exhausted ({taken} containers)",
+        br.subnet, br.name,
+    ))
+    .with_hint("stop a container, run `netns gc`, or use another bridge with a larger --subnet"))
+}
+
+/// The bridge (created if missing), forwarding, its record and its nft table and elements
+/// (once per bridge), under the global lock; its ifindex.
+fn prepare_bridge(
+    args: &Args,
+    host: &mut Rtnl,
+    store: &Store,
+    br: &mut Bridge,
+) -> Result<u32, Fatal> {
+    let ensured = bridge::ensure(host, br, args.mtu)?;
+    bridge::enable_forwarding()?;
+    let bridge_index = br.link.as_ref().map(|l| l.index).unwrap_or(0);
+    let adopted = record_bridge(store, br, bridge_index, ensured)?;
+    let exists =
+        debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
+    let mut batch = String::new();
+    if !exists {
+        batch.push_str(nft::base_table());
+    }
+    if adopted || !exists {
+        nft::add_bridge(&mut batch, &br.name, &br.subnet);
+    }
+    if !batch.is_empty() {
+        debug::step("nft bridge", || nft::apply(&batch))
+            .context("unable to set up the nft table ip nschain")?;
+    }
+    if !exists {
+        for chain in nft::forward_drop_chains() {
+            common::report::warning(format_args!(
+                "the nft chain '{chain}' drops forwarded packets by default: the containers on {} may get no traffic (accept iifname/oifname {} there; with Docker, in DOCKER-USER)",
+                br.name, br.name
+            ));
+        }
+    }
+    Ok(bridge_index)
 }
 
 /// Records what netns did to the bridge (once per bridge, under the lease lock), so that
@@ -188,21 +331,12 @@ fn setup(
     host_ns: &File,
     store: &Store,
     br: &Bridge,
-    adopted: bool,
     bridge_index: u32,
     lease: &mut Lease,
     undo: &mut Undo,
     held: Vec<OwnedFd>,
 ) -> Result<Watcher, Fatal> {
-    let exists =
-        debug::step("check nft table", nft::table_exists).context("unable to query nftables")?;
     let mut batch = String::new();
-    if !exists {
-        batch.push_str(nft::base_table());
-    }
-    if adopted || !exists {
-        nft::add_bridge(&mut batch, &br.name, &br.subnet);
-    }
     nft::add_ports(&mut batch, &lease.ports, lease.ip);
     if lease.isolated {
         nft::add_isolated(&mut batch, lease.ip);
@@ -210,14 +344,6 @@ fn setup(
     if !batch.is_empty() {
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;
-    }
-    if !exists {
-        for chain in nft::forward_drop_chains() {
-            common::report::warning(format_args!(
-                "the nft chain '{chain}' drops forwarded packets by default: the containers on {} may get no traffic (accept iifname/oifname {} there; with Docker, in DOCKER-USER)",
-                br.name, br.name
-            ));
-        }
     }
     let watcher = Watcher::spawn(held)?;
     link.enter()?;
@@ -299,44 +425,24 @@ fn port_error(error: anyhow::Error, ports: &[Publish]) -> Fatal {
     }
 }
 
-fn choose_address(
-    store: &Store,
-    br: &Bridge,
-    live: &[Lease],
-    wanted: Option<Ipv4Addr>,
-) -> Result<Ipv4Addr, Fatal> {
-    let taken: HashSet<Ipv4Addr> = live
-        .iter()
-        .filter(|l| l.bridge == br.name)
-        .map(|l| l.ip)
-        .collect();
-    match wanted {
-        Some(ip) => {
-            br.subnet.check_host(ip).map_err(|e| {
-                Fatal::new(format!("--ip {ip}: {e}"))
-                    .with_hint(format!("the bridge {} has subnet {}", br.name, br.subnet))
-            })?;
-            if let Some(holder) = live.iter().find(|l| l.bridge == br.name && l.ip == ip) {
-                return Err(Fatal::new(format!(
-                    "the address {ip} is in use by another container (pid {})",
-                    holder.pid
-                ))
-                .with_hint("omit --ip to get a free address"));
-            }
-            Ok(ip)
-        }
-        None => ipam::allocate(&br.subnet, &taken, store.last(&br.name)).ok_or_else(|| {
-            Fatal::new(format!(
-                "the subnet {} of the bridge {} is exhausted ({} containers)",
-                br.subnet,
-                br.name,
-                taken.len()
-            ))
-            .with_hint(
-                "stop a container, run `netns gc`, or use another bridge with a larger --subnet",
-            )
-        }),
+/// `--ip`: in the subnet, not the gateway, and not leased by a live container.
+fn check_wanted(br: &Bridge, live: &[Lease], ip: Ipv4Addr) -> Result<(), Fatal> {
+    br.subnet.check_host(ip).map_err(|e| {
+        Fatal::new(format!("--ip {ip}: {e}"))
+            .with_hint(format!("the bridge {} has subnet {}", br.name, br.subnet))
+    })?;
+    match live.iter().find(|l| l.bridge == br.name && l.ip == ip) {
+        Some(holder) => Err(in_use(ip, Some(holder.pid))),
+        None => Ok(()),
     }
+}
+
+fn in_use(ip: Ipv4Addr, pid: Option<u32>) -> Fatal {
+    let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    Fatal::new(format!(
+        "the address {ip} is in use by another container{holder}"
+    ))
+    .with_hint("omit --ip to get a free address")
 }
 
 /// A host port is an error when another live container publishes it, or a host process

@@ -7,8 +7,9 @@
 //!   process): it waits on a pidfd of the container's process, then for the kernel to delete
 //!   the container's veth (the namespace is gone: no process and no pin holds it any more), and
 //!   releases the lease;
-//! - lazy collection: every bridge-mode start and `netns gc` release, under the lock, the
-//!   leases whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
+//! - lazy collection: a bridge-mode start that finds no address free (or asks for `--ip` or
+//!   `-p`, checked against every lease) and `netns gc` release, under the lock, the leases
+//!   whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
 //!
 //! The nft elements are always deleted before the lease, so an address is never reused while
 //! a stale port rule still points at it.
@@ -49,10 +50,11 @@ fn holder_alive(lease: &Lease) -> bool {
     lease.netns != 0 && std::fs::metadata(path).is_ok_and(|m| m.ino() == lease.netns)
 }
 
-/// Whether a lease's namespace still exists: its host-side veth is still there.
-pub fn is_alive(rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
+/// Whether a lease's namespace still exists: its host-side veth is still there (or, before
+/// it has one, its creator is still setting it up).
+pub fn is_alive(store: &Store, rtnl: &mut Rtnl, lease: &Lease) -> anyhow::Result<bool> {
     if lease.ifindex == 0 {
-        return Ok(false);
+        return Ok(store.in_setup(lease));
     }
     if holder_alive(lease) {
         return Ok(true);
@@ -75,7 +77,7 @@ pub fn release(store: &Store, lease: &Lease) -> anyhow::Result<()> {
 pub fn collect(store: &Store, rtnl: &mut Rtnl) -> anyhow::Result<Vec<Lease>> {
     let mut live = Vec::new();
     for lease in store.all_leases()? {
-        if is_alive(rtnl, &lease)? {
+        if is_alive(store, rtnl, &lease)? {
             live.push(lease);
         } else if let Err(e) = release(store, &lease) {
             report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
@@ -104,7 +106,7 @@ pub fn settle(
     while !dying.is_empty() {
         let mut still = Vec::new();
         for lease in dying {
-            if is_alive(rtnl, &lease)? {
+            if is_alive(store, rtnl, &lease)? {
                 still.push(lease);
             } else if let Err(e) = release(store, &lease) {
                 report::warning(format_args!("unable to release {}: {e:#}", lease.ip));
@@ -276,14 +278,9 @@ impl Watcher {
 }
 
 fn pidfd_self() -> anyhow::Result<OwnedFd> {
-    let pid = std::process::id() as libc::c_long;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec).
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_long) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("unable to open a pidfd");
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    common::sys::process::pidfd_open(std::process::id() as libc::pid_t)
+        .map_err(std::io::Error::from)
+        .context("unable to open a pidfd")
 }
 
 fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
@@ -307,7 +304,7 @@ fn spawn_watcher(held: &[OwnedFd]) -> anyhow::Result<Watcher> {
             .enumerate()
             .map(|(i, fd)| (fd.as_raw_fd(), WATCH_PIDFD + 1 + i as RawFd)),
     );
-    crate::spawn::detached(c"/proc/self/exe", &argv, &fds, debug::enabled())
+    common::detached::spawn(c"/proc/self/exe", &argv, &fds, debug::enabled())
         .context("unable to spawn netns gc --watch")?;
     Ok(Watcher { channel: ours })
 }
@@ -330,7 +327,8 @@ fn watch() -> Result<(), Fatal> {
     };
     wait_readable(&pidfd);
     drop(pidfd);
-    let mut events = Rtnl::open_link_events().context("unable to watch link events")?;
+    let mut events =
+        Rtnl::open_link_deletion(target.ifindex).context("unable to watch link events")?;
     let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
     loop {
         match rtnl.link_by_index(target.ifindex) {

@@ -1,19 +1,23 @@
 //! Address management without a daemon: CIDR arithmetic (pure), and leases kept as one file
-//! per address under `RUN/netns/<bridge>/`, created and reclaimed under an exclusive `flock`
-//! on `RUN/netns/lock`.
+//! per address under `RUN/netns/<bridge>/`.
+//!
+//! An address is claimed by creating its lease file exclusively ([`Store::claim`]: written and
+//! locked before it appears under its name), so a start needs no global lock and no scan of
+//! the other leases to get one. The global `flock` on `RUN/netns/lock` serialises what needs a
+//! view of every lease: collecting dead ones (only when no address is free, for `netns gc`, or
+//! for `--ip`/`-p`, whose clashes are checked against every lease) and the bridge's setup.
 //!
 //! A lease records the holder's pid, its network namespace inode, its host-side veth (name and
 //! ifindex) and its published ports. It is alive while that veth exists: the kernel deletes the
-//! veth when the namespace dies, whatever killed it. A lease is written and its veth created
-//! while the lock is held, so a lease without a veth seen under the lock is one whose creator
-//! died (SIGKILL) in the middle of its setup.
+//! veth when the namespace dies, whatever killed it. Until its veth exists, its creator holds
+//! its file locked ([`Claim`]): a lease without a veth whose file nobody locks is one whose
+//! creator died (SIGKILL) in the middle of its setup.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -121,18 +125,10 @@ impl FromStr for Cidr {
     }
 }
 
-/// The next free address after `last` (round robin, like CNI host-local), or None when the
-/// subnet is exhausted.
-pub fn allocate(
-    cidr: &Cidr,
-    taken: &HashSet<Ipv4Addr>,
-    last: Option<Ipv4Addr>,
-) -> Option<Ipv4Addr> {
+/// Every address a container can get, in round-robin order from the one after `last`.
+pub fn candidates(cidr: &Cidr, last: Option<Ipv4Addr>) -> impl Iterator<Item = Ipv4Addr> {
     let (first, end) = cidr.host_range();
-    if end < first {
-        return None;
-    }
-    let count = end - first + 1;
+    let count = if end < first { 0 } else { end - first + 1 };
     let start = match last {
         Some(ip) if cidr.contains(ip) && (first..=end).contains(&u32::from(ip)) => {
             u32::from(ip) - first + 1
@@ -140,9 +136,8 @@ pub fn allocate(
         _ => 0,
     };
     (0..count)
-        .map(|i| first + (start + i) % count)
+        .map(move |i| first + (start + i) % count)
         .map(Ipv4Addr::from)
-        .find(|ip| !taken.contains(ip))
 }
 
 /// One container's lease.
@@ -182,11 +177,18 @@ pub struct BridgeRecord {
 /// The record's file in a bridge's directory (not a lease: leases are named by address).
 const BRIDGE_RECORD: &str = "bridge.json";
 
-/// The state directory, locked.
+/// The state directory, locked (the global lock) or not.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    _lock: File,
+    _lock: Option<File>,
+}
+
+/// A lease being set up: its file stays locked while this lives (drop it once the lease is
+/// complete), so that a collector leaves it alone.
+#[derive(Debug)]
+pub struct Claim {
+    _file: File,
 }
 
 impl Store {
@@ -203,21 +205,38 @@ impl Store {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("unable to open {}", path.display()))?;
-        loop {
-            // SAFETY: flock only takes a lock on the open file; the fd stays owned by `lock`.
-            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).with_context(|| format!("unable to lock {}", path.display()));
-            }
-        }
+        common::sys::fs::lock_exclusive(lock.as_fd())
+            .with_context(|| format!("unable to lock {}", path.display()))?;
         Ok(Store {
             dir: dir.to_owned(),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens `dir` (creating it) without the global lock: enough to claim an address.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        common::state::ensure_dir(dir, 0o755)?;
+        Ok(Store {
+            dir: dir.to_owned(),
+            _lock: None,
+        })
+    }
+
+    /// The same store with the global lock, unless this one holds it already (`None`: a
+    /// second `flock` from this process would wait for itself).
+    pub fn lock_if_unlocked(&self) -> anyhow::Result<Option<Store>> {
+        match self._lock {
+            Some(_) => Ok(None),
+            None => Store::lock(&self.dir).map(Some),
+        }
+    }
+
+    /// Releases the global lock (if held); the store stays usable for what needs no lock.
+    pub fn unlock(self) -> Store {
+        Store {
+            dir: self.dir,
+            _lock: None,
+        }
     }
 
     fn bridge_dir(&self, bridge: &str) -> PathBuf {
@@ -257,6 +276,7 @@ impl Store {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(ip) = name.to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+                remove_if_orphan(&entry.path());
                 continue;
             };
             let text = std::fs::read(entry.path()).unwrap_or_default();
@@ -285,29 +305,88 @@ impl Store {
         self.bridge_dir(&lease.bridge).join(lease.ip.to_string())
     }
 
-    /// Writes a new lease (fails if the address is leased).
-    pub fn create(&self, lease: &Lease) -> anyhow::Result<()> {
+    /// Claims `lease.ip`: its lease file is written and locked before it appears under its
+    /// name (a link, which fails if the address is leased), so nobody ever reads half a lease
+    /// or sees it unlocked while it is set up. `None` when the address is leased.
+    pub fn claim(&self, lease: &Lease) -> anyhow::Result<Option<Claim>> {
         let dir = self.bridge_dir(&lease.bridge);
         common::state::ensure_dir(&dir, 0o755)?;
         let path = self.lease_path(lease);
-        let mut file = OpenOptions::new()
+        let (mut file, named) = claim_file(&dir)?;
+        common::sys::fs::lock_exclusive(file.as_fd())
+            .with_context(|| format!("unable to lock a new lease in {}", dir.display()))?;
+        file.write_all(&serde_json::to_vec(lease)?)
+            .with_context(|| format!("unable to write a new lease in {}", dir.display()))?;
+        let linked = match &named {
+            Some(tmp) => std::fs::hard_link(tmp, &path),
+            None => nix::unistd::linkat(
+                None,
+                Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
+                None,
+                path.as_path(),
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            )
+            .map_err(std::io::Error::from),
+        };
+        if let Some(tmp) = &named {
+            let _ = std::fs::remove_file(tmp);
+        }
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("unable to create the lease {}", path.display()))
+            }
+        }
+        self.set_last(&lease.bridge, lease.ip);
+        Ok(Some(Claim { _file: file }))
+    }
+
+    /// Whether a lease without a veth is still being set up: its creator holds its file locked
+    /// (a [`Claim`]), or it was completed meanwhile. One whose creator died is neither.
+    pub fn in_setup(&self, lease: &Lease) -> bool {
+        let Ok(mut file) = File::open(self.lease_path(lease)) else {
+            return false;
+        };
+        match common::sys::fs::try_lock_exclusive(file.as_fd()) {
+            Ok(true) => {
+                // Ours until `file` closes: read what the lock covers (the file now under the
+                // name, which a completed setup has replaced).
+                let mut text = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut file, &mut text);
+                serde_json::from_slice::<Lease>(&text).is_ok_and(|l| l.ifindex != 0)
+            }
+            Ok(false) | Err(_) => true,
+        }
+    }
+
+    /// Records the last address given (round robin), in place and padded to one length: one
+    /// small write, never truncated, and no temporary file a SIGKILL could leave. At worst a
+    /// reader sees a mix of two addresses, which only moves where the next search starts.
+    fn set_last(&self, bridge: &str, ip: Ipv4Addr) {
+        use std::os::unix::fs::FileExt;
+        let path = self.bridge_dir(bridge).join("last");
+        let file = OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .mode(0o644)
             .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .with_context(|| format!("unable to create the lease {}", path.display()))?;
-        file.write_all(&serde_json::to_vec(lease)?)
-            .with_context(|| format!("unable to write the lease {}", path.display()))?;
-        std::fs::write(dir.join("last"), lease.ip.to_string())
-            .with_context(|| format!("unable to write {}", dir.join("last").display()))?;
-        Ok(())
+            .open(path);
+        if let Ok(file) = file {
+            let _ = file.write_all_at(format!("{ip:<15}").as_bytes(), 0);
+        }
     }
 
     /// Replaces a lease's content atomically.
     pub fn update(&self, lease: &Lease) -> anyhow::Result<()> {
         let path = self.lease_path(lease);
-        let tmp = path.with_extension("tmp");
+        // Its own name (not `with_extension`, which would turn 10.0.0.2 into 10.0.0.tmp, one
+        // name for every lease): leases are updated concurrently.
+        let tmp =
+            self.bridge_dir(&lease.bridge)
+                .join(format!("{}.{}.tmp", lease.ip, std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec(lease)?)
             .with_context(|| format!("unable to write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
@@ -374,6 +453,61 @@ impl Store {
     }
 }
 
+/// Removes a temporary file of [`Store::update`] (`ADDR.PID.tmp`) or [`Store::claim`]
+/// (`.claim.PID`) whose writer is gone (SIGKILLed between its write and its rename).
+fn remove_if_orphan(path: &Path) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let pid = match name.strip_prefix(".claim.") {
+        Some(pid) => pid,
+        None => match name.strip_suffix(".tmp").and_then(|n| n.rsplit_once('.')) {
+            Some((ip, pid)) if ip.parse::<Ipv4Addr>().is_ok() => pid,
+            _ => return,
+        },
+    };
+    let alive = pid
+        .parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if !alive {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A new file in `dir` to become a lease: unnamed (O_TMPFILE), or where the file system has
+/// no unnamed files, under a private name (returned) to link from and remove.
+fn claim_file(dir: &Path) -> anyhow::Result<(File, Option<PathBuf>)> {
+    let unnamed = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir);
+    match unnamed {
+        Ok(file) => return Ok((file, None)),
+        Err(e)
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return Err(e).with_context(|| format!("unable to create a lease in {}", dir.display()))
+        }
+        Err(_) => {}
+    }
+    let tmp = dir.join(format!(".claim.{}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .with_context(|| format!("unable to create {}", tmp.display()))?;
+    Ok((file, Some(tmp)))
+}
+
 /// The host-side veth name for an address: `nsc` + the address in hex (unique while the
 /// lease lives, at most 11 bytes).
 pub fn veth_name(ip: Ipv4Addr) -> String {
@@ -383,6 +517,7 @@ pub fn veth_name(ip: Ipv4Addr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn cidrs_parse_and_check() {
@@ -429,6 +564,16 @@ mod tests {
         assert!(!b.overlaps(&c));
     }
 
+    /// The next free address after `last` (round robin, like CNI host-local), or None when the
+    /// subnet is exhausted.
+    fn allocate(
+        cidr: &Cidr,
+        taken: &HashSet<Ipv4Addr>,
+        last: Option<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
+        candidates(cidr, last).find(|ip| !taken.contains(ip))
+    }
+
     #[test]
     fn allocation_is_round_robin_and_ends() {
         let c: Cidr = "10.9.9.0/29".parse().unwrap(); // hosts .2 to .6
@@ -456,6 +601,59 @@ mod tests {
             allocate(&tiny, &HashSet::new(), None),
             Some(Ipv4Addr::new(10, 9, 9, 2))
         );
+    }
+
+    fn lease(ip: [u8; 4]) -> Lease {
+        Lease {
+            ip: Ipv4Addr::from(ip),
+            bridge: "nstest0".into(),
+            pid: std::process::id(),
+            netns: 0,
+            veth: veth_name(Ipv4Addr::from(ip)),
+            ifindex: 0,
+            ports: Vec::new(),
+            isolated: false,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_exclusive_and_protects_the_lease_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::lock(dir.path()).unwrap().unlock();
+        let first = lease([10, 9, 9, 2]);
+        let claim = store
+            .claim(&first)
+            .unwrap()
+            .expect("a free address is claimed");
+        // Complete from the moment it appears under its name.
+        assert_eq!(store.leases("nstest0").unwrap(), vec![first.clone()]);
+        assert!(store.claim(&first).unwrap().is_none(), "claimed twice");
+        assert_eq!(store.last("nstest0"), Some(first.ip));
+        // Without a veth yet: in setup while claimed, dead once the claim is gone.
+        assert!(store.in_setup(&first));
+        drop(claim);
+        assert!(!store.in_setup(&first));
+        // Completed while a collector looked: not dead.
+        let second = lease([10, 9, 9, 3]);
+        let claim = store.claim(&second).unwrap().unwrap();
+        let mut done = second.clone();
+        done.ifindex = 7;
+        store.update(&done).unwrap();
+        drop(claim);
+        assert!(store.in_setup(&second));
+        store.remove(&done).unwrap();
+        assert!(
+            store.claim(&second).unwrap().is_some(),
+            "a released address is free again"
+        );
+        // A temporary file whose writer died goes with the next scan; a live writer's stays.
+        let bridge = dir.path().join("bridge-nstest0");
+        let dead = bridge.join("10.9.9.4.4294967295.tmp");
+        let live = bridge.join(format!("10.9.9.5.{}.tmp", std::process::id()));
+        std::fs::write(&dead, "{").unwrap();
+        std::fs::write(&live, "{").unwrap();
+        store.leases("nstest0").unwrap();
+        assert!(!dead.exists() && live.exists());
     }
 
     #[test]

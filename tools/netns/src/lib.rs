@@ -11,7 +11,6 @@ mod nft;
 mod own_sys;
 mod publish;
 mod rootless;
-mod spawn;
 
 use std::net::Ipv4Addr;
 

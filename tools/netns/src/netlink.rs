@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, RawFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -70,9 +70,12 @@ impl Rtnl {
         })
     }
 
-    /// Opens a socket that receives link events (for the cleanup watcher).
-    pub fn open_link_events() -> io::Result<Rtnl> {
+    /// Opens a socket that receives the deletion of link `index` and no other event (for the
+    /// cleanup watcher): a socket filter drops the rest in the kernel, so that the deletion
+    /// of each of N containers' veths wakes its own watcher, not all N.
+    pub fn open_link_deletion(index: u32) -> io::Result<Rtnl> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
+        common::sys::bpf::attach_socket_filter(socket.as_fd(), &deletion_filter(index))?;
         socket.bind_auto()?;
         socket.add_membership(RTNLGRP_LINK)?;
         Ok(Rtnl {
@@ -468,6 +471,27 @@ impl Rtnl {
             }
         }
     }
+}
+
+/// The classic BPF program that accepts a message only if it is `RTM_DELLINK` of `index`.
+/// Absolute loads read big-endian, and netlink headers are in host order: the constants are
+/// compared as the load sees them.
+fn deletion_filter(index: u32) -> [libc::sock_filter; 6] {
+    use common::sys::bpf::{jump, stmt};
+    use libc::{BPF_ABS, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    /// `nlmsghdr.nlmsg_type`, then `ifinfomsg.ifi_index` after the 16-byte header.
+    const TYPE: u32 = 4;
+    const INDEX: u32 = 16 + 4;
+    let dellink = u32::from(u16::from_be_bytes(libc::RTM_DELLINK.to_ne_bytes()));
+    let index = u32::from_be_bytes(index.to_ne_bytes());
+    [
+        stmt(BPF_LD | BPF_H | BPF_ABS, TYPE),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, dellink, 0, 3),
+        stmt(BPF_LD | BPF_W | BPF_ABS, INDEX),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, index, 0, 1),
+        stmt(BPF_RET | BPF_K, u32::MAX),
+        stmt(BPF_RET | BPF_K, 0),
+    ]
 }
 
 fn to_link(message: &LinkMessage) -> Link {

@@ -302,7 +302,7 @@ impl Pipes {
                     libc::dup2(exit_fd, 3);
                 }
                 libc::dup2(ready_fd, 4);
-                libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+                let _ = common::sys::fs::close_range(5, u32::MAX, 0);
                 if !keep_exit {
                     libc::close(3);
                 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! re-exec   from a sealed memfd copy of nsps (CVE-2019-5736)
+//! cgroup    into the chain's cgroup (cgroupns with limits), while still host root
 //! open      namespaces, the payload's /proc dir, root and cwd (host side, nothing changed)
 //! setns     the namespaces the chain made: those owned outside its user namespace, the
 //!           user namespace, the others, the mount namespace last
@@ -32,19 +33,22 @@ use crate::target::Target;
 /// comes last, as it takes effect only for the child forked once everything else is done.
 /// The time namespace takes effect for this process at once (setns, unlike unshare, moves
 /// the caller): joined before the fork, COMMAND reads the container's clocks.
-const ORDER: [Namespace; 7] = [
+/// The cgroup namespace is joined after the move into the chain's cgroup, so that the
+/// process sees that cgroup as its root, as the container does.
+const ORDER: [Namespace; 8] = [
     Namespace::User,
     Namespace::Net,
     Namespace::Ipc,
     Namespace::Uts,
+    Namespace::Cgroup,
     Namespace::Time,
     Namespace::Mnt,
     Namespace::Pid,
 ];
 
 /// The links of a chain, as their processes are named while they set up.
-const LINKS: [&str; 7] = [
-    "userns", "netns", "ipcns", "utsns", "timens", "pidns", "mntns",
+const LINKS: [&str; 8] = [
+    "userns", "netns", "ipcns", "utsns", "cgroupns", "timens", "pidns", "mntns",
 ];
 
 /// How long `nsps exec` waits for a chain that is still starting.
@@ -72,6 +76,11 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
         .with_hint("run nsps exec as the user who started the chain, or as root"));
     }
     let records = checked.live;
+    // Its limits bind COMMAND and all it forks, as they bind the container.
+    if let Some(cgroup) = chain_cgroup(&records) {
+        debug::step("join the chain's cgroup", || cgroup.add(0))
+            .map_err(|e| Fatal::from(e).context("unable to join the chain's cgroup"))?;
+    }
     let made = |kind: Namespace| {
         records
             .iter()
@@ -123,6 +132,20 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
         common::seccomp_policy::build(&recorded_profile(&records), creds.bounding_names())?;
     creds.apply(filter, profile.as_ref())?;
     crate::spawn::run(command, leader)
+}
+
+/// The cgroup the chain's cgroupns made, if any.
+fn chain_cgroup(records: &[Record]) -> Option<common::cgroupfs::Cgroup> {
+    let dirs = records
+        .iter()
+        .find(|r| r.ns.kind == "cgroup" && r.created)?
+        .extra
+        .get("cgroup")?
+        .get("dirs")?
+        .clone();
+    Some(common::cgroupfs::Cgroup {
+        dirs: serde_json::from_value(dirs).ok()?,
+    })
 }
 
 /// Whether the chain's mount link put its container under the setuid guard.
@@ -215,6 +238,6 @@ mod tests {
     fn user_first_then_mount_then_pid() {
         assert_eq!(join_order(&[]), ORDER.to_vec());
         let words: Vec<&str> = ORDER.iter().map(|k| k.proc_name()).collect();
-        assert_eq!(words.join(" "), "user net ipc uts time mnt pid");
+        assert_eq!(words.join(" "), "user net ipc uts cgroup time mnt pid");
     }
 }

@@ -5,6 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use common::cgroupfs::{Cgroup, Usage, Version};
 use common::info::Record;
 use common::{chain, state, Fatal};
 use serde::Serialize;
@@ -27,6 +28,38 @@ pub struct Container {
     pub records: Vec<Record>,
     /// host pid ↔ container pid, for every process of the chain.
     pub processes: Vec<Process>,
+    /// The chain's cgroup (cgroupns with limits): its limits and what it uses now.
+    pub cgroup: Option<CgroupState>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CgroupState {
+    /// The limits as cgroupns recorded them (bytes, counts, CPUs).
+    pub limits: Value,
+    /// Memory, processes, OOM kills and CPU time now.
+    pub usage: Usage,
+    /// Its directories, one per hierarchy.
+    pub dirs: Vec<String>,
+}
+
+/// The cgroup a chain's cgroupns made, read now.
+pub fn cgroup_state(records: &[Record]) -> Option<CgroupState> {
+    let info = records
+        .iter()
+        .find(|r| r.ns.kind == "cgroup" && r.created)?
+        .extra
+        .get("cgroup")?;
+    let dirs: Vec<(Version, PathBuf)> = serde_json::from_value(info.get("dirs")?.clone()).ok()?;
+    let cgroup = Cgroup { dirs };
+    Some(CgroupState {
+        limits: info.get("limits").cloned().unwrap_or(Value::Null),
+        usage: cgroup.usage(),
+        dirs: cgroup
+            .dirs
+            .iter()
+            .map(|(_, d)| d.display().to_string())
+            .collect(),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +136,7 @@ pub fn container(name: &str) -> Result<Container, Fatal> {
         layer: text(find("mnt"), "layer"),
         namespaces,
         processes,
+        cgroup: cgroup_state(&records),
         records,
     })
 }

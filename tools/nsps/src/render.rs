@@ -96,6 +96,9 @@ pub fn one(c: &Container, json: bool) -> Result<(), Fatal> {
             clocks(r)
         ));
     }
+    if let Some(cgroup) = &c.cgroup {
+        text.push_str(&limits(cgroup));
+    }
     if !c.processes.is_empty() {
         text.push_str("processes (host pid -> container pid):\n");
         for p in &c.processes {
@@ -131,6 +134,39 @@ fn clocks(record: &common::info::Record) -> String {
         .filter_map(|clock| Some(format!("{clock} {} s", offsets.get(*clock)?.as_str()?)))
         .collect();
     format!("  clocks: {}", shown.join(", "))
+}
+
+/// The chain's cgroup as `docker stats` shows it once: usage / limit, and the OOM kills.
+fn limits(cgroup: &crate::inspect::CgroupState) -> String {
+    use common::cgroupfs::human_bytes;
+    let u = &cgroup.usage;
+    let of = |used: Option<String>, limit: Option<String>| {
+        format!(
+            "{} / {}",
+            used.unwrap_or_else(|| "-".into()),
+            limit.unwrap_or_else(|| "no limit".into())
+        )
+    };
+    let mut text = format!(
+        "cgroup:      memory {}, pids {}, OOM kills {}",
+        of(
+            u.memory_bytes.map(human_bytes),
+            u.memory_limit.map(human_bytes)
+        ),
+        of(
+            u.pids.map(|p| p.to_string()),
+            u.pids_limit.map(|p| p.to_string())
+        ),
+        u.oom_kills.map_or_else(|| "-".into(), |n| n.to_string()),
+    );
+    if let Some(cpus) = cgroup.limits.get("cpus").and_then(|v| v.as_f64()) {
+        text.push_str(&format!(", cpus {cpus}"));
+    }
+    if let Some(usec) = u.cpu_usec {
+        text.push_str(&format!(", cpu time {:.2} s", usec as f64 / 1e6));
+    }
+    text.push('\n');
+    text
 }
 
 fn shorten(s: &str, max: usize) -> String {

@@ -17,7 +17,7 @@ use common::{debug, Fatal};
 use nix::errno::Errno;
 
 /// MFD_EXEC (Linux 6.3): says the memfd is meant to be executed, where sysctls ask.
-const MFD_EXEC: libc::c_uint = 0x10;
+const MFD_EXEC: libc::c_uint = libc::MFD_EXEC;
 
 const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;

@@ -59,8 +59,8 @@ pub fn run(command: Vec<OsString>, leader: bool) -> Result<Status, Fatal> {
 /// leaked ones must not reach the container (CVE-2024-21626).
 fn close_inherited_fds() -> Result<(), Fatal> {
     debug::step("close fds >= 3", || {
-        // SAFETY: close_range only closes descriptors; nothing of ours is open any more.
-        Errno::result(unsafe { libc::close_range(3, u32::MAX, 0) }).map(drop)
+        // Nothing of ours is open any more.
+        common::sys::fs::close_range(3, u32::MAX, 0)
     })
     .map_err(|e| Fatal::from(e).context("unable to close the inherited file descriptors"))
 }

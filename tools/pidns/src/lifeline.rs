@@ -3,19 +3,13 @@
 //! pid-namespace boundary `getppid()` is 0, so only a pidfd names the parent reliably).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::unistd::Pid;
 
 /// `pidfd_open(2)`: a close-on-exec descriptor that refers to process `pid` for good.
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor (close-on-exec) that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    common::sys::process::pidfd_open(pid.as_raw()).map_err(io::Error::from)
 }
 
 /// Whether the process a pidfd refers to has exited (the pidfd polls readable).

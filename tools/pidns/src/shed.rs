@@ -8,67 +8,28 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use common::debug;
+use common::sys::mount::{
+    self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+};
 
-fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+fn check_int(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(rc)
+        Ok(())
     }
 }
 
-fn check_int(rc: libc::c_int) -> io::Result<()> {
-    check(rc.into()).map(drop)
-}
-
-/// Closes the descriptor when dropped.
-struct Fd(libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor was returned by the kernel to this code and is closed once.
-        unsafe {
-            libc::close(self.0);
-        }
-    }
-}
-
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 /// capability(7) number of CAP_KILL.
 const CAP_KILL: libc::c_ulong = 5;
 
 /// An empty, read-only tmpfs, not attached anywhere yet.
-fn empty_tmpfs() -> io::Result<Fd> {
-    let tmpfs: &CStr = c"tmpfs";
-    // SAFETY: fsopen takes a NUL-terminated file system name and flags.
-    let fs = Fd(
-        check(unsafe { libc::syscall(libc::SYS_fsopen, tmpfs.as_ptr(), FSOPEN_CLOEXEC) })?
-            as libc::c_int,
-    );
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.0,
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    })?;
+fn empty_tmpfs() -> io::Result<OwnedFd> {
     let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-    // SAFETY: fsmount takes the configured context and flags, and returns a new mount fd.
-    let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.0, FSMOUNT_CLOEXEC, attrs) })?;
-    Ok(Fd(mnt as libc::c_int))
+    mount::new_fs(c"tmpfs", &[], attrs).map_err(io::Error::from)
 }
 
 /// Leaves the caller's filesystem for an empty tmpfs. Where this process may create a tmpfs
@@ -84,11 +45,11 @@ fn empty_root() -> io::Result<()> {
 }
 
 /// chroot into a detached mount: nothing of the caller's tree is reachable from it.
-fn chroot_into(mnt: &Fd) -> io::Result<()> {
+fn chroot_into(mnt: &OwnedFd) -> io::Result<()> {
     let dot: &CStr = c".";
     let root: &CStr = c"/";
     // SAFETY: fchdir to the tmpfs's root, a directory fd we own.
-    check_int(unsafe { libc::fchdir(mnt.0) })?;
+    check_int(unsafe { libc::fchdir(mnt.as_raw_fd()) })?;
     // SAFETY: NUL-terminated paths.
     check_int(unsafe { libc::chroot(dot.as_ptr()) })?;
     // SAFETY: NUL-terminated path.
@@ -102,7 +63,6 @@ fn empty_mount_namespace() -> io::Result<()> {
     check_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
     let root: &CStr = c"/";
     let dot: &CStr = c".";
-    let empty: &CStr = c"";
     // SAFETY: NUL-terminated paths; a propagation change passes no source, type or data.
     check_int(unsafe {
         libc::mount(
@@ -114,21 +74,12 @@ fn empty_mount_namespace() -> io::Result<()> {
         )
     })?;
     let mnt = empty_tmpfs()?;
-    // SAFETY: attaches the detached mount (by fd, empty path) on top of "/".
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.0,
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            root.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })?;
+    // Attached (by fd, empty path) on top of "/".
+    mount::move_to_path(mnt.as_fd(), root).map_err(io::Error::from)?;
     // SAFETY: fchdir to the tmpfs's root, a directory fd we own.
-    check_int(unsafe { libc::fchdir(mnt.0) })?;
-    // SAFETY: pivot_root(".", "."): the tmpfs becomes the root, the old root is stacked on it.
-    let pivoted = check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) });
+    check_int(unsafe { libc::fchdir(mnt.as_raw_fd()) })?;
+    // pivot_root(".", "."): the tmpfs becomes the root, the old root is stacked on it.
+    let pivoted = mount::pivot_root(".", ".");
     if pivoted.is_err() {
         // No pivot here (an initramfs root): a chroot into the tmpfs still hides every file.
         // SAFETY: NUL-terminated path.
@@ -164,38 +115,8 @@ fn drop_capabilities() -> io::Result<()> {
             0,
         );
     }
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let kill = 1u32 << CAP_KILL as u32;
-    let data = [
-        Data {
-            effective: kill,
-            permitted: kill,
-            inheritable: 0,
-        },
-        Data {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: a version-3 header and two data words, as capset(2) expects.
-    check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
+    let kill = 1u64 << CAP_KILL;
+    common::sys::process::set_capabilities(kill, kill, 0).map_err(io::Error::from)
 }
 
 /// Not dumpable: no ptrace, no /proc/1/{root,cwd,fd,environ,mem} for the container's processes.
@@ -212,24 +133,8 @@ pub fn close_all_but(keep: libc::c_int) {
         if first > last {
             continue;
         }
-        // SAFETY: close_range closes descriptors of this process only.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last as libc::c_uint,
-                0,
-            )
-        };
-        if rc != 0 {
-            // Before Linux 5.9: close them one by one.
-            for fd in first..last.min(65_536) {
-                // SAFETY: closing a descriptor number; EBADF for the unused ones is harmless.
-                unsafe {
-                    libc::close(fd);
-                }
-            }
-        }
+        // Before Linux 5.9 (no close_range): one by one.
+        common::sys::fs::close_range_or_each(first as libc::c_uint, last as libc::c_uint);
     }
 }
 

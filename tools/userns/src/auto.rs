@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -308,19 +308,15 @@ fn layer_held(range: &(u32, u32), live: &[LeaseRecord], kept: &Kept) -> Fatal {
     ))
 }
 
-/// `flock(2)` on a file, retrying on EINTR.
+/// `flock(2)` on a file (`LOCK_EX` or `LOCK_UN`), retrying on EINTR.
 fn lock_file(file: &File, operation: libc::c_int) -> std::io::Result<()> {
-    loop {
-        // SAFETY: flock only takes the lock of an open descriptor that `file` owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
+    use common::sys::fs;
+    let result = match operation {
+        libc::LOCK_UN => fs::unlock(file.as_fd()),
+        libc::LOCK_SH => fs::lock_shared(file.as_fd()),
+        _ => fs::lock_exclusive(file.as_fd()),
+    };
+    result.map_err(std::io::Error::from)
 }
 
 /// Reads every lease, removes those whose holder is gone and returns the live ones.

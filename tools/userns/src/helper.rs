@@ -19,7 +19,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,6 +30,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
+use common::sys::mount;
 use common::{debug, Fatal};
 
 /// How the maps are written.
@@ -284,15 +285,8 @@ fn close_other_fds(keep: i32) {
     let ranges = [(3, keep - 1), (keep + 1, i32::MAX)];
     for (first, last) in ranges {
         if first <= last && first >= 3 {
-            // SAFETY: close_range only closes descriptors; none of them is used by the helper.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    first as libc::c_uint,
-                    last as libc::c_uint,
-                    0,
-                );
-            }
+            // None of them is used by the helper.
+            let _ = common::sys::fs::close_range(first as libc::c_uint, last as libc::c_uint, 0);
         }
     }
 }
@@ -375,34 +369,14 @@ fn make_dir(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// `open_tree(path, OPEN_TREE_CLONE)` (not recursive: the submounts of a tree, such as /proc
 /// or /sys under `/`, cannot all be idmapped, and they are not part of the tree asked for),
 /// then `mount_setattr(MOUNT_ATTR_IDMAP)` with the target's user namespace.
 fn idmapped_tree(path: &Path, target: u32) -> Result<OwnedFd, Failure> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| (anyhow!("{} contains a NUL byte", path.display()), None))?;
-    // SAFETY: open_tree takes a dirfd, a NUL-terminated path and flags; it returns a new fd.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
-        )
-    };
-    let tree = nix::errno::Errno::result(rc).map_err(|e| {
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err((anyhow!("{} contains a NUL byte", path.display()), None));
+    }
+    let tree = mount::clone_path(path).map_err(|e| {
         let hint = (e == nix::errno::Errno::ENOSYS)
             .then(|| "idmapped mounts need Linux 5.12 or later".to_owned());
         (
@@ -410,34 +384,18 @@ fn idmapped_tree(path: &Path, target: u32) -> Result<OwnedFd, Failure> {
             hint,
         )
     })?;
-    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
     let userns = std::fs::File::open(format!("/proc/{target}/ns/user")).map_err(|e| {
         (
             anyhow!(e).context("unable to open the new user namespace"),
             None,
         )
     })?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
+    let attr = mount::MountAttr {
+        attr_set: mount::MOUNT_ATTR_IDMAP,
         userns_fd: userns.as_raw_fd() as u64,
+        ..mount::MountAttr::default()
     };
-    let empty = c"";
-    // SAFETY: mount_setattr reads `attr` (its size is given) and the empty path; nothing is
-    // kept by the kernel.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(rc).map_err(|e| {
+    mount::mount_setattr(tree.as_fd(), &attr, false).map_err(|e| {
         let hint = match e {
             nix::errno::Errno::EINVAL => Some(format!(
                 "the filesystem of {} cannot be idmapped (ext4, xfs, btrfs, tmpfs and overlayfs can, \

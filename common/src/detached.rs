@@ -1,6 +1,7 @@
-//! Starting a detached helper cheaply: it must not be a child of this process (which execs
-//! into the container, whose program never expects it), so it is started by a short-lived
-//! intermediate and re-parented to init (or the nearest subreaper).
+//! Starting a detached helper cheaply (the cleanup watchers of netns and cgroupns): it must
+//! not be a child of this process (which execs into the container, whose program never
+//! expects it), so it is started by a short-lived intermediate and re-parented to init (or
+//! the nearest subreaper).
 //!
 //! A double `fork()` copies this process's page tables twice and waits for both; instead the
 //! intermediate is a `clone(CLONE_VM | CLONE_VFORK)` child (no copy: it runs on a small stack
@@ -35,15 +36,18 @@ extern "C" fn intermediate(arg: *mut libc::c_void) -> libc::c_int {
     // memory, where it only makes raw system calls on the prepared data, then execs.
     unsafe {
         let ctx = &mut *arg.cast::<Context>();
-        let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
-        if pid != 0 {
-            ctx.forked = pid;
-            ctx.errno = if pid < 0 {
-                *libc::__errno_location()
-            } else {
-                0
-            };
-            return 0;
+        match common::sys::process::fork_raw() {
+            Ok(0) => {}
+            Ok(pid) => {
+                ctx.forked = pid.into();
+                ctx.errno = 0;
+                return 0;
+            }
+            Err(errno) => {
+                ctx.forked = -1;
+                ctx.errno = errno as libc::c_int;
+                return 0;
+            }
         }
         // The helper.
         libc::setsid();
@@ -59,23 +63,17 @@ extern "C" fn intermediate(arg: *mut libc::c_void) -> libc::c_int {
         for (source, target) in fds {
             libc::dup2(*source, *target);
         }
-        libc::syscall(
-            libc::SYS_close_range,
-            ctx.first_closed,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        );
+        let _ = common::sys::fs::close_range(ctx.first_closed, libc::c_uint::MAX, 0);
         libc::execve(ctx.exe, ctx.argv, ctx.envp);
-        libc::syscall(libc::SYS_exit_group, 127 as libc::c_long);
+        common::sys::process::exit_group(127)
     }
-    0
 }
 
 /// Spawns `exe argv...` detached (new session, re-parented away from this process), with
 /// stdin and stdout on /dev/null, stderr too unless `keep_stderr`, `fds` placed at the given
 /// numbers (source, target; targets from 3 up, below 64) and every other descriptor closed.
 /// Errors of the exec itself are not reported (the helper exits 127).
-pub fn detached(
+pub fn spawn(
     exe: &CStr,
     argv: &[CString],
     fds: &[(RawFd, RawFd)],

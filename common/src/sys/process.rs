@@ -1,0 +1,68 @@
+//! Processes: pidfds, the capability sets, and a fork that runs no atfork handler.
+
+use std::os::fd::OwnedFd;
+
+use rustix::process::{Pid, PidfdFlags};
+use rustix::thread::{CapabilitySet, CapabilitySets};
+
+use super::{from_rustix, Errno};
+
+/// `pidfd_open(pid, 0)`: a descriptor (close-on-exec) that refers to process `pid` for good;
+/// it polls readable once the process has exited. `EINVAL` for a pid that is not positive.
+pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
+    let pid = Pid::from_raw(pid).ok_or(Errno::EINVAL)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(from_rustix)
+}
+
+/// `capset(2)` on this thread: the three capability sets, as bit masks of capability numbers
+/// (bit 5 is CAP_KILL).
+pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+    let sets = CapabilitySets {
+        effective: CapabilitySet::from_bits_retain(effective),
+        permitted: CapabilitySet::from_bits_retain(permitted),
+        inheritable: CapabilitySet::from_bits_retain(inheritable),
+    };
+    rustix::thread::set_capabilities(None, sets).map_err(from_rustix)
+}
+
+/// `capget(2)` of this thread: the effective, permitted and inheritable sets, as bit masks.
+pub fn capabilities() -> Result<(u64, u64, u64), Errno> {
+    let sets = rustix::thread::capabilities(None).map_err(from_rustix)?;
+    Ok((
+        sets.effective.bits(),
+        sets.permitted.bits(),
+        sets.inheritable.bits(),
+    ))
+}
+
+/// `brk(0)`: the current program break (what `PR_SET_MM_MAP` must be given back unchanged).
+pub fn program_break() -> u64 {
+    // SAFETY: brk(0) asks for no change and only reports the current break.
+    unsafe { libc::syscall(libc::SYS_brk, 0) as u64 }
+}
+
+/// `clone(SIGCHLD)`: a fork that, unlike `fork(3)`, runs no atfork handler and takes no libc
+/// lock, so a child of a `CLONE_VFORK` child may call it. Returns the child's pid in the parent
+/// and 0 in the child.
+///
+/// # Safety
+///
+/// The child shares nothing with the parent but a copy of its memory: it may only make raw
+/// system calls on data prepared before (no allocation, no lock) and must end with an exec or
+/// [`exit_group`].
+pub unsafe fn fork_raw() -> Result<libc::pid_t, Errno> {
+    // SAFETY: the caller upholds the child's restrictions; the arguments ask for a plain fork.
+    let rc = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    Errno::result(rc).map(|pid| pid as libc::pid_t)
+}
+
+/// `exit_group(code)`: ends the process at once, without running anything (no atexit, no
+/// stdio flush): for a forked child whose exec failed.
+pub fn exit_group(code: libc::c_int) -> ! {
+    // SAFETY: exit_group takes a status and does not return.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, code as libc::c_long);
+    }
+    // SAFETY: never reached: exit_group does not return (`_exit` is its libc name).
+    unsafe { libc::_exit(code) }
+}

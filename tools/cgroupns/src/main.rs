@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::main("cgroupns", cgroupns::run)
+}
