@@ -91,10 +91,10 @@ demo: deps build
 shell: build
 	@if [ "$$(id -u)" = 0 ]; then \
 		PATH=$(CURDIR)/$(RELEASE):$$PATH netns -- ipcns -- utsns --hostname nschain -- pidns -- \
-			mntns --overlay / --rm -- bash; \
+			mntns --overlay / --rm --tty -- bash; \
 	else \
 		PATH=$(CURDIR)/$(RELEASE):$$PATH userns -- netns -- ipcns -- utsns --hostname nschain -- pidns -- \
-			mntns --overlay / --rm -- bash; \
+			mntns --overlay / --rm --tty -- bash; \
 	fi
 
 clean:

@@ -12,6 +12,10 @@ ALLOWED = {
     "common/src/channel.rs": "the channel itself",
     # slirp4netns's --ready-fd and --exit-fd are slirp4netns's protocol, not ours.
     "tools/netns/src/rootless.rs": "slirp4netns's own ready and exit pipes",
+    # Its conversations (the report, the exec mark's hand-over) use common::channel; the pipes
+    # are data: the chain's stdout and stderr into its log, and the exec mark, a close-on-exec
+    # pipe whose EOF is COMMAND's exec.
+    "common/src/supervisor.rs": "the log's pipes and the close-on-exec exec mark",
 }
 
 

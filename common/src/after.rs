@@ -9,6 +9,9 @@
 //!
 //! Only a directory that carries [`REMOVABLE_MARK`] is ever removed, so a request cannot turn
 //! the waiting link against anything but a layer that asked to be deleted.
+//!
+//! The same socket carries `mntns --tty`'s pty master (crate::pty) to the waiting link, which
+//! proxies the caller's terminal to it from outside the container ([`Listener::read_message`]).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -35,6 +38,8 @@ const TRASH_PREFIX: &str = ".trash-";
 enum AfterRequest {
     /// Remove this directory (marked with [`REMOVABLE_MARK`]) once the container has ended.
     Remove(PathBuf),
+    /// Proxy this pty master (attached) to the caller's terminal (`mntns --tty`).
+    Terminal,
 }
 
 /// The waiting side's offer, made before its fork.
@@ -61,7 +66,10 @@ impl Offer {
 
     /// In the parent, after the fork: keeps its end only.
     pub fn keep(self) -> Listener {
-        Listener { ours: self.ours }
+        Listener {
+            ours: self.ours,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -69,9 +77,56 @@ impl Offer {
 #[derive(Debug)]
 pub struct Listener {
     ours: Channel,
+    /// Removal requests read while the container ran, carried out at its end.
+    pending: Vec<PathBuf>,
+}
+
+/// What [`Listener::read_message`] read.
+#[derive(Debug)]
+pub enum Message {
+    /// A pty master sent by `mntns --tty` (checked to be one).
+    Terminal(OwnedFd),
+    /// A removal request, kept for [`Listener::run_requests`], or a malformed message.
+    Other,
+    /// Every holder of the other end is gone (the links have executed COMMAND).
+    Closed,
 }
 
 impl Listener {
+    /// The socket, to poll while the container runs.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ours.as_fd()
+    }
+
+    /// Reads one message (call it once the socket is readable).
+    pub fn read_message(&mut self) -> Message {
+        match self.ours.recv_with_fds::<AfterRequest>() {
+            Ok(Some((AfterRequest::Terminal, fds))) => match crate::pty::check_master(fds) {
+                Ok(master) => Message::Terminal(master),
+                Err(e) => {
+                    report::warning(format_args!("ignored a terminal of a later link: {e}"));
+                    Message::Other
+                }
+            },
+            Ok(Some((AfterRequest::Remove(dir), _))) => {
+                self.pending.push(dir);
+                Message::Other
+            }
+            Ok(None) => Message::Closed,
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Message::Other,
+            Err(RecvError::Io(_)) => Message::Closed,
+            Err(e) => {
+                report::warning(format_args!("ignored a request of a later link: {e}"));
+                Message::Other
+            }
+        }
+    }
+
+    /// Tells the link that sent a pty master that its terminal is set up.
+    pub fn terminal_ready(&self) -> io::Result<()> {
+        crate::pty::send_ready(&self.ours)
+    }
+
     /// Once the container has ended: carries out every request it made (those queued; the
     /// senders are gone or about to be).
     pub fn run_requests(self) {
@@ -81,9 +136,14 @@ impl Listener {
             ));
             return;
         }
+        let mut requests = self.pending.into_iter();
         loop {
-            let dir = match self.ours.recv::<AfterRequest>() {
+            let queued = requests
+                .next()
+                .map(|dir| Ok(Some(AfterRequest::Remove(dir))));
+            let dir = match queued.unwrap_or_else(|| self.ours.recv::<AfterRequest>()) {
                 Ok(Some(AfterRequest::Remove(dir))) => dir,
+                Ok(Some(AfterRequest::Terminal)) => continue,
                 Ok(None) => break,
                 Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -122,6 +182,12 @@ pub fn take(slot: Slot<OwnedFd>) -> Option<Channel> {
         }
     };
     Channel::adopt(fd).ok()
+}
+
+/// Hands the waiting link `mntns --tty`'s pty master, to proxy until the container ends; it
+/// answers [`crate::pty::TtyMessage::Ready`].
+pub fn send_terminal(after: &Channel, master: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    after.send_with_fds(&AfterRequest::Terminal, &[master])
 }
 
 /// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container

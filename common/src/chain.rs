@@ -211,7 +211,7 @@ fn prune_generated() {
         let Some(meta) = meta(&name) else {
             continue;
         };
-        if meta.generated && is_stale(&name) {
+        if meta.generated && is_stale(&name) && !is_kept(&name) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -451,7 +451,8 @@ pub fn checked_records(name: &str) -> Checked {
     };
     let records = entries
         .flatten()
-        .filter(|e| e.file_name() != META && e.path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| e.file_name() != META && e.file_name() != crate::supervisor::STATUS_FILE)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| fs::read(e.path()).ok())
         .flat_map(|text| parse_records(&text));
     for record in records {
@@ -514,9 +515,27 @@ pub fn names() -> Vec<String> {
     names
 }
 
-/// Removes a chain's registration when none of its namespaces is alive; true if removed.
+/// Removes a chain's registration when none of its namespaces is alive; true if removed. A
+/// detached chain's (its status and log) is kept until `nsps rm` ([`remove_if_stale`]).
 pub fn prune_if_stale(name: &str) -> bool {
+    is_stale(name) && !is_kept(name) && fs::remove_dir_all(dir(name)).is_ok()
+}
+
+/// Removes a chain's registration, its status and log included, once it has ended; true if
+/// removed.
+pub fn remove_if_stale(name: &str) -> bool {
     is_stale(name) && fs::remove_dir_all(dir(name)).is_ok()
+}
+
+/// Whether a chain ended but keeps what `nsps` shows of it: the status and log of a detached
+/// chain.
+pub fn is_kept(name: &str) -> bool {
+    dir(name).join(crate::supervisor::STATUS_FILE).exists()
+}
+
+/// Whether the chain has ended: no namespace of it alive, its first process gone.
+pub fn has_ended(name: &str) -> bool {
+    is_stale(name)
 }
 
 /// Whether a registration belongs to a chain that has ended: none of its namespaces is alive

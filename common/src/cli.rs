@@ -56,10 +56,16 @@ pub fn link<A: Parser>(
     };
     debug::start();
     crate::link_trace::record(tool);
-    let args = match parse::<A>(tool, argv) {
-        Ok(args) => args,
+    let (args, detach) = match parse_detach::<A>(tool, argv) {
+        Ok(parsed) => parsed,
         Err(code) => return Outcome::Exit(ExitCode::from(code)),
     };
+    if let Some(name) = detach {
+        match crate::supervisor::detach(tool, name.as_deref()) {
+            crate::supervisor::Outcome::Chain => {}
+            crate::supervisor::Outcome::Exit(code) => return Outcome::Exit(ExitCode::from(code)),
+        }
+    }
     let next = run(args, &mut cx);
     handoff::finish(next, &mut cx)
 }
@@ -70,16 +76,35 @@ pub fn parse<A: Parser>(
     tool: &'static str,
     argv: impl IntoIterator<Item = OsString>,
 ) -> Result<A, u8> {
+    parse_detach(tool, argv).map(|(args, _)| args)
+}
+
+/// What `--detach` asks for: `Some(--name)` when given ([`crate::link::NsOptions`]).
+type DetachRequest = Option<Option<String>>;
+
+/// [`parse`], also reading the shared `--detach` and `--name` (read from the matches, so that
+/// no tool's own arguments need to expose them).
+fn parse_detach<A: Parser>(
+    tool: &'static str,
+    argv: impl IntoIterator<Item = OsString>,
+) -> Result<(A, DetachRequest), u8> {
     let argv: Vec<OsString> = argv.into_iter().collect();
     if let Some(kind) = crate::generate::requested(&argv) {
         return Err(crate::generate::print(A::command(), tool, &kind));
     }
     let command = A::command().name(tool).bin_name(tool);
-    let parsed = command
-        .try_get_matches_from(argv)
-        .and_then(|mut matches| A::from_arg_matches_mut(&mut matches));
+    let parsed = command.try_get_matches_from(argv).and_then(|mut matches| {
+        let detach = matches!(matches.try_get_one::<bool>("detach"), Ok(Some(true)));
+        let name = matches
+            .try_get_one::<String>("name")
+            .ok()
+            .flatten()
+            .cloned();
+        let args = A::from_arg_matches_mut(&mut matches)?;
+        Ok((args, detach.then_some(name)))
+    });
     match parsed {
-        Ok(args) => Ok(args),
+        Ok(parsed) => Ok(parsed),
         Err(error) if !error.use_stderr() => {
             // --help and --version: to stdout, status 0.
             let _ = error.print();

@@ -29,12 +29,18 @@ pub fn exec(command: Vec<OsString>) -> Fatal {
         Some(split) => split,
         None => return Fatal::new("no command to run"),
     };
+    let mut exec_mark = None;
     if !crate::handdown::is_link(program) {
+        // A detached chain's supervisor learns from this mark whether COMMAND was exec'd.
+        exec_mark = crate::supervisor::payload_exec_mark();
         // COMMAND itself: nothing the chain handed down reaches it.
         crate::handdown::shed_for_payload();
     }
     debug::note(format_args!("exec {}", program.to_string_lossy()));
     let error = Command::new(program).args(args).exec();
+    if let Some(mark) = exec_mark {
+        crate::supervisor::payload_exec_failed(mark);
+    }
     let code = if error.kind() == ErrorKind::NotFound {
         exit::NOT_FOUND
     } else {

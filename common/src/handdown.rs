@@ -27,7 +27,12 @@ pub const LIST_VAR: &str = "NSCHAIN_HANDED";
 /// `pasta`, `join`): mntns writes /etc/resolv.conf from it.
 pub const NET_VAR: &str = "NSCHAIN_NET";
 /// Variables whose value names descriptors: one per line, each line starting with the fd.
-const FD_VARS: [&str; 3] = [crate::after::VAR, IDMAP_VAR, crate::sysfs::VAR];
+const FD_VARS: [&str; 4] = [
+    crate::after::VAR,
+    IDMAP_VAR,
+    crate::sysfs::VAR,
+    crate::supervisor::FD_VAR,
+];
 /// The idmapped trees `userns --idmap` hands mntns: one `FD PATH` line per tree.
 pub const IDMAP_VAR: &str = "NSCHAIN_IDMAP";
 /// The programs that are links of a chain (and take what the previous link handed down).

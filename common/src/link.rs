@@ -19,7 +19,7 @@ use crate::ns::{self, JoinTarget, Namespace, NsFile};
 use crate::pin::PinHelper;
 use crate::{Context, Fatal};
 
-/// `--join`, `--pin`, `--name` and `--info-fd`, flattened into every tool's arguments.
+/// `--join`, `--pin`, `--name`, `--info-fd` and `--detach`, flattened into every tool's arguments.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NsOptions {
     /// Enter an existing namespace instead of creating one: a namespace file
@@ -38,6 +38,11 @@ pub struct NsOptions {
     /// Write one JSON line describing what this link made to file descriptor FD
     #[arg(long, value_name = "FD", allow_hyphen_values = true, value_parser = info::parse_fd)]
     pub info_fd: Option<RawFd>,
+
+    /// Run the chain in the background: print its name once COMMAND has started, keep its
+    /// output in a log (nsps logs NAME). Only the first link of a chain acts on it
+    #[arg(short = 'd', long)]
+    pub detach: bool,
 }
 
 /// One link of a chain, for one namespace kind.

@@ -40,6 +40,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("utsns", &["--info-fd", "abc"]),
     ("utsns", &["--info-fd", "-1"]),
     ("utsns", &["--info-fd", "987"]),
+    ("utsns", &["--detach=yes"]),
+    ("utsns", &["-d", "--name", "bad/name"]),
     // ipcns
     ("ipcns", &["--sysctl", "kernel.hostname=x"]),
     ("ipcns", &["--sysctl", "kernel.shmmax"]),
@@ -113,6 +115,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("mntns", &["--cap-drop", "nope"]),
     ("mntns", &["--cap-add", ""]),
     ("mntns", &["--join", "/proc/self/ns/net"]),
+    // --tty has no value, but no place in a join (nsps exec -t does that).
+    ("mntns", &["--join", "/proc/self/ns/mnt", "--tty"]),
     ("mntns", &["--pin", "{dir}/no-such-dir/pin"]),
     ("mntns", &["--name", "bad/name"]),
     ("mntns", &["--info-fd", "990"]),
@@ -190,8 +194,24 @@ const NSPS_CASES: &[&[&str]] = &[
     &["bad/name"],
     &["exec", "bad/name", "--"],
     &["exec", "no-such-chain", "--"],
+    &["exec", "-t", "no-such-chain", "--"],
+    &["exec", "-it", "no-such-chain", "--"],
     &["rm", "bad/name"],
     &["rm", "../x"],
+    &["rm", "-f", "no-such-chain"],
+    &["logs", "--tail", "x", "some-chain"],
+    &["logs", "--tail", "-1", "some-chain"],
+    &["logs", "no-such-chain"],
+    &["logs", "bad/name"],
+    &["wait", "no-such-chain"],
+    &["stop", "-t", "x", "some-chain"],
+    &["stop", "-t", "-1", "some-chain"],
+    &["stop", "-t", "86401", "some-chain"],
+    &["stop", "no-such-chain"],
+    &["kill", "-s", "NOPE", "some-chain"],
+    &["kill", "-s", "0", "some-chain"],
+    &["kill", "-s", "65", "some-chain"],
+    &["kill", "no-such-chain"],
 ];
 
 fn expand(arg: &str, lab: &Lab) -> String {

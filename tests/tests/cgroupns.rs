@@ -132,6 +132,56 @@ fn a_memory_hog_is_oom_killed_ending_137_with_a_warning_naming_the_limit() {
 }
 
 #[test]
+fn a_detached_chain_killed_by_the_oom_killer_shows_oom_killed() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let name = unique("oomd");
+    let out = run(&mut cgroupns(
+        state.path(),
+        &[
+            "-d",
+            "--memory",
+            "64m",
+            "--name",
+            &name,
+            "--",
+            "python3",
+            "-c",
+            "a = bytearray(200 << 20)",
+        ],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), name);
+    // nsps wait returns the container's status, then nsps --all shows why it ended.
+    let mut wait = tool("nsps", state.path());
+    wait.args(["wait", &name]);
+    let waited = run(&mut wait);
+    assert_eq!(waited.status.code(), Some(137), "{}", stderr(&waited));
+    // The watcher marks the OOM kill as it collects the cgroup, right after the end.
+    let listing = || {
+        let mut all = tool("nsps", state.path());
+        all.arg("--all");
+        ok(&mut all)
+    };
+    let oom_shown = || {
+        listing()
+            .lines()
+            .any(|l| l.starts_with(&name) && l.ends_with("OOM-killed"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !oom_shown() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(oom_shown(), "{}", listing());
+    let mut rm = tool("nsps", state.path());
+    rm.args(["rm", &name]);
+    ok(&mut rm);
+    assert_gone(&name);
+}
+
+#[test]
 fn a_pids_limit_makes_a_loop_of_background_sleeps_fail_to_fork() {
     if !need::root() {
         return;

@@ -427,7 +427,18 @@ fn a_process_joined_with_nsps_exec_cannot_act_on_the_callers_terminal() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let pty = Pty::new();
-        let argv = ["nsps", "exec", &name, "--", "/nsattack", "tty", &marker].map(str::to_owned);
+        // -i: the joined process keeps the caller's terminal as stdin (without -i, /dev/null).
+        let argv = [
+            "nsps",
+            "exec",
+            "-i",
+            &name,
+            "--",
+            "/nsattack",
+            "tty",
+            &marker,
+        ]
+        .map(str::to_owned);
         let effects = attack(
             &pty,
             &marker,

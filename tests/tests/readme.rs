@@ -370,8 +370,9 @@ fn plan() -> Vec<Group> {
                 prints("nsps", "web1"),
                 prints("nsps web1", "nginx: worker process"),
                 prints("nsps --json", "\"name\": \"web1\""),
+                prints("nsps --all", "running"),
                 prints("nsps exec web1 -- ps", "nginx"),
-                serve("nsps exec web1 -- sh", "sh"),
+                serve("nsps exec -it web1 -- sh", "sh"),
                 serve(
                     "userns --join web1 -- ipcns --join web1 -- utsns --join web1 -- pidns --join web1 -- mntns --join web1 -- sh",
                     "sh",
@@ -475,6 +476,27 @@ fn plan() -> Vec<Group> {
                 Step::Stop,
                 gc,
             ],
+        ),
+        group(
+            "detached web",
+            vec![
+                prints(
+                    "netns --bridge -p 8080:80 --name web -d -- pidns -- nginx -g 'daemon off;'",
+                    "web",
+                ),
+                answers(8080),
+                run("nsps logs web"),
+                prints("nsps stop web", "web"),
+                run("nsps rm web"),
+                check("nsps --all", ""),
+                check("netns gc --prune", ""),
+            ],
+        ),
+        group(
+            "service test recipe",
+            vec![run(
+                "web-test: netns --bridge -p 8080:80 --name web -d -- pidns -- nginx -g 'daemon off;' for i in $$(seq 100); do curl -s 127.0.0.1:8080 >/dev/null && break; sleep 0.1; done curl -sf 127.0.0.1:8080 | grep -q 'Welcome to nginx'; rc=$$?; nsps stop web; nsps rm web; exit $$rc",
+            ), check("netns gc --prune", "")],
         ),
         group(
             "--info-fd",

@@ -218,6 +218,7 @@ fn make_cgroup(
                 .collect(),
         },
         memory: args.memory.map(|m| m.to_string()),
+        chain: link.naming().map(|naming| naming.name.clone()),
     };
     record.write(&name)?;
     let watcher = match watch::Watcher::spawn() {

@@ -40,6 +40,9 @@ pub struct Record {
     /// `--memory` as given, for the OOM warning.
     #[serde(default)]
     pub memory: Option<String>,
+    /// The chain's name, if it has one (a detached chain's status is marked on an OOM kill).
+    #[serde(default)]
+    pub chain: Option<String>,
 }
 
 /// The record directory.
@@ -206,6 +209,12 @@ fn watch() -> Result<(), Fatal> {
         return Ok(());
     };
     let oom = record.cgroup.usage().oom_kills.unwrap_or(0);
+    if oom > 0 {
+        // First, so that a detached chain's status says OOM-killed as soon as can be.
+        if let Some(chain) = &record.chain {
+            common::supervisor::record_oom_kill(chain);
+        }
+    }
     record.collect(name)?;
     if oom > 0 {
         let limit = record.memory.as_deref().unwrap_or("its limit");

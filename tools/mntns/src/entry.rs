@@ -165,6 +165,8 @@ pub struct Entry {
     /// The `--rm` waiter (waiter.rs): COMMAND dies with it, also after a change of user (which
     /// clears the parent-death signal).
     pub waiter: Option<nix::unistd::Pid>,
+    /// `--tty`: the socket to the process that proxies the container's pty (tty.rs).
+    pub tty: Option<crate::tty::ProxyLink>,
     /// The seccomp profile (`--seccomp`; the default one in a new root), compiled for the
     /// capabilities COMMAND will hold.
     pub profile: Option<common::seccomp_policy::Compiled>,
@@ -237,6 +239,10 @@ impl Entry {
         if self.no_new_privs {
             debug::step("no_new_privs", nix::sys::prctl::set_no_new_privs)
                 .map_err(|e| Fatal::from(e).context("unable to set no_new_privs"))?;
+        }
+        if let Some(link) = &self.tty {
+            // Last, with COMMAND's credentials: the pty is its user's.
+            crate::tty::take_terminal(link)?;
         }
         if self.container || self.preserve_fds > 0 {
             self.close_fds()?;

@@ -53,6 +53,7 @@ mod session;
 mod setuid_guard;
 mod skeleton;
 mod sys;
+mod tty;
 pub mod volume;
 mod waiter;
 mod workdir;
@@ -131,6 +132,11 @@ pub struct Args {
     /// Working directory of COMMAND, inside the root (created if missing in a new root)
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+
+    /// Give COMMAND a terminal of the container's own (a pty of its /dev/pts), proxied to the
+    /// caller's from the host side (pidns's monitor, else a process mntns leaves outside)
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// Do not generate /etc/hostname, /etc/hosts and /etc/resolv.conf in a new root
     #[arg(long)]
@@ -341,7 +347,9 @@ fn on_host(command: &[OsString]) -> bool {
 /// Why the next program is exec'd for real (common::inprocess).
 const REAL_EXEC: &str = "mntns changes the root and the credentials";
 
-pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+/// The first steps, before anything else: not dumpable, a real exec next, and what earlier
+/// links handed down taken (it is this link's, whatever happens next).
+fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
     // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
     // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
@@ -350,8 +358,11 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // A new root, the container's credentials and its seccomp filter: only an execve gives
     // the next program exactly what it should see of them.
     cx.exec_for_real(REAL_EXEC)?;
-    // First: what earlier links handed down is this link's, whatever happens next.
-    let handed = HandedDown::take(cx)?;
+    HandedDown::take(cx)
+}
+
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    let handed = begin(cx)?;
     let plan = plan(&args)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
@@ -377,6 +388,15 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let mut trees = RootTrees::split(trees, &plan);
     let container = plan.root.is_some();
     let mut entry = new_entry(&args, container);
+    if args.tty {
+        let link = tty::proxy_link(after.as_ref())?;
+        if let tty::ProxyLink::Own(_, proxy) = &link {
+            // The child goes on: it is the one registered, and dies with the proxy.
+            host_pid = common::procfs::own_pid();
+            entry.waiter = Some(*proxy);
+        }
+        entry.tty = Some(link);
+    }
     let seccomp = seccomp_choice(&args, container);
     entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     // Checked before anything changes; opened again in the new namespace below.
@@ -532,6 +552,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         creds: None,
         notice: None,
         waiter: None,
+        tty: None,
         profile: None,
     }
 }
@@ -878,6 +899,10 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
             "--join enters a running container as it is: --rootfs, --overlay, --volume, --tmpfs, --proc and --read-only do not apply",
         ));
     }
+    if args.tty {
+        return Err(Fatal::new("--tty does not apply to --join")
+            .with_hint("nsps exec -t NAME gives a joined process a terminal of the container's"));
+    }
     let guarded = join::setuid_guarded(link);
     let joined = join::enter(link, &args.ns, args.workdir.as_deref())?;
     // The target's credentials, unless the flags choose others (a pinned namespace file names
@@ -912,6 +937,7 @@ fn run_join(args: Args, plan: Plan, link: &Link, cx: &mut Context) -> Result<Nex
         creds,
         notice: None,
         waiter: None,
+        tty: None,
         profile: None,
     };
     // The container's own profile, unless --seccomp chooses another.

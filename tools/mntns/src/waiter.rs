@@ -82,7 +82,7 @@ fn wait(child: Pid, signalfd: &SignalFd, lock: Option<&File>, layer: &Layer) -> 
 
 /// Closes every fd but stdio and `keep` (the idmapped trees, the setup's handles: nothing that
 /// reaches the host stays open here), and leaves the caller's directory.
-fn shed(keep: &[RawFd]) {
+pub fn shed(keep: &[RawFd]) {
     let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()

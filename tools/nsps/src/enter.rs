@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
+use common::channel::Channel;
 use common::cli::Status;
 use common::info::Record;
 use common::ns::{self, Namespace, NsFile};
@@ -54,8 +55,9 @@ const LINKS: [&str; 8] = [
 /// How long `nsps exec` waits for a chain that is still starting.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Runs COMMAND inside the chain and returns its status.
-pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
+/// Runs COMMAND inside the chain and returns its status. `tty`: the socket to the host side of
+/// `nsps exec -t` (pty.rs), which gets the pty made in the container.
+pub fn exec(name: &str, command: Vec<OsString>, tty: Option<Channel>) -> Result<Status, Fatal> {
     // The joined child runs this binary until its exec: from a sealed copy, not the host's.
     crate::seal::reexec()?;
     // This process holds the host's /proc and namespace files until the fork: nothing may
@@ -131,7 +133,12 @@ pub fn exec(name: &str, command: Vec<OsString>) -> Result<Status, Fatal> {
     let profile =
         common::seccomp_policy::build(&recorded_profile(&records), creds.bounding_names())?;
     creds.apply(filter, profile.as_ref())?;
-    crate::spawn::run(command, leader)
+    // With COMMAND's credentials, in the container's root: its devpts, its user's pty.
+    let terminal = tty.is_some();
+    if let Some(channel) = tty {
+        crate::pty::container_side(channel)?;
+    }
+    crate::spawn::run(command, leader, terminal)
 }
 
 /// The cgroup the chain's cgroupns made, if any.

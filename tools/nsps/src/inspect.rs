@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use common::cgroupfs::{Cgroup, Usage, Version};
 use common::info::Record;
-use common::{chain, state, Fatal};
+use common::{chain, state, supervisor, Fatal};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -30,6 +30,8 @@ pub struct Container {
     pub processes: Vec<Process>,
     /// The chain's cgroup (cgroupns with limits): its limits and what it uses now.
     pub cgroup: Option<CgroupState>,
+    /// `running`, `exited N`, `killed by SIGNAL`, `OOM-killed` (see [`status_text`]).
+    pub status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,7 +140,89 @@ pub fn container(name: &str) -> Result<Container, Fatal> {
         processes,
         cgroup: cgroup_state(&records),
         records,
+        status: status_text(name, true),
     })
+}
+
+/// A chain's status as `nsps` shows it. A detached chain's supervisor records it (and the
+/// OOM kill, once learnt, in the same `status.json`); a foreground chain that has ended left
+/// its status with its caller.
+pub fn status_text(name: &str, running: bool) -> String {
+    match (supervisor::read_status(name), running) {
+        (Some(status), _) if status.oom_killed || !running => status.text(),
+        (_, true) => "running".into(),
+        (None, false) => "exited".into(),
+        (Some(status), false) => status.text(),
+    }
+}
+
+/// The stopped chains that kept something: a log (detached chains) or an overlay layer.
+pub fn stopped() -> Vec<Container> {
+    let mut names: Vec<String> = chain::names()
+        .into_iter()
+        .filter(|n| chain::has_ended(n) && chain::is_kept(n))
+        .collect();
+    for layer in layer_dirs() {
+        let Ok(entries) = fs::read_dir(layer) else {
+            continue;
+        };
+        names.extend(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| chain::validate_name(n).is_ok() && chain::has_ended(n)),
+        );
+    }
+    names.sort();
+    names.dedup();
+    names.into_iter().map(|name| stopped_one(&name)).collect()
+}
+
+/// One chain, running or stopped but kept (`nsps NAME`).
+pub fn running_or_kept(name: &str) -> Result<Container, Fatal> {
+    match container(name) {
+        Err(_) if chain::is_kept(name) && chain::has_ended(name) => Ok(stopped_one(name)),
+        found => found,
+    }
+}
+
+fn stopped_one(name: &str) -> Container {
+    let layer = layer_dirs()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|l| l.is_dir())
+        .map(|l| l.display().to_string());
+    let status = status_text(name, false);
+    Container {
+        name: name.to_owned(),
+        pid: 0,
+        command: String::new(),
+        uptime_seconds: 0,
+        hostname: None,
+        addresses: Vec::new(),
+        ports: Vec::new(),
+        layer,
+        namespaces: Vec::new(),
+        records: Vec::new(),
+        processes: Vec::new(),
+        cgroup: None,
+        status,
+    }
+}
+
+/// Where overlay layers are kept: the data directory's and every range's.
+fn layer_dirs() -> Vec<PathBuf> {
+    let data = state::data_dir();
+    let mut dirs = vec![data.join("overlay")];
+    if let Ok(entries) = fs::read_dir(&data) {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("userns-"))
+                .map(|e| e.path().join("overlay")),
+        );
+    }
+    dirs
 }
 
 /// String values of the first key present, a string or a list.
@@ -237,22 +321,13 @@ pub fn remove(name: &str) -> Result<(), Fatal> {
                 .with_hint("stop it first; nsps rm only deletes what a stopped chain kept"),
         );
     }
-    let data = state::data_dir();
     // A chain under `userns --map-auto` keeps its layer in its range's data directory.
-    let mut layers: Vec<PathBuf> = vec![data.join("overlay").join(name)];
-    if let Ok(entries) = fs::read_dir(&data) {
-        layers.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("userns-"))
-                .map(|e| e.path().join("overlay").join(name)),
-        );
-    }
+    let mut layers: Vec<PathBuf> = layer_dirs().into_iter().map(|d| d.join(name)).collect();
     layers.retain(|l| l.exists());
     let registered = chain::dir(name).is_dir();
     if layers.is_empty() && !registered {
         return Err(Fatal::new(format!(
-            "no stopped chain named {name} has a kept layer"
+            "no stopped chain named {name} has a kept layer or log"
         )));
     }
     for layer in layers {
@@ -260,7 +335,7 @@ pub fn remove(name: &str) -> Result<(), Fatal> {
             .with_context(|| format!("unable to delete {}", layer.display()))?;
     }
     if registered {
-        chain::prune_if_stale(name);
+        chain::remove_if_stale(name);
     }
     Ok(())
 }

@@ -15,19 +15,30 @@ pub fn list(containers: &[Container], json: bool) -> Result<(), Fatal> {
         writeln!(out, "{value}").context("unable to write")?;
         return Ok(());
     }
-    let rows: Vec<[String; 9]> = containers
+    let rows: Vec<[String; 10]> = containers
         .iter()
         .map(|c| {
             [
                 c.name.clone(),
-                c.pid.to_string(),
-                shorten(&c.command, 32),
-                uptime(c.uptime_seconds),
+                // A stopped chain (nsps --all) has no process and no uptime.
+                if c.pid == 0 {
+                    "-".into()
+                } else {
+                    c.pid.to_string()
+                },
+                dash(&shorten(&c.command, 32)),
+                if c.pid == 0 {
+                    "-".into()
+                } else {
+                    uptime(c.uptime_seconds)
+                },
                 c.hostname.clone().unwrap_or_else(|| "-".into()),
                 dash(&c.addresses.join(",")),
                 dash(&c.ports.join(",")),
                 c.namespaces.join(","),
                 c.layer.clone().unwrap_or_else(|| "-".into()),
+                // Last: `exited 3` has a space, and scripts split the earlier columns.
+                c.status.clone(),
             ]
         })
         .collect();
@@ -41,6 +52,7 @@ pub fn list(containers: &[Container], json: bool) -> Result<(), Fatal> {
         "PORTS",
         "NAMESPACES",
         "LAYER",
+        "STATUS",
     ];
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -74,8 +86,9 @@ pub fn one(c: &Container, json: bool) -> Result<(), Fatal> {
         return Ok(());
     }
     let mut text = format!(
-        "name:        {}\npid 1:       {} (host pid)\ncommand:     {}\nuptime:      {}\nhostname:    {}\naddresses:   {}\nports:       {}\nlayer:       {}\nnamespaces:  {}\n",
+        "name:        {}\nstatus:      {}\npid 1:       {} (host pid)\ncommand:     {}\nuptime:      {}\nhostname:    {}\naddresses:   {}\nports:       {}\nlayer:       {}\nnamespaces:  {}\n",
         c.name,
+        c.status,
         c.pid,
         c.command,
         uptime(c.uptime_seconds),

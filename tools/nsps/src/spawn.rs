@@ -16,8 +16,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 /// Forks COMMAND into the pid namespace this process has joined for its children, and waits.
 /// `leader`: this process leads its session and so kept its terminal, which the child, not a
-/// leader, gives up.
-pub fn run(command: Vec<OsString>, leader: bool) -> Result<Status, Fatal> {
+/// leader, gives up. `terminal`: stdin is a pty of the container's, which COMMAND takes as the
+/// controlling terminal of a session it leads (`nsps exec -t`).
+pub fn run(command: Vec<OsString>, leader: bool, terminal: bool) -> Result<Status, Fatal> {
     // The child must not be reachable through /proc before its exec (a ptrace-capable
     // container would otherwise read its memory and fds); the exec makes COMMAND dumpable.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
@@ -38,11 +39,20 @@ pub fn run(command: Vec<OsString>, leader: bool) -> Result<Status, Fatal> {
         ForkResult::Child => {
             // SAFETY: restores the mask saved above; `old` is a valid sigset.
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-            let fatal = match leader.then(common::terminal::detach) {
-                Some(Err(e)) => {
-                    Fatal::from(e).context("unable to give up the controlling terminal")
+            let fatal = if terminal {
+                // SAFETY: fd 0 stays open until the exec.
+                let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+                match common::pty::take_as_terminal(stdin) {
+                    Ok(()) => common::exec::exec(command),
+                    Err(e) => Fatal::from(e).context("unable to take the pty as terminal"),
                 }
-                _ => common::exec::exec(command),
+            } else {
+                match leader.then(common::terminal::detach) {
+                    Some(Err(e)) => {
+                        Fatal::from(e).context("unable to give up the controlling terminal")
+                    }
+                    _ => common::exec::exec(command),
+                }
             };
             fatal.print();
             // SAFETY: _exit skips the parent's atexit work and stdio buffers, which are not ours.

@@ -130,7 +130,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         return Err(fatal);
     }
     debug::note(format_args!("container started: PID 1 is {pid}"));
-    let code = monitor::watch(pid, target, &monitor.signalfd);
+    let code = monitor::watch(pid, target, &monitor.signalfd, monitor.after.as_mut());
     monitor.finish(&link, &args, pid, code);
     Ok(Next::Exit(code))
 }
@@ -351,7 +351,8 @@ fn unregister(init: u32) {
     let others = chain::live_records(&name)
         .into_iter()
         .any(|r| r.pid != me && r.pid != init);
-    if !others {
+    // A detached chain's status and log stay for nsps until `nsps rm`.
+    if !others && !chain::is_kept(&name) {
         let _ = std::fs::remove_dir_all(chain::dir(&name));
     }
 }

@@ -1,0 +1,540 @@
+//! Issue 18, item 3: `nsps exec -t` / `-i` and `mntns --tty` give COMMAND a terminal of the
+//! container's own, like `docker exec -it`. Each test drives the tools through a real pty made
+//! here (the harness plays the user's terminal emulator: it holds the master, sets the window
+//! size, types, and reads what is shown), with the tool as the session leader's child on it,
+//! as from an interactive shell.
+
+mod escape_common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use escape_common::*;
+
+const ROWS: u16 = 33;
+const COLS: u16 = 111;
+
+/// The user's terminal: the master stays here, the slave is the tool's controlling terminal.
+struct Term {
+    master: OwnedFd,
+    slave: OwnedFd,
+    shown: String,
+}
+
+impl Term {
+    fn new() -> Term {
+        let (mut master, mut slave) = (-1, -1);
+        let ws = winsize(ROWS, COLS);
+        // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just returned by openpty and are owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        for fd in [&master, &slave] {
+            // SAFETY: F_SETFD on our own fd.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        // SAFETY: O_NONBLOCK on the master's own file description.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        Term {
+            master,
+            slave,
+            shown: String::new(),
+        }
+    }
+
+    /// `cmd` on this terminal: stdio, and the controlling terminal of a session led by it.
+    fn spawn(&self, cmd: &mut Command) -> Child {
+        cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(self.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(self.slave.try_clone().unwrap()));
+        // SAFETY: setsid, TIOCSCTTY and signal dispositions in the forked child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Reads what the terminal shows now (CRs dropped).
+    fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads into a local buffer from our non-blocking master.
+            let n =
+                unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf[..n as usize]).replace('\r', "");
+            self.shown.push_str(&text);
+        }
+    }
+
+    /// Types `text`.
+    fn write(&self, text: &str) {
+        // SAFETY: writes from a local buffer to our master.
+        let n = unsafe { libc::write(self.master.as_raw_fd(), text.as_ptr().cast(), text.len()) };
+        assert_eq!(n, text.len() as isize);
+    }
+
+    /// The user resizes the window: the kernel tells the terminal's foreground group.
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = winsize(rows, cols);
+        // SAFETY: TIOCSWINSZ reads the local winsize.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0);
+    }
+
+    /// Canonical mode and echo on: the terminal is as a shell's prompt expects it.
+    fn cooked(&self) -> bool {
+        // SAFETY: termios is plain data, filled by tcgetattr.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes the local termios.
+        let rc = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) };
+        assert_eq!(rc, 0);
+        t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+    }
+
+    /// What the terminal holds as input for its session (what the user's shell reads next).
+    fn pending_input(&self) -> String {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD fills the local int.
+        unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        if queued <= 0 {
+            return String::new();
+        }
+        let mut buf = vec![0u8; queued as usize];
+        // SAFETY: F_SETFL on our slave, then a read of at most `queued` bytes into `buf`.
+        let n = unsafe {
+            libc::fcntl(self.slave.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+            libc::read(self.slave.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned()
+    }
+
+    /// Waits until the terminal has shown `text` (20 s at most).
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.shown.contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the terminal never showed {text:?}; it showed:\n{}",
+                self.shown
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            self.drain();
+        }
+    }
+
+    /// Waits for `child` to end (30 s at most), reading the terminal meanwhile.
+    fn wait_exit(&mut self, child: &mut Child) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            self.drain();
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("it did not end; the terminal showed:\n{}", self.shown);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        self.drain();
+        status
+    }
+
+    /// Runs `cmd` on this terminal to its end.
+    fn run(&mut self, cmd: &mut Command) -> ExitStatus {
+        let mut child = self.spawn(cmd);
+        self.wait_exit(&mut child)
+    }
+}
+
+fn winsize(rows: u16, cols: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// Starts a named chain that sleeps; returns once its last link `kind` has registered.
+fn start(lab: &Lab, argv: &[String], name: &str, kind: &str) -> Child {
+    let child = lab
+        .in_host("", false, argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let record = lab
+        .state
+        .join("run/chains")
+        .join(name)
+        .join(format!("{kind}.json"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !record.exists() {
+        assert!(Instant::now() < deadline, "{name} did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A rootful container over a copy-on-write view of the host's root (its coreutils: `tty`,
+/// `stty`), with its own /dev/pts.
+fn start_container(lab: &Lab, name: &str) -> Child {
+    let argv = lab.chain_argv(
+        Config::Rootful,
+        Some(name),
+        &["--overlay", "/", "--rm"],
+        &["sleep", "600"],
+    );
+    start(lab, &argv, name, "mnt")
+}
+
+/// Stops the chain as a user would (SIGTERM to the process they started, whose pid the
+/// first link registered: it forwards it to the payload), so that it cleans up after itself.
+fn stop(lab: &Lab, mut chain: Child, first: &str, name: &str) {
+    let record = lab.state.join(format!("run/chains/{name}/{first}.json"));
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let pid = value["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill(2) on the chain this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = chain.wait();
+    lab.assert_clean();
+}
+
+fn nsps(lab: &Lab, args: &[&str]) -> Command {
+    let mut cmd = Command::new(nschain_tests::bin("nsps"));
+    cmd.args(args);
+    lab.env(&mut cmd);
+    cmd
+}
+
+/// What the command prints about its terminal: its name, the device of its node and of
+/// /dev/pts, its size, and (from /proc) its pid, process group, session and the terminal's
+/// foreground group.
+const ABOUT_TTY: &str = r#"t=$(tty); echo "tty=$t"; echo "dev=$(stat -c %d "$t") pts=$(stat -c %d /dev/pts/ptmx)"; echo "size=$(stty size)"; set -- $(cut -d' ' -f5,6,8 /proc/$$/stat); echo "pid=$$ pgrp=$1 sid=$2 tpgid=$3""#;
+
+fn field<'a>(shown: &'a str, key: &str) -> &'a str {
+    let start = shown
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{shown}"))
+        + key.len()
+        + 1;
+    shown[start..].lines().next().unwrap_or("").trim()
+}
+
+/// The terminal is a /dev/pts node of the container's devpts (not the host's), of the
+/// caller's size, and COMMAND leads its session as the terminal's foreground group.
+fn assert_own_terminal(shown: &str, rows: u16, cols: u16) {
+    let tty = field(shown, "tty");
+    assert!(tty.starts_with("/dev/pts/"), "tty: {tty}\n{shown}");
+    let devs = field(shown, "dev");
+    let (dev, pts) = devs.split_once(" pts=").unwrap();
+    assert_eq!(
+        dev, pts,
+        "the pty is not in the container's devpts:\n{shown}"
+    );
+    let host_pts = std::fs::metadata("/dev/pts").unwrap().dev().to_string();
+    assert_ne!(
+        dev, host_pts,
+        "the pty is in the host's devpts, not the container's:\n{shown}"
+    );
+    assert_eq!(field(shown, "size"), format!("{rows} {cols}"), "{shown}");
+    let ids = field(shown, "pid");
+    let words: Vec<&str> = ids.split([' ', '=']).collect();
+    // pid P pgrp G sid S tpgid F
+    let (pid, pgrp, sid, tpgid) = (words[0], words[2], words[4], words[6]);
+    assert_eq!(pid, sid, "COMMAND does not lead its session:\n{shown}");
+    assert_eq!(
+        pgrp, tpgid,
+        "COMMAND is not the terminal's foreground group:\n{shown}"
+    );
+}
+
+#[test]
+fn exec_t_gives_a_pty_of_the_containers_devpts_of_the_callers_size() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptyt");
+    let chain = start_container(&lab, "ptyt");
+    let mut term = Term::new();
+    let status = term.run(&mut nsps(
+        &lab,
+        &["exec", "-t", "ptyt", "--", "sh", "-c", ABOUT_TTY],
+    ));
+    assert!(status.success(), "{status}:\n{}", term.shown);
+    assert_own_terminal(&term.shown, ROWS, COLS);
+    stop(&lab, chain, "net", "ptyt");
+}
+
+#[test]
+fn a_resize_of_the_callers_window_is_seen_inside() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptyw");
+    let chain = start_container(&lab, "ptyw");
+    let mut term = Term::new();
+    let script = r#"trap 'echo got-winch' WINCH; echo "before=$(stty size)"; echo ready
+for i in $(seq 200); do s=$(stty size); [ "$s" = "44 122" ] && break; sleep 0.05; done
+echo "after=$s""#;
+    let mut child = term.spawn(&mut nsps(
+        &lab,
+        &["exec", "-t", "ptyw", "--", "sh", "-c", script],
+    ));
+    term.wait_for("ready");
+    term.resize(44, 122);
+    let status = term.wait_exit(&mut child);
+    assert!(status.success(), "{status}:\n{}", term.shown);
+    assert_eq!(field(&term.shown, "before"), format!("{ROWS} {COLS}"));
+    assert_eq!(field(&term.shown, "after"), "44 122", "{}", term.shown);
+    assert!(
+        term.shown.contains("got-winch"),
+        "no SIGWINCH inside:\n{}",
+        term.shown
+    );
+    stop(&lab, chain, "net", "ptyw");
+}
+
+#[test]
+fn ctrl_c_interrupts_the_command_and_nsps_returns_its_status() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptyc");
+    let chain = start_container(&lab, "ptyc");
+    let mut term = Term::new();
+    let mut child = term.spawn(&mut nsps(
+        &lab,
+        &[
+            "exec",
+            "-it",
+            "ptyc",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 60; echo not-interrupted",
+        ],
+    ));
+    term.wait_for("ready");
+    // With -i the caller's terminal is raw: Ctrl-C travels as a byte to the container's pty,
+    // whose line discipline signals COMMAND's foreground group there.
+    assert!(
+        !term.cooked(),
+        "-i did not put the caller's terminal in raw mode"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    term.write("\x03");
+    let status = term.wait_exit(&mut child);
+    assert_eq!(
+        (status.code(), status.signal()),
+        (Some(130), None),
+        "nsps did not return the interrupted command's status:\n{}",
+        term.shown
+    );
+    assert!(!term.shown.contains("not-interrupted"), "{}", term.shown);
+    assert!(
+        term.cooked(),
+        "the caller's terminal was left in raw mode:\n{}",
+        term.shown
+    );
+    stop(&lab, chain, "net", "ptyc");
+}
+
+#[test]
+fn the_exit_status_comes_back_and_i_keeps_stdin_attached() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptys");
+    let chain = start_container(&lab, "ptys");
+    let mut term = Term::new();
+    let status = term.run(&mut nsps(
+        &lab,
+        &["exec", "-t", "ptys", "--", "sh", "-c", "exit 7"],
+    ));
+    assert_eq!(status.code(), Some(7), "{}", term.shown);
+    // Typed input reaches COMMAND with -it; the end of the session is its exit.
+    let mut child = term.spawn(&mut nsps(
+        &lab,
+        &[
+            "exec",
+            "-it",
+            "ptys",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo \"got=$l\"; exit 9",
+        ],
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    term.write("typed-in\r");
+    let status = term.wait_exit(&mut child);
+    assert_eq!(status.code(), Some(9), "{}", term.shown);
+    assert_eq!(field(&term.shown, "got"), "typed-in");
+    // Without a terminal: -i passes stdin on, and without -i COMMAND reads nothing of it.
+    for (flags, expected) in [(&["-i"][..], "piped-in\n"), (&[][..], "")] {
+        let mut args = vec!["exec"];
+        args.extend(flags);
+        args.extend(["ptys", "--", "cat"]);
+        let mut cmd = nsps(&lab, &args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"piped-in\n");
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{flags:?}: {}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{flags:?}");
+    }
+    stop(&lab, chain, "net", "ptys");
+}
+
+#[test]
+fn mntns_tty_gives_the_container_a_terminal_of_its_own_devpts() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptym");
+    // Through pidns (its monitor proxies), and alone (mntns leaves a process outside).
+    let chained = lab.chain_argv(
+        Config::Rootful,
+        None,
+        &["--overlay", "/", "--rm", "--tty"],
+        &["sh", "-c", &format!("{ABOUT_TTY}; exit 4")],
+    );
+    let alone: Vec<String> = [
+        "mntns",
+        "--overlay",
+        "/",
+        "--rm",
+        "--tty",
+        "--",
+        "sh",
+        "-c",
+        &format!("{ABOUT_TTY}; exit 4"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for argv in [chained, alone] {
+        let mut term = Term::new();
+        let status = term.run(&mut lab.in_host("", false, &argv));
+        assert_eq!(status.code(), Some(4), "{argv:?}:\n{}", term.shown);
+        assert_own_terminal(&term.shown, ROWS, COLS);
+        assert!(term.cooked(), "{argv:?} left the terminal raw");
+    }
+    lab.assert_clean();
+}
+
+const CLAIM: &str = "CVE-2017-5226 / claim: with -t, a joined process cannot push keystrokes into the caller's terminal";
+
+/// The chain the attack joins: only a UTS namespace, so the joined process is root with
+/// CAP_SYS_ADMIN and no seccomp filter (nothing but the terminal it is given defends).
+fn start_bare(lab: &Lab, name: &str) -> Child {
+    let argv: Vec<String> = ["utsns", "--name", name, "--", "sleep", "600"]
+        .map(str::to_owned)
+        .to_vec();
+    start(lab, &argv, name, "uts")
+}
+
+fn legacy_tiocsti() -> String {
+    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
+        .unwrap_or_else(|_| "absent".to_owned())
+        .trim()
+        .to_owned()
+}
+
+/// The slave's name (`/dev/pts/N` of the host's devpts).
+fn slave_name(term: &Term) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", term.slave.as_raw_fd()))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn with_t_tiocsti_does_not_reach_the_callers_terminal() {
+    if !need_root() {
+        return;
+    }
+    let lab = Lab::new("ptyi");
+    let chain = start_bare(&lab, "ptyi");
+    let marker = format!("nscpty{}x", std::process::id());
+    // TIOCSTI of MARKER and a newline on the terminal at fd 1, byte by byte.
+    let script = format!(
+        "echo \"fd1=$(readlink /proc/$$/fd/1)\"; python3 -c 'import fcntl, termios\n\
+         for c in b\"{marker}\\n\": fcntl.ioctl(1, termios.TIOCSTI, bytes([c]))' && echo pushed"
+    );
+    let attack = |flags: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend(flags);
+        args.extend(["ptyi", "--", "sh", "-c", &script]);
+        let mut term = Term::new();
+        let status = term.run(&mut nsps(&lab, &args));
+        assert!(status.success(), "{flags:?} {status}:\n{}", term.shown);
+        term
+    };
+    // Without -t the joined process writes to the caller's terminal: as root with
+    // CAP_SYS_ADMIN and no filter, its TIOCSTI types into it (CAP_SYS_ADMIN passes the check
+    // whatever dev.tty.legacy_tiocsti says), and the caller's shell would run it next.
+    let term = attack(&[]);
+    let input = term.pending_input();
+    assert!(
+        term.shown.contains("pushed") && input.contains(&marker),
+        "[{CLAIM}] TIOCSTI does not reach the caller's terminal without -t \
+         (legacy_tiocsti={}), the test proves nothing: input {input:?}\n{}",
+        legacy_tiocsti(),
+        term.shown
+    );
+    assert_eq!(field(&term.shown, "fd1"), slave_name(&term));
+    // With -t (stdin not copied in, so nothing the caller's terminal received would be
+    // taken away from it): the same TIOCSTI succeeds, on the pty made for the process, and the
+    // caller's terminal holds nothing.
+    let term = attack(&["-t"]);
+    let input = term.pending_input();
+    assert!(
+        term.shown.contains("pushed"),
+        "the TIOCSTI did not run:\n{}",
+        term.shown
+    );
+    assert!(
+        !input.contains(&marker),
+        "HOLE [{CLAIM}]: the caller's terminal holds {input:?}\n{}",
+        term.shown
+    );
+    let fd1 = field(&term.shown, "fd1");
+    assert!(
+        fd1.starts_with("/dev/pts/") && fd1 != slave_name(&term),
+        "fd 1 is {fd1}, the caller's terminal is {}",
+        slave_name(&term)
+    );
+    assert!(term.cooked(), "the caller's terminal was left in raw mode");
+    stop(&lab, chain, "uts", "ptyi");
+}
