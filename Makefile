@@ -4,7 +4,9 @@
 #                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
 #                     raw system calls only in common/src/sys,
 #                     and every test (root tests need root)
-#   make install      binaries, man pages and shell completions under $(PREFIX)
+#   make install      nschain and its tools as hard links to it, man pages and shell completions
+#   make test-exec-links  contract, escape and fault suites through nschain, in process and
+#                     with NSCHAIN_EXEC_LINKS=1
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
 #   make oci-validation  the OCI conformance suite (runtime-tools) for nsoci, runc and crun
@@ -14,19 +16,27 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 CARGO    ?= cargo
 TOOLS    := $(sort $(notdir $(wildcard tools/*)))
+# The suites run again with a real exec at every link (issue 14).
+EXEC_LINK_SUITES := contract faults $(basename $(notdir $(wildcard tests/tests/escape*.rs)))
 RELEASE  := target/release
+HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
+STATIC   := target/$(HOST)/release
 
 # Debian packages the tests, demo and benchmarks use, as they are.
 DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-linux \
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci runc
 
-.PHONY: all build install deps test check unit bench demo shell clean oci-validation
+.PHONY: all build install deps test test-exec-links check unit bench demo shell clean oci-validation
 
 all: build
 
+# Release binaries are static-pie (glibc's crt-static; names are read from /etc/passwd and
+# /etc/group as files, common::accounts). Built for the explicit host target so that build
+# scripts and proc-macros stay dynamic, then linked into target/release where scripts look.
 build:
-	$(CARGO) build --release --workspace
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --workspace --bins --target $(HOST)
+	@mkdir -p $(RELEASE); for b in nschain $(TOOLS); do ln -f $(STATIC)/$$b $(RELEASE)/$$b; done
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -49,14 +59,23 @@ check:
 test: deps check
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	$(MAKE) test-exec-links
+
+# The same suites through the multi-call binary (tests/src: NSCHAIN_TEST_MULTICALL), links
+# handed off in process, then with a real exec at every link.
+test-exec-links:
+	$(CARGO) build --workspace --bins
+	NSCHAIN_TEST_MULTICALL=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
+	NSCHAIN_TEST_MULTICALL=1 NSCHAIN_EXEC_LINKS=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(RELEASE)/nschain $(DESTDIR)$(PREFIX)/bin/nschain
 	@set -e; for t in $(TOOLS); do \
-		install -m 0755 $(RELEASE)/$$t $(DESTDIR)$(PREFIX)/bin/$$t; \
+		ln -f $(DESTDIR)$(PREFIX)/bin/nschain $(DESTDIR)$(PREFIX)/bin/$$t; \
 		$(RELEASE)/$$t --generate man  > $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; \
 		$(RELEASE)/$$t --generate bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; \
 		$(RELEASE)/$$t --generate zsh  > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$t; \

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{self, Channel, RecvError};
+use crate::handdown::Slot;
 use crate::{debug, report};
 
 /// The variable that names the handed-down socket (its fd number).
@@ -166,15 +167,20 @@ impl Listener {
     }
 }
 
-/// The consuming side: takes the channel a waiting link offered, if any, and unexports it.
-pub fn take() -> Option<Channel> {
-    let value = std::env::var(VAR).ok()?;
-    crate::handdown::unexport(VAR);
-    let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
-    // SAFETY: the fd was handed down to this link by name and is open; from here on this
-    // link owns it (Channel::adopt checks that it is a socket, else it is closed).
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+/// The consuming side: takes the channel a waiting link offered, if any (made by a link of
+/// this process, or inherited as `NSCHAIN_AFTER_FD`).
+pub fn take(slot: Slot<OwnedFd>) -> Option<Channel> {
+    let fd = match slot {
+        Slot::Empty => return None,
+        Slot::Made(fd) => fd,
+        Slot::Inherited(value) => {
+            let fd: RawFd = value.to_str()?.parse().ok().filter(|fd| *fd > 2)?;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+            // SAFETY: the fd was handed down to this link by name and is open; from here on
+            // this link owns it (Channel::adopt checks that it is a socket, else it is closed).
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        }
+    };
     Channel::adopt(fd).ok()
 }
 

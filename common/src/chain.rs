@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::info::Record;
-use crate::ns::{inode_of, Namespace, NsFile};
+use crate::ns::{Namespace, NsFile};
 use crate::{state, Fatal};
 
 /// The chain's name, for the later links.
@@ -363,12 +363,48 @@ fn inner_root_hint(fatal: Fatal) -> Fatal {
     )
 }
 
+/// Records of links that ran in one process, not yet written: an in-process chain writes them
+/// once, in one file ([`register_batch`]), at its first real exec or exit.
+pub type Pending = std::rc::Rc<std::cell::RefCell<Vec<(String, Record)>>>;
+
+/// Writes the pending records, one file per chain name (`links-PID-KINDS.json`, a list of
+/// records; `KIND.json` for a single one), and empties the list.
+pub fn flush(pending: &Pending) -> Result<(), Fatal> {
+    let records = std::mem::take(&mut *pending.borrow_mut());
+    let mut names: Vec<&String> = records.iter().map(|(n, _)| n).collect();
+    names.dedup();
+    for name in names {
+        let batch: Vec<&Record> = records
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, r)| r)
+            .collect();
+        register_batch(name, &batch)?;
+    }
+    Ok(())
+}
+
+/// Registers the records of links that ran in one process, in one file.
+pub fn register_batch(name: &str, records: &[&Record]) -> Result<(), Fatal> {
+    let [record] = records else {
+        let kinds: Vec<&str> = records.iter().map(|r| r.ns.kind.as_str()).collect();
+        let pid = records.first().map(|r| r.pid).unwrap_or_default();
+        let path = dir(name).join(format!("links-{pid}-{}.json", kinds.join("-")));
+        return checked_write(name, &path, &records);
+    };
+    register(name, record)
+}
+
 /// Registers one link's record under the chain (replacing an earlier one of the same type).
 /// Under a generated name that cannot be written (root inside a user namespace whose ids do
 /// not own the directory) the link runs unregistered: nobody asked for the name.
 pub fn register(name: &str, record: &Record) -> Result<(), Fatal> {
     let path = dir(name).join(format!("{}.json", record.ns.kind));
-    match write_json(&path, record) {
+    checked_write(name, &path, record)
+}
+
+fn checked_write(name: &str, path: &std::path::Path, value: &impl Serialize) -> Result<(), Fatal> {
+    match write_json(path, value) {
         Err(e) if inherited() == Some((name.to_owned(), true)) => {
             crate::debug::note(format_args!("chain {name} not registered: {e:#}"));
             Ok(())
@@ -393,25 +429,66 @@ pub fn meta(name: &str) -> Option<Meta> {
 
 /// Every record of a chain whose namespace is still held by its process.
 pub fn live_records(name: &str) -> Vec<Record> {
+    checked_records(name).live
+}
+
+/// A chain's records, checked against the kernel.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Held by the process they name.
+    pub live: Vec<Record>,
+    /// Not checkable (the process's namespace could not be read, e.g. another user's): each
+    /// with why. Neither counted live nor gone.
+    pub unverified: Vec<(Record, String)>,
+}
+
+/// Every record of a chain (one per file, or a list per file written by [`register_batch`]),
+/// each checked against the namespace its process holds.
+pub fn checked_records(name: &str) -> Checked {
+    let mut checked = Checked::default();
     let Ok(entries) = fs::read_dir(dir(name)) else {
-        return Vec::new();
+        return checked;
     };
-    entries
+    let records = entries
         .flatten()
         .filter(|e| e.file_name() != META && e.file_name() != crate::supervisor::STATUS_FILE)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice::<Record>(&fs::read(e.path()).ok()?).ok())
-        .filter(is_live)
-        .collect()
+        .filter_map(|e| fs::read(e.path()).ok())
+        .flat_map(|text| parse_records(&text));
+    for record in records {
+        match verify(&record) {
+            Ok(true) => checked.live.push(record),
+            Ok(false) => {}
+            Err(why) => checked.unverified.push((record, why)),
+        }
+    }
+    checked
+}
+
+fn parse_records(text: &[u8]) -> Vec<Record> {
+    if let Ok(record) = serde_json::from_slice::<Record>(text) {
+        return vec![record];
+    }
+    serde_json::from_slice::<Vec<Record>>(text).unwrap_or_default()
 }
 
 /// Whether the process a record names still holds the recorded namespace.
 pub fn is_live(record: &Record) -> bool {
+    verify(record) == Ok(true)
+}
+
+/// Whether the process a record names still holds the recorded namespace: `Ok(false)` when
+/// the process or its namespace is gone, `Err` when it exists but cannot be checked.
+pub fn verify(record: &Record) -> Result<bool, String> {
     let Some(kind) = record.kind() else {
-        return false;
+        return Ok(false);
     };
     let path = PathBuf::from(format!("/proc/{}/ns/{}", record.pid, kind.proc_name()));
-    inode_of(&path).is_ok_and(|inode| inode == record.ns.inode)
+    match fs::metadata(&path) {
+        Ok(meta) => Ok(meta.ino() == record.ns.inode),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("unable to read {}: {e}", path.display())),
+    }
 }
 
 /// Whether the chain has a live record for this kind of namespace.
@@ -473,6 +550,21 @@ fn is_stale(name: &str) -> bool {
     !meta(name).is_some_and(|meta| std::path::Path::new(&format!("/proc/{}", meta.pid)).exists())
 }
 
+/// The record of a `kind` namespace in the lists of links that ran in one process
+/// ([`register_batch`]); a live one first.
+fn listed_record(dir: &std::path::Path, kind: Namespace) -> Option<Record> {
+    let mut found: Vec<Record> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("links-"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .flat_map(|text| parse_records(&text))
+        .filter(|r| r.kind() == Some(kind))
+        .collect();
+    found.sort_by_key(|r| !is_live(r));
+    found.into_iter().next()
+}
+
 /// Opens a running chain's namespace of the given kind (`--join NAME`).
 pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
     let dir = dir(name);
@@ -484,14 +576,17 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
     let record: Record = match fs::read(&path) {
         Ok(text) => serde_json::from_slice(&text)
             .with_context(|| format!("unable to read {}", path.display()))?,
-        Err(_) if live_pid(name).is_none() => {
-            return Err(Fatal::new(format!("no chain named {name} is running")));
-        }
-        Err(_) => {
-            return Err(Fatal::new(format!(
-                "chain {name} has no {kind} namespace of its own"
-            )));
-        }
+        Err(_) => match listed_record(&dir, kind) {
+            Some(record) => record,
+            None if live_pid(name).is_none() => {
+                return Err(Fatal::new(format!("no chain named {name} is running")));
+            }
+            None => {
+                return Err(Fatal::new(format!(
+                    "chain {name} has no {kind} namespace of its own"
+                )));
+            }
+        },
     };
     let proc = PathBuf::from(format!("/proc/{}/ns/{}", record.pid, kind.proc_name()));
     let file = fs::File::open(&proc)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::handoff::{self, Context, Next};
+use crate::inprocess::{Handoff, Links, Outcome};
 use crate::{debug, exit, report, Fatal};
 
 /// What a tool's `run` returns when it does not exec: the status to exit with (`pidns`).
@@ -27,16 +28,42 @@ pub type Run<A> = fn(A, &mut Context) -> Result<Next, Fatal>;
 /// turns a failure into the contract's one-line message and exit status. Every `main.rs` is
 /// one call to this.
 pub fn main<A: Parser>(tool: &'static str, run: Run<A>) -> ExitCode {
-    let mut cx = Context::new(tool);
+    let start = Handoff {
+        argv: std::env::args_os().collect(),
+        handdown: crate::handdown::Handdown::from_env(),
+        registrations: Vec::new(),
+    };
+    match link(tool, run, start, None) {
+        Outcome::Exit(code) => code,
+        // Without a multi-call table every hand-off is a real exec.
+        Outcome::Continue(_) => ExitCode::from(exit::FAILURE),
+    }
+}
+
+/// One link of a chain, with its argv and what the earlier links hand it (`start`): what [`main`] does, and what the multi-call
+/// binary does for each link it runs ([`crate::inprocess`]); with `links`, the next link
+/// may run in this process and is returned as [`Outcome::Continue`].
+pub fn link<A: Parser>(
+    tool: &'static str,
+    run: Run<A>,
+    start: Handoff,
+    links: Option<&'static Links>,
+) -> Outcome {
+    let argv = start.argv.clone();
+    let mut cx = match links {
+        Some(links) => Context::in_multi_call(tool, start, links),
+        None => Context::with_handdown(tool, start.handdown),
+    };
     debug::start();
-    let (args, detach) = match parse_detach::<A>(tool, std::env::args_os()) {
+    crate::link_trace::record(tool);
+    let (args, detach) = match parse_detach::<A>(tool, argv) {
         Ok(parsed) => parsed,
-        Err(code) => return ExitCode::from(code),
+        Err(code) => return Outcome::Exit(ExitCode::from(code)),
     };
     if let Some(name) = detach {
         match crate::supervisor::detach(tool, name.as_deref()) {
             crate::supervisor::Outcome::Chain => {}
-            crate::supervisor::Outcome::Exit(code) => return ExitCode::from(code),
+            crate::supervisor::Outcome::Exit(code) => return Outcome::Exit(ExitCode::from(code)),
         }
     }
     let next = run(args, &mut cx);

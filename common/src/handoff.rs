@@ -15,7 +15,9 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::cli::Status;
-use crate::{exec, exit, report, Fatal};
+use crate::handdown::{self, Handdown};
+use crate::inprocess::{self, Handoff, Links, Outcome};
+use crate::{chain, exec, exit, report, Fatal};
 
 /// What happens after this link.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub struct Context {
     tool: &'static str,
     not_found_hint: Option<String>,
     held: Vec<Box<dyn Any>>,
+    links: Option<&'static Links>,
+    real_exec: Option<&'static str>,
+    handdown: Handdown,
+    registrations: chain::Pending,
 }
 
 impl std::fmt::Debug for Context {
@@ -38,6 +44,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("tool", &self.tool)
             .field("held", &self.held.len())
+            .field("real_exec", &self.real_exec)
             .finish()
     }
 }
@@ -51,7 +58,76 @@ impl Context {
             tool,
             not_found_hint: None,
             held: Vec::new(),
+            links: None,
+            real_exec: None,
+            handdown: Handdown::default(),
+            registrations: chain::Pending::default(),
         }
+    }
+
+    /// The list a link's registration goes to when the chain registers once: in the
+    /// multi-call binary, unless every link execs (`NSCHAIN_EXEC_LINKS=1`). The records are
+    /// written before the process execs, forks the container or exits; an in-process
+    /// hand-off carries them to the next link.
+    pub fn deferred_registrations(&self) -> Option<chain::Pending> {
+        (self.links.is_some() && self.real_exec.is_none() && !inprocess::exec_links_forced())
+            .then(|| self.registrations.clone())
+    }
+
+    /// Writes the registrations the chain deferred ([`Context::deferred_registrations`]).
+    pub fn register_now(&self) -> Result<(), Fatal> {
+        chain::flush(&self.registrations)
+    }
+
+    /// The context of link `tool`, given what the earlier links handed down.
+    pub fn with_handdown(tool: &'static str, handdown: Handdown) -> Context {
+        let mut cx = Context::new(tool);
+        cx.handdown = handdown;
+        cx
+    }
+
+    /// What the earlier links handed down, and what this link hands on (its owner is this
+    /// context: taken by a consumer, written at a real exec, moved on by an in-process one).
+    pub fn handdown(&mut self) -> &mut Handdown {
+        &mut self.handdown
+    }
+
+    /// For a child that will exec the next link itself (pidns's container process): writes
+    /// the hand-downs to the environment now, fds inherited.
+    pub fn export_handdown(&self) -> Result<(), Fatal> {
+        self.register_now()?;
+        self.handdown
+            .export()
+            .map_err(|e| Fatal::from(e).context("unable to hand down to the container"))
+    }
+
+    /// The context of a link of the multi-call binary, whose next link may run in this
+    /// process ([`crate::inprocess`]).
+    pub fn in_multi_call(tool: &'static str, handoff: Handoff, links: &'static Links) -> Context {
+        let mut cx = Context::with_handdown(tool, handoff.handdown);
+        *cx.registrations.borrow_mut() = handoff.registrations;
+        cx.links = Some(links);
+        cx
+    }
+
+    /// The multi-call table, if this link runs in the multi-call binary.
+    pub fn links(&self) -> Option<&'static Links> {
+        self.links
+    }
+
+    /// Asks for a real exec of the next program, because of `why`: this link will leave a
+    /// state an in-process hand-off cannot give the next one as an exec would (changed
+    /// credentials, a new root). Called before the link changes anything: the registrations
+    /// the earlier links deferred are written now, with the privileges they were made with,
+    /// and this link's own is written at once.
+    pub fn exec_for_real(&mut self, why: &'static str) -> Result<(), Fatal> {
+        self.real_exec = Some(why);
+        self.register_now()
+    }
+
+    /// Why this link must exec for real, if it asked to.
+    pub fn real_exec_reason(&self) -> Option<&'static str> {
+        self.real_exec
     }
 
     /// The link's name: `mntns`, `pidns`, ...
@@ -72,12 +148,41 @@ impl Context {
     }
 }
 
-/// Carries out `next`: execs (returning only on failure, as a [`Fatal`] with 126 or 127) or
-/// gives the status to exit with.
-pub fn perform(next: Next, cx: &mut Context) -> Result<Status, Fatal> {
+/// Carries out `next`: hands off to the next link in this process ([`crate::inprocess`]),
+/// execs (returning only on failure, as a [`Fatal`] with 126 or 127), or gives the status
+/// to exit with.
+pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
     match next {
-        Next::Exit(status) => Ok(status),
+        Next::Exit(status) => {
+            cx.register_now()?;
+            Ok(Outcome::Exit(ExitCode::from(status)))
+        }
         Next::Exec(command) => {
+            crate::link_trace::plant();
+            let command = exec::command_or_shell(command);
+            if let Some(argv) = inprocess::hand_off(&command, cx, &cx.handdown.fds()) {
+                // As across an exec: what was held for the next link is never dropped (its
+                // fds stay open, its registrations stay), and nothing else of this link is.
+                for value in std::mem::take(&mut cx.held) {
+                    std::mem::forget(value);
+                }
+                let handdown = std::mem::take(&mut cx.handdown);
+                let registrations = std::mem::take(&mut *cx.registrations.borrow_mut());
+                return Ok(Outcome::Continue(Handoff {
+                    argv,
+                    handdown,
+                    registrations,
+                }));
+            }
+            cx.register_now()?;
+            let to_a_link = command.first().is_some_and(|p| handdown::is_link(p));
+            if to_a_link {
+                cx.handdown.export().map_err(|e| {
+                    Fatal::from(e).context("unable to hand the next link what it is handed")
+                })?;
+            } else {
+                cx.handdown.shed();
+            }
             let error = exec::exec(command);
             // The exec failed: what was held for the next program is released (undone).
             cx.held.clear();
@@ -91,12 +196,12 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Status, Fatal> {
 
 /// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
 /// one line and becomes the exit status.
-pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> ExitCode {
+pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> Outcome {
     match result.and_then(|next| perform(next, cx)) {
-        Ok(status) => ExitCode::from(status),
+        Ok(outcome) => outcome,
         Err(fatal) => {
             fatal.print();
-            ExitCode::from(fatal.code)
+            Outcome::Exit(ExitCode::from(fatal.code))
         }
     }
 }

@@ -18,6 +18,7 @@
 // crate `common`.
 extern crate self as common;
 
+pub mod accounts;
 pub mod after;
 pub mod cgroupfs;
 pub mod chain;
@@ -34,8 +35,10 @@ pub mod handed_fd;
 pub mod handoff;
 pub mod image;
 pub mod info;
+pub mod inprocess;
 pub mod keyring;
 pub mod link;
+pub mod link_trace;
 pub mod logfile;
 pub mod ns;
 pub mod pin;

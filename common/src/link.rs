@@ -53,6 +53,8 @@ pub struct Link {
     options: NsOptions,
     naming: Option<Naming>,
     joined: Option<NsFile>,
+    /// Where the record goes when the chain registers once ([`Context::deferred_registrations`]).
+    deferred: Option<chain::Pending>,
 }
 
 impl Link {
@@ -71,6 +73,7 @@ impl Link {
             options: options.clone(),
             naming,
             joined,
+            deferred: cx.deferred_registrations(),
         })
     }
 
@@ -156,22 +159,29 @@ impl Link {
     /// it ([`crate::procfs::own_pid`], read before a new /proc is mounted).
     pub fn finish(&self, host_pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
         let record = self.record(host_pid, true, extra)?;
-        self.publish(record)
+        self.publish(record, self.deferred.as_ref())
     }
 
     /// [`Link::finish`] for a namespace held by another process, `pid` on the host (`pidns`:
     /// its child).
     pub fn finish_for(&self, pid: u32, extra: Map<String, Value>) -> Result<Record, Fatal> {
         let record = self.record(pid, false, extra)?;
-        self.publish(record)
+        // Written now: this process stays (pidns's monitor) and execs no further link.
+        self.publish(record, None)
     }
 
-    fn publish(&self, record: Record) -> Result<Record, Fatal> {
+    fn publish(&self, record: Record, deferred: Option<&chain::Pending>) -> Result<Record, Fatal> {
         if let Some(naming) = &self.naming {
             let registered = chain::claim(naming).and_then(|()| {
                 // Joining a namespace the chain already registered (docker exec) must not
                 // replace the record of the process that holds it.
                 if self.is_join() && chain::has_live_record(&naming.name, self.kind) {
+                    return Ok(());
+                }
+                if let Some(pending) = deferred {
+                    pending
+                        .borrow_mut()
+                        .push((naming.name.clone(), record.clone()));
                     return Ok(());
                 }
                 chain::register(&naming.name, &record)

@@ -62,6 +62,12 @@ pub fn data_dir() -> PathBuf {
     })
 }
 
+/// The data directory of the later links (a user namespace's range root), instead of the
+/// caller's: they get it as they get every state directory.
+pub fn hand_down_data_dir(dir: &Path) {
+    crate::handdown::export(DATA_DIR_VAR, dir);
+}
+
 fn resolve(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
     if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);

@@ -9,15 +9,16 @@
 //! new mount API (the fs context takes the network namespace of the process calling fsopen) and
 //! hands it down (DESIGN.md §1, "Handed-down fds"); mntns attaches it at /sys of its new root.
 //!
-//! The variable holds one fd number, exported with [`crate::handdown`] (so a link whose next
-//! program is COMMAND sheds it). The consumer accepts it only if it is a sysfs (SYSFS_MAGIC):
+//! A typed hand-down ([`crate::handdown::Handdown::sysfs`]): at a real exec its variable holds
+//! one fd number; before COMMAND it is closed. The consumer accepts it only if it is a sysfs (SYSFS_MAGIC):
 //! a wrong fd is refused with an error, never mounted.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
-use crate::{debug, handdown, handed_fd};
+use crate::handdown::Slot;
+use crate::{debug, handed_fd};
 
 /// The variable naming the handed-down sysfs.
 pub const VAR: &str = "NSCHAIN_SYSFS_FD";
@@ -41,14 +42,15 @@ pub fn is_sysfs(fd: BorrowedFd<'_>) -> bool {
     nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == SYSFS_MAGIC)
 }
 
-/// Consumer (mntns, at entry): reads and unexports the variable and owns its fd. `Ok(None)`
-/// without it; an error when it names anything but an open sysfs (which stays open: it is
-/// not ours).
-pub fn take() -> Result<Option<OwnedFd>, String> {
-    let Some(value) = std::env::var_os(VAR) else {
-        return Ok(None);
+/// Consumer (mntns, at entry): owns the handed-down sysfs. `Ok(None)` without one; an error
+/// when an inherited variable names anything but an open sysfs (which stays open: it is not
+/// ours).
+pub fn take(slot: Slot<OwnedFd>) -> Result<Option<OwnedFd>, String> {
+    let value = match slot {
+        Slot::Empty => return Ok(None),
+        Slot::Made(fd) => return Ok(Some(fd)),
+        Slot::Inherited(value) => value,
     };
-    handdown::unexport(VAR);
     let text = value.to_string_lossy();
     let fd = handed_fd::parse_fd(&text)
         .ok_or_else(|| format!("invalid {VAR} '{text}': expected an fd number above 2"))?;
@@ -69,36 +71,17 @@ pub fn take() -> Result<Option<OwnedFd>, String> {
         .map(Some)
 }
 
-/// What a producer hands down: its own sysfs, exported right before the exec.
-#[derive(Debug)]
-pub struct HandDown(Option<OwnedFd>);
-
-impl HandDown {
-    /// Producer (netns, in its network namespace): a sysfs of it, when a consumer follows in
-    /// COMMAND and the kernel lets this process create one. An earlier link's sysfs (another
-    /// network namespace) is dropped either way.
-    pub fn make(command: &[OsString]) -> HandDown {
-        if let Ok(Some(earlier)) = take() {
-            drop(earlier);
-        }
-        if !handed_fd::consumer_follows(command, "mntns") {
-            return HandDown(None);
-        }
-        match debug::step("create a sysfs of this network namespace", create) {
-            Ok(fd) => HandDown(Some(fd)),
-            Err(e) => {
-                debug::note(format_args!("no sysfs to hand down: {e}"));
-                HandDown(None)
-            }
-        }
+/// Producer (netns, in its network namespace): a sysfs of it, when a consumer follows in
+/// COMMAND and the kernel lets this process create one.
+pub fn make(command: &[OsString]) -> Option<OwnedFd> {
+    if !handed_fd::consumer_follows(command, "mntns") {
+        return None;
     }
-
-    /// Right before the exec: exports the variable and lets the fd be inherited.
-    pub fn export(&self) -> io::Result<()> {
-        if let Some(fd) = &self.0 {
-            handed_fd::inherit(fd.as_fd())?;
-            handdown::export(VAR, fd.as_raw_fd().to_string());
+    match debug::step("create a sysfs of this network namespace", create) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            debug::note(format_args!("no sysfs to hand down: {e}"));
+            None
         }
-        Ok(())
     }
 }

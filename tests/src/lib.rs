@@ -17,7 +17,18 @@ pub mod roots;
 pub use serde_json::Value;
 
 /// The directory holding the workspace's binaries (beside the test executable's `deps/`).
+/// With `NSCHAIN_TEST_MULTICALL=1`, a directory where every tool is a hard link to the
+/// multi-call `nschain` (as `make install` lays them out), so that links hand off in process
+/// ([`multicall`]).
 pub fn bin_dir() -> PathBuf {
+    let profile = profile_dir();
+    if std::env::var_os("NSCHAIN_TEST_MULTICALL").is_some_and(|v| v == "1") {
+        return multicall(&profile);
+    }
+    profile
+}
+
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("deps dir");
     if deps.ends_with("deps") {
@@ -25,6 +36,51 @@ pub fn bin_dir() -> PathBuf {
     } else {
         deps.to_path_buf()
     }
+}
+
+/// The tools the multi-call binary holds.
+pub const MULTICALL_TOOLS: [&str; 11] = [
+    "mntns", "utsns", "ipcns", "pidns", "netns", "userns", "nsps", "timens", "cgroupns", "nsimage",
+    "nsoci",
+];
+
+/// `PROFILE/multicall-PID/`, made once per test process: every tool a hard link to
+/// `PROFILE/nschain`, every other binary of the profile a hard link to itself (made fresh:
+/// a rebuilt binary is a new file). Those of test processes that are gone are removed.
+pub fn multicall(profile: &Path) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        for entry in std::fs::read_dir(profile).expect("profile dir").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("multicall-") {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = profile.join(format!("multicall-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("multicall dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(profile).expect("profile dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            let name = entry.file_name();
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                let _ = std::fs::hard_link(entry.path(), dir.join(&name));
+            }
+        }
+        let main = profile.join("nschain");
+        assert!(
+            main.exists(),
+            "nschain is not built: run `cargo build --workspace` first"
+        );
+        for tool in MULTICALL_TOOLS {
+            let _ = std::fs::remove_file(dir.join(tool));
+            std::fs::hard_link(&main, dir.join(tool)).expect("hard link");
+        }
+        dir
+    })
+    .clone()
 }
 
 /// The path of a workspace binary (`utsns`, `nsprobe`, ...).
@@ -287,4 +343,32 @@ pub fn shown(cmd: &Command) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A chain's registration directory, read as nsps reads it: one record per `KIND.json`, or
+/// a list of the records of links that ran in one process (`links-PID-KINDS.json`).
+pub trait Registrations {
+    /// The record of namespace `kind` (`mnt`, `uts`, ...), if registered.
+    fn record(&self, kind: &str) -> Option<Value>;
+    /// Whether the namespace `kind` is registered.
+    fn has_record(&self, kind: &str) -> bool {
+        self.record(kind).is_some()
+    }
+}
+
+impl Registrations for Path {
+    fn record(&self, kind: &str) -> Option<Value> {
+        if let Ok(text) = std::fs::read(self.join(format!("{kind}.json"))) {
+            return serde_json::from_slice(&text).ok();
+        }
+        let entries = std::fs::read_dir(self).ok()?;
+        entries.flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("links-") || !name.ends_with(".json") {
+                return None;
+            }
+            let list: Vec<Value> = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            list.into_iter().find(|r| r["ns"]["kind"] == kind)
+        })
+    }
 }

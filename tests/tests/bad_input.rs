@@ -53,6 +53,9 @@ const CASES: &[(&str, &[&str])] = &[
     ("ipcns", &["--info-fd", "x"]),
     // userns
     ("userns", &["--map-user", "abc"]),
+    ("userns", &["--map-user", "no-such-user-here"]),
+    ("userns", &["--map-user", "a b"]),
+    ("userns", &["--map-group", "no-such-group-here"]),
     ("userns", &["--map-user", "-1"]),
     ("userns", &["--map-group", "4294967296"]),
     ("userns", &["--map-users", "0:100000"]),

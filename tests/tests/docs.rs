@@ -198,8 +198,8 @@ fn bash_completes_the_next_program_after_the_options_and_chain_names_where_they_
     let deadline = Instant::now() + Duration::from_secs(5);
     while !state
         .path()
-        .join(format!("run/chains/{name}/ipc.json"))
-        .exists()
+        .join(format!("run/chains/{name}"))
+        .has_record("ipc")
     {
         assert!(Instant::now() < deadline, "the chain never registered");
         std::thread::sleep(Duration::from_millis(20));

@@ -326,11 +326,7 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
 }
 
 fn lab_has_user(lab: &Lab, name: &str) -> bool {
-    lab.state
-        .join("run/chains")
-        .join(name)
-        .join("user.json")
-        .exists()
+    lab.state.join("run/chains").join(name).has_record("user")
 }
 
 #[test]
@@ -357,13 +353,7 @@ fn a_process_joined_with_nsps_exec_gets_no_host_fd_cwd_namespace_or_process() {
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !lab
-            .state
-            .join("run/chains")
-            .join(&name)
-            .join("mnt.json")
-            .exists()
-        {
+        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{name} did not register"

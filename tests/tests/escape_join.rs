@@ -45,9 +45,9 @@ fn start(lab: &Lab, config: Config, name: &str, mntns_args: &[&str], command: &[
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mnt = lab.state.join("run/chains").join(name).join("mnt.json");
+    let chain = lab.state.join("run/chains").join(name);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !mnt.exists() {
+    while !chain.has_record("mnt") {
         assert!(Instant::now() < deadline, "{name} did not register");
         std::thread::sleep(Duration::from_millis(20));
     }

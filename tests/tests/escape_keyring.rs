@@ -105,11 +105,7 @@ fn a_container_cannot_read_the_callers_session_keys() {
 
 /// Whether the named chain of this lab has a user namespace to join.
 fn has_user(lab: &Lab, name: &str) -> bool {
-    lab.state
-        .join("run/chains")
-        .join(name)
-        .join("user.json")
-        .exists()
+    lab.state.join("run/chains").join(name).has_record("user")
 }
 
 #[test]
@@ -129,13 +125,7 @@ fn a_process_joined_with_mntns_join_or_nsps_exec_cannot_read_the_callers_session
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab
-            .state
-            .join("run/chains")
-            .join(&name)
-            .join("mnt.json")
-            .exists()
-        {
+        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "the container did not register");
             std::thread::sleep(Duration::from_millis(20));
         }

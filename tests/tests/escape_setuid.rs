@@ -312,9 +312,9 @@ fn named_sleeper(lab: &Lab, name: &str, root: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let registered = lab.state.join("run/chains").join(name).join("mnt.json");
+    let chain = lab.state.join("run/chains").join(name);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !registered.exists() {
+    while !chain.has_record("mnt") {
         assert!(
             std::time::Instant::now() < deadline,
             "{name} did not register"

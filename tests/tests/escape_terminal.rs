@@ -18,6 +18,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use escape_common::*;
+use nschain_tests::Registrations;
 
 const CLAIM: &str = "CVE-2017-5226 / CVE-2023-1523 / claim: a container cannot type into, kill or reshape its caller's terminal";
 const ROWS: u16 = 24;
@@ -421,13 +422,7 @@ fn a_process_joined_with_nsps_exec_cannot_act_on_the_callers_terminal() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab
-            .state
-            .join("run/chains")
-            .join(&name)
-            .join("mnt.json")
-            .exists()
-        {
+        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "{name} did not register");
             std::thread::sleep(Duration::from_millis(20));
         }

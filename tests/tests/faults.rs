@@ -284,13 +284,7 @@ fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab
-        .state
-        .join("run/chains")
-        .join(name)
-        .join("mnt.json")
-        .exists()
-    {
+    while !lab.state.join("run/chains").join(name).has_record("mnt") {
         assert!(Instant::now() < deadline, "{name} did not register");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -635,13 +629,7 @@ fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab
-            .state
-            .join("run/chains")
-            .join(&name)
-            .join("mnt.json")
-            .exists()
-        {
+        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "no registration");
             std::thread::sleep(Duration::from_millis(20));
         }

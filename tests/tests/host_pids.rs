@@ -48,14 +48,14 @@ fn a_mount_namespace_made_after_pidns_is_registered_by_its_host_pid_and_joined()
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let record = state.path().join(format!("run/chains/{name}/mnt.json"));
+    let registration = state.path().join(format!("run/chains/{name}"));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !record.exists() {
+    while !registration.has_record("mnt") {
         assert!(Instant::now() < deadline, "mntns never registered");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(50));
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let json: Value = registration.record("mnt").unwrap();
     let pid = json["pid"].as_u64().unwrap();
     assert!(
         pid > 2,

@@ -1074,8 +1074,12 @@ fn bad_values_are_refused_with_nothing_left_behind() {
         (&["--map-users", "0:4294967290:10"], "past the largest id"),
         (&["--map-groups", "4294967290:0:10"], "past the largest id"),
         (&["--map-user", "4294967295"], "too large"),
-        (&["--map-user", "root"], "is not a number"),
-        (&["--map-group", "1.5"], "is not a number"),
+        // Names are read from /etc/passwd and /etc/group: one that is not there, or not a name.
+        (&["--map-user", "no-such-user-here"], "unable to find user"),
+        (
+            &["--map-group", "1.5"],
+            "is not a group name or a numeric id",
+        ),
         (&["--setgroups", "maybe"], "maybe"),
         (
             &["--map-auto", "--map-users", "0:1:1"],
@@ -1214,4 +1218,26 @@ fn rootless_bad_subids_say_what_to_add_and_leave_nothing() {
         "nobody:300000:65536\n",
         "unable to pin",
     );
+}
+
+/// `--map-user NAME` and `--map-group NAME` are read from /etc/passwd and /etc/group as files
+/// (the binaries are static: no NSS), as ids would be given.
+#[test]
+fn map_user_and_group_take_names() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let out = ok(tool("userns", state.path()).args([
+        "--map-user",
+        "nobody",
+        "--map-group",
+        "nogroup",
+        "--",
+        "id",
+        "-u",
+    ]));
+    assert_eq!(out, "65534");
+    let out = ok(tool("userns", state.path()).args(["--map-group", "nogroup", "--", "id", "-g"]));
+    assert_eq!(out, "65534");
 }

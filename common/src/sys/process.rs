@@ -25,6 +25,22 @@ pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64) -> Res
     rustix::thread::set_capabilities(None, sets).map_err(from_rustix)
 }
 
+/// `capget(2)` of this thread: the effective, permitted and inheritable sets, as bit masks.
+pub fn capabilities() -> Result<(u64, u64, u64), Errno> {
+    let sets = rustix::thread::capabilities(None).map_err(from_rustix)?;
+    Ok((
+        sets.effective.bits(),
+        sets.permitted.bits(),
+        sets.inheritable.bits(),
+    ))
+}
+
+/// `brk(0)`: the current program break (what `PR_SET_MM_MAP` must be given back unchanged).
+pub fn program_break() -> u64 {
+    // SAFETY: brk(0) asks for no change and only reports the current break.
+    unsafe { libc::syscall(libc::SYS_brk, 0) as u64 }
+}
+
 /// `clone(SIGCHLD)`: a fork that, unlike `fork(3)`, runs no atfork handler and takes no libc
 /// lock, so a child of a `CLONE_VFORK` child may call it. Returns the child's pid in the parent
 /// and 0 in the child.

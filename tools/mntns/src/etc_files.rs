@@ -28,7 +28,8 @@ pub struct EtcFiles {
 }
 
 impl EtcFiles {
-    pub fn generate() -> EtcFiles {
+    /// `net`: the network stack netns handed down (`NSCHAIN_NET`), if any.
+    pub fn generate(net: Option<&str>) -> EtcFiles {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -38,8 +39,7 @@ impl EtcFiles {
             ("hosts", hosts(&hostname, &addresses)),
         ];
         if let Ok(resolv) = std::fs::read_to_string("/etc/resolv.conf") {
-            let stack = std::env::var(common::handdown::NET_VAR).ok();
-            let resolv = crate::dns::container_resolv(&resolv, stack.as_deref());
+            let resolv = crate::dns::container_resolv(&resolv, net);
             files.push(("resolv.conf", resolv));
         }
         EtcFiles { files }

@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use common::handdown::Slot;
 use common::{debug, report, Fatal};
 
 /// The variable naming the handed-down trees.
@@ -32,12 +33,20 @@ pub struct Trees {
 }
 
 impl Trees {
-    /// Reads and unexports `NSCHAIN_IDMAP`, taking its fds (close-on-exec from now on).
-    pub fn take() -> Result<Trees, Fatal> {
-        let Some(value) = std::env::var_os(VAR) else {
-            return Ok(Trees::default());
+    /// Takes the handed-down trees: made by a userns of this process, or inherited as
+    /// `NSCHAIN_IDMAP` and checked here, taking its fds (close-on-exec from now on).
+    pub fn take(slot: Slot<Vec<(PathBuf, OwnedFd)>>) -> Result<Trees, Fatal> {
+        let value = match slot {
+            Slot::Empty => return Ok(Trees::default()),
+            Slot::Made(list) => {
+                let list = list
+                    .into_iter()
+                    .map(|(path, fd)| Tree { path, fd: Some(fd) })
+                    .collect();
+                return Ok(Trees { list });
+            }
+            Slot::Inherited(value) => value,
         };
-        common::handdown::unexport(VAR);
         let mut trees = Trees::default();
         for line in value.as_bytes().split(|&b| b == b'\n') {
             if line.is_empty() {

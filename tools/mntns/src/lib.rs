@@ -68,6 +68,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use common::cli::CommandArgs;
+use common::handdown::Slot;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
 use common::seccomp_policy::{self, Choice};
@@ -404,14 +405,25 @@ fn on_host(command: &[OsString]) -> bool {
     std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
 }
 
-pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+/// Why the next program is exec'd for real (common::inprocess).
+const REAL_EXEC: &str = "mntns changes the root and the credentials";
+
+/// The first steps, before anything else: not dumpable, a real exec next, and what earlier
+/// links handed down taken (it is this link's, whatever happens next).
+fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
     // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
     // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
         .map_err(|e| Fatal::from(e).context("unable to make mntns not dumpable"))?;
-    // First: what earlier links handed down is this link's, whatever happens next.
-    let handed = HandedDown::take()?;
+    // A new root, the container's credentials and its seccomp filter: only an execve gives
+    // the next program exactly what it should see of them.
+    cx.exec_for_real(REAL_EXEC)?;
+    HandedDown::take(cx)
+}
+
+pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    let handed = begin(cx)?;
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let mut args = args;
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
@@ -445,7 +457,12 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if container {
         debug::step("verify the host's device nodes", dev::HostNodes::open)?;
     }
-    let etc = (container && !args.no_etc).then(etc_files::EtcFiles::generate);
+    let net = match cx.handdown().net.take() {
+        Slot::Made(stack) => Some(stack),
+        Slot::Inherited(stack) => Some(stack.to_string_lossy().into_owned()),
+        Slot::Empty => None,
+    };
+    let etc = (container && !args.no_etc).then(|| etc_files::EtcFiles::generate(net.as_deref()));
     let (layer, cleaner) = match &plan.root {
         Some(NewRoot::Overlay(lowers)) => {
             let (layer, cleaner) =
@@ -547,17 +564,18 @@ struct HandedDown {
 }
 
 impl HandedDown {
-    fn take() -> Result<HandedDown, Fatal> {
-        let trees = idmap::Trees::take()?;
+    fn take(cx: &mut Context) -> Result<HandedDown, Fatal> {
+        let handdown = cx.handdown();
+        let trees = idmap::Trees::take(handdown.idmap.take())?;
         // The sysfs of the network namespace an earlier netns made (common::sysfs).
-        let sysfs = common::sysfs::take().map_err(|e| {
+        let sysfs = common::sysfs::take(handdown.sysfs.take()).map_err(|e| {
             Fatal::new(e).with_hint(format!(
                 "{} is set by netns for a later mntns: do not set it by hand",
                 common::sysfs::VAR
             ))
         })?;
         // The socket to the link that waits outside (pidns), if any.
-        let after = common::after::take();
+        let after = common::after::take(handdown.after.take());
         Ok(HandedDown {
             trees,
             sysfs,
@@ -918,7 +936,10 @@ fn settle_user_and_env(
         None => None,
     };
     if let Some(user) = &resolved {
-        entry.user = Some(user.user);
+        entry.user = Some(volume::User {
+            uid: user.user.uid,
+            gid: user.user.gid,
+        });
         entry.groups = user.groups.clone();
     }
     env.apply(resolved.as_ref());

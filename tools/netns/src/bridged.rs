@@ -111,7 +111,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
             .collect::<Vec<_>>()),
     );
     link.finish(common::procfs::own_pid(), extra)?;
-    common::handdown::export(common::handdown::NET_VAR, "bridge");
+    cx.handdown().net = common::handdown::Slot::Made("bridge".to_owned());
     crate::own_sys::exec(args.command.command, cx)
 }
 

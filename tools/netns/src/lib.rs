@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 
 use clap::Parser;
 use common::cli::CommandArgs;
+use common::handdown::Slot;
 use common::link::{Link, NsOptions};
 use common::ns::Namespace;
 use common::{debug, Context, Fatal, Next};
@@ -148,7 +149,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     link.finish(common::procfs::own_pid(), extra)?;
     let stack = if link.is_join() { "join" } else { "loopback" };
-    common::handdown::export(common::handdown::NET_VAR, stack);
+    cx.handdown().net = Slot::Made(stack.to_owned());
     own_sys::exec(args.command.command, cx)
 }
 
@@ -232,7 +233,7 @@ fn run_user_mode(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if let Some(fd) = &exit_fd {
         rootless::inherit(fd)?;
     }
-    common::handdown::export(common::handdown::NET_VAR, stack.program());
+    cx.handdown().net = Slot::Made(stack.program().to_owned());
     // The exit pipe is inherited: the helper quits when its last holder is gone.
     cx.hold(exit_fd);
     own_sys::exec(args.command.command, cx)

@@ -4,16 +4,15 @@
 
 use std::ffi::OsString;
 
-use common::sysfs::HandDown;
+use common::handdown::Slot;
 use common::{Context, Fatal, Next};
 
 /// Hands down a sysfs of this network namespace (when a mntns follows), then execs COMMAND.
 pub fn exec(command: Vec<OsString>, cx: &mut Context) -> Result<Next, Fatal> {
-    let sysfs = HandDown::make(&command);
-    sysfs.export().map_err(|e| {
-        Fatal::from(e).context("unable to hand down the sysfs of the network namespace")
-    })?;
-    // The fd named in the variable stays open for the next program.
-    cx.hold(sysfs);
+    // An earlier link's sysfs (another network namespace) is closed either way.
+    let _ = common::sysfs::take(cx.handdown().sysfs.take());
+    if let Some(fd) = common::sysfs::make(&command) {
+        cx.handdown().sysfs = Slot::Made(fd);
+    }
     Ok(Next::Exec(command))
 }

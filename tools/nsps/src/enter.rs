@@ -68,7 +68,16 @@ pub fn exec(name: &str, command: Vec<OsString>, tty: Option<Channel>) -> Result<
     // A chain that is still starting has not registered its later links yet: joining it then
     // would leave out, say, its mount namespace and run COMMAND on the host's filesystem.
     let payload = wait_until_settled(name)?;
-    let records = chain::live_records(name);
+    let checked = chain::checked_records(name);
+    // Joining without a namespace the chain made would run COMMAND half outside it.
+    if let Some((record, why)) = checked.unverified.first() {
+        return Err(Fatal::new(format!(
+            "cannot verify the {} namespace chain {name} recorded for pid {}: {why}",
+            record.ns.kind, record.pid
+        ))
+        .with_hint("run nsps exec as the user who started the chain, or as root"));
+    }
+    let records = checked.live;
     // Its limits bind COMMAND and all it forks, as they bind the container.
     if let Some(cgroup) = chain_cgroup(&records) {
         debug::step("join the chain's cgroup", || cgroup.add(0))

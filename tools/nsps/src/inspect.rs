@@ -82,7 +82,15 @@ pub fn running() -> Vec<Container> {
 
 /// One running chain, in full.
 pub fn container(name: &str) -> Result<Container, Fatal> {
-    let records = chain::live_records(name);
+    let checked = chain::checked_records(name);
+    // A record nsps cannot check against the kernel is neither shown nor dropped in silence.
+    for (record, why) in &checked.unverified {
+        common::report::warning(format_args!(
+            "chain {name}: the {} namespace recorded for pid {} cannot be verified ({why}): not shown",
+            record.ns.kind, record.pid
+        ));
+    }
+    let records = checked.live;
     if records.is_empty() {
         chain::prune_if_stale(name);
         return Err(Fatal::new(format!("no chain named {name} is running"))

@@ -113,6 +113,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     } else {
         Role::Init
     };
+    // The container's first process execs the next link itself: what this link was handed
+    // goes down as at any real exec.
+    cx.export_handdown()?;
     let (pid, mut monitor) = wiring.fork(&link, role, &args, after)?;
     // With --no-init and --join, COMMAND's group is ours to signal; the init handles its own.
     let target = if args.pgroup && role == Role::Command {
@@ -341,10 +344,7 @@ fn die_with_parent() -> Result<(), Fatal> {
 /// container still holds one of its namespaces. Records naming this monitor (links that
 /// exec'd into it) or the dead container are not counted: they end now.
 fn unregister(init: u32) {
-    let Some(name) = std::env::var(chain::NAME_VAR)
-        .ok()
-        .filter(|n| !n.is_empty())
-    else {
+    let Some((name, _)) = chain::inherited() else {
         return;
     };
     let me = common::procfs::own_pid();

@@ -105,6 +105,23 @@ pub fn parse_single(text: &str) -> Result<u32, String> {
     parse_id(text, "the id")
 }
 
+/// Value parser for `--map-user`: a uid, or a user name of this root's /etc/passwd
+/// (read as a file, common::accounts: the binaries are static, without NSS).
+pub fn parse_user(text: &str) -> Result<u32, String> {
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return parse_single(text);
+    }
+    common::accounts::uid_of(text)
+}
+
+/// Value parser for `--map-group`: a gid, or a group name of this root's /etc/group.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return parse_single(text);
+    }
+    common::accounts::gid_of(text)
+}
+
 /// Value parser for `--map-users`/`--map-groups`.
 pub fn parse_range(text: &str) -> Result<Range, String> {
     text.parse()

@@ -72,13 +72,15 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["map_user", "map_group", "map_auto", "join"])]
     pub map_root: bool,
 
-    /// Your uid inside (default 0); with --map-users, which mapped uid to become
-    #[arg(long, value_name = "UID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+    /// Your uid inside (default 0), or a user name of /etc/passwd; with --map-users, which
+    /// mapped uid to become
+    #[arg(long, value_name = "UID|NAME", value_parser = idmap::parse_user, conflicts_with = "map_auto",
           allow_hyphen_values = true)]
     pub map_user: Option<u32>,
 
-    /// Your gid inside (default 0); with --map-groups, which mapped gid to become
-    #[arg(long, value_name = "GID", value_parser = idmap::parse_single, conflicts_with = "map_auto",
+    /// Your gid inside (default 0), or a group name of /etc/group; with --map-groups, which
+    /// mapped gid to become
+    #[arg(long, value_name = "GID|NAME", value_parser = idmap::parse_group, conflicts_with = "map_auto",
           allow_hyphen_values = true)]
     pub map_group: Option<u32>,
 
@@ -118,7 +120,12 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
+/// Why the next link is exec'd for real: execve recomputes the capabilities and the
+/// dumpable flag from the new user namespace's ids (common::inprocess).
+const CREDS_CHANGED: &str = "the user namespace changed this process's credentials";
+
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    cx.exec_for_real(CREDS_CHANGED)?;
     let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
     // new namespace and would otherwise pick rootless defaults.
@@ -127,7 +134,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if link.is_join() {
         return join(&link, &args);
     }
-    let idmap = trees::check(&args.idmap)?;
+    let idmap = trees::check(&args.idmap, cx.handdown().idmap.is_set())?;
     let caller = Caller::current();
     let mut plan = Plan::new(&args, &caller)?;
     let source = match plan.auto {
@@ -200,10 +207,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
-    trees.hand_down()?;
-    // Both belong to the chain from here on: a successful exec never drops them; a failed
-    // one drops (closes, removes) them.
-    cx.hold(trees);
+    // The trees are the next links' (written at the exec, taken by mntns); the lease belongs
+    // to the chain: a successful exec never drops it, a failed one releases it.
+    cx.handdown().idmap = trees.hand_down();
     cx.hold(lease);
     Ok(Next::Exec(args.command.command))
 }
@@ -351,7 +357,7 @@ fn share_data_dir(
     helper
         .make_dir(&dir, uid, gid)
         .map_err(|e| e.context("unable to prepare the data directory of the namespace"))?;
-    common::handdown::export(state::DATA_DIR_VAR, &dir);
+    state::hand_down_data_dir(&dir);
     Ok(Some(dir))
 }
 

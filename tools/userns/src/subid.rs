@@ -55,10 +55,8 @@ impl User {
     /// The user of this process's real uid (what `newuidmap` checks).
     pub fn current() -> User {
         let uid = nix::unistd::getuid();
-        let name = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        // From /etc/passwd as a file: the binaries are static, without NSS.
+        let name = common::accounts::name_of_uid(uid.as_raw());
         User {
             name,
             uid: uid.as_raw(),

@@ -22,12 +22,13 @@
 //! links' `NSCHAIN_DATA_DIR`, so that `mntns --overlay` can create its layer there.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use caps::CapSet;
-use common::{debug, report, state, Fatal};
+use common::handdown::Slot;
+use common::{report, state, Fatal};
 
 use crate::helper::Helper;
 use crate::plan::{Caller, Plan};
@@ -37,7 +38,8 @@ pub const VAR: &str = "NSCHAIN_IDMAP";
 
 /// Checks the `--idmap` paths and the privilege they need (before anything is made);
 /// returns them canonical.
-pub fn check(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
+/// `earlier`: an earlier link already hands trees down.
+pub fn check(paths: &[PathBuf], earlier: bool) -> Result<Vec<PathBuf>, Fatal> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }
@@ -78,7 +80,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
              default): drop --idmap",
         ));
     }
-    if std::env::var_os(VAR).is_some_and(|v| !v.is_empty()) {
+    if earlier {
         return Err(Fatal::new(format!(
             "an earlier link already hands down idmapped trees ({VAR} is set)"
         ))
@@ -145,34 +147,13 @@ impl Trees {
         Ok(trees)
     }
 
-    /// The `NSCHAIN_IDMAP` value.
-    fn value(&self) -> OsString {
-        let mut out = Vec::new();
-        for (i, (path, fd)) in self.list.iter().enumerate() {
-            if i > 0 {
-                out.push(b'\n');
-            }
-            out.extend_from_slice(fd.as_raw_fd().to_string().as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(path.as_os_str().as_bytes());
-        }
-        OsString::from_vec(out)
-    }
-
-    /// For the exec: exports `NSCHAIN_IDMAP` and lets the fds be inherited. Call it last.
-    pub fn hand_down(&self) -> Result<(), Fatal> {
+    /// The trees as the next links' hand-down (common writes `NSCHAIN_IDMAP` at the exec).
+    pub fn hand_down(self) -> Slot<Vec<(PathBuf, OwnedFd)>> {
         if self.list.is_empty() {
-            return Ok(());
+            Slot::Empty
+        } else {
+            Slot::Made(self.list)
         }
-        common::handdown::export(VAR, self.value());
-        for (path, fd) in &self.list {
-            debug::step(
-                format_args!("hand down fd {} ({})", fd.as_raw_fd(), path.display()),
-                || common::handed_fd::inherit(fd.as_fd()),
-            )
-            .map_err(|e| Fatal::from(e).context("unable to hand down an idmapped tree"))?;
-        }
-        Ok(())
     }
 
     /// For the `--info-fd` line and the registration.

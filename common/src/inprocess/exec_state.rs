@@ -1,0 +1,269 @@
+//! The per-process state execve resets or recomputes, read and set by hand for an
+//! in-process hand-off (see the parent module for when it is used).
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
+/// Whether `path` carries file capabilities (`security.capability`): exec would grant them.
+pub fn has_file_caps(path: &Path) -> bool {
+    let (Ok(c_path), Ok(name)) = (
+        CString::new(path.as_os_str().as_bytes()),
+        CString::new("security.capability"),
+    ) else {
+        return true;
+    };
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 only asks the size.
+    let size = unsafe { libc::getxattr(c_path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    size >= 0
+}
+
+/// Whether this process may read `path` (exec of an unreadable program makes it undumpable).
+pub fn readable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_ok()
+}
+
+fn status_field(status: &str, field: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+const SECBIT_KEEP_CAPS: libc::c_int = 1 << 4;
+
+/// One thread (exec would kill the others), no seccomp filter, no securebits, and the same
+/// real, effective and saved ids (exec would change the dumpable flag and the capabilities).
+pub fn single_threaded_without_seccomp() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    if status_field(&status, "Threads").as_deref() != Some("1") {
+        return Err("more than one thread".into());
+    }
+    if status_field(&status, "Seccomp").as_deref() != Some("0") {
+        return Err("a seccomp filter is installed".into());
+    }
+    // SAFETY: PR_GET_SECUREBITS takes no pointer argument.
+    let securebits = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    // SECBIT_KEEP_CAPS is PR_SET_KEEPCAPS, which exec clears and so does the hand-off.
+    if securebits & !SECBIT_KEEP_CAPS != 0 {
+        return Err("securebits are set".into());
+    }
+    let uids = nix::unistd::getresuid().map_err(|e| e.to_string())?;
+    let gids = nix::unistd::getresgid().map_err(|e| e.to_string())?;
+    if uids.real != uids.effective
+        || uids.real != uids.saved
+        || gids.real != gids.effective
+        || gids.real != gids.saved
+    {
+        return Err("real, effective and saved ids differ".into());
+    }
+    Ok(())
+}
+
+/// Closes every close-on-exec descriptor but `keep` (what the link hands the next, owned by
+/// the hand-down and made inheritable only at a real exec), as execve does; reopens stdio on
+/// /dev/null if it is then closed, as every Rust program does at its start.
+pub fn close_cloexec_fds(keep: &[i32]) {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
+        let cloexec = fcntl(fd, FcntlArg::F_GETFD)
+            .is_ok_and(|flags| FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+        if cloexec {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    for fd in 0..3 {
+        if fcntl(fd, FcntlArg::F_GETFD) == Err(Errno::EBADF) {
+            // Takes the lowest free number: the missing stdio descriptor.
+            let _ = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            );
+        }
+    }
+}
+
+/// Resets every caught signal to its default, as execve does (ignored ones stay ignored, the
+/// mask stays), then SIGPIPE ignored as every Rust program's start sets it. SIGSEGV and
+/// SIGBUS keep the Rust runtime's stack-overflow handler, which a fresh start installs too.
+pub fn reset_signals() -> Result<(), String> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS].contains(&sig) {
+            continue;
+        }
+        // SAFETY: sigaction is plain data; all-zero is a valid initial value.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reads the disposition into `old`; a signal number the C library reserves
+        // fails with EINVAL and is skipped.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        // SAFETY: as above; the zeroed action is SIG_DFL with an empty mask and no flags.
+        let default: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: sets the default action for a valid, catchable signal.
+        if unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) } != 0 {
+            return Err(format!("signal {sig}: {}", Errno::last()));
+        }
+    }
+    // SAFETY: SIG_IGN for SIGPIPE, as std's runtime sets it before main.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(())
+}
+
+/// Dumpable, as execve leaves a process whose ids did not change and whose program it may
+/// read (both checked before).
+pub fn set_dumpable() -> Result<(), String> {
+    nix::sys::prctl::set_dumpable(true).map_err(|e| format!("dumpable: {e}"))
+}
+
+fn capget() -> Result<[u64; 3], String> {
+    let (effective, permitted, inheritable) =
+        crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
+    Ok([effective, permitted, inheritable])
+}
+
+/// The capabilities execve would give this (non-set-id, capability-free) program.
+#[derive(Debug)]
+pub struct ExecCaps {
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    clear_ambient: bool,
+}
+
+impl ExecCaps {
+    /// Root (euid 0 in its user namespace): permitted = inheritable | bounding, effective =
+    /// permitted, ambient cleared. Otherwise: permitted = effective = ambient. `Err` when that
+    /// is more than this process holds (exec may raise capabilities; this may not).
+    pub fn compute() -> Result<ExecCaps, String> {
+        let [_, permitted, inheritable] = capget()?;
+        let bounding = crate::procfs::capabilities("CapBnd").ok_or("no CapBnd")?;
+        let ambient = crate::procfs::capabilities("CapAmb").ok_or("no CapAmb")?;
+        let root = nix::unistd::geteuid().is_root();
+        let after = if root {
+            inheritable | bounding
+        } else {
+            ambient
+        };
+        if after & !permitted != 0 {
+            return Err(format!(
+                "execve would raise the permitted capabilities ({permitted:#x} to {after:#x})"
+            ));
+        }
+        Ok(ExecCaps {
+            effective: after,
+            permitted: after,
+            inheritable,
+            clear_ambient: root,
+        })
+    }
+
+    /// Sets them.
+    pub fn apply(&self) -> Result<(), String> {
+        if self.clear_ambient {
+            // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer argument.
+            let rc = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            if rc != 0 {
+                return Err(format!("clear the ambient set: {}", Errno::last()));
+            }
+        }
+        crate::sys::process::set_capabilities(self.effective, self.permitted, self.inheritable)
+            .map_err(|e| format!("capset: {e}"))?;
+        Ok(())
+    }
+}
+
+/// `struct prctl_mm_map` (linux/prctl.h).
+#[repr(C)]
+struct MmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *mut u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+const PR_SET_MM: libc::c_int = 35;
+const PR_SET_MM_MAP: libc::c_ulong = 14;
+
+/// Makes `/proc/PID/cmdline` read `argv` and `/proc/PID/environ` the current environment, as
+/// after an exec: both are laid out in a buffer that lives as long as the process, and the
+/// memory map is rewritten with `PR_SET_MM_MAP` (no privilege needed: the exe link, the
+/// auxiliary vector and the data limits stay as they are).
+pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let after_comm = stat.rsplit_once(')').ok_or("unreadable /proc/self/stat")?.1;
+    let fields: Vec<u64> = after_comm
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // /proc/PID/stat field N (1-based) is fields[N - 3] here.
+    let field = |n: usize| fields.get(n - 3).copied().ok_or("short /proc/self/stat");
+    let args = super::nul_joined(argv.iter().map(OsString::as_os_str));
+    let env = super::environment();
+    let env = super::nul_joined(env.iter().map(OsString::as_os_str));
+    let area: &'static mut [u8] = [args.as_slice(), env.as_slice()].concat().leak();
+    let start = area.as_ptr() as u64;
+    let brk = crate::sys::process::program_break();
+    let map = MmMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk,
+        start_stack: field(28)?,
+        arg_start: start,
+        arg_end: start + args.len() as u64,
+        env_start: start + args.len() as u64,
+        env_end: start + area.len() as u64,
+        auxv: std::ptr::null_mut(),
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: `map` is a complete prctl_mm_map of the size passed; the argument and
+    // environment areas it names are leaked, so they stay valid for the process's life.
+    let rc = unsafe {
+        libc::prctl(
+            PR_SET_MM,
+            PR_SET_MM_MAP,
+            &map as *const MmMap,
+            std::mem::size_of::<MmMap>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("PR_SET_MM_MAP: {}", Errno::last()));
+    }
+    Ok(())
+}
