@@ -273,6 +273,11 @@ fn the_log_is_capped_while_a_container_prints_forever() {
         "i=0; while :; do i=$((i+1)); echo \"line $i of a container that never stops talking\"; done",
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
+    // A chain that never stops talking must not outlive a failed assertion below.
+    let _stopper = Stopper {
+        state: s,
+        name: "flood",
+    };
     let dir = chain_dir(s, "flood");
     let older = dir.join("container.log.1");
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
@@ -320,6 +325,18 @@ fn the_log_is_capped_while_a_container_prints_forever() {
         .all(|l| l.ends_with("of a container that never stops talking")));
     assert!(nsps(s, &["stop", "flood"]).status.success());
     assert!(nsps(s, &["rm", "flood"]).status.success());
+}
+
+/// Removes a detached chain (`nsps rm -f`) when the test ends, also on a failed assertion.
+struct Stopper<'a> {
+    state: &'a Path,
+    name: &'a str,
+}
+
+impl Drop for Stopper<'_> {
+    fn drop(&mut self) {
+        let _ = nsps(self.state, &["rm", "-f", self.name]);
+    }
 }
 
 #[test]
