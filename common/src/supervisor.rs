@@ -410,8 +410,9 @@ impl Watch {
         if let Some(report) = report.take() {
             if self.exec != Exec::Done {
                 let code = if code == 0 { exit::FAILURE } else { code };
-                send_report(&report, failed(code, &self.setup_stderr));
+                // Removed first: the caller returns on the report and finds nothing left.
                 let _ = std::fs::remove_dir_all(chain::dir(&self.name));
+                send_report(&report, failed(code, &self.setup_stderr));
                 return;
             }
             send_report(&report, Report::Started);

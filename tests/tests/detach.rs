@@ -62,13 +62,25 @@ fn settled(host: &HostNs, state: &Path) -> audit::Snapshot {
         state,
         &["netns", "--bridge", "--", "true"],
     ));
-    let before = audit::snapshot(state, Some(&host.name));
-    std::thread::sleep(Duration::from_millis(300));
-    let again = audit::snapshot(state, Some(&host.name));
-    if before == again {
-        before
-    } else {
-        settled(host, state)
+    // Its cleanup watcher releases the lease once the veth is gone: wait for it to leave,
+    // then for two snapshots that agree (bounded: a machine under load is slow, not stuck).
+    let marker = format!("NSCHAIN_RUN_DIR={}", state.join("run").display());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        while !audit::processes_with_env(&marker).is_empty() && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let before = audit::snapshot(state, Some(&host.name));
+        std::thread::sleep(Duration::from_millis(300));
+        let again = audit::snapshot(state, Some(&host.name));
+        if before == again {
+            return before;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host never settled:\n{before:?}\n{again:?}"
+        );
     }
 }
 
