@@ -410,6 +410,8 @@ impl Watch {
         if let Some(report) = report.take() {
             if self.exec != Exec::Done {
                 let code = if code == 0 { exit::FAILURE } else { code };
+                // What it printed last may still be in the pipe.
+                self.drain();
                 // Removed first: the caller returns on the report and finds nothing left.
                 let _ = std::fs::remove_dir_all(chain::dir(&self.name));
                 send_report(&report, failed(code, &self.setup_stderr));
@@ -547,7 +549,9 @@ impl Watch {
             }
             Ok(n) => {
                 let _ = self.log.write(stream, &buf[..n]);
-                if stream == Stream::Stderr && self.exec == Exec::Waiting {
+                // Until COMMAND runs, stderr is the setup's: also what a failed exec prints
+                // after its mark came (the mark is sent first).
+                if stream == Stream::Stderr && self.exec != Exec::Done {
                     let room = SETUP_STDERR_MAX.saturating_sub(self.setup_stderr.len());
                     self.setup_stderr.extend_from_slice(&buf[..n.min(room)]);
                 }
