@@ -5,8 +5,9 @@
 #                     raw system calls only in common/src/sys,
 #                     and every test (root tests need root)
 #   make install      nschain and its tools as hard links to it, man pages and shell completions
-#   make test-exec-links  contract, escape and fault suites through nschain, in process and
-#                     with NSCHAIN_EXEC_LINKS=1
+#   make test-multicall   contract, escape and fault suites through nschain, links in process
+#                     (make test runs it)
+#   make test-exec-links  the same with NSCHAIN_EXEC_LINKS=1 (a real exec at every link)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
 #   make demo         the five questions answered on three nginx containers
 #   make oci-validation  the OCI conformance suite (runtime-tools) for nsoci, runc and crun
@@ -27,7 +28,7 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci runc
 
-.PHONY: all build install deps test test-exec-links check unit bench demo shell clean oci-validation
+.PHONY: all build install deps test test-multicall test-exec-links check unit bench demo shell clean oci-validation
 
 all: build
 
@@ -59,13 +60,19 @@ check:
 test: deps check
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
-	$(MAKE) test-exec-links
+	$(MAKE) test-multicall
 
-# The same suites through the multi-call binary (tests/src: NSCHAIN_TEST_MULTICALL), links
-# handed off in process, then with a real exec at every link.
-test-exec-links:
+# The contract, fault and escape suites through the multi-call binary (tests/src:
+# NSCHAIN_TEST_MULTICALL), links handed off in process. (`cargo test` above runs them with the
+# per-tool binaries, a real exec at every link.)
+test-multicall:
 	$(CARGO) build --workspace --bins
 	NSCHAIN_TEST_MULTICALL=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
+
+# The same through nschain with NSCHAIN_EXEC_LINKS=1 (a real exec at every link of the
+# multi-call binary), for debugging the hand-off; not part of `make test` (CI time).
+test-exec-links:
+	$(CARGO) build --workspace --bins
 	NSCHAIN_TEST_MULTICALL=1 NSCHAIN_EXEC_LINKS=1 $(CARGO) test -p nschain-tests $(addprefix --test ,$(EXEC_LINK_SUITES))
 
 install: build
