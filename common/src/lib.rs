@@ -52,6 +52,7 @@ pub mod signals;
 pub mod state;
 pub mod supervisor;
 pub mod sys;
+pub mod sysctl;
 pub mod sysfs;
 pub mod terminal;
 

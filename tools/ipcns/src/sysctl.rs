@@ -1,7 +1,6 @@
 //! The sysctls that belong to an IPC namespace, parsed and applied after the unshare.
 
-use anyhow::Context;
-use common::{debug, Fatal};
+use common::Fatal;
 
 /// The per-IPC-namespace sysctls: every other key is refused, since writing it would change
 /// the host, not the container.
@@ -59,12 +58,7 @@ impl IpcSysctl {
 
     /// Writes the value under /proc/sys (the new namespace's view of it).
     pub fn apply(&self) -> Result<(), Fatal> {
-        let path = format!("/proc/sys/{}", self.key.replace('.', "/"));
-        debug::step(format_args!("sysctl {}={}", self.key, self.value), || {
-            std::fs::write(&path, &self.value)
-        })
-        .with_context(|| format!("unable to set {} to {}", self.key, self.value))
-        .map_err(Fatal::from)
+        common::sysctl::write(&self.key, &self.value)
     }
 }
 

@@ -2,8 +2,7 @@
 //! namespace of the process that opens it), written right after the unshare. Keys outside
 //! `net.` are refused: they would change the host.
 
-use anyhow::Context;
-use common::{debug, Fatal};
+use common::Fatal;
 
 /// One `net.KEY=VALUE` setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,12 +40,7 @@ impl NetSysctl {
 
     /// Writes the value under /proc/sys/net, the current network namespace's view.
     pub fn apply(&self) -> Result<(), Fatal> {
-        let path = format!("/proc/sys/{}", self.key.replace('.', "/"));
-        debug::step(format_args!("sysctl {}={}", self.key, self.value), || {
-            std::fs::write(&path, &self.value)
-        })
-        .with_context(|| format!("unable to set {} to {}", self.key, self.value))
-        .map_err(Fatal::from)
+        common::sysctl::write(&self.key, &self.value)
     }
 }
 
