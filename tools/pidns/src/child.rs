@@ -73,8 +73,14 @@ pub fn run(child: Child) -> ! {
     }
     // Wait for the go-ahead: the monitor registers the container and writes --status-fd and
     // --info-fd first. EOF instead means the monitor failed (and kills us).
-    if !matches!(child.channel.recv(), Ok(Some(MonitorWord::Go))) {
-        exit_now(exit::FAILURE);
+    match child.channel.recv() {
+        Ok(Some(MonitorWord::Go)) => {}
+        // The monitor closed its end: it failed, said why, and kills us.
+        Ok(None) => exit_now(exit::FAILURE),
+        Err(e) => fail(
+            &child.channel,
+            Fatal::from(std::io::Error::from(e)).context("unable to hear from the monitor"),
+        ),
     }
     match child.role {
         Role::Init => init(child),
