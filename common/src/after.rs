@@ -37,6 +37,9 @@ const TRASH_PREFIX: &str = ".trash-";
 #[derive(Debug, Serialize, Deserialize)]
 enum AfterRequest {
     /// Remove this directory (marked with [`REMOVABLE_MARK`]) once the container has ended.
+    /// It may come with the lock of its mark: the waiting side holds it until the removal,
+    /// so that no other start collects the layer while it is in use, and no process of the
+    /// requester's has to stay behind to hold it.
     Remove(PathBuf),
     /// Proxy this pty master (attached) to the caller's terminal (`mntns --tty`).
     Terminal,
@@ -77,8 +80,9 @@ impl Offer {
 #[derive(Debug)]
 pub struct Listener {
     ours: Channel,
-    /// Removal requests read while the container ran, carried out at its end.
-    pending: Vec<PathBuf>,
+    /// Removal requests read while the container ran (with the mark's lock, if sent),
+    /// carried out at its end.
+    pending: Vec<(PathBuf, Vec<OwnedFd>)>,
 }
 
 /// What [`Listener::read_message`] read.
@@ -108,8 +112,8 @@ impl Listener {
                     Message::Other
                 }
             },
-            Ok(Some((AfterRequest::Remove(dir), _))) => {
-                self.pending.push(dir);
+            Ok(Some((AfterRequest::Remove(dir), lock))) => {
+                self.pending.push((dir, lock));
                 Message::Other
             }
             Ok(None) => Message::Closed,
@@ -140,10 +144,11 @@ impl Listener {
         loop {
             let queued = requests
                 .next()
-                .map(|dir| Ok(Some(AfterRequest::Remove(dir))));
-            let dir = match queued.unwrap_or_else(|| self.ours.recv::<AfterRequest>()) {
-                Ok(Some(AfterRequest::Remove(dir))) => dir,
-                Ok(Some(AfterRequest::Terminal)) => continue,
+                .map(|(dir, lock)| Ok(Some((AfterRequest::Remove(dir), lock))));
+            let next = queued.unwrap_or_else(|| self.ours.recv_with_fds::<AfterRequest>());
+            let (dir, lock) = match next {
+                Ok(Some((AfterRequest::Remove(dir), lock))) => (dir, lock),
+                Ok(Some((AfterRequest::Terminal, _))) => continue,
                 Ok(None) => break,
                 Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -151,19 +156,26 @@ impl Listener {
                     break;
                 }
             };
-            if !removable(&dir) {
-                report::warning(format_args!(
-                    "ignored a request to remove {}: not a directory marked for removal",
-                    dir.display()
-                ));
-                continue;
-            }
-            if let Err(e) = debug::step(format_args!("remove {}", dir.display()), || {
-                remove_tree(&dir)
-            }) {
-                report::warning(format_args!("unable to remove {}: {e}", dir.display()));
-            }
+            remove_requested(&dir);
+            // Released only once the layer is gone.
+            drop(lock);
         }
+    }
+}
+
+/// Carries out one removal request, if the directory is marked for removal.
+fn remove_requested(dir: &Path) {
+    if !removable(dir) {
+        report::warning(format_args!(
+            "ignored a request to remove {}: not a directory marked for removal",
+            dir.display()
+        ));
+        return;
+    }
+    if let Err(e) = debug::step(format_args!("remove {}", dir.display()), || {
+        remove_tree(dir)
+    }) {
+        report::warning(format_args!("unable to remove {}: {e}", dir.display()));
     }
 }
 
@@ -194,6 +206,17 @@ pub fn send_terminal(after: &Channel, master: std::os::fd::BorrowedFd<'_>) -> io
 /// has ended.
 pub fn request_removal(after: &Channel, dir: &Path) -> io::Result<()> {
     after.send(&AfterRequest::Remove(dir.to_owned()))
+}
+
+/// Asks the waiting link to remove `dir` once the container has ended, and hands it the
+/// lock of the directory's mark (held by the waiting side from now on, released after the
+/// removal): the requester keeps no process behind for it.
+pub fn request_removal_locked(
+    after: &Channel,
+    dir: &Path,
+    lock: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    after.send_with_fds(&AfterRequest::Remove(dir.to_owned()), &[lock])
 }
 
 /// Removes the layers under `parent` that were marked for removal but whose holder is gone

@@ -463,19 +463,19 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
         Slot::Empty => None,
     };
     let etc = (container && !args.no_etc).then(|| etc_files::EtcFiles::generate(net.as_deref()));
-    let (layer, cleaner) = match &plan.root {
+    let (layer, cleaner, handed_over) = match &plan.root {
         Some(NewRoot::Overlay(lowers)) => {
-            let (layer, cleaner) =
-                prepare_layer(&args, lowers, &trees, after.is_some(), &mut entry)?;
+            let (layer, cleaner, handed_over) =
+                prepare_layer(&args, lowers, &trees, after.as_ref(), &mut entry)?;
             if let Some(image) = &image_use {
                 image.record(&layer.dir)?;
             }
             if entry.waiter.is_some() {
                 host_pid = common::procfs::own_pid();
             }
-            (Some(layer), cleaner)
+            (Some(layer), cleaner, handed_over)
         }
-        _ => (None, None),
+        _ => (None, None, false),
     };
     let shared = if container {
         shared_writes(&args, &plan, &layer, &trees.root, &trees.volumes)
@@ -502,7 +502,8 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     enter_root(&args, root, container)?;
     drop(nodes);
     drop(sysfs);
-    release_layer(args.rm, after, &layer, cleaner);
+    drop(after);
+    release_layer(args.rm && !handed_over, cleaner);
     // The shell's idea of where it is, true in the new root.
     let pwd = container.then(|| {
         entry
@@ -669,15 +670,17 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
     }
 }
 
-/// The writable layer of `--overlay`, made before the unshare, and who removes it: the
-/// waiter (`--rm` without pidns: this process becomes the waiter's child) or the cleaner.
+/// The writable layer of `--overlay`, made before the unshare, and who removes it: the link
+/// that waits outside (`--rm` under pidns: handed the removal and the layer's lock at once,
+/// so that nothing of ours stays in the container; the bool says so), the waiter (`--rm`
+/// without pidns: this process becomes the waiter's child) or the cleaner.
 fn prepare_layer(
     args: &Args,
     lowers: &[PathBuf],
     trees: &RootTrees,
-    pidns_waits: bool,
+    after: Option<&common::channel::Channel>,
     entry: &mut entry::Entry,
-) -> Result<(overlay::Layer, Option<overlay::Cleaner>), Fatal> {
+) -> Result<(overlay::Layer, Option<overlay::Cleaner>, bool), Fatal> {
     // A generated name is not the layer's: a later chain may draw it again.
     let name = common::chain::chosen_name(args.ns.name.as_deref());
     if let Some(name) = &name {
@@ -723,14 +726,19 @@ fn prepare_layer(
         lower,
         lower_tree,
     )?;
+    if let Some(after) = after.filter(|_| args.rm) {
+        if overlay::hand_over(&mut layer, after) {
+            return Ok((layer, None, true));
+        }
+    }
     let mut cleaner = None;
-    if args.rm && !pidns_waits {
+    if args.rm && after.is_none() {
         // No pidns waits outside: the process the caller waits on deletes the layer.
         entry.waiter = Some(waiter::fork_waiter(&mut layer)?);
     } else {
         cleaner = overlay::Cleaner::spawn(&mut layer)?;
     }
-    Ok((layer, cleaner))
+    Ok((layer, cleaner, false))
 }
 
 /// In the new namespace: the root (the host's, a bound --rootfs behind its skeleton, or the
@@ -896,30 +904,11 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
     Ok(())
 }
 
-/// Who removes a `--rm` layer once the container ends. The cleaner lives in the container's
-/// pid namespace and dies with it when PID 1 exits: under pidns, the monitor outside removes
-/// the layer instead.
-fn release_layer(
-    rm: bool,
-    after: Option<common::channel::Channel>,
-    layer: &Option<overlay::Layer>,
-    cleaner: Option<overlay::Cleaner>,
-) {
-    let delegated = match (rm, &after, layer) {
-        (true, Some(after), Some(layer)) if layer.own_dir => {
-            common::after::request_removal(after, &layer.dir)
-                .map_err(|e| {
-                    common::report::warning(format_args!(
-                        "unable to hand the layer's removal to pidns: {e}"
-                    ))
-                })
-                .is_ok()
-        }
-        _ => false,
-    };
-    drop(after);
+/// After a setup that succeeded: the cleaner (if any) deletes a `--rm` layer once COMMAND
+/// exits, else leaves at once. (Under pidns the layer was handed over at `prepare_layer`.)
+fn release_layer(rm: bool, cleaner: Option<overlay::Cleaner>) {
     if let Some(cleaner) = cleaner {
-        cleaner.release(rm, delegated);
+        cleaner.release(rm);
     }
 }
 

@@ -2,12 +2,14 @@
 //! writable layer at `$NSCHAIN_DATA_DIR/overlay/<id>/{diff,work,merged}` (or `--upper DIR`).
 //!
 //! The layer outlives the chain unless `--rm` is given. A `--rm` layer is deleted before the
-//! caller's wait returns: by pidns's monitor when a pidns is before mntns (common::after),
-//! else by the process the caller waits on (waiter.rs, which then also holds the lock below).
+//! caller's wait returns: by pidns's monitor when a pidns is before mntns (common::after; it
+//! is handed the removal and the lock below before the setup, so nothing of ours stays in the
+//! container), else by the process the caller waits on (waiter.rs, which then also holds the
+//! lock).
 //!
 //! Otherwise a tiny cleaner process is forked before the mount namespace is unshared (so it
-//! still sees the layer's directory): it undoes a failed setup of a fresh layer, and below a
-//! pidns it holds a `--rm` layer's lock until the exec'd process exits. The cleaner is
+//! still sees the layer's directory): it undoes a failed setup of a fresh layer (and deletes
+//! a `--rm` layer of a user's `--upper DIR` once the exec'd process exits). The cleaner is
 //! non-dumpable (a container process cannot read its root or fds through /proc without
 //! CAP_SYS_PTRACE, which the default capability set lacks), in its own session, with stdin and
 //! stdout on /dev/null.
@@ -426,6 +428,32 @@ pub fn remove(layer: &Layer) -> std::io::Result<()> {
     delete_layer(layer, true)
 }
 
+/// `--rm` under a link that waits outside (pidns's monitor, common::after): hands it the
+/// removal and the mark's lock before the setup goes on, so that it removes the layer once
+/// the container has ended (also when the setup fails) and no cleaner of ours stays inside
+/// the container. False (nothing handed over) for a user's `--upper DIR` or a failed send.
+pub fn hand_over(layer: &mut Layer, after: &Channel) -> bool {
+    if !layer.rm || !layer.own_dir {
+        return false;
+    }
+    let Some(lock) = layer.lock.as_ref() else {
+        return false;
+    };
+    match common::after::request_removal_locked(after, &layer.dir, lock.as_fd()) {
+        Ok(()) => {
+            // The waiting side holds the lock now; ours closes.
+            layer.lock = None;
+            true
+        }
+        Err(e) => {
+            report::warning(format_args!(
+                "unable to hand the layer's removal to the process that waits outside: {e}"
+            ));
+            false
+        }
+    }
+}
+
 /// The forked cleaner, waiting for word from mntns.
 #[derive(Debug)]
 pub struct Cleaner {
@@ -438,8 +466,6 @@ pub struct Cleaner {
 enum CleanerWord {
     /// The layer is kept: leave at once.
     Keep,
-    /// pidns removes the `--rm` layer: only hold its lock until COMMAND exits.
-    HeldByPidns,
     /// Delete the `--rm` layer once COMMAND exits.
     DeleteAfter,
 }
@@ -484,19 +510,15 @@ impl Cleaner {
     }
 
     /// Setup succeeded: the cleaner deletes the layer when this process (COMMAND after the
-    /// exec) exits if `--rm`, else it leaves at once.
-    ///
-    /// `delegated`: a link outside the pid namespace (pidns) removes the `--rm` layer once the
-    /// container has ended; the cleaner then only holds the layer's lock until COMMAND exits
-    /// (so that no other start collects a live layer), and deletes nothing.
-    pub fn release(self, rm: bool, delegated: bool) {
-        let word = match (rm, delegated) {
-            (false, _) => CleanerWord::Keep,
-            (true, true) => CleanerWord::HeldByPidns,
-            (true, false) => CleanerWord::DeleteAfter,
+    /// exec) exits if `delete` (`--rm`), else it leaves at once.
+    pub fn release(self, delete: bool) {
+        let word = if delete {
+            CleanerWord::DeleteAfter
+        } else {
+            CleanerWord::Keep
         };
         let _ = self.channel.send(&word);
-        if !rm {
+        if !delete {
             // It leaves at once: reap it, so COMMAND does not inherit a zombie child.
             let _ = nix::sys::wait::waitpid(self.pid, None);
         }
@@ -508,7 +530,6 @@ fn clean(channel: Channel, watched: OwnedFd, layer: &Layer, keep: &[RawFd]) -> i
     detach(keep);
     let (delete, all) = match channel.recv::<CleanerWord>() {
         Ok(Some(CleanerWord::Keep)) => return 0,
-        Ok(Some(CleanerWord::HeldByPidns)) => (false, false),
         Ok(Some(CleanerWord::DeleteAfter)) => (true, true),
         // mntns failed before the exec: undo what it made (all of it with --rm).
         Ok(None) | Err(_) => (layer.fresh || layer.rm, layer.rm),
