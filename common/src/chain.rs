@@ -547,7 +547,20 @@ fn is_stale(name: &str) -> bool {
     }
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    !meta(name).is_some_and(|meta| std::path::Path::new(&format!("/proc/{}", meta.pid)).exists())
+    !meta(name).is_some_and(|meta| running(meta.pid))
+}
+
+/// Whether process `pid` exists and has not exited: a zombie (a foreground chain's first link
+/// whose caller has not reaped it yet) has ended.
+fn running(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command may hold spaces and parentheses: the state follows the last ')'.
+    !matches!(
+        stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)),
+        Some("Z" | "X")
+    )
 }
 
 /// The record of a `kind` namespace in the lists of links that ran in one process

@@ -99,6 +99,27 @@ pub fn record_oom_kill(name: &str) {
     }
 }
 
+/// The status of a foreground chain, recorded by the link that waited for its container
+/// (pidns's monitor) before it exits, so that `nsps wait` and `nsps --all` show it as they do
+/// a detached chain's. `pid`: the container's first process; `code`: its status, shell-encoded.
+/// A detached chain's supervisor writes its own (and was there first: nothing is changed).
+pub fn record_foreground_exit(name: &str, pid: u32, code: u8) {
+    if read_status(name).is_some() {
+        return;
+    }
+    let status = Status {
+        state: "exited".into(),
+        pid: Some(pid),
+        supervisor: crate::procfs::own_pid(),
+        exit_code: Some(code),
+        signal: None,
+        oom_killed: false,
+        started: chain::meta(name).map_or(0, |m| m.created),
+        finished: Some(now()),
+    };
+    write_status(name, &status);
+}
+
 fn write_status(name: &str, status: &Status) {
     let path = status_path(name);
     // Per writer: the supervisor and an OOM hook may write at once.

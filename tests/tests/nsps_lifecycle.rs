@@ -214,8 +214,60 @@ fn a_foreground_chain_is_stopped_from_another_shell() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The caller got the status: sleep killed by the forwarded SIGTERM.
     assert_eq!(fg.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+    // And so does `nsps wait` in another process: the monitor recorded it.
+    let out = nsps(s, &["wait", "fg"]);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGTERM),
+        "{}",
+        stderr(&out)
+    );
+    assert!(row(s, true, "fg").unwrap().ends_with("exited 143"));
     let out = nsps(s, &["logs", "fg"]);
     assert_fatal(&out, "nsps");
+}
+
+#[test]
+fn wait_returns_the_status_of_a_foreground_chain() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let s = state.path();
+    let before = audit::snapshot(s, None);
+    let out =
+        run(tool("utsns", s).args(["--name", "seven", "--", "pidns", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = nsps(s, &["wait", "seven"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(raw(&out), "7\n");
+    assert!(row(s, true, "seven").unwrap().ends_with("exited 7"));
+
+    // Killed from another shell while `nsps wait` waits: 137 both for the caller and for it.
+    let mut fg = tool("pidns", s)
+        .args(["--name", "killed", "--", "sleep", "100"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !row(s, false, "killed").is_some_and(|r| r.contains("sleep 100")) {
+        assert!(Instant::now() < deadline, "killed never listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiter = tool("nsps", s)
+        .args(["wait", "killed"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = nsps(s, &["kill", "-s", "KILL", "killed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fg.wait().unwrap().code(), Some(137));
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    for name in ["seven", "killed"] {
+        assert!(nsps(s, &["rm", name]).status.success());
+    }
+    audit::assert_nothing_left(&before, s, None, &[]);
 }
 
 #[test]

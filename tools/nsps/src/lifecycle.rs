@@ -115,8 +115,9 @@ pub fn kill(name: &str, signal: i32) -> Result<u8, Fatal> {
 }
 
 /// `nsps wait NAME`: blocks until the chain has ended, then exits with its status (the shell
-/// encoding: 128+s for a signal). A chain started in the foreground keeps no status: its
-/// status is its caller's, and this returns 0 with a warning.
+/// encoding: 128+s for a signal). A foreground chain's status is recorded by the link that
+/// waited for its container (pidns's monitor, or the chain's supervisor); one without such a
+/// link keeps none (its status went to its caller): 0 and a warning.
 pub fn wait(name: &str) -> Result<u8, Fatal> {
     if !known(name) {
         return Err(unknown(name));

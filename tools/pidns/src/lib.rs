@@ -300,6 +300,7 @@ impl Monitor {
             after.run_requests();
         }
         if !link.is_join() {
+            record_status(pid.as_raw() as u32, code);
             unregister(pid.as_raw() as u32);
         }
         if self.foreground {
@@ -338,6 +339,17 @@ fn die_with_parent() -> Result<(), Fatal> {
         )));
     }
     Ok(())
+}
+
+/// Records the status of a chain named by the user (a generated name is nobody's to wait for)
+/// for `nsps wait` and `nsps --all`; the registration then stays until `nsps rm` or the
+/// name's reuse, as a detached chain's does.
+fn record_status(init: u32, code: Status) {
+    if let Some((name, false)) = chain::inherited() {
+        if chain::meta(&name).is_some() {
+            common::supervisor::record_foreground_exit(&name, init, code);
+        }
+    }
 }
 
 /// Removes the chain's registration when the container ends, unless a process outside this
