@@ -43,6 +43,19 @@ enum AfterRequest {
     Remove(PathBuf),
     /// Proxy this pty master (attached) to the caller's terminal (`mntns --tty`).
     Terminal,
+    /// pidns under the chain's supervisor (crate::sup): the container's first process is
+    /// `pid` (host numbering), a child of the sender, which exits next; the supervisor
+    /// (its subreaper) waits for it instead of a monitor of pidns's own.
+    Adopt(Adoption),
+}
+
+/// What pidns hands the chain's supervisor with the container's first process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Adoption {
+    /// Host pid of the container's first process (its init, or COMMAND with `--no-init`).
+    pub pid: u32,
+    /// The chain's name, if it has one, and whether it was generated.
+    pub name: Option<(String, bool)>,
 }
 
 /// The waiting side's offer, made before its fork.
@@ -65,6 +78,18 @@ impl Offer {
         let fd = self.theirs.into_inheritable()?;
         crate::handdown::export(VAR, fd.to_string());
         Ok(())
+    }
+
+    /// Both ends: the waiting side's listener and the end to hand down (crate::sup keeps the
+    /// latter in the link's hand-down instead of a variable).
+    pub fn split(self) -> (Listener, OwnedFd) {
+        (
+            Listener {
+                ours: self.ours,
+                pending: Vec::new(),
+            },
+            self.theirs.into_fd(),
+        )
     }
 
     /// In the parent, after the fork: keeps its end only.
@@ -90,8 +115,12 @@ pub struct Listener {
 pub enum Message {
     /// A pty master sent by `mntns --tty` (checked to be one).
     Terminal(OwnedFd),
+    /// The container's first process, handed over by pidns (crate::sup).
+    Adopt(Adoption),
     /// A removal request, kept for [`Listener::run_requests`], or a malformed message.
     Other,
+    /// Nothing to read now (a non-blocking socket).
+    Nothing,
     /// Every holder of the other end is gone (the links have executed COMMAND).
     Closed,
 }
@@ -116,14 +145,20 @@ impl Listener {
                 self.pending.push((dir, lock));
                 Message::Other
             }
+            Ok(Some((AfterRequest::Adopt(adoption), _))) => Message::Adopt(adoption),
             Ok(None) => Message::Closed,
-            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Message::Other,
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Message::Nothing,
             Err(RecvError::Io(_)) => Message::Closed,
             Err(e) => {
                 report::warning(format_args!("ignored a request of a later link: {e}"));
                 Message::Other
             }
         }
+    }
+
+    /// Makes reads non-blocking (to drain what is queued).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        self.ours.set_nonblocking()
     }
 
     /// Tells the link that sent a pty master that its terminal is set up.
@@ -148,7 +183,7 @@ impl Listener {
             let next = queued.unwrap_or_else(|| self.ours.recv_with_fds::<AfterRequest>());
             let (dir, lock) = match next {
                 Ok(Some((AfterRequest::Remove(dir), lock))) => (dir, lock),
-                Ok(Some((AfterRequest::Terminal, _))) => continue,
+                Ok(Some((AfterRequest::Terminal | AfterRequest::Adopt(_), _))) => continue,
                 Ok(None) => break,
                 Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -200,6 +235,11 @@ pub fn take(slot: Slot<OwnedFd>) -> Option<Channel> {
 /// answers [`crate::pty::TtyMessage::Ready`].
 pub fn send_terminal(after: &Channel, master: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     after.send_with_fds(&AfterRequest::Terminal, &[master])
+}
+
+/// Hands the chain's supervisor the container's first process (pidns, before it exits).
+pub fn send_adoption(after: &Channel, adoption: &Adoption) -> io::Result<()> {
+    after.send(&AfterRequest::Adopt(adoption.clone()))
 }
 
 /// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container

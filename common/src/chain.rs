@@ -527,6 +527,19 @@ pub fn remove_if_stale(name: &str) -> bool {
     is_stale(name) && fs::remove_dir_all(dir(name)).is_ok()
 }
 
+/// Removes chain `name`'s registration once its container has ended, unless a process
+/// outside it still holds one of its namespaces. Records of `ended` processes (the waiting
+/// link, the container's first process, links that exec'd into them) are not counted: they
+/// end now. A chain that keeps a status (`nsps rm` removes it) stays.
+pub fn unregister(name: &str, ended: &[u32]) {
+    let others = live_records(name)
+        .into_iter()
+        .any(|r| !ended.contains(&r.pid));
+    if !others && !is_kept(name) {
+        let _ = fs::remove_dir_all(dir(name));
+    }
+}
+
 /// Whether a chain ended but keeps what `nsps` shows of it: the status and log of a detached
 /// chain.
 pub fn is_kept(name: &str) -> bool {

@@ -138,6 +138,11 @@ impl Channel {
         Ok(Channel { socket: fd })
     }
 
+    /// Gives up the end as a descriptor (still close-on-exec).
+    pub fn into_fd(self) -> OwnedFd {
+        self.socket
+    }
+
     /// Gives up the end as a raw fd that survives exec, for a hand-down to a later link.
     pub fn into_inheritable(self) -> io::Result<RawFd> {
         set_cloexec(self.socket.as_raw_fd(), false)?;

@@ -50,6 +50,7 @@ pub mod seccomp_policy;
 pub mod setuid_guard;
 pub mod signals;
 pub mod state;
+pub mod sup;
 pub mod supervisor;
 pub mod sys;
 pub mod sysctl;

@@ -51,7 +51,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
         ports: args.publish.clone(),
         isolated: !args.icc,
     };
-    let (claim, held) = claim_and_hold(&args, &store, &mut host, &br, &mut lease)?;
+    let (mut claim, held) = claim_and_hold(&args, &store, &mut host, &br, &mut lease)?;
     let mut undo = Undo {
         entered: false,
         ports: false,
@@ -70,6 +70,16 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     };
     let store = store.unlock(); // the lease is claimed, the bridge is ready
     let ip = lease.ip;
+    let watcher = match start_watcher(&args, cx, held, claim, &mut lease) {
+        Ok((watcher, kept)) => {
+            claim = kept;
+            watcher
+        }
+        Err(error) => {
+            undo.run(&mut host, &host_ns, &store, &lease);
+            return Err(error);
+        }
+    };
     let result = setup(
         &args,
         &link,
@@ -80,7 +90,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
         bridge_index,
         &mut lease,
         &mut undo,
-        held,
+        watcher,
     );
     let watcher = match result {
         Ok(watcher) => watcher,
@@ -300,6 +310,44 @@ fn record_bridge(
     Ok(known.is_none())
 }
 
+/// Who releases the lease once the container is gone. Before a `pidns`, this link forks the
+/// chain's supervisor (common::sup): it keeps the held ports, waits for the container (the
+/// init pidns hands it) and then starts the watcher; this process goes on as the child.
+/// Otherwise the watcher is spawned now, detached. Returns the claim (dropped in the
+/// supervisor, whose copy must not keep the lease "in setup").
+fn start_watcher<C>(
+    args: &Args,
+    cx: &mut common::Context,
+    held: Vec<OwnedFd>,
+    claim: C,
+    lease: &mut Lease,
+) -> Result<(Watcher, C), Fatal> {
+    let before_pidns = args
+        .command
+        .command
+        .iter()
+        .any(|w| std::path::Path::new(w).file_name() == Some(std::ffi::OsStr::new("pidns")));
+    if !before_pidns || std::env::var_os(common::sup::VAR).is_some() {
+        return Ok((Watcher::spawn(held)?, claim));
+    }
+    let (ours, theirs) = common::channel::pair()
+        .map_err(|e| Fatal::from(e).context("unable to create the supervisor's channel"))?;
+    match common::sup::fork_supervisor(cx)? {
+        None => {
+            drop(held);
+            drop(theirs);
+            // The lease names the process that holds the namespace.
+            lease.pid = common::procfs::own_pid();
+            Ok((Watcher::over(ours), claim))
+        }
+        Some(supervisor) => {
+            drop(claim);
+            drop(ours);
+            cleanup::supervise(supervisor, theirs, held)
+        }
+    }
+}
+
 /// What to undo when the setup fails after the lease was written.
 struct Undo {
     entered: bool,
@@ -334,7 +382,7 @@ fn setup(
     bridge_index: u32,
     lease: &mut Lease,
     undo: &mut Undo,
-    held: Vec<OwnedFd>,
+    watcher: Watcher,
 ) -> Result<Watcher, Fatal> {
     let mut batch = String::new();
     nft::add_ports(&mut batch, &lease.ports, lease.ip);
@@ -345,7 +393,6 @@ fn setup(
         debug::step("nft batch", || nft::apply(&batch)).map_err(|e| port_error(e, &lease.ports))?;
         undo.ports = true;
     }
-    let watcher = Watcher::spawn(held)?;
     link.enter()?;
     undo.entered = true;
     let own_ns =

@@ -261,6 +261,12 @@ impl Watcher {
             .fatal_context("unable to start the cleanup watcher")
     }
 
+    /// The channel to the chain's supervisor, which starts the watcher once the container
+    /// is gone (see [`supervise`]).
+    pub fn over(channel: Channel) -> Watcher {
+        Watcher { channel }
+    }
+
     /// Hands the lease over; the watcher releases it when the namespace is gone.
     pub fn go(self, lease: &Lease) -> Result<(), Fatal> {
         let target = Target {
@@ -275,6 +281,39 @@ impl Watcher {
             .context("unable to hand the lease to the cleanup watcher")?;
         Ok(())
     }
+}
+
+/// The chain's supervisor forked by netns (common::sup): waits for the container, runs the
+/// work handed to it, then starts the watcher with the lease the child sent (it waits for
+/// the supervisor's exit and the veth's deletion, and keeps the ports until then) and exits
+/// with the container's status.
+pub fn supervise(
+    mut supervisor: common::sup::Supervisor,
+    targets: Channel,
+    held: Vec<OwnedFd>,
+) -> ! {
+    let mut keep: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
+    keep.push(targets.as_fd().as_raw_fd());
+    supervisor.keep_only(&keep);
+    let (ended, adopted) = supervisor.serve();
+    supervisor.finish(&ended, adopted.as_ref());
+    let target = targets
+        .set_nonblocking()
+        .ok()
+        .and_then(|()| targets.recv::<Target>().ok().flatten());
+    drop(targets);
+    match spawn_watcher(&held) {
+        Ok(watcher) => {
+            if let Some(target) = target {
+                let _ = watcher.channel.send(&target);
+            }
+        }
+        Err(e) => report::warning(format_args!("unable to start the cleanup watcher: {e:#}")),
+    }
+    drop(held);
+    // SAFETY: _exit ends the supervisor without running the chain's destructors (their fds
+    // were closed by number in keep_only).
+    unsafe { libc::_exit(i32::from(ended.code)) }
 }
 
 fn pidfd_self() -> anyhow::Result<OwnedFd> {

@@ -37,6 +37,9 @@ pub struct Child {
     pub foreground: bool,
     /// A pidfd of the monitor: the container dies with it.
     pub monitor: OwnedFd,
+    /// A pidfd of the chain's supervisor when the monitor hands the container over to it
+    /// (common::sup) and exits: the container dies with the supervisor instead.
+    pub adopter: Option<OwnedFd>,
     /// The channel to the monitor (close-on-exec): the monitor says go once it has registered
     /// the container; a report back means COMMAND was not executed, the end closed by the
     /// exec means it was.
@@ -61,7 +64,15 @@ fn fail(channel: &Channel, fatal: Fatal) -> ! {
 }
 
 /// The forked child's whole life.
-pub fn run(child: Child) -> ! {
+pub fn run(mut child: Child) -> ! {
+    if let Some(adopter) = child.adopter.take() {
+        adopted(&child, &adopter);
+        drop(adopter);
+        match child.role {
+            Role::Init => init(child),
+            Role::Command => command(child),
+        }
+    }
     match lifeline::tie_to(&child.monitor) {
         Ok(true) => {}
         // The monitor is gone already: nobody to report to.
@@ -85,6 +96,29 @@ pub fn run(child: Child) -> ! {
     match child.role {
         Role::Init => init(child),
         Role::Command => command(child),
+    }
+}
+
+/// Under the chain's supervisor: the go-ahead, then the monitor's exit (which re-parents this
+/// process to the supervisor, a subreaper), then the tie to the supervisor. A parent-death
+/// signal set before would fire at the monitor's exit.
+fn adopted(child: &Child, adopter: &OwnedFd) {
+    match child.channel.recv() {
+        Ok(Some(MonitorWord::Go)) => {}
+        Ok(None) => exit_now(exit::FAILURE),
+        Err(e) => fail(
+            &child.channel,
+            Fatal::from(std::io::Error::from(e)).context("unable to hear from the monitor"),
+        ),
+    }
+    lifeline::wait_exited(&child.monitor);
+    match lifeline::tie_to(adopter) {
+        Ok(true) => {}
+        Ok(false) => exit_now(exit::FAILURE),
+        Err(e) => fail(
+            &child.channel,
+            Fatal::from(e).context("unable to tie the container to the chain's supervisor"),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@
 //! namespace (`docker exec`).
 
 mod child;
+mod handover;
 mod lifeline;
 mod monitor;
 mod shed;
@@ -94,9 +95,11 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     export_chain_settings(&link);
     let helper = link.pin_helper()?;
     let wiring = Wiring::new(args.pgroup)?;
+    let mut handover = handover::offer(&args, &link, cx)?;
     // Links inside may leave work for after the container (mntns --rm): the kernel kills
-    // everything in the namespace when PID 1 exits, so the monitor does it.
-    let after = if link.is_join() {
+    // everything in the namespace when PID 1 exits, so the monitor (or the chain's
+    // supervisor, which has its own socket in the hand-down) does it.
+    let after = if link.is_join() || handover.is_some() {
         None
     } else {
         Some(common::after::Offer::new().map_err(|e| {
@@ -116,7 +119,20 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // The container's first process execs the next link itself: what this link was handed
     // goes down as at any real exec.
     cx.export_handdown()?;
-    let (pid, mut monitor) = wiring.fork(&link, role, &args, after)?;
+    let adopter = handover.as_mut().and_then(handover::Handover::take_pidfd);
+    let (pid, mut monitor) = wiring.fork(&link, role, &args, after, adopter)?;
+    if let Some(handover) = handover {
+        // The chain's supervisor waits for the container: this process ends here.
+        if let Err(fatal) = handover.hand_over(&link, helper, pid, role, &monitor.channel) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(fatal);
+        }
+        debug::note(format_args!(
+            "container handed to the supervisor: PID 1 is {pid}"
+        ));
+        return Ok(Next::Exit(0));
+    }
     // With --no-init and --join, COMMAND's group is ours to signal; the init handles its own.
     let target = if args.pgroup && role == Role::Command {
         let _ = nix::unistd::setpgid(pid, pid);
@@ -218,6 +234,7 @@ impl Wiring {
         role: Role,
         args: &Args,
         after: Option<common::after::Offer>,
+        adopter: Option<std::os::fd::OwnedFd>,
     ) -> Result<(Pid, Monitor), Fatal> {
         // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
         let forked = unsafe { fork() }.map_err(|errno| {
@@ -246,21 +263,25 @@ impl Wiring {
                     pgroup: args.pgroup,
                     foreground: self.foreground,
                     monitor: self.me,
+                    adopter,
                     channel: self.theirs,
                     mask: self.mask,
                     sigchld: self.sigchld,
                 })
             }
-            ForkResult::Parent { child } => Ok((
-                child,
-                Monitor {
-                    signalfd: self.signalfd,
-                    channel: self.ours,
-                    caller_pgrp: self.caller_pgrp,
-                    foreground: self.foreground,
-                    after: after.map(common::after::Offer::keep),
-                },
-            )),
+            ForkResult::Parent { child } => {
+                drop(adopter);
+                Ok((
+                    child,
+                    Monitor {
+                        signalfd: self.signalfd,
+                        channel: self.ours,
+                        caller_pgrp: self.caller_pgrp,
+                        foreground: self.foreground,
+                        after: after.map(common::after::Offer::keep),
+                    },
+                ))
+            }
         }
     }
 }
@@ -352,20 +373,10 @@ fn record_status(init: u32, code: Status) {
     }
 }
 
-/// Removes the chain's registration when the container ends, unless a process outside this
-/// container still holds one of its namespaces. Records naming this monitor (links that
-/// exec'd into it) or the dead container are not counted: they end now.
+/// Removes the chain's registration when the container ends (common::chain::unregister).
 fn unregister(init: u32) {
-    let Some((name, _)) = chain::inherited() else {
-        return;
-    };
-    let me = common::procfs::own_pid();
-    let others = chain::live_records(&name)
-        .into_iter()
-        .any(|r| r.pid != me && r.pid != init);
-    // A detached chain's status and log stay for nsps until `nsps rm`.
-    if !others && !chain::is_kept(&name) {
-        let _ = std::fs::remove_dir_all(chain::dir(&name));
+    if let Some((name, _)) = chain::inherited() {
+        chain::unregister(&name, &[common::procfs::own_pid(), init]);
     }
 }
 

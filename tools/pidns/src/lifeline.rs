@@ -24,6 +24,22 @@ pub fn has_exited(pidfd: &OwnedFd) -> bool {
     n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP) != 0
 }
 
+/// Blocks until the process a pidfd refers to has exited.
+pub fn wait_exited(pidfd: &OwnedFd) {
+    loop {
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut poll, 1, -1) };
+        if n > 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 /// Asks the kernel to SIGKILL this process when its parent exits.
 pub fn kill_me_with_parent() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.

@@ -70,7 +70,7 @@ pub fn watch(child: Pid, target: Pid, signalfd: &SignalFd, after: Option<&mut Li
                         "unable to proxy the container's terminal: {e}"
                     )),
                 },
-                Message::Other => {}
+                Message::Other | Message::Nothing | Message::Adopt(_) => {}
                 // Nothing more will come: wait as without a listener.
                 Message::Closed => return signals::forward_until_exit(child, target, signalfd),
             }
