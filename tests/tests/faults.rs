@@ -608,8 +608,9 @@ fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
     }
     let lab = Lab::new("fault-kill-ovl");
     let root = lab.root.display().to_string();
-    let name = format!("fovl{}", std::process::id());
     for kill_everything in [false, true] {
+        // A name per run: the first run's registration stays with its status (nsps --all).
+        let name = format!("fovl{}{}", std::process::id(), u8::from(kill_everything));
         let mut argv = Config::Rootful.links(Some(&name));
         argv.extend(
             [
