@@ -2,7 +2,8 @@
 //!
 //! When a pid namespace's PID 1 exits, the kernel kills every process left in it, so a link
 //! inside the container cannot reliably clean up after it (`mntns --rm` deleting its layer).
-//! The link that waits outside (`pidns`'s monitor) offers a socket; a later link asks it, with
+//! The link that waits outside (`pidns`'s monitor, or the chain's supervisor, crate::sup)
+//! offers a socket; a later link asks it, with
 //! one message, to remove a directory once the container has ended. Like every hand-down of the
 //! chain (DESIGN.md §1), the producer exports the variable and the consumer takes it and
 //! unexports it: COMMAND never receives the socket.

@@ -148,7 +148,8 @@ impl<T> Slot<T> {
 pub struct Handdown {
     /// `NSCHAIN_IDMAP`: idmapped trees (path, detached mount), userns `--idmap` → mntns.
     pub idmap: Slot<Vec<(std::path::PathBuf, OwnedFd)>>,
-    /// `NSCHAIN_AFTER_FD`: the socket to the link that waits outside, pidns → mntns `--rm`.
+    /// `NSCHAIN_AFTER_FD`: the socket to the process that waits outside (pidns's monitor, or
+    /// the chain's supervisor, crate::sup) → pidns's hand-over, mntns `--rm` and `--tty`.
     pub after: Slot<OwnedFd>,
     /// `NSCHAIN_SYSFS_FD`: a sysfs of the container's network namespace, netns → mntns.
     pub sysfs: Slot<OwnedFd>,

@@ -698,7 +698,10 @@ fn an_idle_bridged_chain_has_two_processes_of_ours_and_cleans_up() {
     assert!(out.contains("payload children: 0"), "{out}");
     assert!(out.contains("watchers: 0"), "{out}");
     assert!(out.contains("layers while running: 1"), "{out}");
-    assert!(out.contains(&format!("status: {}", 128 + libc::SIGTERM)), "{out}");
+    assert!(
+        out.contains(&format!("status: {}", 128 + libc::SIGTERM)),
+        "{out}"
+    );
     assert!(out.contains("nsps wait: 143"), "{out}");
     assert!(out.contains("layers after: 0"), "{out}");
     assert!(out.contains("leases after gc: 0"), "{out}");
