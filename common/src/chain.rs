@@ -527,6 +527,48 @@ pub fn remove_if_stale(name: &str) -> bool {
     is_stale(name) && fs::remove_dir_all(dir(name)).is_ok()
 }
 
+/// Re-points the records of process `from` to process `to` where `to` holds the same
+/// namespace: pidns hands its container to the chain's supervisor and exits (crate::sup), and
+/// the namespaces the earlier links registered under its pid live on in the container's
+/// first process, which inherited them.
+pub fn hand_records(name: &str, from: u32, to: u32) {
+    let Ok(entries) = fs::read_dir(dir(name)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        if file == META || file == crate::supervisor::STATUS_FILE {
+            continue;
+        }
+        let Ok(text) = fs::read(entry.path()) else {
+            continue;
+        };
+        let single = serde_json::from_slice::<Record>(&text).is_ok();
+        let mut records = parse_records(&text);
+        let mut changed = false;
+        for record in records.iter_mut().filter(|r| r.pid == from) {
+            let moved = Record {
+                pid: to,
+                ..record.clone()
+            };
+            if is_live(&moved) {
+                *record = moved;
+                changed = true;
+            }
+        }
+        if !changed {
+            continue;
+        }
+        let written = match (single, records.as_slice()) {
+            (true, [record]) => write_json(&entry.path(), record),
+            _ => write_json(&entry.path(), &records),
+        };
+        if let Err(e) = written {
+            crate::debug::note(format_args!("unable to hand over a record: {e:#}"));
+        }
+    }
+}
+
 /// Removes chain `name`'s registration once its container has ended, unless a process
 /// outside it still holds one of its namespaces. Records of `ended` processes (the waiting
 /// link, the container's first process, links that exec'd into them) are not counted: they

@@ -124,8 +124,14 @@ fn die_with(supervisor: Pid) -> Result<(), Fatal> {
 /// parent. Returns the supervisor's pid (the variable is taken: a later link's parent is not
 /// the supervisor).
 pub fn supervisor_of_this() -> Option<Pid> {
-    let named = std::env::var(VAR).ok()?.parse::<i32>().ok()?;
+    let found = supervisor_parent();
     crate::handdown::unexport(VAR);
+    found
+}
+
+/// The chain's supervisor, if [`VAR`] names this process's parent (the variable stays).
+pub fn supervisor_parent() -> Option<Pid> {
+    let named = std::env::var(VAR).ok()?.parse::<i32>().ok()?;
     (nix::unistd::getppid().as_raw() == named).then(|| Pid::from_raw(named))
 }
 

@@ -203,9 +203,13 @@ fn make_cgroup(
         Some(naming) => format!("nschain-{}", naming.name),
         None => format!("nschain-{:x}", std::process::id()),
     };
+    // The process that lasts as long as the chain: this one, or the chain's supervisor
+    // (common::sup), to which pidns hands the container before this process exits.
+    let holder = common::sup::supervisor_parent()
+        .map_or_else(common::procfs::own_pid, |p| p.as_raw() as u32);
     let record = watch::Record {
-        pid: common::procfs::own_pid(),
-        start: watch::start_time(common::procfs::own_pid()).unwrap_or(0),
+        pid: holder,
+        start: watch::start_time(holder).unwrap_or(0),
         cgroup: common::cgroupfs::Cgroup {
             dirs: place::hierarchies(&layout, limits)?
                 .iter()

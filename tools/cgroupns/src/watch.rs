@@ -171,8 +171,11 @@ impl Watcher {
 }
 
 fn spawn_watcher() -> anyhow::Result<Watcher> {
-    let pidfd = common::sys::process::pidfd_open(std::process::id() as libc::pid_t)
-        .context("unable to open a pidfd")?;
+    // Under the chain's supervisor (common::sup) this process exits once pidns hands the
+    // container over: the supervisor, outside the cgroup, is the one that lasts as long.
+    let watched =
+        common::sup::supervisor_parent().map_or(std::process::id() as libc::pid_t, |p| p.as_raw());
+    let pidfd = common::sys::process::pidfd_open(watched).context("unable to open a pidfd")?;
     let (ours, theirs) =
         channel::pair().context("unable to create the cleanup watcher's channel")?;
     let argv = [

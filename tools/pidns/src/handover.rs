@@ -83,6 +83,10 @@ impl Handover {
         extra.insert("monitor".into(), json!(self.supervisor.as_raw()));
         extra.insert("init".into(), json!(role == Role::Init));
         link.finish_for(host_pid, extra)?;
+        if let Some((name, _)) = chain::inherited() {
+            // The earlier links' namespaces live on in the first process, not in this one.
+            chain::hand_records(&name, common::procfs::own_pid(), host_pid);
+        }
         let adoption = Adoption {
             pid: host_pid,
             name: chain::inherited(),
