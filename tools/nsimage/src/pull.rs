@@ -202,8 +202,7 @@ fn store_image(
     }
     let jobs: Vec<(&Descriptor, &String)> = manifest.layers().iter().zip(diff_ids).collect();
     in_parallel(&jobs, |(layer, diff_id)| {
-        fetch_blob(store, client, layer, progress, added)?;
-        unpack(store, layer, diff_id, added)
+        layer_job(store, client, layer, diff_id, progress, added)
     })?;
     let digest = store.put_blob_bytes(&resolved.bytes)?;
     if digest != resolved.digest {
@@ -254,15 +253,37 @@ fn fetch_blob(
     Ok(())
 }
 
-/// Unpacks one layer unless it is unpacked already.
-fn unpack(store: &Store, layer: &Descriptor, diff_id: &str, added: &Added) -> Result<()> {
+/// Brings one layer into the store: what is missing of its blob and its unpacked form, both
+/// in one pass over the download when both are.
+fn layer_job(
+    store: &Store,
+    client: &Client,
+    layer: &Descriptor,
+    diff_id: &str,
+    progress: &Progress,
+    added: &Added,
+) -> Result<()> {
+    let digest = layer.digest().to_string();
     let diff = store.layout.layer_diff(diff_id)?;
-    let existed = diff.is_dir();
-    store.unpack_layer(layer.digest().as_ref(), diff_id)?;
-    if !existed {
-        if let Some(dir) = diff.parent() {
-            added.push(dir.to_path_buf());
+    if diff.is_dir() {
+        return fetch_blob(store, client, layer, progress, added);
+    }
+    if store.has_blob(&digest) {
+        progress.blob_done(layer.size());
+        store.unpack_layer(&digest, diff_id)?;
+    } else {
+        let (_, body) = client.blob(&digest)?;
+        let stream = progress.reader(Sized::new(body, &digest, layer.size()));
+        let new_blob = store
+            .fetch_and_unpack(stream, &digest, diff_id)
+            .with_context(|| format!("unable to fetch blob {digest}"))?;
+        if new_blob {
+            added.push(store.layout.blob_path(&digest)?);
         }
+        progress.blob_done(0);
+    }
+    if let Some(dir) = diff.parent() {
+        added.push(dir.to_path_buf());
     }
     Ok(())
 }
