@@ -119,6 +119,10 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     /// Handed to `mntns --seccomp` as it is (mntns compiles the OCI form).
     pub seccomp: Option<serde_json::Value>,
+    /// Written into the container's cgroup (resources.rs, cgroup.rs).
+    pub resources: Option<crate::resources::Resources>,
+    /// Where the container's cgroup goes (cgroup.rs).
+    pub cgroups_path: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
