@@ -32,7 +32,9 @@ fn joined(layout: &Layout) -> Vec<&Hierarchy> {
     layout
         .hierarchies
         .iter()
-        .filter(|h| h.version == Version::V2 || h.controllers.iter().any(|c| !c.starts_with("name=")))
+        .filter(|h| {
+            h.version == Version::V2 || h.controllers.iter().any(|c| !c.starts_with("name="))
+        })
         .collect()
 }
 
@@ -104,11 +106,22 @@ pub fn setup(path: Option<&str>, id: &str, res: &Resources) -> Result<Option<Pla
 
 type MakeError = (Fatal, Option<ErrorKind>);
 
-fn make(layout: &Layout, path: &str, res: &Resources, placed: &mut Placed) -> Result<(), MakeError> {
+fn make(
+    layout: &Layout,
+    path: &str,
+    res: &Resources,
+    placed: &mut Placed,
+) -> Result<(), MakeError> {
     let all = joined(layout);
     let mut plan = Vec::new();
+    if !res.unified.is_empty() && layout.unified().is_none() {
+        return Err((
+            Fatal::new("linux.resources.unified: this host has no cgroup v2 hierarchy"),
+            None,
+        ));
+    }
     for h in &all {
-        let settings = res.settings(h.version).map_err(|e| (e, None))?;
+        let settings = settings_for(layout, h, res).map_err(|e| (e, None))?;
         plan.push((*h, settings));
     }
     // Every setting needs a hierarchy carrying its controller (runc: "cannot set X limit").
@@ -145,8 +158,7 @@ pub fn apply(layout: &Layout, placed: &Placed, res: &Resources) -> Result<(), Fa
         else {
             continue;
         };
-        let mine: Vec<_> = res
-            .settings(h.version)?
+        let mine: Vec<_> = settings_for(layout, h, res)?
             .into_iter()
             .filter(|s| owner_of(layout, s.controller).is_some_and(|o| o == h))
             .collect();
@@ -161,6 +173,34 @@ pub fn apply(layout: &Layout, placed: &Placed, res: &Resources) -> Result<(), Fa
         write_all(dir, &mine)?;
     }
     Ok(())
+}
+
+/// The settings for hierarchy `h`. In the hybrid layout the unified hierarchy carries only a
+/// few controllers (here: hugetlb): it is given the parts of `res` it owns, no more (the
+/// rest, v1's, would be refused in v2 terms).
+fn settings_for(
+    layout: &Layout,
+    h: &Hierarchy,
+    res: &Resources,
+) -> Result<Vec<crate::resources::Setting>, Fatal> {
+    if h.version == Version::V1 || layout.kind() == Kind::Unified {
+        return res.settings(h.version);
+    }
+    let owned = |c: &str| layout.find(c).is_some_and(|o| o == h);
+    let part = Resources {
+        memory: res.memory.clone().filter(|_| owned("memory")),
+        cpu: res.cpu.clone().filter(|_| owned("cpu") || owned("cpuset")),
+        pids: res.pids.clone().filter(|_| owned("pids")),
+        block_io: res.block_io.clone().filter(|_| owned("io")),
+        hugepage_limits: if owned("hugetlb") {
+            res.hugepage_limits.clone()
+        } else {
+            Vec::new()
+        },
+        unified: res.unified.clone(),
+        ..Resources::default()
+    };
+    part.settings(Version::V2)
 }
 
 /// The version whose hierarchies take settings no hierarchy carries (v1 on v1 and hybrid).
@@ -192,7 +232,8 @@ fn mkdir_all(h: &Hierarchy, dir: &Path, placed: &mut Placed) -> Result<(), MakeE
         debug::step(format_args!("mkdir {}", d.display()), || fs::create_dir(&d)).map_err(|e| {
             let kind = e.kind();
             (
-                Fatal::from(anyhow::Error::from(e)).context(format!("unable to create the cgroup {}", d.display())),
+                Fatal::from(anyhow::Error::from(e))
+                    .context(format!("unable to create the cgroup {}", d.display())),
                 Some(kind),
             )
         })?;
@@ -221,7 +262,11 @@ fn enable_down(h: &Hierarchy, dir: &Path, controllers: &[&str]) -> Result<(), Fa
     if controllers.is_empty() {
         return Ok(());
     }
-    let mut levels: Vec<&Path> = dir.ancestors().skip(1).take_while(|p| p.starts_with(&h.mount)).collect();
+    let mut levels: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.starts_with(&h.mount))
+        .collect();
     levels.reverse();
     for level in levels {
         cgroupns::enable_controllers(level, controllers)?;
@@ -257,17 +302,22 @@ pub fn write_all(dir: &Path, settings: &[crate::resources::Setting]) -> Result<(
 }
 
 fn write(file: &Path, value: &str, field: &str) -> Result<(), Fatal> {
-    debug::step(format_args!("{} = {value}", file.display()), || fs::write(file, value)).map_err(|e| {
-        let missing = e.kind() == ErrorKind::NotFound;
-        let fatal = Fatal::from(anyhow::Error::from(e)).context(format!(
+    if !file.exists() {
+        // cgroupfs answers EACCES, not ENOENT, for a file it does not have.
+        return Err(Fatal::new(format!(
+            "linux.resources.{field}: cannot set it: this kernel has no {}",
+            file.display()
+        ))
+        .with_hint("leave the field out of linux.resources"));
+    }
+    debug::step(format_args!("{} = {value}", file.display()), || {
+        fs::write(file, value)
+    })
+    .map_err(|e| {
+        Fatal::from(anyhow::Error::from(e)).context(format!(
             "linux.resources.{field}: unable to write {value:?} to {}",
             file.display()
-        ));
-        if missing {
-            fatal.with_hint("this kernel has no such cgroup file: leave the field out")
-        } else {
-            fatal
-        }
+        ))
     })
 }
 
@@ -322,7 +372,12 @@ pub fn kill_all(placed: &Placed) {
 /// Removes the directories nsoci made, deepest first (what existed before stays).
 pub fn remove(placed: &Placed) {
     let made = Cgroup {
-        dirs: placed.made.iter().rev().map(|d| (Version::V1, d.clone())).collect(),
+        dirs: placed
+            .made
+            .iter()
+            .rev()
+            .map(|d| (Version::V1, d.clone()))
+            .collect(),
     };
     if let Err(e) = made.remove(Duration::from_secs(2)) {
         common::report::warning(format!("{e:#}"));
@@ -346,8 +401,14 @@ mod tests {
     #[test]
     fn paths_follow_runc() {
         let mem = h(Version::V1, "/sys/fs/cgroup/memory", "/user/me");
-        assert_eq!(dir_in(&mem, "/machine/c1"), PathBuf::from("/sys/fs/cgroup/memory/machine/c1"));
-        assert_eq!(dir_in(&mem, "pods/c1"), PathBuf::from("/sys/fs/cgroup/memory/user/me/pods/c1"));
+        assert_eq!(
+            dir_in(&mem, "/machine/c1"),
+            PathBuf::from("/sys/fs/cgroup/memory/machine/c1")
+        );
+        assert_eq!(
+            dir_in(&mem, "pods/c1"),
+            PathBuf::from("/sys/fs/cgroup/memory/user/me/pods/c1")
+        );
         assert!(check_path("/a/../b").is_err());
         assert!(check_path("system.slice:nsoci:x").is_err());
         assert!(check_path("").is_err());
@@ -374,7 +435,10 @@ mod tests {
         assert_eq!(read("pids.max"), "10");
         assert_eq!(read("cpu.max"), "20000 100000");
         let missing = Resources {
-            hugepage_limits: vec![crate::resources::Hugepage { page_size: "2MB".into(), limit: 1 }],
+            hugepage_limits: vec![crate::resources::Hugepage {
+                page_size: "2MB".into(),
+                limit: 1,
+            }],
             ..Resources::default()
         };
         let err = write_all(&dir, &missing.settings(Version::V2).unwrap_or_default());

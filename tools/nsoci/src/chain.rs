@@ -2,7 +2,7 @@
 //! which serves root too: a loopback-only netns may follow userns):
 //!
 //! ```text
-//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init] mntns --rootfs ... -- ARGS
+//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init] [cgroupns] mntns --rootfs ... -- ARGS
 //! ```
 //!
 //! Each namespace is made (or joined, `path`) by its own tool: nsoci holds no namespace code.
@@ -140,6 +140,12 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
             // The payload is PID 1, as with runc.
             None => argv.push("--no-init".into()),
         }
+    }
+    if let Some(cgroup) = ns("cgroup") {
+        // After the init entered the container's cgroup (create.rs): that cgroup becomes
+        // the namespace's root; before mntns, which then mounts /sys/fs/cgroup from it.
+        link(&mut argv, "cgroupns");
+        join(&mut argv, cgroup);
     }
     match ns("mount") {
         Some(NamespaceEntry { path: None, .. }) => {}

@@ -68,7 +68,15 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
     let made = Made(dir.clone());
     let resources = config.linux.resources.clone().unwrap_or_default();
     let placed = crate::cgroup::setup(config.linux.cgroups_path.as_deref(), &req.id, &resources)?;
-    let child = start_init(req, &config, process, &bundle, &tools, &dir, placed.as_ref());
+    let child = start_init(
+        req,
+        &config,
+        process,
+        &bundle,
+        &tools,
+        &dir,
+        placed.as_ref(),
+    );
     if let (Err(_), Some(placed)) = (&child, &placed) {
         crate::cgroup::kill_all(placed);
         crate::cgroup::remove(placed);

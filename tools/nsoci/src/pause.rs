@@ -86,8 +86,10 @@ pub fn set_frozen(placed: &Placed, frozen: bool) -> Result<(), Fatal> {
         (Version::V2, false) => ("cgroup.freeze", "0", "cgroup.events", "frozen 0"),
     };
     fs::write(dir.join(file), value).map_err(|e| {
-        Fatal::from(anyhow::Error::from(e))
-            .context(format!("unable to write {value} to {}", dir.join(file).display()))
+        Fatal::from(anyhow::Error::from(e)).context(format!(
+            "unable to write {value} to {}",
+            dir.join(file).display()
+        ))
     })?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -98,7 +100,14 @@ pub fn set_frozen(placed: &Placed, frozen: bool) -> Result<(), Fatal> {
         if Instant::now() > deadline {
             if frozen {
                 // As runc: a freeze that does not take is undone, not left half-done.
-                let _ = fs::write(dir.join(file), if version == Version::V1 { "THAWED" } else { "0" });
+                let _ = fs::write(
+                    dir.join(file),
+                    if version == Version::V1 {
+                        "THAWED"
+                    } else {
+                        "0"
+                    },
+                );
             }
             return Err(Fatal::new(format!(
                 "the cgroup {} did not become {done} within 5 s",

@@ -12,7 +12,10 @@ use crate::state::{Container, Status};
 /// The container's pids, ascending.
 pub fn pids(c: &Container) -> Result<Vec<u32>, Fatal> {
     if c.status() == Status::Stopped {
-        return Err(Fatal::new(format!("container {} is not running", c.record.id)));
+        return Err(Fatal::new(format!(
+            "container {} is not running",
+            c.record.id
+        )));
     }
     match &c.record.cgroup {
         Some(placed) => Ok(placed.cgroup.procs()),
@@ -42,9 +45,10 @@ fn table(pids: &[u32], ps_args: &[String]) -> Result<(), Fatal> {
     } else {
         ps_args.iter().map(String::as_str).collect()
     };
-    let out = Command::new("ps").args(&args).output().map_err(|e| {
-        Fatal::from(anyhow::Error::from(e)).context("unable to run ps")
-    })?;
+    let out = Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Fatal::from(anyhow::Error::from(e)).context("unable to run ps"))?;
     if !out.status.success() {
         return Err(Fatal::new(format!(
             "ps {}: {}",
@@ -61,7 +65,10 @@ fn table(pids: &[u32], ps_args: &[String]) -> Result<(), Fatal> {
         .ok_or_else(|| Fatal::new("couldn't find PID field in ps output"))?;
     println!("{header}");
     for line in lines {
-        let pid = line.split_whitespace().nth(column).and_then(|p| p.parse::<u32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }

@@ -236,9 +236,17 @@ impl Resources {
         let numbers = [
             ("memory.limit_in_bytes", m.limit, "memory.limit"),
             ("memory.memsw.limit_in_bytes", m.swap, "memory.swap"),
-            ("memory.soft_limit_in_bytes", m.reservation, "memory.reservation"),
+            (
+                "memory.soft_limit_in_bytes",
+                m.reservation,
+                "memory.reservation",
+            ),
             ("memory.kmem.limit_in_bytes", m.kernel, "memory.kernel"),
-            ("memory.kmem.tcp.limit_in_bytes", m.kernel_tcp, "memory.kernelTCP"),
+            (
+                "memory.kmem.tcp.limit_in_bytes",
+                m.kernel_tcp,
+                "memory.kernelTCP",
+            ),
         ];
         for (file, value, field) in numbers {
             if let Some(v) = value {
@@ -246,10 +254,20 @@ impl Resources {
             }
         }
         if let Some(v) = m.swappiness {
-            out.set("memory", "memory.swappiness", v.to_string(), "memory.swappiness");
+            out.set(
+                "memory",
+                "memory.swappiness",
+                v.to_string(),
+                "memory.swappiness",
+            );
         }
         if m.disable_oom_killer == Some(true) {
-            out.set("memory", "memory.oom_control", "1".into(), "memory.disableOOMKiller");
+            out.set(
+                "memory",
+                "memory.oom_control",
+                "1".into(),
+                "memory.disableOOMKiller",
+            );
         }
     }
 
@@ -263,8 +281,16 @@ impl Resources {
             ("cpu.cfs_period_us", show(c.period), "cpu.period"),
             ("cpu.cfs_quota_us", signed(c.quota), "cpu.quota"),
             ("cpu.cfs_burst_us", show(c.burst), "cpu.burst"),
-            ("cpu.rt_period_us", show(c.realtime_period), "cpu.realtimePeriod"),
-            ("cpu.rt_runtime_us", signed(c.realtime_runtime), "cpu.realtimeRuntime"),
+            (
+                "cpu.rt_period_us",
+                show(c.realtime_period),
+                "cpu.realtimePeriod",
+            ),
+            (
+                "cpu.rt_runtime_us",
+                signed(c.realtime_runtime),
+                "cpu.realtimeRuntime",
+            ),
             ("cpu.idle", signed(c.idle), "cpu.idle"),
         ];
         for (file, value, field) in fields {
@@ -284,15 +310,30 @@ impl Resources {
                 out.set("blkio", "blkio.weight", w.to_string(), "blockIO.weight");
             }
             if let Some(w) = b.leaf_weight {
-                out.set("blkio", "blkio.leaf_weight", w.to_string(), "blockIO.leafWeight");
+                out.set(
+                    "blkio",
+                    "blkio.leaf_weight",
+                    w.to_string(),
+                    "blockIO.leafWeight",
+                );
             }
             for d in &b.weight_device {
                 let dev = format!("{}:{}", d.major, d.minor);
                 if let Some(w) = d.weight {
-                    out.set("blkio", "blkio.weight_device", format!("{dev} {w}"), "blockIO.weightDevice");
+                    out.set(
+                        "blkio",
+                        "blkio.weight_device",
+                        format!("{dev} {w}"),
+                        "blockIO.weightDevice",
+                    );
                 }
                 if let Some(w) = d.leaf_weight {
-                    out.set("blkio", "blkio.leaf_weight_device", format!("{dev} {w}"), "blockIO.weightDevice");
+                    out.set(
+                        "blkio",
+                        "blkio.leaf_weight_device",
+                        format!("{dev} {w}"),
+                        "blockIO.weightDevice",
+                    );
                 }
             }
             for (file, _, list, field) in throttles(b) {
@@ -308,11 +349,21 @@ impl Resources {
         }
         if let Some(n) = &self.network {
             if let Some(id) = n.class_id {
-                out.set("net_cls", "net_cls.classid", id.to_string(), "network.classID");
+                out.set(
+                    "net_cls",
+                    "net_cls.classid",
+                    id.to_string(),
+                    "network.classID",
+                );
             }
             for p in &n.priorities {
                 let value = format!("{} {}", p.name, p.priority);
-                out.set("net_prio", "net_prio.ifpriomap", value, "network.priorities");
+                out.set(
+                    "net_prio",
+                    "net_prio.ifpriomap",
+                    value,
+                    "network.priorities",
+                );
             }
         }
         if !self.devices.is_empty() {
@@ -345,9 +396,12 @@ impl Resources {
         // v2's swap excludes memory: swap.max = (memory+swap) − memory.
         match (m.swap, m.limit) {
             (Some(-1), _) => out.set("memory", "memory.swap.max", "max".into(), "memory.swap"),
-            (Some(swap), Some(limit)) if limit > 0 => {
-                out.set("memory", "memory.swap.max", (swap - limit).to_string(), "memory.swap")
-            }
+            (Some(swap), Some(limit)) if limit > 0 => out.set(
+                "memory",
+                "memory.swap.max",
+                (swap - limit).to_string(),
+                "memory.swap",
+            ),
             (Some(_), _) => return refuse_v2("memory.swap without memory.limit"),
             (None, _) => {}
         }
@@ -360,7 +414,12 @@ impl Resources {
             return refuse_v2("cpu.realtime*");
         }
         if let Some(s) = c.shares {
-            out.set("cpu", "cpu.weight", weight_of_shares(s).to_string(), "cpu.shares");
+            out.set(
+                "cpu",
+                "cpu.weight",
+                weight_of_shares(s).to_string(),
+                "cpu.shares",
+            );
         }
         if c.quota.is_some() || c.period.is_some() {
             let quota = match c.quota {
@@ -386,7 +445,12 @@ impl Resources {
         }
         if let Some(b) = &self.block_io {
             if let Some(w) = b.weight {
-                out.set("io", "io.weight", io_weight(w).to_string(), "blockIO.weight");
+                out.set(
+                    "io",
+                    "io.weight",
+                    io_weight(w).to_string(),
+                    "blockIO.weight",
+                );
             }
             for (_, key, list, field) in throttles(b) {
                 for t in list {
@@ -429,10 +493,30 @@ type ThrottleRow<'a> = (&'static str, &'static str, &'a Vec<Throttle>, &'static 
 /// The four throttles: v1 file suffix, v2 io.max key, the list, the config field.
 fn throttles(b: &BlockIo) -> [ThrottleRow<'_>; 4] {
     [
-        ("throttle.read_bps_device", "rbps", &b.throttle_read_bps_device, "blockIO.throttleReadBpsDevice"),
-        ("throttle.write_bps_device", "wbps", &b.throttle_write_bps_device, "blockIO.throttleWriteBpsDevice"),
-        ("throttle.read_iops_device", "riops", &b.throttle_read_iops_device, "blockIO.throttleReadIOPSDevice"),
-        ("throttle.write_iops_device", "wiops", &b.throttle_write_iops_device, "blockIO.throttleWriteIOPSDevice"),
+        (
+            "throttle.read_bps_device",
+            "rbps",
+            &b.throttle_read_bps_device,
+            "blockIO.throttleReadBpsDevice",
+        ),
+        (
+            "throttle.write_bps_device",
+            "wbps",
+            &b.throttle_write_bps_device,
+            "blockIO.throttleWriteBpsDevice",
+        ),
+        (
+            "throttle.read_iops_device",
+            "riops",
+            &b.throttle_read_iops_device,
+            "blockIO.throttleReadIOPSDevice",
+        ),
+        (
+            "throttle.write_iops_device",
+            "wiops",
+            &b.throttle_write_iops_device,
+            "blockIO.throttleWriteIOPSDevice",
+        ),
     ]
 }
 

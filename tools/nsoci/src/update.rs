@@ -95,7 +95,12 @@ fn merged(a: &UpdateArgs) -> Result<Resources, Fatal> {
         Some(file) => read_json(file)?,
         None => Resources::default(),
     };
-    let memory = [a.memory, a.memory_reservation, a.memory_swap, a.kernel_memory];
+    let memory = [
+        a.memory,
+        a.memory_reservation,
+        a.memory_swap,
+        a.kernel_memory,
+    ];
     if memory.iter().any(Option::is_some) {
         let m = res.memory.get_or_insert_with(Memory::default);
         m.limit = a.memory.or(m.limit);
