@@ -32,6 +32,7 @@
 
 mod cgroupfs;
 mod dev;
+mod device_node;
 mod dns;
 mod entry;
 mod env;
@@ -90,7 +91,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
 )]
 #[command(group(clap::ArgGroup::new("layered").args(["overlay", "image"]).multiple(false)))]
 pub struct Args {
-    /// Mount propagation of the new namespace
+    /// Mount propagation of the new namespace: private, slave, shared, unbindable or unchanged
     #[arg(long, value_name = "MODE", default_value = "private", value_parser = parse_propagation)]
     pub propagation: Propagation,
 
@@ -131,6 +132,11 @@ pub struct Args {
     /// (recursively: every submount of SRC too)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro|rw]")]
     pub volumes: Vec<OsString>,
+
+    /// Make a device node in a new root's /dev with its owner and mode (OCI linux.devices;
+    /// in a user namespace the host's node at the same path is bound instead)
+    #[arg(long, value_name = "/dev/PATH:TYPE:MAJOR:MINOR[:MODE[:UID[:GID]]]")]
+    pub device_node: Vec<device_node::DeviceNode>,
 
     /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
     /// nr_inodes=, uid=, gid=, ro, exec, suid, dev (not in a new root: nodev there))
@@ -368,6 +374,11 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
             spec.to_string_lossy()
         )));
+    }
+    if root.is_none() && !args.device_node.is_empty() {
+        return Err(Fatal::new(
+            "--device-node needs a new root (--rootfs, --overlay or --image): it makes nodes in the container's own /dev",
+        ));
     }
     if let Some(dir) = &args.workdir {
         if !dir.is_absolute() {
@@ -788,6 +799,7 @@ fn build_root(
         // configs give them.
         proc_sys::mount_proc(root.as_fd())?;
         dev::setup(root.as_fd(), nodes)?;
+        device_node::make(root.as_fd(), &args.device_node)?;
         let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
         extra.insert("sys".into(), json!(sys));
         let cgroup = cgroupfs::mount(root.as_fd())
@@ -887,8 +899,12 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
         if args.read_only {
             rootfs::make_root_read_only()?;
         }
-        if args.propagation == Propagation::Shared {
-            propagation::apply("/", Propagation::Shared)?;
+        // Set on the new root once it is in place (during setup it stays private).
+        if matches!(
+            args.propagation,
+            Propagation::Shared | Propagation::Unbindable
+        ) {
+            propagation::apply("/", args.propagation)?;
         }
     } else if args.read_only {
         rootfs::make_root_read_only()?;

@@ -199,6 +199,8 @@ pub enum Propagation {
     Private,
     Slave,
     Shared,
+    /// Private, and no bind mount may be made of it (OCI rootfsPropagation "unbindable").
+    Unbindable,
     Unchanged,
 }
 
@@ -210,9 +212,10 @@ impl FromStr for Propagation {
             "private" => Ok(Propagation::Private),
             "slave" => Ok(Propagation::Slave),
             "shared" => Ok(Propagation::Shared),
+            "unbindable" => Ok(Propagation::Unbindable),
             "unchanged" => Ok(Propagation::Unchanged),
             _ => Err(format!(
-                "'{text}' is not a propagation (expected private, slave, shared or unchanged)"
+                "'{text}' is not a propagation (expected private, slave, shared, unbindable or unchanged)"
             )),
         }
     }

@@ -272,6 +272,20 @@ fn userns_args(
     Ok(())
 }
 
+/// linux.rootfsPropagation as mntns names it (runc takes the `r` forms too: mntns always
+/// applies a propagation recursively).
+fn rootfs_propagation(mode: &str) -> Result<&'static str, Fatal> {
+    match mode.strip_prefix('r').unwrap_or(mode) {
+        "private" => Ok("private"),
+        "slave" => Ok("slave"),
+        "shared" => Ok("shared"),
+        "unbindable" => Ok("unbindable"),
+        _ => Err(Fatal::new(format!(
+            "linux.rootfsPropagation: '{mode}' is not shared, slave, private or unbindable"
+        ))),
+    }
+}
+
 fn mntns_args(
     argv: &mut Vec<OsString>,
     config: &Config,
@@ -290,6 +304,10 @@ fn mntns_args(
         )));
     }
     argv.extend(["--rootfs".into(), rootfs.into(), "--no-etc".into()]);
+    if let Some(mode) = config.linux.rootfs_propagation.as_deref() {
+        argv.extend(["--propagation".into(), rootfs_propagation(mode)?.into()]);
+    }
+    crate::devices::args(argv, &config.linux.devices)?;
     if root.readonly {
         argv.push("--read-only".into());
     }

@@ -123,6 +123,11 @@ pub struct Linux {
     pub resources: Option<crate::resources::Resources>,
     /// Where the container's cgroup goes (cgroup.rs).
     pub cgroups_path: Option<String>,
+    /// The propagation of the container's root (`mntns --propagation`).
+    pub rootfs_propagation: Option<String>,
+    /// Device nodes made in the container's /dev (`mntns --device`).
+    #[serde(default)]
+    pub devices: Vec<crate::devices::Device>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -66,7 +66,11 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         }
     }
     let made = Made(dir.clone());
-    let resources = config.linux.resources.clone().unwrap_or_default();
+    let mut resources = config.linux.resources.clone().unwrap_or_default();
+    if !resources.devices.is_empty() {
+        let nodes = crate::devices::allow_rules(&config.linux.devices);
+        resources.devices.extend(nodes);
+    }
     let placed = crate::cgroup::setup(config.linux.cgroups_path.as_deref(), &req.id, &resources)?;
     let child = start_init(
         req,

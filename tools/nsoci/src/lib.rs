@@ -12,6 +12,7 @@ mod cgroup;
 mod chain;
 mod config;
 mod create;
+mod devices;
 mod features;
 mod hooks;
 mod lifecycle;
