@@ -372,8 +372,20 @@ fn mntns_args(
     Ok(())
 }
 
-/// One config mount: what mntns makes itself is left to it, binds become `-v`, tmpfs
-/// `--tmpfs`; any other type is refused.
+/// The propagations a bind may ask (mntns takes docker's names, as OCI configs spell them).
+const PROPAGATIONS: [&str; 8] = [
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
+
+/// One config mount: what mntns makes itself is left to it, binds and tmpfs become
+/// `--mount`, which keeps the config's order; any other type is refused.
 fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<(), Fatal> {
     let dst = &mount.destination;
     if MADE_BY_MNTNS.iter().any(|m| Path::new(m) == dst) {
@@ -387,11 +399,22 @@ fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<
         })?;
         let source: PathBuf = bundle.join(source);
         let ro = mount.options.iter().any(|o| o == "ro");
-        let mut spec = source.into_os_string();
+        let mut spec = OsString::from("bind:");
+        spec.push(source);
         spec.push(":");
         spec.push(dst);
         spec.push(if ro { ":ro" } else { ":rw" });
-        argv.extend(["-v".into(), spec]);
+        // The last propagation given wins, as with mount(8).
+        if let Some(p) = mount
+            .options
+            .iter()
+            .rev()
+            .find(|o| PROPAGATIONS.contains(&o.as_str()))
+        {
+            spec.push(",");
+            spec.push(p);
+        }
+        argv.extend(["--mount".into(), spec]);
         return Ok(());
     }
     if kind == "tmpfs" {
@@ -402,12 +425,13 @@ fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<
             .map(String::as_str)
             .filter(|o| KEPT.iter().any(|k| o.starts_with(k)) || ["ro", "exec", "suid"].contains(o))
             .collect();
-        let mut spec = dst.clone().into_os_string();
+        let mut spec = OsString::from("tmpfs:");
+        spec.push(dst);
         if !opts.is_empty() {
             spec.push(":");
             spec.push(opts.join(","));
         }
-        argv.extend(["--tmpfs".into(), spec]);
+        argv.extend(["--mount".into(), spec]);
         return Ok(());
     }
     Err(Fatal::new(format!(
