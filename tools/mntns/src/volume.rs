@@ -304,10 +304,15 @@ mod tests {
             Volume {
                 source: "/srv/data".into(),
                 target: "/data".into(),
-                read_only: false
+                read_only: false,
+                propagation: None,
             }
         );
         assert!(vol("/a:/b:ro").unwrap().read_only);
+        let slave = vol("/a:/b:ro,rslave").unwrap();
+        assert!(slave.read_only);
+        assert_eq!(slave.propagation, Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
+        assert_eq!(vol("/a:/b:shared").unwrap().propagation, Some(MsFlags::MS_SHARED));
         assert!(!vol("/a:/b:rw").unwrap().read_only);
         assert_eq!(
             vol("rel/dir:/x//y/./z/").unwrap().target,
@@ -320,6 +325,7 @@ mod tests {
             ":/b",
             "/a:b",
             "/a:/b:rx",
+            "/a:/b:ro,sideways",
             "/a:/b:ro:x",
             "/a:/",
             "/a:/x/../y",
