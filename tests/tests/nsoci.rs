@@ -921,7 +921,10 @@ fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
             c["linux"]["cgroupsPath"] = path.clone().into();
             c["linux"].as_object_mut().unwrap().remove("resources");
             c["linux"].as_object_mut().unwrap().remove("devices");
-            c["linux"].as_object_mut().unwrap().remove("rootfsPropagation");
+            c["linux"]
+                .as_object_mut()
+                .unwrap()
+                .remove("rootfsPropagation");
         });
         b.edit(change);
         let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "bad"]));

@@ -312,7 +312,10 @@ mod tests {
         let slave = vol("/a:/b:ro,rslave").unwrap();
         assert!(slave.read_only);
         assert_eq!(slave.propagation, Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
-        assert_eq!(vol("/a:/b:shared").unwrap().propagation, Some(MsFlags::MS_SHARED));
+        assert_eq!(
+            vol("/a:/b:shared").unwrap().propagation,
+            Some(MsFlags::MS_SHARED)
+        );
         assert!(!vol("/a:/b:rw").unwrap().read_only);
         assert_eq!(
             vol("rel/dir:/x//y/./z/").unwrap().target,

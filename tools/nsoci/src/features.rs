@@ -13,7 +13,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
-        "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "mode", "size", "nr_inodes", "uid", "gid"],
+        "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "mode", "size", "nr_inodes", "uid", "gid", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"],
         "linux": {
             "namespaces": ["pid", "network", "ipc", "uts", "mount", "user", "time", "cgroup"],
             "capabilities": caps,
