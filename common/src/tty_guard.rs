@@ -1,0 +1,107 @@
+//! Puts a terminal back as it was when the process that made it raw dies without doing so.
+//!
+//! The process that proxies a container's pty ([`crate::pty::Proxy`]) puts the caller's
+//! terminal in raw mode and restores it on every way out it controls. A SIGKILL (or the OOM
+//! killer) leaves no way out: the caller's shell, if it does not restore the terminal itself
+//! (bash does after a job killed by a signal; sh, make, a script do not), is left on a raw
+//! terminal. So, before the terminal is made raw, a small guard process is forked with the
+//! settings to restore:
+//!
+//! ```text
+//! proxy   holds the write end of a pipe (close-on-exec, in no other process); on its own way
+//!         out restores the terminal, writes one byte ("restored"), and reaps the guard
+//! guard   holds only the terminal and the pipe's read end; a byte: exits; end of file (the
+//!         proxy died without a word): restores the saved settings, exits
+//! ```
+//!
+//! The guard ignores the job-control and terminal signals (it may find itself in a background
+//! process group once the caller's shell has taken the terminal back: SIGTTOU ignored lets
+//! tcsetattr through) and is named `ttyguard` in `ps`.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::OFlag;
+
+/// A running guard; dropping it tells the guard the terminal is restored and reaps it.
+#[derive(Debug)]
+pub struct Guard {
+    pid: libc::pid_t,
+    restored: Option<OwnedFd>,
+}
+
+/// Forks the guard of terminal `tty`, which restores `saved` if this process dies first.
+pub fn spawn(tty: RawFd, saved: &libc::termios) -> io::Result<Guard> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // SAFETY: the child runs only async-signal-safe calls (watch) and ends with _exit, so
+    // this is sound in a multi-threaded caller too.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => watch(tty, read.as_raw_fd(), saved),
+        pid => Ok(Guard {
+            pid,
+            restored: Some(write),
+        }),
+    }
+}
+
+/// The guard: waits for the proxy's word or its end; never returns.
+fn watch(tty: RawFd, pipe: RawFd, saved: &libc::termios) -> ! {
+    const IGNORED: [libc::c_int; 8] = [
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGHUP,
+        libc::SIGTERM,
+        libc::SIGPIPE,
+    ];
+    // SAFETY: signal, prctl, fcntl, dup2, syscall(close_range), read, tcsetattr and _exit are
+    // async-signal-safe; every buffer is a local or `saved`, which the parent's copy of the
+    // address space keeps valid here.
+    unsafe {
+        for signal in IGNORED {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        libc::prctl(libc::PR_SET_NAME, c"ttyguard".as_ptr());
+        // Only the terminal (fd 0) and the pipe (fd 1) stay open: nothing the proxy holds (the
+        // pty master, channels, the caller's output) is kept alive by the guard.
+        let tty_copy = libc::fcntl(tty, libc::F_DUPFD, 10);
+        let pipe_copy = libc::fcntl(pipe, libc::F_DUPFD, 10);
+        if tty_copy < 0
+            || pipe_copy < 0
+            || libc::dup2(tty_copy, 0) < 0
+            || libc::dup2(pipe_copy, 1) < 0
+        {
+            libc::_exit(1);
+        }
+        libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
+        let mut byte = 0u8;
+        let n = loop {
+            let n = libc::read(1, (&mut byte as *mut u8).cast(), 1);
+            if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                break n;
+            }
+        };
+        if n != 1 {
+            libc::tcsetattr(0, libc::TCSANOW, saved);
+        }
+        libc::_exit(0)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(restored) = self.restored.take() {
+            let _ = nix::unistd::write(&restored, b"r");
+        }
+        loop {
+            // SAFETY: reaps our own child; a null status pointer is allowed.
+            let rc = unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+            if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
