@@ -33,15 +33,56 @@ pub struct Guard {
 /// Forks the guard of terminal `tty`, which restores `saved` if this process dies first.
 pub fn spawn(tty: RawFd, saved: &libc::termios) -> io::Result<Guard> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let beside = PidNsBeside::enter()?;
     // SAFETY: the child runs only async-signal-safe calls (watch) and ends with _exit, so
     // this is sound in a multi-threaded caller too.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => watch(tty, read.as_raw_fd(), saved),
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        watch(tty, read.as_raw_fd(), saved);
+    }
+    let forked = io::Error::last_os_error();
+    beside.leave();
+    match pid {
+        -1 => Err(forked),
         pid => Ok(Guard {
             pid,
             restored: Some(write),
         }),
+    }
+}
+
+/// The guard is forked into this process's own pid namespace. pidns's monitor proxies after
+/// its unshare: its children go to the container's pid namespace, where the guard would be the
+/// container's to see, and killed with it (and, unreaped, would keep its init from ending).
+/// There it is forked beside the monitor with `setns` to the monitor's own namespace and
+/// back; without the right to (a monitor in a user namespace of its own), no guard.
+struct PidNsBeside {
+    /// The namespace for children to go back to, when it was changed.
+    children: Option<std::fs::File>,
+}
+
+impl PidNsBeside {
+    fn enter() -> io::Result<PidNsBeside> {
+        use std::os::unix::fs::MetadataExt;
+        let own = std::fs::File::open("/proc/self/ns/pid")?;
+        let children = std::fs::File::open("/proc/self/ns/pid_for_children")?;
+        if own.metadata()?.ino() == children.metadata()?.ino() {
+            return Ok(PidNsBeside { children: None });
+        }
+        nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWPID)?;
+        Ok(PidNsBeside {
+            children: Some(children),
+        })
+    }
+
+    fn leave(self) {
+        if let Some(children) = self.children {
+            if let Err(e) = nix::sched::setns(&children, nix::sched::CloneFlags::CLONE_NEWPID) {
+                crate::debug::note(format_args!(
+                    "unable to set the children's pid namespace back: {e}"
+                ));
+            }
+        }
     }
 }
 

@@ -182,9 +182,15 @@ fn a_stopped_chains_name_is_refused_until_nsps_rm_frees_it() {
     let _first = start(s, "again", "echo first-run; exit 2");
     assert_eq!(nsps(s, &["wait", "again"]).status.code(), Some(2));
     for detach in [&["-d"][..], &[]] {
-        let out = run(tool("utsns", s)
-            .args(detach)
-            .args(["--name", "again", "--", "pidns", "--", "echo", "second-run"]));
+        let out = run(tool("utsns", s).args(detach).args([
+            "--name",
+            "again",
+            "--",
+            "pidns",
+            "--",
+            "echo",
+            "second-run",
+        ]));
         assert_fatal(&out, "utsns");
         let err = stderr(&out);
         assert!(
@@ -219,15 +225,15 @@ fn output_after_the_first_process_ended_is_logged_and_a_lingering_writer_not_wai
     let supervisor = supervisor_pid(s, "late").expect("no supervisor recorded");
     let out = nsps(s, &["wait", "late"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        raw(&nsps(s, &["logs", "late"])),
-        "early-line\nlate-line\n"
-    );
+    assert_eq!(raw(&nsps(s, &["logs", "late"])), "early-line\nlate-line\n");
     // The supervisor stopped reading while the sleep still held the pipe.
-    let lingering = session_members(supervisor)
-        .into_iter()
-        .any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\097\0"));
-    assert!(lingering, "the lingering writer is gone: the test proves nothing");
+    let lingering = session_members(supervisor).into_iter().any(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\097\0")
+    });
+    assert!(
+        lingering,
+        "the lingering writer is gone: the test proves nothing"
+    );
 }
 
 #[test]
@@ -329,7 +335,10 @@ fn a_foreground_chain_is_stopped_from_another_shell() {
     }
     let state = scratch();
     let s = state.path();
-    let _fg = Removed { state: s, name: "fg" };
+    let _fg = Removed {
+        state: s,
+        name: "fg",
+    };
     let mut fg = tool("utsns", s)
         .args(["--name", "fg", "--", "pidns", "--", "sleep", "100"])
         .stdin(Stdio::null())
@@ -503,7 +512,10 @@ fn a_rootless_chain_detaches_logs_and_is_waited_for() {
     }
     let state = scratch();
     let s = state.path();
-    let _rl = Removed { state: s, name: "rl" };
+    let _rl = Removed {
+        state: s,
+        name: "rl",
+    };
     let mut cmd = tool("userns", s);
     cmd.args([
         "-d",
