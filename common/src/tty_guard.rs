@@ -8,10 +8,10 @@
 //! settings to restore:
 //!
 //! ```text
-//! proxy   holds the write end of a pipe (close-on-exec, in no other process); on its own way
-//!         out restores the terminal, writes one byte ("restored"), and reaps the guard
-//! guard   holds only the terminal and the pipe's read end; a byte: exits; end of file (the
-//!         proxy died without a word): restores the saved settings, exits
+//! proxy   holds its end of a channel (close-on-exec, in no other process); on its own way
+//!         out restores the terminal, sends "restored", and reaps the guard
+//! guard   holds only the terminal and its end of the channel; a message: exits; end of
+//!         file (the proxy died without a word): restores the saved settings, exits
 //! ```
 //!
 //! The guard ignores the job-control and terminal signals (it may find itself in a background
@@ -19,36 +19,38 @@
 //! tcsetattr through) and is named `ttyguard` in `ps`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use nix::fcntl::OFlag;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{self, Channel};
+
+/// The proxy's word to the guard.
+#[derive(Debug, Serialize, Deserialize)]
+struct Restored;
 
 /// A running guard; dropping it tells the guard the terminal is restored and reaps it.
 #[derive(Debug)]
 pub struct Guard {
     pid: libc::pid_t,
-    restored: Option<OwnedFd>,
+    channel: Option<Channel>,
 }
 
 /// Forks the guard of terminal `tty`, which restores `saved` if this process dies first.
 pub fn spawn(tty: RawFd, saved: &libc::termios) -> io::Result<Guard> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (ours, theirs) = channel::pair()?;
     let beside = PidNsBeside::enter()?;
-    // SAFETY: the child runs only async-signal-safe calls (watch) and ends with _exit, so
-    // this is sound in a multi-threaded caller too.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        watch(tty, read.as_raw_fd(), saved);
+    // SAFETY: the child makes only raw system calls on data prepared before (watch) and ends
+    // with exit_group, as fork_raw requires.
+    let forked = unsafe { crate::sys::process::fork_raw() };
+    if forked == Ok(0) {
+        watch(tty, theirs.as_fd().as_raw_fd(), saved);
     }
-    let forked = io::Error::last_os_error();
     beside.leave();
-    match pid {
-        -1 => Err(forked),
-        pid => Ok(Guard {
-            pid,
-            restored: Some(write),
-        }),
-    }
+    Ok(Guard {
+        pid: forked?,
+        channel: Some(ours),
+    })
 }
 
 /// The guard is forked into this process's own pid namespace. pidns's monitor proxies after
@@ -87,7 +89,7 @@ impl PidNsBeside {
 }
 
 /// The guard: waits for the proxy's word or its end; never returns.
-fn watch(tty: RawFd, pipe: RawFd, saved: &libc::termios) -> ! {
+fn watch(tty: RawFd, channel: RawFd, saved: &libc::termios) -> ! {
     const IGNORED: [libc::c_int; 8] = [
         libc::SIGINT,
         libc::SIGQUIT,
@@ -98,44 +100,45 @@ fn watch(tty: RawFd, pipe: RawFd, saved: &libc::termios) -> ! {
         libc::SIGTERM,
         libc::SIGPIPE,
     ];
-    // SAFETY: signal, prctl, fcntl, dup2, syscall(close_range), read, tcsetattr and _exit are
-    // async-signal-safe; every buffer is a local or `saved`, which the parent's copy of the
-    // address space keeps valid here.
+    // SAFETY: signal, prctl, fcntl, dup2, close_range (which allocates nothing), read,
+    // tcsetattr and exit_group are async-signal-safe; every buffer is a local or `saved`,
+    // which the child's copy of the parent's memory keeps valid.
     unsafe {
         for signal in IGNORED {
             libc::signal(signal, libc::SIG_IGN);
         }
         libc::prctl(libc::PR_SET_NAME, c"ttyguard".as_ptr());
-        // Only the terminal (fd 0) and the pipe (fd 1) stay open: nothing the proxy holds (the
-        // pty master, channels, the caller's output) is kept alive by the guard.
+        // Only the terminal (fd 0) and the channel (fd 1) stay open: nothing else the proxy
+        // holds (the pty master, its channels, the caller's output) is kept alive by the guard.
         let tty_copy = libc::fcntl(tty, libc::F_DUPFD, 10);
-        let pipe_copy = libc::fcntl(pipe, libc::F_DUPFD, 10);
+        let channel_copy = libc::fcntl(channel, libc::F_DUPFD, 10);
         if tty_copy < 0
-            || pipe_copy < 0
+            || channel_copy < 0
             || libc::dup2(tty_copy, 0) < 0
-            || libc::dup2(pipe_copy, 1) < 0
+            || libc::dup2(channel_copy, 1) < 0
         {
-            libc::_exit(1);
+            crate::sys::process::exit_group(1);
         }
-        libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
-        let mut byte = 0u8;
+        crate::sys::fs::close_range_or_each(2, libc::c_uint::MAX);
+        // A datagram (its size does not matter): the word; 0, end of file: the proxy is gone.
+        let mut buf = [0u8; 64];
         let n = loop {
-            let n = libc::read(1, (&mut byte as *mut u8).cast(), 1);
+            let n = libc::read(1, buf.as_mut_ptr().cast(), buf.len());
             if n >= 0 || *libc::__errno_location() != libc::EINTR {
                 break n;
             }
         };
-        if n != 1 {
+        if n == 0 {
             libc::tcsetattr(0, libc::TCSANOW, saved);
         }
-        libc::_exit(0)
+        crate::sys::process::exit_group(0)
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(restored) = self.restored.take() {
-            let _ = nix::unistd::write(&restored, b"r");
+        if let Some(channel) = self.channel.take() {
+            let _ = channel.send(&Restored);
         }
         loop {
             // SAFETY: reaps our own child; a null status pointer is allowed.
