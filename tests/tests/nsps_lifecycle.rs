@@ -212,7 +212,7 @@ fn a_stopped_chains_name_is_refused_until_nsps_rm_frees_it() {
 /// Item 2's drain: what the chain's other processes print after its first process ended is
 /// logged, read until the pipe closes; a process that keeps the pipe open for good (here a
 /// sleep left behind by a chain without pidns) does not keep the supervisor, and so `nsps
-/// wait`, forever.
+/// rm` (which waits for it), forever.
 #[test]
 fn output_after_the_first_process_ended_is_logged_and_a_lingering_writer_not_waited_for() {
     if !need::root() {
@@ -223,9 +223,12 @@ fn output_after_the_first_process_ended_is_logged_and_a_lingering_writer_not_wai
     let script = "(sleep 0.5; echo late-line) & (exec sleep 97) & echo early-line";
     let _late = start_chain(s, "late", &["sh", "-c", script]);
     let supervisor = supervisor_pid(s, "late").expect("no supervisor recorded");
-    let out = nsps(s, &["wait", "late"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    wait_for_log(s, "late", "late-line");
     assert_eq!(raw(&nsps(s, &["logs", "late"])), "early-line\nlate-line\n");
+    // `nsps rm` while the supervisor may still read: it waits for its end, then removes.
+    let out = nsps(s, &["rm", "late"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!chain_dir(s, "late").exists());
     // The supervisor stopped reading while the sleep still held the pipe.
     let lingering = session_members(supervisor).into_iter().any(|pid| {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\097\0")
@@ -234,6 +237,10 @@ fn output_after_the_first_process_ended_is_logged_and_a_lingering_writer_not_wai
         lingering,
         "the lingering writer is gone: the test proves nothing"
     );
+    for pid in session_members(supervisor) {
+        // SAFETY: kill(2) on what this test's chain left in its session.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 #[test]
