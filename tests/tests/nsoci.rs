@@ -454,6 +454,78 @@ fn podman_runs_an_image_through_nsoci() {
 }
 
 #[test]
+fn podman_limits_pauses_and_unpauses_through_nsoci() {
+    if !(need::root() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "sleep"]);
+    let archive = dir.path().join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-bb:1"));
+    let nsoci = bin("nsoci");
+    let podman_nsoci = || {
+        let mut cmd = podman(dir.path());
+        cmd.arg("--runtime").arg(&nsoci);
+        cmd
+    };
+    let id = ok(podman_nsoci()
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+        ])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
+        .args(["localhost/nsoci-bb:1", "sleep", "1000"]));
+    let id = id.trim().to_owned();
+    let status = || ok(podman_nsoci().args(["inspect", "--format", "{{.State.Status}}", &id]));
+    // podman's resources reached the container's cgroup, found by its init's pid.
+    let pid = ok(podman_nsoci().args(["inspect", "--format", "{{.State.Pid}}", &id]));
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let layout = common::cgroupfs::Layout::detect().unwrap();
+    let pids = layout.find("pids").unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_owned()))
+        .or_else(|| {
+            cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        })
+        .unwrap();
+    assert_eq!(
+        read_trim(&pids.dir_of(&path).join("pids.max")),
+        "50",
+        "{cgroups}"
+    );
+    ok(podman_nsoci().args(["pause", &id]));
+    assert_eq!(status().trim(), "paused");
+    ok(podman_nsoci().args(["unpause", &id]));
+    assert_eq!(status().trim(), "running");
+    ok(podman_nsoci().args(["rm", "-f", "-t", "0", &id]));
+    assert_eq!(ok(podman(dir.path()).args(["ps", "-aq"])), "");
+}
+
+#[test]
 fn hooks_run_at_their_points_with_the_state_on_stdin() {
     if !(need::root() && need::busybox()) {
         return;
