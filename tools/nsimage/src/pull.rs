@@ -3,7 +3,7 @@
 //! against its digest by the store as it is written; blobs already there are skipped), unpack
 //! the layers, store the manifest, and only then name the image in index.json. A failed pull
 //! removes the blobs and layers it added once the other writers at work are done, keeping
-//! what one of their images references ([`crate::gc::discard`]).
+//! what one of their images references (`gc::discard`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -316,7 +316,7 @@ fn in_parallel<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) -> R
     }
 }
 
-/// The blobs (digests) and layers (diffIDs) this pull published, for [`crate::gc::discard`]
+/// The blobs (digests) and layers (diffIDs) this pull published, for `gc::discard`
 /// if it fails.
 #[derive(Default)]
 struct Added(Mutex<(Vec<String>, Vec<String>)>);
