@@ -8,16 +8,18 @@
 # Images (built from this machine's files, gzip layers): small = busybox-static alone (1 layer,
 # ~1 MiB); big = busybox + /usr/lib/python3.11 + /usr/share/perl (3 layers, ~20 MiB gzip).
 # Knobs: NSCHAIN_BENCH_BIN (default target/release), NSCHAIN_BENCH_PULL_RUNS (default 5),
-# NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_PULL_TMPFS=1 (the three stores on
-# a tmpfs instead of /var/tmp's filesystem: what the tools do, without the disk's inode
-# allocator; its own section of RESULTS.md).
+# NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_PULL_FS: where the three stores
+# live, each its own section of RESULTS.md: `disk` (default; /var/tmp's filesystem as it is),
+# `tmpfs` (what the tools do, without any disk's allocator), `ext4` (a fresh journaled ext4 on
+# a loop file: a user's ordinary disk, free of this machine's history of deleted files).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 export BIN=${NSCHAIN_BENCH_BIN:-$REPO/target/release}
 export RUNS=${NSCHAIN_BENCH_PULL_RUNS:-5}
-export TMPFS=${NSCHAIN_BENCH_PULL_TMPFS:-0}
+export FS=${NSCHAIN_BENCH_PULL_FS:-disk}
+case $FS in disk | tmpfs | ext4) ;; *) echo "bench/pull.sh: NSCHAIN_BENCH_PULL_FS must be disk, tmpfs or ext4, not $FS" >&2; exit 1 ;; esac
 OUT=${NSCHAIN_BENCH_OUT:-$REPO/bench/RESULTS.md}
 
 if [[ ${1:-} != --inside ]]; then
@@ -31,10 +33,12 @@ if [[ ${1:-} != --inside ]]; then
     trap 'rm -rf "$WORK"' EXIT
     unshare --net --mount --propagation private --pid --fork --mount-proc \
         bash "$0" --inside
-    python3 - "$WORK" "$OUT" "$TMPFS" <<'PY'
+    python3 - "$WORK" "$OUT" "$FS" <<'PY'
 import json, os, sys
-work, out, tmpfs = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-begin, finish = ("<!-- bench/pull.sh tmpfs -->", "<!-- /bench/pull.sh tmpfs -->") if tmpfs else ("<!-- bench/pull.sh -->", "<!-- /bench/pull.sh -->")
+work, out, fs = sys.argv[1], sys.argv[2], sys.argv[3]
+tag = "" if fs == "disk" else " " + fs
+begin, finish = f"<!-- bench/pull.sh{tag} -->", f"<!-- /bench/pull.sh{tag} -->"
+where = {"disk": ")", "tmpfs": ", stores on a tmpfs)", "ext4": ", stores on a fresh ext4)"}[fs]
 facts = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(work, "facts")))
 rows, targets = [], []
 for image in ("small", "big"):
@@ -45,7 +49,7 @@ for image in ("small", "big"):
     targets.append(f"| nsimage pull {image} ≤ 0.3 × podman pull | {ns*1000:.0f} / {pod*1000:.0f} ms = **{ns/pod:.2f}** | ≤ 0.30 | {'met' if ns/pod <= 0.3 else '**NOT met**'} |")
 section = "\n".join([
     begin,
-    "## Image pull (bench/pull.sh" + (", stores on a tmpfs)" if tmpfs else ")"),
+    "## Image pull (bench/pull.sh" + where,
     "",
     f"Run {facts['date']}, commit `{facts['commit']}`, load average at the start {facts['load']}; "
     f"{facts['runs']} runs per command (hyperfine, medians), each store emptied before every run; "
@@ -108,7 +112,14 @@ PY
 } >"$WORK/facts"
 S=$WORK/stores
 mkdir -p "$S"
-if [[ $TMPFS == 1 ]]; then mount -t tmpfs tmpfs "$S"; fi
+case $FS in
+tmpfs) mount -t tmpfs tmpfs "$S" ;;
+ext4)
+    truncate -s 4G "$WORK/ext4.img"
+    mkfs.ext4 -q -F "$WORK/ext4.img"
+    mount -o loop "$WORK/ext4.img" "$S"
+    ;;
+esac
 echo "fs=$(findmnt -no FSTYPE -T "$S") ($(df -h --output=pcent "$S" | tail -1 | tr -d ' ') full)" >>"$WORK/facts"
 export NSCHAIN_DATA_DIR=$S/ns NSCHAIN_RUN_DIR=$S/nsrun
 pod=(podman --root "$S/pod" --runroot "$S/podrun" --storage-driver overlay --events-backend none)
