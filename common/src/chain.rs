@@ -536,7 +536,7 @@ pub fn names() -> Vec<String> {
 /// Removes a chain's registration when none of its namespaces is alive; true if removed. A
 /// detached chain's (its status and log) is kept until `nsps rm` ([`remove_if_stale`]).
 pub fn prune_if_stale(name: &str) -> bool {
-    is_stale(name) && !is_kept(name) && fs::remove_dir_all(dir(name)).is_ok()
+    is_stale(name) && !has_status(name) && fs::remove_dir_all(dir(name)).is_ok()
 }
 
 /// Removes a chain's registration, its status and log included, once it has ended; true if
@@ -595,14 +595,21 @@ pub fn unregister(name: &str, ended: &[u32]) {
     let others = live_records(name)
         .into_iter()
         .any(|r| !ended.contains(&r.pid));
-    if !others && !is_kept(name) {
+    if !others && !has_status(name) {
         let _ = fs::remove_dir_all(dir(name));
     }
 }
 
-/// Whether a chain ended but keeps what `nsps` shows of it: the status and log of a detached
-/// chain.
+/// Whether a chain ended but keeps what `nsps` shows of it, its name included: the status and
+/// log of a detached chain.
 pub fn is_kept(name: &str) -> bool {
+    has_status(name) && !crate::supervisor::read_status(name).is_some_and(|s| s.foreground)
+}
+
+/// Whether a chain has a recorded status: a detached chain's, or the one recorded for a named
+/// foreground chain (shown by `nsps --all` and `nsps wait` until `nsps rm` or the name's
+/// reuse, which it does not block).
+pub fn has_status(name: &str) -> bool {
     dir(name).join(crate::supervisor::STATUS_FILE).exists()
 }
 

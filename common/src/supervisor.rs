@@ -63,6 +63,10 @@ pub struct Status {
     /// Killed by the OOM killer: set by whoever learns it (the memory cgroup's events).
     #[serde(default)]
     pub oom_killed: bool,
+    /// Recorded for a foreground chain ([`record_foreground_exit`]): it keeps no log, and its
+    /// name may be reused at once.
+    #[serde(default)]
+    pub foreground: bool,
     /// Unix time of the start and of the end, in seconds.
     pub started: u64,
     /// Unix time of the end, once exited.
@@ -119,6 +123,7 @@ pub fn record_foreground_exit(name: &str, pid: u32, code: u8) {
         exit_code: Some(code),
         signal: None,
         oom_killed: false,
+        foreground: true,
         started: chain::meta(name).map_or(0, |m| m.created),
         finished: Some(now()),
     };
@@ -399,6 +404,7 @@ impl Watch {
             exit_code: None,
             signal: None,
             oom_killed: false,
+            foreground: false,
             started: now(),
             finished: None,
         };
@@ -660,6 +666,7 @@ mod tests {
             exit_code: code,
             signal: signal.map(str::to_owned),
             oom_killed: oom,
+            foreground: false,
             started: 0,
             finished: None,
         }

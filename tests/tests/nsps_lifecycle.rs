@@ -389,6 +389,11 @@ fn wait_returns_the_status_of_a_foreground_chain() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(raw(&out), "7\n");
     assert!(row(s, true, "seven").unwrap().ends_with("exited 7"));
+    // The recorded status does not hold the name (a detached chain's log does).
+    let out =
+        run(tool("utsns", s).args(["--name", "seven", "--", "pidns", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(nsps(s, &["wait", "seven"]).status.code(), Some(3));
 
     // Killed from another shell while `nsps wait` waits: 137 both for the caller and for it.
     let mut fg = tool("pidns", s)

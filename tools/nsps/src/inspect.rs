@@ -160,7 +160,7 @@ pub fn status_text(name: &str, running: bool) -> String {
 pub fn stopped() -> Vec<Container> {
     let mut names: Vec<String> = chain::names()
         .into_iter()
-        .filter(|n| chain::has_ended(n) && chain::is_kept(n))
+        .filter(|n| chain::has_ended(n) && chain::has_status(n))
         .collect();
     for layer in layer_dirs() {
         let Ok(entries) = fs::read_dir(layer) else {
@@ -181,7 +181,7 @@ pub fn stopped() -> Vec<Container> {
 /// One chain, running or stopped but kept (`nsps NAME`).
 pub fn running_or_kept(name: &str) -> Result<Container, Fatal> {
     match container(name) {
-        Err(_) if chain::is_kept(name) && chain::has_ended(name) => Ok(stopped_one(name)),
+        Err(_) if chain::has_status(name) && chain::has_ended(name) => Ok(stopped_one(name)),
         found => found,
     }
 }
