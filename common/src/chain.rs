@@ -160,10 +160,13 @@ fn check_free(name: &str) -> Result<(), Fatal> {
 }
 
 /// A fresh name for an unnamed chain, `<tool>-<6 hex digits>`, not registered by any chain.
-/// Generated registrations of chains that have ended are pruned first: without `--name`
-/// nobody would reuse (and so clean) them.
+/// Generated registrations of chains that have ended are pruned here once there are many
+/// (without `--name` nobody would reuse, and so clean, them; `nsps` prunes what it lists):
+/// a start among few registrations scans nothing.
 fn generate(tool: &str) -> Naming {
-    prune_generated();
+    if crowded() {
+        prune_generated();
+    }
     let mut name = format!("{tool}-{}", random_hex());
     for _ in 0..8 {
         if !dir(&name).exists() {
@@ -189,6 +192,16 @@ fn random_hex() -> String {
             .unwrap_or_default();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How many registrations may gather before a start prunes the generated ones of ended chains.
+const PRUNE_AT: u64 = 32;
+
+/// Whether the chains directory holds more than [`PRUNE_AT`] registrations, read from its link
+/// count (2 + its subdirectories; a filesystem that does not count them, as btrfs, says 1:
+/// then every start prunes).
+fn crowded() -> bool {
+    fs::metadata(chains_dir()).is_ok_and(|m| m.nlink() < 2 || m.nlink() > 2 + PRUNE_AT)
 }
 
 /// Removes the registrations of generated names whose chain has ended: no live record and
@@ -230,8 +243,15 @@ pub fn export(naming: &Naming) {
 
 /// Creates the chain's registration directory (first link only) and exports the name.
 pub fn claim(naming: &Naming) -> Result<(), Fatal> {
+    claim_with(naming, None).map(|_| ())
+}
+
+/// [`claim`], with the first link's own record written into the new directory before it
+/// appears (one directory made and renamed, two small files, nothing renamed over): true if
+/// `record` was registered so, false when this link does not claim (register it yourself).
+pub fn claim_with(naming: &Naming, record: Option<&Record>) -> Result<bool, Fatal> {
     if !naming.first {
-        return Ok(());
+        return Ok(false);
     }
     let chains = chains_dir();
     state::ensure_dir(&chains, 0o755).map_err(|e| inner_root_hint(e.into()))?;
@@ -240,7 +260,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
         if rename_registration(old, &naming.name)? {
             write_json(&dir.join(META), &new_meta(naming))?;
             export(naming);
-            return Ok(());
+            return Ok(false);
         }
     }
     // Made under a hidden name with its chain.json, then renamed: a registration without
@@ -250,7 +270,13 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     fs::create_dir(&tmp)
         .with_context(|| format!("unable to create {}", tmp.display()))
         .map_err(|e| inner_root_hint(e.into()))?;
-    let placed = write_json(&tmp.join(META), &new_meta(naming))
+    // Nobody reads a hidden directory: its files are written in place, not renamed.
+    let record_file = record.map(|r| (tmp.join(format!("{}.json", r.ns.kind)), r));
+    let placed = write_new(&tmp.join(META), &new_meta(naming))
+        .and_then(|()| match &record_file {
+            Some((path, record)) => write_new(path, record),
+            None => Ok(()),
+        })
         .map_err(Fatal::from)
         .and_then(|()| place(&tmp, &naming.name));
     if placed.is_err() {
@@ -258,7 +284,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     }
     placed?;
     export(naming);
-    Ok(())
+    Ok(record.is_some())
 }
 
 /// Renames a new registration to its name; an existing one is replaced only if its chain has
@@ -412,6 +438,12 @@ fn checked_write(name: &str, path: &std::path::Path, value: &impl Serialize) -> 
         written => written
             .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}"))),
     }
+}
+
+/// Writes a file no reader can see yet (in a hidden directory): one write, no rename.
+fn write_new(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
+    fs::write(path, serde_json::to_vec(value)?)
+        .with_context(|| format!("unable to write {}", path.display()))
 }
 
 fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {

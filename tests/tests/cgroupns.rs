@@ -697,7 +697,7 @@ fn runtime_bad_values_leave_nothing_behind() {
     let before = audit::snapshot(state.path(), None);
     let before_cgroups = all_chain_cgroups();
     for args in [
-        &["--memory", "64m", "--cgroup-parent", "/no-such-parent"][..],
+        &["--memory", "64m", "--cgroup-parent", "cgroup.procs/x"][..],
         &["--cpuset", "4095"],
         &["--memory", "64m", "--join", "/proc/self/ns/cgroup"],
     ] {
@@ -957,7 +957,7 @@ fn info_fd_pin_and_join_follow_the_contract() {
 }
 
 #[test]
-fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_parent() {
+fn cgroup_parent_is_made_where_missing_in_every_hierarchy_and_left_in_place_as_docker() {
     if !need::root() {
         return;
     }
@@ -965,37 +965,23 @@ fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_paren
     let layout = Layout::detect().unwrap();
     let parent = unique("parent");
     let used = ["memory", "pids", "cpu", "cpuacct", "freezer"];
-    let parents: Vec<PathBuf> = layout
+    let tops: Vec<PathBuf> = layout
         .hierarchies
         .iter()
         .filter(|h| h.version == Version::V2 || used.iter().any(|c| h.has(c)))
         .map(|h| h.own_dir().join(&parent))
         .collect();
-    // Missing in some hierarchy: refused, nothing made.
-    std::fs::create_dir(&parents[0]).unwrap();
-    let out = run(&mut cgroupns(
-        state.path(),
-        &[
-            "--cgroup-parent",
-            &parent,
-            "--pids-limit",
-            "7",
-            "--",
-            "true",
-        ],
-    ));
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
-    for p in &parents[1..] {
-        std::fs::create_dir(p).unwrap();
-    }
+    // Two levels, existing in one hierarchy only: made in the others (as docker does).
+    std::fs::create_dir_all(tops[0].join("jobs")).unwrap();
+    assert!(!tops[1].exists());
     let name = unique("child");
-    let pids_parent = layout.find("pids").unwrap().own_dir().join(&parent);
+    let nested = format!("{parent}/jobs");
+    let pids_parent = layout.find("pids").unwrap().own_dir().join(&nested);
     let shown = ok(&mut cgroupns(
         state.path(),
         &[
             "--cgroup-parent",
-            &parent,
+            &nested,
             "--pids-limit",
             "7",
             "--name",
@@ -1011,9 +997,15 @@ fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_paren
     ));
     assert_eq!(shown.trim(), "7");
     assert_gone(&name);
-    for p in &parents {
-        assert!(p.is_dir(), "the parent {} was removed", p.display());
-        std::fs::remove_dir(p).unwrap();
+    // The parent stays, in every hierarchy, for the next chain (docker leaves it too).
+    for top in &tops {
+        assert!(
+            top.join("jobs").is_dir(),
+            "{} missing",
+            top.join("jobs").display()
+        );
+        std::fs::remove_dir(top.join("jobs")).unwrap();
+        std::fs::remove_dir(top).unwrap();
     }
 }
 
