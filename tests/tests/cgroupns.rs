@@ -343,6 +343,36 @@ fn the_cgroup_is_gone_after_a_normal_exit_in_every_hierarchy() {
 }
 
 #[test]
+fn the_chains_stderr_is_released_at_its_end_not_after_the_cleanup() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let name = unique("stderr");
+    let memory = dir_in("memory", &name);
+    // The container leaves a child cgroup behind: the removal waits for it (up to 5 s).
+    let sub = memory.join("sub");
+    let out = run(&mut cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--name",
+            &name,
+            "--",
+            "mkdir",
+            &sub.display().to_string(),
+        ],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Our pipes saw their end while the watcher still waits to remove the cgroup: once the
+    // child goes, it finishes the removal (had it held stderr, it would have given up).
+    assert!(memory.is_dir(), "removed before the child cgroup went");
+    std::fs::remove_dir(&sub).unwrap();
+    assert_gone(&name);
+}
+
+#[test]
 fn the_cgroup_and_what_is_left_in_it_go_after_sigkill_of_the_first_link() {
     if !need::root() {
         return;
