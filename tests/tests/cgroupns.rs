@@ -791,6 +791,16 @@ fn nsps_shows_the_limits_and_usage_and_nsps_exec_is_bounded_by_them() {
     assert_eq!(json["cgroup"]["limits"]["memory"], 64 << 20);
     assert_eq!(json["cgroup"]["usage"]["pids_limit"], 12);
     assert!(json["cgroup"]["usage"]["memory_bytes"].as_u64().unwrap() > 0);
+    // COMMAND counts against the limit, nsps waiting for it does not: 3 + cat.
+    let current = dir_in("pids", &name).join("pids.current");
+    let counted = ok(tool("nsps", state.path()).args([
+        "exec",
+        &name,
+        "--",
+        "cat",
+        &current.display().to_string(),
+    ]));
+    assert_eq!(counted.trim(), "4", "the waiting nsps counted");
     // nsps exec joins the cgroup: its command sees the chain's cgroup as its root and cannot
     // fork past the chain's limit (the host could).
     let script = "cat /proc/self/cgroup; for i in $(seq 20); do sleep 2 & done; wait";
