@@ -109,6 +109,7 @@ echo "==records=="; ls "$NSCHAIN_RUN_DIR/chains/$name"
 kill $chain; wait $chain || true
 echo "==ended=="; utsns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 ipcns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
+echo "==recycled=="; netns -- sh -c 'ls "$NSCHAIN_RUN_DIR"/chains/*/; nsps | tail -n +2 | wc -l'
 echo "==nsps=="; nsps; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
 "#,
@@ -123,6 +124,9 @@ echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
     );
     // Each ended one is pruned by the next: never more than the last one's stays.
     assert_eq!(section(&out, "ended"), "1\n1", "{out}");
+    // The next unnamed chain takes over an ended one's registration (no inode made or freed):
+    // it holds only the new chain's records, and nsps lists that chain alone.
+    assert_eq!(section(&out, "recycled"), "chain.json\nnet.json\n1", "{out}");
     assert_eq!(section(&out, "nsps").lines().last(), Some("0"), "{out}");
 }
 
