@@ -126,7 +126,11 @@ echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
     assert_eq!(section(&out, "ended"), "1\n1", "{out}");
     // The next unnamed chain takes over an ended one's registration (no inode made or freed):
     // it holds only the new chain's records, and nsps lists that chain alone.
-    assert_eq!(section(&out, "recycled"), "chain.json\nnet.json\n1", "{out}");
+    assert_eq!(
+        section(&out, "recycled"),
+        "chain.json\nnet.json\n1",
+        "{out}"
+    );
     assert_eq!(section(&out, "nsps").lines().last(), Some("0"), "{out}");
 }
 
