@@ -176,6 +176,12 @@ impl Link {
             // directory cannot hold a live record of the kind it joins).
             let with_claim = deferred.is_none().then_some(&record);
             let registered = chain::claim_with(naming, with_claim).and_then(|done| {
+                if let (Some(pending), Some(old)) = (deferred, &naming.replaces) {
+                    // The registration was renamed: what earlier links queued moves with it.
+                    for (name, _) in pending.borrow_mut().iter_mut().filter(|(n, _)| n == old) {
+                        name.clone_from(&naming.name);
+                    }
+                }
                 // Joining a namespace the chain already registered (docker exec) must not
                 // replace the record of the process that holds it.
                 if done || (self.is_join() && chain::has_live_record(&naming.name, self.kind)) {
