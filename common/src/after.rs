@@ -48,6 +48,15 @@ enum AfterRequest {
     /// `pid` (host numbering), a child of the sender, which exits next; the supervisor
     /// (its subreaper) waits for it instead of a monitor of pidns's own.
     Adopt(Adoption),
+    /// Remove the cgroup `RUN/cgroupns/NAME.json` records once the container has ended
+    /// (cgroupns with limits under the chain's supervisor; `limit`: `--memory` as shown in
+    /// the OOM warning).
+    RemoveCgroup {
+        /// The record's name (`nschain-CHAIN`).
+        name: String,
+        /// `--memory` as given and in bytes, for the warning.
+        limit: Option<String>,
+    },
 }
 
 /// What pidns hands the chain's supervisor with the container's first process.
@@ -88,6 +97,7 @@ impl Offer {
             Listener {
                 ours: self.ours,
                 pending: Vec::new(),
+                cgroups: Vec::new(),
             },
             self.theirs.into_fd(),
         )
@@ -98,6 +108,7 @@ impl Offer {
         Listener {
             ours: self.ours,
             pending: Vec::new(),
+            cgroups: Vec::new(),
         }
     }
 }
@@ -109,6 +120,8 @@ pub struct Listener {
     /// Removal requests read while the container ran (with the mark's lock, if sent),
     /// carried out at its end.
     pending: Vec<(PathBuf, Vec<OwnedFd>)>,
+    /// Cgroups to remove at the end (name, limit).
+    cgroups: Vec<(String, Option<String>)>,
 }
 
 /// What [`Listener::read_message`] read.
@@ -147,6 +160,10 @@ impl Listener {
                 Message::Other
             }
             Ok(Some((AfterRequest::Adopt(adoption), _))) => Message::Adopt(adoption),
+            Ok(Some((AfterRequest::RemoveCgroup { name, limit }, _))) => {
+                self.cgroups.push((name, limit));
+                Message::Other
+            }
             Ok(None) => Message::Closed,
             Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Message::Nothing,
             Err(RecvError::Io(_)) => Message::Closed,
@@ -169,14 +186,14 @@ impl Listener {
 
     /// Once the container has ended: carries out every request it made (those queued; the
     /// senders are gone or about to be).
-    pub fn run_requests(self) {
+    pub fn run_requests(mut self) {
         if let Err(e) = self.ours.set_nonblocking() {
             report::warning(format_args!(
                 "unable to read the requests of later links: {e}"
             ));
             return;
         }
-        let mut requests = self.pending.into_iter();
+        let mut requests = std::mem::take(&mut self.pending).into_iter();
         loop {
             let queued = requests
                 .next()
@@ -184,6 +201,10 @@ impl Listener {
             let next = queued.unwrap_or_else(|| self.ours.recv_with_fds::<AfterRequest>());
             let (dir, lock) = match next {
                 Ok(Some((AfterRequest::Remove(dir), lock))) => (dir, lock),
+                Ok(Some((AfterRequest::RemoveCgroup { name, limit }, _))) => {
+                    self.cgroups.push((name, limit));
+                    continue;
+                }
                 Ok(Some((AfterRequest::Terminal | AfterRequest::Adopt(_), _))) => continue,
                 Ok(None) => break,
                 Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -195,6 +216,9 @@ impl Listener {
             remove_requested(&dir);
             // Released only once the layer is gone.
             drop(lock);
+        }
+        for (name, limit) in &self.cgroups {
+            crate::cgroupfs::collect_recorded(name, limit.as_deref());
         }
     }
 }
@@ -241,6 +265,15 @@ pub fn send_terminal(after: &Channel, master: std::os::fd::BorrowedFd<'_>) -> io
 /// Hands the chain's supervisor the container's first process (pidns, before it exits).
 pub fn send_adoption(after: &Channel, adoption: &Adoption) -> io::Result<()> {
     after.send(&AfterRequest::Adopt(adoption.clone()))
+}
+
+/// Asks the chain's supervisor to remove a chain's cgroup (recorded as `name` in
+/// `RUN/cgroupns`) once the container has ended.
+pub fn request_cgroup_removal(after: &Channel, name: &str, limit: Option<&str>) -> io::Result<()> {
+    after.send(&AfterRequest::RemoveCgroup {
+        name: name.to_owned(),
+        limit: limit.map(str::to_owned),
+    })
 }
 
 /// Asks the waiting link to remove `dir` (marked with [`REMOVABLE_MARK`]) once the container

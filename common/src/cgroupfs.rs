@@ -485,6 +485,48 @@ fn freeze(dir: &Path, state: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes a chain's cgroup as cgroupns's record `RUN/cgroupns/NAME.json` names it (its
+/// `cgroup` and `chain` fields), for the chain's supervisor (crate::sup) once the container
+/// has ended: marks a named chain's status OOM-killed first if the OOM killer struck, kills
+/// what is left, removes the directories and the record, then warns with `limit` (`--memory`
+/// as shown). cgroupns's own watcher does the same for a chain without a supervisor.
+pub fn collect_recorded(name: &str, limit: Option<&str>) {
+    let path = crate::state::run_dir()
+        .join("cgroupns")
+        .join(format!("{name}.json"));
+    let Some(record) = fs::read(&path)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+    else {
+        return;
+    };
+    let Ok(cgroup) = serde_json::from_value::<Cgroup>(record["cgroup"].clone()) else {
+        return;
+    };
+    let oom = cgroup.usage().oom_kills.unwrap_or(0);
+    if let (true, Some(chain)) = (oom > 0, record["chain"].as_str()) {
+        crate::supervisor::record_oom_kill(chain);
+    }
+    let patience = Duration::from_secs(5);
+    let collected = crate::debug::step(format_args!("collect cgroup {name}"), || {
+        cgroup.kill(patience)?;
+        cgroup.remove(patience)
+    });
+    match collected {
+        Ok(()) => {
+            let _ = fs::remove_file(&path);
+        }
+        Err(e) => crate::report::warning(format_args!("unable to remove the cgroup {name}: {e:#}")),
+    }
+    if oom > 0 {
+        crate::report::warning(format_args!(
+            "the container ran out of memory: the OOM killer killed {oom} process{} at --memory {}",
+            if oom == 1 { "" } else { "es" },
+            limit.unwrap_or("its limit")
+        ));
+    }
+}
+
 /// A human size: `64.0 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -275,26 +275,22 @@ impl Supervisor {
         }
     }
 
-    /// After the container: the layers handed over, then the status and registration of a
-    /// named chain that pidns handed over.
+    /// After the container: the status of a named chain that pidns handed over (first, so
+    /// that an OOM kill learnt below marks it), the layers and cgroups handed over, the
+    /// registration.
     pub fn finish(self, ended: &Ended, adopted: Option<&Adoption>) {
-        self.listener.run_requests();
-        let Some(adoption) = adopted else {
-            return;
-        };
-        let Some((name, generated)) = &adoption.name else {
-            return;
-        };
-        if !generated && chain::meta(name).is_some() {
-            crate::supervisor::record_foreground_exit(name, adoption.pid, ended.code);
+        let named = adopted.and_then(|a| a.name.as_ref().map(|n| (a.pid, n)));
+        if let Some((pid, (name, false))) = named {
+            if chain::meta(name).is_some() {
+                crate::supervisor::record_foreground_exit(name, pid, ended.code);
+            }
         }
-        let ended_pids = [
-            crate::procfs::own_pid(),
-            adoption.pid,
-            self.child.as_raw() as u32,
-        ];
-        chain::unregister(name, &ended_pids);
-        debug::note(format_args!("supervisor: chain {name} done"));
+        self.listener.run_requests();
+        if let Some((pid, (name, _))) = named {
+            let ended_pids = [crate::procfs::own_pid(), pid, self.child.as_raw() as u32];
+            chain::unregister(name, &ended_pids);
+            debug::note(format_args!("supervisor: chain {name} done"));
+        }
     }
 }
 

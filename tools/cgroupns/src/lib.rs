@@ -151,7 +151,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let link = Link::prepare(cx, Namespace::Cgroup, &args.ns)?;
     let mut extra = Map::new();
     let placed = if wants_cgroup {
-        let (placed, info) = make_cgroup(&args, &limits, &link)?;
+        let (placed, info) = make_cgroup(&args, &limits, &link, cx)?;
         extra.insert("cgroup".into(), info);
         Some(placed)
     } else {
@@ -175,6 +175,7 @@ fn make_cgroup(
     args: &Args,
     limits: &Limits,
     link: &Link,
+    cx: &mut Context,
 ) -> Result<((place::Placed, String), serde_json::Value), Fatal> {
     place::check_cpuset(limits)?;
     if place::after_pidns() {
@@ -225,7 +226,7 @@ fn make_cgroup(
         chain: link.naming().map(|naming| naming.name.clone()),
     };
     record.write(&name)?;
-    let watcher = match watch::Watcher::spawn() {
+    let watcher = match watch::Watcher::supervisor(cx).map_or_else(watch::Watcher::spawn, Ok) {
         Ok(w) => w,
         Err(e) => {
             watch::forget(&name);
@@ -246,7 +247,7 @@ fn make_cgroup(
         ..record
     }
     .write(&name)
-    .and_then(|()| watcher.go(&name));
+    .and_then(|()| watcher.go(&name, limit_text(args).as_deref()));
     if let Err(e) = handed {
         placed.undo();
         watch::forget(&name);
@@ -259,6 +260,15 @@ fn make_cgroup(
         "limits": limits.to_json(),
     });
     Ok(((placed, name), info))
+}
+
+/// `--memory` as the OOM warning shows it: as given, and in bytes.
+fn limit_text(args: &Args) -> Option<String> {
+    let given = args.memory.as_ref()?.to_string();
+    let bytes = limits::Size::parse(&given)
+        .map(|s| format!(" ({})", common::cgroupfs::human_bytes(s.0)))
+        .unwrap_or_default();
+    Some(format!("{given}{bytes}"))
 }
 
 /// The layout as the registration names it.

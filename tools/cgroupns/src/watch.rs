@@ -140,10 +140,12 @@ pub fn gc_main(args: &GcArgs) -> Result<Status, Fatal> {
 }
 
 /// The parent's end of a watcher: tells it which cgroup to watch, or (dropped unsent) that
-/// the setup failed.
+/// the setup failed. Under the chain's supervisor (common::sup) no watcher is spawned: the
+/// supervisor, outside the cgroup, is told instead and removes it once the container ended.
 #[derive(Debug)]
 pub struct Watcher {
     channel: Channel,
+    supervisor: bool,
 }
 
 /// What the watcher is told: the cgroup (its record's name) to remove.
@@ -159,8 +161,29 @@ impl Watcher {
             .map_err(|e| Fatal::from(e.context("unable to start the cleanup watcher")))
     }
 
-    /// Hands the cgroup over: the watcher removes it when this process is gone.
-    pub fn go(self, name: &str) -> Result<(), Fatal> {
+    /// The chain's supervisor's socket (a copy of the hand-down's), when it is this
+    /// process's parent.
+    pub fn supervisor(cx: &mut common::Context) -> Option<Watcher> {
+        common::sup::supervisor_parent()?;
+        let handdown = cx.handdown();
+        let channel = common::after::take(handdown.after.take())?;
+        if let Ok(copy) = channel.as_fd().try_clone_to_owned() {
+            handdown.after = common::handdown::Slot::Made(copy);
+        }
+        Some(Watcher {
+            channel,
+            supervisor: true,
+        })
+    }
+
+    /// Hands the cgroup over: the watcher (or the supervisor) removes it when this process
+    /// (or the container) is gone. `limit`: `--memory` as the OOM warning shows it.
+    pub fn go(self, name: &str, limit: Option<&str>) -> Result<(), Fatal> {
+        if self.supervisor {
+            common::after::request_cgroup_removal(&self.channel, name, limit)
+                .context("unable to hand the cgroup to the chain's supervisor")?;
+            return Ok(());
+        }
         self.channel
             .send(&Go {
                 name: name.to_owned(),
@@ -189,7 +212,10 @@ fn spawn_watcher() -> anyhow::Result<Watcher> {
     ];
     common::detached::spawn(c"/proc/self/exe", &argv, &fds, true)
         .context("unable to spawn cgroupns gc --watch")?;
-    Ok(Watcher { channel: ours })
+    Ok(Watcher {
+        channel: ours,
+        supervisor: false,
+    })
 }
 
 /// `cgroupns gc --watch`: the watcher's life.
