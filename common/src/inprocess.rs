@@ -169,8 +169,9 @@ fn userns_inode() -> u64 {
 /// ([`CapSets::after_execve`]): a link that changed its credentials (userns) may then hand
 /// off in process. `Err` says what would change.
 pub fn execve_keeps_capabilities() -> Result<(), String> {
-    exec_state::single_threaded_without_seccomp()?;
-    let now = CapSets::current()?;
+    let status = exec_state::own_status()?;
+    exec_state::single_threaded_without_seccomp(&status)?;
+    let now = CapSets::current(&status)?;
     let after = now.after_execve(nix::unistd::geteuid().is_root());
     match after == now {
         true => Ok(()),
@@ -261,8 +262,9 @@ impl Plan {
                 "the program is not readable (exec would make the process undumpable)".into(),
             );
         }
-        exec_state::single_threaded_without_seccomp()?;
-        let caps = exec_state::ExecCaps::compute()?;
+        let status = exec_state::own_status()?;
+        exec_state::single_threaded_without_seccomp(&status)?;
+        let caps = exec_state::ExecCaps::compute(&status)?;
         let base = Path::new(program)
             .file_name()
             .unwrap_or(program)

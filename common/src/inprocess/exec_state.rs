@@ -35,14 +35,20 @@ fn status_field(status: &str, field: &str) -> Option<String> {
 
 const SECBIT_KEEP_CAPS: libc::c_int = 1 << 4;
 
+/// This process's /proc/self/status, read once per hand-off (each read costs the kernel a
+/// walk of the whole task).
+pub fn own_status() -> Result<String, String> {
+    std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())
+}
+
 /// One thread (exec would kill the others), no seccomp filter, no securebits, and the same
 /// real, effective and saved ids (exec would change the dumpable flag and the capabilities).
-pub fn single_threaded_without_seccomp() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    if status_field(&status, "Threads").as_deref() != Some("1") {
+/// `status`: [`own_status`].
+pub fn single_threaded_without_seccomp(status: &str) -> Result<(), String> {
+    if status_field(status, "Threads").as_deref() != Some("1") {
         return Err("more than one thread".into());
     }
-    if status_field(&status, "Seccomp").as_deref() != Some("0") {
+    if status_field(status, "Seccomp").as_deref() != Some("0") {
         return Err("a seccomp filter is installed".into());
     }
     // SAFETY: PR_GET_SECUREBITS takes no pointer argument.
@@ -145,16 +151,21 @@ pub struct CapSets {
 }
 
 impl CapSets {
-    /// This process's sets now.
-    pub fn current() -> Result<CapSets, String> {
+    /// This process's sets now; `status`: [`own_status`] (the ambient and bounding sets).
+    pub fn current(status: &str) -> Result<CapSets, String> {
         let (effective, permitted, inheritable) =
             crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
+        let mask = |field: &str| {
+            status_field(status, field)
+                .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                .ok_or(format!("no {field} in /proc/self/status"))
+        };
         Ok(CapSets {
             effective,
             permitted,
             inheritable,
-            ambient: crate::procfs::capabilities("CapAmb").ok_or("no CapAmb")?,
-            bounding: crate::procfs::capabilities("CapBnd").ok_or("no CapBnd")?,
+            ambient: mask("CapAmb")?,
+            bounding: mask("CapBnd")?,
         })
     }
 
@@ -189,8 +200,8 @@ pub struct ExecCaps {
 impl ExecCaps {
     /// [`CapSets::after_execve`] for this process (root: euid 0 in its user namespace). `Err`
     /// when that is more than this process holds (exec may raise capabilities; this may not).
-    pub fn compute() -> Result<ExecCaps, String> {
-        let now = CapSets::current()?;
+    pub fn compute(status: &str) -> Result<ExecCaps, String> {
+        let now = CapSets::current(status)?;
         let after = now.after_execve(nix::unistd::geteuid().is_root());
         if after.permitted & !now.permitted != 0 {
             return Err(format!(
