@@ -66,7 +66,26 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         }
     }
     let made = Made(dir.clone());
-    let child = start_init(req, &config, process, &bundle, &tools, &dir)?;
+    let mut resources = config.linux.resources.clone().unwrap_or_default();
+    if !resources.devices.is_empty() {
+        let nodes = crate::devices::allow_rules(&config.linux.devices);
+        resources.devices.extend(nodes);
+    }
+    let placed = crate::cgroup::setup(config.linux.cgroups_path.as_deref(), &req.id, &resources)?;
+    let child = start_init(
+        req,
+        &config,
+        process,
+        &bundle,
+        &tools,
+        &dir,
+        placed.as_ref(),
+    );
+    if let (Err(_), Some(placed)) = (&child, &placed) {
+        crate::cgroup::kill_all(placed);
+        crate::cgroup::remove(placed);
+    }
+    let child = child?;
     std::mem::forget(made);
     Ok(child)
 }
@@ -87,6 +106,7 @@ fn start_init(
     bundle: &Path,
     tools: &Path,
     dir: &Path,
+    placed: Option<&crate::cgroup::Placed>,
 ) -> Result<Child, Fatal> {
     let fifo_path = dir.join("exec.fifo");
     // 0622: the payload's user, whoever it is, opens it for writing at the gate.
@@ -136,10 +156,11 @@ fn start_init(
         &process.rlimits,
         process.user.umask,
         process.oom_score_adj,
+        placed.map(crate::cgroup::procs_files).unwrap_or_default(),
     )?;
     drop(fifo_fd);
     drop(ready_fd);
-    match settle(req, config, bundle, dir, &mut child, ready_read) {
+    match settle(req, config, bundle, dir, &mut child, ready_read, placed) {
         Ok(()) => Ok(child),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
@@ -158,6 +179,7 @@ fn settle(
     dir: &Path,
     child: &mut Child,
     ready_read: OwnedFd,
+    placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
     let pid = child.id() as i32;
     let start_time = state::stat(pid).map_or(0, |(s, _)| s);
@@ -175,6 +197,7 @@ fn settle(
         annotations: config.annotations.clone(),
         ready: false,
         hooks: config.hooks.clone(),
+        cgroup: placed.cloned(),
     };
     state::save(dir, &record)?;
     // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
@@ -233,6 +256,7 @@ fn spawn(
     rlimits: &[Rlimit],
     umask: Option<u32>,
     oom: Option<i32>,
+    cgroup_procs: Vec<std::ffi::CString>,
 ) -> Result<Child, Fatal> {
     let limits: Vec<(i32, libc::rlimit)> = rlimits
         .iter()
@@ -259,6 +283,15 @@ fn spawn(
     // before the fork.
     unsafe {
         command.pre_exec(move || {
+            // Into the container's cgroup before the chain's first instruction, so that
+            // everything it forks is counted (runc moves its init the same way).
+            for file in &cgroup_procs {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
             for (res, lim) in &limits {
                 if libc::setrlimit(*res as libc::__rlimit_resource_t, lim) != 0 {
                     return Err(std::io::Error::last_os_error());

@@ -20,7 +20,9 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
     match c.status() {
         Status::Created => {}
         Status::Stopped => return Err(Fatal::new("cannot start a container that has stopped")),
-        Status::Running => return Err(Fatal::new("cannot start an already running container")),
+        Status::Running | Status::Paused => {
+            return Err(Fatal::new("cannot start an already running container"))
+        }
         Status::Creating => {
             return Err(Fatal::new(
                 "cannot start a container that is still being created",
@@ -70,15 +72,18 @@ fn pretty(value: &serde_json::Value) -> String {
 }
 
 /// Sends a signal to the init (created or running only, as the spec says).
-pub fn kill(root: &Path, id: &str, sig: &str, _all: bool) -> Result<(), Fatal> {
+pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), Fatal> {
     let c = Container::load(root, id)?;
     let signo = signal::parse(sig)?;
     match c.status() {
-        Status::Created | Status::Running => {}
+        Status::Created | Status::Running | Status::Paused => {}
         _ => return Err(Fatal::new("container not running")),
     }
+    if all {
+        return crate::cgroup::signal_all(&c, signo);
+    }
     // With a pid namespace the init is pidns's monitor: it forwards what it can catch, and a
-    // SIGKILL of it kills the whole namespace (--all is therefore the same signal).
+    // SIGKILL of it kills the whole namespace.
     // SAFETY: kill(2) on the recorded pid, checked against its start time just above.
     let rc = unsafe { libc::kill(c.record.pid, signo) };
     nix::errno::Errno::result(rc)
@@ -105,6 +110,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
                 status.as_str()
             )));
         }
+        if let Some(placed) = &c.record.cgroup {
+            // Thawed first: a frozen init cannot die.
+            crate::cgroup::kill_all(placed);
+        }
         // SAFETY: kill(2) on the recorded pid, checked against its start time by status().
         unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -114,6 +123,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
     }
     if let Err(e) = hooks::run("poststop", &c.record.hooks.poststop, &c.state_json()) {
         common::report::warning(e.message());
+    }
+    if let Some(placed) = &c.record.cgroup {
+        // What the init left behind goes with it, then the cgroup nsoci made.
+        crate::cgroup::kill_all(placed);
+        crate::cgroup::remove(placed);
     }
     std::fs::remove_dir_all(&c.dir).map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context(format!("unable to remove {}", c.dir.display()))
