@@ -151,7 +151,8 @@ pub struct CapSets {
 }
 
 impl CapSets {
-    /// This process's sets now; `status`: [`own_status`] (the ambient and bounding sets).
+    /// This process's sets now; `status`: this process's /proc/self/status (for the ambient
+    /// and bounding sets).
     pub fn current(status: &str) -> Result<CapSets, String> {
         let (effective, permitted, inheritable) =
             crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
