@@ -125,8 +125,11 @@ pub struct Args {
 const CAPS_CHANGE: &str = "execve would change the capabilities userns leaves";
 
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
-    // The credentials change below: every record is written now, with the caller's.
-    cx.register_at_once()?;
+    if !keeps_host_ids(&args) {
+        // The later links run as other host ids: every record is written now, with the
+        // caller's.
+        cx.register_at_once()?;
+    }
     let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
     // new namespace and would otherwise pick rootless defaults.
@@ -214,6 +217,18 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     cx.handdown().idmap = trees.hand_down();
     cx.hold(lease);
     Ok(Next::Exec(args.command.command))
+}
+
+/// Whether the ids inside are the caller's own on the host: root inside is the caller (a
+/// self map, the default). The later links then write their records as the caller, and the
+/// chain's records can still be written once, together.
+fn keeps_host_ids(args: &Args) -> bool {
+    args.ns.join.is_none()
+        && !args.map_auto
+        && args.map_users.is_empty()
+        && args.map_groups.is_empty()
+        && args.map_user.unwrap_or(0) == 0
+        && args.map_group.unwrap_or(0) == 0
 }
 
 /// `unshare(CLONE_NEWUSER)`, saying plainly when user namespaces are switched off.
