@@ -253,9 +253,12 @@ hf tool-userns "${ROW[@]}" "unshare -Ur true (uid 65534)" "${NOBODY[*]} unshare 
     "setpriv alone (uid 65534)" "${NOBODY[*]} true"
 ROW=(); row tool-timens "timens true" "$BIN/timens true" timens
 row tool-timens "timens --boottime 1000 true" "$BIN/timens --boottime 1000 true" timens
+# --join registers nothing: the difference is what the chain's registration costs
+row tool-timens "timens --join (registers nothing)" "$BIN/timens --join /proc/self/ns/time true" timens
 hf tool-timens "${ROW[@]}" "unshare -T true" "unshare -T true" \
     "unshare -T --boottime 1000 true" "unshare -T --boottime 1000 true"
 ROW=(); row tool-cgroupns "cgroupns true" "$BIN/cgroupns true" cgroupns
+row tool-cgroupns "cgroupns --join (registers nothing)" "$BIN/cgroupns --join /proc/self/ns/cgroup true" cgroupns
 hf tool-cgroupns "${ROW[@]}" "unshare -C true" "unshare -C true"
 # the cost of limits: the chain's cgroup made in every hierarchy, the limits written, the
 # process moved in and its watcher spawned (the watcher removes the cgroup after each run, in
