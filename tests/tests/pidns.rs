@@ -1001,3 +1001,36 @@ fn a_named_container_is_registered_while_it_runs_and_unregistered_after() {
         audit::assert_nothing_left(&before, state.path(), None, &[]);
     }
 }
+
+/// COMMAND starts only once PID 1 has shed its root and capabilities: with the init's first
+/// shedding step held back 400 ms (strace delays its `fsopen`), COMMAND still finds PID 1
+/// holding only CAP_KILL and an empty root. Before the wait, COMMAND ran at once and saw the
+/// init with every capability and the caller's root behind /proc/1/root (a container with
+/// CAP_SYS_PTRACE could reach the host's files there).
+#[test]
+fn command_starts_only_after_the_init_has_shed() {
+    if !root() || !require(have("strace"), "strace (delay injection)") {
+        return;
+    }
+    let state = scratch();
+    let mut cmd = Command::new("strace");
+    with_env(&mut cmd, state.path());
+    cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsopen"])
+        .args(["-e", "inject=fsopen:delay_enter=400000"])
+        .arg(bin("pidns"))
+        .args([
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg("mount -t proc proc /proc; grep CapEff /proc/1/status; ls -A /proc/1/root | wc -l");
+    let out = run(&mut cmd);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    // The payload sees the init as it stays: CAP_KILL alone, an empty root.
+    assert_eq!(text, "CapEff:\t0000000000000020\n0", "{}", stderr(&out));
+}

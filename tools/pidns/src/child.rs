@@ -166,10 +166,23 @@ fn init(child: Child) -> ! {
             Fatal::from(e).context("unable to create a signalfd"),
         ),
     };
-    // SAFETY: single-threaded; the child only sets its process group and execs.
+    // COMMAND waits for PID 1 to shed its root, capabilities and dumpable flag: before that,
+    // a container process with CAP_SYS_PTRACE could reach the caller's files through
+    // /proc/1/root. The init closes its end once shed; COMMAND reads the EOF.
+    let (shed_wait, shed_done) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(pipe) => pipe,
+        Err(e) => fail(
+            &child.channel,
+            Fatal::from(e).context("unable to create a pipe"),
+        ),
+    };
+    // SAFETY: single-threaded; the child only waits, sets its process group and execs.
     let payload = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(signalfd);
+            drop(shed_done);
+            wait_for_eof(&shed_wait);
+            drop(shed_wait);
             command(child)
         }
         Ok(ForkResult::Parent { child }) => child,
@@ -188,13 +201,27 @@ fn init(child: Child) -> ! {
         payload
     };
     drop(child);
+    drop(shed_wait);
     shed::shed();
+    drop(shed_done);
     let fd = signalfd.into_raw();
     shed::close_all_but(fd);
     for signal in signals::JOB_CONTROL {
         signals::ignore(signal);
     }
     serve(fd, payload, target)
+}
+
+/// Blocks until every writer of `pipe` has closed it (or it cannot be read).
+fn wait_for_eof(pipe: &OwnedFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(pipe), &mut byte) {
+            Ok(0) => return,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// The init's loop: no allocation, one read per signal.
