@@ -150,6 +150,11 @@ pub struct Args {
     #[arg(short = 't', long)]
     pub tty: bool,
 
+    /// Send the master of COMMAND's pty (made in the container's devpts) to the unix socket
+    /// at file descriptor FD, as runc does to its --console-socket (conmon, containerd)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd, conflicts_with = "tty")]
+    pub console_fd: Option<std::os::fd::RawFd>,
+
     /// Do not generate /etc/hostname, /etc/hosts and /etc/resolv.conf in a new root
     #[arg(long)]
     pub no_etc: bool,
@@ -537,6 +542,9 @@ fn prepare_entry(
             entry.waiter = Some(*proxy);
         }
         entry.tty = Some(link);
+    }
+    if let Some(fd) = args.console_fd {
+        entry.tty = Some(tty::console(fd)?);
     }
     entry.profile = seccomp_policy::build(seccomp, entry.capability_names())?;
     Ok(entry)
@@ -1077,7 +1085,7 @@ fn run_join(
         creds,
         notice: None,
         waiter: None,
-        tty: None,
+        tty: args.console_fd.map(tty::console).transpose()?,
         profile: None,
         gate,
     };
@@ -1088,6 +1096,7 @@ fn run_join(
     };
     entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
+    entry.groups.extend(&args.group_add);
     if guarded {
         // The same guard as the container's own processes (said when it started).
         setuid_guard::strip_caps(&mut entry);

@@ -27,10 +27,20 @@ pub struct Request {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// Where the terminal's master goes (process.terminal).
+    pub console_socket: Option<PathBuf>,
 }
 
-/// Creates the container; returns its init, a child of this process.
-pub fn create(req: &Request) -> Result<Child, Fatal> {
+/// A created container's first process.
+#[derive(Debug)]
+pub struct Init {
+    /// The container's PID 1 (the user's process once started): this process's child, or
+    /// an orphan given to it as a subreaper.
+    pub pid: i32,
+}
+
+/// Creates the container; returns its init.
+pub fn create(req: &Request) -> Result<Init, Fatal> {
     state::check_id(&req.id)?;
     let bundle = std::fs::canonicalize(&req.bundle).map_err(|e| {
         Fatal::from(anyhow::Error::from(e))
@@ -42,11 +52,7 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         .as_ref()
         .filter(|p| !p.args.is_empty())
         .ok_or_else(|| Fatal::new("config.json: process.args must not be empty"))?;
-    if process.terminal {
-        return Err(Fatal::new(
-            "process.terminal is not supported yet (no --console-socket): set it to false",
-        ));
-    }
+    let console = crate::exec::console(process.terminal, req.console_socket.as_deref())?;
     config.hooks.check()?;
     let tools = tools_dir()?;
     common::state::ensure_dir(&req.root, 0o711)
@@ -66,9 +72,10 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         }
     }
     let made = Made(dir.clone());
-    let child = start_init(req, &config, process, &bundle, &tools, &dir)?;
+    crate::pid1::become_subreaper()?;
+    let init = start_init(req, &config, process, (&bundle, &tools, &dir), console)?;
     std::mem::forget(made);
-    Ok(child)
+    Ok(init)
 }
 
 /// Removes the container's directory unless `create` got through.
@@ -84,10 +91,9 @@ fn start_init(
     req: &Request,
     config: &config::Config,
     process: &config::Process,
-    bundle: &Path,
-    tools: &Path,
-    dir: &Path,
-) -> Result<Child, Fatal> {
+    (bundle, tools, dir): (&Path, &Path, &Path),
+    console: Option<OwnedFd>,
+) -> Result<Init, Fatal> {
     let fifo_path = dir.join("exec.fifo");
     // 0622: the payload's user, whoever it is, opens it for writing at the gate.
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -105,8 +111,14 @@ fn start_init(
         .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
+    let status_fd = inheritable(status_write.into_raw_fd(), floor)?;
+    let console_fd = console
+        .map(|c| inheritable(c.into_raw_fd(), floor))
+        .transpose()?;
     let seccomp = match &config.linux.seccomp {
         Some(profile) => {
             let file = dir.join("seccomp.json");
@@ -125,6 +137,8 @@ fn start_init(
             bundle,
             ready_fd: ready_fd.as_raw_fd(),
             start_fifo: fifo_fd.as_raw_fd(),
+            status_fd: status_fd.as_raw_fd(),
+            console_fd: console_fd.as_ref().map(AsRawFd::as_raw_fd),
             preserve_fds: req.preserve_fds,
             no_new_keyring: req.no_new_keyring,
             seccomp,
@@ -137,14 +151,30 @@ fn start_init(
         process.user.umask,
         process.oom_score_adj,
     )?;
-    drop(fifo_fd);
-    drop(ready_fd);
-    match settle(req, config, bundle, dir, &mut child, ready_read) {
-        Ok(()) => Ok(child),
+    drop((fifo_fd, ready_fd, status_fd, console_fd));
+    let mut pid = child.id() as i32;
+    let pidns = config.linux.namespaces.iter().any(|n| n.kind == "pid");
+    let settled = settle(
+        req,
+        config,
+        bundle,
+        dir,
+        &mut child,
+        &mut pid,
+        pidns.then_some(status_read),
+        ready_read,
+    );
+    if pid != child.id() as i32 {
+        // pidns, which exits once PID 1 is on its way.
+        let _ = child.wait();
+    }
+    match settled {
+        Ok(()) => Ok(Init { pid }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
-            let _ = child.kill();
-            let _ = child.wait();
+            // SAFETY: kill(2) of the init this create started (a child, or an orphan it reaps).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = crate::pid1::wait(pid);
             Err(e)
         }
     }
@@ -157,13 +187,14 @@ fn settle(
     bundle: &Path,
     dir: &Path,
     child: &mut Child,
+    pid: &mut i32,
+    status_read: Option<OwnedFd>,
     ready_read: OwnedFd,
 ) -> Result<(), Fatal> {
-    let pid = child.id() as i32;
-    let start_time = state::stat(pid).map_or(0, |(s, _)| s);
+    let start_time = state::stat(*pid).map_or(0, |(s, _)| s);
     let mut record = Record {
         id: req.id.clone(),
-        pid,
+        pid: *pid,
         start_time,
         bundle: bundle.to_path_buf(),
         rootfs: config
@@ -177,15 +208,28 @@ fn settle(
         hooks: config.hooks.clone(),
     };
     state::save(dir, &record)?;
+    if let Some(pipe) = status_read {
+        if let Some(pid1) = crate::pid1::read_status(pipe) {
+            *pid = pid1;
+            record.pid = pid1;
+            record.start_time = state::stat(pid1).map_or(0, |(s, _)| s);
+            state::save(dir, &record)?;
+        }
+    }
     // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
     // Not up to EOF: pidns's monitor keeps its copy of the write end.
     let mut said = [0u8; 6];
     let mut pipe = std::fs::File::from(ready_read);
     if pipe.read_exact(&mut said).is_err() || &said != b"ready\n" {
-        let status = child
-            .wait()
-            .map(common::exit::shell_status)
-            .unwrap_or(common::exit::FAILURE);
+        let status = if *pid == child.id() as i32 {
+            child
+                .wait()
+                .map(common::exit::shell_status)
+                .unwrap_or(common::exit::FAILURE)
+        } else {
+            let _ = child.wait();
+            crate::pid1::wait(*pid)
+        };
         let code = if status == 0 {
             common::exit::FAILURE
         } else {
@@ -214,13 +258,13 @@ fn settle(
     // The spec: a failing hook stops the container, which is then deleted (by the caller).
     ran?;
     if let Some(path) = &req.pid_file {
-        write_pid_file(path, pid)?;
+        write_pid_file(path, *pid)?;
     }
     Ok(())
 }
 
 /// Moves `fd` to a number ≥ `floor` without close-on-exec: the chain inherits it.
-fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
+pub(crate) fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
     let moved = fcntl(fd, FcntlArg::F_DUPFD(floor))
         .map_err(|e| Fatal::from(e).context("unable to duplicate a descriptor"))?;
     let _ = nix::unistd::close(fd);
@@ -228,7 +272,7 @@ fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-fn spawn(
+pub(crate) fn spawn(
     argv: &[OsString],
     rlimits: &[Rlimit],
     umask: Option<u32>,
@@ -307,7 +351,7 @@ fn resource(name: &str) -> Result<i32, Fatal> {
 }
 
 /// The links are installed next to nsoci (`make install`, or cargo's target directory).
-fn tools_dir() -> Result<PathBuf, Fatal> {
+pub(crate) fn tools_dir() -> Result<PathBuf, Fatal> {
     let exe = std::env::current_exe().map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context("unable to find nsoci's own path")
     })?;
@@ -322,7 +366,7 @@ fn tools_dir() -> Result<PathBuf, Fatal> {
     Ok(dir)
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Fatal> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Fatal> {
     let tmp = path.with_extension("nsoci-tmp");
     std::fs::write(&tmp, pid.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))
