@@ -37,6 +37,7 @@ mod entry;
 mod env;
 mod etc_files;
 mod hide_state;
+mod hook_point;
 mod idmap;
 mod image;
 mod join;
@@ -238,6 +239,11 @@ pub struct Args {
     #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
     pub start_fifo: Option<std::os::fd::RawFd>,
 
+    /// With a new root: before pivot_root, write `pivot` to the socket at FD and wait for one
+    /// byte back (an OCI runtime runs its createRuntime and createContainer hooks then)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub hook_fd: Option<std::os::fd::RawFd>,
+
     /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
     /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
     #[arg(long, value_name = "PROFILE", value_parser = parse_seccomp)]
@@ -430,6 +436,7 @@ fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let handed = begin(cx)?;
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
+    let mut hook_point = hook_point::HookPoint::take(args.hook_fd)?;
     let mut args = args;
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
@@ -504,6 +511,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     link.finish(host_pid, extra)?;
 
+    hook_point.pass()?;
     enter_root(&args, root, container)?;
     drop(nodes);
     drop(sysfs);

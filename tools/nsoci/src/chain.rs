@@ -27,6 +27,8 @@ pub struct Inputs<'a> {
     pub status_fd: RawFd,
     /// A connected console socket for mntns `--console-fd` (process.terminal).
     pub console_fd: Option<RawFd>,
+    /// mntns `--hook-fd`: the stop before pivot_root for the hooks that run there.
+    pub hook_fd: Option<RawFd>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
     /// linux.seccomp, written to a file of the container's state for `mntns --seccomp`.
@@ -315,6 +317,9 @@ fn mntns_args(
     }
     if let Some(fd) = inp.console_fd {
         argv.extend(["--console-fd".into(), fd.to_string().into()]);
+    }
+    if let Some(fd) = inp.hook_fd {
+        argv.extend(["--hook-fd".into(), fd.to_string().into()]);
     }
     // OCI: no linux.seccomp, no filter (mntns's own default would be Docker's).
     match &inp.seccomp {

@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -116,6 +117,16 @@ fn start_init(
     let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
     let status_fd = inheritable(status_write.into_raw_fd(), floor)?;
+    let (hook_socket, hook_fd) = if config.hooks.before_pivot() {
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))?;
+        (
+            Some(ours),
+            Some(inheritable(OwnedFd::from(theirs).into_raw_fd(), floor)?),
+        )
+    } else {
+        (None, None)
+    };
     let console_fd = console
         .map(|c| inheritable(c.into_raw_fd(), floor))
         .transpose()?;
@@ -139,6 +150,7 @@ fn start_init(
             start_fifo: fifo_fd.as_raw_fd(),
             status_fd: status_fd.as_raw_fd(),
             console_fd: console_fd.as_ref().map(AsRawFd::as_raw_fd),
+            hook_fd: hook_fd.as_ref().map(AsRawFd::as_raw_fd),
             preserve_fds: req.preserve_fds,
             no_new_keyring: req.no_new_keyring,
             seccomp,
@@ -151,19 +163,15 @@ fn start_init(
         process.user.umask,
         process.oom_score_adj,
     )?;
-    drop((fifo_fd, ready_fd, status_fd, console_fd));
+    drop((fifo_fd, ready_fd, status_fd, console_fd, hook_fd));
     let mut pid = child.id() as i32;
     let pidns = config.linux.namespaces.iter().any(|n| n.kind == "pid");
-    let settled = settle(
-        req,
-        config,
-        bundle,
-        dir,
-        &mut child,
-        &mut pid,
-        pidns.then_some(status_read),
-        ready_read,
-    );
+    let pipes = Pipes {
+        status: pidns.then_some(status_read),
+        ready: ready_read,
+        hooks: hook_socket,
+    };
+    let settled = settle(req, config, bundle, dir, &mut child, &mut pid, pipes);
     if pid != child.id() as i32 {
         // pidns, which exits once PID 1 is on its way.
         let _ = child.wait();
@@ -180,7 +188,16 @@ fn start_init(
     }
 }
 
-/// After the spawn: the state, the wait for `ready`, the pid file, the create hooks.
+/// What the chain tells `create`: PID 1 (pidns's --status-fd), the stop before pivot_root
+/// (mntns --hook-fd), `ready` (mntns --ready-fd).
+struct Pipes {
+    status: Option<OwnedFd>,
+    ready: OwnedFd,
+    hooks: Option<UnixStream>,
+}
+
+/// After the spawn: the state, PID 1, the hooks before pivot_root, the wait for `ready`, the
+/// pid file.
 fn settle(
     req: &Request,
     config: &config::Config,
@@ -188,8 +205,7 @@ fn settle(
     dir: &Path,
     child: &mut Child,
     pid: &mut i32,
-    status_read: Option<OwnedFd>,
-    ready_read: OwnedFd,
+    pipes: Pipes,
 ) -> Result<(), Fatal> {
     let start_time = state::stat(*pid).map_or(0, |(s, _)| s);
     let mut record = Record {
@@ -208,7 +224,7 @@ fn settle(
         hooks: config.hooks.clone(),
     };
     state::save(dir, &record)?;
-    if let Some(pipe) = status_read {
+    if let Some(pipe) = pipes.status {
         if let Some(pid1) = crate::pid1::read_status(pipe) {
             *pid = pid1;
             record.pid = pid1;
@@ -216,10 +232,20 @@ fn settle(
             state::save(dir, &record)?;
         }
     }
+    if let Some(socket) = pipes.hooks {
+        // The spec: a failing hook stops the container, which is then deleted (by the caller).
+        hooks::at_pivot(
+            socket,
+            &config.hooks,
+            &state::Container {
+                dir: dir.to_path_buf(),
+                record: record.clone(),
+            },
+        )?;
+    }
     // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
-    // Not up to EOF: pidns's monitor keeps its copy of the write end.
     let mut said = [0u8; 6];
-    let mut pipe = std::fs::File::from(ready_read);
+    let mut pipe = std::fs::File::from(pipes.ready);
     if pipe.read_exact(&mut said).is_err() || &said != b"ready\n" {
         let status = if *pid == child.id() as i32 {
             child
@@ -243,20 +269,6 @@ fn settle(
     }
     record.ready = true;
     state::save(dir, &record)?;
-    let container = state::Container {
-        dir: dir.to_path_buf(),
-        record,
-    };
-    let hooks = &config.hooks;
-    let ran = hooks::run("prestart", &hooks.prestart, &container.state_json()).and_then(|()| {
-        hooks::run(
-            "createRuntime",
-            &hooks.create_runtime,
-            &container.state_json(),
-        )
-    });
-    // The spec: a failing hook stops the container, which is then deleted (by the caller).
-    ran?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, *pid)?;
     }

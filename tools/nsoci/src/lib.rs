@@ -14,6 +14,7 @@ mod create;
 mod exec;
 mod features;
 mod hooks;
+mod inside;
 mod join;
 mod lifecycle;
 mod log;

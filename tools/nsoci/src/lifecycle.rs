@@ -27,6 +27,19 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
             ))
         }
     }
+    // The spec: in the container, after `start`, before the user's process; a failure stops
+    // the container (runc's: start fails, the container is then deleted by the caller).
+    if let Err(e) = crate::inside::run(
+        "startContainer",
+        &c.record.hooks.start_container,
+        c.record.pid,
+        crate::join::Mnt::Process,
+        &c.state_json(),
+    ) {
+        // SAFETY: kill(2) on the recorded pid, checked against its start time by status().
+        unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
+        return Err(e);
+    }
     // Non-blocking: an init that died at the gate must not hang `start`.
     let fifo = nix::fcntl::open(
         &c.fifo(),
