@@ -6,6 +6,7 @@
 //! exits with its status unless `--detach`.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,9 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let status_fd = create::inheritable(status_write.into_raw_fd_owned(), floor)?;
+    let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let ready_fd = create::inheritable(ready_write.into_raw_fd_owned(), floor)?;
     let console_fd = console
         .map(|s| create::inheritable(s.into_raw_fd_owned(), floor))
         .transpose()?;
@@ -94,6 +98,8 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     if let Some(fd) = &console_fd {
         argv.extend(["--console-fd".into(), fd.as_raw_fd().to_string().into()]);
     }
+    // `ready` right before the exec of the process: --detach returns then, as runc's.
+    argv.extend(["--ready-fd".into(), ready_fd.as_raw_fd().to_string().into()]);
     argv.push("--".into());
     argv.extend(process.args.iter().map(OsString::from));
     join::enter_cgroup(pid)?;
@@ -104,7 +110,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         process.user.umask,
         process.oom_score_adj,
     )?;
-    drop((status_fd, console_fd));
+    drop((status_fd, console_fd, ready_fd));
     let joined = if pidns {
         match crate::pid1::read_status(status_read) {
             Some(joined) => joined,
@@ -120,6 +126,15 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         if code != 0 {
             return Ok(code);
         }
+    }
+    let mut said = [0u8; 6];
+    let ready = std::fs::File::from(ready_read)
+        .read_exact(&mut said)
+        .is_ok()
+        && &said == b"ready\n";
+    if !ready {
+        // mntns failed to enter (it said why): its status.
+        return Ok(crate::pid1::wait(joined));
     }
     if let Some(path) = &args.pid_file {
         create::write_pid_file(path, joined)?;
