@@ -439,7 +439,7 @@ fn podman_runs_an_image_through_nsoci() {
     }
     let dir = scratch();
     let root = dir.path().join("image");
-    roots::install_busybox(&root, &["sh", "echo", "cat"]);
+    roots::install_busybox(&root, &["sh", "echo", "cat", "tty", "sleep"]);
     let archive = dir.path().join("image.tar");
     ok(Command::new("tar")
         .arg("-C")
@@ -472,6 +472,42 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = run_image("exec /nonexistent");
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    // -t: conmon gets the pty master through nsoci's --console-socket.
+    let with_nsoci = || {
+        let mut cmd = podman(dir.path());
+        cmd.arg("--runtime").arg(&nsoci);
+        cmd
+    };
+    let limits = [
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let out = ok(with_nsoci()
+        .args(["run", "--rm", "-t"])
+        .args(limits)
+        .args(["localhost/nsoci-bb:1", "tty"]));
+    assert_eq!(out.trim(), "/dev/pts/0");
+    // exec, plain and -t, into a detached container; its status; kill → 137.
+    let id = ok(with_nsoci().args(["run", "-d"]).args(limits).args([
+        "localhost/nsoci-bb:1",
+        "sleep",
+        "1000",
+    ]));
+    let id = id.trim();
+    let out = run(with_nsoci().args(["exec", id, "sh", "-c", "echo exec $$; exit 5"]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "exec 2");
+    assert_eq!(
+        ok(with_nsoci().args(["exec", "-t", id, "tty"])).trim(),
+        "/dev/pts/0"
+    );
+    ok(with_nsoci().args(["kill", id]));
+    assert_eq!(ok(with_nsoci().args(["wait", id])).trim(), "137");
+    ok(with_nsoci().args(["rm", id]));
     let left = ok(podman(dir.path()).args(["ps", "-aq"]));
     assert_eq!(left, "", "podman still lists containers");
 }
