@@ -152,9 +152,17 @@ pub fn naming_for(
     }
 }
 
+/// Refuses a name a running chain holds, or one a stopped chain still keeps its log and status
+/// under (docker's name conflict: the old chain's logs stay readable until `nsps rm NAME`).
 fn check_free(name: &str) -> Result<(), Fatal> {
-    match dir(name).exists() && !is_stale(name) {
-        true => Err(in_use(name)),
+    if !dir(name).exists() {
+        return Ok(());
+    }
+    if !is_stale(name) {
+        return Err(in_use(name));
+    }
+    match is_kept(name) {
+        true => Err(kept_by_stopped(name)),
         false => Ok(()),
     }
 }
@@ -269,9 +277,7 @@ fn place(tmp: &std::path::Path, name: &str) -> Result<(), Fatal> {
         match rename_noreplace(tmp, &target) {
             Ok(()) => return Ok(()),
             Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
-                if !is_stale(name) {
-                    return Err(in_use(name));
-                }
+                check_free(name)?;
                 let _ = fs::remove_dir_all(&target);
             }
             Err(errno) => {
@@ -302,6 +308,20 @@ fn in_use(name: &str) -> Fatal {
         .with_hint("choose another --name, or stop that chain first (nsps lists them)")
 }
 
+fn kept_by_stopped(name: &str) -> Fatal {
+    // A supervisor killed before it wrote the end leaves "running": say nothing then.
+    let status = crate::supervisor::read_status(name)
+        .filter(|s| s.state != "running")
+        .map(|s| format!(" ({})", s.text()))
+        .unwrap_or_default();
+    Fatal::new(format!(
+        "the name {name} is in use by a stopped chain{status} that kept its log"
+    ))
+    .with_hint(format!(
+        "nsps logs {name} shows what it printed; nsps rm {name} frees the name"
+    ))
+}
+
 /// The chain.json of a new registration (or of a renamed one, keeping its start).
 fn new_meta(naming: &Naming) -> Meta {
     let earlier = naming.replaces.as_deref().and_then(meta);
@@ -330,9 +350,7 @@ fn rename_registration(old: &str, new: &str) -> Result<bool, Fatal> {
             Ok(()) => return Ok(true),
             Err(nix::errno::Errno::ENOENT) => return Ok(false),
             Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
-                if !is_stale(new) {
-                    return Err(in_use(new));
-                }
+                check_free(new)?;
                 let _ = fs::remove_dir_all(&to);
             }
             Err(errno) => {

@@ -55,6 +55,7 @@ pub mod sys;
 pub mod sysctl;
 pub mod sysfs;
 pub mod terminal;
+pub mod tty_guard;
 
 pub use cli::main;
 pub use handoff::{Context, Next};

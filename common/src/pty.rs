@@ -9,7 +9,8 @@
 //!
 //! The master goes back to a process on the host side by SCM_RIGHTS over a [`Channel`]
 //! ([`send_master`], [`recv_master`]), which proxies it to the caller's terminal ([`Proxy`]): raw mode on the
-//! caller's terminal while it runs (restored on every way out, [`RawMode`]), the window size
+//! caller's terminal while it runs (restored on every way out, [`RawMode`], and by a guard
+//! process when the proxy is killed, [`crate::tty_guard`]), the window size
 //! copied at the start and on every SIGWINCH, bytes both ways with poll(2), the signals sent to
 //! it passed on, until the process it waits for ends.
 
@@ -175,11 +176,14 @@ pub fn take_as_terminal(slave: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// The caller's terminal in raw mode; its settings are restored when this is dropped.
+/// The caller's terminal in raw mode; its settings are restored when this is dropped, and by a
+/// guard process ([`crate::tty_guard`]) when this process dies without dropping it.
 #[derive(Debug)]
 pub struct RawMode {
     fd: RawFd,
     saved: libc::termios,
+    /// Dropped after the restore (fields drop after `Drop::drop`): then it exits quietly.
+    _guard: Option<crate::tty_guard::Guard>,
 }
 
 impl RawMode {
@@ -191,6 +195,10 @@ impl RawMode {
         if unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut saved) } != 0 {
             return Ok(None);
         }
+        // Before the change: no moment where this process could die leaving it unguarded.
+        let guard = crate::tty_guard::spawn(fd.as_raw_fd(), &saved)
+            .map_err(|e| crate::debug::note(format_args!("no terminal guard: {e}")))
+            .ok();
         let mut raw = saved;
         // SAFETY: cfmakeraw edits the local copy.
         unsafe { libc::cfmakeraw(&mut raw) };
@@ -199,6 +207,7 @@ impl RawMode {
         Ok(Some(RawMode {
             fd: fd.as_raw_fd(),
             saved,
+            _guard: guard,
         }))
     }
 }

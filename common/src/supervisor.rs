@@ -7,7 +7,8 @@
 //!           "ok" → prints the name, exits 0; "fail N" → prints the chain's stderr, exits N
 //! supervisor  new session; claims the name; forks the chain (stdin /dev/null, stdout and
 //!           stderr into pipes it logs, NSCHAIN_DETACH_FD a socket to it); reports; logs until
-//!           the chain's first process ends; writes status.json
+//!           the chain's first process ends and its other writers are gone (DRAIN_MAX at
+//!           most); writes status.json
 //! chain     the first link goes on as in the foreground; just before COMMAND's exec, the
 //!           process that execs it sends the supervisor the read end of a fresh close-on-exec
 //!           pipe: EOF on it is a successful exec, a byte a failed one
@@ -39,8 +40,12 @@ pub const FD_VAR: &str = "NSCHAIN_DETACH_FD";
 pub const STATUS_FILE: &str = "status.json";
 /// The most of the chain's setup stderr relayed to the caller (it fits one channel message).
 const SETUP_STDERR_MAX: usize = 32 << 10;
-/// How long the log is still read after the chain's first process ended (its last writers).
-const DRAIN_MS: u16 = 300;
+/// How long, at most, the log is still read after the chain's first process ended. Until then
+/// it is read to its end, when every writer has closed it (the chain's other processes, its
+/// helpers cleaning up), as docker reads a container's pipe until it closes. A process that
+/// outlives the chain and keeps the pipe (a daemon started without pidns, whose end would
+/// kill it) is not waited for longer: `nsps stop` and `wait` return after this at most.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A detached chain's state, as `nsps` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -446,13 +451,20 @@ impl Watch {
         }
     }
 
-    /// Reads the last output of the chain's other processes, briefly.
+    /// Reads the last output of the chain's other processes: to the end of both streams, for
+    /// [`DRAIN_MAX`] at most.
     fn drain(&mut self) {
-        let mut ended = None;
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_millis(DRAIN_MS.into());
-        while self.streams.iter().any(Option::is_some) && std::time::Instant::now() < deadline {
-            self.poll_once(i32::from(DRAIN_MS), &mut ended);
+        // The first process is reaped already: its pidfd is not polled again.
+        let mut reaped = Some(WaitStatus::StillAlive);
+        let deadline = std::time::Instant::now() + DRAIN_MAX;
+        while self.streams.iter().any(Option::is_some) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                crate::debug::note("a process outside the chain keeps its log open: not read");
+                break;
+            }
+            let left_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+            self.poll_once(left_ms, &mut reaped);
         }
         for stream in [Stream::Stdout, Stream::Stderr] {
             let _ = self.log.close(stream);

@@ -267,7 +267,9 @@ fn an_unnamed_detached_chain_gets_a_generated_name() {
     }
     let state = scratch();
     let s = state.path();
-    let out = run(tool("utsns", s).args(["-d", "--", "sh", "-c", "echo hi; sleep 100"]));
+    // `exec`: no child of sh keeps the log open once rm -f has killed it (the drain
+    // would wait for it, DRAIN_MAX at most).
+    let out = run(tool("utsns", s).args(["-d", "--", "sh", "-c", "echo hi; exec sleep 100"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let name = raw(&out);
     let name = name.strip_suffix('\n').unwrap();

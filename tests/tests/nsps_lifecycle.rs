@@ -10,13 +10,83 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-/// `utsns -d --name NAME -- pidns -- sh -c SCRIPT`: returns once the script runs.
-fn start(state: &Path, name: &str, script: &str) {
-    let out = run(tool("utsns", state).args([
-        "-d", "--name", name, "--", "pidns", "--", "sh", "-c", script,
-    ]));
+/// `utsns -d --name NAME -- pidns -- sh -c SCRIPT`: returns once the script runs, with the
+/// guard that removes the chain when the test ends.
+#[must_use = "the chain is removed when the guard drops"]
+fn start<'a>(state: &'a Path, name: &'a str, script: &str) -> Removed<'a> {
+    start_chain(state, name, &["pidns", "--", "sh", "-c", script])
+}
+
+/// `utsns -d --name NAME -- ARGS...`, guarded as [`start`].
+fn start_chain<'a>(state: &'a Path, name: &'a str, args: &[&str]) -> Removed<'a> {
+    // Made first: a start that fails an assertion after the chain runs is removed too.
+    let removed = Removed { state, name };
+    let out = run(tool("utsns", state)
+        .args(["-d", "--name", name, "--"])
+        .args(args));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(raw(&out), format!("{name}\n"));
+    removed
+}
+
+/// Removes a detached chain the test started when the test ends, also after a failed
+/// assertion: `nsps rm -f` (bounded), then a SIGKILL to whatever is left in the supervisor's
+/// session (what `rm -f` did not reach: a process that left the chain).
+struct Removed<'a> {
+    state: &'a Path,
+    name: &'a str,
+}
+
+impl Drop for Removed<'_> {
+    fn drop(&mut self) {
+        let supervisor = supervisor_pid(self.state, self.name);
+        if let Ok(mut rm) = tool("nsps", self.state)
+            .args(["rm", "-f", self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while rm.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = rm.kill();
+            let _ = rm.wait();
+        }
+        if let Some(sid) = supervisor {
+            for pid in session_members(sid) {
+                // SAFETY: kill(2) on a process of the session this test's chain made.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The supervisor's pid, from the chain's status.json.
+fn supervisor_pid(state: &Path, name: &str) -> Option<i32> {
+    let text = std::fs::read(chain_dir(state, name).join("status.json")).ok()?;
+    let status: Value = serde_json::from_slice(&text).ok()?;
+    status["supervisor"].as_i64().map(|p| p as i32)
+}
+
+/// The processes of session `sid` (the supervisor leads its chain's session).
+fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION ...", COMM may hold spaces.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(3)?.parse::<i32>().ok())
+                    == Some(sid)
+            })
+        })
+        .collect()
 }
 
 /// stdout as printed (not trimmed: the newlines are part of what is checked).
@@ -64,7 +134,7 @@ fn logs_keep_both_streams_and_wait_returns_the_status_in_another_process() {
     }
     let state = scratch();
     let s = state.path();
-    start(s, "two", "echo to-out; echo to-err >&2; sleep 1; exit 3");
+    let _two = start(s, "two", "echo to-out; echo to-err >&2; sleep 1; exit 3");
     // `nsps wait` from another process, started before the end.
     let waiter = tool("nsps", s)
         .args(["wait", "two"])
@@ -100,6 +170,79 @@ fn logs_keep_both_streams_and_wait_returns_the_status_in_another_process() {
     assert!(row(s, true, "two").is_none());
 }
 
+/// Item 1's name conflict, as docker's: a stopped chain that kept its log keeps its name until
+/// `nsps rm`; starting another chain under it, detached or not, fails and leaves the old log.
+#[test]
+fn a_stopped_chains_name_is_refused_until_nsps_rm_frees_it() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let s = state.path();
+    let _first = start(s, "again", "echo first-run; exit 2");
+    assert_eq!(nsps(s, &["wait", "again"]).status.code(), Some(2));
+    for detach in [&["-d"][..], &[]] {
+        let out = run(tool("utsns", s).args(detach).args([
+            "--name",
+            "again",
+            "--",
+            "pidns",
+            "--",
+            "echo",
+            "second-run",
+        ]));
+        assert_fatal(&out, "utsns");
+        let err = stderr(&out);
+        assert!(
+            err.contains("in use by a stopped chain (exited 2)")
+                && err.contains("utsns: hint: ")
+                && err.contains("nsps rm again"),
+            "{detach:?}: {err}"
+        );
+        assert!(!raw(&out).contains("second-run"), "{detach:?} ran");
+    }
+    assert_eq!(raw(&nsps(s, &["logs", "again"])), "first-run\n");
+    assert!(row(s, true, "again").unwrap().ends_with("exited 2"));
+    assert!(nsps(s, &["rm", "again"]).status.success());
+    let _second = start(s, "again", "echo second-run");
+    assert_eq!(nsps(s, &["wait", "again"]).status.code(), Some(0));
+    assert_eq!(raw(&nsps(s, &["logs", "again"])), "second-run\n");
+}
+
+/// Item 2's drain: what the chain's other processes print after its first process ended is
+/// logged, read until the pipe closes; a process that keeps the pipe open for good (here a
+/// sleep left behind by a chain without pidns) does not keep the supervisor, and so `nsps
+/// rm` (which waits for it), forever.
+#[test]
+fn output_after_the_first_process_ended_is_logged_and_a_lingering_writer_not_waited_for() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let s = state.path();
+    let script = "(sleep 0.5; echo late-line) & (exec sleep 97) & echo early-line";
+    let _late = start_chain(s, "late", &["sh", "-c", script]);
+    let supervisor = supervisor_pid(s, "late").expect("no supervisor recorded");
+    wait_for_log(s, "late", "late-line");
+    assert_eq!(raw(&nsps(s, &["logs", "late"])), "early-line\nlate-line\n");
+    // `nsps rm` while the supervisor may still read: it waits for its end, then removes.
+    let out = nsps(s, &["rm", "late"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!chain_dir(s, "late").exists());
+    // The supervisor stopped reading while the sleep still held the pipe.
+    let lingering = session_members(supervisor).into_iter().any(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\097\0")
+    });
+    assert!(
+        lingering,
+        "the lingering writer is gone: the test proves nothing"
+    );
+    for pid in session_members(supervisor) {
+        // SAFETY: kill(2) on what this test's chain left in its session.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
 #[test]
 fn logs_follow_until_the_chain_ends() {
     if !need::root() {
@@ -107,7 +250,7 @@ fn logs_follow_until_the_chain_ends() {
     }
     let state = scratch();
     let s = state.path();
-    start(
+    let _fol = start(
         s,
         "fol",
         "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done",
@@ -125,12 +268,12 @@ fn stop_ends_a_chain_with_sigterm_and_kills_one_that_ignores_it() {
     let state = scratch();
     let s = state.path();
     let before = audit::snapshot(s, None);
-    start(
+    let _polite = start(
         s,
         "polite",
         "trap 'echo bye; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
     );
-    start(
+    let _stubborn = start(
         s,
         "stubborn",
         "trap '' TERM; echo ready; while :; do sleep 0.1; done",
@@ -166,7 +309,7 @@ fn kill_sends_the_signal_asked_for_and_rm_f_kills_then_removes() {
     let state = scratch();
     let s = state.path();
     let before = audit::snapshot(s, None);
-    start(
+    let _sig = start(
         s,
         "sig",
         "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done",
@@ -185,7 +328,7 @@ fn kill_sends_the_signal_asked_for_and_rm_f_kills_then_removes() {
     assert!(!chain_dir(s, "sig").exists());
     audit::assert_nothing_left(&before, s, None, &[]);
 
-    start(s, "nine", "sleep 100");
+    let _nine = start(s, "nine", "sleep 100");
     let out = nsps(s, &["kill", "-s", "9", "nine"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(nsps(s, &["wait", "nine"]).status.code(), Some(137));
@@ -199,6 +342,10 @@ fn a_foreground_chain_is_stopped_from_another_shell() {
     }
     let state = scratch();
     let s = state.path();
+    let _fg = Removed {
+        state: s,
+        name: "fg",
+    };
     let mut fg = tool("utsns", s)
         .args(["--name", "fg", "--", "pidns", "--", "sleep", "100"])
         .stdin(Stdio::null())
@@ -225,6 +372,10 @@ fn a_detached_chain_outlives_the_shell_that_started_it() {
     }
     let state = scratch();
     let s = state.path();
+    let _surv = Removed {
+        state: s,
+        name: "surv",
+    };
     let mut shell = Command::new("sh");
     shell
         .args(["-c", "utsns -d --name surv -- pidns -- sleep 100"])
@@ -261,6 +412,11 @@ fn the_log_is_capped_while_a_container_prints_forever() {
     }
     let state = scratch();
     let s = state.path();
+    // A chain that never stops talking must not outlive a failed assertion: made first.
+    let _flood = Removed {
+        state: s,
+        name: "flood",
+    };
     let out = run(tool("utsns", s).env("NSCHAIN_LOG_MAX", "64K").args([
         "-d",
         "--name",
@@ -273,11 +429,6 @@ fn the_log_is_capped_while_a_container_prints_forever() {
         "i=0; while :; do i=$((i+1)); echo \"line $i of a container that never stops talking\"; done",
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
-    // A chain that never stops talking must not outlive a failed assertion below.
-    let _stopper = Stopper {
-        state: s,
-        name: "flood",
-    };
     let dir = chain_dir(s, "flood");
     let older = dir.join("container.log.1");
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
@@ -327,18 +478,6 @@ fn the_log_is_capped_while_a_container_prints_forever() {
     assert!(nsps(s, &["rm", "flood"]).status.success());
 }
 
-/// Removes a detached chain (`nsps rm -f`) when the test ends, also on a failed assertion.
-struct Stopper<'a> {
-    state: &'a Path,
-    name: &'a str,
-}
-
-impl Drop for Stopper<'_> {
-    fn drop(&mut self) {
-        let _ = nsps(self.state, &["rm", "-f", self.name]);
-    }
-}
-
 #[test]
 fn bad_values_of_the_new_flags_are_refused() {
     let state = scratch();
@@ -380,6 +519,10 @@ fn a_rootless_chain_detaches_logs_and_is_waited_for() {
     }
     let state = scratch();
     let s = state.path();
+    let _rl = Removed {
+        state: s,
+        name: "rl",
+    };
     let mut cmd = tool("userns", s);
     cmd.args([
         "-d",

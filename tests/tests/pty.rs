@@ -364,7 +364,89 @@ fn ctrl_c_interrupts_the_command_and_nsps_returns_its_status() {
         "the caller's terminal was left in raw mode:\n{}",
         term.shown
     );
+    // nsps, the proxy here, SIGKILLed: its guard restores the terminal it made raw.
+    assert_killed_proxy_restores(
+        &mut term,
+        &mut nsps(
+            &lab,
+            &[
+                "exec",
+                "-it",
+                "ptyc",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; sleep 60",
+            ],
+        ),
+        true,
+    );
     stop(&lab, chain, "net", "ptyc");
+}
+
+/// Runs `cmd` (the process that proxies a pty to this terminal, in raw mode, or, with
+/// `spawned_proxies` false, a wrapper of it) until COMMAND runs, SIGKILLs the proxy, and
+/// checks the terminal comes back cooked with nothing left on it.
+fn assert_killed_proxy_restores(term: &mut Term, cmd: &mut Command, spawned_proxies: bool) {
+    term.shown.clear();
+    let mut child = term.spawn(cmd);
+    term.wait_for("ready");
+    // Raw before the kill: without a restore by someone else, it stays so.
+    assert!(!term.cooked(), "the proxy did not make the terminal raw");
+    let proxy = match spawned_proxies {
+        true => child.id() as i32,
+        false => guards_parent(term),
+    };
+    // SAFETY: kill(2) on the proxy this test started.
+    unsafe { libc::kill(proxy, libc::SIGKILL) };
+    let status = term.wait_exit(&mut child);
+    if spawned_proxies {
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !term.cooked() || !holders(&term.slave).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "after the proxy's SIGKILL: cooked={}, still on the terminal: {:?}",
+            term.cooked(),
+            holders(&term.slave)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The proxy, found as the parent of the guard it forked (`ttyguard`, on this terminal).
+fn guards_parent(term: &Term) -> i32 {
+    let guard = holders(&term.slave)
+        .into_iter()
+        .find_map(|h| h.strip_suffix(" ttyguard").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no ttyguard on the terminal: {:?}", holders(&term.slave)));
+    let status = std::fs::read_to_string(format!("/proc/{guard}/status")).unwrap();
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap();
+    ppid.trim().parse().unwrap()
+}
+
+/// The processes other than this one that hold `fd`'s terminal open (`PID COMM`).
+fn holders(fd: &OwnedFd) -> Vec<String> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    let me = std::process::id().to_string();
+    let pids = std::fs::read_dir("/proc").unwrap().flatten();
+    pids.filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != me)
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l == target))
+            })
+        })
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("{pid} {}", comm.trim())
+        })
+        .collect()
 }
 
 #[test]
@@ -450,6 +532,24 @@ fn mntns_tty_gives_the_container_a_terminal_of_its_own_devpts() {
         assert_own_terminal(&term.shown, ROWS, COLS);
         assert!(term.cooked(), "{argv:?} left the terminal raw");
     }
+    // mntns's own proxy (the caller's process; the container is its child) SIGKILLed.
+    let mut alone = Command::new(nschain_tests::bin("mntns"));
+    lab.env(&mut alone);
+    alone.args(["--tty", "--", "sh", "-c", "echo ready; sleep 60"]);
+    assert_killed_proxy_restores(&mut Term::new(), &mut alone, true);
+    // pidns's monitor SIGKILLed: its guard runs beside it, outside the container's pid
+    // namespace (inside, it would die with the container).
+    let chained = lab.chain_argv(
+        Config::Rootful,
+        None,
+        &["--tty"],
+        &["sh", "-c", "echo ready; sleep 60"],
+    );
+    assert_killed_proxy_restores(
+        &mut Term::new(),
+        &mut lab.in_host("", false, &chained),
+        false,
+    );
     lab.assert_clean();
 }
 

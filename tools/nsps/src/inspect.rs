@@ -321,6 +321,13 @@ pub fn remove(name: &str) -> Result<(), Fatal> {
                 .with_hint("stop it first; nsps rm only deletes what a stopped chain kept"),
         );
     }
+    // Its namespaces are gone but its first process is not (yet): a supervisor reading the
+    // log's last lines (a few seconds at most), or a chain still starting. Waited for briefly.
+    let ending = std::time::Duration::from_secs(10);
+    if !crate::lifecycle::wait_until_ended(name, Some(std::time::Instant::now() + ending)) {
+        return Err(Fatal::new(format!("chain {name} has not ended yet"))
+            .with_hint("nsps wait NAME returns once it has; nsps rm -f ends it first"));
+    }
     // A chain under `userns --map-auto` keeps its layer in its range's data directory.
     let mut layers: Vec<PathBuf> = layer_dirs().into_iter().map(|d| d.join(name)).collect();
     layers.retain(|l| l.exists());

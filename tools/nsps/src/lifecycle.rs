@@ -68,7 +68,7 @@ fn unknown(name: &str) -> Fatal {
 }
 
 /// Blocks until the chain has ended; false if `deadline` came first.
-fn wait_until_ended(name: &str, deadline: Option<Instant>) -> bool {
+pub(crate) fn wait_until_ended(name: &str, deadline: Option<Instant>) -> bool {
     loop {
         if chain::has_ended(name) {
             return true;
