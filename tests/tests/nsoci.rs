@@ -697,12 +697,18 @@ fn exec_runs_a_process_in_the_container_like_runc() {
     for (args, wording) in cases {
         fails(&run(&mut b.nsoci(args)), wording);
     }
+    // kill TERM reaches PID 1 only, which ignores it (no handler); --all reaches the others.
+    ok(&mut b.nsoci(&["kill", "x1", "TERM"]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!gone(pid), "kill without --all reached the exec'd process");
+    ok(&mut b.nsoci(&["kill", "--all", "x1", "TERM"]));
+    b.wait_for("the exec'd process to end on TERM", || gone(pid));
+    assert_eq!(b.state("x1")["status"], "running");
     ok(&mut b.nsoci(&["delete", "--force", "x1"]));
     fails(
         &run(&mut b.nsoci(&["exec", "x1", "true"])),
         "container x1 does not exist",
     );
-    b.wait_for("the exec'd process to end with the container", || gone(pid));
 }
 
 /// Process `pid` has ended (it may stay a zombie of whoever adopted it).

@@ -83,15 +83,22 @@ fn pretty(value: &serde_json::Value) -> String {
 }
 
 /// Sends a signal to the init (created or running only, as the spec says).
-pub fn kill(root: &Path, id: &str, sig: &str, _all: bool) -> Result<(), Fatal> {
+pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), Fatal> {
     let c = Container::load(root, id)?;
     let signo = signal::parse(sig)?;
     match c.status() {
         Status::Created | Status::Running => {}
         _ => return Err(Fatal::new("container not running")),
     }
-    // With a pid namespace the init is pidns's monitor: it forwards what it can catch, and a
-    // SIGKILL of it kills the whole namespace (--all is therefore the same signal).
+    // The pid is the container's PID 1 itself (runc's model): it ignores what it has no
+    // handler for, SIGKILL aside, which ends the whole pid namespace.
+    if all {
+        // The others first: the namespace's processes die with PID 1.
+        for pid in crate::pid1::others_in_pid_namespace(c.record.pid) {
+            // SAFETY: kill(2) of a process seen in the container's pid namespace just now.
+            unsafe { libc::kill(pid, signo) };
+        }
+    }
     // SAFETY: kill(2) on the recorded pid, checked against its start time just above.
     let rc = unsafe { libc::kill(c.record.pid, signo) };
     nix::errno::Errno::result(rc)

@@ -47,3 +47,29 @@ pub fn wait(pid: i32) -> Status {
         }
     }
 }
+
+/// The other processes in the pid namespace of `pid` (when it has one of its own), for
+/// `kill --all`.
+pub fn others_in_pid_namespace(pid: i32) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &str| {
+        std::fs::metadata(format!("/proc/{p}/ns/pid"))
+            .map(|m| m.ino())
+            .ok()
+    };
+    let Some(theirs) = inode(&pid.to_string()) else {
+        return Vec::new();
+    };
+    if inode("self") == Some(theirs) {
+        // No pid namespace of its own: the host's processes are not the container's.
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != pid && inode(&p.to_string()) == Some(theirs))
+        .collect()
+}
