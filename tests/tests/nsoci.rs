@@ -512,6 +512,141 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(left, "", "podman still lists containers");
 }
 
+/// A containerd of the test's own (its own root, state and socket; the caller's, if any, is
+/// not touched), killed when dropped.
+struct Containerd {
+    daemon: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        let config = dir.join("containerd.toml");
+        let socket = dir.join("containerd.sock");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{1}\"\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
+                dir.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("containerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Containerd { daemon, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.socket.exists() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
+    }
+
+    /// `ctr` on this containerd, in a namespace of this test's own.
+    fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", &format!("nsoci-test-{}", std::process::id())]);
+        cmd
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn containerd_runs_a_container_through_nsoci() {
+    if !(need::root()
+        && need::busybox()
+        && require(have("podman"), "podman")
+        && require(have("containerd"), "containerd"))
+    {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "sleep"]);
+    let archive = dir.path().join("rootfs.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-ctr:1"));
+    let saved = dir.path().join("image.tar");
+    ok(podman(dir.path())
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg("localhost/nsoci-ctr:1"));
+    let containerd = Containerd::start(dir.path());
+    ok(containerd.ctr().args(["image", "import"]).arg(&saved));
+    let nsoci = bin("nsoci");
+    let ctr_run = |args: &[&str]| {
+        let mut cmd = containerd.ctr();
+        cmd.args(["run", "--runtime", "io.containerd.runc.v2", "--runc-binary"])
+            .arg(&nsoci)
+            .args(args);
+        cmd
+    };
+    // The shim runs nsoci create/start/delete; the status is the payload's, PID 1 its own.
+    let out = run(&mut ctr_run(&[
+        "--rm",
+        "localhost/nsoci-ctr:1",
+        "c1",
+        "sh",
+        "-c",
+        "echo $$; exit 3",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1");
+    // A detached task: exec (nsoci exec --process), kill, delete.
+    ok(&mut ctr_run(&[
+        "-d",
+        "localhost/nsoci-ctr:1",
+        "c2",
+        "sleep",
+        "1000",
+    ]));
+    let out = run(containerd.ctr().args([
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "c2",
+        "sh",
+        "-c",
+        "echo exec $$; exit 4",
+    ]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "exec 2");
+    ok(containerd.ctr().args(["task", "kill", "-s", "KILL", "c2"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(containerd.ctr().args(["task", "ls"])).contains("STOPPED") {
+        assert!(Instant::now() < deadline, "c2 did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(containerd.ctr().args(["task", "delete", "c2"]));
+    ok(containerd.ctr().args(["container", "rm", "c2"]));
+    assert_eq!(ok(containerd.ctr().args(["container", "ls", "-q"])), "");
+}
+
 #[test]
 fn hooks_run_at_their_points_with_the_state_on_stdin() {
     if !(need::root() && need::busybox()) {
