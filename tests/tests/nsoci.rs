@@ -737,6 +737,19 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
         );
         assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     }
+    // A hook in the container past its timeout is killed, and create fails.
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 30"], "timeout": 1}]
+        })
+    });
+    let (code, err) = b.status(&["create", "h4"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("createContainer hook /bin/sh: timed out"),
+        "{err}"
+    );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     b.edit(|c| c["hooks"] = serde_json::json!({"poststop": [{"path": "true"}]}));
     let (code, err) = b.status(&["create", "h3"]);
     assert_eq!(code, Some(125));

@@ -2,12 +2,14 @@
 //! is a process joined to the init through the links' `--join` (join.rs), as `exec` is, with
 //! the hook's env and the state on stdin. createContainer joins only the mount namespace
 //! (before pivot_root its root is still the host's, where the hook's path resolves);
-//! startContainer joins the init as a process, in the container's root.
+//! startContainer joins the init as a process, in the container's root. A hook's `timeout`
+//! kills it, as in the runtime's namespaces.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::Fatal;
 use nix::fcntl::OFlag;
@@ -66,25 +68,51 @@ fn run_one(hook: &Hook, pid: i32, mnt: Mnt, state: &serde_json::Value) -> Result
         // A hook that does not read its stdin is no error.
         let _ = stdin.write_all(state.to_string().as_bytes());
     }
-    let code = if pidns {
+    let deadline = hook
+        .timeout
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t));
+    let hook_pid = if pidns {
         let joined = crate::pid1::read_status(status_read);
+        // pidns, which exits once the hook is on its way.
         let forked = chain
             .wait()
             .map(common::exit::shell_status)
             .unwrap_or(common::exit::FAILURE);
         match joined {
-            Some(joined) if forked == 0 => crate::pid1::wait(joined),
-            _ => forked.max(1),
+            Some(joined) if forked == 0 => joined,
+            _ => return Err(Fatal::new(format!("failed: exit status {}", forked.max(1)))),
         }
     } else {
-        chain
-            .wait()
-            .map(common::exit::shell_status)
-            .unwrap_or(common::exit::FAILURE)
+        chain.id() as i32
     };
+    let code = wait_until(hook_pid, deadline)?;
     if code == 0 {
         Ok(())
     } else {
         Err(Fatal::new(format!("failed: exit status {code}")))
+    }
+}
+
+/// Waits for the hook (this process's child or an orphan given to it), killing it at the
+/// deadline (the hook's `timeout`).
+fn wait_until(pid: i32, deadline: Option<Instant>) -> Result<u8, Fatal> {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid on one pid without blocking, writing a local.
+        let rc = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
+        if rc == pid {
+            return Ok(common::exit::from_wait_status(raw));
+        }
+        if rc < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return Ok(common::exit::FAILURE);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            // SAFETY: kill(2) of the hook this function waits for, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = crate::pid1::wait(pid);
+            return Err(Fatal::new("timed out"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
