@@ -1039,7 +1039,7 @@ fn rootless_spec_runs_as_uid_65534() {
     }
     let dir = scratch();
     let bundle = dir.path().join("b");
-    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat"]);
+    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat", "sleep"]);
     let nobody = |args: &[&str]| {
         let mut cmd = as_user(65534, bin("nsoci"));
         cmd.args(args)
@@ -1063,6 +1063,23 @@ fn rootless_spec_runs_as_uid_65534() {
     let words: Vec<&str> = out.split_whitespace().collect();
     // Root inside, uid 65534 outside; the state lived under $XDG_RUNTIME_DIR/nsoci.
     assert_eq!(words, ["0", "0", "65534", "1"], "{out}");
+    // exec joins the rootless container (its user namespace first), as uid 65534 too.
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+    // The container keeps run's stdio: not the pipes of this test.
+    let status = nobody(&["run", "--detach", "rl2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = ok(&mut nobody(&["exec", "rl2", "sh", "-c", "id -u; echo $$"]));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2"],
+        "{out}"
+    );
+    ok(&mut nobody(&["delete", "--force", "rl2"]));
     let left = std::fs::read_dir(dir.path().join("xdg/nsoci"))
         .unwrap()
         .count();
