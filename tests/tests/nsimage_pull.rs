@@ -261,7 +261,7 @@ echo arm_arch=$(arch_in $WORK/arm)
 }
 
 #[test]
-fn basic_auth_takes_creds_and_auth_files() {
+fn basic_auth_takes_creds_auth_files_and_credential_helpers() {
     if !need_registry() {
         return;
     }
@@ -285,6 +285,25 @@ auth 127.0.0.1:5000 alice:s3cret >$WORK/xdg/containers/auth.json
 XDG_RUNTIME_DIR=$WORK/xdg HOME=$WORK/none try xdg nsimage pull --tls-verify=false $R
 auth http://127.0.0.1:5000/ alice:s3cret >$WORK/home/.docker/config.json
 XDG_RUNTIME_DIR=$WORK/none HOME=$WORK/home try docker nsimage pull --tls-verify=false $R
+# Credential helpers, as docker runs them: `get`, the server on stdin, JSON back.
+mkdir -p $WORK/bin $WORK/hs/.docker
+cat >$WORK/bin/docker-credential-nstest <<EOF
+#!/bin/sh
+read -r server
+echo \"\\$1 \\$server\" >>$WORK/helper.log
+printf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}' \"\\$server\"
+EOF
+printf '#!/bin/sh\necho credentials not found in native keychain; exit 1\n' >$WORK/bin/docker-credential-none
+chmod +x $WORK/bin/*
+export PATH=$WORK/bin:$PATH
+echo '{\"auths\":{\"127.0.0.1:5000\":{}},\"credsStore\":\"nstest\"}' >$WORK/hs/.docker/config.json
+XDG_RUNTIME_DIR=$WORK/none HOME=$WORK/hs try store nsimage pull --tls-verify=false $R
+echo '{\"credsStore\":\"none\",\"credHelpers\":{\"127.0.0.1:5000\":\"nstest\"}}' >$WORK/helpers.json
+try helper nsimage pull --tls-verify=false --authfile $WORK/helpers.json $R
+echo '{\"credsStore\":\"none\"}' >$WORK/none.json
+try unknown nsimage pull --tls-verify=false --authfile $WORK/none.json $R
+echo '{\"credsStore\":\"absent\"}' >$WORK/absent.json
+try absent nsimage pull --tls-verify=false --authfile $WORK/absent.json $R
 ",
     );
     assert_refused(
@@ -304,9 +323,26 @@ XDG_RUNTIME_DIR=$WORK/none HOME=$WORK/home try docker nsimage pull --tls-verify=
         !err_of(d, "wrong").contains("nope"),
         "a password was printed"
     );
-    for step in ["creds", "authfile", "xdg", "docker"] {
+    for step in ["creds", "authfile", "xdg", "docker", "store", "helper"] {
         assert_eq!(vars[step], "0", "{step}: {}", err_of(d, step));
     }
+    assert_eq!(
+        std::fs::read_to_string(d.join("helper.log")).unwrap(),
+        "get 127.0.0.1:5000\nget 127.0.0.1:5000\n",
+        "credsStore, then credHelpers before credsStore, each asked once with the registry"
+    );
+    assert_refused(
+        &vars,
+        d,
+        "unknown",
+        "unauthorized: 127.0.0.1:5000 requires authentication",
+    );
+    assert_refused(
+        &vars,
+        d,
+        "absent",
+        "unable to run the credential helper docker-credential-absent",
+    );
     assert_eq!(names(d), ["127.0.0.1:5000/test/busybox:1"]);
 }
 
@@ -381,6 +417,56 @@ NSCHAIN_DATA_DIR=$WORK/fresh try tampered nsimage pull --tls-verify=false $R/mul
     assert_eq!(entries(&fresh, "blobs/sha256"), Vec::<String>::new());
     assert_eq!(entries(&fresh, "layers"), Vec::<String>::new());
     assert_eq!(entries(&fresh, "tmp"), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_pull_keeps_what_a_concurrent_pull_found_in_the_store() {
+    if !need_registry() {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let vars = script(
+        d,
+        &format!(
+            "{PLAIN}
+# Damage multi's last layer (the gzip one holding data/c); its base layer is busybox's.
+for f in $(find $WORK/reg-5000/storage -name data); do
+  if zcat $f 2>/dev/null | tar -t 2>/dev/null | grep -q data/c; then blob=$f; fi
+done
+printf X | dd of=$blob bs=1 seek=20 conv=notrunc status=none
+export NSCHAIN_DATA_DIR=$WORK/shared/data
+mkdir -p $NSCHAIN_DATA_DIR/image && touch $NSCHAIN_DATA_DIR/image/.lock
+# Another writer at work holds the store lock shared until told to finish.
+mkfifo $WORK/go
+flock -s $NSCHAIN_DATA_DIR/image/.lock sh -c \"read x <$WORK/go\" &
+holder=$!
+nsimage pull --tls-verify=false $R/multi:1 >$WORK/failed.out 2>$WORK/failed.err &
+failed=$!
+# The failed pull has published the base layer and now waits to clean up.
+ino=$(stat -c %i $NSCHAIN_DATA_DIR/image/.lock)
+wait_for grep -q -- \"-> FLOCK.*:$ino \" /proc/locks && echo waited=yes
+try other nsimage pull --tls-verify=false $R/busybox:1
+echo >$WORK/go
+wait $holder
+rc=0; wait $failed || rc=$?; echo failed=$rc
+"
+        ),
+    );
+    assert_eq!(
+        vars.get("waited").map(String::as_str),
+        Some("yes"),
+        "the failed pull waits for the writers at work before it removes anything: {}",
+        err_of(d, "failed")
+    );
+    assert_refused(&vars, d, "failed", "does not match its digest");
+    assert_eq!(vars["other"], "0", "{}", err_of(d, "other"));
+    // busybox's blobs (manifest, config, layer) and its layer stay; what only multi had goes.
+    let shared = d.join("shared");
+    assert_eq!(names(&shared), ["127.0.0.1:5000/test/busybox:1"]);
+    assert_eq!(entries(&shared, "blobs/sha256").len(), 3);
+    assert_eq!(entries(&shared, "layers").len(), 1);
+    assert_eq!(entries(&shared, "tmp"), Vec::<String>::new());
 }
 
 #[test]

@@ -54,6 +54,11 @@ fn an_image_runs_its_command_with_its_env_and_workdir() {
         ],
     ));
     assert_eq!(out, "mine /etc");
+    // A directory has the tar's mtime, though its file was unpacked after it.
+    assert_eq!(
+        ok(&mut lab.run_image("localhost/bb:1", &["--", "stat", "-c", "%Y", "/var/www"])),
+        "1000000000"
+    );
     // The caller's environment is not the container's (docker run does not pass it).
     let mut cmd = lab.run_image("localhost/bb:1", &["--", "sh", "-c", "echo ${LEAK:-none}"]);
     cmd.env("LEAK", "leaked");

@@ -21,7 +21,8 @@ impl Bundle {
         roots::busybox_root(
             dir.path(),
             &[
-                "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir", "readlink", "tty",
+                "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir", "ls", "readlink",
+                "tty",
             ],
         );
         let bundle = Bundle { dir };
@@ -648,6 +649,78 @@ fn containerd_runs_a_container_through_nsoci() {
 }
 
 #[test]
+fn podman_limits_pauses_and_unpauses_through_nsoci() {
+    if !(need::root() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "sleep"]);
+    let archive = dir.path().join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-bb:1"));
+    let nsoci = bin("nsoci");
+    let podman_nsoci = || {
+        let mut cmd = podman(dir.path());
+        cmd.arg("--runtime").arg(&nsoci);
+        cmd
+    };
+    let id = ok(podman_nsoci()
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+        ])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
+        .args(["localhost/nsoci-bb:1", "sleep", "1000"]));
+    let id = id.trim().to_owned();
+    let status = || ok(podman_nsoci().args(["inspect", "--format", "{{.State.Status}}", &id]));
+    // podman's resources reached the container's cgroup, found by its init's pid.
+    let pid = ok(podman_nsoci().args(["inspect", "--format", "{{.State.Pid}}", &id]));
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let layout = common::cgroupfs::Layout::detect().unwrap();
+    let pids = layout.find("pids").unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_owned()))
+        .or_else(|| {
+            cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        })
+        .unwrap();
+    assert_eq!(
+        read_trim(&pids.dir_of(&path).join("pids.max")),
+        "50",
+        "{cgroups}"
+    );
+    ok(podman_nsoci().args(["pause", &id]));
+    assert_eq!(status().trim(), "paused");
+    ok(podman_nsoci().args(["unpause", &id]));
+    assert_eq!(status().trim(), "running");
+    ok(podman_nsoci().args(["rm", "-f", "-t", "0", &id]));
+    assert_eq!(ok(podman(dir.path()).args(["ps", "-aq"])), "");
+}
+
+#[test]
 fn hooks_run_at_their_points_with_the_state_on_stdin() {
     if !(need::root() && need::busybox()) {
         return;
@@ -873,7 +946,9 @@ fn console_receiver(socket: &Path) -> std::process::Child {
     const SCRIPT: &str = r#"
 import array, os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sys.argv[1]); s.listen(1)
+# Listening before the path appears (a rename), so that a connect never finds it refused.
+s.bind(sys.argv[1] + ".tmp"); s.listen(1); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.settimeout(20)
 c, _ = s.accept()
 fds = array.array("i")
 msg, anc, _, _ = c.recvmsg(256, socket.CMSG_LEN(fds.itemsize))
@@ -896,6 +971,7 @@ print(msg.decode(), "host-devpts" if host else "own-devpts", out.decode().replac
         .args(["-c", SCRIPT])
         .arg(socket)
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1084,4 +1160,349 @@ fn rootless_spec_runs_as_uid_65534() {
         .unwrap()
         .count();
     assert_eq!(left, 0, "run left its state behind");
+}
+
+/// The container's cgroup directory in the hierarchy carrying `controller` for a relative
+/// cgroupsPath (below this process's own cgroup, as runc).
+fn cgroup_dir(controller: &str, path: &str) -> Option<PathBuf> {
+    let layout = common::cgroupfs::Layout::detect().ok()?;
+    Some(layout.find(controller)?.own_dir().join(path))
+}
+
+/// The v1 or v2 name of a limit file.
+fn limit_file(v1: &'static str, v2: &'static str) -> &'static str {
+    let unified = common::cgroupfs::Layout::detect()
+        .map(|l| l.kind() == common::cgroupfs::Kind::Unified)
+        .unwrap_or(false);
+    if unified {
+        v2
+    } else {
+        v1
+    }
+}
+
+fn read_trim(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn resources_are_set_seen_inside_updated_live_and_removed_at_delete() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let memory = limit_file("memory.limit_in_bytes", "memory.max");
+    let inside = if memory == "memory.max" {
+        "/sys/fs/cgroup".to_owned()
+    } else {
+        "/sys/fs/cgroup/memory".to_owned()
+    };
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        &format!("cat {inside}/{memory}; cat /proc/self/cgroup | grep -c :/$; exec sleep 1000"),
+    ]);
+    let path = format!("nsoci-test-{}/res", std::process::id());
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = path.clone().into();
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": {"limit": 64 << 20},
+            "pids": {"limit": 20},
+            "cpu": {"quota": 20000, "period": 100000}
+        });
+    });
+    let (code, err) = b.status(&["create", "r1"]);
+    assert_eq!(code, Some(0), "create failed: {err}");
+    let mem_dir = cgroup_dir("memory", &path).expect("a memory hierarchy");
+    let pids_dir = cgroup_dir("pids", &path).expect("a pids hierarchy");
+    assert_eq!(read_trim(&mem_dir.join(memory)), (64u64 << 20).to_string());
+    assert_eq!(read_trim(&pids_dir.join("pids.max")), "20");
+    let init = b.state("r1")["pid"].as_u64().unwrap().to_string();
+    let procs = read_trim(&pids_dir.join("cgroup.procs"));
+    assert!(
+        procs.lines().any(|p| p == init),
+        "init {init} not in {procs}"
+    );
+    ok(&mut b.nsoci(&["start", "r1"]));
+    // Inside: its own limit, and a cgroup namespace whose root is the container's cgroup.
+    b.wait_for("the container's output", || b.output().lines().count() >= 2);
+    let out = b.output();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some((64u64 << 20).to_string().as_str()),
+        "{out}"
+    );
+    assert_ne!(
+        lines.next(),
+        Some("0"),
+        "no cgroup shown as / inside: {out}"
+    );
+    // update on the live container: flags, then a JSON on stdin.
+    ok(&mut b.nsoci(&["update", "--memory", "128m", "r1"]));
+    assert_eq!(read_trim(&mem_dir.join(memory)), (128u64 << 20).to_string());
+    let mut update = b.nsoci(&["update", "--resources", "-", "r1"]);
+    update
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = update.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids":{"limit":30}}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_trim(&pids_dir.join("pids.max")), "30");
+    ok(&mut b.nsoci(&["delete", "--force", "r1"]));
+    assert!(
+        !mem_dir.exists() && !pids_dir.exists(),
+        "cgroup left behind"
+    );
+    let parent = pids_dir.parent().unwrap();
+    assert!(
+        !parent.exists(),
+        "{} (made by nsoci) left",
+        parent.display()
+    );
+    assert!(b.left().is_empty());
+}
+
+/// utime + stime of `pid` (clock ticks).
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn pause_freezes_resume_thaws_and_ps_lists_host_pids() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "while :; do :; done"]);
+    let (code, err) = b.status(&["create", "p1"]);
+    assert_eq!(code, Some(0), "create failed: {err}");
+    ok(&mut b.nsoci(&["start", "p1"]));
+    let pids: Vec<u64> = serde_json::from_str(&ok(&mut b.nsoci(&["ps", "--format", "json", "p1"])))
+        .expect("ps json is a list of pids");
+    let init = b.state("p1")["pid"].as_u64().unwrap();
+    assert!(pids.contains(&init), "{pids:?} lacks the init {init}");
+    let busy = *pids.iter().max().unwrap();
+    let table = ok(&mut b.nsoci(&["ps", "p1"]));
+    assert!(
+        table.lines().next().unwrap_or("").contains("PID"),
+        "{table}"
+    );
+    assert!(table.contains(&busy.to_string()), "{table}");
+    // Running: its CPU time grows.
+    let before = cpu_ticks(busy);
+    b.wait_for("CPU time to grow", || cpu_ticks(busy) > before);
+    ok(&mut b.nsoci(&["pause", "p1"]));
+    assert_eq!(b.state("p1")["status"], "paused");
+    assert!(ok(&mut b.nsoci(&["list"])).contains("paused"));
+    fails(&run(&mut b.nsoci(&["pause", "p1"])), "already paused");
+    fails(&run(&mut b.nsoci(&["start", "p1"])), "cannot start");
+    // Frozen: its CPU time stands still.
+    let frozen = cpu_ticks(busy);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu_ticks(busy), frozen, "CPU time grew while paused");
+    ok(&mut b.nsoci(&["resume", "p1"]));
+    assert_eq!(b.state("p1")["status"], "running");
+    b.wait_for("CPU time to grow again", || cpu_ticks(busy) > frozen);
+    fails(&run(&mut b.nsoci(&["resume", "p1"])), "is not paused");
+    // A paused container is deleted by --force too (thawed to die).
+    ok(&mut b.nsoci(&["pause", "p1"]));
+    ok(&mut b.nsoci(&["delete", "--force", "p1"]));
+    assert!(b.left().is_empty());
+    // Gone (or a zombie its reaper has not collected yet).
+    b.wait_for("the payload to end", || {
+        let stat = std::fs::read_to_string(format!("/proc/{busy}/stat")).unwrap_or_default();
+        stat.is_empty() || stat[stat.rfind(')').unwrap_or(0)..].starts_with(") Z")
+    });
+}
+
+#[test]
+fn linux_devices_are_made_with_owner_mode_and_cgroup_rules() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ls -ln /dev/nsoci-disk /dev/sub/nsoci-null; echo x > /dev/sub/nsoci-null && echo wrote",
+    ]);
+    let path = format!("nsoci-test-{}/dev", std::process::id());
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = path.clone().into();
+        c["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/nsoci-disk", "type": "b", "major": 7, "minor": 200, "fileMode": 0o640, "uid": 1, "gid": 2},
+            {"path": "/dev/sub/nsoci-null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}
+        ]);
+        c["linux"]["resources"] = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let (code, err) = b.status(&["create", "d1"]);
+    assert_eq!(code, Some(0), "create failed: {err}");
+    let devices = cgroup_dir("devices", &path).map(|d| read_trim(&d.join("devices.list")));
+    ok(&mut b.nsoci(&["start", "d1"]));
+    b.wait_status("d1", "stopped");
+    let out = b.output();
+    let disk = out
+        .lines()
+        .find(|l| l.contains("nsoci-disk"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let fields: Vec<&str> = disk.split_whitespace().collect();
+    assert_eq!(
+        &fields[..6],
+        ["brw-r-----", "1", "1", "2", "7,", "200"],
+        "{disk}"
+    );
+    // The node works (bound from a tmpfs allowing devices, while /dev stays nodev).
+    assert!(out.contains("wrote"), "{out}");
+    // v1: deny all, then the config's nodes and runc's defaults.
+    if let Some(list) = devices {
+        assert!(!list.contains("a *:*"), "{list}");
+        assert!(
+            list.contains("b 7:200 rwm") && list.contains("c 1:3 rwm"),
+            "{list}"
+        );
+    }
+    ok(&mut b.nsoci(&["delete", "d1"]));
+}
+
+#[test]
+fn a_network_namespace_is_joined_by_path() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    let b = Bundle::new(&["readlink", "/proc/self/ns/net"]);
+    b.wait_for("unshare's namespace", || {
+        std::fs::read_link(&ns).ok() != std::fs::read_link("/proc/self/ns/net").ok()
+    });
+    let want = std::fs::read_link(&ns).unwrap();
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != "network");
+        list.push(serde_json::json!({"type": "network", "path": ns}));
+    });
+    let (code, err) = b.status(&["run", "j1"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(0), "run failed: {err}");
+    assert_eq!(
+        b.output().trim(),
+        want.to_string_lossy(),
+        "not the namespace of the path"
+    );
+}
+
+#[test]
+fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let path = format!("nsoci-test-{}/bad", std::process::id());
+    let cases: [(Edit, &str); 7] = [
+        (
+            |c| {
+                c["linux"]["resources"] =
+                    serde_json::json!({"memory": {"limit": 100_000_000, "swap": 1000}})
+            },
+            "must not be below limit",
+        ),
+        (
+            |c| c["linux"]["resources"] = serde_json::json!({"blockIO": {"weight": 5}}),
+            "out of range 10 to 1000",
+        ),
+        (
+            |c| c["linux"]["resources"] = serde_json::json!({"pids": {"limit": "many"}}),
+            "not a valid OCI config",
+        ),
+        (
+            |c| c["linux"]["cgroupsPath"] = "/a/../b".into(),
+            "is not a cgroupfs path",
+        ),
+        (
+            |c| c["linux"]["rootfsPropagation"] = "sideways".into(),
+            "linux.rootfsPropagation",
+        ),
+        (
+            |c| {
+                c["linux"]["devices"] =
+                    serde_json::json!([{"path": "/etc/x", "type": "c", "major": 1, "minor": 3}])
+            },
+            "is not below /dev",
+        ),
+        (
+            |c| {
+                c["linux"]["resources"] =
+                    serde_json::json!({"hugepageLimits": [{"pageSize": "3KB", "limit": 1}]})
+            },
+            "hugepageLimits",
+        ),
+    ];
+    for (change, wording) in cases {
+        b.edit(|c| {
+            c["linux"]["cgroupsPath"] = path.clone().into();
+            c["linux"].as_object_mut().unwrap().remove("resources");
+            c["linux"].as_object_mut().unwrap().remove("devices");
+            c["linux"]
+                .as_object_mut()
+                .unwrap()
+                .remove("rootfsPropagation");
+        });
+        b.edit(change);
+        let out = run(&mut b.nsoci(&["create", "--bundle", b.path().to_str().unwrap(), "bad"]));
+        fails(&out, wording);
+        assert!(b.left().is_empty(), "{wording}: left {:?}", b.left());
+        assert!(
+            !cgroup_dir("pids", &path).is_some_and(|d| d.parent().unwrap().exists()),
+            "{wording}: a cgroup was left"
+        );
+    }
+    let out = run(&mut b.nsoci(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "bad",
+    ]));
+    fails(&out, "--systemd-cgroup");
+    for (args, wording) in [
+        (
+            &["update", "--memory", "lots", "x"][..],
+            "invalid value 'lots'",
+        ),
+        (&["update", "--pids-limit", "x", "x"], "invalid value 'x'"),
+        (
+            &["update", "--cpu-period", "-5", "x"],
+            "unexpected argument",
+        ),
+        (
+            &["update", "--resources", "/no/such/file", "x"],
+            "container x does not exist",
+        ),
+        (&["pause", "x"], "container x does not exist"),
+        (&["resume", "x"], "container x does not exist"),
+        (
+            &["ps", "--format", "xml", "x"],
+            "container x does not exist",
+        ),
+    ] {
+        fails(&run(&mut b.nsoci(args)), wording);
+    }
+    assert!(b.left().is_empty());
 }

@@ -104,7 +104,7 @@ impl Lab {
 }
 
 /// A busybox root filesystem tarball (uid 0 files, /etc/passwd with root and www, /tmp
-/// 1777), as `tar -C rootfs -cf` makes it.
+/// 1777, /var/www of mtime 1000000000), as `tar -C rootfs -cf` makes it.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     let root = nschain_tests::roots::busybox_root(&dir.join("bb"), APPLETS);
     std::fs::write(
@@ -115,6 +115,12 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     std::fs::write(root.join("etc/group"), "root:x:0:\nwww:x:33:\n").unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // www's home, with an old mtime set after its file was written: what the container must see.
+    std::fs::create_dir_all(root.join("var/www")).unwrap();
+    std::fs::write(root.join("var/www/index.html"), "hello\n").unwrap();
+    ok(Command::new("touch")
+        .args(["-d", "@1000000000"])
+        .arg(root.join("var/www")));
     let tar = dir.join("busybox-rootfs.tar");
     ok(Command::new("tar")
         .arg("-C")

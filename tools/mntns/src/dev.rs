@@ -159,7 +159,7 @@ fn build(root: BorrowedFd<'_>, host: &HostNodes) -> anyhow::Result<()> {
 
 /// After mounting on `root/dev`, a fresh fd to the new mount's root (the old fd names the
 /// directory underneath).
-fn reopen_dir(root: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
+pub(crate) fn reopen_dir(root: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
     let fd = resolve::top_dir(root, "dev")?;
     let dir = nix::fcntl::openat(
         Some(fd.as_raw_fd()),

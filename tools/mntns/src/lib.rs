@@ -32,6 +32,7 @@
 
 mod cgroupfs;
 mod dev;
+mod device_node;
 mod dns;
 mod entry;
 mod env;
@@ -91,7 +92,7 @@ use volume::{Propagation, Tmpfs, User, Volume};
 )]
 #[command(group(clap::ArgGroup::new("layered").args(["overlay", "image"]).multiple(false)))]
 pub struct Args {
-    /// Mount propagation of the new namespace
+    /// Mount propagation of the new namespace: private, slave, shared, unbindable or unchanged
     #[arg(long, value_name = "MODE", default_value = "private", value_parser = parse_propagation)]
     pub propagation: Propagation,
 
@@ -132,6 +133,16 @@ pub struct Args {
     /// (recursively: every submount of SRC too)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro|rw]")]
     pub volumes: Vec<OsString>,
+
+    /// A volume or a tmpfs, mounted in the order given, after every -v and --tmpfs (a
+    /// later mount may go inside an earlier one, as OCI configs and docker order them)
+    #[arg(long = "mount", value_name = "bind:SRC:DST[:OPTS]|tmpfs:DST[:OPTS]")]
+    pub mounts: Vec<OsString>,
+
+    /// Make a device node in a new root's /dev with its owner and mode (OCI linux.devices;
+    /// in a user namespace the host's node at the same path is bound instead)
+    #[arg(long, value_name = "/dev/PATH:TYPE:MAJOR:MINOR[:MODE[:UID[:GID]]]")]
+    pub device_node: Vec<device_node::DeviceNode>,
 
     /// Mount a tmpfs at DST (default nosuid,nodev,noexec; options size=N[k|m|g|%], mode=OCTAL,
     /// nr_inodes=, uid=, gid=, ro, exec, suid, dev (not in a new root: nodev there))
@@ -305,6 +316,15 @@ struct Plan {
     env: env::EnvPlan,
     volumes: Vec<Volume>,
     tmpfs: Vec<Tmpfs>,
+    /// The order of the mounts of `volumes` and `tmpfs`.
+    order: Vec<MountSlot>,
+}
+
+/// One mount of the plan, by its index in `volumes` or `tmpfs`.
+#[derive(Debug, Clone, Copy)]
+enum MountSlot {
+    Volume(usize),
+    Tmpfs(usize),
 }
 
 fn check_dir(path: &Path, what: &str) -> Result<PathBuf, Fatal> {
@@ -355,8 +375,13 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
     } else {
         None
     };
+    let ordered = ordered_mounts(&args.mounts)?;
     let mut volumes = Vec::new();
-    for spec in &args.volumes {
+    let volume_specs = args
+        .volumes
+        .iter()
+        .chain(ordered.iter().filter_map(|(v, _)| v.as_ref()));
+    for spec in volume_specs {
         let volume = volume::parse_volume(spec).map_err(Fatal::new)?;
         // Checked now; opened again once in the new namespace (a mount of another namespace
         // cannot be bound).
@@ -364,13 +389,17 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             .fatal_context(format!("invalid volume '{}'", spec.to_string_lossy()))?;
         volumes.push(volume);
     }
-    let tmpfs = args
+    let tmpfs_specs: Vec<&OsString> = args
         .tmpfs
+        .iter()
+        .chain(ordered.iter().filter_map(|(_, t)| t.as_ref()))
+        .collect();
+    let tmpfs = tmpfs_specs
         .iter()
         .map(|spec| volume::parse_tmpfs(spec).map_err(Fatal::new))
         .collect::<Result<Vec<_>, _>>()?;
-    let with_dev = args
-        .tmpfs
+    let order = mount_order(args.volumes.len(), args.tmpfs.len(), &ordered);
+    let with_dev = tmpfs_specs
         .iter()
         .zip(&tmpfs)
         .find(|(_, t)| !t.flags.contains(nix::mount::MsFlags::MS_NODEV));
@@ -379,6 +408,11 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
             "invalid tmpfs '{}': 'dev' is not allowed in a new root (without a device cgroup, a device node made there would open the host's device)",
             spec.to_string_lossy()
         )));
+    }
+    if root.is_none() && !args.device_node.is_empty() {
+        return Err(Fatal::new(
+            "--device-node needs a new root (--rootfs, --overlay or --image): it makes nodes in the container's own /dev",
+        ));
     }
     if let Some(dir) = &args.workdir {
         if !dir.is_absolute() {
@@ -394,7 +428,50 @@ fn plan(args: &Args) -> Result<Plan, Fatal> {
         env,
         volumes,
         tmpfs,
+        order,
     })
+}
+
+/// A volume or tmpfs spec of `--mount`, split by its type.
+type Ordered = (Option<OsString>, Option<OsString>);
+
+/// `--mount bind:SPEC` / `tmpfs:SPEC` into the -v and --tmpfs specs they are.
+fn ordered_mounts(specs: &[OsString]) -> Result<Vec<Ordered>, Fatal> {
+    use std::os::unix::ffi::OsStrExt;
+    specs
+        .iter()
+        .map(|spec| {
+            let bytes = spec.as_bytes();
+            let rest = |n: usize| OsStr::from_bytes(&bytes[n..]).to_os_string();
+            if bytes.starts_with(b"bind:") {
+                Ok((Some(rest(5)), None))
+            } else if bytes.starts_with(b"tmpfs:") {
+                Ok((None, Some(rest(6))))
+            } else {
+                Err(Fatal::new(format!(
+                    "invalid mount '{}': expected bind:SRC:DST[:OPTS] or tmpfs:DST[:OPTS]",
+                    spec.to_string_lossy()
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Every -v, every --tmpfs, then the --mount entries in their order.
+fn mount_order(volumes: usize, tmpfs: usize, ordered: &[Ordered]) -> Vec<MountSlot> {
+    let mut order: Vec<MountSlot> = (0..volumes).map(MountSlot::Volume).collect();
+    order.extend((0..tmpfs).map(MountSlot::Tmpfs));
+    let (mut v, mut t) = (volumes, tmpfs);
+    for (volume, _) in ordered {
+        if volume.is_some() {
+            order.push(MountSlot::Volume(v));
+            v += 1;
+        } else {
+            order.push(MountSlot::Tmpfs(t));
+            t += 1;
+        }
+    }
+    order
 }
 
 /// Whether COMMAND can be found on the host (for the hint when it is missing in the root).
@@ -804,6 +881,7 @@ fn build_root(
         // configs give them.
         proc_sys::mount_proc(root.as_fd())?;
         dev::setup(root.as_fd(), nodes)?;
+        device_node::make(root.as_fd(), &args.device_node)?;
         let sys = proc_sys::mount_sys(root.as_fd(), sysfs.take())?;
         extra.insert("sys".into(), json!(sys));
         let cgroup = cgroupfs::mount(root.as_fd())
@@ -816,8 +894,17 @@ fn build_root(
         proc_sys::mount_host_proc()?;
     }
     // Mount points are created inside a new root (in its image or layer), never on the host.
-    mount_volumes(root.as_fd(), &plan.volumes, &mut trees.volumes, container)?;
-    mount_tmpfs(root.as_fd(), &plan.tmpfs, container)?;
+    for slot in &plan.order {
+        match *slot {
+            MountSlot::Volume(i) => mount_volumes(
+                root.as_fd(),
+                &plan.volumes[i..=i],
+                &mut trees.volumes[i..=i],
+                container,
+            )?,
+            MountSlot::Tmpfs(i) => mount_tmpfs(root.as_fd(), &plan.tmpfs[i..=i], container)?,
+        }
+    }
     if let Some(nodes) = &nodes {
         let null = nodes
             .null()
@@ -903,8 +990,12 @@ fn enter_root(args: &Args, root: OwnedFd, container: bool) -> Result<(), Fatal> 
         if args.read_only {
             rootfs::make_root_read_only()?;
         }
-        if args.propagation == Propagation::Shared {
-            propagation::apply("/", Propagation::Shared)?;
+        // Set on the new root once it is in place (during setup it stays private).
+        if matches!(
+            args.propagation,
+            Propagation::Shared | Propagation::Unbindable
+        ) {
+            propagation::apply("/", args.propagation)?;
         }
     } else if args.read_only {
         rootfs::make_root_read_only()?;
@@ -1156,6 +1247,18 @@ fn mount_volumes(
                         }
                     }
                     None => sys::bind(source.as_fd(), target.as_fd(), true, attrs)?,
+                }
+                if let Some(flags) = volume.propagation {
+                    // The fd names the directory under the new mount: open it again.
+                    let mounted = resolve::open_in_root(root, &volume.target, Create::No)?;
+                    nix::mount::mount(
+                        None::<&str>,
+                        &sys::fd_path(mounted.as_fd()),
+                        None::<&str>,
+                        flags,
+                        None::<&str>,
+                    )
+                    .map_err(|e| anyhow::Error::from(e).context("unable to set its propagation"))?;
                 }
                 Ok(())
             },

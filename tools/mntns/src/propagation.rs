@@ -10,6 +10,7 @@ fn flags(mode: Propagation) -> Option<MsFlags> {
         Propagation::Private => Some(MsFlags::MS_PRIVATE),
         Propagation::Slave => Some(MsFlags::MS_SLAVE),
         Propagation::Shared => Some(MsFlags::MS_SHARED),
+        Propagation::Unbindable => Some(MsFlags::MS_UNBINDABLE),
         Propagation::Unchanged => None,
     }
 }

@@ -1,4 +1,4 @@
-//! Parsers for the mount specs the user writes: `-v SRC:DST[:ro|rw]`, `--tmpfs DST[:OPTS]`,
+//! Parsers for the mount specs the user writes: `-v SRC:DST[:OPTS]`, `--tmpfs DST[:OPTS]`,
 //! `--propagation`, `--user UID[:GID]`. Pure functions: nothing here touches the system.
 
 use std::ffi::{OsStr, OsString};
@@ -8,12 +8,48 @@ use std::str::FromStr;
 
 use nix::mount::MsFlags;
 
-/// `-v SRC:DST[:ro|rw]`.
+/// `-v SRC:DST[:OPTS]`, OPTS a comma list of `ro`/`rw` and a propagation as docker's
+/// (`rprivate`, `private`, `rshared`, `shared`, `rslave`, `slave`, `runbindable`,
+/// `unbindable`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Volume {
     pub source: PathBuf,
     pub target: PathBuf,
     pub read_only: bool,
+    /// The bind's propagation (MS_SHARED, MS_SLAVE, ...; with MS_REC for the `r` forms);
+    /// none: the container's (private).
+    pub propagation: Option<MsFlags>,
+}
+
+/// One option of a volume's OPTS: read-only or not, and a propagation.
+fn volume_option(option: &[u8], ro: &mut bool, prop: &mut Option<MsFlags>) -> Result<(), String> {
+    let kind = match option {
+        b"ro" => {
+            *ro = true;
+            return Ok(());
+        }
+        b"rw" => {
+            *ro = false;
+            return Ok(());
+        }
+        b"private" | b"rprivate" => MsFlags::MS_PRIVATE,
+        b"shared" | b"rshared" => MsFlags::MS_SHARED,
+        b"slave" | b"rslave" => MsFlags::MS_SLAVE,
+        b"unbindable" | b"runbindable" => MsFlags::MS_UNBINDABLE,
+        other => {
+            return Err(format!(
+                "unknown option '{}' (expected ro, rw or a propagation such as rslave)",
+                String::from_utf8_lossy(other)
+            ))
+        }
+    };
+    let recursive = option.first() == Some(&b'r');
+    *prop = Some(if recursive {
+        kind | MsFlags::MS_REC
+    } else {
+        kind
+    });
+    Ok(())
 }
 
 /// Parses a volume spec. SRC is a host path (relative to the current directory if relative);
@@ -21,19 +57,19 @@ pub struct Volume {
 pub fn parse_volume(spec: &OsStr) -> Result<Volume, String> {
     let shown = spec.to_string_lossy();
     let parts: Vec<&[u8]> = spec.as_bytes().split(|&b| b == b':').collect();
-    let (source, target, read_only) = match parts.as_slice() {
-        [source, target] => (*source, *target, false),
-        [source, target, b"ro"] => (*source, *target, true),
-        [source, target, b"rw"] => (*source, *target, false),
-        [_, _, mode] => {
-            return Err(format!(
-                "invalid volume '{shown}': unknown mode '{}' (expected ro or rw)",
-                String::from_utf8_lossy(mode)
-            ))
+    let (mut read_only, mut propagation) = (false, None);
+    let (source, target) = match parts.as_slice() {
+        [source, target] => (*source, *target),
+        [source, target, opts] => {
+            for option in opts.split(|&b| b == b',') {
+                volume_option(option, &mut read_only, &mut propagation)
+                    .map_err(|e| format!("invalid volume '{shown}': {e}"))?;
+            }
+            (*source, *target)
         }
         _ => {
             return Err(format!(
-                "invalid volume '{shown}': expected SRC:DST[:ro|rw]"
+                "invalid volume '{shown}': expected SRC:DST[:ro|rw][,PROPAGATION]"
             ))
         }
     };
@@ -45,6 +81,7 @@ pub fn parse_volume(spec: &OsStr) -> Result<Volume, String> {
         source: PathBuf::from(OsString::from_vec(source.to_vec())),
         target,
         read_only,
+        propagation,
     })
 }
 
@@ -199,6 +236,8 @@ pub enum Propagation {
     Private,
     Slave,
     Shared,
+    /// Private, and no bind mount may be made of it (OCI rootfsPropagation "unbindable").
+    Unbindable,
     Unchanged,
 }
 
@@ -210,9 +249,10 @@ impl FromStr for Propagation {
             "private" => Ok(Propagation::Private),
             "slave" => Ok(Propagation::Slave),
             "shared" => Ok(Propagation::Shared),
+            "unbindable" => Ok(Propagation::Unbindable),
             "unchanged" => Ok(Propagation::Unchanged),
             _ => Err(format!(
-                "'{text}' is not a propagation (expected private, slave, shared or unchanged)"
+                "'{text}' is not a propagation (expected private, slave, shared, unbindable or unchanged)"
             )),
         }
     }
@@ -264,10 +304,18 @@ mod tests {
             Volume {
                 source: "/srv/data".into(),
                 target: "/data".into(),
-                read_only: false
+                read_only: false,
+                propagation: None,
             }
         );
         assert!(vol("/a:/b:ro").unwrap().read_only);
+        let slave = vol("/a:/b:ro,rslave").unwrap();
+        assert!(slave.read_only);
+        assert_eq!(slave.propagation, Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
+        assert_eq!(
+            vol("/a:/b:shared").unwrap().propagation,
+            Some(MsFlags::MS_SHARED)
+        );
         assert!(!vol("/a:/b:rw").unwrap().read_only);
         assert_eq!(
             vol("rel/dir:/x//y/./z/").unwrap().target,
@@ -280,6 +328,7 @@ mod tests {
             ":/b",
             "/a:b",
             "/a:/b:rx",
+            "/a:/b:ro,sideways",
             "/a:/b:ro:x",
             "/a:/",
             "/a:/x/../y",

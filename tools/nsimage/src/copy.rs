@@ -64,11 +64,11 @@ impl Added {
 /// Runs `work` (which adds an image) and, if it fails, removes what it added that no image
 /// references.
 pub fn atomically<T>(store: &Store, work: impl FnOnce(&mut Added) -> Result<T>) -> Result<T> {
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     let mut added = Added::default();
     let result = work(&mut added);
     if result.is_err() {
-        crate::gc::discard(store, &added.blobs, &added.layers);
+        crate::gc::discard(store, lock, &added.blobs, &added.layers);
     }
     result
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use common::image::layout::{self, digest_hex};
 use common::report;
 
-use crate::store::Store;
+use crate::store::{Store, StoreLock};
 
 /// What the store still needs: blobs and layers (hex) of every named image, and the layers
 /// containers use.
@@ -82,8 +82,17 @@ pub fn collect(store: &Store) -> Result<(usize, usize)> {
     Ok(removed)
 }
 
-/// After a failed load: removes the blobs and layers it added that nothing references.
-pub fn discard(store: &Store, blobs: &[String], layers: &[String]) {
+/// After a failed pull or load: lets go of the writer's shared lock `held`, waits for the
+/// store lock exclusive (every other writer at work has named its image or failed by then),
+/// and removes the blobs and layers this writer added that no image references. A
+/// concurrent writer that found one of them in the store and skipped fetching it has named
+/// its image meanwhile, so what it relies on stays.
+pub fn discard(store: &Store, held: StoreLock, blobs: &[String], layers: &[String]) {
+    drop(held);
+    // Without the lock nothing is removed: garbage is safer than a broken image.
+    let Ok(_lock) = store.lock_exclusive() else {
+        return;
+    };
     let Ok(keep) = referenced(store) else { return };
     for digest in blobs {
         if let (Ok(hex), Ok(path)) = (digest_hex(digest), store.layout.blob_path(digest)) {

@@ -2,7 +2,8 @@
 //! stream the config and layers into the store (each blob held to its size and verified
 //! against its digest by the store as it is written; blobs already there are skipped), unpack
 //! the layers, store the manifest, and only then name the image in index.json. A failed pull
-//! removes the blobs and layers it added, so the store is as it was.
+//! removes the blobs and layers it added once the other writers at work are done, keeping
+//! what one of their images references (`gc::discard`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -109,13 +110,14 @@ fn pull(
     let client = Client::connect(api_host(&reference.domain), &reference.path, opts)?;
     let resolved = resolve(&client, reference, platform)?;
     let progress = Progress::new(&reference.familiar(), !quiet);
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     let added = Added::default();
     let result = store_image(store, &client, &resolved, &progress, &added)
         .and_then(|()| store.add_image(reference, &resolved.digest));
     progress.finish();
     if result.is_err() {
-        added.remove();
+        let (blobs, layers) = added.into_inner();
+        crate::gc::discard(store, lock, &blobs, &layers);
     }
     result.map(|()| resolved.digest)
 }
@@ -202,8 +204,7 @@ fn store_image(
     }
     let jobs: Vec<(&Descriptor, &String)> = manifest.layers().iter().zip(diff_ids).collect();
     in_parallel(&jobs, |(layer, diff_id)| {
-        fetch_blob(store, client, layer, progress, added)?;
-        unpack(store, layer, diff_id, added)
+        layer_job(store, client, layer, diff_id, progress, added)
     })?;
     let digest = store.put_blob_bytes(&resolved.bytes)?;
     if digest != resolved.digest {
@@ -249,21 +250,41 @@ fn fetch_blob(
     store
         .put_blob_verified(stream, &digest)
         .with_context(|| format!("unable to fetch blob {digest}"))?;
-    added.push(store.layout.blob_path(&digest)?);
+    added.blob(&digest);
     progress.blob_done(0);
     Ok(())
 }
 
-/// Unpacks one layer unless it is unpacked already.
-fn unpack(store: &Store, layer: &Descriptor, diff_id: &str, added: &Added) -> Result<()> {
+/// Brings one layer into the store: what is missing of its blob and its unpacked form, both
+/// in one pass over the download when both are.
+fn layer_job(
+    store: &Store,
+    client: &Client,
+    layer: &Descriptor,
+    diff_id: &str,
+    progress: &Progress,
+    added: &Added,
+) -> Result<()> {
+    let digest = layer.digest().to_string();
     let diff = store.layout.layer_diff(diff_id)?;
-    let existed = diff.is_dir();
-    store.unpack_layer(layer.digest().as_ref(), diff_id)?;
-    if !existed {
-        if let Some(dir) = diff.parent() {
-            added.push(dir.to_path_buf());
-        }
+    if diff.is_dir() {
+        return fetch_blob(store, client, layer, progress, added);
     }
+    if store.has_blob(&digest) {
+        progress.blob_done(layer.size());
+        store.unpack_layer(&digest, diff_id)?;
+    } else {
+        let (_, body) = client.blob(&digest)?;
+        let stream = progress.reader(Sized::new(body, &digest, layer.size()));
+        let new_blob = store
+            .fetch_and_unpack(stream, &digest, diff_id)
+            .with_context(|| format!("unable to fetch blob {digest}"))?;
+        if new_blob {
+            added.blob(&digest);
+        }
+        progress.blob_done(0);
+    }
+    added.layer(diff_id);
     Ok(())
 }
 
@@ -295,28 +316,23 @@ fn in_parallel<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) -> R
     }
 }
 
-/// The blobs and layer directories this pull published, removed again if it fails. (A
-/// concurrent pull of an image sharing one of them may then find it gone and fail too; a
-/// retry fetches it again.)
+/// The blobs (digests) and layers (diffIDs) this pull published, for `gc::discard`
+/// if it fails.
 #[derive(Default)]
-struct Added(Mutex<Vec<PathBuf>>);
+struct Added(Mutex<(Vec<String>, Vec<String>)>);
 
 impl Added {
-    fn push(&self, path: PathBuf) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(path);
+    fn blob(&self, digest: &str) {
+        let mut added = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        added.0.push(digest.to_owned());
     }
 
-    fn remove(&self) {
-        let paths = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        for path in paths {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if let Err(e) = removed {
-                common::report::warning(format!("unable to remove {}: {e}", path.display()));
-            }
-        }
+    fn layer(&self, diff_id: &str) {
+        let mut added = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        added.1.push(diff_id.to_owned());
+    }
+
+    fn into_inner(self) -> (Vec<String>, Vec<String>) {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }

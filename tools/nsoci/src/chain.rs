@@ -2,7 +2,7 @@
 //! which serves root too: a loopback-only netns may follow userns):
 //!
 //! ```text
-//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init --no-monitor] mntns --rootfs ... -- ARGS
+//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init --no-monitor] [cgroupns] mntns --rootfs ... -- ARGS
 //! ```
 //!
 //! Each namespace is made (or joined, `path`) by its own tool: nsoci holds no namespace code.
@@ -153,6 +153,12 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
             inp.status_fd.to_string().into(),
         ]);
     }
+    if let Some(cgroup) = ns("cgroup") {
+        // After the init entered the container's cgroup (create.rs): that cgroup becomes
+        // the namespace's root; before mntns, which then mounts /sys/fs/cgroup from it.
+        link(&mut argv, "cgroupns");
+        join(&mut argv, cgroup);
+    }
     match ns("mount") {
         Some(NamespaceEntry { path: None, .. }) => {}
         Some(_) => {
@@ -278,6 +284,20 @@ fn userns_args(
     Ok(())
 }
 
+/// linux.rootfsPropagation as mntns names it (runc takes the `r` forms too: mntns always
+/// applies a propagation recursively).
+fn rootfs_propagation(mode: &str) -> Result<&'static str, Fatal> {
+    match mode.strip_prefix('r').unwrap_or(mode) {
+        "private" => Ok("private"),
+        "slave" => Ok("slave"),
+        "shared" => Ok("shared"),
+        "unbindable" => Ok("unbindable"),
+        _ => Err(Fatal::new(format!(
+            "linux.rootfsPropagation: '{mode}' is not shared, slave, private or unbindable"
+        ))),
+    }
+}
+
 fn mntns_args(
     argv: &mut Vec<OsString>,
     config: &Config,
@@ -296,6 +316,10 @@ fn mntns_args(
         )));
     }
     argv.extend(["--rootfs".into(), rootfs.into(), "--no-etc".into()]);
+    if let Some(mode) = config.linux.rootfs_propagation.as_deref() {
+        argv.extend(["--propagation".into(), rootfs_propagation(mode)?.into()]);
+    }
+    crate::devices::args(argv, &config.linux.devices)?;
     if root.readonly {
         argv.push("--read-only".into());
     }
@@ -372,8 +396,20 @@ pub fn process_args(argv: &mut Vec<OsString>, process: &Process) {
     }
 }
 
-/// One config mount: what mntns makes itself is left to it, binds become `-v`, tmpfs
-/// `--tmpfs`; any other type is refused.
+/// The propagations a bind may ask (mntns takes docker's names, as OCI configs spell them).
+const PROPAGATIONS: [&str; 8] = [
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
+
+/// One config mount: what mntns makes itself is left to it, binds and tmpfs become
+/// `--mount`, which keeps the config's order; any other type is refused.
 fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<(), Fatal> {
     let dst = &mount.destination;
     if MADE_BY_MNTNS.iter().any(|m| Path::new(m) == dst) {
@@ -387,11 +423,22 @@ fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<
         })?;
         let source: PathBuf = bundle.join(source);
         let ro = mount.options.iter().any(|o| o == "ro");
-        let mut spec = source.into_os_string();
+        let mut spec = OsString::from("bind:");
+        spec.push(source);
         spec.push(":");
         spec.push(dst);
         spec.push(if ro { ":ro" } else { ":rw" });
-        argv.extend(["-v".into(), spec]);
+        // The last propagation given wins, as with mount(8).
+        if let Some(p) = mount
+            .options
+            .iter()
+            .rev()
+            .find(|o| PROPAGATIONS.contains(&o.as_str()))
+        {
+            spec.push(",");
+            spec.push(p);
+        }
+        argv.extend(["--mount".into(), spec]);
         return Ok(());
     }
     if kind == "tmpfs" {
@@ -402,12 +449,13 @@ fn mount_args(argv: &mut Vec<OsString>, mount: &Mount, bundle: &Path) -> Result<
             .map(String::as_str)
             .filter(|o| KEPT.iter().any(|k| o.starts_with(k)) || ["ro", "exec", "suid"].contains(o))
             .collect();
-        let mut spec = dst.clone().into_os_string();
+        let mut spec = OsString::from("tmpfs:");
+        spec.push(dst);
         if !opts.is_empty() {
             spec.push(":");
             spec.push(opts.join(","));
         }
-        argv.extend(["--tmpfs".into(), spec]);
+        argv.extend(["--mount".into(), spec]);
         return Ok(());
     }
     Err(Fatal::new(format!(

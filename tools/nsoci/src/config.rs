@@ -119,6 +119,15 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     /// Handed to `mntns --seccomp` as it is (mntns compiles the OCI form).
     pub seccomp: Option<serde_json::Value>,
+    /// Written into the container's cgroup (resources.rs, cgroup.rs).
+    pub resources: Option<crate::resources::Resources>,
+    /// Where the container's cgroup goes (cgroup.rs).
+    pub cgroups_path: Option<String>,
+    /// The propagation of the container's root (`mntns --propagation`).
+    pub rootfs_propagation: Option<String>,
+    /// Device nodes made in the container's /dev (`mntns --device`).
+    #[serde(default)]
+    pub devices: Vec<crate::devices::Device>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -74,7 +74,25 @@ pub fn create(req: &Request) -> Result<Init, Fatal> {
     }
     let made = Made(dir.clone());
     crate::pid1::become_subreaper()?;
-    let init = start_init(req, &config, process, (&bundle, &tools, &dir), console)?;
+    let mut resources = config.linux.resources.clone().unwrap_or_default();
+    if !resources.devices.is_empty() {
+        let nodes = crate::devices::allow_rules(&config.linux.devices);
+        resources.devices.extend(nodes);
+    }
+    let placed = crate::cgroup::setup(config.linux.cgroups_path.as_deref(), &req.id, &resources)?;
+    let init = start_init(
+        req,
+        &config,
+        process,
+        (&bundle, &tools, &dir),
+        console,
+        placed.as_ref(),
+    );
+    if let (Err(_), Some(placed)) = (&init, &placed) {
+        crate::cgroup::kill_all(placed);
+        crate::cgroup::remove(placed);
+    }
+    let init = init?;
     std::mem::forget(made);
     Ok(init)
 }
@@ -94,6 +112,7 @@ fn start_init(
     process: &config::Process,
     (bundle, tools, dir): (&Path, &Path, &Path),
     console: Option<OwnedFd>,
+    placed: Option<&crate::cgroup::Placed>,
 ) -> Result<Init, Fatal> {
     let fifo_path = dir.join("exec.fifo");
     // 0622: the payload's user, whoever it is, opens it for writing at the gate.
@@ -162,6 +181,7 @@ fn start_init(
         &process.rlimits,
         process.user.umask,
         process.oom_score_adj,
+        placed.map(crate::cgroup::procs_files).unwrap_or_default(),
     )?;
     drop((fifo_fd, ready_fd, status_fd, console_fd, hook_fd));
     let mut pid = child.id() as i32;
@@ -171,7 +191,15 @@ fn start_init(
         ready: ready_read,
         hooks: hook_socket,
     };
-    let settled = settle(req, config, bundle, dir, &mut child, &mut pid, pipes);
+    let settled = settle(
+        req,
+        config,
+        (bundle, dir),
+        &mut child,
+        &mut pid,
+        pipes,
+        placed,
+    );
     if pid != child.id() as i32 {
         // pidns, which exits once PID 1 is on its way.
         let _ = child.wait();
@@ -201,11 +229,11 @@ struct Pipes {
 fn settle(
     req: &Request,
     config: &config::Config,
-    bundle: &Path,
-    dir: &Path,
+    (bundle, dir): (&Path, &Path),
     child: &mut Child,
     pid: &mut i32,
     pipes: Pipes,
+    placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
     let start_time = state::stat(*pid).map_or(0, |(s, _)| s);
     let mut record = Record {
@@ -222,6 +250,7 @@ fn settle(
         annotations: config.annotations.clone(),
         ready: false,
         hooks: config.hooks.clone(),
+        cgroup: placed.cloned(),
     };
     state::save(dir, &record)?;
     if let Some(pipe) = pipes.status {
@@ -289,6 +318,7 @@ pub(crate) fn spawn(
     rlimits: &[Rlimit],
     umask: Option<u32>,
     oom: Option<i32>,
+    cgroup_procs: Vec<std::ffi::CString>,
 ) -> Result<Child, Fatal> {
     let limits: Vec<(i32, libc::rlimit)> = rlimits
         .iter()
@@ -315,6 +345,15 @@ pub(crate) fn spawn(
     // before the fork.
     unsafe {
         command.pre_exec(move || {
+            // Into the container's cgroup before the chain's first instruction, so that
+            // everything it forks is counted (runc moves its init the same way).
+            for file in &cgroup_procs {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
             for (res, lim) in &limits {
                 if libc::setrlimit(*res as libc::__rlimit_resource_t, lim) != 0 {
                     return Err(std::io::Error::last_os_error());

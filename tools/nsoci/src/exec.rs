@@ -109,6 +109,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         &process.rlimits,
         process.user.umask,
         process.oom_score_adj,
+        Vec::new(),
     )?;
     drop((status_fd, console_fd, ready_fd));
     let joined = if pidns {

@@ -13,16 +13,16 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
-        "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "mode", "size", "nr_inodes", "uid", "gid"],
+        "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "mode", "size", "nr_inodes", "uid", "gid", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"],
         "linux": {
-            "namespaces": ["pid", "network", "ipc", "uts", "mount", "user", "time"],
+            "namespaces": ["pid", "network", "ipc", "uts", "mount", "user", "time", "cgroup"],
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": true},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
-        "annotations": {"org.opencontainers.runc.version": "", "io.nschain.nsoci.chain": "userns netns ipcns utsns timens pidns mntns"}
+        "annotations": {"org.opencontainers.runc.version": "", "io.nschain.nsoci.chain": "userns netns ipcns utsns timens pidns cgroupns mntns"}
     })
 }
 

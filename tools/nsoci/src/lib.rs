@@ -8,9 +8,11 @@
 //! nsoci state|kill|delete ID    ROOT/ID/state.json, the init's pid and start time
 //! ```
 
+mod cgroup;
 mod chain;
 mod config;
 mod create;
+mod devices;
 mod exec;
 mod features;
 mod hooks;
@@ -18,10 +20,14 @@ mod inside;
 mod join;
 mod lifecycle;
 mod log;
+mod pause;
 mod pid1;
+mod ps;
+mod resources;
 mod signal;
 mod spec;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -51,7 +57,7 @@ pub struct Args {
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
-    /// Accepted for compatibility: nsoci manages no cgroup yet (linux.resources is refused)
+    /// Use systemd's cgroup manager: refused (nsoci places containers with cgroupfs)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
 
@@ -137,6 +143,21 @@ pub enum Command {
     },
     /// Print what this runtime supports (JSON, runtime-spec features.md)
     Features,
+    /// Change the resources of a live container (linux.resources JSON and/or flags)
+    Update(update::UpdateArgs),
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List a container's processes (host pids)
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Arguments for the host's ps (table format; default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
     /// Write a starting config.json
     Spec {
         #[arg(short, long, value_name = "DIR", default_value = ".")]
@@ -173,7 +194,18 @@ fn dispatch(args: Args) -> Result<Status, Fatal> {
     let Some(command) = args.command else {
         return Err(Fatal::new("no command given").with_hint("see 'nsoci --help'"));
     };
+    if args.systemd_cgroup && matches!(command, Command::Create(_) | Command::Run { .. }) {
+        cgroup::refuse_systemd()?;
+    }
     match command {
+        Command::Update(u) => update::update(&root, &u)?,
+        Command::Pause { id } => pause::pause(&root, &id)?,
+        Command::Resume { id } => pause::resume(&root, &id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps::ps(&root, &id, &format, &ps_args)?,
         Command::Create(c) => {
             create::create(&request(root, c))?;
         }

@@ -20,7 +20,9 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
     match c.status() {
         Status::Created => {}
         Status::Stopped => return Err(Fatal::new("cannot start a container that has stopped")),
-        Status::Running => return Err(Fatal::new("cannot start an already running container")),
+        Status::Running | Status::Paused => {
+            return Err(Fatal::new("cannot start an already running container"))
+        }
         Status::Creating => {
             return Err(Fatal::new(
                 "cannot start a container that is still being created",
@@ -87,13 +89,16 @@ pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), Fatal> {
     let c = Container::load(root, id)?;
     let signo = signal::parse(sig)?;
     match c.status() {
-        Status::Created | Status::Running => {}
+        Status::Created | Status::Running | Status::Paused => {}
         _ => return Err(Fatal::new("container not running")),
     }
     // The pid is the container's PID 1 itself (runc's model): it ignores what it has no
     // handler for, SIGKILL aside, which ends the whole pid namespace.
     if all {
-        // The others first: the namespace's processes die with PID 1.
+        if c.record.cgroup.is_some() {
+            return crate::cgroup::signal_all(&c, signo);
+        }
+        // No cgroup of its own: every process of its pid namespace, PID 1 last.
         for pid in crate::pid1::others_in_pid_namespace(c.record.pid) {
             // SAFETY: kill(2) of a process seen in the container's pid namespace just now.
             unsafe { libc::kill(pid, signo) };
@@ -125,6 +130,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
                 status.as_str()
             )));
         }
+        if let Some(placed) = &c.record.cgroup {
+            // Thawed first: a frozen init cannot die.
+            crate::cgroup::kill_all(placed);
+        }
         // SAFETY: kill(2) on the recorded pid, checked against its start time by status().
         unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -134,6 +143,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
     }
     if let Err(e) = hooks::run("poststop", &c.record.hooks.poststop, &c.state_json()) {
         common::report::warning(e.message());
+    }
+    if let Some(placed) = &c.record.cgroup {
+        // What the init left behind goes with it, then the cgroup nsoci made.
+        crate::cgroup::kill_all(placed);
+        crate::cgroup::remove(placed);
     }
     std::fs::remove_dir_all(&c.dir).map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context(format!("unable to remove {}", c.dir.display()))

@@ -18,6 +18,7 @@ pub fn default_config(rootless: bool) -> Value {
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
     ];
     if rootless {
         namespaces.push(json!({"type": "user"}));

@@ -27,6 +27,9 @@ pub struct Record {
     /// The config's hooks, for `start` (poststart) and `delete` (poststop).
     #[serde(default)]
     pub hooks: crate::hooks::Hooks,
+    /// The container's cgroup (None: an unprivileged container on a v1 host has none).
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroup::Placed>,
 }
 
 /// The spec's statuses.
@@ -35,6 +38,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -44,6 +48,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -112,6 +117,13 @@ impl Container {
             Status::Creating
         } else if self.fifo().exists() {
             Status::Created
+        } else if self
+            .record
+            .cgroup
+            .as_ref()
+            .is_some_and(crate::pause::is_frozen)
+        {
+            Status::Paused
         } else {
             Status::Running
         }

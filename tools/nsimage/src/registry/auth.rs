@@ -2,7 +2,8 @@
 //!
 //! Credentials are looked up as podman and docker do: `--creds USER:PASS`, then `--authfile`
 //! (or `$REGISTRY_AUTH_FILE`), then `$XDG_RUNTIME_DIR/containers/auth.json`, then
-//! `~/.docker/config.json`. A challenge is either `Basic` (send the credentials) or `Bearer`
+//! `~/.docker/config.json`. In each file the registry's `credHelpers` entry comes first,
+//! then its `auths` entry, then the file's `credsStore` (the helpers: [`super::helper`]). A challenge is either `Basic` (send the credentials) or `Bearer`
 //! (fetch a token from the realm it names, with the credentials if there are any).
 
 use std::path::{Path, PathBuf};
@@ -109,11 +110,46 @@ pub fn lookup(
     Ok(None)
 }
 
-/// The entry of one auth file that matches best: the longest key among `registry` and
-/// `registry/namespace...` prefixes of `repository` (podman's rule), keys compared without
-/// scheme. Docker Hub's entry may be spelled `https://index.docker.io/v1/`.
+/// The credentials one auth file gives `registry`: from its `credHelpers` helper for the
+/// registry, else its `auths` entry, else its `credsStore` helper (docker keeps only empty
+/// markers in `auths` when a store holds the credentials).
 fn find_in(text: &str, registry: &str, repository: &str) -> Result<Option<Credentials>> {
     let json: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let helpers = json.get("credHelpers").and_then(|h| h.as_object());
+    let helper = helpers.and_then(|helpers| {
+        helpers.iter().find_map(|(key, name)| {
+            let key = normalize_key(key);
+            let hit = key == registry || (is_docker_hub(registry) && is_docker_hub(&key));
+            hit.then_some(name)
+        })
+    });
+    if let Some(name) = helper {
+        let name = name
+            .as_str()
+            .context("a credHelpers entry is not a string")?;
+        return super::helper::get(name, registry);
+    }
+    if let Some(creds) = from_auths(&json, registry, repository)? {
+        return Ok(Some(creds));
+    }
+    match json.get("credsStore") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(store) => match store.as_str() {
+            Some("") => Ok(None),
+            Some(name) => super::helper::get(name, registry),
+            None => bail!("credsStore is not a string"),
+        },
+    }
+}
+
+/// The `auths` entry that matches best: the longest key among `registry` and
+/// `registry/namespace...` prefixes of `repository` (podman's rule), keys compared without
+/// scheme. Docker Hub's entry may be spelled `https://index.docker.io/v1/`.
+fn from_auths(
+    json: &serde_json::Value,
+    registry: &str,
+    repository: &str,
+) -> Result<Option<Credentials>> {
     let Some(auths) = json.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);
     };
@@ -150,7 +186,7 @@ fn normalize_key(key: &str) -> String {
 }
 
 /// Docker Hub goes by several names in auth files.
-fn is_docker_hub(host: &str) -> bool {
+pub fn is_docker_hub(host: &str) -> bool {
     matches!(
         host,
         "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"

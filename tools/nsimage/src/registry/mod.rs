@@ -1,9 +1,10 @@
 //! Pulling from registries that speak the OCI distribution API: the client ([`client`]),
-//! credentials and auth challenges ([`auth`]), manifest kinds and platform choice
+//! credentials and auth challenges ([`auth`]), docker credential helpers ([`helper`]), manifest kinds and platform choice
 //! ([`manifest`]), and the size every blob is held to while it streams ([`sized`]).
 
 pub mod auth;
 pub mod client;
+pub mod helper;
 pub mod manifest;
 pub mod sized;
 

@@ -49,12 +49,14 @@ pub fn mkdir(dir: RawFd, name: &OsStr, mode: u32) -> io::Result<()> {
     check(unsafe { libc::mkdirat(dir, name.as_ptr(), mode as libc::mode_t) }).map(drop)
 }
 
-/// Creates a new regular file (never through a link; fails if the name exists).
-pub fn create_file(dir: RawFd, name: &OsStr) -> io::Result<File> {
+/// Creates a new regular file with permission bits `mode` (less the umask), never through a
+/// link; fails with `AlreadyExists` if the name exists.
+pub fn create_file(dir: RawFd, name: &OsStr, mode: u32) -> io::Result<File> {
     let name = cstr(name)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let mode = (mode & 0o777) as libc::c_uint;
     // SAFETY: a valid C string and a directory fd; the returned fd is new.
-    let fd = check(unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
+    let fd = check(unsafe { libc::openat(dir, name.as_ptr(), flags, mode) })?;
     // SAFETY: `fd` was just opened and is owned by nothing else.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
@@ -169,6 +171,46 @@ pub fn set_xattr(dir: RawFd, name: &OsStr, key: &str, value: &[u8]) -> io::Resul
         )
     })
     .map(drop)
+}
+
+/// `fchown` of an open file or directory.
+pub fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain integers; an invalid fd is an error, not undefined behaviour.
+    check(unsafe { libc::fchown(fd, uid, gid) }).map(drop)
+}
+
+/// `fchmod` of an open file or directory.
+pub fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) }).map(drop)
+}
+
+/// Sets access and modification time of an open file or directory to `mtime`.
+pub fn futimes(fd: RawFd, mtime: i64) -> io::Result<()> {
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: an fd and two timespecs we own.
+    check(unsafe { libc::futimens(fd, times.as_ptr()) }).map(drop)
+}
+
+/// Sets an extended attribute of an open file or directory.
+pub fn fset_xattr(fd: RawFd, key: &str, value: &[u8]) -> io::Result<()> {
+    let key = CString::new(key).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid C string and a value buffer that outlives the call.
+    check(unsafe { libc::fsetxattr(fd, key.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+        .map(drop)
+}
+
+/// `fstat` of an open fd.
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd and a stat buffer we own.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st)
 }
 
 /// The fd's number, for messages and the calls above.

@@ -55,6 +55,74 @@ impl<R: Read> Read for Verified<R> {
     }
 }
 
+/// Blob files are written in pieces of this size.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// A blob being written under `tmp/`, removed again unless published.
+#[derive(Debug)]
+pub struct BlobFile {
+    tmp: std::path::PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl BlobFile {
+    /// A new temporary blob file in `store`.
+    pub fn create(store: &Store) -> Result<Self> {
+        let tmp = store.temp_path("blob")?;
+        let file =
+            File::create(&tmp).with_context(|| format!("unable to create {}", tmp.display()))?;
+        Ok(BlobFile {
+            tmp,
+            out: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+        })
+    }
+
+    /// Renames the file into `blobs/sha256/` as `digest` (the caller has verified the
+    /// content); `false` when the store had the blob already.
+    pub fn publish(mut self, store: &Store, digest: &str) -> Result<bool> {
+        let dest = store.layout.blob_path(digest)?;
+        if let Some(mut out) = self.out.take() {
+            out.flush().context("unable to write a blob")?;
+        }
+        if dest.is_file() {
+            return Ok(false);
+        }
+        std::fs::rename(&self.tmp, &dest)
+            .with_context(|| format!("unable to publish {}", dest.display()))?;
+        Ok(true)
+    }
+}
+
+impl Drop for BlobFile {
+    fn drop(&mut self) {
+        // Published (renamed away) or failed: either way nothing stays under tmp/.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// A reader that also writes what passes through it to a blob file (when there is one).
+pub struct Tee<'a, R> {
+    inner: R,
+    copy: Option<&'a mut BlobFile>,
+}
+
+impl<'a, R> Tee<'a, R> {
+    /// Wraps `inner`, copying into `copy`.
+    pub fn new(inner: R, copy: Option<&'a mut BlobFile>) -> Self {
+        Tee { inner, copy }
+    }
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(out) = self.copy.as_mut().and_then(|c| c.out.as_mut()) {
+            out.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
 impl Store {
     /// Streams `reader` into the store as blob `expected` (`sha256:HEX`): to a temporary file,
     /// hashed on the way, renamed into `blobs/sha256/` only if the content matches. A blob
@@ -68,7 +136,7 @@ impl Store {
         let result = (|| {
             let file = File::create(&tmp)
                 .with_context(|| format!("unable to create {}", tmp.display()))?;
-            let mut out = BufWriter::new(file);
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
             let mut hashing = Verified::new(&mut reader);
             io::copy(&mut hashing, &mut out)
                 .with_context(|| format!("unable to write blob {expected}"))?;

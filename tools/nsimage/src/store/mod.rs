@@ -8,6 +8,7 @@
 mod apply;
 mod at;
 mod blob;
+mod dirs;
 mod index;
 pub mod unpack;
 

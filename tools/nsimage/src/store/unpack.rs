@@ -9,6 +9,7 @@ use common::image::layout::digest_hex;
 use common::report;
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
+use super::blob::{BlobFile, Tee};
 use super::{apply, Store, Verified};
 
 /// A reader of the uncompressed tar stream of a layer blob: the compression is told by the
@@ -49,18 +50,62 @@ impl Store {
 
     /// Unpacks blob `digest` (uncompressed digest `diff_id`) unless it is already unpacked.
     pub fn unpack_layer(&self, digest: &str, diff_id: &str) -> Result<()> {
+        let blob = self.open_blob(digest)?;
+        self.unpack_from(blob, digest, diff_id, false).map(drop)
+    }
+
+    /// Fetch and unpack in one pass: `body` (the blob's bytes as they arrive) is written to a
+    /// blob file, hashed, decompressed, hashed again and applied as it streams; the blob and
+    /// the layer are published only when both digests match. Returns whether the blob was
+    /// new to the store (the layer is, or this is not called).
+    pub fn fetch_and_unpack(&self, body: impl Read, digest: &str, diff_id: &str) -> Result<bool> {
+        self.unpack_from(body, digest, diff_id, true)
+    }
+
+    /// Unpacks `reader` (blob `digest`) into `layers/`, also storing the blob when
+    /// `keep_blob`; returns whether a blob was published.
+    fn unpack_from(
+        &self,
+        reader: impl Read,
+        digest: &str,
+        diff_id: &str,
+        keep_blob: bool,
+    ) -> Result<bool> {
         let dest = self.root().join("layers").join(digest_hex(diff_id)?);
         if dest.join("diff").is_dir() {
-            return Ok(());
+            // Unpacked meanwhile by a concurrent writer: the blob may still be wanted.
+            if !keep_blob || self.has_blob(digest) {
+                return Ok(false);
+            }
+            self.put_blob_verified(reader, digest)?;
+            return Ok(true);
         }
         let tmp = self.temp_path("layer")?;
         std::fs::create_dir(&tmp).with_context(|| format!("unable to create {}", tmp.display()))?;
-        let result = self.unpack_into(digest, diff_id, &tmp);
-        let result = result.and_then(|()| match std::fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(()),
+        let mut blob = if keep_blob {
+            Some(BlobFile::create(self)?)
+        } else {
+            None
+        };
+        let result = self.unpack_into(Tee::new(reader, blob.as_mut()), digest, diff_id, &tmp);
+        let blob_published = match (result, blob) {
+            (Ok(()), Some(blob)) => blob.publish(self, digest),
+            (Ok(()), None) => Ok(false),
+            (Err(e), blob) => {
+                drop(blob);
+                Err(e)
+            }
+        };
+        let result = blob_published.and_then(|new_blob| match std::fs::rename(&tmp, &dest) {
+            Ok(()) => Ok(new_blob),
             // Another writer published the same layer first: theirs is as good as ours.
-            Err(_) if dest.join("diff").is_dir() => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("unable to publish {}", dest.display())),
+            Err(_) if dest.join("diff").is_dir() => Ok(new_blob),
+            Err(e) => {
+                if new_blob {
+                    let _ = std::fs::remove_file(self.layout.blob_path(digest)?);
+                }
+                Err(e).with_context(|| format!("unable to publish {}", dest.display()))
+            }
         });
         if tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -68,20 +113,31 @@ impl Store {
         result.with_context(|| format!("layer {digest}"))
     }
 
-    fn unpack_into(&self, digest: &str, diff_id: &str, tmp: &std::path::Path) -> Result<()> {
+    fn unpack_into(
+        &self,
+        reader: impl Read,
+        digest: &str,
+        diff_id: &str,
+        tmp: &std::path::Path,
+    ) -> Result<()> {
         let diff = tmp.join("diff");
         std::fs::create_dir(&diff)
             .with_context(|| format!("unable to create {}", diff.display()))?;
-        let blob = self.open_blob(digest)?;
-        let mut compressed = Verified::new(blob);
-        let notes = {
+        let mut compressed = Verified::new(reader);
+        let applied = (|| {
             let stream = decompressed(&mut compressed)?;
             let mut plain = Verified::new(stream);
             let notes = apply::apply(&mut plain, &diff, common::state::is_host_root())?;
             plain.check(diff_id, "the uncompressed layer")?;
-            notes
+            Ok::<_, anyhow::Error>(notes)
+        })();
+        // The blob's digest is checked even when applying failed: a tampered blob mostly
+        // fails to decompress or parse before its end, and the mismatch is the cause to tell.
+        let checked = compressed.check(digest, "the layer blob");
+        let notes = match (applied, checked) {
+            (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+            (Ok(notes), Ok(_)) => notes,
         };
-        compressed.check(digest, "the layer blob")?;
         if !notes.skipped_devices.is_empty() {
             report::warning(format_args!(
                 "layer {digest}: skipped device nodes this user may not make: {}",
