@@ -3,9 +3,10 @@
 //! (chain.rs), run as the init of the container; nsoci itself holds no namespace code.
 //!
 //! ```text
-//! nsoci create --bundle B ID    init = userns → … → pidns → mntns, waiting at exec.fifo
+//! nsoci create --bundle B ID    userns → … → pidns --no-monitor → mntns; PID 1 waits at exec.fifo
 //! nsoci start ID                opens exec.fifo: mntns execs process.args
-//! nsoci state|kill|delete ID    ROOT/ID/state.json, the init's pid and start time
+//! nsoci exec ID CMD             userns --join → … → mntns --join PID (exec.rs, join.rs)
+//! nsoci state|kill|delete ID    ROOT/ID/state.json, PID 1's pid and start time
 //! ```
 
 mod cgroup;
