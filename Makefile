@@ -18,7 +18,7 @@ DESTDIR  ?=
 CARGO    ?= cargo
 TOOLS    := $(sort $(notdir $(wildcard tools/*)))
 # The suites run again with a real exec at every link (issue 14).
-EXEC_LINK_SUITES := contract faults $(basename $(notdir $(wildcard tests/tests/escape*.rs)))
+EXEC_LINK_SUITES := contract faults names pty $(basename $(notdir $(wildcard tests/tests/escape*.rs)))
 RELEASE  := target/release
 HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC   := target/$(HOST)/release

@@ -17,6 +17,7 @@
 # NSCHAIN_BENCH_ROUNDS (the runs are split into that many alternating rounds, 4),
 # NSCHAIN_BENCH_SCALE (containers in section 5, 1000; 0 skips it), NSCHAIN_BENCH_STATIC=0 skips
 # the static build, NSCHAIN_BENCH_BIN (binaries, default target/release),
+# NSCHAIN_BENCH_LAYOUT=per-tool (the per-tool binaries, not hard links to nschain),
 # NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_QUIET=SECONDS (wait that long at
 # most for a quiet machine), NSCHAIN_BENCH_KEEP=1 (keep the work directory).
 # Needs root (rootful rows; rootless rows switch to uid 65534 with setpriv). Never touches the
@@ -48,6 +49,16 @@ DATA=$WORK/data
 mkdir -p "$DATA" "$WORK/run" "$WORK/state" "$WORK/run-nobody" "$WORK/state-nobody"
 chown 65534:65534 "$WORK/run-nobody" "$WORK/state-nobody"
 export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
+# The installed layout (make install): every tool a hard link to the multi-call nschain, so
+# that the links of a chain hand off in process; the per-tool binaries `make build` also puts
+# in target/release always exec. NSCHAIN_BENCH_LAYOUT=per-tool measures those instead.
+if [[ -x $BIN/nschain && ${NSCHAIN_BENCH_LAYOUT:-multicall} == multicall ]]; then
+    mkdir -p "$WORK/bin"
+    cp "$BIN/nschain" "$WORK/bin/nschain"
+    for t in "${TOOLS[@]}" nsps; do ln -f "$WORK/bin/nschain" "$WORK/bin/$t"; done
+    [[ -x $BIN/nschain-floor ]] && cp "$BIN/nschain-floor" "$WORK/bin/"
+    BIN=$WORK/bin
+fi
 unset NSCHAIN_NAME NSCHAIN_DEBUG
 
 cleanup() {
@@ -242,9 +253,12 @@ hf tool-userns "${ROW[@]}" "unshare -Ur true (uid 65534)" "${NOBODY[*]} unshare 
     "setpriv alone (uid 65534)" "${NOBODY[*]} true"
 ROW=(); row tool-timens "timens true" "$BIN/timens true" timens
 row tool-timens "timens --boottime 1000 true" "$BIN/timens --boottime 1000 true" timens
+# --join registers nothing: the difference is what the chain's registration costs
+row tool-timens "timens --join (registers nothing)" "$BIN/timens --join /proc/self/ns/time true" timens
 hf tool-timens "${ROW[@]}" "unshare -T true" "unshare -T true" \
     "unshare -T --boottime 1000 true" "unshare -T --boottime 1000 true"
 ROW=(); row tool-cgroupns "cgroupns true" "$BIN/cgroupns true" cgroupns
+row tool-cgroupns "cgroupns --join (registers nothing)" "$BIN/cgroupns --join /proc/self/ns/cgroup true" cgroupns
 hf tool-cgroupns "${ROW[@]}" "unshare -C true" "unshare -C true"
 # the cost of limits: the chain's cgroup made in every hierarchy, the limits written, the
 # process moved in and its watcher spawned (the watcher removes the cgroup after each run, in

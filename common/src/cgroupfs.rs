@@ -263,6 +263,27 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A cgroup's `cgroup.procs` files, opened ([`Cgroup::open_entry`]; close-on-exec).
+#[derive(Debug)]
+pub struct Entry(Vec<fs::File>);
+
+impl Entry {
+    /// Moves the calling process in, in every hierarchy (async-signal-safe: writes only, so
+    /// a child may call it between fork and exec).
+    pub fn enter(&self) -> std::io::Result<()> {
+        for file in &self.0 {
+            std::io::Write::write_all(&mut &*file, b"0")?;
+        }
+        Ok(())
+    }
+
+    /// The descriptors, which must stay open until [`Entry::enter`].
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.0.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
 /// One cgroup of a chain: its directory in each hierarchy it was made in.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
@@ -278,6 +299,24 @@ impl Cgroup {
                 .with_context(|| format!("unable to move process {pid} into {}", dir.display()))?;
         }
         Ok(())
+    }
+
+    /// Opens the cgroup's `cgroup.procs` files now, for a process that moves itself in later
+    /// with fewer rights ([`Entry::enter`]): the kernel judges a move by the rights the file
+    /// was opened with (v1: the open; v2: the open-time credentials and cgroup namespace).
+    pub fn open_entry(&self) -> anyhow::Result<Entry> {
+        let files = self
+            .dirs
+            .iter()
+            .map(|(_, dir)| {
+                let path = dir.join("cgroup.procs");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("unable to open {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<fs::File>>>()?;
+        Ok(Entry(files))
     }
 
     /// The processes in the cgroup (in any of its hierarchies).

@@ -168,10 +168,12 @@ fn check_free(name: &str) -> Result<(), Fatal> {
 }
 
 /// A fresh name for an unnamed chain, `<tool>-<6 hex digits>`, not registered by any chain.
-/// Generated registrations of chains that have ended are pruned first: without `--name`
-/// nobody would reuse (and so clean) them.
+/// Generated registrations of chains that have ended are pruned first (without `--name`
+/// nobody would reuse, and so clean, them), and one of them is kept for this chain: renamed
+/// to its claim directory, its files rewritten in place by [`claim_with`]. A filesystem on
+/// disk pays for every inode made and freed (ext4 even skips recently freed ones when it
+/// allocates): a start that recycles makes and frees none.
 fn generate(tool: &str) -> Naming {
-    prune_generated();
     let mut name = format!("{tool}-{}", random_hex());
     for _ in 0..8 {
         if !dir(&name).exists() {
@@ -179,7 +181,13 @@ fn generate(tool: &str) -> Naming {
         }
         name = format!("{tool}-{}", random_hex());
     }
+    prune_generated(Some(&claim_dir(&name)));
     Naming::new(name, true, true)
+}
+
+/// The hidden directory a registration is made in before it is renamed to its name.
+fn claim_dir(name: &str) -> PathBuf {
+    chains_dir().join(format!(".{name}.{}", crate::procfs::own_pid()))
 }
 
 fn random_hex() -> String {
@@ -200,8 +208,9 @@ fn random_hex() -> String {
 }
 
 /// Removes the registrations of generated names whose chain has ended: no live record and
-/// the first link's process gone (a chain still starting has no record yet).
-fn prune_generated() {
+/// the first link's process gone (a chain still starting has no record yet). The first one
+/// is renamed to `keep_as` instead, when given.
+fn prune_generated(mut keep_as: Option<&std::path::Path>) {
     let Ok(entries) = fs::read_dir(chains_dir()) else {
         return;
     };
@@ -220,7 +229,13 @@ fn prune_generated() {
             continue;
         };
         if meta.generated && is_stale(&name) && !is_kept(&name) {
-            let _ = fs::remove_dir_all(entry.path());
+            // Taken by a concurrent start or pruner: try the next one.
+            let kept = keep_as.is_some_and(|to| fs::rename(entry.path(), to).is_ok());
+            if kept {
+                keep_as = None;
+            } else {
+                let _ = fs::remove_dir_all(entry.path());
+            }
         }
     }
 }
@@ -238,8 +253,15 @@ pub fn export(naming: &Naming) {
 
 /// Creates the chain's registration directory (first link only) and exports the name.
 pub fn claim(naming: &Naming) -> Result<(), Fatal> {
+    claim_with(naming, None).map(|_| ())
+}
+
+/// [`claim`], with the first link's own record written into the new directory before it
+/// appears (one directory made and renamed, two small files, nothing renamed over): true if
+/// `record` was registered so, false when this link does not claim (register it yourself).
+pub fn claim_with(naming: &Naming, record: Option<&Record>) -> Result<bool, Fatal> {
     if !naming.first {
-        return Ok(());
+        return Ok(false);
     }
     let chains = chains_dir();
     state::ensure_dir(&chains, 0o755).map_err(|e| inner_root_hint(e.into()))?;
@@ -248,17 +270,28 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
         if rename_registration(old, &naming.name)? {
             write_json(&dir.join(META), &new_meta(naming))?;
             export(naming);
-            return Ok(());
+            return Ok(false);
         }
     }
     // Made under a hidden name with its chain.json, then renamed: a registration without
-    // chain.json is never one being claimed, so it can be pruned at once.
-    let tmp = chains.join(format!(".{}.{}", naming.name, crate::procfs::own_pid()));
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir(&tmp)
-        .with_context(|| format!("unable to create {}", tmp.display()))
-        .map_err(|e| inner_root_hint(e.into()))?;
-    let placed = write_json(&tmp.join(META), &new_meta(naming))
+    // chain.json is never one being claimed, so it can be pruned at once. A generated name's
+    // may hold an ended chain's files, recycled ([`generate`]).
+    let tmp = claim_dir(&naming.name);
+    let record_file = record.map(|r| (tmp.join(format!("{}.json", r.ns.kind)), r));
+    let recycled = naming.generated
+        && tidy_recycled(&tmp, record_file.as_ref().map(|(path, _)| path.as_path()));
+    if !recycled {
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp)
+            .with_context(|| format!("unable to create {}", tmp.display()))
+            .map_err(|e| inner_root_hint(e.into()))?;
+    }
+    // Nobody reads a hidden directory: its files are written in place, not renamed.
+    let placed = write_new(&tmp.join(META), &new_meta(naming))
+        .and_then(|()| match &record_file {
+            Some((path, record)) => write_new(path, record),
+            None => Ok(()),
+        })
         .map_err(Fatal::from)
         .and_then(|()| place(&tmp, &naming.name));
     if placed.is_err() {
@@ -266,7 +299,7 @@ pub fn claim(naming: &Naming) -> Result<(), Fatal> {
     }
     placed?;
     export(naming);
-    Ok(())
+    Ok(record.is_some())
 }
 
 /// Renames a new registration to its name; an existing one is replaced only if its chain has
@@ -430,6 +463,54 @@ fn checked_write(name: &str, path: &std::path::Path, value: &impl Serialize) -> 
         written => written
             .map_err(|e| Fatal::from(e).context(format!("unable to register in chain {name}"))),
     }
+}
+
+/// Writes a file no reader can see yet (in a hidden directory): one write, no rename; an
+/// existing (recycled) file is overwritten and cut to length, keeping its inode and block.
+fn write_new(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_vec(value)?;
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, &text)?;
+            file.set_len(text.len() as u64)
+        });
+    written.with_context(|| format!("unable to write {}", path.display()))
+}
+
+/// Readies a recycled claim directory: what the new registration does not write is removed,
+/// but one old record file becomes `record` (renamed: its inode kept). False when there is
+/// no such directory.
+fn tidy_recycled(tmp: &std::path::Path, mut record: Option<&std::path::Path>) -> bool {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return false;
+    };
+    let wanted = |name: &std::ffi::OsStr| {
+        name == META || record.is_some_and(|r| r.file_name() == Some(name))
+    };
+    let mut keep: Vec<std::ffi::OsString> = entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !wanted(n))
+        .collect();
+    if record.is_some_and(|r| r.exists()) {
+        record = None;
+    }
+    for name in keep.drain(..) {
+        let path = tmp.join(&name);
+        let reused = record.is_some_and(|to| {
+            path.extension().is_some_and(|x| x == "json") && fs::rename(&path, to).is_ok()
+        });
+        if reused {
+            record = None;
+        } else if fs::remove_file(&path).is_err() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+    true
 }
 
 fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {

@@ -35,6 +35,7 @@ pub struct Context {
     held: Vec<Box<dyn Any>>,
     links: Option<&'static Links>,
     real_exec: Option<&'static str>,
+    register_at_once: bool,
     handdown: Handdown,
     registrations: chain::Pending,
 }
@@ -60,6 +61,7 @@ impl Context {
             held: Vec::new(),
             links: None,
             real_exec: None,
+            register_at_once: false,
             handdown: Handdown::default(),
             registrations: chain::Pending::default(),
         }
@@ -70,7 +72,7 @@ impl Context {
     /// written before the process execs, forks the container or exits; an in-process
     /// hand-off carries them to the next link.
     pub fn deferred_registrations(&self) -> Option<chain::Pending> {
-        (self.links.is_some() && self.real_exec.is_none() && !inprocess::exec_links_forced())
+        (self.links.is_some() && !self.register_at_once && !inprocess::exec_links_forced())
             .then(|| self.registrations.clone())
     }
 
@@ -115,14 +117,20 @@ impl Context {
         self.links
     }
 
+    /// Registers this link at once, and first what the earlier links deferred: called by a
+    /// link before it changes its credentials (userns), so that every record is written
+    /// with the privileges it was made with.
+    pub fn register_at_once(&mut self) -> Result<(), Fatal> {
+        self.register_at_once = true;
+        self.register_now()
+    }
+
     /// Asks for a real exec of the next program, because of `why`: this link will leave a
-    /// state an in-process hand-off cannot give the next one as an exec would (changed
-    /// credentials, a new root). Called before the link changes anything: the registrations
-    /// the earlier links deferred are written now, with the privileges they were made with,
-    /// and this link's own is written at once.
+    /// state an in-process hand-off cannot give the next one as an exec would (a new root).
+    /// Registers at once ([`Context::register_at_once`]).
     pub fn exec_for_real(&mut self, why: &'static str) -> Result<(), Fatal> {
         self.real_exec = Some(why);
-        self.register_now()
+        self.register_at_once()
     }
 
     /// Why this link must exec for real, if it asked to.

@@ -4,8 +4,12 @@
 //!
 //! The next link runs in process only when all of these hold, otherwise it is a real exec:
 //! - `NSCHAIN_EXEC_LINKS` is not `1`, and the link did not ask for a real exec
-//!   ([`crate::Context::exec_for_real`]: userns changed the credentials, mntns changes the root
-//!   or the credentials, timens's clocks take effect at exec; pidns's child execs itself);
+//!   ([`crate::Context::exec_for_real`]: userns when execve would change its capabilities,
+//!   mntns changes the root or the credentials, timens's clocks take effect at exec; pidns's
+//!   child execs itself);
+//! - the next link is not one that makes processes of this memory not dumpable (pidns's
+//!   init, mntns and its layer cleaner) while the user namespace differs from the one of
+//!   the last execve ([`NOT_DUMPABLE_LINKS`]);
 //! - COMMAND's first word resolves through `PATH`, in the current root, to the same file
 //!   (device and inode) as `/proc/self/exe`, and its name (or the word after `nschain`) is a
 //!   link of the table ([`Links`]): a user's own `netns` earlier in PATH is still exec'd;
@@ -28,9 +32,11 @@ use std::process::ExitCode;
 
 use crate::handdown::Handdown;
 use crate::handoff::Context;
+use std::sync::OnceLock;
 
 mod exec_state;
 use crate::{debug, exit, handdown, report};
+pub use exec_state::CapSets;
 
 /// The variable that forces a real exec at every link.
 pub const EXEC_LINKS_VAR: &str = "NSCHAIN_EXEC_LINKS";
@@ -121,6 +127,7 @@ impl Links {
 /// The multi-call binary's `main`: runs the tool argv names, then each link that is handed
 /// off in this process, until one execs for real or exits.
 pub fn dispatch(links: &'static Links) -> ExitCode {
+    let _ = EXEC_USERNS.set(userns_inode());
     let mut next = Handoff {
         argv: std::env::args_os().collect(),
         handdown: Handdown::from_env(),
@@ -139,6 +146,38 @@ pub fn dispatch(links: &'static Links) -> ExitCode {
             Outcome::Exit(code) => return code,
             Outcome::Continue(handoff) => next = handoff,
         }
+    }
+}
+
+/// The links that make processes of this memory not dumpable: pidns's init (a fork that
+/// never execs), mntns itself and its layer cleaner. Who may trace a process that is not
+/// dumpable, and who owns its `/proc/PID` files, comes from the user namespace its memory
+/// was made in, by the last execve (`mm->user_ns`): once this process changed user
+/// namespace (userns handed off in process), only a real exec gives these links the
+/// namespace an exec would. Rootless, the host user could otherwise not reach the init's
+/// `/proc/PID/ns` (nsps), and the container would see its /proc/1 owned by nobody.
+pub const NOT_DUMPABLE_LINKS: [&str; 2] = ["pidns", "mntns"];
+
+/// The user namespace this process was in at its last execve (set by [`dispatch`]).
+static EXEC_USERNS: OnceLock<u64> = OnceLock::new();
+
+fn userns_inode() -> u64 {
+    std::fs::metadata("/proc/self/ns/user").map_or(0, |m| m.ino())
+}
+
+/// `Ok` when execve would leave this process's capabilities exactly as they are
+/// ([`CapSets::after_execve`]): a link that changed its credentials (userns) may then hand
+/// off in process. `Err` says what would change.
+pub fn execve_keeps_capabilities() -> Result<(), String> {
+    let status = exec_state::own_status()?;
+    exec_state::single_threaded_without_seccomp(&status)?;
+    let now = CapSets::current(&status)?;
+    let after = now.after_execve(nix::unistd::geteuid().is_root());
+    match after == now {
+        true => Ok(()),
+        false => Err(format!(
+            "execve would change the capabilities from {now:x?} to {after:x?}"
+        )),
     }
 }
 
@@ -194,6 +233,18 @@ impl Plan {
         if !handdown::LINKS.iter().any(|l| OsStr::new(l) == name) || links.entry(name).is_none() {
             return Err(format!("{} is not a link", name.to_string_lossy()));
         }
+        if NOT_DUMPABLE_LINKS.iter().any(|l| OsStr::new(l) == name)
+            && !crate::link_trace::Knobs::read().skip("exec-after-userns")
+            && EXEC_USERNS
+                .get()
+                .is_some_and(|&at_exec| at_exec != userns_inode())
+        {
+            return Err(format!(
+                "{} makes processes that are not dumpable, and the user namespace changed \
+                 since the last exec (their tracers and /proc owner come from it)",
+                name.to_string_lossy()
+            ));
+        }
         let path = resolve(program).ok_or("COMMAND not found in PATH")?;
         let file = std::fs::metadata(&path).map_err(|e| e.to_string())?;
         let me = std::fs::metadata("/proc/self/exe").map_err(|e| e.to_string())?;
@@ -211,8 +262,9 @@ impl Plan {
                 "the program is not readable (exec would make the process undumpable)".into(),
             );
         }
-        exec_state::single_threaded_without_seccomp()?;
-        let caps = exec_state::ExecCaps::compute()?;
+        let status = exec_state::own_status()?;
+        exec_state::single_threaded_without_seccomp(&status)?;
+        let caps = exec_state::ExecCaps::compute(&status)?;
         let base = Path::new(program)
             .file_name()
             .unwrap_or(program)

@@ -172,10 +172,19 @@ impl Link {
 
     fn publish(&self, record: Record, deferred: Option<&chain::Pending>) -> Result<Record, Fatal> {
         if let Some(naming) = &self.naming {
-            let registered = chain::claim(naming).and_then(|()| {
+            // A first link registering now writes its record with the claim (a new
+            // directory cannot hold a live record of the kind it joins).
+            let with_claim = deferred.is_none().then_some(&record);
+            let registered = chain::claim_with(naming, with_claim).and_then(|done| {
+                if let (Some(pending), Some(old)) = (deferred, &naming.replaces) {
+                    // The registration was renamed: what earlier links queued moves with it.
+                    for (name, _) in pending.borrow_mut().iter_mut().filter(|(n, _)| n == old) {
+                        name.clone_from(&naming.name);
+                    }
+                }
                 // Joining a namespace the chain already registered (docker exec) must not
                 // replace the record of the process that holds it.
-                if self.is_join() && chain::has_live_record(&naming.name, self.kind) {
+                if done || (self.is_join() && chain::has_live_record(&naming.name, self.kind)) {
                     return Ok(());
                 }
                 if let Some(pending) = deferred {

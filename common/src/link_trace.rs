@@ -7,8 +7,10 @@
 //! - `NSCHAIN_DEBUG_HANDOFF=plant[,skip-STEP...]`: `plant` makes every link leave, right
 //!   before its hand-off, what an exec must undo (a close-on-exec fd, keepcaps set, not
 //!   dumpable, a caught SIGUSR2); `skip-close-fds`, `skip-signals`, `skip-keepcaps`,
-//!   `skip-dumpable` switch that step of the in-process hand-off off, so that a test can show
-//!   the comparison catches it.
+//!   `skip-dumpable` switch that step of the in-process hand-off off, and
+//!   `skip-exec-after-userns` the real exec of pidns or mntns after a user namespace changed
+//!   in process ([`crate::inprocess::NOT_DUMPABLE_LINKS`]), so that a test can show the
+//!   comparison catches it.
 
 use std::fmt::Write as _;
 use std::fs;

@@ -95,7 +95,9 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
         Some(found) => found,
         None => (dir.to_owned(), mode),
     };
-    if let Some(parent) = root.parent() {
+    // Existing (every start but the first): one statx per level, no mkdir (cheap start).
+    let root_exists = std::fs::symlink_metadata(&root).is_ok();
+    if let Some(parent) = root.parent().filter(|_| !root_exists) {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -121,13 +123,22 @@ fn state_root_of(dir: &Path) -> Option<(PathBuf, u32)> {
 }
 
 fn make_one(dir: &Path, mode: u32) -> anyhow::Result<()> {
-    match std::fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("unable to create {}", dir.display())),
-    }
-    let meta = std::fs::symlink_metadata(dir)
-        .with_context(|| format!("unable to read {}", dir.display()))?;
+    // Looked at first: an existing directory (the usual case) costs one statx.
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("unable to create {}", dir.display()))
+                }
+            }
+            std::fs::symlink_metadata(dir)
+                .with_context(|| format!("unable to read {}", dir.display()))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("unable to read {}", dir.display())),
+    };
     check_safe(dir, meta.is_dir(), meta.uid(), meta.mode())
 }
 

@@ -368,7 +368,7 @@ impl Registrations for Path {
                 return None;
             }
             let list: Vec<Value> = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            list.into_iter().find(|r| r["ns"]["kind"] == kind)
+            list.into_iter().find(|r| r["ns"]["type"] == kind)
         })
     }
 }

@@ -218,7 +218,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("cgroupns", &["--cgroup-parent", "../escape"]),
     (
         "cgroupns",
-        &["--cgroup-parent", "/no-such-parent", "--memory", "64m"],
+        &["--cgroup-parent", "cgroup.procs/x", "--memory", "64m"],
     ),
     ("cgroupns", &["--join", "/proc/self/ns/net"]),
     (

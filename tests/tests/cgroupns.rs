@@ -343,6 +343,36 @@ fn the_cgroup_is_gone_after_a_normal_exit_in_every_hierarchy() {
 }
 
 #[test]
+fn the_chains_stderr_is_released_at_its_end_not_after_the_cleanup() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let name = unique("stderr");
+    let memory = dir_in("memory", &name);
+    // The container leaves a child cgroup behind: the removal waits for it (up to 5 s).
+    let sub = memory.join("sub");
+    let out = run(&mut cgroupns(
+        state.path(),
+        &[
+            "--memory",
+            "64m",
+            "--name",
+            &name,
+            "--",
+            "mkdir",
+            &sub.display().to_string(),
+        ],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Our pipes saw their end while the watcher still waits to remove the cgroup: once the
+    // child goes, it finishes the removal (had it held stderr, it would have given up).
+    assert!(memory.is_dir(), "removed before the child cgroup went");
+    std::fs::remove_dir(&sub).unwrap();
+    assert_gone(&name);
+}
+
+#[test]
 fn the_cgroup_and_what_is_left_in_it_go_after_sigkill_of_the_first_link() {
     if !need::root() {
         return;
@@ -697,7 +727,7 @@ fn runtime_bad_values_leave_nothing_behind() {
     let before = audit::snapshot(state.path(), None);
     let before_cgroups = all_chain_cgroups();
     for args in [
-        &["--memory", "64m", "--cgroup-parent", "/no-such-parent"][..],
+        &["--memory", "64m", "--cgroup-parent", "cgroup.procs/x"][..],
         &["--cpuset", "4095"],
         &["--memory", "64m", "--join", "/proc/self/ns/cgroup"],
     ] {
@@ -761,6 +791,16 @@ fn nsps_shows_the_limits_and_usage_and_nsps_exec_is_bounded_by_them() {
     assert_eq!(json["cgroup"]["limits"]["memory"], 64 << 20);
     assert_eq!(json["cgroup"]["usage"]["pids_limit"], 12);
     assert!(json["cgroup"]["usage"]["memory_bytes"].as_u64().unwrap() > 0);
+    // COMMAND counts against the limit, nsps waiting for it does not: 3 + cat.
+    let current = dir_in("pids", &name).join("pids.current");
+    let counted = ok(tool("nsps", state.path()).args([
+        "exec",
+        &name,
+        "--",
+        "cat",
+        &current.display().to_string(),
+    ]));
+    assert_eq!(counted.trim(), "4", "the waiting nsps counted");
     // nsps exec joins the cgroup: its command sees the chain's cgroup as its root and cannot
     // fork past the chain's limit (the host could).
     let script = "cat /proc/self/cgroup; for i in $(seq 20); do sleep 2 & done; wait";
@@ -957,7 +997,7 @@ fn info_fd_pin_and_join_follow_the_contract() {
 }
 
 #[test]
-fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_parent() {
+fn cgroup_parent_is_made_where_missing_in_every_hierarchy_and_left_in_place_as_docker() {
     if !need::root() {
         return;
     }
@@ -965,37 +1005,23 @@ fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_paren
     let layout = Layout::detect().unwrap();
     let parent = unique("parent");
     let used = ["memory", "pids", "cpu", "cpuacct", "freezer"];
-    let parents: Vec<PathBuf> = layout
+    let tops: Vec<PathBuf> = layout
         .hierarchies
         .iter()
         .filter(|h| h.version == Version::V2 || used.iter().any(|c| h.has(c)))
         .map(|h| h.own_dir().join(&parent))
         .collect();
-    // Missing in some hierarchy: refused, nothing made.
-    std::fs::create_dir(&parents[0]).unwrap();
-    let out = run(&mut cgroupns(
-        state.path(),
-        &[
-            "--cgroup-parent",
-            &parent,
-            "--pids-limit",
-            "7",
-            "--",
-            "true",
-        ],
-    ));
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
-    for p in &parents[1..] {
-        std::fs::create_dir(p).unwrap();
-    }
+    // Two levels, existing in one hierarchy only: made in the others (as docker does).
+    std::fs::create_dir_all(tops[0].join("jobs")).unwrap();
+    assert!(!tops[1].exists());
     let name = unique("child");
-    let pids_parent = layout.find("pids").unwrap().own_dir().join(&parent);
+    let nested = format!("{parent}/jobs");
+    let pids_parent = layout.find("pids").unwrap().own_dir().join(&nested);
     let shown = ok(&mut cgroupns(
         state.path(),
         &[
             "--cgroup-parent",
-            &parent,
+            &nested,
             "--pids-limit",
             "7",
             "--name",
@@ -1011,9 +1037,15 @@ fn cgroup_parent_places_the_cgroup_below_an_existing_parent_and_leaves_the_paren
     ));
     assert_eq!(shown.trim(), "7");
     assert_gone(&name);
-    for p in &parents {
-        assert!(p.is_dir(), "the parent {} was removed", p.display());
-        std::fs::remove_dir(p).unwrap();
+    // The parent stays, in every hierarchy, for the next chain (docker leaves it too).
+    for top in &tops {
+        assert!(
+            top.join("jobs").is_dir(),
+            "{} missing",
+            top.join("jobs").display()
+        );
+        std::fs::remove_dir(top.join("jobs")).unwrap();
+        std::fs::remove_dir(top).unwrap();
     }
 }
 

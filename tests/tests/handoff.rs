@@ -255,24 +255,57 @@ fn rootless_chains_see_the_same_in_process_and_exec() {
     let dir = scratch();
     install(dir.path());
     let userns = ["userns", "--"];
-    for chain in [
-        chain_with(&[&userns[..], &ROOTFUL[..]].concat(), &[]),
-        chain_with(
-            &[&userns[..], &ROOTFUL[..]].concat(),
-            &["--", "pidns", "--", "mntns"],
-        ),
-    ] {
-        let (diff, stderr) = compare(dir.path(), &chain, "plant", true);
-        assert!(diff.is_empty(), "{chain:?}:\n{}", diff.join("\n"));
-        assert!(
-            stderr.contains("real exec: the user namespace changed"),
-            "{stderr}"
-        );
-        assert!(
-            stderr.matches("hand off in process").count() >= 2,
-            "{stderr}"
-        );
+    // userns hands off in process (root inside: execve would leave the capabilities as
+    // they are) ...
+    let chain = chain_with(&[&userns[..], &ROOTFUL[..]].concat(), &[]);
+    let (diff, stderr) = compare(dir.path(), &chain, "plant", true);
+    assert!(diff.is_empty(), "{chain:?}:\n{}", diff.join("\n"));
+    assert!(
+        stderr.matches("hand off in process").count() >= 3,
+        "{stderr}"
+    );
+    // ... but pidns, whose init is not dumpable, is exec'd for real after it.
+    let chain = chain_with(
+        &[&userns[..], &ROOTFUL[..]].concat(),
+        &["--", "pidns", "--", "mntns"],
+    );
+    let (diff, stderr) = compare(dir.path(), &chain, "plant", true);
+    assert!(diff.is_empty(), "{chain:?}:\n{}", diff.join("\n"));
+    assert!(
+        stderr.contains("real exec: pidns makes processes that are not dumpable"),
+        "{stderr}"
+    );
+}
+
+/// The payload's view of its parent, pidns's init, once the init has shed (bounding set
+/// CAP_KILL only, waiting for signals): the owner of its /proc/PID/environ.
+const INIT_OWNER: &str = r#"
+while read k v; do [ "$k" = PPid: ] && p=$v; done </proc/self/status
+i=0
+until grep -q "^CapBnd:.0000000000000020" /proc/$p/status && grep -q "^State:.S" /proc/$p/status; do
+    i=$((i + 1)); [ $i -gt 500 ] && break; sleep 0.01
+done
+stat -c %u:%g /proc/$p/environ"#;
+
+/// Without the real exec of pidns after userns, the init's memory would keep the caller's
+/// user namespace: the payload would see the init's /proc files owned by nobody, not root.
+#[test]
+fn pidns_after_userns_in_process_would_show() {
+    if !need::rootless() {
+        return;
     }
+    let dir = scratch();
+    install(dir.path());
+    let chain = ["userns", "--", "pidns", "--"];
+    let owner = |exec: bool, knobs: &str| {
+        let payload = ["sh", "-c", INIT_OWNER];
+        let run = run_chain(dir.path(), &chain, &payload, exec, knobs, true);
+        run.payload.trim().to_owned()
+    };
+    let exec = owner(true, "");
+    assert_eq!(exec, "0:0");
+    assert_eq!(owner(false, ""), exec);
+    assert_eq!(owner(false, "skip-exec-after-userns"), "65534:65534");
 }
 
 /// Each step of the in-process hand-off, switched off, is caught by the comparison of the

@@ -29,6 +29,23 @@ fn script_ok(state: &Path, script: &str) -> String {
 }
 
 /// `<tool>-<6 lowercase hex digits>`.
+/// A registration's listing as the kinds it records, sorted: `links-PID-uts-ipc.json` (links
+/// that ran in one process register once) counts as `ipc.json` and `uts.json`.
+fn recorded_kinds(listing: &str) -> String {
+    let mut files: Vec<String> = Vec::new();
+    for file in listing.lines() {
+        match file
+            .strip_prefix("links-")
+            .and_then(|f| f.strip_suffix(".json"))
+        {
+            Some(batch) => files.extend(batch.split('-').skip(1).map(|k| format!("{k}.json"))),
+            None => files.push(file.to_owned()),
+        }
+    }
+    files.sort();
+    files.join("\n")
+}
+
 fn is_generated(name: &str, tool: &str) -> bool {
     name.strip_prefix(&format!("{tool}-")).is_some_and(|s| {
         s.len() == 6
@@ -109,6 +126,7 @@ echo "==records=="; ls "$NSCHAIN_RUN_DIR/chains/$name"
 kill $chain; wait $chain || true
 echo "==ended=="; utsns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 ipcns -- true; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
+echo "==recycled=="; netns -- sh -c 'ls "$NSCHAIN_RUN_DIR"/chains/*/; nsps | tail -n +2 | wc -l'
 echo "==nsps=="; nsps; ls "$NSCHAIN_RUN_DIR/chains" | wc -l
 echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
 "#,
@@ -117,12 +135,19 @@ echo "==log=="; grep 'not registered' "${NSCHAIN_RUN_DIR%/run}/uts.log" || true
     assert!(is_generated(name, "utsns"), "generated name {name:?}");
     assert_eq!(section(&out, "joined"), format!("box\n{name}"));
     assert_eq!(
-        section(&out, "records"),
+        recorded_kinds(section(&out, "records")),
         "chain.json\nipc.json\nuts.json",
         "a join replaced or added a record"
     );
     // Each ended one is pruned by the next: never more than the last one's stays.
     assert_eq!(section(&out, "ended"), "1\n1", "{out}");
+    // The next unnamed chain takes over an ended one's registration (no inode made or freed):
+    // it holds only the new chain's records, and nsps lists that chain alone.
+    assert_eq!(
+        section(&out, "recycled"),
+        "chain.json\nnet.json\n1",
+        "{out}"
+    );
     assert_eq!(section(&out, "nsps").lines().last(), Some("0"), "{out}");
 }
 
@@ -153,7 +178,7 @@ kill $chain; wait $chain || true
         section(&out, "list")
     );
     assert_eq!(
-        section(&out, "records"),
+        recorded_kinds(section(&out, "records")),
         "chain.json\nipc.json\nnet.json\nuts.json"
     );
     let clash = section(&out, "clash");

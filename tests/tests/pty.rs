@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use escape_common::*;
+use nschain_tests::Registrations;
 
 const ROWS: u16 = 33;
 const COLS: u16 = 111;
@@ -190,13 +191,9 @@ fn start(lab: &Lab, argv: &[String], name: &str, kind: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let record = lab
-        .state
-        .join("run/chains")
-        .join(name)
-        .join(format!("{kind}.json"));
+    let registration = lab.state.join("run/chains").join(name);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !record.exists() {
+    while !registration.has_record(kind) {
         assert!(Instant::now() < deadline, "{name} did not register");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -218,8 +215,8 @@ fn start_container(lab: &Lab, name: &str) -> Child {
 /// Stops the chain as a user would (SIGTERM to the process they started, whose pid the
 /// first link registered: it forwards it to the payload), so that it cleans up after itself.
 fn stop(lab: &Lab, mut chain: Child, first: &str, name: &str) {
-    let record = lab.state.join(format!("run/chains/{name}/{first}.json"));
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let registration = lab.state.join(format!("run/chains/{name}"));
+    let value = registration.record(first).expect("the first link's record");
     let pid = value["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill(2) on the chain this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -35,14 +35,20 @@ fn status_field(status: &str, field: &str) -> Option<String> {
 
 const SECBIT_KEEP_CAPS: libc::c_int = 1 << 4;
 
+/// This process's /proc/self/status, read once per hand-off (each read costs the kernel a
+/// walk of the whole task).
+pub fn own_status() -> Result<String, String> {
+    std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())
+}
+
 /// One thread (exec would kill the others), no seccomp filter, no securebits, and the same
 /// real, effective and saved ids (exec would change the dumpable flag and the capabilities).
-pub fn single_threaded_without_seccomp() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    if status_field(&status, "Threads").as_deref() != Some("1") {
+/// `status`: [`own_status`].
+pub fn single_threaded_without_seccomp(status: &str) -> Result<(), String> {
+    if status_field(status, "Threads").as_deref() != Some("1") {
         return Err("more than one thread".into());
     }
-    if status_field(&status, "Seccomp").as_deref() != Some("0") {
+    if status_field(status, "Seccomp").as_deref() != Some("0") {
         return Err("a seccomp filter is installed".into());
     }
     // SAFETY: PR_GET_SECUREBITS takes no pointer argument.
@@ -129,66 +135,94 @@ pub fn set_dumpable() -> Result<(), String> {
     nix::sys::prctl::set_dumpable(true).map_err(|e| format!("dumpable: {e}"))
 }
 
-fn capget() -> Result<[u64; 3], String> {
-    let (effective, permitted, inheritable) =
-        crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
-    Ok([effective, permitted, inheritable])
+/// A process's capability sets, as execve reads and writes them (capabilities(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapSets {
+    /// Effective.
+    pub effective: u64,
+    /// Permitted.
+    pub permitted: u64,
+    /// Inheritable.
+    pub inheritable: u64,
+    /// Ambient.
+    pub ambient: u64,
+    /// Bounding.
+    pub bounding: u64,
+}
+
+impl CapSets {
+    /// This process's sets now; `status`: this process's /proc/self/status (for the ambient
+    /// and bounding sets).
+    pub fn current(status: &str) -> Result<CapSets, String> {
+        let (effective, permitted, inheritable) =
+            crate::sys::process::capabilities().map_err(|e| format!("capget: {e}"))?;
+        let mask = |field: &str| {
+            status_field(status, field)
+                .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                .ok_or(format!("no {field} in /proc/self/status"))
+        };
+        Ok(CapSets {
+            effective,
+            permitted,
+            inheritable,
+            ambient: mask("CapAmb")?,
+            bounding: mask("CapBnd")?,
+        })
+    }
+
+    /// The sets after execve of a program that has no file capabilities and is not
+    /// set-user-ID or set-group-ID, run by a process whose real, effective and saved ids are
+    /// equal and whose securebits are clear (all checked before), `root` when that uid is 0 in
+    /// its user namespace. The kernel's rules (security/commoncap.c) with the file's sets
+    /// empty, except that root's program counts as having every file capability:
+    /// - ambient: kept (only file capabilities or a set-id change clear it);
+    /// - permitted: root: bounding | inheritable | ambient; else ambient;
+    /// - effective: root: the new permitted; else the ambient set;
+    /// - inheritable and bounding: unchanged.
+    pub fn after_execve(self, root: bool) -> CapSets {
+        let permitted = match root {
+            true => self.bounding | self.inheritable | self.ambient,
+            false => self.ambient,
+        };
+        CapSets {
+            effective: permitted,
+            permitted,
+            ..self
+        }
+    }
 }
 
 /// The capabilities execve would give this (non-set-id, capability-free) program.
 #[derive(Debug)]
 pub struct ExecCaps {
-    effective: u64,
-    permitted: u64,
-    inheritable: u64,
-    clear_ambient: bool,
+    after: CapSets,
 }
 
 impl ExecCaps {
-    /// Root (euid 0 in its user namespace): permitted = inheritable | bounding, effective =
-    /// permitted, ambient cleared. Otherwise: permitted = effective = ambient. `Err` when that
-    /// is more than this process holds (exec may raise capabilities; this may not).
-    pub fn compute() -> Result<ExecCaps, String> {
-        let [_, permitted, inheritable] = capget()?;
-        let bounding = crate::procfs::capabilities("CapBnd").ok_or("no CapBnd")?;
-        let ambient = crate::procfs::capabilities("CapAmb").ok_or("no CapAmb")?;
-        let root = nix::unistd::geteuid().is_root();
-        let after = if root {
-            inheritable | bounding
-        } else {
-            ambient
-        };
-        if after & !permitted != 0 {
+    /// [`CapSets::after_execve`] for this process (root: euid 0 in its user namespace). `Err`
+    /// when that is more than this process holds (exec may raise capabilities; this may not).
+    pub fn compute(status: &str) -> Result<ExecCaps, String> {
+        let now = CapSets::current(status)?;
+        let after = now.after_execve(nix::unistd::geteuid().is_root());
+        if after.permitted & !now.permitted != 0 {
             return Err(format!(
-                "execve would raise the permitted capabilities ({permitted:#x} to {after:#x})"
+                "execve would raise the permitted capabilities ({:#x} to {:#x})",
+                now.permitted, after.permitted
             ));
         }
-        Ok(ExecCaps {
-            effective: after,
-            permitted: after,
-            inheritable,
-            clear_ambient: root,
-        })
+        Ok(ExecCaps { after })
     }
 
-    /// Sets them.
+    /// Sets them (the ambient set is what it was: a subset of the new permitted set, so
+    /// capset keeps it).
     pub fn apply(&self) -> Result<(), String> {
-        if self.clear_ambient {
-            // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer argument.
-            let rc = unsafe {
-                libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                    0,
-                    0,
-                    0,
-                )
-            };
-            if rc != 0 {
-                return Err(format!("clear the ambient set: {}", Errno::last()));
-            }
-        }
-        crate::sys::process::set_capabilities(self.effective, self.permitted, self.inheritable)
+        let CapSets {
+            effective,
+            permitted,
+            inheritable,
+            ..
+        } = self.after;
+        crate::sys::process::set_capabilities(effective, permitted, inheritable)
             .map_err(|e| format!("capset: {e}"))?;
         Ok(())
     }
@@ -266,4 +300,45 @@ pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
         return Err(format!("PR_SET_MM_MAP: {}", Errno::last()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CapSets;
+
+    const FULL: u64 = (1 << 41) - 1;
+
+    fn sets(effective: u64, permitted: u64, inheritable: u64, ambient: u64) -> CapSets {
+        CapSets {
+            effective,
+            permitted,
+            inheritable,
+            ambient,
+            bounding: FULL,
+        }
+    }
+
+    #[test]
+    fn root_after_a_new_user_namespace_keeps_everything() {
+        let now = sets(FULL, FULL, 0, 0);
+        assert_eq!(now.after_execve(true), now);
+    }
+
+    #[test]
+    fn root_gets_the_bounding_set_and_keeps_its_ambient_set() {
+        let now = CapSets {
+            bounding: 0b1100,
+            ..sets(0b1, 0b1111, 0b10, 0b10)
+        };
+        let after = now.after_execve(true);
+        assert_eq!((after.permitted, after.effective), (0b1110, 0b1110));
+        assert_eq!((after.ambient, after.inheritable), (0b10, 0b10));
+    }
+
+    #[test]
+    fn another_uid_keeps_only_its_ambient_set() {
+        assert_eq!(sets(FULL, FULL, 0, 0).after_execve(false), sets(0, 0, 0, 0));
+        let kept = sets(FULL, FULL, FULL, FULL);
+        assert_eq!(kept.after_execve(false), kept);
+    }
 }

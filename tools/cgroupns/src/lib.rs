@@ -81,7 +81,7 @@ pub struct Args {
     pub cpuset: Option<String>,
 
     /// Make the cgroup under PATH instead of the caller's cgroup (absolute: from the root of
-    /// the caller's cgroup namespace; it must exist)
+    /// the caller's cgroup namespace; made if missing, and left in place, as docker does)
     #[arg(long, value_name = "PATH", value_parser = parse_parent)]
     pub cgroup_parent: Option<PathBuf>,
 

@@ -102,14 +102,14 @@ pub fn check_writable(
         let Some(h) = layout.find(controller) else {
             continue;
         };
-        let dir = parent_dir(h, parent);
-        if !dir.is_dir() {
-            return Err(Fatal::new(format!(
-                "the parent cgroup {} does not exist",
-                dir.display()
-            ))
-            .with_hint("--cgroup-parent names an existing cgroup (absolute: from the root of the caller's cgroup namespace)"));
-        }
+        // A missing --cgroup-parent is made (as docker does): its nearest existing
+        // ancestor is where we must be able to write.
+        let wanted = parent_dir(h, parent);
+        let dir = wanted
+            .ancestors()
+            .find(|d| d.is_dir())
+            .unwrap_or(&h.mount)
+            .to_path_buf();
         if nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
             return Err(Fatal::new(format!(
                 "unable to create a cgroup in {}: Permission denied",
@@ -140,12 +140,13 @@ pub fn make(
         // Needed: a limit lives there, or it is the only hierarchy (a v2 host).
         let is_needed = needed.iter().any(|c| layout.find(c) == Some(*h))
             || layout.kind() == common::cgroupfs::Kind::Unified;
-        match debug::step(format_args!("mkdir {}", dir.display()), || {
-            fs::create_dir(&dir)
+        match make_parent(h, &parent_dir).and_then(|()| {
+            debug::step(format_args!("mkdir {}", dir.display()), || {
+                fs::create_dir(&dir)
+            })
         }) {
             Ok(()) => placed.cgroup.dirs.push((h.version, dir.clone())),
-            // A hierarchy only watched (no limit of ours lives there) may be closed to us; a
-            // missing parent is an error everywhere (--cgroup-parent must exist).
+            // A hierarchy only watched (no limit of ours lives there) may be closed to us.
             Err(e) if !is_needed && e.kind() == std::io::ErrorKind::PermissionDenied => {
                 debug::note(format_args!("skipped {}: {e}", dir.display()));
                 continue;
@@ -168,6 +169,36 @@ pub fn make(
         return Err(e);
     }
     Ok(placed)
+}
+
+/// Makes a missing `--cgroup-parent` in hierarchy `h`, level by level (a new v1 cpuset gets
+/// its parent's CPUs and memory nodes). It stays after the chain, as docker's does: other
+/// chains may share it, and it is the caller's name.
+fn make_parent(h: &Hierarchy, parent_dir: &Path) -> std::io::Result<()> {
+    if parent_dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = parent_dir
+        .ancestors()
+        .take_while(|d| !d.is_dir() && d.starts_with(&h.mount))
+        .collect();
+    for dir in missing.into_iter().rev() {
+        match debug::step(format_args!("mkdir {}", dir.display()), || {
+            fs::create_dir(dir)
+        }) {
+            Ok(()) => {}
+            // Made by a chain starting at the same time.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        if h.version == Version::V1 && h.has("cpuset") {
+            for file in ["cpuset.mems", "cpuset.cpus"] {
+                let value = fs::read_to_string(dir.parent().unwrap_or(dir).join(file))?;
+                fs::write(dir.join(file), value.trim())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Moves this process in, then [`write_limits`].
@@ -299,9 +330,7 @@ fn mkdir_error(parent: &Path, dir: &Path, e: std::io::Error) -> Fatal {
     }
     if missing {
         return fatal.with_hint(format!(
-            "the parent cgroup {} does not exist: --cgroup-parent names a cgroup that exists \
-             in every hierarchy cgroupns uses (on v1: memory, pids, cpu, cpuacct, freezer, and \
-             the unified mount of a hybrid host)",
+            "the parent cgroup {} was removed while the chain started: start it again",
             parent.display()
         ));
     }

@@ -215,7 +215,24 @@ fn watch() -> Result<(), Fatal> {
             common::supervisor::record_oom_kill(chain);
         }
     }
+    warn_oom(&record, oom);
+    // The chain is over: its stderr (a pipe, maybe) must not wait for the cleanup. What the
+    // cleanup cannot do is left to the next start or `cgroupns gc`.
+    release_stderr();
     record.collect(name)?;
+    Ok(())
+}
+
+/// Points stderr at /dev/null, closing the chain's.
+fn release_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto stderr, a descriptor this process owns; `null` is closed after.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) };
+    }
+}
+
+/// The one-line warning of an OOM kill, naming the limit.
+fn warn_oom(record: &Record, oom: u64) {
     if oom > 0 {
         let limit = record.memory.as_deref().unwrap_or("its limit");
         let limit_bytes = crate::limits::Size::parse(limit)
@@ -226,7 +243,6 @@ fn watch() -> Result<(), Fatal> {
             if oom == 1 { "" } else { "es" }
         ));
     }
-    Ok(())
 }
 
 /// Blocks until the pidfd reports that its process exited.

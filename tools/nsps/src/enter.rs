@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! re-exec   from a sealed memfd copy of nsps (CVE-2019-5736)
-//! cgroup    into the chain's cgroup (cgroupns with limits), while still host root
+//! cgroup    the chain's cgroup opened (cgroupns with limits), while still host root
 //! open      namespaces, the payload's /proc dir, root and cwd (host side, nothing changed)
 //! setns     the namespaces the chain made: those owned outside its user namespace, the
 //!           user namespace, the others, the mount namespace last
@@ -14,7 +14,8 @@
 //!           mntns recorded it), groups, uid/gid, five capability sets, no_new_privs
 //!           (never more than the container has)
 //! fork      COMMAND appears in the container only now, with nothing of the host, not
-//!           dumpable until its exec; nsps waits outside and returns its status
+//!           dumpable until its exec, and moves itself into the chain's cgroup; nsps waits
+//!           outside (outside the cgroup too) and returns its status
 //! ```
 
 use std::ffi::OsString;
@@ -34,8 +35,8 @@ use crate::target::Target;
 /// comes last, as it takes effect only for the child forked once everything else is done.
 /// The time namespace takes effect for this process at once (setns, unlike unshare, moves
 /// the caller): joined before the fork, COMMAND reads the container's clocks.
-/// The cgroup namespace is joined after the move into the chain's cgroup, so that the
-/// process sees that cgroup as its root, as the container does.
+/// COMMAND moves into the chain's cgroup after joining its cgroup namespace, whose root that
+/// cgroup is: it then sees itself at the root, as the container does.
 const ORDER: [Namespace; 8] = [
     Namespace::User,
     Namespace::Net,
@@ -78,11 +79,16 @@ pub fn exec(name: &str, command: Vec<OsString>, tty: Option<Channel>) -> Result<
         .with_hint("run nsps exec as the user who started the chain, or as root"));
     }
     let records = checked.live;
-    // Its limits bind COMMAND and all it forks, as they bind the container.
-    if let Some(cgroup) = chain_cgroup(&records) {
-        debug::step("join the chain's cgroup", || cgroup.add(0))
-            .map_err(|e| Fatal::from(e).context("unable to join the chain's cgroup"))?;
-    }
+    // Its limits bind COMMAND and all it forks, as they bind the container; this process,
+    // which only waits, stays outside (it counts against no --pids-limit). COMMAND moves
+    // itself in after the fork, through files opened now, while we are host root.
+    let entry = match chain_cgroup(&records) {
+        Some(cgroup) => Some(
+            debug::step("open the chain's cgroup", || cgroup.open_entry())
+                .map_err(|e| Fatal::from(e).context("unable to join the chain's cgroup"))?,
+        ),
+        None => None,
+    };
     let made = |kind: Namespace| {
         records
             .iter()
@@ -138,7 +144,7 @@ pub fn exec(name: &str, command: Vec<OsString>, tty: Option<Channel>) -> Result<
     if let Some(channel) = tty {
         crate::pty::container_side(channel)?;
     }
-    crate::spawn::run(command, leader, terminal)
+    crate::spawn::run(command, leader, terminal, entry)
 }
 
 /// The cgroup the chain's cgroupns made, if any.

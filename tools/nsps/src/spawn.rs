@@ -7,6 +7,9 @@
 //! exec (runc's nsexec order; CVE-2016-9962).
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
+
+use common::cgroupfs::Entry;
 
 use common::cli::Status;
 use common::signals::forwarded;
@@ -18,12 +21,18 @@ use nix::unistd::{fork, ForkResult, Pid};
 /// `leader`: this process leads its session and so kept its terminal, which the child, not a
 /// leader, gives up. `terminal`: stdin is a pty of the container's, which COMMAND takes as the
 /// controlling terminal of a session it leads (`nsps exec -t`).
-pub fn run(command: Vec<OsString>, leader: bool, terminal: bool) -> Result<Status, Fatal> {
+/// `entry`: the chain's cgroup, which the child moves itself into (this process stays out).
+pub fn run(
+    command: Vec<OsString>,
+    leader: bool,
+    terminal: bool,
+    entry: Option<Entry>,
+) -> Result<Status, Fatal> {
     // The child must not be reachable through /proc before its exec (a ptrace-capable
     // container would otherwise read its memory and fds); the exec makes COMMAND dumpable.
     debug::step("not dumpable", || nix::sys::prctl::set_dumpable(false))
         .map_err(|e| Fatal::from(e).context("unable to make nsps not dumpable"))?;
-    close_inherited_fds()?;
+    close_inherited_fds(&entry.as_ref().map(Entry::fds).unwrap_or_default())?;
     // Blocked before the fork, so that no signal is lost before the wait loop.
     let (taken, old) = block_signals()?;
     // SAFETY: single-threaded; the child only restores its signal mask and execs or _exits.
@@ -39,7 +48,10 @@ pub fn run(command: Vec<OsString>, leader: bool, terminal: bool) -> Result<Statu
         ForkResult::Child => {
             // SAFETY: restores the mask saved above; `old` is a valid sigset.
             unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-            let fatal = if terminal {
+            let entered = entry.as_ref().map_or(Ok(()), Entry::enter);
+            let fatal = if let Err(e) = entered {
+                Fatal::from(e).context("unable to join the chain's cgroup")
+            } else if terminal {
                 // SAFETY: fd 0 stays open until the exec.
                 let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
                 match common::pty::take_as_terminal(stdin) {
@@ -59,18 +71,31 @@ pub fn run(command: Vec<OsString>, leader: bool, terminal: bool) -> Result<Statu
             unsafe { libc::_exit(i32::from(fatal.code)) }
         }
         ForkResult::Parent { child } => {
+            drop(entry);
             debug::note(format_args!("joined process {child}"));
             Ok(wait(child, &taken))
         }
     }
 }
 
-/// Every descriptor but stdio is closed: the host's namespace files, /proc and the caller's
-/// leaked ones must not reach the container (CVE-2024-21626).
-fn close_inherited_fds() -> Result<(), Fatal> {
+/// Every descriptor but stdio and `keep` (the chain's cgroup.procs files, close-on-exec) is
+/// closed: the host's namespace files, /proc and the caller's leaked ones must not reach the
+/// container (CVE-2024-21626).
+fn close_inherited_fds(keep: &[RawFd]) -> Result<(), Fatal> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
     debug::step("close fds >= 3", || {
-        // Nothing of ours is open any more.
-        common::sys::fs::close_range(3, u32::MAX, 0)
+        let mut from = 3;
+        for fd in keep.iter().copied().filter(|&fd| fd >= 3) {
+            if fd > from {
+                common::sys::fs::close_range(from, fd - 1, 0)?;
+            }
+            from = fd + 1;
+        }
+        common::sys::fs::close_range(from, u32::MAX, 0)
     })
     .map_err(|e| Fatal::from(e).context("unable to close the inherited file descriptors"))
 }

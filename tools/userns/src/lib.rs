@@ -120,19 +120,23 @@ pub struct Args {
     pub command: CommandArgs,
 }
 
-/// Why the next link is exec'd for real: execve recomputes the capabilities and the
-/// dumpable flag from the new user namespace's ids (common::inprocess).
-const CREDS_CHANGED: &str = "the user namespace changed this process's credentials";
+/// Why the next link is exec'd for real: execve would compute other capabilities from the
+/// new ids than this process holds (common::inprocess::execve_keeps_capabilities).
+const CAPS_CHANGE: &str = "execve would change the capabilities userns leaves";
 
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
-    cx.exec_for_real(CREDS_CHANGED)?;
+    if !keeps_host_ids(&args) {
+        // The later links run as other host ids: every record is written now, with the
+        // caller's.
+        cx.register_at_once()?;
+    }
     let link = Link::prepare(cx, Namespace::User, &args.ns)?;
     // Resolve (and export) the host-side state paths now: later links run as root inside the
     // new namespace and would otherwise pick rootless defaults.
     state::run_dir();
     state::data_dir();
     if link.is_join() {
-        return join(&link, &args);
+        return join(&link, &args, cx);
     }
     let idmap = trees::check(&args.idmap, cx.handdown().idmap.is_set())?;
     let caller = Caller::current();
@@ -207,11 +211,24 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
 
     creds::become_ids(plan.uid, plan.gid, args.keep_caps)?;
+    exec_if_caps_change(cx)?;
     // The trees are the next links' (written at the exec, taken by mntns); the lease belongs
     // to the chain: a successful exec never drops it, a failed one releases it.
     cx.handdown().idmap = trees.hand_down();
     cx.hold(lease);
     Ok(Next::Exec(args.command.command))
+}
+
+/// Whether the ids inside are the caller's own on the host: root inside is the caller (a
+/// self map, the default). The later links then write their records as the caller, and the
+/// chain's records can still be written once, together.
+fn keeps_host_ids(args: &Args) -> bool {
+    args.ns.join.is_none()
+        && !args.map_auto
+        && args.map_users.is_empty()
+        && args.map_groups.is_empty()
+        && args.map_user.unwrap_or(0) == 0
+        && args.map_group.unwrap_or(0) == 0
 }
 
 /// `unshare(CLONE_NEWUSER)`, saying plainly when user namespaces are switched off.
@@ -238,14 +255,31 @@ fn unshare_user() -> Result<(), Fatal> {
 }
 
 /// `--join`: enter the user namespace, become root inside (or the requested ids), exec.
-fn join(link: &Link, args: &Args) -> Result<Next, Fatal> {
+fn join(link: &Link, args: &Args, cx: &mut Context) -> Result<Next, Fatal> {
     link.enter()?;
     let uid = args.map_user.unwrap_or(0);
     let gid = args.map_group.unwrap_or(0);
     let extra = current_maps();
     link.finish(common::procfs::own_pid(), extra)?;
     creds::become_ids(uid, gid, args.keep_caps)?;
+    exec_if_caps_change(cx)?;
     Ok(Next::Exec(args.command.command.clone()))
+}
+
+/// The next link runs in process only if execve would leave the capabilities the new ids
+/// have as they are (root inside: all of the bounding set; another uid: the ambient set);
+/// else a real exec computes them.
+fn exec_if_caps_change(cx: &mut Context) -> Result<(), Fatal> {
+    if cx.links().is_none() {
+        return Ok(());
+    }
+    match common::inprocess::execve_keeps_capabilities() {
+        Ok(()) => Ok(()),
+        Err(why) => {
+            debug::note(format_args!("{why}"));
+            cx.exec_for_real(CAPS_CHANGE)
+        }
+    }
 }
 
 fn write_maps(plan: &Plan, helper: Option<&mut Helper>) -> Result<(), Fatal> {
