@@ -22,6 +22,7 @@ impl Bundle {
             dir.path(),
             &[
                 "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir", "ls", "readlink",
+                "tty",
             ],
         );
         let bundle = Bundle { dir };
@@ -108,6 +109,21 @@ impl Bundle {
     }
 }
 
+/// The command line of process `pid`, words joined by spaces.
+fn cmdline(pid: i64) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+/// `/proc/PID/ns/KIND` as its link reads (`pid:[4026531836]`).
+fn ns_of(pid: i64, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// A change to a config.json.
 type Edit = fn(&mut Value);
 
@@ -151,6 +167,14 @@ fn lifecycle_create_start_kill_delete_with_statuses() {
     ok(&mut b.nsoci(&["start", "c1"]));
     b.wait_for("the payload's output", || b.output() == "started\n");
     assert_eq!(b.state("c1")["status"], "running");
+    // runc's pid: the user's process itself, PID 1 of the container's pid namespace (no
+    // monitor in between), the one `kill` signals.
+    assert_eq!(b.state("c1")["pid"], pid);
+    assert_eq!(cmdline(pid), "sleep 1000");
+    assert_ne!(ns_of(pid, "pid"), ns_of(std::process::id() as i64, "pid"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.ends_with("\t1"), "{nspid}");
     fails(
         &run(&mut b.nsoci(&["start", "c1"])),
         "cannot start an already running container",
@@ -416,7 +440,7 @@ fn podman_runs_an_image_through_nsoci() {
     }
     let dir = scratch();
     let root = dir.path().join("image");
-    roots::install_busybox(&root, &["sh", "echo", "cat"]);
+    roots::install_busybox(&root, &["sh", "echo", "cat", "tty", "sleep"]);
     let archive = dir.path().join("image.tar");
     ok(Command::new("tar")
         .arg("-C")
@@ -449,8 +473,179 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = run_image("exec /nonexistent");
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    // -t: conmon gets the pty master through nsoci's --console-socket.
+    let with_nsoci = || {
+        let mut cmd = podman(dir.path());
+        cmd.arg("--runtime").arg(&nsoci);
+        cmd
+    };
+    let limits = [
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let out = ok(with_nsoci()
+        .args(["run", "--rm", "-t"])
+        .args(limits)
+        .args(["localhost/nsoci-bb:1", "tty"]));
+    assert_eq!(out.trim(), "/dev/pts/0");
+    // exec, plain and -t, into a detached container; its status; kill → 137.
+    let id = ok(with_nsoci().args(["run", "-d"]).args(limits).args([
+        "localhost/nsoci-bb:1",
+        "sleep",
+        "1000",
+    ]));
+    let id = id.trim();
+    let out = run(with_nsoci().args(["exec", id, "sh", "-c", "echo exec $$; exit 5"]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "exec 2");
+    assert_eq!(
+        ok(with_nsoci().args(["exec", "-t", id, "tty"])).trim(),
+        "/dev/pts/0"
+    );
+    ok(with_nsoci().args(["kill", id]));
+    assert_eq!(ok(with_nsoci().args(["wait", id])).trim(), "137");
+    ok(with_nsoci().args(["rm", id]));
     let left = ok(podman(dir.path()).args(["ps", "-aq"]));
     assert_eq!(left, "", "podman still lists containers");
+}
+
+/// A containerd of the test's own (its own root, state and socket; the caller's, if any, is
+/// not touched), killed when dropped.
+struct Containerd {
+    daemon: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        let config = dir.join("containerd.toml");
+        let socket = dir.join("containerd.sock");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{1}\"\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
+                dir.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("containerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Containerd { daemon, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.socket.exists() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
+    }
+
+    /// `ctr` on this containerd, in a namespace of this test's own.
+    fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", &format!("nsoci-test-{}", std::process::id())]);
+        cmd
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn containerd_runs_a_container_through_nsoci() {
+    if !(need::root()
+        && need::busybox()
+        && require(have("podman"), "podman")
+        && require(have("containerd"), "containerd"))
+    {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "sleep"]);
+    let archive = dir.path().join("rootfs.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    ok(podman(dir.path())
+        .arg("import")
+        .arg(&archive)
+        .arg("localhost/nsoci-ctr:1"));
+    let saved = dir.path().join("image.tar");
+    ok(podman(dir.path())
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg("localhost/nsoci-ctr:1"));
+    let containerd = Containerd::start(dir.path());
+    ok(containerd.ctr().args(["image", "import"]).arg(&saved));
+    let nsoci = bin("nsoci");
+    let ctr_run = |args: &[&str]| {
+        let mut cmd = containerd.ctr();
+        cmd.args(["run", "--runtime", "io.containerd.runc.v2", "--runc-binary"])
+            .arg(&nsoci)
+            .args(args);
+        cmd
+    };
+    // The shim runs nsoci create/start/delete; the status is the payload's, PID 1 its own.
+    let out = run(&mut ctr_run(&[
+        "--rm",
+        "localhost/nsoci-ctr:1",
+        "c1",
+        "sh",
+        "-c",
+        "echo $$; exit 3",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1");
+    // A detached task: exec (nsoci exec --process), kill, delete.
+    ok(&mut ctr_run(&[
+        "-d",
+        "localhost/nsoci-ctr:1",
+        "c2",
+        "sleep",
+        "1000",
+    ]));
+    let out = run(containerd.ctr().args([
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "c2",
+        "sh",
+        "-c",
+        "echo exec $$; exit 4",
+    ]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "exec 2");
+    ok(containerd.ctr().args(["task", "kill", "-s", "KILL", "c2"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(containerd.ctr().args(["task", "ls"])).contains("STOPPED") {
+        assert!(Instant::now() < deadline, "c2 did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(containerd.ctr().args(["task", "delete", "c2"]));
+    ok(containerd.ctr().args(["container", "rm", "c2"]));
+    assert_eq!(ok(containerd.ctr().args(["container", "ls", "-q"])), "");
 }
 
 #[test]
@@ -530,54 +725,308 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     if !(need::root() && need::busybox()) {
         return;
     }
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = Bundle::new(&["sh", "-c", "echo user >> /hl/log; exec sleep 1000"]);
     let log = b.path().join("hooks");
     std::fs::create_dir(&log).unwrap();
-    let hook = |kind: &str| {
+    // Only the container's root has this file: a hook that sees it runs after pivot_root.
+    std::fs::write(b.path().join("root/PIVOT_MARK"), "").unwrap();
+    // Each hook appends what it sees: its mount and pid namespaces, its root, the status.
+    let hook = |kind: &str, file: &str| {
         serde_json::json!({
             "path": "/bin/sh",
-            "args": ["sh", "-c", format!("cat > {}/{kind}.json", log.display())]
+            "args": ["sh", "-c", format!(
+                "echo {kind} $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid) \
+                 $([ -e /PIVOT_MARK ] && echo pivoted || echo host) \
+                 $(grep -o '\"status\":\"[a-z]*\"') >> {file}")]
         })
     };
+    let host_log = format!("{}/log", log.display());
     b.edit(|c| {
         c["hooks"] = serde_json::json!({
-            "prestart": [hook("prestart")],
-            "createRuntime": [hook("createRuntime")],
-            "poststart": [hook("poststart")],
-            "poststop": [hook("poststop")],
-        })
+            "prestart": [hook("prestart", &host_log)],
+            "createRuntime": [hook("createRuntime", &host_log)],
+            "createContainer": [hook("createContainer", &host_log)],
+            "startContainer": [hook("startContainer", "/hl/log")],
+            "poststart": [hook("poststart", &host_log)],
+            "poststop": [hook("poststop", &host_log)],
+        });
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/hl", "type": "bind", "source": log, "options": ["rbind", "rw"]
+        }));
     });
-    let seen = |kind: &str| -> Option<Value> {
-        let text = std::fs::read_to_string(log.join(format!("{kind}.json"))).ok()?;
-        Some(serde_json::from_str(&text).unwrap())
+    let lines = || -> Vec<String> {
+        let text = std::fs::read_to_string(log.join("log")).unwrap_or_default();
+        text.lines().map(str::to_owned).collect()
     };
-    assert_eq!(b.status(&["create", "h1"]).0, Some(0));
-    for kind in ["prestart", "createRuntime"] {
-        let state = seen(kind).unwrap_or_else(|| panic!("no {kind} hook ran at create"));
-        assert_eq!(state["id"], "h1");
-        assert_eq!(state["pid"], b.state("h1")["pid"]);
-    }
-    assert!(seen("poststart").is_none(), "poststart ran before start");
+    let (code, err) = b.status(&["create", "h1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let pid = b.state("h1")["pid"].as_i64().unwrap();
+    let me = std::process::id() as i64;
+    let (host, inside) = (
+        format!("{} {}", ns_of(me, "mnt"), ns_of(me, "pid")),
+        format!("{} {}", ns_of(pid, "mnt"), ns_of(pid, "pid")),
+    );
+    assert_ne!(host, inside);
+    let creating = "\"status\":\"creating\"";
+    assert_eq!(
+        lines(),
+        [
+            format!("prestart {host} host {creating}"),
+            format!("createRuntime {host} host {creating}"),
+            format!("createContainer {inside} host {creating}"),
+        ]
+    );
     ok(&mut b.nsoci(&["start", "h1"]));
-    assert_eq!(seen("poststart").expect("poststart")["status"], "running");
-    assert!(seen("poststop").is_none(), "poststop ran before delete");
+    b.wait_for("poststart and the user's process", || lines().len() == 6);
+    let all = lines();
+    assert_eq!(
+        all[3],
+        format!("startContainer {inside} pivoted \"status\":\"created\"")
+    );
+    let rest: Vec<&str> = all[4..].iter().map(String::as_str).collect();
+    assert!(rest.contains(&"user"), "{all:?}");
+    assert!(
+        rest.contains(&format!("poststart {host} host \"status\":\"running\"").as_str()),
+        "{all:?}"
+    );
     ok(&mut b.nsoci(&["delete", "--force", "h1"]));
-    assert_eq!(seen("poststop").expect("poststop")["status"], "stopped");
+    assert_eq!(
+        lines().last().unwrap(),
+        &format!("poststop {host} host \"status\":\"stopped\"")
+    );
 
-    // A failing createRuntime hook fails create and leaves nothing, the init included.
+    // A failing hook before pivot_root fails create and leaves nothing, the init included.
+    for kind in ["createRuntime", "createContainer"] {
+        b.edit(|c| {
+            c["hooks"] = serde_json::json!({
+                kind: [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null; exit 4"]}]
+            })
+        });
+        let (code, err) = b.status(&["create", "h2"]);
+        assert_ne!(code, Some(0));
+        assert!(
+            err.contains(&format!("{kind} hook /bin/sh: failed")),
+            "{err}"
+        );
+        assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    }
+    // A hook in the container past its timeout is killed, and create fails.
     b.edit(|c| {
         c["hooks"] = serde_json::json!({
-            "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null; exit 4"]}]
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 30"], "timeout": 1}]
         })
     });
-    let (code, err) = b.status(&["create", "h2"]);
+    let (code, err) = b.status(&["create", "h4"]);
     assert_ne!(code, Some(0));
-    assert!(err.contains("createRuntime hook /bin/sh: failed"), "{err}");
+    assert!(
+        err.contains("createContainer hook /bin/sh: timed out"),
+        "{err}"
+    );
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
-    b.edit(|c| c["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}));
+    b.edit(|c| c["hooks"] = serde_json::json!({"poststop": [{"path": "true"}]}));
     let (code, err) = b.status(&["create", "h3"]);
     assert_eq!(code, Some(125));
-    assert!(err.contains("startContainer are not supported"), "{err}");
+    assert!(err.contains("the path 'true' is not absolute"), "{err}");
+}
+
+#[test]
+fn exec_runs_a_process_in_the_container_like_runc() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b.status(&["create", "x1"]).0, Some(0));
+    ok(&mut b.nsoci(&["start", "x1"]));
+    let init = b.state("x1")["pid"].as_i64().unwrap();
+    // Positional args, with --env, --cwd, --user: the process's status is exec's.
+    let out = run(&mut b.nsoci(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/bin",
+        "--user",
+        "1000:1001",
+        "x1",
+        "sh",
+        "-c",
+        "echo $FOO $PWD $(id -u):$(id -g) $(readlink /proc/self/ns/pid) $$; exit 3",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ns = ns_of(init, "pid");
+    assert_eq!(stdout(&out).trim(), format!("bar /bin 1000:1001 {ns} 2"));
+    // --process: an OCI process JSON, as podman and containerd send it.
+    let process = b.path().join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"args": ["sh", "-c", "echo from $X in $PWD as $(id -u)"], "env": ["X=json"],
+            "cwd": "/proc", "user": {"uid": 7, "gid": 7}}"#,
+    )
+    .unwrap();
+    let out = ok(&mut b.nsoci(&["exec", "--process", process.to_str().unwrap(), "x1"]));
+    assert_eq!(out.trim(), "from json in /proc as 7");
+    // --detach --pid-file: the pid is the process itself, in the container.
+    let pid_file = b.path().join("exec.pid");
+    let status = b
+        .nsoci(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "x1",
+            "sleep",
+            "77",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    // mntns says ready right before its exec of the process.
+    b.wait_for("the exec of sleep", || cmdline(pid) == "sleep 77");
+    assert_eq!(ns_of(pid, "pid"), ns);
+    assert_eq!(ns_of(pid, "mnt"), ns_of(init, "mnt"));
+    // Bad values: runc-style one-line errors, status 125.
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["exec", "--user", "root", "x1", "true"],
+            "invalid --user 'root'",
+        ),
+        (
+            &["exec", "--cap", "CAP_NOPE", "x1", "true"],
+            "unknown capability",
+        ),
+        (
+            &["exec", "--process", "/no/such.json", "x1"],
+            "unable to read the process file",
+        ),
+        (&["exec", "x1"], "no command given"),
+        (
+            &["exec", "nosuch", "true"],
+            "container nosuch does not exist",
+        ),
+        (
+            &["exec", "--tty", "x1", "true"],
+            "without setting console socket",
+        ),
+        (
+            &["exec", "--preserve-fds", "x", "x1", "true"],
+            "invalid value 'x'",
+        ),
+    ];
+    for (args, wording) in cases {
+        fails(&run(&mut b.nsoci(args)), wording);
+    }
+    // kill TERM reaches PID 1 only, which ignores it (no handler); --all reaches the others.
+    ok(&mut b.nsoci(&["kill", "x1", "TERM"]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!gone(pid), "kill without --all reached the exec'd process");
+    ok(&mut b.nsoci(&["kill", "--all", "x1", "TERM"]));
+    b.wait_for("the exec'd process to end on TERM", || gone(pid));
+    assert_eq!(b.state("x1")["status"], "running");
+    ok(&mut b.nsoci(&["delete", "--force", "x1"]));
+    fails(
+        &run(&mut b.nsoci(&["exec", "x1", "true"])),
+        "container x1 does not exist",
+    );
+}
+
+/// Process `pid` has ended (it may stay a zombie of whoever adopted it).
+fn gone(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')').next().is_some_and(|r| r.starts_with(" Z"))
+    })
+}
+
+/// A console socket's receiving end, as conmon and containerd's shim have it: python3 takes
+/// the master by SCM_RIGHTS, then prints the name sent with it, whether the master's devpts is
+/// the host's, and what the pty printed.
+fn console_receiver(socket: &Path) -> std::process::Child {
+    const SCRIPT: &str = r#"
+import array, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+# Listening before the path appears (a rename), so that a connect never finds it refused.
+s.bind(sys.argv[1] + ".tmp"); s.listen(1); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.settimeout(20)
+c, _ = s.accept()
+fds = array.array("i")
+msg, anc, _, _ = c.recvmsg(256, socket.CMSG_LEN(fds.itemsize))
+for _, _, data in anc:
+    fds.frombytes(data[:fds.itemsize])
+m = fds[0]
+host = os.fstat(m).st_dev == os.stat("/dev/pts/ptmx").st_dev
+out = b""
+while True:
+    try:
+        d = os.read(m, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+print(msg.decode(), "host-devpts" if host else "own-devpts", out.decode().replace("\r", "").strip())
+"#;
+    let child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the receiver did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn console_socket_gets_a_pty_of_the_containers_devpts() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "tty; echo $$"]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    // run with process.terminal: the init's pty.
+    let socket = b.path().join("console.sock");
+    let receiver = console_receiver(&socket);
+    let (code, err) = b.status(&["run", "--console-socket", socket.to_str().unwrap(), "t1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let got = stdout(&receiver.wait_with_output().unwrap());
+    let words: Vec<&str> = got.split_whitespace().collect();
+    assert!(words[0].starts_with("/dev/pts/"), "{got}");
+    // The name sent, what `tty` printed inside: the same /dev/pts/N, of the container's devpts.
+    assert_eq!(words[1..], ["own-devpts", words[0], "1"], "{got}");
+    // exec --tty: a pty of the container's too.
+    let b2 = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b2.status(&["create", "t2"]).0, Some(0));
+    let socket = b2.path().join("console.sock");
+    let receiver = console_receiver(&socket);
+    let out = run(&mut b2.nsoci(&[
+        "exec",
+        "--tty",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "t2",
+        "tty",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = stdout(&receiver.wait_with_output().unwrap());
+    let words: Vec<&str> = got.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{got}");
+    assert_eq!(words[1..], ["own-devpts", words[0]], "{got}");
+    // A socket nobody listens on, and a terminal without a socket, are refused.
+    fails(
+        &run(&mut b2.nsoci(&["exec", "-t", "--console-socket", "/no/sock", "t2", "tty"])),
+        "unable to connect to the console socket",
+    );
+    ok(&mut b2.nsoci(&["delete", "--force", "t2"]));
+    let (code, err) = b.status(&["create", "t3"]);
+    assert_eq!(code, Some(125));
+    assert!(err.contains("without setting console socket"), "{err}");
+    assert!(b.left().is_empty());
 }
 
 #[test]
@@ -666,7 +1115,7 @@ fn rootless_spec_runs_as_uid_65534() {
     }
     let dir = scratch();
     let bundle = dir.path().join("b");
-    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat"]);
+    roots::install_busybox(&bundle.join("rootfs"), &["sh", "id", "cat", "sleep"]);
     let nobody = |args: &[&str]| {
         let mut cmd = as_user(65534, bin("nsoci"));
         cmd.args(args)
@@ -690,6 +1139,23 @@ fn rootless_spec_runs_as_uid_65534() {
     let words: Vec<&str> = out.split_whitespace().collect();
     // Root inside, uid 65534 outside; the state lived under $XDG_RUNTIME_DIR/nsoci.
     assert_eq!(words, ["0", "0", "65534", "1"], "{out}");
+    // exec joins the rootless container (its user namespace first), as uid 65534 too.
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+    // The container keeps run's stdio: not the pipes of this test.
+    let status = nobody(&["run", "--detach", "rl2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = ok(&mut nobody(&["exec", "rl2", "sh", "-c", "id -u; echo $$"]));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2"],
+        "{out}"
+    );
+    ok(&mut nobody(&["delete", "--force", "rl2"]));
     let left = std::fs::read_dir(dir.path().join("xdg/nsoci"))
         .unwrap()
         .count();

@@ -38,6 +38,7 @@ mod entry;
 mod env;
 mod etc_files;
 mod hide_state;
+mod hook_point;
 mod idmap;
 mod image;
 mod join;
@@ -161,6 +162,11 @@ pub struct Args {
     #[arg(short = 't', long)]
     pub tty: bool,
 
+    /// Send the master of COMMAND's pty (made in the container's devpts) to the unix socket
+    /// at file descriptor FD, as runc does to its --console-socket (conmon, containerd)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd, conflicts_with = "tty")]
+    pub console_fd: Option<std::os::fd::RawFd>,
+
     /// Do not generate /etc/hostname, /etc/hosts and /etc/resolv.conf in a new root
     #[arg(long)]
     pub no_etc: bool,
@@ -243,6 +249,11 @@ pub struct Args {
     /// writing: COMMAND runs only once someone opens it for reading (runc's exec.fifo)
     #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
     pub start_fifo: Option<std::os::fd::RawFd>,
+
+    /// With a new root: before pivot_root, write `pivot` to the socket at FD and wait for one
+    /// byte back (an OCI runtime runs its createRuntime and createContainer hooks then)
+    #[arg(long, value_name = "FD", value_parser = common::info::parse_fd)]
+    pub hook_fd: Option<std::os::fd::RawFd>,
 
     /// Seccomp profile of COMMAND: default (Docker's policy; the default with a new root or
     /// --join), unconfined, or FILE (an OCI `linux.seccomp` object or a Docker profile)
@@ -502,6 +513,7 @@ fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
 pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let handed = begin(cx)?;
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
+    let mut hook_point = hook_point::HookPoint::take(args.hook_fd)?;
     let mut args = args;
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
@@ -576,6 +588,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     link.finish(host_pid, extra)?;
 
+    hook_point.pass()?;
     enter_root(&args, root, container)?;
     drop(nodes);
     drop(sysfs);
@@ -615,6 +628,9 @@ fn prepare_entry(
             entry.waiter = Some(*proxy);
         }
         entry.tty = Some(link);
+    }
+    if let Some(fd) = args.console_fd {
+        entry.tty = Some(tty::console(fd)?);
     }
     entry.profile = seccomp_policy::build(seccomp, entry.capability_names())?;
     Ok(entry)
@@ -1157,7 +1173,7 @@ fn run_join(
         creds,
         notice: None,
         waiter: None,
-        tty: None,
+        tty: args.console_fd.map(tty::console).transpose()?,
         profile: None,
         gate,
     };
@@ -1168,6 +1184,7 @@ fn run_join(
     };
     entry.profile = seccomp_policy::build(&seccomp, entry.capability_names())?;
     settle_user_and_env(&mut entry, args.user.as_ref(), &plan.env, None)?;
+    entry.groups.extend(&args.group_add);
     if guarded {
         // The same guard as the container's own processes (said when it started).
         setuid_guard::strip_caps(&mut entry);

@@ -34,6 +34,21 @@ pub enum ProxyLink {
     Monitor(Channel),
     /// The process mntns forked (COMMAND dies with it).
     Own(Channel, Pid),
+    /// `--console-fd`: an OCI runtime's console socket (nsoci), which gets the master and
+    /// proxies nothing back (conmon, containerd's shim do the proxying).
+    Console(std::os::fd::OwnedFd),
+}
+
+/// `--console-fd FD`: close-on-exec at once (it must not reach COMMAND).
+pub fn console(fd: std::os::fd::RawFd) -> Result<ProxyLink, Fatal> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| Fatal::from(e).context(format!("unable to use --console-fd {fd}")))?;
+    // SAFETY: the caller handed this descriptor to mntns for the pty master (checked open by
+    // the parser); owning it closes it once the master is sent.
+    Ok(ProxyLink::Console(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
 }
 
 /// Where the master goes: pidns's monitor when there is one, else a process forked here.
@@ -111,6 +126,10 @@ pub fn take_terminal(link: &ProxyLink) -> Result<(), Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to open a pty in the container"))?;
     debug::step("hand the pty master to the proxy", || {
         let channel = match link {
+            ProxyLink::Console(socket) => {
+                let name = format!("/dev/pts/{}", pty::number(made.master.as_fd())?);
+                return pty::send_to_console_socket(socket.as_fd(), made.master.as_fd(), &name);
+            }
             ProxyLink::Monitor(channel) => {
                 common::after::send_terminal(channel, made.master.as_fd())?;
                 channel

@@ -2,7 +2,7 @@
 //! which serves root too: a loopback-only netns may follow userns):
 //!
 //! ```text
-//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init] [cgroupns] mntns --rootfs ... -- ARGS
+//! [userns] [netns] [ipcns] [utsns] [timens] [pidns --no-init --no-monitor] [cgroupns] mntns --rootfs ... -- ARGS
 //! ```
 //!
 //! Each namespace is made (or joined, `path`) by its own tool: nsoci holds no namespace code.
@@ -23,6 +23,12 @@ pub struct Inputs<'a> {
     pub bundle: &'a Path,
     pub ready_fd: RawFd,
     pub start_fifo: RawFd,
+    /// pidns's `--status-fd`: its first line names the container's PID 1 (runc's pid).
+    pub status_fd: RawFd,
+    /// A connected console socket for mntns `--console-fd` (process.terminal).
+    pub console_fd: Option<RawFd>,
+    /// mntns `--hook-fd`: the stop before pivot_root for the hooks that run there.
+    pub hook_fd: Option<RawFd>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
     /// linux.seccomp, written to a file of the container's state for `mntns --seccomp`.
@@ -140,6 +146,12 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
             // The payload is PID 1, as with runc.
             None => argv.push("--no-init".into()),
         }
+        // runc's model: no monitor, the init goes to the caller's subreaper (conmon, shim).
+        argv.extend([
+            "--no-monitor".into(),
+            "--status-fd".into(),
+            inp.status_fd.to_string().into(),
+        ]);
     }
     if let Some(cgroup) = ns("cgroup") {
         // After the init entered the container's cgroup (create.rs): that cgroup becomes
@@ -314,6 +326,42 @@ fn mntns_args(
     for mount in &config.mounts {
         mount_args(argv, mount, inp.bundle)?;
     }
+    process_args(argv, process);
+    for path in &config.linux.masked_paths {
+        argv.extend(["--mask".into(), path.into()]);
+    }
+    for path in &config.linux.readonly_paths {
+        argv.extend(["--read-only-path".into(), path.into()]);
+    }
+    if inp.no_new_keyring {
+        argv.push("--no-new-keyring".into());
+    }
+    if inp.preserve_fds > 0 {
+        argv.extend(["--preserve-fds".into(), inp.preserve_fds.to_string().into()]);
+    }
+    if let Some(fd) = inp.console_fd {
+        argv.extend(["--console-fd".into(), fd.to_string().into()]);
+    }
+    if let Some(fd) = inp.hook_fd {
+        argv.extend(["--hook-fd".into(), fd.to_string().into()]);
+    }
+    // OCI: no linux.seccomp, no filter (mntns's own default would be Docker's).
+    match &inp.seccomp {
+        Some(file) => argv.extend(["--seccomp".into(), file.into()]),
+        None => argv.extend(["--seccomp".into(), "unconfined".into()]),
+    }
+    argv.extend([
+        "--ready-fd".into(),
+        inp.ready_fd.to_string().into(),
+        "--start-fifo".into(),
+        inp.start_fifo.to_string().into(),
+    ]);
+    Ok(())
+}
+
+/// What mntns is told of the process, for a new container and for `exec` (mntns --join):
+/// working directory, environment, user and groups, capabilities, no_new_privs.
+pub fn process_args(argv: &mut Vec<OsString>, process: &Process) {
     if !process.cwd.is_empty() {
         argv.extend(["-w".into(), (&process.cwd).into()]);
     }
@@ -325,12 +373,6 @@ fn mntns_args(
     argv.extend(["--user".into(), format!("{}:{}", user.uid, user.gid).into()]);
     for gid in &user.additional_gids {
         argv.extend(["--group-add".into(), gid.to_string().into()]);
-    }
-    for path in &config.linux.masked_paths {
-        argv.extend(["--mask".into(), path.into()]);
-    }
-    for path in &config.linux.readonly_paths {
-        argv.extend(["--read-only-path".into(), path.into()]);
     }
     if let Some(caps) = &process.capabilities {
         // mntns gives one set (bounding = permitted = effective): a capability only where
@@ -352,24 +394,6 @@ fn mntns_args(
     if process.no_new_privileges {
         argv.push("--no-new-privs".into());
     }
-    if inp.no_new_keyring {
-        argv.push("--no-new-keyring".into());
-    }
-    if inp.preserve_fds > 0 {
-        argv.extend(["--preserve-fds".into(), inp.preserve_fds.to_string().into()]);
-    }
-    // OCI: no linux.seccomp, no filter (mntns's own default would be Docker's).
-    match &inp.seccomp {
-        Some(file) => argv.extend(["--seccomp".into(), file.into()]),
-        None => argv.extend(["--seccomp".into(), "unconfined".into()]),
-    }
-    argv.extend([
-        "--ready-fd".into(),
-        inp.ready_fd.to_string().into(),
-        "--start-fifo".into(),
-        inp.start_fifo.to_string().into(),
-    ]);
-    Ok(())
 }
 
 /// The propagations a bind may ask (mntns takes docker's names, as OCI configs spell them).

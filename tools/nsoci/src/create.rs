@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -27,10 +28,20 @@ pub struct Request {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// Where the terminal's master goes (process.terminal).
+    pub console_socket: Option<PathBuf>,
 }
 
-/// Creates the container; returns its init, a child of this process.
-pub fn create(req: &Request) -> Result<Child, Fatal> {
+/// A created container's first process.
+#[derive(Debug)]
+pub struct Init {
+    /// The container's PID 1 (the user's process once started): this process's child, or
+    /// an orphan given to it as a subreaper.
+    pub pid: i32,
+}
+
+/// Creates the container; returns its init.
+pub fn create(req: &Request) -> Result<Init, Fatal> {
     state::check_id(&req.id)?;
     let bundle = std::fs::canonicalize(&req.bundle).map_err(|e| {
         Fatal::from(anyhow::Error::from(e))
@@ -42,11 +53,7 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         .as_ref()
         .filter(|p| !p.args.is_empty())
         .ok_or_else(|| Fatal::new("config.json: process.args must not be empty"))?;
-    if process.terminal {
-        return Err(Fatal::new(
-            "process.terminal is not supported yet (no --console-socket): set it to false",
-        ));
-    }
+    let console = crate::exec::console(process.terminal, req.console_socket.as_deref())?;
     config.hooks.check()?;
     let tools = tools_dir()?;
     common::state::ensure_dir(&req.root, 0o711)
@@ -66,28 +73,28 @@ pub fn create(req: &Request) -> Result<Child, Fatal> {
         }
     }
     let made = Made(dir.clone());
+    crate::pid1::become_subreaper()?;
     let mut resources = config.linux.resources.clone().unwrap_or_default();
     if !resources.devices.is_empty() {
         let nodes = crate::devices::allow_rules(&config.linux.devices);
         resources.devices.extend(nodes);
     }
     let placed = crate::cgroup::setup(config.linux.cgroups_path.as_deref(), &req.id, &resources)?;
-    let child = start_init(
+    let init = start_init(
         req,
         &config,
         process,
-        &bundle,
-        &tools,
-        &dir,
+        (&bundle, &tools, &dir),
+        console,
         placed.as_ref(),
     );
-    if let (Err(_), Some(placed)) = (&child, &placed) {
+    if let (Err(_), Some(placed)) = (&init, &placed) {
         crate::cgroup::kill_all(placed);
         crate::cgroup::remove(placed);
     }
-    let child = child?;
+    let init = init?;
     std::mem::forget(made);
-    Ok(child)
+    Ok(init)
 }
 
 /// Removes the container's directory unless `create` got through.
@@ -103,11 +110,10 @@ fn start_init(
     req: &Request,
     config: &config::Config,
     process: &config::Process,
-    bundle: &Path,
-    tools: &Path,
-    dir: &Path,
+    (bundle, tools, dir): (&Path, &Path, &Path),
+    console: Option<OwnedFd>,
     placed: Option<&crate::cgroup::Placed>,
-) -> Result<Child, Fatal> {
+) -> Result<Init, Fatal> {
     let fifo_path = dir.join("exec.fifo");
     // 0622: the payload's user, whoever it is, opens it for writing at the gate.
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -125,8 +131,24 @@ fn start_init(
         .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
+    let status_fd = inheritable(status_write.into_raw_fd(), floor)?;
+    let (hook_socket, hook_fd) = if config.hooks.before_pivot() {
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))?;
+        (
+            Some(ours),
+            Some(inheritable(OwnedFd::from(theirs).into_raw_fd(), floor)?),
+        )
+    } else {
+        (None, None)
+    };
+    let console_fd = console
+        .map(|c| inheritable(c.into_raw_fd(), floor))
+        .transpose()?;
     let seccomp = match &config.linux.seccomp {
         Some(profile) => {
             let file = dir.join("seccomp.json");
@@ -145,6 +167,9 @@ fn start_init(
             bundle,
             ready_fd: ready_fd.as_raw_fd(),
             start_fifo: fifo_fd.as_raw_fd(),
+            status_fd: status_fd.as_raw_fd(),
+            console_fd: console_fd.as_ref().map(AsRawFd::as_raw_fd),
+            hook_fd: hook_fd.as_ref().map(AsRawFd::as_raw_fd),
             preserve_fds: req.preserve_fds,
             no_new_keyring: req.no_new_keyring,
             seccomp,
@@ -158,34 +183,62 @@ fn start_init(
         process.oom_score_adj,
         placed.map(crate::cgroup::procs_files).unwrap_or_default(),
     )?;
-    drop(fifo_fd);
-    drop(ready_fd);
-    match settle(req, config, bundle, dir, &mut child, ready_read, placed) {
-        Ok(()) => Ok(child),
+    drop((fifo_fd, ready_fd, status_fd, console_fd, hook_fd));
+    let mut pid = child.id() as i32;
+    let pidns = config.linux.namespaces.iter().any(|n| n.kind == "pid");
+    let pipes = Pipes {
+        status: pidns.then_some(status_read),
+        ready: ready_read,
+        hooks: hook_socket,
+    };
+    let settled = settle(
+        req,
+        config,
+        (bundle, dir),
+        &mut child,
+        &mut pid,
+        pipes,
+        placed,
+    );
+    if pid != child.id() as i32 {
+        // pidns, which exits once PID 1 is on its way.
+        let _ = child.wait();
+    }
+    match settled {
+        Ok(()) => Ok(Init { pid }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
-            let _ = child.kill();
-            let _ = child.wait();
+            // SAFETY: kill(2) of the init this create started (a child, or an orphan it reaps).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = crate::pid1::wait(pid);
             Err(e)
         }
     }
 }
 
-/// After the spawn: the state, the wait for `ready`, the pid file, the create hooks.
+/// What the chain tells `create`: PID 1 (pidns's --status-fd), the stop before pivot_root
+/// (mntns --hook-fd), `ready` (mntns --ready-fd).
+struct Pipes {
+    status: Option<OwnedFd>,
+    ready: OwnedFd,
+    hooks: Option<UnixStream>,
+}
+
+/// After the spawn: the state, PID 1, the hooks before pivot_root, the wait for `ready`, the
+/// pid file.
 fn settle(
     req: &Request,
     config: &config::Config,
-    bundle: &Path,
-    dir: &Path,
+    (bundle, dir): (&Path, &Path),
     child: &mut Child,
-    ready_read: OwnedFd,
+    pid: &mut i32,
+    pipes: Pipes,
     placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
-    let pid = child.id() as i32;
-    let start_time = state::stat(pid).map_or(0, |(s, _)| s);
+    let start_time = state::stat(*pid).map_or(0, |(s, _)| s);
     let mut record = Record {
         id: req.id.clone(),
-        pid,
+        pid: *pid,
         start_time,
         bundle: bundle.to_path_buf(),
         rootfs: config
@@ -200,15 +253,38 @@ fn settle(
         cgroup: placed.cloned(),
     };
     state::save(dir, &record)?;
+    if let Some(pipe) = pipes.status {
+        if let Some(pid1) = crate::pid1::read_status(pipe) {
+            *pid = pid1;
+            record.pid = pid1;
+            record.start_time = state::stat(pid1).map_or(0, |(s, _)| s);
+            state::save(dir, &record)?;
+        }
+    }
+    if let Some(socket) = pipes.hooks {
+        // The spec: a failing hook stops the container, which is then deleted (by the caller).
+        hooks::at_pivot(
+            socket,
+            &config.hooks,
+            &state::Container {
+                dir: dir.to_path_buf(),
+                record: record.clone(),
+            },
+        )?;
+    }
     // "ready" from mntns, or EOF: the chain failed (it said why on stderr).
-    // Not up to EOF: pidns's monitor keeps its copy of the write end.
     let mut said = [0u8; 6];
-    let mut pipe = std::fs::File::from(ready_read);
+    let mut pipe = std::fs::File::from(pipes.ready);
     if pipe.read_exact(&mut said).is_err() || &said != b"ready\n" {
-        let status = child
-            .wait()
-            .map(common::exit::shell_status)
-            .unwrap_or(common::exit::FAILURE);
+        let status = if *pid == child.id() as i32 {
+            child
+                .wait()
+                .map(common::exit::shell_status)
+                .unwrap_or(common::exit::FAILURE)
+        } else {
+            let _ = child.wait();
+            crate::pid1::wait(*pid)
+        };
         let code = if status == 0 {
             common::exit::FAILURE
         } else {
@@ -222,28 +298,14 @@ fn settle(
     }
     record.ready = true;
     state::save(dir, &record)?;
-    let container = state::Container {
-        dir: dir.to_path_buf(),
-        record,
-    };
-    let hooks = &config.hooks;
-    let ran = hooks::run("prestart", &hooks.prestart, &container.state_json()).and_then(|()| {
-        hooks::run(
-            "createRuntime",
-            &hooks.create_runtime,
-            &container.state_json(),
-        )
-    });
-    // The spec: a failing hook stops the container, which is then deleted (by the caller).
-    ran?;
     if let Some(path) = &req.pid_file {
-        write_pid_file(path, pid)?;
+        write_pid_file(path, *pid)?;
     }
     Ok(())
 }
 
 /// Moves `fd` to a number ≥ `floor` without close-on-exec: the chain inherits it.
-fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
+pub(crate) fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
     let moved = fcntl(fd, FcntlArg::F_DUPFD(floor))
         .map_err(|e| Fatal::from(e).context("unable to duplicate a descriptor"))?;
     let _ = nix::unistd::close(fd);
@@ -251,7 +313,7 @@ fn inheritable(fd: RawFd, floor: RawFd) -> Result<OwnedFd, Fatal> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-fn spawn(
+pub(crate) fn spawn(
     argv: &[OsString],
     rlimits: &[Rlimit],
     umask: Option<u32>,
@@ -340,7 +402,7 @@ fn resource(name: &str) -> Result<i32, Fatal> {
 }
 
 /// The links are installed next to nsoci (`make install`, or cargo's target directory).
-fn tools_dir() -> Result<PathBuf, Fatal> {
+pub(crate) fn tools_dir() -> Result<PathBuf, Fatal> {
     let exe = std::env::current_exe().map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context("unable to find nsoci's own path")
     })?;
@@ -355,7 +417,7 @@ fn tools_dir() -> Result<PathBuf, Fatal> {
     Ok(dir)
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Fatal> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Fatal> {
     let tmp = path.with_extension("nsoci-tmp");
     std::fs::write(&tmp, pid.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))

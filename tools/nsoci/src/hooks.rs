@@ -1,8 +1,15 @@
-//! Hooks (runtime-spec config.md#posix-platform-hooks), run by nsoci in the runtime's
-//! namespaces with the container's state on stdin: prestart and createRuntime once the
-//! container is set up (before `create` returns), poststart after `start`, poststop at
-//! `delete`. createContainer and startContainer run inside the container, where nsoci has
-//! no process of its own: they are refused.
+//! Hooks (runtime-spec config.md#posix-platform-hooks), with the container's state on stdin,
+//! at the points the spec names:
+//!
+//! ```text
+//! prestart, createRuntime   nsoci, in the runtime's namespaces, when mntns stops before
+//!                           pivot_root (its --hook-fd): namespaces made, mounts done
+//! createContainer           then, in the container's namespaces, before pivot_root
+//!                           (inside.rs: the links' --join; the path resolves as on the host)
+//! startContainer            `start`, in the container (after pivot_root), before the gate
+//! poststart                 `start`, after the gate, in the runtime's namespaces
+//! poststop                  `delete`
+//! ```
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,15 +49,64 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// Refuses the hooks nsoci cannot run where the spec says.
+    /// The spec's rule: a hook's path is absolute.
     pub fn check(&self) -> Result<(), Fatal> {
-        if !self.create_container.is_empty() || !self.start_container.is_empty() {
-            return Err(Fatal::new(
-                "hooks.createContainer and hooks.startContainer are not supported (they run inside the container)",
-            ));
+        let all = [
+            &self.prestart,
+            &self.create_runtime,
+            &self.create_container,
+            &self.start_container,
+            &self.poststart,
+            &self.poststop,
+        ];
+        match all
+            .iter()
+            .flat_map(|h| h.iter())
+            .find(|h| !h.path.is_absolute())
+        {
+            Some(hook) => Err(Fatal::new(format!(
+                "hooks: the path '{}' is not absolute",
+                hook.path.display()
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
+
+    /// Whether any hook runs before pivot_root (mntns then stops there: --hook-fd).
+    pub fn before_pivot(&self) -> bool {
+        !(self.prestart.is_empty()
+            && self.create_runtime.is_empty()
+            && self.create_container.is_empty())
+    }
+}
+
+/// At mntns's stop before pivot_root (`pivot` on its --hook-fd): prestart and createRuntime
+/// here, createContainer in the container's namespaces, then the go-ahead. Anything but
+/// `pivot` (mntns failed first) sends nothing: the wait for `ready` then sees the failure.
+pub fn at_pivot(
+    socket: std::os::unix::net::UnixStream,
+    hooks: &Hooks,
+    container: &crate::state::Container,
+) -> Result<(), Fatal> {
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    let mut reader = BufReader::new(&socket);
+    if reader.read_line(&mut line).is_err() || line != "pivot\n" {
+        return Ok(());
+    }
+    let state = container.state_json();
+    run("prestart", &hooks.prestart, &state)?;
+    run("createRuntime", &hooks.create_runtime, &state)?;
+    crate::inside::run(
+        "createContainer",
+        &hooks.create_container,
+        container.record.pid,
+        crate::join::Mnt::Namespace,
+        &state,
+    )?;
+    (&socket).write_all(b"g").map_err(|e| {
+        Fatal::from(anyhow::Error::from(e)).context("unable to let the container go on")
+    })
 }
 
 /// Runs `hooks` in order with `state` (JSON) on stdin; the first failure stops them.

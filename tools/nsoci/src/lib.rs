@@ -3,9 +3,10 @@
 //! (chain.rs), run as the init of the container; nsoci itself holds no namespace code.
 //!
 //! ```text
-//! nsoci create --bundle B ID    init = userns → … → pidns → mntns, waiting at exec.fifo
+//! nsoci create --bundle B ID    userns → … → pidns --no-monitor → mntns; PID 1 waits at exec.fifo
 //! nsoci start ID                opens exec.fifo: mntns execs process.args
-//! nsoci state|kill|delete ID    ROOT/ID/state.json, the init's pid and start time
+//! nsoci exec ID CMD             userns --join → … → mntns --join PID (exec.rs, join.rs)
+//! nsoci state|kill|delete ID    ROOT/ID/state.json, PID 1's pid and start time
 //! ```
 
 mod cgroup;
@@ -13,11 +14,15 @@ mod chain;
 mod config;
 mod create;
 mod devices;
+mod exec;
 mod features;
 mod hooks;
+mod inside;
+mod join;
 mod lifecycle;
 mod log;
 mod pause;
+mod pid1;
 mod ps;
 mod resources;
 mod signal;
@@ -77,7 +82,7 @@ pub struct CreateArgs {
     /// Write the init's pid to FILE
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
-    /// Socket to send a terminal's master to (process.terminal; not supported yet)
+    /// Unix socket to send the terminal's master to (process.terminal), as runc
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
     /// Accepted: mntns always uses pivot_root
@@ -101,6 +106,8 @@ pub enum Command {
     Start { id: String },
     /// Print a container's state (JSON)
     State { id: String },
+    /// Run a process in a running container (runc's exec)
+    Exec(exec::ExecArgs),
     /// Send a signal (name or number, default TERM) to a container's init
     Kill {
         /// Signal every process of the container (the same signal: the init takes the
@@ -208,6 +215,7 @@ fn dispatch(args: Args) -> Result<Status, Fatal> {
             detach,
             keep,
         } => return run_container(root, create, detach, keep),
+        Command::Exec(e) => return exec::exec(&root, e),
         Command::Start { id } => lifecycle::start(&root, &id)?,
         Command::State { id } => lifecycle::state(&root, &id)?,
         Command::Kill { all, id, signal } => lifecycle::kill(&root, &id, &signal, all)?,
@@ -230,6 +238,7 @@ fn request(root: PathBuf, c: CreateArgs) -> create::Request {
         pid_file: c.pid_file,
         preserve_fds: c.preserve_fds,
         no_new_keyring: c.no_new_keyring,
+        console_socket: c.console_socket,
     }
 }
 
@@ -237,18 +246,16 @@ fn request(root: PathBuf, c: CreateArgs) -> create::Request {
 /// delete the container.
 fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Result<Status, Fatal> {
     let id = c.id.clone();
-    let mut init = create::create(&request(root.clone(), c))?;
+    let init = create::create(&request(root.clone(), c))?;
     if let Err(e) = lifecycle::start(&root, &id) {
         let _ = lifecycle::delete(&root, &id, true);
-        let _ = init.wait();
+        let _ = pid1::wait(init.pid);
         return Err(e);
     }
     if detach {
         return Ok(0);
     }
-    let status = init.wait().map(common::exit::shell_status).map_err(|e| {
-        Fatal::from(anyhow::Error::from(e)).context("unable to wait for the container")
-    })?;
+    let status = pid1::wait(init.pid);
     if !keep {
         lifecycle::delete(&root, &id, true)?;
     }

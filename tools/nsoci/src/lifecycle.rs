@@ -29,6 +29,19 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
             ))
         }
     }
+    // The spec: in the container, after `start`, before the user's process; a failure stops
+    // the container (runc's: start fails, the container is then deleted by the caller).
+    if let Err(e) = crate::inside::run(
+        "startContainer",
+        &c.record.hooks.start_container,
+        c.record.pid,
+        crate::join::Mnt::Process,
+        &c.state_json(),
+    ) {
+        // SAFETY: kill(2) on the recorded pid, checked against its start time by status().
+        unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
+        return Err(e);
+    }
     // Non-blocking: an init that died at the gate must not hang `start`.
     let fifo = nix::fcntl::open(
         &c.fifo(),
@@ -79,11 +92,18 @@ pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), Fatal> {
         Status::Created | Status::Running | Status::Paused => {}
         _ => return Err(Fatal::new("container not running")),
     }
+    // The pid is the container's PID 1 itself (runc's model): it ignores what it has no
+    // handler for, SIGKILL aside, which ends the whole pid namespace.
     if all {
-        return crate::cgroup::signal_all(&c, signo);
+        if c.record.cgroup.is_some() {
+            return crate::cgroup::signal_all(&c, signo);
+        }
+        // No cgroup of its own: every process of its pid namespace, PID 1 last.
+        for pid in crate::pid1::others_in_pid_namespace(c.record.pid) {
+            // SAFETY: kill(2) of a process seen in the container's pid namespace just now.
+            unsafe { libc::kill(pid, signo) };
+        }
     }
-    // With a pid namespace the init is pidns's monitor: it forwards what it can catch, and a
-    // SIGKILL of it kills the whole namespace.
     // SAFETY: kill(2) on the recorded pid, checked against its start time just above.
     let rc = unsafe { libc::kill(c.record.pid, signo) };
     nix::errno::Errno::result(rc)

@@ -15,6 +15,7 @@ mod lifeline;
 mod monitor;
 mod shed;
 mod status;
+mod unmonitored;
 
 use std::os::fd::RawFd;
 
@@ -69,6 +70,12 @@ pub struct Args {
     #[arg(long)]
     pub pgroup: bool,
 
+    /// Leave no monitor: fork COMMAND (with --no-init or --join), report its pid on
+    /// --status-fd, and exit 0; COMMAND goes to the caller's subreaper, which waits for it
+    /// (an OCI runtime's model: conmon, containerd-shim)
+    #[arg(long, conflicts_with_all = ["pgroup", "die_with_parent"])]
+    pub no_monitor: bool,
+
     /// Kill the container when the process that started pidns dies (PDEATHSIG, checked
     /// race-free through a pidfd)
     #[arg(long)]
@@ -94,6 +101,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     }
     export_chain_settings(&link);
     let helper = link.pin_helper()?;
+    if args.no_monitor {
+        return unmonitored::run(&link, &args, helper, cx);
+    }
     let wiring = Wiring::new(args.pgroup)?;
     let mut handover = handover::offer(&args, &link, cx)?;
     // Links inside may leave work for after the container (mntns --rm): the kernel kills

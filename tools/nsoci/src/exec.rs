@@ -1,0 +1,270 @@
+//! `nsoci exec`: runc's `exec`. A process joins the running container through the links'
+//! own `--join` (join.rs) and mntns applies the process (user, groups, capabilities,
+//! environment, working directory, no_new_privs, the container's seccomp profile). As with
+//! the init, pidns leaves no monitor: the process goes to the caller's subreaper (nsoci itself
+//! until it exits, then conmon or the shim), its pid is what `--pid-file` gets, and nsoci
+//! exits with its status unless `--detach`.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use common::cli::Status;
+use common::Fatal;
+use nix::fcntl::OFlag;
+
+use crate::config::{self, Process};
+use crate::create;
+use crate::join::{self, Mnt};
+use crate::state::{Container, Status as State};
+
+/// runc's `exec` flags.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// The process as an OCI process JSON (runtime-spec config.md#process); the other
+    /// process flags are then ignored
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid to FILE
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Give the process a terminal (its master goes to --console-socket)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket to send the terminal's master to (SCM_RIGHTS, as runc)
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Set an environment variable (KEY=VALUE), on top of the container's
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User (numeric) to run as: UID[:GID]
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Supplementary group ids
+    #[arg(short = 'g', long = "additional-gids", value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the container's (within its bounding set)
+    #[arg(short, long, value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Pass file descriptors 3 to 3+N-1 to the process
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// The container's id
+    pub id: String,
+    /// The command and its arguments (without --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// Runs the process in container `args.id`; its status, or 0 with `--detach`.
+pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
+    let c = Container::load(root, &args.id)?;
+    match c.status() {
+        State::Created | State::Running => {}
+        _ => return Err(Fatal::new("cannot exec in a stopped container")),
+    }
+    let process = process(&c, &args)?;
+    let console = console(process.terminal, args.console_socket.as_deref())?;
+    let tools = create::tools_dir()?;
+    let floor = 3 + args.preserve_fds as RawFd + 16;
+    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let status_fd = create::inheritable(status_write.into_raw_fd_owned(), floor)?;
+    let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    let ready_fd = create::inheritable(ready_write.into_raw_fd_owned(), floor)?;
+    let console_fd = console
+        .map(|s| create::inheritable(s.into_raw_fd_owned(), floor))
+        .transpose()?;
+    let pid = c.record.pid;
+    let (mut argv, pidns) = join::argv(&tools, pid, status_fd.as_raw_fd(), Mnt::Process)?;
+    crate::chain::process_args(&mut argv, &process);
+    if args.preserve_fds > 0 {
+        argv.extend([
+            "--preserve-fds".into(),
+            args.preserve_fds.to_string().into(),
+        ]);
+    }
+    if let Some(fd) = &console_fd {
+        argv.extend(["--console-fd".into(), fd.as_raw_fd().to_string().into()]);
+    }
+    // `ready` right before the exec of the process: --detach returns then, as runc's.
+    argv.extend(["--ready-fd".into(), ready_fd.as_raw_fd().to_string().into()]);
+    argv.push("--".into());
+    argv.extend(process.args.iter().map(OsString::from));
+    join::enter_cgroup(pid)?;
+    crate::pid1::become_subreaper()?;
+    let mut chain = create::spawn(
+        &argv,
+        &process.rlimits,
+        process.user.umask,
+        process.oom_score_adj,
+        Vec::new(),
+    )?;
+    drop((status_fd, console_fd, ready_fd));
+    let joined = if pidns {
+        match crate::pid1::read_status(status_read) {
+            Some(joined) => joined,
+            // The chain failed before pidns forked (it said why): its status.
+            None => return Ok(chain_status(&mut chain)),
+        }
+    } else {
+        chain.id() as i32
+    };
+    if pidns {
+        // pidns, which exits once the process is on its way.
+        let code = chain_status(&mut chain);
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    let mut said = [0u8; 6];
+    let ready = std::fs::File::from(ready_read)
+        .read_exact(&mut said)
+        .is_ok()
+        && &said == b"ready\n";
+    if !ready {
+        // mntns failed to enter (it said why): its status.
+        return Ok(crate::pid1::wait(joined));
+    }
+    if let Some(path) = &args.pid_file {
+        create::write_pid_file(path, joined)?;
+    }
+    if args.detach {
+        return Ok(0);
+    }
+    Ok(crate::pid1::wait(joined))
+}
+
+fn chain_status(chain: &mut std::process::Child) -> Status {
+    chain
+        .wait()
+        .map(common::exit::shell_status)
+        .unwrap_or(common::exit::FAILURE)
+}
+
+/// Converts an owned descriptor into a raw one for [`create::inheritable`], which takes it.
+trait IntoRawOwned {
+    fn into_raw_fd_owned(self) -> RawFd;
+}
+
+impl<T: std::os::fd::IntoRawFd> IntoRawOwned for T {
+    fn into_raw_fd_owned(self) -> RawFd {
+        self.into_raw_fd()
+    }
+}
+
+/// The process: `--process FILE` as it is, else the container's own process with the flags
+/// on top (runc's rules: args from the command line, env added, cwd and user replaced,
+/// capabilities added).
+fn process(c: &Container, args: &ExecArgs) -> Result<Process, Fatal> {
+    if let Some(file) = &args.process {
+        let text = std::fs::read(file).map_err(|e| {
+            Fatal::from(anyhow::Error::from(e)).context(format!(
+                "unable to read the process file {}",
+                file.display()
+            ))
+        })?;
+        let mut p: Process = serde_json::from_slice(&text)
+            .map_err(|e| Fatal::new(format!("process file {}: {e}", file.display())))?;
+        p.terminal |= args.tty;
+        if p.args.is_empty() {
+            return Err(Fatal::new("process args cannot be empty"));
+        }
+        return Ok(p);
+    }
+    if args.command.is_empty() {
+        return Err(Fatal::new(
+            "exec: no command given (the arguments after ID)",
+        ));
+    }
+    let config = config::load(&c.record.bundle)?;
+    let mut p = config.process.unwrap_or_default();
+    p.args.clone_from(&args.command);
+    p.terminal = args.tty;
+    p.env.extend(args.env.iter().cloned());
+    if let Some(cwd) = &args.cwd {
+        p.cwd.clone_from(cwd);
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = parse_user(user)?;
+        p.user.uid = uid;
+        p.user.gid = gid.unwrap_or(p.user.gid);
+    }
+    p.user.additional_gids.extend(&args.additional_gids);
+    if !args.cap.is_empty() {
+        let caps = p.capabilities.get_or_insert_with(Default::default);
+        for cap in &args.cap {
+            let name = canonical_cap(cap)?;
+            for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted] {
+                if !set.contains(&name) {
+                    set.push(name.clone());
+                }
+            }
+        }
+    }
+    p.no_new_privileges |= args.no_new_privs;
+    Ok(p)
+}
+
+/// `UID[:GID]`, numbers only (as runc's exec).
+fn parse_user(text: &str) -> Result<(u32, Option<u32>), Fatal> {
+    let bad = || Fatal::new(format!("invalid --user '{text}': UID[:GID], numbers"));
+    let (uid, gid) = match text.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (text, None),
+    };
+    let uid = uid.parse().map_err(|_| bad())?;
+    let gid = gid.map(|g| g.parse().map_err(|_| bad())).transpose()?;
+    Ok((uid, gid))
+}
+
+/// `CAP_NET_ADMIN` from `net_admin`, `NET_ADMIN` or `CAP_NET_ADMIN`; unknown names refused.
+fn canonical_cap(text: &str) -> Result<String, Fatal> {
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if name.parse::<caps::Capability>().is_err() {
+        return Err(Fatal::new(format!(
+            "invalid --cap '{text}': unknown capability"
+        )));
+    }
+    Ok(name)
+}
+
+/// The console socket, connected, when the process has a terminal (runc's rule: a terminal
+/// needs a socket to send it to).
+pub fn console(terminal: bool, socket: Option<&Path>) -> Result<Option<OwnedFd>, Fatal> {
+    match (terminal, socket) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(Fatal::new(
+            "--console-socket is given but the process has no terminal (process.terminal, --tty)",
+        )),
+        (true, None) => Err(Fatal::new(
+            "cannot allocate tty if runc will detach without setting console socket",
+        )
+        .with_hint("nsoci does not proxy a terminal itself: give --console-socket")),
+        (true, Some(path)) => {
+            let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                Fatal::from(anyhow::Error::from(e)).context(format!(
+                    "unable to connect to the console socket {}",
+                    path.display()
+                ))
+            })?;
+            Ok(Some(OwnedFd::from(stream)))
+        }
+    }
+}

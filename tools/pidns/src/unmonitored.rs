@@ -1,0 +1,86 @@
+//! `--no-monitor`: runc's model for an OCI runtime (nsoci). COMMAND is forked into the pid
+//! namespace (as PID 1 with `--no-init`, or into a joined one with `--join`) and this process
+//! exits 0 once COMMAND may go on: COMMAND is then orphaned to the caller's subreaper (conmon,
+//! containerd-shim, `nsoci run`), which waits for it and gets its exit status directly. The
+//! host pid of COMMAND is told on `--status-fd` (its first line, as with the monitor), which is
+//! then closed: no exit line, since nobody here sees the end.
+//!
+//! Nothing of the monitor runs: no signal forwarding (signals go to COMMAND's pid directly),
+//! no work after the container, no unregistering at the end (the runtime's `delete` does it).
+
+use std::io::{Read, Write};
+
+use common::link::Link;
+use common::ns::{self, Namespace};
+use common::{debug, Context, Fatal, Next};
+use nix::unistd::{fork, ForkResult};
+use serde_json::{json, Map};
+
+use crate::{status, Args};
+
+/// Forks COMMAND into the namespace, registers it, lets it go, and exits 0.
+pub fn run(
+    link: &Link,
+    args: &Args,
+    helper: Option<common::pin::PinHelper>,
+    cx: &mut Context,
+) -> Result<Next, Fatal> {
+    if !args.no_init && !link.is_join() {
+        return Err(Fatal::new(
+            "--no-monitor needs --no-init or --join: without a monitor nobody would wait for the init's COMMAND",
+        ));
+    }
+    if link.is_join() {
+        link.enter()?;
+    } else {
+        ns::unshare(Namespace::Pid)?;
+    }
+    cx.export_handdown()?;
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
+    // SAFETY: single-threaded; the child only waits for one byte, then execs or _exits.
+    let forked = unsafe { fork() }
+        .map_err(|e| Fatal::from(e).context("unable to fork the container's first process"))?;
+    let child = match forked {
+        ForkResult::Child => {
+            drop(go_write);
+            let mut byte = [0u8; 1];
+            // EOF: this process failed and said why; COMMAND must not run unregistered.
+            if std::fs::File::from(go_read).read_exact(&mut byte).is_err() {
+                // SAFETY: _exit ends the child without running the parent's destructors.
+                unsafe { libc::_exit(i32::from(common::exit::FAILURE)) }
+            }
+            let fatal = common::exec::exec(args.command.command.clone());
+            fatal.print();
+            // SAFETY: as above.
+            unsafe { libc::_exit(i32::from(fatal.code)) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(go_read);
+    let started = || -> Result<(), Fatal> {
+        let host_pid = child.as_raw() as u32;
+        if let Some(fd) = args.status_fd {
+            status::write_line(fd, &status::started(host_pid)).map_err(|e| {
+                Fatal::from(e).context(format!("unable to write to status fd {fd}"))
+            })?;
+        }
+        if let Some(helper) = helper {
+            helper.pin()?;
+        }
+        let mut extra = Map::new();
+        extra.insert("monitor".into(), json!(null));
+        extra.insert("init".into(), json!(false));
+        link.finish_for(host_pid, extra)?;
+        std::fs::File::from(go_write)
+            .write_all(b"g")
+            .map_err(|e| Fatal::from(e).context("unable to start the container"))
+    };
+    if let Err(fatal) = started() {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        return Err(fatal);
+    }
+    debug::note(format_args!("container started without a monitor: {child}"));
+    Ok(Next::Exit(0))
+}
