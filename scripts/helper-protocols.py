@@ -18,6 +18,12 @@ ALLOWED = {
     "common/src/supervisor.rs": "the log's pipes and the close-on-exec exec mark",
     # mntns --ready-fd is a public flag (one "ready" line, as slirp4netns's); nsoci reads it.
     "tools/nsoci/src/create.rs": "the pipe nsoci gives mntns --ready-fd",
+    # The same public flags (mntns --ready-fd, pidns --status-fd) for exec and the hooks run
+    # inside the container.
+    "tools/nsoci/src/exec.rs": "the pipes nsoci gives mntns --ready-fd and pidns --status-fd",
+    "tools/nsoci/src/inside.rs": "the pipe nsoci gives pidns --status-fd",
+    # runc's --console-socket protocol: the other end is conmon's or containerd's shim's.
+    "common/src/console_socket.rs": "runc's console-socket protocol",
 }
 
 

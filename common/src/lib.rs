@@ -24,6 +24,7 @@ pub mod cgroupfs;
 pub mod chain;
 pub mod channel;
 pub mod cli;
+pub mod console_socket;
 pub mod creds;
 pub mod debug;
 pub mod detached;

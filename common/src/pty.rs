@@ -104,33 +104,6 @@ pub fn check_master(fds: Vec<OwnedFd>) -> io::Result<OwnedFd> {
     }
 }
 
-/// Sends `master` to an OCI console socket (runc's `--console-socket` protocol, which conmon
-/// and containerd's shim receive): one message whose data is the pty's name and whose one
-/// SCM_RIGHTS descriptor is the master. `socket` is connected to the caller's socket.
-pub fn send_to_console_socket(
-    socket: BorrowedFd<'_>,
-    master: BorrowedFd<'_>,
-    name: &str,
-) -> io::Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let raw = [master.as_raw_fd()];
-    let control = [ControlMessage::ScmRights(&raw)];
-    let iov = [io::IoSlice::new(name.as_bytes())];
-    loop {
-        match sendmsg::<()>(
-            socket.as_raw_fd(),
-            &iov,
-            &control,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 /// The number N of the pty whose master is `master` (its slave is `/dev/pts/N` of the devpts
 /// it was opened in).
 pub fn number(master: BorrowedFd<'_>) -> io::Result<u32> {

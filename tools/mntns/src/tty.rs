@@ -128,7 +128,11 @@ pub fn take_terminal(link: &ProxyLink) -> Result<(), Fatal> {
         let channel = match link {
             ProxyLink::Console(socket) => {
                 let name = format!("/dev/pts/{}", pty::number(made.master.as_fd())?);
-                return pty::send_to_console_socket(socket.as_fd(), made.master.as_fd(), &name);
+                return common::console_socket::send_master(
+                    socket.as_fd(),
+                    made.master.as_fd(),
+                    &name,
+                );
             }
             ProxyLink::Monitor(channel) => {
                 common::after::send_terminal(channel, made.master.as_fd())?;

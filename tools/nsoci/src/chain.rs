@@ -78,18 +78,7 @@ fn sysctls(config: &Config) -> Result<Sysctls, Fatal> {
 pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsString>, Fatal> {
     let mut argv: Vec<OsString> = Vec::new();
     let ns = |kind: &str| config.linux.namespaces.iter().find(|n| n.kind == kind);
-    for entry in &config.linux.namespaces {
-        if ![
-            "pid", "network", "mount", "ipc", "uts", "user", "time", "cgroup",
-        ]
-        .contains(&entry.kind.as_str())
-        {
-            return Err(Fatal::new(format!(
-                "linux.namespaces: unknown namespace type '{}'",
-                entry.kind
-            )));
-        }
-    }
+    check_namespaces(config)?;
     let link = |argv: &mut Vec<OsString>, tool: &str| {
         if !argv.is_empty() {
             argv.push("--".into());
@@ -159,24 +148,39 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
         link(&mut argv, "cgroupns");
         join(&mut argv, cgroup);
     }
-    match ns("mount") {
-        Some(NamespaceEntry { path: None, .. }) => {}
-        Some(_) => {
-            return Err(Fatal::new(
-                "linux.namespaces: joining a mount namespace (path) is not supported",
-            ))
-        }
-        None => {
-            return Err(Fatal::new(
-                "linux.namespaces: nsoci needs a mount namespace (its root is set up by mntns)",
-            ))
-        }
-    }
     link(&mut argv, "mntns");
     mntns_args(&mut argv, config, process, inp)?;
     argv.push("--".into());
     argv.extend(process.args.iter().map(OsString::from));
     Ok(argv)
+}
+
+/// Every namespace type is one we know, and the mount namespace is a new one (mntns sets
+/// its root up).
+fn check_namespaces(config: &Config) -> Result<(), Fatal> {
+    const KNOWN: [&str; 8] = [
+        "pid", "network", "mount", "ipc", "uts", "user", "time", "cgroup",
+    ];
+    if let Some(entry) = config
+        .linux
+        .namespaces
+        .iter()
+        .find(|n| !KNOWN.contains(&n.kind.as_str()))
+    {
+        return Err(Fatal::new(format!(
+            "linux.namespaces: unknown namespace type '{}'",
+            entry.kind
+        )));
+    }
+    match config.linux.namespaces.iter().find(|n| n.kind == "mount") {
+        Some(NamespaceEntry { path: None, .. }) => Ok(()),
+        Some(_) => Err(Fatal::new(
+            "linux.namespaces: joining a mount namespace (path) is not supported",
+        )),
+        None => Err(Fatal::new(
+            "linux.namespaces: nsoci needs a mount namespace (its root is set up by mntns)",
+        )),
+    }
 }
 
 fn join(argv: &mut Vec<OsString>, entry: &NamespaceEntry) {

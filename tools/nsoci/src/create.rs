@@ -106,14 +106,8 @@ impl Drop for Made {
     }
 }
 
-fn start_init(
-    req: &Request,
-    config: &config::Config,
-    process: &config::Process,
-    (bundle, tools, dir): (&Path, &Path, &Path),
-    console: Option<OwnedFd>,
-    placed: Option<&crate::cgroup::Placed>,
-) -> Result<Init, Fatal> {
+/// `exec.fifo`, the gate `start` opens, made and opened (O_PATH) for the chain.
+fn exec_fifo(dir: &Path) -> Result<RawFd, Fatal> {
     let fifo_path = dir.join("exec.fifo");
     // 0622: the payload's user, whoever it is, opens it for writing at the gate.
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
@@ -125,10 +119,32 @@ fn start_init(
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
     .map_err(|e| Fatal::from(e).context("unable to set the mode of exec.fifo"))?;
+    nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))
+}
+
+/// `linux.seccomp` written where mntns --seccomp reads it.
+fn seccomp_file(config: &config::Config, dir: &Path) -> Result<Option<PathBuf>, Fatal> {
+    let Some(profile) = &config.linux.seccomp else {
+        return Ok(None);
+    };
+    let file = dir.join("seccomp.json");
+    std::fs::write(&file, profile.to_string())
+        .map_err(|e| Fatal::from(anyhow::Error::from(e)).context("unable to write seccomp.json"))?;
+    Ok(Some(file))
+}
+
+fn start_init(
+    req: &Request,
+    config: &config::Config,
+    process: &config::Process,
+    (bundle, tools, dir): (&Path, &Path, &Path),
+    console: Option<OwnedFd>,
+    placed: Option<&crate::cgroup::Placed>,
+) -> Result<Init, Fatal> {
     // Above the fds the payload keeps (--preserve-fds), not close-on-exec: the chain's.
     let floor = 3 + req.preserve_fds as RawFd + 16;
-    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
+    let fifo = exec_fifo(dir)?;
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -149,16 +165,7 @@ fn start_init(
     let console_fd = console
         .map(|c| inheritable(c.into_raw_fd(), floor))
         .transpose()?;
-    let seccomp = match &config.linux.seccomp {
-        Some(profile) => {
-            let file = dir.join("seccomp.json");
-            std::fs::write(&file, profile.to_string()).map_err(|e| {
-                Fatal::from(anyhow::Error::from(e)).context("unable to write seccomp.json")
-            })?;
-            Some(file)
-        }
-        None => None,
-    };
+    let seccomp = seccomp_file(config, dir)?;
     let argv = chain::build(
         config,
         process,

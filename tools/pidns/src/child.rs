@@ -168,12 +168,12 @@ fn init(child: Child) -> ! {
     };
     // COMMAND waits for PID 1 to shed its root, capabilities and dumpable flag: before that,
     // a container process with CAP_SYS_PTRACE could reach the caller's files through
-    // /proc/1/root. The init closes its end once shed; COMMAND reads the EOF.
-    let (shed_wait, shed_done) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(pipe) => pipe,
+    // /proc/1/root. The init closes its end once shed; COMMAND waits for that end.
+    let (shed_wait, shed_done) = match common::channel::pair() {
+        Ok(pair) => pair,
         Err(e) => fail(
             &child.channel,
-            Fatal::from(e).context("unable to create a pipe"),
+            Fatal::from(e).context("unable to create a socket pair"),
         ),
     };
     // SAFETY: single-threaded; the child only waits, sets its process group and execs.
@@ -181,7 +181,8 @@ fn init(child: Child) -> ! {
         Ok(ForkResult::Child) => {
             drop(signalfd);
             drop(shed_done);
-            wait_for_eof(&shed_wait);
+            // Nothing is ever sent: the end of the init's side is the word.
+            let _ = shed_wait.recv::<()>();
             drop(shed_wait);
             command(child)
         }
@@ -210,18 +211,6 @@ fn init(child: Child) -> ! {
         signals::ignore(signal);
     }
     serve(fd, payload, target)
-}
-
-/// Blocks until every writer of `pipe` has closed it (or it cannot be read).
-fn wait_for_eof(pipe: &OwnedFd) {
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(pipe), &mut byte) {
-            Ok(0) => return,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// The init's loop: no allocation, one read per signal.

@@ -8,8 +8,6 @@
 //! Nothing of the monitor runs: no signal forwarding (signals go to COMMAND's pid directly),
 //! no work after the container, no unregistering at the end (the runtime's `delete` does it).
 
-use std::io::{Read, Write};
-
 use common::link::Link;
 use common::ns::{self, Namespace};
 use common::{debug, Context, Fatal, Next};
@@ -36,17 +34,17 @@ pub fn run(
         ns::unshare(Namespace::Pid)?;
     }
     cx.export_handdown()?;
-    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
-    // SAFETY: single-threaded; the child only waits for one byte, then execs or _exits.
+    let (go_read, go_write) = common::channel::pair()
+        .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))?;
+    // SAFETY: single-threaded; the child only waits for the go-ahead, then execs or _exits.
     let forked = unsafe { fork() }
         .map_err(|e| Fatal::from(e).context("unable to fork the container's first process"))?;
     let child = match forked {
         ForkResult::Child => {
             drop(go_write);
-            let mut byte = [0u8; 1];
-            // EOF: this process failed and said why; COMMAND must not run unregistered.
-            if std::fs::File::from(go_read).read_exact(&mut byte).is_err() {
+            // The end without a word: this process failed and said why; COMMAND must not
+            // run unregistered.
+            if !matches!(go_read.recv::<()>(), Ok(Some(()))) {
                 // SAFETY: _exit ends the child without running the parent's destructors.
                 unsafe { libc::_exit(i32::from(common::exit::FAILURE)) }
             }
@@ -72,8 +70,8 @@ pub fn run(
         extra.insert("monitor".into(), json!(null));
         extra.insert("init".into(), json!(false));
         link.finish_for(host_pid, extra)?;
-        std::fs::File::from(go_write)
-            .write_all(b"g")
+        go_write
+            .send(&())
             .map_err(|e| Fatal::from(e).context("unable to start the container"))
     };
     if let Err(fatal) = started() {
