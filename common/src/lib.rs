@@ -46,6 +46,7 @@ pub mod pin;
 pub mod procfs;
 pub mod pty;
 pub mod report;
+pub mod resident;
 pub mod seccomp;
 pub mod seccomp_policy;
 pub mod setuid_guard;

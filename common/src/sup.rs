@@ -154,9 +154,9 @@ impl Supervisor {
                 unsafe { libc::close(fd) };
             }
         }
-        // What the setup allocated goes back to the kernel: the supervisor stays small.
-        // SAFETY: malloc_trim only returns free heap memory; nothing is in use across it.
-        unsafe { libc::malloc_trim(0) };
+        // What the setup allocated and touched goes back to the kernel: the supervisor
+        // stays small while it idles.
+        crate::resident::shed();
     }
 
     /// Waits for the container: forwards the signals a process sends (to the child, then to
@@ -196,6 +196,8 @@ impl Supervisor {
                     return (Ended { code }, adopted);
                 }
             }
+            // Taking the adoption and reaping pidns ran code the fork had not: back to idle.
+            crate::resident::shed();
         }
     }
 

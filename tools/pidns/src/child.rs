@@ -203,10 +203,15 @@ fn init(child: Child) -> ! {
     };
     drop(child);
     drop(shed_wait);
+    // Read while /proc is still in reach: shed empties the root.
+    let resident = common::resident::plan();
     shed::shed();
     drop(shed_done);
     let fd = signalfd.into_raw();
     shed::close_all_but(fd);
+    // The pages forked from pidns go back: the init idles small (DESIGN.md "Processes per
+    // chain").
+    resident.apply();
     for signal in signals::JOB_CONTROL {
         signals::ignore(signal);
     }
