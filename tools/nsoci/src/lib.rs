@@ -28,6 +28,7 @@ mod resources;
 mod signal;
 mod spec;
 mod state;
+mod terminal;
 mod update;
 
 use std::path::PathBuf;
