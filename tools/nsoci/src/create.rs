@@ -258,6 +258,7 @@ fn settle(
         ready: false,
         hooks: config.hooks.clone(),
         cgroup: placed.cloned(),
+        chain: None,
     };
     state::save(dir, &record)?;
     if let Some(pipe) = pipes.status {
@@ -304,6 +305,7 @@ fn settle(
         .with_code(code));
     }
     record.ready = true;
+    record.chain = state::registration_of(*pid);
     state::save(dir, &record)?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, *pid)?;

@@ -30,6 +30,20 @@ pub struct Record {
     /// The container's cgroup (None: an unprivileged container on a v1 host has none).
     #[serde(default)]
     pub cgroup: Option<crate::cgroup::Placed>,
+    /// The chain's registration (`RUN_DIR/chains/NAME`, its generated name), which `delete`
+    /// removes: pidns runs without a monitor, so nobody else does when the container ends.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// The registered chain whose records name `pid` (the container's PID 1) and hold its
+/// namespaces now.
+pub fn registration_of(pid: i32) -> Option<String> {
+    common::chain::names().into_iter().find(|name| {
+        common::chain::live_records(name)
+            .iter()
+            .any(|r| r.pid as i32 == pid)
+    })
 }
 
 /// The spec's statuses.
