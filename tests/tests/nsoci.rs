@@ -730,12 +730,13 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     std::fs::create_dir(&log).unwrap();
     // Only the container's root has this file: a hook that sees it runs after pivot_root.
     std::fs::write(b.path().join("root/PIVOT_MARK"), "").unwrap();
-    // Each hook appends what it sees: its mount and pid namespaces, its root, the status.
+    // Each hook appends what it sees: its argv[0] (args[0], not the path, as the spec says),
+    // its mount and pid namespaces, its root, the status.
     let hook = |kind: &str, file: &str| {
         serde_json::json!({
             "path": "/bin/sh",
             "args": ["sh", "-c", format!(
-                "echo {kind} $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid) \
+                "echo {kind} $0 $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid) \
                  $([ -e /PIVOT_MARK ] && echo pivoted || echo host) \
                  $(grep -o '\"status\":\"[a-z]*\"') >> {file}")]
         })
@@ -771,9 +772,9 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     assert_eq!(
         lines(),
         [
-            format!("prestart {host} host {creating}"),
-            format!("createRuntime {host} host {creating}"),
-            format!("createContainer {inside} host {creating}"),
+            format!("prestart sh {host} host {creating}"),
+            format!("createRuntime sh {host} host {creating}"),
+            format!("createContainer sh {inside} host {creating}"),
         ]
     );
     ok(&mut b.nsoci(&["start", "h1"]));
@@ -781,18 +782,18 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     let all = lines();
     assert_eq!(
         all[3],
-        format!("startContainer {inside} pivoted \"status\":\"created\"")
+        format!("startContainer sh {inside} pivoted \"status\":\"created\"")
     );
     let rest: Vec<&str> = all[4..].iter().map(String::as_str).collect();
     assert!(rest.contains(&"user"), "{all:?}");
     assert!(
-        rest.contains(&format!("poststart {host} host \"status\":\"running\"").as_str()),
+        rest.contains(&format!("poststart sh {host} host \"status\":\"running\"").as_str()),
         "{all:?}"
     );
     ok(&mut b.nsoci(&["delete", "--force", "h1"]));
     assert_eq!(
         lines().last().unwrap(),
-        &format!("poststop {host} host \"status\":\"stopped\"")
+        &format!("poststop sh {host} host \"status\":\"stopped\"")
     );
 
     // A failing hook before pivot_root fails create and leaves nothing, the init included.

@@ -171,6 +171,10 @@ pub struct Args {
     #[arg(long)]
     pub no_etc: bool,
 
+    /// COMMAND's argv[0] instead of its program, as `exec -a` (an OCI hook's args[0])
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub argv0: Option<String>,
+
     /// Keep file descriptors 3 to 3+N-1 open for COMMAND (with a new root every other fd ≥ 3
     /// is closed; LISTEN_FDS is honoured too)
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -515,6 +519,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let mut hook_point = hook_point::HookPoint::take(args.hook_fd)?;
     let mut args = args;
+    if let Some(argv0) = args.argv0.take() {
+        cx.set_argv0(argv0.into());
+    }
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).
