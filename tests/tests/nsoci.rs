@@ -908,7 +908,8 @@ fn exec_runs_a_process_in_the_container_like_runc() {
             "container nosuch does not exist",
         ),
         (
-            &["exec", "--tty", "x1", "true"],
+            // Detached, nobody would proxy the terminal (without -d nsoci does: pty.rs).
+            &["exec", "--tty", "--detach", "x1", "true"],
             "without setting console socket",
         ),
         (
@@ -1506,4 +1507,78 @@ fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
         fails(&run(&mut b.nsoci(args)), wording);
     }
     assert!(b.left().is_empty());
+}
+
+#[test]
+fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let (code, err) = b.status(&["create", "r1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let pid = b.state("r1")["pid"].as_i64().unwrap();
+    let chains = b.path().join("run/chains");
+    let registered = || -> Vec<String> {
+        std::fs::read_dir(&chains)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = || ok(&mut tool("nsps", b.path()));
+    // nsps lists the container's chain, by its PID 1.
+    assert_eq!(registered().len(), 1, "{:?}", registered());
+    assert!(
+        listed().contains(&format!(" {pid} ")),
+        "{pid}: {}",
+        listed()
+    );
+    ok(&mut b.nsoci(&["kill", "r1", "KILL"]));
+    b.wait_status("r1", "stopped");
+    ok(&mut b.nsoci(&["delete", "r1"]));
+    // pidns runs without a monitor: delete is what removes the registration.
+    assert!(registered().is_empty(), "left: {:?}", registered());
+    assert!(!listed().contains(&format!(" {pid} ")), "{}", listed());
+}
+
+#[test]
+fn exec_preserve_fds_passes_fd_3_to_the_process() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let (code, err) = b.status(&["create", "f1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let given = b.path().join("given");
+    std::fs::write(&given, "through fd 3\n").unwrap();
+    // The caller's fd 3: a file the container cannot see by path.
+    let exec = |extra: &[&str]| {
+        let file = File::open(&given).unwrap();
+        let mut cmd = b.nsoci(&["exec"]);
+        cmd.args(extra).args(["f1", "sh", "-c", "cat <&3"]);
+        // SAFETY: dup2 onto fd 3 in the forked child before exec (no close-on-exec there).
+        unsafe {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let raw = file.as_raw_fd();
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: cleared as well.
+                if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run(&mut cmd)
+    };
+    // Without --preserve-fds the process gets no fd 3.
+    let out = exec(&[]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = exec(&["--preserve-fds", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "through fd 3");
+    ok(&mut b.nsoci(&["delete", "--force", "f1"]));
 }
