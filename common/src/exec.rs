@@ -27,7 +27,7 @@ pub fn exec(command: Vec<OsString>) -> Fatal {
     exec_as(command, None)
 }
 
-/// [`exec`], with `argv0` as COMMAND's argv[0] instead of its program (`exec -a`).
+/// [`exec`], with `argv0` as COMMAND's `argv[0]` instead of its program (`exec -a`).
 pub fn exec_as(command: Vec<OsString>, argv0: Option<OsString>) -> Fatal {
     let argv = command_or_shell(command);
     let (program, args) = match argv.split_first() {

@@ -150,7 +150,7 @@ impl Context {
         self.not_found_hint = Some(hint.into());
     }
 
-    /// The argv[0] COMMAND gets when [`Next::Exec`] execs it (default: its program), as
+    /// The `argv[0]` COMMAND gets when [`Next::Exec`] execs it (default: its program), as
     /// `exec -a` does (mntns `--argv0`: an OCI hook's `args[0]`).
     pub fn set_argv0(&mut self, argv0: OsString) {
         self.argv0 = Some(argv0);

@@ -4,21 +4,19 @@
 //! the caller's terminal to it with the proxy `nsps exec -t` uses (common::pty::Proxy) until
 //! the process ends, and returns its status.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::cli::Status;
-use common::pty::{self, Proxy};
+use common::pty::Proxy;
 use common::signals::{self, SignalFd};
 use common::Fatal;
 use nix::unistd::Pid;
 
 /// A socket pair: ours to receive the master on, the other end for mntns's `--console-fd`.
 pub fn socket_pair() -> Result<(UnixStream, OwnedFd), Fatal> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| {
-        Fatal::from(anyhow::Error::from(e)).context("unable to create a socket pair")
-    })?;
-    Ok((ours, OwnedFd::from(theirs)))
+    common::console_socket::pair()
+        .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))
 }
 
 /// Receives the process's pty master on `socket` and proxies the caller's terminal to it
@@ -32,7 +30,7 @@ pub fn proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
         signals::block(&taken).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
     let signalfd =
         SignalFd::new(&taken).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
-    let master = match recv_master(&socket) {
+    let master = match common::console_socket::recv_master(socket.as_fd()) {
         Ok(Some(master)) => master,
         // mntns failed before it made the pty (it said why): the process's status.
         Ok(None) => return Ok(signals::forward_until_exit(process, process, &signalfd)),
@@ -50,42 +48,4 @@ pub fn proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
     let status = proxy.run(process, process, &signalfd);
     let _ = signals::restore(&mask);
     Ok(status)
-}
-
-/// runc's console-socket message: the pty's name as data, its master as the one SCM_RIGHTS
-/// descriptor (checked to be a pty master); `None` when mntns ended without sending one.
-fn recv_master(socket: &UnixStream) -> std::io::Result<Option<OwnedFd>> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut name = [0u8; 256];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut fds = Vec::new();
-    let bytes = loop {
-        let mut iov = [std::io::IoSliceMut::new(&mut name)];
-        match recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => {
-                for cmsg in msg.cmsgs()? {
-                    if let ControlMessageOwned::ScmRights(got) = cmsg {
-                        fds.extend(got);
-                    }
-                }
-                break msg.bytes;
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    // SAFETY: SCM_RIGHTS just gave this process these descriptors; nobody else owns them.
-    let fds: Vec<OwnedFd> = fds
-        .into_iter()
-        .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-        .collect();
-    if bytes == 0 && fds.is_empty() {
-        return Ok(None);
-    }
-    pty::check_master(fds).map(Some)
 }
