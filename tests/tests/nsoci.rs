@@ -222,6 +222,41 @@ fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
 }
 
 #[test]
+fn foreground_run_passes_signals_to_the_payload_and_returns_its_status() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    // PID 1 of its pid namespace gets only the signals it handles: these traps.
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo got HUP' HUP; trap 'echo got USR1' USR1; trap 'exit 42' TERM; \
+         echo ready; while :; do sleep 1000 & wait; done",
+    ]);
+    let mut nsoci = b
+        .nsoci(&["run", "--bundle"])
+        .arg(b.path())
+        .arg("s1")
+        .stdin(Stdio::null())
+        .stdout(File::create(b.path().join("out")).unwrap())
+        .stderr(File::create(b.path().join("nsoci.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = nsoci.id().to_string();
+    b.wait_for("the traps", || b.output() == "ready\n");
+    for (sig, seen) in [("-HUP", "got HUP"), ("-USR1", "got USR1")] {
+        ok(Command::new("kill").args([sig, &pid]));
+        b.wait_for(seen, || b.output().contains(seen));
+    }
+    ok(Command::new("kill").args(["-TERM", &pid]));
+    let status = nsoci.wait().unwrap();
+    let err = std::fs::read_to_string(b.path().join("nsoci.err")).unwrap();
+    assert_eq!(status.code(), Some(42), "{err}");
+    assert_eq!(b.output(), "ready\ngot HUP\ngot USR1\n");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
 fn create_writes_the_pid_file_with_the_states_pid() {
     if !(need::root() && need::busybox()) {
         return;
