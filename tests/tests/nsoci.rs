@@ -548,6 +548,85 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(left, "", "podman still lists containers");
 }
 
+/// The lines `KEY=VALUE` of `out`, as a map.
+fn keyed(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn podman_serves_a_published_port_through_nsoci_in_a_throwaway_host() {
+    if !(need::network() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "httpd"]);
+    std::fs::create_dir(root.join("www")).unwrap();
+    std::fs::write(root.join("www/index.html"), "served by nsoci\n").unwrap();
+    let archive = dir.path().join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    // podman's default network (CNI bridge + portmap) in a namespace that plays the host;
+    // CNI's leases and podman's netns files go to tmpfs there, not to the machine's.
+    let script = format!(
+        r#"mkdir -p /run/netns /var/lib/cni
+mount -t tmpfs tmpfs /run/netns; mount -t tmpfs tmpfs /var/lib/cni
+export TMPDIR={dir}
+P="{podman}"; R="$P --runtime {nsoci}"
+$P import {archive} localhost/nsoci-web:1 >/dev/null
+id=$($R run -d -p 8080:80 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  localhost/nsoci-web:1 sh -c 'trap "echo stopping; exit 7" TERM; echo serving; httpd -f -v -p 80 -h /www & wait')
+wait_for curl -sf http://127.0.0.1:8080/
+echo "curl=$(curl -sS http://127.0.0.1:8080/)"
+echo "ps=$($R ps --format '{{{{.ID}}}} {{{{.Status}}}} {{{{.Ports}}}}')"
+echo "exec=$($R exec $id sh -c 'echo $$ $(cat /www/index.html)')"
+$R stop -t 10 $id >/dev/null
+echo "exitcode=$($R inspect --format '{{{{.State.ExitCode}}}}' $id)"
+echo "wait=$($R wait $id)"
+echo "logs=$($R logs $id 2>&1 | tr '\n' '|')"
+$R rm $id >/dev/null
+echo "left=$($P ps -aq)"
+"#,
+        dir = dir.path().display(),
+        podman = shown(&podman(dir.path())),
+        nsoci = bin("nsoci").display(),
+        archive = archive.display(),
+    );
+    let out = in_throwaway_host(dir.path(), 60, &script);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let seen = keyed(&stdout(&out));
+    let get = |k: &str| seen.get(k).map_or("", String::as_str);
+    assert_eq!(get("curl"), "served by nsoci", "{}", stderr(&out));
+    // podman ps: the container, up, with its published port.
+    let ps = get("ps");
+    assert!(
+        ps.contains(" Up ") && ps.ends_with("0.0.0.0:8080->80/tcp"),
+        "{ps}"
+    );
+    // exec runs beside PID 1 in the container's namespaces and root.
+    let exec = get("exec");
+    assert!(
+        exec.ends_with(" served by nsoci") && !exec.starts_with("1 "),
+        "{exec}"
+    );
+    // stop's SIGTERM reached the trap: exit status 7, as podman reports it.
+    assert_eq!(get("exitcode"), "7");
+    assert_eq!(get("wait"), "7");
+    // logs: the payload's output and the server's, which answered the request.
+    let logs = get("logs");
+    assert!(logs.starts_with("serving|"), "{logs}");
+    assert!(logs.contains("response:200|"), "{logs}\n{}", stderr(&out));
+    assert!(logs.ends_with("stopping|"), "{logs}");
+    assert_eq!(get("left"), "", "podman still lists containers");
+}
+
 /// A containerd of the test's own (its own root, state and socket; the caller's, if any, is
 /// not touched), killed when dropped.
 struct Containerd {
@@ -1422,7 +1501,12 @@ fn a_network_namespace_is_joined_by_path() {
         .spawn()
         .unwrap();
     let ns = format!("/proc/{}/ns/net", holder.id());
-    let b = Bundle::new(&["readlink", "/proc/self/ns/net"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range",
+    ]);
+    let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
     b.wait_for("unshare's namespace", || {
         std::fs::read_link(&ns).ok() != std::fs::read_link("/proc/self/ns/net").ok()
     });
@@ -1431,16 +1515,31 @@ fn a_network_namespace_is_joined_by_path() {
         let list = c["linux"]["namespaces"].as_array_mut().unwrap();
         list.retain(|n| n["type"] != "network");
         list.push(serde_json::json!({"type": "network", "path": ns}));
+        // As podman sends it for the namespace CNI made: set in the joined namespace.
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 5"});
     });
     let (code, err) = b.status(&["run", "j1"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(code, Some(0), "run failed: {err}");
     assert_eq!(
-        b.output().trim(),
-        want.to_string_lossy(),
-        "not the namespace of the path"
+        b.output(),
+        format!("{}\n0\t5\n", want.to_string_lossy()),
+        "not the namespace of the path, or its sysctl not set"
     );
+    let now = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    assert_eq!(now, host_range, "the host's sysctl changed");
+    // The host's own namespace by path: its sysctls are refused, as runc refuses them.
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != "network");
+        list.push(serde_json::json!({"type": "network", "path": "/proc/self/ns/net"}));
+    });
+    let out = run(&mut b.nsoci(&["run", "--bundle", b.path().to_str().unwrap(), "j2"]));
+    fails(&out, "not allowed in the host network namespace");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    let now = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    assert_eq!(now, host_range, "the host's sysctl changed");
 }
 
 #[test]
