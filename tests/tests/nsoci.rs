@@ -4,6 +4,7 @@
 //! unknown ids and wrong states, each leaving nothing behind.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -548,6 +549,25 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(left, "", "podman still lists containers");
 }
 
+/// What a user of `podman run -d -p 8080:80` does with a web server, podman's commands as
+/// `$P` and `$R` (with `--runtime nsoci`): one `KEY=VALUE` line per answer.
+const WEB_SCENARIO: &str = r#"set -eu
+wait_for() { for _ in $(seq 200); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }
+$P import "$ARCHIVE" localhost/nsoci-web:1 >/dev/null
+id=$($R run -d -p 8080:80 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  localhost/nsoci-web:1 sh -c 'trap "echo stopping; exit 7" TERM; echo serving; httpd -f -v -p 80 -h /www & wait')
+wait_for curl -sf http://127.0.0.1:8080/
+echo "curl=$(curl -sS http://127.0.0.1:8080/)"
+echo "ps=$($R ps --format '{{.ID}} {{.Status}} {{.Ports}}')"
+echo "exec=$($R exec $id sh -c 'echo $$ $(cat /www/index.html)')"
+$R stop -t 10 $id >/dev/null
+echo "exitcode=$($R inspect --format '{{.State.ExitCode}}' $id)"
+echo "wait=$($R wait $id)"
+echo "logs=$($R logs $id 2>&1 | tr '\n' '|')"
+$R rm $id >/dev/null
+echo "left=$($P ps -aq)"
+"#;
+
 /// The lines `KEY=VALUE` of `out`, as a map.
 fn keyed(out: &str) -> std::collections::BTreeMap<String, String> {
     out.lines()
@@ -556,75 +576,110 @@ fn keyed(out: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Checks what [`WEB_SCENARIO`] saw.
+fn assert_web_scenario(out: &Output, who: &str) {
+    assert!(
+        out.status.success(),
+        "{who}: {}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    let seen = keyed(&stdout(out));
+    let get = |k: &str| seen.get(k).map_or("", String::as_str);
+    assert_eq!(get("curl"), "served by nsoci", "{who}: {}", stderr(out));
+    // podman ps: the container, up, with its published port.
+    let ps = get("ps");
+    assert!(
+        ps.contains(" Up ") && ps.ends_with("0.0.0.0:8080->80/tcp"),
+        "{who}: {ps}"
+    );
+    // exec runs beside PID 1 in the container's namespaces and root.
+    let exec = get("exec");
+    assert!(
+        exec.ends_with(" served by nsoci") && !exec.starts_with("1 "),
+        "{who}: {exec}"
+    );
+    // stop's SIGTERM reached the trap: exit status 7, as podman reports it.
+    assert_eq!(get("exitcode"), "7", "{who}");
+    assert_eq!(get("wait"), "7", "{who}");
+    // logs: the payload's output and the server's, which answered the request.
+    let logs = get("logs");
+    assert!(
+        logs.starts_with("serving|")
+            && logs.contains("response:200|")
+            && logs.ends_with("stopping|"),
+        "{who}: {logs}"
+    );
+    assert_eq!(get("left"), "", "{who}: podman still lists containers");
+}
+
 #[test]
-fn podman_serves_a_published_port_through_nsoci_in_a_throwaway_host() {
+fn podman_serves_a_published_port_through_nsoci_rootful_and_rootless() {
     if !(need::network() && need::busybox() && require(have("podman"), "podman")) {
         return;
     }
     let dir = scratch();
     let root = dir.path().join("image");
-    roots::install_busybox(&root, &["sh", "echo", "httpd"]);
+    roots::install_busybox(&root, &["sh", "echo", "cat", "httpd"]);
     std::fs::create_dir(root.join("www")).unwrap();
     std::fs::write(root.join("www/index.html"), "served by nsoci\n").unwrap();
-    let archive = dir.path().join("image.tar");
+    // Everything uid 65534 reads or writes (the rootless podman's home) is under `open`.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    for d in [dir.path(), &open] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let archive = open.join("image.tar");
     ok(Command::new("tar")
         .arg("-C")
         .arg(&root)
         .arg("-cf")
         .arg(&archive)
         .arg("."));
-    // podman's default network (CNI bridge + portmap) in a namespace that plays the host;
-    // CNI's leases and podman's netns files go to tmpfs there, not to the machine's.
-    let script = format!(
-        r#"mkdir -p /run/netns /var/lib/cni
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let scenario = open.join("web.sh");
+    std::fs::write(&scenario, WEB_SCENARIO).unwrap();
+    let nsoci = bin("nsoci");
+    // Rootful: podman's default network (CNI bridge + portmap) in a namespace that plays the
+    // host; CNI's leases and podman's netns files go to tmpfs there, not to the machine's.
+    let rootful = format!(
+        "mkdir -p /run/netns /var/lib/cni
 mount -t tmpfs tmpfs /run/netns; mount -t tmpfs tmpfs /var/lib/cni
-export TMPDIR={dir}
-P="{podman}"; R="$P --runtime {nsoci}"
-$P import {archive} localhost/nsoci-web:1 >/dev/null
-id=$($R run -d -p 8080:80 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-  localhost/nsoci-web:1 sh -c 'trap "echo stopping; exit 7" TERM; echo serving; httpd -f -v -p 80 -h /www & wait')
-wait_for curl -sf http://127.0.0.1:8080/
-echo "curl=$(curl -sS http://127.0.0.1:8080/)"
-echo "ps=$($R ps --format '{{{{.ID}}}} {{{{.Status}}}} {{{{.Ports}}}}')"
-echo "exec=$($R exec $id sh -c 'echo $$ $(cat /www/index.html)')"
-$R stop -t 10 $id >/dev/null
-echo "exitcode=$($R inspect --format '{{{{.State.ExitCode}}}}' $id)"
-echo "wait=$($R wait $id)"
-echo "logs=$($R logs $id 2>&1 | tr '\n' '|')"
-$R rm $id >/dev/null
-echo "left=$($P ps -aq)"
-"#,
+export TMPDIR={dir} ARCHIVE={archive} P=\"{podman}\"
+R=\"$P --runtime {nsoci}\" bash {scenario}",
         dir = dir.path().display(),
-        podman = shown(&podman(dir.path())),
-        nsoci = bin("nsoci").display(),
         archive = archive.display(),
+        podman = shown(&podman(dir.path())),
+        nsoci = nsoci.display(),
+        scenario = scenario.display(),
     );
-    let out = in_throwaway_host(dir.path(), 60, &script);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    let seen = keyed(&stdout(&out));
-    let get = |k: &str| seen.get(k).map_or("", String::as_str);
-    assert_eq!(get("curl"), "served by nsoci", "{}", stderr(&out));
-    // podman ps: the container, up, with its published port.
-    let ps = get("ps");
-    assert!(
-        ps.contains(" Up ") && ps.ends_with("0.0.0.0:8080->80/tcp"),
-        "{ps}"
+    let out = in_throwaway_host(dir.path(), 60, &rootful);
+    assert_web_scenario(&out, "rootful");
+    if !(need::rootless() && require(have("slirp4netns"), "slirp4netns")) {
+        return;
+    }
+    // Rootless, as uid 65534 with a home of its own: one uid mapped (no /etc/subuid range),
+    // slirp4netns and rootlessport for -p. This machine's /dev/net/tun is 0600: a 0666 node
+    // of the same device is bound over it in the throwaway host's mount namespace only.
+    let home = open.join("home");
+    let rootless = format!(
+        "mkdir {open}/dev; mount -t tmpfs tmpfs {open}/dev
+mknod -m 666 {open}/dev/tun c 10 200; mount --bind {open}/dev/tun /dev/net/tun
+export HOME={home} XDG_RUNTIME_DIR={open}/xdg XDG_CONFIG_HOME={home}/.config
+export XDG_DATA_HOME={home}/.local/share TMPDIR={open} ARCHIVE={archive}
+export NSCHAIN_RUN_DIR={open}/nschain-run NSCHAIN_DATA_DIR={open}/nschain-data
+export P='podman --storage-driver vfs --cgroup-manager=cgroupfs --events-backend=file'
+export R=\"$P --runtime {nsoci}\"
+{setpriv} bash -c 'mkdir -p $HOME && mkdir -m 700 $XDG_RUNTIME_DIR && exec bash {scenario}'",
+        open = open.display(),
+        home = home.display(),
+        archive = archive.display(),
+        nsoci = nsoci.display(),
+        setpriv = setpriv_as(NOBODY).join(" "),
+        scenario = scenario.display(),
     );
-    // exec runs beside PID 1 in the container's namespaces and root.
-    let exec = get("exec");
-    assert!(
-        exec.ends_with(" served by nsoci") && !exec.starts_with("1 "),
-        "{exec}"
-    );
-    // stop's SIGTERM reached the trap: exit status 7, as podman reports it.
-    assert_eq!(get("exitcode"), "7");
-    assert_eq!(get("wait"), "7");
-    // logs: the payload's output and the server's, which answered the request.
-    let logs = get("logs");
-    assert!(logs.starts_with("serving|"), "{logs}");
-    assert!(logs.contains("response:200|"), "{logs}\n{}", stderr(&out));
-    assert!(logs.ends_with("stopping|"), "{logs}");
-    assert_eq!(get("left"), "", "podman still lists containers");
+    let out = in_throwaway_host(dir.path(), 60, &rootless);
+    assert_web_scenario(&out, "rootless");
 }
 
 /// A containerd of the test's own (its own root, state and socket; the caller's, if any, is
