@@ -249,6 +249,19 @@ fn foreground_run_passes_signals_to_the_payload_and_returns_its_status() {
         ok(Command::new("kill").args([sig, &pid]));
         b.wait_for(seen, || b.output().contains(seen));
     }
+    // exec, not detached, passes them on to its process too.
+    let exec_out = b.path().join("exec.out");
+    let mut exec = b
+        .nsoci(&["exec", "s1", "sh", "-c"])
+        .arg("trap 'exit 43' TERM; echo exec ready; sleep 1000 & wait")
+        .stdin(Stdio::null())
+        .stdout(File::create(&exec_out).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&exec_out).unwrap_or_default();
+    b.wait_for("the exec's trap", || said() == "exec ready\n");
+    ok(Command::new("kill").args(["-TERM", &exec.id().to_string()]));
+    assert_eq!(exec.wait().unwrap().code(), Some(43));
     ok(Command::new("kill").args(["-TERM", &pid]));
     let status = nsoci.wait().unwrap();
     let err = std::fs::read_to_string(b.path().join("nsoci.err")).unwrap();
