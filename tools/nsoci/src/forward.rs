@@ -39,12 +39,17 @@ pub fn wait(pid: i32) -> Status {
     }
     // Blocked, the signals stay pending for sigwaitinfo instead of acting on nsoci; SIGCHLD
     // too, so an end between the check and the wait is not missed.
-    // SAFETY: sigprocmask with a valid set and no old set wanted.
-    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
+    // SAFETY: a zeroed sigset_t is valid storage for the old mask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigprocmask with a valid set and a local for the old mask.
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old) } != 0 {
         return crate::pid1::wait(pid);
     }
     loop {
         if let Some(status) = reap(pid) {
+            // What runs next (`run`'s delete, its poststop hooks) gets the mask it had.
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
             return status;
         }
         // SAFETY: a zeroed siginfo_t is valid storage for sigwaitinfo to fill.
