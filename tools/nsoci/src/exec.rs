@@ -155,9 +155,10 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         return Ok(0);
     }
     if let Some(socket) = proxy_socket {
+        // The proxy passes the caller's signals on too (common::pty::Proxy).
         return crate::terminal::proxy(socket, joined);
     }
-    Ok(crate::pid1::wait(joined))
+    Ok(crate::forward::wait(joined))
 }
 
 fn chain_status(chain: &mut std::process::Child) -> Status {
