@@ -9,9 +9,9 @@
 # --network none, the ulimits this machine needs). Everything runs in a throwaway network and
 # mount namespace (crun 1.8 refuses this hybrid host unless the unified hierarchy is hidden;
 # the others do not use it). Writes the "nsoci vs runc and crun" section of bench/RESULTS.md
-# (between its markers; the rest of the file is left as it is), with an strace summary of one
-# run of each runtime (where the time goes), and prints it. `make bench` runs it; alone:
-# `bash bench/oci.sh` after `make build`.
+# (between its markers; the rest of the file is left as it is), with where the time goes (an
+# strace summary, CPU per run, the cgroup.procs waits of each runtime), and prints it.
+# `make bench` runs it; alone: `make bench-oci` or `bash bench/oci.sh` after `make build`.
 # Knobs: NSCHAIN_BENCH_BIN (nsoci and the links, default target/release),
 # NSCHAIN_BENCH_OCI_RUNS (runs per runtime command, 60), NSCHAIN_BENCH_PODMAN_RUNS (12),
 # NSCHAIN_BENCH_OUT (default bench/RESULTS.md).
@@ -118,5 +118,19 @@ for rt in nsoci runc crun; do
     case $rt in nsoci) cmd=$NSOCI ;; runc) cmd=$RUNC ;; crun) cmd=$CRUN ;; esac
     strace -f -c -S time -o "$WORK/strace-$rt.txt" $cmd >/dev/null 2>&1 || true
 done
-# the blocking waits of nsoci's run, per process: the slowest syscalls with their duration
-strace -f -T -tt -o "$WORK/strace-nsoci-T.txt" $NSOCI >/dev/null 2>&1 || true
+# CPU time per run (every process, perf stat): under load, wall time is mostly waiting for a CPU
+if command -v perf >/dev/null; then
+    for rt in nsoci runc crun; do
+        case $rt in nsoci) cmd=$NSOCI ;; runc) cmd=$RUNC ;; crun) cmd=$CRUN ;; esac
+        perf stat -r 30 -x, -e task-clock,page-faults,context-switches -o "$WORK/perf-$rt.csv" \
+            $cmd >/dev/null 2>&1 || rm -f "$WORK/perf-$rt.csv"
+    done
+fi
+# the first write to a v1 cgroup.procs waits for an RCU grace period (the kernel's
+# cgroup_threadgroup_rwsem); every runtime pays it: its duration, 5 runs each
+for rt in nsoci runc crun; do
+    case $rt in nsoci) cmd=$NSOCI ;; runc) cmd=$RUNC ;; crun) cmd=$CRUN ;; esac
+    for i in 1 2 3 4 5; do
+        strace -f -y -T -e trace=write -o "$WORK/procs-$rt.$i.txt" $cmd >/dev/null 2>&1 || true
+    done
+done

@@ -68,21 +68,40 @@ def strace_summary(rt):
     return total, top[:6]
 
 
-def slowest_waits(n=8):
-    """The longest syscalls of one nsoci run (strace -f -T): what the chain waits on."""
-    path = os.path.join(WORK, "strace-nsoci-T.txt")
+def perf_line(rt):
+    """One table row from perf stat's CSV (-x,): task-clock, page-faults, context-switches."""
+    path = os.path.join(WORK, f"perf-{rt}.csv")
     if not os.path.exists(path):
-        return []
-    calls = []
+        return None
+    values = {}
     for line in open(path):
-        m = re.match(r"^(\d+)\s+\S+\s+(\w+)\((.{0,60}).*<([0-9.]+)>$", line.rstrip())
-        if m:
-            calls.append((float(m.group(4)) * 1000, m.group(1), m.group(2), m.group(3)))
-    calls.sort(reverse=True)
-    return [
-        f"| {ms:.1f} | {pid} | `{call}({args.split(') = ')[0].replace('|', '/')[:50]}…)` |"
-        for ms, pid, call, args in calls[:n]
-    ]
+        parts = line.strip().split(",")
+        if len(parts) > 2 and parts[0] and not line.startswith("#"):
+            values[parts[2]] = parts[0]
+            values[parts[2] + " ±"] = parts[3]
+    if "task-clock" not in values:
+        return None
+    return (
+        f"| {rt} | {float(values['task-clock']):.1f} ± {values.get('task-clock ±', '?')} "
+        f"| {values.get('page-faults', '—')} "
+        f"| {values.get('context-switches', '—')} |"
+    )
+
+
+def procs_writes(rt):
+    """Median over the runs of the longest and the total cgroup.procs write, in ms."""
+    longest, total = [], []
+    for path in glob.glob(os.path.join(WORK, f"procs-{rt}.*.txt")):
+        times = [
+            float(m.group(1)) * 1000
+            for m in re.finditer(r"cgroup\.procs>, .*<([0-9.]+)>$", open(path).read(), re.M)
+        ]
+        if times:
+            longest.append(max(times))
+            total.append(sum(times))
+    if not longest:
+        return None
+    return f"| {rt} | {statistics.median(longest):.1f} | {statistics.median(total):.1f} | {len(longest)} |"
 
 
 def section():
@@ -120,16 +139,27 @@ def section():
         s = strace_summary(name)
         if s and s[0]:
             lines.append(f"| {name} | {s[0][0]:.1f} ms, {s[0][1]} calls | {', '.join(s[1])} |")
-    waits = slowest_waits()
-    if waits:
+    perf = [perf_line(name) for name in ("nsoci", "runc", "crun")]
+    if any(perf):
         lines += [
             "",
-            "The longest syscalls of one `nsoci run` (`strace -f -T`; waits on a child or a pipe "
-            "are the chain's links working):",
+            "CPU per run (`perf stat -r 30`: the mean, ± its relative spread; every process of the "
+            "runtime and the container):",
             "",
-            "| ms | pid | call |",
-            "|---:|---:|---|",
-        ] + waits
+            "| runtime | task-clock ms | page faults | context switches |",
+            "|---|---:|---:|---:|",
+        ] + [p for p in perf if p]
+    procs = [procs_writes(name) for name in ("nsoci", "runc", "crun")]
+    if any(procs):
+        lines += [
+            "",
+            "Writes to `cgroup.procs` (`strace -f -y -T`, medians over runs): the first one in a v1 "
+            "hierarchy waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem), "
+            "whichever runtime writes it:",
+            "",
+            "| runtime | longest write ms | all writes ms | runs |",
+            "|---|---:|---:|---:|",
+        ] + [p for p in procs if p]
     lines.append(END)
     return "\n".join(lines)
 
