@@ -68,6 +68,10 @@ pub struct Meta {
     /// The name was generated (the chain was started without `--name`).
     #[serde(default)]
     pub generated: bool,
+    /// When that process started (clock ticks after boot, /proc/PID/stat's field 22): the
+    /// pid alone may name another process, after reuse or from another pid namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
 }
 
 /// The name this link registers under, if any: `--name`, else the chain's `NSCHAIN_NAME`,
@@ -371,6 +375,10 @@ fn new_meta(naming: &Naming) -> Meta {
             .map(|m| m.pid)
             .unwrap_or_else(crate::procfs::own_pid),
         generated: naming.generated,
+        start: match &earlier {
+            Some(m) => m.start,
+            None => start_ticks("self"),
+        },
     }
 }
 
@@ -708,20 +716,31 @@ fn is_stale(name: &str) -> bool {
     }
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    !meta(name).is_some_and(|meta| running(meta.pid))
+    !meta(name).is_some_and(|meta| running(meta.pid, meta.start))
 }
 
-/// Whether process `pid` exists and has not exited: a zombie (a foreground chain's first link
-/// whose caller has not reaped it yet) has ended.
-fn running(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+/// Whether process `pid` exists, is the one that started at `start` (when known) and has not
+/// exited: a zombie (a foreground chain's first link whose caller has not reaped it yet) has
+/// ended.
+fn running(pid: u32, start: Option<u64>) -> bool {
+    let Some(fields) = stat_fields(&pid.to_string()) else {
         return false;
     };
-    // The command may hold spaces and parentheses: the state follows the last ')'.
-    !matches!(
-        stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)),
-        Some("Z" | "X")
-    )
+    let same = start.is_none_or(|s| fields.get(19).and_then(|f| f.parse().ok()) == Some(s));
+    same && !matches!(fields.first().map(String::as_str), Some("Z" | "X"))
+}
+
+/// `/proc/PID/stat`'s fields from the state on (field 3): the command before it may hold
+/// spaces and parentheses, so they follow the last ')'.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// When process `pid` (or `self`) started, in clock ticks after boot (field 22).
+fn start_ticks(pid: &str) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// The record of a `kind` namespace in the lists of links that ran in one process
@@ -782,6 +801,21 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_process_is_known_by_its_pid_and_start() {
+        let pid = std::process::id();
+        let start = start_ticks("self");
+        assert!(start.is_some());
+        assert!(running(pid, start));
+        assert!(
+            running(pid, None),
+            "a chain.json without a start: the pid alone"
+        );
+        // The same pid with another start: reused, or a pid of another pid namespace.
+        assert!(!running(pid, start.map(|s| s + 1)));
+        assert!(!running(u32::MAX, None));
+    }
 
     #[test]
     fn names_follow_docker_rules() {

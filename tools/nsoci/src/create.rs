@@ -166,6 +166,7 @@ fn start_init(
         .map(|c| inheritable(c.into_raw_fd(), floor))
         .transpose()?;
     let seccomp = seccomp_file(config, dir)?;
+    chain::joined_net_sysctls(config)?;
     let argv = chain::build(
         config,
         process,

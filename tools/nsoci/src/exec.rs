@@ -143,7 +143,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     if args.detach {
         return Ok(0);
     }
-    Ok(crate::pid1::wait(joined))
+    Ok(crate::forward::wait(joined))
 }
 
 fn chain_status(chain: &mut std::process::Child) -> Status {

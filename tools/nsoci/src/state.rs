@@ -59,10 +59,15 @@ pub fn root_dir(given: Option<&Path>) -> PathBuf {
     if let Some(dir) = given {
         return dir.to_path_buf();
     }
-    if nix::unistd::geteuid().is_root() {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    // runc's rule: root of a user namespace (rootless podman's) that is not USER=root uses
+    // $XDG_RUNTIME_DIR too; the host's /run is not its to write.
+    let userns_root = !common::state::in_initial_user_namespace()
+        && std::env::var("USER").map_or(true, |u| u != "root");
+    if nix::unistd::geteuid().is_root() && !(userns_root && xdg.is_some()) {
         return PathBuf::from("/run/nsoci");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    match xdg {
         Some(dir) => PathBuf::from(dir).join("nsoci"),
         None => PathBuf::from(format!("/tmp/nsoci-{}", nix::unistd::geteuid())),
     }
