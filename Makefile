@@ -9,6 +9,7 @@
 #                     (make test runs it)
 #   make test-exec-links  the same with NSCHAIN_EXEC_LINKS=1 (a real exec at every link)
 #   make bench        side-by-side timings with the anchors, written to bench/RESULTS.md
+#   make bench-oci    only its nsoci rows: nsoci vs runc and crun run, podman with nsoci vs runc
 #   make demo         the five questions answered on three nginx containers
 #   make oci-validation  the OCI conformance suite (runtime-tools) for nsoci, runc and crun
 #                     side by side (long: not part of make test), into bench/oci-validation/
@@ -28,7 +29,7 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci runc containerd
 
-.PHONY: all build install deps test test-multicall test-exec-links check unit bench demo shell clean oci-validation
+.PHONY: all build install deps test test-multicall test-exec-links check unit bench demo shell clean oci-validation bench-oci
 
 all: build
 
@@ -92,6 +93,10 @@ install: build
 
 bench: deps build
 	bash bench/run.sh
+
+# bench/oci.sh alone: nsoci run vs runc and crun run, podman with nsoci vs runc (issue 17)
+bench-oci: deps build
+	bash bench/oci.sh
 
 demo: deps build
 	bash demo/demo.sh

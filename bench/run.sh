@@ -12,6 +12,7 @@
 #   5. scale: N containers in bridge mode started at once (bench/scale.py)
 #   6. binary sizes, pidns monitor/init memory, static vs dynamic exec, strace/perf profile
 #   then bench/pull.sh: nsimage pull vs podman pull and skopeo copy + umoci unpack
+#   then bench/oci.sh: nsoci run vs runc/crun run, podman with nsoci vs runc (alone: make bench-oci)
 #
 # Knobs: NSCHAIN_BENCH_RUNS (runs per command, 200), NSCHAIN_BENCH_WARMUP (20),
 # NSCHAIN_BENCH_ROUNDS (the runs are split into that many alternating rounds, 4),
@@ -55,7 +56,7 @@ export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
 if [[ -x $BIN/nschain && ${NSCHAIN_BENCH_LAYOUT:-multicall} == multicall ]]; then
     mkdir -p "$WORK/bin"
     cp "$BIN/nschain" "$WORK/bin/nschain"
-    for t in "${TOOLS[@]}" nsps; do ln -f "$WORK/bin/nschain" "$WORK/bin/$t"; done
+    for t in "${TOOLS[@]}" nsps nsoci; do ln -f "$WORK/bin/nschain" "$WORK/bin/$t"; done
     [[ -x $BIN/nschain-floor ]] && cp "$BIN/nschain-floor" "$WORK/bin/"
     BIN=$WORK/bin
 fi
@@ -517,4 +518,6 @@ for fs in disk ext4 tmpfs; do
     NSCHAIN_BENCH_BIN=$BIN NSCHAIN_BENCH_OUT=$OUT NSCHAIN_BENCH_PULL_FS=$fs bash bench/pull.sh >/dev/null ||
         log "bench/pull.sh ($fs) failed (exit $?)"
 done
+# nsoci vs runc and crun, podman with either (issue 17): its own section, bench/oci.sh.
+NSCHAIN_BENCH_BIN=$BIN NSCHAIN_BENCH_OUT=$OUT bash bench/oci.sh >/dev/null || log "bench/oci.sh failed (exit $?)"
 cat "$OUT"

@@ -24,6 +24,11 @@ pub fn command_or_shell(command: Vec<OsString>) -> Vec<OsString> {
 ///
 /// Returns only on failure: 127 when COMMAND was not found, 126 when it could not be run.
 pub fn exec(command: Vec<OsString>) -> Fatal {
+    exec_as(command, None)
+}
+
+/// [`exec`], with `argv0` as COMMAND's `argv[0]` instead of its program (`exec -a`).
+pub fn exec_as(command: Vec<OsString>, argv0: Option<OsString>) -> Fatal {
     let argv = command_or_shell(command);
     let (program, args) = match argv.split_first() {
         Some(split) => split,
@@ -37,7 +42,11 @@ pub fn exec(command: Vec<OsString>) -> Fatal {
         crate::handdown::shed_for_payload();
     }
     debug::note(format_args!("exec {}", program.to_string_lossy()));
-    let error = Command::new(program).args(args).exec();
+    let mut cmd = Command::new(program);
+    if let Some(argv0) = argv0 {
+        cmd.arg0(argv0);
+    }
+    let error = cmd.args(args).exec();
     if let Some(mark) = exec_mark {
         crate::supervisor::payload_exec_failed(mark);
     }

@@ -32,6 +32,7 @@ pub enum Next {
 pub struct Context {
     tool: &'static str,
     not_found_hint: Option<String>,
+    argv0: Option<OsString>,
     held: Vec<Box<dyn Any>>,
     links: Option<&'static Links>,
     real_exec: Option<&'static str>,
@@ -58,6 +59,7 @@ impl Context {
         Context {
             tool,
             not_found_hint: None,
+            argv0: None,
             held: Vec::new(),
             links: None,
             real_exec: None,
@@ -148,6 +150,12 @@ impl Context {
         self.not_found_hint = Some(hint.into());
     }
 
+    /// The `argv[0]` COMMAND gets when [`Next::Exec`] execs it (default: its program), as
+    /// `exec -a` does (mntns `--argv0`: an OCI hook's `args[0]`).
+    pub fn set_argv0(&mut self, argv0: OsString) {
+        self.argv0 = Some(argv0);
+    }
+
     /// Keeps `value` alive until the exec: what the next program inherits (an fd named in a
     /// variable, a lease the chain keeps) must outlive this link's `run`. A failed exec drops
     /// it (its `Drop` undoes what the link made); a successful one never does.
@@ -191,7 +199,7 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
             } else {
                 cx.handdown.shed();
             }
-            let error = exec::exec(command);
+            let error = exec::exec_as(command, cx.argv0.take());
             // The exec failed: what was held for the next program is released (undone).
             cx.held.clear();
             match cx.not_found_hint.take() {

@@ -80,6 +80,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("pidns", &["--info-fd", "989"]),
     // mntns
     ("mntns", &["--propagation", "sideways"]),
+    ("mntns", &["--argv0", ""]),
     ("mntns", &["--rootfs", "{dir}/no-such-root"]),
     ("mntns", &["--rootfs", "/etc/passwd"]),
     ("mntns", &["--overlay", "{dir}/no-such-lower"]),

@@ -4,6 +4,7 @@
 //! unknown ids and wrong states, each leaving nothing behind.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -218,6 +219,54 @@ fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
     let (code, err) = b.status(&["run", "r1"]);
     assert_eq!(code, Some(7), "{err}");
     assert_eq!(b.output(), "box7 /tmp 0 0 7\n");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
+fn foreground_run_passes_signals_to_the_payload_and_returns_its_status() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    // PID 1 of its pid namespace gets only the signals it handles: these traps.
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo got HUP' HUP; trap 'echo got USR1' USR1; trap 'exit 42' TERM; \
+         echo ready; while :; do sleep 1000 & wait; done",
+    ]);
+    let mut nsoci = b
+        .nsoci(&["run", "--bundle"])
+        .arg(b.path())
+        .arg("s1")
+        .stdin(Stdio::null())
+        .stdout(File::create(b.path().join("out")).unwrap())
+        .stderr(File::create(b.path().join("nsoci.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = nsoci.id().to_string();
+    b.wait_for("the traps", || b.output() == "ready\n");
+    for (sig, seen) in [("-HUP", "got HUP"), ("-USR1", "got USR1")] {
+        ok(Command::new("kill").args([sig, &pid]));
+        b.wait_for(seen, || b.output().contains(seen));
+    }
+    // exec, not detached, passes them on to its process too.
+    let exec_out = b.path().join("exec.out");
+    let mut exec = b
+        .nsoci(&["exec", "s1", "sh", "-c"])
+        .arg("trap 'exit 43' TERM; echo exec ready; sleep 1000 & wait")
+        .stdin(Stdio::null())
+        .stdout(File::create(&exec_out).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&exec_out).unwrap_or_default();
+    b.wait_for("the exec's trap", || said() == "exec ready\n");
+    ok(Command::new("kill").args(["-TERM", &exec.id().to_string()]));
+    assert_eq!(exec.wait().unwrap().code(), Some(43));
+    ok(Command::new("kill").args(["-TERM", &pid]));
+    let status = nsoci.wait().unwrap();
+    let err = std::fs::read_to_string(b.path().join("nsoci.err")).unwrap();
+    assert_eq!(status.code(), Some(42), "{err}");
+    assert_eq!(b.output(), "ready\ngot HUP\ngot USR1\n");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
 }
 
@@ -513,6 +562,139 @@ fn podman_runs_an_image_through_nsoci() {
     assert_eq!(left, "", "podman still lists containers");
 }
 
+/// What a user of `podman run -d -p 8080:80` does with a web server, podman's commands as
+/// `$P` and `$R` (with `--runtime nsoci`): one `KEY=VALUE` line per answer.
+const WEB_SCENARIO: &str = r#"set -eu
+wait_for() { for _ in $(seq 200); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }
+$P import "$ARCHIVE" localhost/nsoci-web:1 >/dev/null
+id=$($R run -d -p 8080:80 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  localhost/nsoci-web:1 sh -c 'trap "echo stopping; exit 7" TERM; echo serving; httpd -f -v -p 80 -h /www & wait')
+wait_for curl -sf http://127.0.0.1:8080/
+echo "curl=$(curl -sS http://127.0.0.1:8080/)"
+echo "ps=$($R ps --format '{{.ID}} {{.Status}} {{.Ports}}')"
+echo "exec=$($R exec $id sh -c 'echo $$ $(cat /www/index.html)')"
+$R stop -t 10 $id >/dev/null
+echo "exitcode=$($R inspect --format '{{.State.ExitCode}}' $id)"
+echo "wait=$($R wait $id)"
+echo "logs=$($R logs $id 2>&1 | tr '\n' '|')"
+$R rm $id >/dev/null
+echo "left=$($P ps -aq)"
+"#;
+
+/// The lines `KEY=VALUE` of `out`, as a map.
+fn keyed(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Checks what [`WEB_SCENARIO`] saw.
+fn assert_web_scenario(out: &Output, who: &str) {
+    assert!(
+        out.status.success(),
+        "{who}: {}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    let seen = keyed(&stdout(out));
+    let get = |k: &str| seen.get(k).map_or("", String::as_str);
+    assert_eq!(get("curl"), "served by nsoci", "{who}: {}", stderr(out));
+    // podman ps: the container, up, with its published port.
+    let ps = get("ps");
+    assert!(
+        ps.contains(" Up ") && ps.ends_with("0.0.0.0:8080->80/tcp"),
+        "{who}: {ps}"
+    );
+    // exec runs beside PID 1 in the container's namespaces and root.
+    let exec = get("exec");
+    assert!(
+        exec.ends_with(" served by nsoci") && !exec.starts_with("1 "),
+        "{who}: {exec}"
+    );
+    // stop's SIGTERM reached the trap: exit status 7, as podman reports it.
+    assert_eq!(get("exitcode"), "7", "{who}");
+    assert_eq!(get("wait"), "7", "{who}");
+    // logs: the payload's output and the server's, which answered the request.
+    let logs = get("logs");
+    assert!(
+        logs.starts_with("serving|")
+            && logs.contains("response:200|")
+            && logs.ends_with("stopping|"),
+        "{who}: {logs}"
+    );
+    assert_eq!(get("left"), "", "{who}: podman still lists containers");
+}
+
+#[test]
+fn podman_serves_a_published_port_through_nsoci_rootful_and_rootless() {
+    if !(need::network() && need::busybox() && require(have("podman"), "podman")) {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path().join("image");
+    roots::install_busybox(&root, &["sh", "echo", "cat", "httpd"]);
+    std::fs::create_dir(root.join("www")).unwrap();
+    std::fs::write(root.join("www/index.html"), "served by nsoci\n").unwrap();
+    // Everything uid 65534 reads or writes (the rootless podman's home) is under `open`.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    for d in [dir.path(), &open] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let archive = open.join("image.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let scenario = open.join("web.sh");
+    std::fs::write(&scenario, WEB_SCENARIO).unwrap();
+    let nsoci = bin("nsoci");
+    // Rootful: podman's default network (CNI bridge + portmap) in a namespace that plays the
+    // host; CNI's leases and podman's netns files go to tmpfs there, not to the machine's.
+    let rootful = format!(
+        "mkdir -p /run/netns /var/lib/cni
+mount -t tmpfs tmpfs /run/netns; mount -t tmpfs tmpfs /var/lib/cni
+export TMPDIR={dir} ARCHIVE={archive} P=\"{podman}\"
+R=\"$P --runtime {nsoci}\" bash {scenario}",
+        dir = dir.path().display(),
+        archive = archive.display(),
+        podman = shown(&podman(dir.path())),
+        nsoci = nsoci.display(),
+        scenario = scenario.display(),
+    );
+    let out = in_throwaway_host(dir.path(), 60, &rootful);
+    assert_web_scenario(&out, "rootful");
+    if !(need::rootless() && require(have("slirp4netns"), "slirp4netns")) {
+        return;
+    }
+    // Rootless, as uid 65534 with a home of its own: one uid mapped (no /etc/subuid range),
+    // slirp4netns and rootlessport for -p. This machine's /dev/net/tun is 0600: a 0666 node
+    // of the same device is bound over it in the throwaway host's mount namespace only.
+    let home = open.join("home");
+    let rootless = format!(
+        "mkdir {open}/dev; mount -t tmpfs tmpfs {open}/dev
+mknod -m 666 {open}/dev/tun c 10 200; mount --bind {open}/dev/tun /dev/net/tun
+export HOME={home} XDG_RUNTIME_DIR={open}/xdg XDG_CONFIG_HOME={home}/.config
+export XDG_DATA_HOME={home}/.local/share TMPDIR={open} ARCHIVE={archive}
+export NSCHAIN_RUN_DIR={open}/nschain-run NSCHAIN_DATA_DIR={open}/nschain-data
+export P='podman --storage-driver vfs --cgroup-manager=cgroupfs --events-backend=file'
+export R=\"$P --runtime {nsoci}\"
+{setpriv} bash -c 'mkdir -p $HOME && mkdir -m 700 $XDG_RUNTIME_DIR && exec bash {scenario}'",
+        open = open.display(),
+        home = home.display(),
+        archive = archive.display(),
+        nsoci = nsoci.display(),
+        setpriv = setpriv_as(NOBODY).join(" "),
+        scenario = scenario.display(),
+    );
+    let out = in_throwaway_host(dir.path(), 60, &rootless);
+    assert_web_scenario(&out, "rootless");
+}
+
 /// A containerd of the test's own (its own root, state and socket; the caller's, if any, is
 /// not touched), killed when dropped.
 struct Containerd {
@@ -730,12 +912,13 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     std::fs::create_dir(&log).unwrap();
     // Only the container's root has this file: a hook that sees it runs after pivot_root.
     std::fs::write(b.path().join("root/PIVOT_MARK"), "").unwrap();
-    // Each hook appends what it sees: its mount and pid namespaces, its root, the status.
+    // Each hook appends what it sees: its argv[0] (args[0], not the path, as the spec says),
+    // its mount and pid namespaces, its root, the status.
     let hook = |kind: &str, file: &str| {
         serde_json::json!({
             "path": "/bin/sh",
             "args": ["sh", "-c", format!(
-                "echo {kind} $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid) \
+                "echo {kind} $0 $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid) \
                  $([ -e /PIVOT_MARK ] && echo pivoted || echo host) \
                  $(grep -o '\"status\":\"[a-z]*\"') >> {file}")]
         })
@@ -771,9 +954,9 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     assert_eq!(
         lines(),
         [
-            format!("prestart {host} host {creating}"),
-            format!("createRuntime {host} host {creating}"),
-            format!("createContainer {inside} host {creating}"),
+            format!("prestart sh {host} host {creating}"),
+            format!("createRuntime sh {host} host {creating}"),
+            format!("createContainer sh {inside} host {creating}"),
         ]
     );
     ok(&mut b.nsoci(&["start", "h1"]));
@@ -781,18 +964,18 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
     let all = lines();
     assert_eq!(
         all[3],
-        format!("startContainer {inside} pivoted \"status\":\"created\"")
+        format!("startContainer sh {inside} pivoted \"status\":\"created\"")
     );
     let rest: Vec<&str> = all[4..].iter().map(String::as_str).collect();
     assert!(rest.contains(&"user"), "{all:?}");
     assert!(
-        rest.contains(&format!("poststart {host} host \"status\":\"running\"").as_str()),
+        rest.contains(&format!("poststart sh {host} host \"status\":\"running\"").as_str()),
         "{all:?}"
     );
     ok(&mut b.nsoci(&["delete", "--force", "h1"]));
     assert_eq!(
         lines().last().unwrap(),
-        &format!("poststop {host} host \"status\":\"stopped\"")
+        &format!("poststop sh {host} host \"status\":\"stopped\"")
     );
 
     // A failing hook before pivot_root fails create and leaves nothing, the init included.
@@ -907,7 +1090,8 @@ fn exec_runs_a_process_in_the_container_like_runc() {
             "container nosuch does not exist",
         ),
         (
-            &["exec", "--tty", "x1", "true"],
+            // Detached, nobody would proxy the terminal (without -d nsoci does: pty.rs).
+            &["exec", "--tty", "--detach", "x1", "true"],
             "without setting console socket",
         ),
         (
@@ -1387,7 +1571,12 @@ fn a_network_namespace_is_joined_by_path() {
         .spawn()
         .unwrap();
     let ns = format!("/proc/{}/ns/net", holder.id());
-    let b = Bundle::new(&["readlink", "/proc/self/ns/net"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range",
+    ]);
+    let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
     b.wait_for("unshare's namespace", || {
         std::fs::read_link(&ns).ok() != std::fs::read_link("/proc/self/ns/net").ok()
     });
@@ -1396,16 +1585,31 @@ fn a_network_namespace_is_joined_by_path() {
         let list = c["linux"]["namespaces"].as_array_mut().unwrap();
         list.retain(|n| n["type"] != "network");
         list.push(serde_json::json!({"type": "network", "path": ns}));
+        // As podman sends it for the namespace CNI made: set in the joined namespace.
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 5"});
     });
     let (code, err) = b.status(&["run", "j1"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(code, Some(0), "run failed: {err}");
     assert_eq!(
-        b.output().trim(),
-        want.to_string_lossy(),
-        "not the namespace of the path"
+        b.output(),
+        format!("{}\n0\t5\n", want.to_string_lossy()),
+        "not the namespace of the path, or its sysctl not set"
     );
+    let now = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    assert_eq!(now, host_range, "the host's sysctl changed");
+    // The host's own namespace by path: its sysctls are refused, as runc refuses them.
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != "network");
+        list.push(serde_json::json!({"type": "network", "path": "/proc/self/ns/net"}));
+    });
+    let out = run(&mut b.nsoci(&["run", "--bundle", b.path().to_str().unwrap(), "j2"]));
+    fails(&out, "not allowed in the host network namespace");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    let now = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    assert_eq!(now, host_range, "the host's sysctl changed");
 }
 
 #[test]
@@ -1505,4 +1709,78 @@ fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
         fails(&run(&mut b.nsoci(args)), wording);
     }
     assert!(b.left().is_empty());
+}
+
+#[test]
+fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let (code, err) = b.status(&["create", "r1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let pid = b.state("r1")["pid"].as_i64().unwrap();
+    let chains = b.path().join("run/chains");
+    let registered = || -> Vec<String> {
+        std::fs::read_dir(&chains)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = || ok(&mut tool("nsps", b.path()));
+    // nsps lists the container's chain, by its PID 1.
+    assert_eq!(registered().len(), 1, "{:?}", registered());
+    assert!(
+        listed().contains(&format!(" {pid} ")),
+        "{pid}: {}",
+        listed()
+    );
+    ok(&mut b.nsoci(&["kill", "r1", "KILL"]));
+    b.wait_status("r1", "stopped");
+    ok(&mut b.nsoci(&["delete", "r1"]));
+    // pidns runs without a monitor: delete is what removes the registration.
+    assert!(registered().is_empty(), "left: {:?}", registered());
+    assert!(!listed().contains(&format!(" {pid} ")), "{}", listed());
+}
+
+#[test]
+fn exec_preserve_fds_passes_fd_3_to_the_process() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let (code, err) = b.status(&["create", "f1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let given = b.path().join("given");
+    std::fs::write(&given, "through fd 3\n").unwrap();
+    // The caller's fd 3: a file the container cannot see by path.
+    let exec = |extra: &[&str]| {
+        let file = File::open(&given).unwrap();
+        let mut cmd = b.nsoci(&["exec"]);
+        cmd.args(extra).args(["f1", "sh", "-c", "cat <&3"]);
+        // SAFETY: dup2 onto fd 3 in the forked child before exec (no close-on-exec there).
+        unsafe {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let raw = file.as_raw_fd();
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: cleared as well.
+                if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run(&mut cmd)
+    };
+    // Without --preserve-fds the process gets no fd 3.
+    let out = exec(&[]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = exec(&["--preserve-fds", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "through fd 3");
+    ok(&mut b.nsoci(&["delete", "--force", "f1"]));
 }

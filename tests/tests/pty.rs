@@ -635,3 +635,46 @@ fn with_t_tiocsti_does_not_reach_the_callers_terminal() {
     assert!(term.cooked(), "the caller's terminal was left in raw mode");
     stop(&lab, chain, "uts", "ptyi");
 }
+
+/// `nsoci exec -t` without `--console-socket`: as runc when not detached, nsoci proxies the
+/// caller's terminal to a pty of the container's own devpts, and returns the status.
+#[test]
+fn nsoci_exec_t_without_a_console_socket_proxies_the_callers_terminal() {
+    if !need_root() {
+        return;
+    }
+    let dir = nschain_tests::scratch();
+    let bundle = dir.path();
+    nschain_tests::roots::busybox_root(
+        bundle,
+        &["sh", "sleep", "tty", "stat", "stty", "cut", "echo"],
+    );
+    let nsoci = |args: &[&str]| {
+        let mut cmd = nschain_tests::tool("nsoci", bundle);
+        cmd.arg("--root").arg(bundle.join("state")).args(args);
+        cmd
+    };
+    nschain_tests::ok(nsoci(&["spec"]).current_dir(bundle));
+    let file = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    config["root"]["path"] = "root".into();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    std::fs::write(&file, config.to_string()).unwrap();
+    let created = nsoci(&["create", "--bundle", bundle.to_str().unwrap(), "pt"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let mut term = Term::new();
+    let script = format!("{ABOUT_TTY}; exit 7");
+    let status = term.run(&mut nsoci(&["exec", "-t", "pt", "sh", "-c", &script]));
+    nschain_tests::ok(&mut nsoci(&["delete", "--force", "pt"]));
+    assert_eq!(status.code(), Some(7), "{status}:\n{}", term.shown);
+    assert_own_terminal(&term.shown, ROWS, COLS);
+    // The caller's terminal is as it was (raw mode only while the proxy ran).
+    assert!(term.cooked(), "{}", term.shown);
+}

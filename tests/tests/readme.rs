@@ -4,7 +4,8 @@
 //! The examples are read from the READMEs at test time: each command line of a ```sh block
 //! (`\` continuations joined), each `$ ` line of a ```console block, and each ```make block as
 //! a Makefile. An untagged block must be a chain diagram (every line an `A → B` chain), so a
-//! command cannot hide in one. [`plan`] says how each example runs; an example it does not
+//! command cannot hide in one; a ```toml or ```yaml block is configuration for another program
+//! (containers.conf, a RuntimeClass), checked to hold only configuration lines. [`plan`] says how each example runs; an example it does not
 //! name (neither run nor in [`SKIPPED`]) fails the test, and so does a plan entry that no
 //! README holds any more. The same command in both READMEs (comments aside) runs once.
 //!
@@ -131,6 +132,25 @@ fn commands(
         "make" => {
             let text: Vec<&str> = block.iter().map(|(_, l)| *l).collect();
             vec![example(start + 1, text.join("\n") + "\n", true)]
+        }
+        // Configuration files for other programs (containers.conf, a RuntimeClass): not run,
+        // but every line must look like configuration, so that no command hides in one.
+        "toml" | "yaml" => {
+            for &(n, line) in block {
+                let l = line.trim();
+                let config = l.is_empty()
+                    || l.starts_with('#')
+                    || if lang == "toml" {
+                        l.starts_with('[') || l.contains(" = ")
+                    } else {
+                        l.contains(": ") || l.ends_with(':')
+                    };
+                assert!(
+                    config,
+                    "{readme}:{n}: a ```{lang} block holds a line that is not configuration: {line:?}"
+                );
+            }
+            Vec::new()
         }
         // The canonical chains: diagrams, not commands.
         "" => {

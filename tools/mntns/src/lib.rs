@@ -171,6 +171,10 @@ pub struct Args {
     #[arg(long)]
     pub no_etc: bool,
 
+    /// The name COMMAND gets as argv0 instead of its program, as `exec -a` (an OCI hook's args)
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub argv0: Option<String>,
+
     /// Keep file descriptors 3 to 3+N-1 open for COMMAND (with a new root every other fd ≥ 3
     /// is closed; LISTEN_FDS is honoured too)
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -497,8 +501,11 @@ fn on_host(command: &[OsString]) -> bool {
 const REAL_EXEC: &str = "mntns changes the root and the credentials";
 
 /// The first steps, before anything else: not dumpable, a real exec next, and what earlier
-/// links handed down taken (it is this link's, whatever happens next).
-fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
+/// links handed down taken (it is this link's, whatever happens next), `--argv0` kept for the exec.
+fn begin(cx: &mut Context, argv0: Option<String>) -> Result<HandedDown, Fatal> {
+    if let Some(argv0) = argv0 {
+        cx.set_argv0(argv0.into());
+    }
     // mntns may run inside a container's pid namespace (a joined chain, nsps exec): nothing
     // there may reach this host binary through /proc/PID/exe, its fds or its memory while it
     // runs (CVE-2019-5736). The exec makes COMMAND dumpable again.
@@ -510,11 +517,10 @@ fn begin(cx: &mut Context) -> Result<HandedDown, Fatal> {
     HandedDown::take(cx)
 }
 
-pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
-    let handed = begin(cx)?;
+pub fn run(mut args: Args, cx: &mut Context) -> Result<Next, Fatal> {
+    let handed = begin(cx, args.argv0.take())?;
     let gate = start::Gate::take(args.ready_fd, args.start_fifo)?;
     let mut hook_point = hook_point::HookPoint::take(args.hook_fd)?;
-    let mut args = args;
     let (plan, image_use) = plan_with_image(&mut args, &handed)?;
     // Registered as the host numbers it: read before --proc mounts the container's /proc
     // (again after the fork of a waiter: the child is the one registered).

@@ -74,6 +74,57 @@ fn sysctls(config: &Config) -> Result<Sysctls, Fatal> {
     Ok((net, ipc))
 }
 
+/// The net.* sysctls of a network namespace joined by path (podman's, made by CNI or
+/// netavark, carries net.ipv4.ping_group_range): set here, in a thread that enters it, as
+/// runc sets them after joining; netns --join takes none. Refused when the path is nsoci's
+/// own namespace: they would change the host.
+pub fn joined_net_sysctls(config: &Config) -> Result<(), Fatal> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = config
+        .linux
+        .namespaces
+        .iter()
+        .find(|n| n.kind == "network")
+        .and_then(|n| n.path.clone())
+    else {
+        return Ok(());
+    };
+    let settings: Vec<(String, String)> = config
+        .linux
+        .sysctl
+        .iter()
+        .filter(|(k, _)| k.starts_with("net."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Fatal::from(e).context(format!("unable to open network namespace {shown}")))?;
+    let inode = |m: std::fs::Metadata| (m.dev(), m.ino());
+    if file.metadata().map(inode).ok() == std::fs::metadata("/proc/self/ns/net").map(inode).ok() {
+        return Err(Fatal::new(format!(
+            "linux.sysctl: net.* sysctls are not allowed in the host network namespace ({shown})"
+        )));
+    }
+    // The thread's own network namespace changes; nsoci's other threads keep theirs.
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            Fatal::from(e).context(format!("unable to join network namespace {shown}"))
+        })?;
+        settings
+            .iter()
+            .try_for_each(|(k, v)| common::sysctl::write(k, v))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(Fatal::new(
+            "setting the sysctls of a joined network namespace failed",
+        ))
+    })
+}
+
 /// The full argv: the first word is the first link's absolute path.
 pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsString>, Fatal> {
     let mut argv: Vec<OsString> = Vec::new();
@@ -102,13 +153,11 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
     if let Some(net) = ns("network") {
         link(&mut argv, "netns");
         join(&mut argv, net);
-        if net.path.is_some() && !net_sysctls.is_empty() {
-            return Err(Fatal::new(
-                "linux.sysctl: net.* sysctls need a new network namespace, not a joined one",
-            ));
-        }
-        for s in net_sysctls {
-            argv.extend(["--sysctl".into(), s.into()]);
+        // A joined one's are set by nsoci before the chain runs (joined_net_sysctls).
+        if net.path.is_none() {
+            for s in net_sysctls {
+                argv.extend(["--sysctl".into(), s.into()]);
+            }
         }
     } else if !net_sysctls.is_empty() {
         return Err(Fatal::new(

@@ -166,6 +166,7 @@ fn start_init(
         .map(|c| inheritable(c.into_raw_fd(), floor))
         .transpose()?;
     let seccomp = seccomp_file(config, dir)?;
+    chain::joined_net_sysctls(config)?;
     let argv = chain::build(
         config,
         process,
@@ -258,6 +259,7 @@ fn settle(
         ready: false,
         hooks: config.hooks.clone(),
         cgroup: placed.cloned(),
+        chain: None,
     };
     state::save(dir, &record)?;
     if let Some(pipe) = pipes.status {
@@ -304,6 +306,7 @@ fn settle(
         .with_code(code));
     }
     record.ready = true;
+    record.chain = state::registration_of(*pid);
     state::save(dir, &record)?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, *pid)?;

@@ -32,7 +32,8 @@ pub struct ExecArgs {
     /// Write the process's pid to FILE
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
-    /// Give the process a terminal (its master goes to --console-socket)
+    /// Give the process a terminal (its master goes to --console-socket; without one, nsoci
+    /// proxies the caller's terminal to it)
     #[arg(short, long)]
     pub tty: bool,
     /// Unix socket to send the terminal's master to (SCM_RIGHTS, as runc)
@@ -74,7 +75,17 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         _ => return Err(Fatal::new("cannot exec in a stopped container")),
     }
     let process = process(&c, &args)?;
-    let console = console(process.terminal, args.console_socket.as_deref())?;
+    // runc's: a terminal with no socket to send it to, when not detached, is nsoci's to proxy.
+    let own_tty = process.terminal && args.console_socket.is_none() && !args.detach;
+    let (console, proxy_socket) = if own_tty {
+        let (ours, theirs) = crate::terminal::socket_pair()?;
+        (Some(theirs), Some(ours))
+    } else {
+        (
+            console(process.terminal, args.console_socket.as_deref())?,
+            None,
+        )
+    };
     let tools = create::tools_dir()?;
     let floor = 3 + args.preserve_fds as RawFd + 16;
     let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -143,7 +154,11 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     if args.detach {
         return Ok(0);
     }
-    Ok(crate::pid1::wait(joined))
+    if let Some(socket) = proxy_socket {
+        // The proxy passes the caller's signals on too (common::pty::Proxy).
+        return crate::terminal::proxy(socket, joined);
+    }
+    Ok(crate::forward::wait(joined))
 }
 
 fn chain_status(chain: &mut std::process::Child) -> Status {
@@ -256,7 +271,9 @@ pub fn console(terminal: bool, socket: Option<&Path>) -> Result<Option<OwnedFd>,
         (true, None) => Err(Fatal::new(
             "cannot allocate tty if runc will detach without setting console socket",
         )
-        .with_hint("nsoci does not proxy a terminal itself: give --console-socket")),
+        .with_hint(
+            "nsoci proxies a terminal itself only for a foreground exec: give --console-socket",
+        )),
         (true, Some(path)) => {
             let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
                 Fatal::from(anyhow::Error::from(e)).context(format!(

@@ -50,6 +50,10 @@ fn run_one(hook: &Hook, pid: i32, mnt: Mnt, state: &serde_json::Value) -> Result
     for var in &hook.env {
         argv.extend(["-e".into(), var.into()]);
     }
+    if let Some(argv0) = hook.args.first() {
+        // The spec: args[0] is the hook's argv[0], as execv's.
+        argv.extend(["--argv0".into(), argv0.into()]);
+    }
     argv.push("--".into());
     argv.push(hook.path.clone().into());
     argv.extend(hook.args.iter().skip(1).map(OsString::from));

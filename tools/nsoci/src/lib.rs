@@ -16,6 +16,7 @@ mod create;
 mod devices;
 mod exec;
 mod features;
+mod forward;
 mod hooks;
 mod inside;
 mod join;
@@ -28,6 +29,7 @@ mod resources;
 mod signal;
 mod spec;
 mod state;
+mod terminal;
 mod update;
 
 use std::path::PathBuf;
@@ -255,7 +257,7 @@ fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Resu
     if detach {
         return Ok(0);
     }
-    let status = pid1::wait(init.pid);
+    let status = forward::wait(init.pid);
     if !keep {
         lifecycle::delete(&root, &id, true)?;
     }

@@ -149,6 +149,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
         crate::cgroup::kill_all(placed);
         crate::cgroup::remove(placed);
     }
+    if let Some(name) = &c.record.chain {
+        // The init has ended (a zombie's records do not count): nsps no longer lists it.
+        common::chain::unregister(name, &[c.record.pid as u32]);
+    }
     std::fs::remove_dir_all(&c.dir).map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context(format!("unable to remove {}", c.dir.display()))
     })

@@ -30,6 +30,20 @@ pub struct Record {
     /// The container's cgroup (None: an unprivileged container on a v1 host has none).
     #[serde(default)]
     pub cgroup: Option<crate::cgroup::Placed>,
+    /// The chain's registration (`RUN_DIR/chains/NAME`, its generated name), which `delete`
+    /// removes: pidns runs without a monitor, so nobody else does when the container ends.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// The registered chain whose records name `pid` (the container's PID 1) and hold its
+/// namespaces now.
+pub fn registration_of(pid: i32) -> Option<String> {
+    common::chain::names().into_iter().find(|name| {
+        common::chain::live_records(name)
+            .iter()
+            .any(|r| r.pid as i32 == pid)
+    })
 }
 
 /// The spec's statuses.
@@ -59,10 +73,15 @@ pub fn root_dir(given: Option<&Path>) -> PathBuf {
     if let Some(dir) = given {
         return dir.to_path_buf();
     }
-    if nix::unistd::geteuid().is_root() {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    // runc's rule: root of a user namespace (rootless podman's) that is not USER=root uses
+    // $XDG_RUNTIME_DIR too; the host's /run is not its to write.
+    let userns_root = !common::state::in_initial_user_namespace()
+        && std::env::var("USER").map_or(true, |u| u != "root");
+    if nix::unistd::geteuid().is_root() && !(userns_root && xdg.is_some()) {
         return PathBuf::from("/run/nsoci");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    match xdg {
         Some(dir) => PathBuf::from(dir).join("nsoci"),
         None => PathBuf::from(format!("/tmp/nsoci-{}", nix::unistd::geteuid())),
     }

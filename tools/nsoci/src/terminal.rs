@@ -1,0 +1,51 @@
+//! `exec -t` without `--console-socket`, not detached: as runc, nsoci handles the terminal
+//! itself. mntns makes the pty in the container's devpts (its `--console-fd`, runc's
+//! console-socket protocol) and sends the master over a socket pair nsoci made; nsoci proxies
+//! the caller's terminal to it with the proxy `nsps exec -t` uses (common::pty::Proxy) until
+//! the process ends, and returns its status.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use common::cli::Status;
+use common::pty::Proxy;
+use common::signals::{self, SignalFd};
+use common::Fatal;
+use nix::unistd::Pid;
+
+/// A socket pair: ours to receive the master on, the other end for mntns's `--console-fd`.
+pub fn socket_pair() -> Result<(UnixStream, OwnedFd), Fatal> {
+    common::console_socket::pair()
+        .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))
+}
+
+/// Receives the process's pty master on `socket` and proxies the caller's terminal to it
+/// until `process` (this process's child or an orphan given to it) ends; its status.
+pub fn proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
+    let process = Pid::from_raw(process);
+    // Blocked before anything can be lost; SIGCHLD raised once so that a process that has
+    // already ended is seen at the proxy's first look.
+    let taken = signals::Set::taken_over();
+    let mask =
+        signals::block(&taken).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+    let signalfd =
+        SignalFd::new(&taken).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let master = match common::console_socket::recv_master(socket.as_fd()) {
+        Ok(Some(master)) => master,
+        // mntns failed before it made the pty (it said why): the process's status.
+        Ok(None) => return Ok(signals::forward_until_exit(process, process, &signalfd)),
+        Err(e) => {
+            // SAFETY: kill(2) of our own child, not yet reaped.
+            unsafe { libc::kill(process.as_raw(), libc::SIGKILL) };
+            let _ = crate::pid1::wait(process.as_raw());
+            return Err(Fatal::from(e).context("unable to receive the container's terminal"));
+        }
+    };
+    let proxy = Proxy::new(master, true)
+        .map_err(|e| Fatal::from(e).context("unable to set up the terminal"))?;
+    // SAFETY: raise(3) of a signal that is blocked and read from the signalfd.
+    unsafe { libc::raise(libc::SIGCHLD) };
+    let status = proxy.run(process, process, &signalfd);
+    let _ = signals::restore(&mask);
+    Ok(status)
+}
