@@ -377,7 +377,7 @@ fn new_meta(naming: &Naming) -> Meta {
         generated: naming.generated,
         start: match &earlier {
             Some(m) => m.start,
-            None => start_ticks("self"),
+            None => crate::procfs::own_start_time(),
         },
     }
 }
@@ -522,10 +522,8 @@ fn tidy_recycled(tmp: &std::path::Path, mut record: Option<&std::path::Path>) ->
 }
 
 fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(&tmp, serde_json::to_vec(value)?)
-        .with_context(|| format!("unable to write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("unable to write {}", path.display()))
+    crate::state::write_whole(path, &serde_json::to_vec(value)?)
+        .with_context(|| format!("unable to write {}", path.display()))
 }
 
 /// The chain's meta record, if readable.
@@ -716,31 +714,7 @@ fn is_stale(name: &str) -> bool {
     }
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    !meta(name).is_some_and(|meta| running(meta.pid, meta.start))
-}
-
-/// Whether process `pid` exists, is the one that started at `start` (when known) and has not
-/// exited: a zombie (a foreground chain's first link whose caller has not reaped it yet) has
-/// ended.
-fn running(pid: u32, start: Option<u64>) -> bool {
-    let Some(fields) = stat_fields(&pid.to_string()) else {
-        return false;
-    };
-    let same = start.is_none_or(|s| fields.get(19).and_then(|f| f.parse().ok()) == Some(s));
-    same && !matches!(fields.first().map(String::as_str), Some("Z" | "X"))
-}
-
-/// `/proc/PID/stat`'s fields from the state on (field 3): the command before it may hold
-/// spaces and parentheses, so they follow the last ')'.
-fn stat_fields(pid: &str) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-/// When process `pid` (or `self`) started, in clock ticks after boot (field 22).
-fn start_ticks(pid: &str) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    !meta(name).is_some_and(|meta| crate::procfs::running(meta.pid, meta.start))
 }
 
 /// The record of a `kind` namespace in the lists of links that ran in one process
@@ -801,21 +775,6 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_first_process_is_known_by_its_pid_and_start() {
-        let pid = std::process::id();
-        let start = start_ticks("self");
-        assert!(start.is_some());
-        assert!(running(pid, start));
-        assert!(
-            running(pid, None),
-            "a chain.json without a start: the pid alone"
-        );
-        // The same pid with another start: reused, or a pid of another pid namespace.
-        assert!(!running(pid, start.map(|s| s + 1)));
-        assert!(!running(u32::MAX, None));
-    }
 
     #[test]
     fn names_follow_docker_rules() {

@@ -23,6 +23,35 @@ pub fn capabilities(field: &str) -> Option<u64> {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
+/// `/proc/PID/stat`'s fields from the state on (field 3): the command before it may hold
+/// spaces and parentheses, so they follow the last ')'.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat): with
+/// the pid, it names one process for good (a reused pid has another start time).
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(&pid.to_string())?.get(19)?.parse().ok()
+}
+
+/// This process's start time (see [`start_time`]), as the mounted /proc numbers it.
+pub fn own_start_time() -> Option<u64> {
+    stat_fields("self")?.get(19)?.parse().ok()
+}
+
+/// Whether process `pid` exists, is the one that started at `start` (when known) and has not
+/// ended: a zombie (a process its parent has not reaped yet) has ended.
+pub fn running(pid: u32, start: Option<u64>) -> bool {
+    let Some(fields) = stat_fields(&pid.to_string()) else {
+        return false;
+    };
+    let same = start.is_none_or(|s| fields.get(19).and_then(|f| f.parse().ok()) == Some(s));
+    same && !matches!(fields.first().map(String::as_str), Some("Z" | "X"))
+}
+
 const CAP_SYS_ADMIN: u64 = 1 << 21;
 
 /// Whether this process is root with its capabilities cut to a container's: CAP_SYS_ADMIN
@@ -44,6 +73,29 @@ mod tests {
     #[test]
     fn outside_a_new_pid_namespace_it_is_getpid() {
         assert_eq!(own_pid(), std::process::id());
+    }
+
+    #[test]
+    fn a_process_is_its_pid_and_start_time_until_it_is_reaped_or_a_zombie() {
+        let pid = std::process::id();
+        let start = own_start_time();
+        assert!(start.is_some());
+        assert_eq!(start_time(pid), start);
+        assert!(running(pid, start));
+        assert!(running(pid, None));
+        assert!(!running(pid, start.map(|s| s + 1)));
+        assert!(!running(u32::MAX, None));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let child_pid = child.id();
+        let child_start = start_time(child_pid);
+        // Unreaped, it stays a zombie: ended, though /proc still lists it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while running(child_pid, child_start) {
+            assert!(std::time::Instant::now() < deadline, "true did not end");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{child_pid}")).exists());
+        child.wait().unwrap();
     }
 
     #[test]

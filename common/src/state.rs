@@ -173,6 +173,21 @@ fn check_safe(dir: &Path, is_dir: bool, owner: u32, mode: u32) -> anyhow::Result
     Ok(())
 }
 
+/// Writes `bytes` to `path` whole or not at all: into `PATH` with the extension `tmpPID`,
+/// then renamed over it. A reader never sees half a record, and a writer SIGKILLed halfway
+/// leaves only a temporary that [`is_abandoned_temporary`] recognises.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", crate::procfs::own_pid()));
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
+}
+
+/// Whether `path` is a temporary of [`write_whole`] whose writer has ended.
+pub fn is_abandoned_temporary(path: &Path) -> bool {
+    path.extension()
+        .and_then(|x| x.to_str()?.strip_prefix("tmp")?.parse::<u32>().ok())
+        .is_some_and(|pid| !crate::procfs::running(pid, None))
+}
+
 /// A state directory refused because someone else could change it (callers add their hints
 /// by recognising it).
 #[derive(Debug)]
@@ -193,6 +208,22 @@ fn denied(message: String) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_written_whole_and_a_dead_writers_temporary_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        write_whole(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temporary is left");
+        let ours = path.with_extension(format!("tmp{}", std::process::id()));
+        assert!(!is_abandoned_temporary(&ours));
+        assert!(is_abandoned_temporary(
+            &path.with_extension(format!("tmp{}", u32::MAX))
+        ));
+        assert!(!is_abandoned_temporary(&path));
+    }
 
     #[test]
     fn a_state_directory_of_another_user_or_open_to_others_is_refused() {

@@ -133,11 +133,9 @@ pub fn record_foreground_exit(name: &str, pid: u32, code: u8) {
 fn write_status(name: &str, status: &Status) {
     let path = status_path(name);
     // Per writer: the supervisor and an OOM hook may write at once.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let written = serde_json::to_vec(status)
         .map_err(std::io::Error::other)
-        .and_then(|text| std::fs::write(&tmp, text))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+        .and_then(|text| crate::state::write_whole(&path, &text));
     if let Err(e) = written {
         crate::debug::note(format_args!("unable to write {}: {e}", path.display()));
     }

@@ -1188,6 +1188,27 @@ fn the_cgroup_goes_after_sigkill_of_any_process_of_the_chain() {
 }
 
 #[test]
+fn gc_removes_the_half_written_record_of_a_start_killed_while_writing_it() {
+    if !need::root() {
+        return;
+    }
+    let state = scratch();
+    let records = state.path().join("run/cgroupns");
+    std::fs::create_dir_all(&records).unwrap();
+    // What a start SIGKILLed between its write and its rename leaves: a temporary named
+    // after its (now ended) pid. A live writer's temporary is not touched.
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    let abandoned = records.join(format!("nschain-cgroupns-1.tmp{}", ended.id()));
+    let live = records.join(format!("nschain-cgroupns-2.tmp{}", std::process::id()));
+    std::fs::write(&abandoned, "{\"pid\":").unwrap();
+    std::fs::write(&live, "{\"pid\":").unwrap();
+    ok(&mut cgroupns(state.path(), &["gc"]));
+    assert!(!abandoned.exists(), "the dead writer's temporary stayed");
+    assert!(live.exists(), "a live writer's temporary was removed");
+}
+
+#[test]
 fn a_sigkill_at_any_moment_of_the_setup_leaves_nothing_once_collected() {
     if !need::root() {
         return;

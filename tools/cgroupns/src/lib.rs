@@ -210,7 +210,7 @@ fn make_cgroup(
         .map_or_else(common::procfs::own_pid, |p| p.as_raw() as u32);
     let record = watch::Record {
         pid: holder,
-        start: watch::start_time(holder).unwrap_or(0),
+        start: common::procfs::start_time(holder).unwrap_or(0),
         cgroup: common::cgroupfs::Cgroup {
             dirs: place::hierarchies(&layout, limits)?
                 .iter()

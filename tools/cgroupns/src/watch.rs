@@ -54,25 +54,17 @@ fn record_path(name: &str) -> PathBuf {
     state_dir().join(format!("{name}.json"))
 }
 
-/// The start time of process `pid`, if it runs.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may hold spaces and parentheses: the fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
 impl Record {
     fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start)
+        common::procfs::running(self.pid, Some(self.start))
     }
 
     /// Writes the record of cgroup `name` (before its mkdir).
     pub fn write(&self, name: &str) -> Result<(), Fatal> {
         let dir = state_dir();
         common::state::ensure_dir(&dir, 0o755)?;
-        let text = serde_json::to_vec(self)?;
-        std::fs::write(record_path(name), text)
+        // Whole or not at all: a SIGKILL halfway must not leave a record gc cannot read.
+        common::state::write_whole(&record_path(name), &serde_json::to_vec(self)?)
             .with_context(|| format!("unable to write {}", record_path(name).display()))?;
         Ok(())
     }
@@ -106,6 +98,10 @@ pub fn collect_dead() -> usize {
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = file.strip_suffix(".json") else {
+            // Killed before its rename: no cgroup was made for it yet.
+            if common::state::is_abandoned_temporary(&entry.path()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
             continue;
         };
         let Some(record) = Record::read(name) else {

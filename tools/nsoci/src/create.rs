@@ -243,7 +243,7 @@ fn settle(
     pipes: Pipes,
     placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
-    let start_time = state::stat(*pid).map_or(0, |(s, _)| s);
+    let start_time = common::procfs::start_time(*pid as u32).unwrap_or(0);
     let mut record = Record {
         id: req.id.clone(),
         pid: *pid,
@@ -266,7 +266,7 @@ fn settle(
         if let Some(pid1) = crate::pid1::read_status(pipe) {
             *pid = pid1;
             record.pid = pid1;
-            record.start_time = state::stat(pid1).map_or(0, |(s, _)| s);
+            record.start_time = common::procfs::start_time(pid1 as u32).unwrap_or(0);
             state::save(dir, &record)?;
         }
     }

@@ -266,7 +266,7 @@ pub fn allocate(source: &Source, pin: Option<&Path>, kept: &Kept) -> Result<Leas
         uid,
         gid,
         count: BLOCK,
-        start: start_time(common::procfs::own_pid()).unwrap_or(0),
+        start: common::procfs::start_time(common::procfs::own_pid()).unwrap_or(0),
         pin: pin.and_then(|p| std::path::absolute(p).ok()),
     };
     let path = dir.join(format!("lease-{uid}-{gid}.json"));
@@ -374,7 +374,7 @@ fn holder_has_namespace(record: &LeaseRecord) -> bool {
     if pinned {
         return true;
     }
-    if start_time(record.pid) != Some(record.start) {
+    if common::procfs::start_time(record.pid) != Some(record.start) {
         return false;
     }
     // The holder runs; its namespace is checked when we may look (not always rootless).
@@ -420,14 +420,6 @@ fn is_zombie(pid: &std::ffi::OsStr) -> bool {
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_whitespace().next());
     matches!(state, Some("Z" | "X"))
-}
-
-/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The uid starts of the leases whose host uids some process still runs as (the owner of
@@ -541,14 +533,6 @@ mod tests {
             all.candidates().last(),
             Some((POOL_END - BLOCK, POOL_END - BLOCK))
         );
-    }
-
-    #[test]
-    fn start_times_identify_processes() {
-        let me = start_time(std::process::id()).unwrap();
-        assert!(me > 0);
-        assert_eq!(start_time(std::process::id()), Some(me));
-        assert_eq!(start_time(u32::MAX), None);
     }
 
     #[test]
