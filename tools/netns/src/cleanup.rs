@@ -390,9 +390,8 @@ fn watch() -> Result<(), Fatal> {
     drop(held);
     let store = Store::lock(&state_dir())?;
     let lease = store
-        .leases(&target.bridge)?
-        .into_iter()
-        .find(|l| l.ip == target.ip && l.pid == target.pid && l.ifindex == target.ifindex);
+        .lease(&target.bridge, target.ip)
+        .filter(|l| l.pid == target.pid && l.ifindex == target.ifindex);
     if let Some(lease) = lease {
         release(&store, &lease)?;
     }

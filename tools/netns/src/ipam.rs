@@ -292,6 +292,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The lease of `ip` on `bridge`, if any: one file read, where [`Store::leases`] reads
+    /// them all (a watcher releasing its own lease must not pay for every other one: a
+    /// thousand containers ending together would read a million files under the lock).
+    pub fn lease(&self, bridge: &str, ip: Ipv4Addr) -> Option<Lease> {
+        let text = std::fs::read(self.bridge_dir(bridge).join(ip.to_string())).ok()?;
+        serde_json::from_slice::<Lease>(&text)
+            .ok()
+            .filter(|l| l.ip == ip && l.bridge == bridge)
+    }
+
     /// Every lease of every bridge.
     pub fn all_leases(&self) -> anyhow::Result<Vec<Lease>> {
         let mut out = Vec::new();
