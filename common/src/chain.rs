@@ -88,6 +88,11 @@ pub struct Naming {
     pub generated: bool,
     /// The generated name of the earlier links that this `--name` replaces.
     pub replaces: Option<String>,
+    /// Where the claim is made, fixed when the name is generated (a recycled registration
+    /// was renamed there): the claiming link may run in another process by then (netns
+    /// forks the supervisor in between), and a path from its own pid would leave the
+    /// recycled directory behind.
+    claim: Option<PathBuf>,
 }
 
 impl Naming {
@@ -97,6 +102,7 @@ impl Naming {
             first,
             generated,
             replaces: None,
+            claim: None,
         }
     }
 }
@@ -185,8 +191,12 @@ fn generate(tool: &str) -> Naming {
         }
         name = format!("{tool}-{}", random_hex());
     }
-    prune_generated(Some(&claim_dir(&name)));
-    Naming::new(name, true, true)
+    let claim = claim_dir(&name);
+    prune_generated(Some(&claim));
+    Naming {
+        claim: Some(claim),
+        ..Naming::new(name, true, true)
+    }
 }
 
 /// The hidden directory a registration is made in before it is renamed to its name.
@@ -280,7 +290,10 @@ pub fn claim_with(naming: &Naming, record: Option<&Record>) -> Result<bool, Fata
     // Made under a hidden name with its chain.json, then renamed: a registration without
     // chain.json is never one being claimed, so it can be pruned at once. A generated name's
     // may hold an ended chain's files, recycled ([`generate`]).
-    let tmp = claim_dir(&naming.name);
+    let tmp = naming
+        .claim
+        .clone()
+        .unwrap_or_else(|| claim_dir(&naming.name));
     let record_file = record.map(|r| (tmp.join(format!("{}.json", r.ns.kind)), r));
     let recycled = naming.generated
         && tidy_recycled(&tmp, record_file.as_ref().map(|(path, _)| path.as_path()));
