@@ -708,3 +708,29 @@ fn an_idle_bridged_chain_has_two_processes_of_ours_and_cleans_up() {
     assert!(out.contains("layers after the next start: 0"), "{out}");
     assert!(out.contains("port free again"), "{out}");
 }
+
+/// A bridged chain before `pidns` forks its supervisor between naming the chain and
+/// registering it. The registration of an ended unnamed chain that its name generation
+/// recycled must become this chain's, not stay behind as a hidden `.NAME.PID` directory
+/// (bench/scale.py found such leftovers after 1000 containers had gone).
+#[test]
+fn a_recycled_registration_is_not_left_behind_by_the_supervisor_fork() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let out = in_host_ok(
+        state.path(),
+        r#"
+        utsns -- true
+        echo "ended before: $(ls -A "$NSCHAIN_RUN_DIR/chains" | wc -l)"
+        netns --bridge -- pidns -- true
+        wait_for no_leases || exit 1
+        echo "left: [$(ls -A "$NSCHAIN_RUN_DIR/chains" | tr '\n' ' ')]"
+        "#,
+    );
+    // The ended chain's registration was there to recycle...
+    assert!(out.contains("ended before: 1"), "{out}");
+    // ...and the bridged chain, once ended, left nothing.
+    assert!(out.contains("left: []"), "{out}");
+}
