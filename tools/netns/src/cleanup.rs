@@ -2,11 +2,12 @@
 //! network namespace is gone, and `netns gc [--prune]`.
 //!
 //! Two paths, so that a SIGKILL at any moment never breaks the next run:
-//! - a tiny watcher, double-forked before the unshare (so it lives in the host namespace and is
-//!   nobody's child in the container) and re-executed as `netns gc --watch` (a fresh, small
-//!   process): it waits on a pidfd of the container's process, then for the kernel to delete
-//!   the container's veth (the namespace is gone: no process and no pin holds it any more), and
-//!   releases the lease;
+//! - a tiny watcher: forked by the chain's supervisor as it ends (a chain with `pidns`), or,
+//!   without a supervisor, double-forked before the unshare (so it lives in the host namespace
+//!   and is nobody's child in the container) and re-executed as `netns gc --watch` (a fresh,
+//!   small process) that waits on a pidfd of the container's process. Then it waits for the
+//!   kernel to delete the container's veth (the namespace is gone: no process and no pin
+//!   holds it any more) and releases the lease;
 //! - lazy collection: a bridge-mode start that finds no address free (or asks for `--ip` or
 //!   `-p`, checked against every lease) and `netns gc` release, under the lock, the leases
 //!   whose veth no longer exists (a SIGKILLed watcher, a crash in the middle of a setup).
@@ -284,9 +285,8 @@ impl Watcher {
 }
 
 /// The chain's supervisor forked by netns (common::sup): waits for the container, runs the
-/// work handed to it, then starts the watcher with the lease the child sent (it waits for
-/// the supervisor's exit and the veth's deletion, and keeps the ports until then) and exits
-/// with the container's status.
+/// work handed to it, then forks the watcher with the lease the child sent (it waits for the
+/// veth's deletion and keeps the ports until then) and exits with the container's status.
 pub fn supervise(
     mut supervisor: common::sup::Supervisor,
     targets: Channel,
@@ -302,18 +302,80 @@ pub fn supervise(
         .ok()
         .and_then(|()| targets.recv::<Target>().ok().flatten());
     drop(targets);
-    match spawn_watcher(&held) {
-        Ok(watcher) => {
-            if let Some(target) = target {
-                let _ = watcher.channel.send(&target);
+    match target {
+        // The usual end: this process forks the watcher (no exec of a fresh program: a
+        // thousand containers ending at once paid a thousand execs) and exits.
+        Some(target) => become_watcher_child(target, held),
+        // The setup failed: an exec'd watcher collects whatever it left.
+        None => {
+            if let Err(e) = spawn_watcher(&held) {
+                report::warning(format_args!("unable to start the cleanup watcher: {e:#}"));
             }
+            drop(held);
         }
-        Err(e) => report::warning(format_args!("unable to start the cleanup watcher: {e:#}")),
     }
-    drop(held);
     // SAFETY: _exit ends the supervisor without running the chain's destructors (their fds
     // were closed by number in keep_only).
     unsafe { libc::_exit(i32::from(ended.code)) }
+}
+
+/// Forks the watcher of `target` from the ending supervisor: in the child (a new session,
+/// stdin and stdout on /dev/null, stderr too unless debugging, no signal blocked, named as
+/// the exec'd watcher) it releases the lease once the veth is gone and exits; the parent
+/// returns at once (to exit with the container's status). The supervisor has shed its memory
+/// (common::resident), so the child is as small as an exec'd watcher without paying for
+/// the exec. If the fork fails, the watcher is exec'd as before.
+fn become_watcher_child(target: Target, held: Vec<OwnedFd>) {
+    // SAFETY: the supervisor is single-threaded (a fork of the netns link, which starts no
+    // thread); the child only makes system calls and runs the watcher's plain Rust code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => drop(held),
+        Ok(nix::unistd::ForkResult::Child) => {
+            detach_as_watcher();
+            let code = match release_when_gone(&target, held) {
+                Ok(()) => 0,
+                Err(e) => {
+                    e.print();
+                    1
+                }
+            };
+            // SAFETY: _exit ends the watcher without the supervisor's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => {
+            debug::note(format_args!(
+                "fork of the cleanup watcher failed ({e}): exec it"
+            ));
+            match spawn_watcher(&held) {
+                Ok(watcher) => {
+                    let _ = watcher.channel.send(&target);
+                }
+                Err(e) => {
+                    report::warning(format_args!("unable to start the cleanup watcher: {e:#}"))
+                }
+            }
+        }
+    }
+}
+
+/// What `common::detached` gives an exec'd watcher, for the forked one: its own session (a
+/// terminal's signals for the caller's group do not reach it), no descriptor of the caller's
+/// (a pipe it reads would not see its end), no blocked signal, and its name.
+fn detach_as_watcher() {
+    let _ = nix::unistd::setsid();
+    let _ = common::signals::restore(&common::signals::Set::empty());
+    let _ = nix::sys::prctl::set_name(c"netns-gc-watch");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let last = if debug::enabled() { 1 } else { 2 };
+        for fd in 0..=last {
+            // SAFETY: dup2 onto a standard descriptor this process owns.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
 }
 
 fn pidfd_self() -> anyhow::Result<OwnedFd> {
@@ -366,6 +428,12 @@ fn watch() -> Result<(), Fatal> {
     };
     wait_readable(&pidfd);
     drop(pidfd);
+    release_when_gone(&target, held)
+}
+
+/// Waits for the target's veth to be deleted (its namespace is gone), frees its ports and
+/// releases its lease.
+fn release_when_gone(target: &Target, held: Vec<OwnedFd>) -> Result<(), Fatal> {
     let mut events =
         Rtnl::open_link_deletion(target.ifindex).context("unable to watch link events")?;
     let mut rtnl = Rtnl::open().context("unable to open a netlink socket")?;
