@@ -1613,6 +1613,71 @@ fn a_network_namespace_is_joined_by_path() {
 }
 
 #[test]
+fn a_mount_namespace_is_joined_by_path_and_the_root_set_up_inside_it() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/mnt; cat /data/f; grep -c ' /data ' /proc/self/mountinfo",
+    ]);
+    let data = b.path().join("root/data");
+    std::fs::create_dir(&data).unwrap();
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    // Another's mount namespace (as a sandbox holds one), with a tmpfs mounted only there.
+    let script = format!(
+        "mount -t tmpfs -o size=1m only-there {0} && echo here > {0}/f && echo ready && exec sleep 1000",
+        data.display()
+    );
+    let mut holder = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n", "the holder did not mount its tmpfs");
+    let ns = format!("/proc/{}/ns/mnt", holder.id());
+    let want = std::fs::read_link(&ns).unwrap();
+    assert!(!data.join("f").exists(), "the tmpfs shows on the host");
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != "mount");
+        list.push(serde_json::json!({"type": "mount", "path": ns}));
+    });
+    let (code, err) = b.status(&["run", "m1"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(0), "run failed: {err}");
+    assert_eq!(
+        b.output(),
+        format!("{}\nhere\n1\n", want.to_string_lossy()),
+        "not the namespace of the path, or its tmpfs not seen"
+    );
+    assert!(!data.join("f").exists(), "the tmpfs shows on the host");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
+    // A new user namespace would hold no right over the joined one: refused before anything.
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.push(serde_json::json!({"type": "user"}));
+        c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+        c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    });
+    let out = run(&mut b.nsoci(&["run", "--bundle", b.path().to_str().unwrap(), "m2"]));
+    fails(
+        &out,
+        "a mount namespace joined by path needs the user namespace",
+    );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
 fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
     if !(need::root() && need::busybox()) {
         return;
