@@ -23,7 +23,7 @@ impl Bundle {
             dir.path(),
             &[
                 "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir", "ls", "readlink",
-                "tty",
+                "tty", "stty", "touch",
             ],
         );
         let bundle = Bundle { dir };
@@ -268,6 +268,60 @@ fn foreground_run_passes_signals_to_the_payload_and_returns_its_status() {
     assert_eq!(status.code(), Some(42), "{err}");
     assert_eq!(b.output(), "ready\ngot HUP\ngot USR1\n");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
+fn a_signal_while_the_container_is_created_is_not_lost_and_leaves_nothing_half_made() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "trap 'exit 7' TERM; echo up; sleep 1000 & wait"]);
+    // A createRuntime hook holds the creation (the init made, stopped before pivot_root)
+    // until the test has sent its signal.
+    let (held, go) = (b.path().join("held"), b.path().join("go"));
+    let hook = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.01; done",
+        held.display(),
+        go.display()
+    );
+    b.edit(|c| {
+        c["hooks"] =
+            serde_json::json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]});
+    });
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    let during_create = |verb: &[&str], id: &str| {
+        let _ = std::fs::remove_file(&held);
+        let _ = std::fs::remove_file(&go);
+        let mut nsoci = b
+            .nsoci(verb)
+            .arg("--bundle")
+            .arg(b.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(File::create(b.path().join("out")).unwrap())
+            .stderr(File::create(b.path().join("nsoci.err")).unwrap())
+            .spawn()
+            .unwrap();
+        b.wait_for("the hook", || held.exists());
+        ok(Command::new("kill").args(["-TERM", &nsoci.id().to_string()]));
+        std::fs::write(&go, "").unwrap();
+        let status = nsoci.wait().unwrap();
+        let err = std::fs::read_to_string(b.path().join("nsoci.err")).unwrap();
+        (status, err)
+    };
+    // Foreground run: the SIGTERM waits for the payload and reaches its trap.
+    let (status, err) = during_create(&["run"], "s1");
+    assert_eq!(status.code(), Some(7), "{status:?} {err}");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // Detached create: the container is removed, then the signal ends nsoci.
+    let (status, err) = during_create(&["create"], "s2");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM),
+        "{status:?} {err}"
+    );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
 
 #[test]
@@ -1211,6 +1265,55 @@ fn console_socket_gets_a_pty_of_the_containers_devpts() {
     assert_eq!(code, Some(125));
     assert!(err.contains("without setting console socket"), "{err}");
     assert!(b.left().is_empty());
+}
+
+#[test]
+fn foreground_run_with_a_terminal_proxies_the_callers_and_follows_its_size() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo tty=$(tty); echo size=$(stty size); read line; echo size=$(stty size) got=$line; exit 3",
+    ]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    // As runc: a terminal with nowhere to send it and nobody to proxy it is refused.
+    for args in [&["create"][..], &["run", "--detach"][..]] {
+        let (code, err) = b.status(&[args, &["t0"]].concat());
+        assert_eq!(code, Some(125), "{err}");
+        assert!(
+            err.contains("cannot allocate tty if runc will detach without setting console socket"),
+            "{err}"
+        );
+        assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    }
+    // In the foreground, on the user's terminal: nsoci's own pty, the caller's proxied.
+    let mut term = term::Term::new();
+    let mut cmd = b.nsoci(&["run", "--bundle"]);
+    cmd.arg(b.path()).arg("t1");
+    let mut nsoci = term.spawn(&mut cmd);
+    term.wait_for(&format!("size={} {}", term::ROWS, term::COLS));
+    // The window changes while it runs: the container's pty follows (SIGWINCH to nsoci).
+    term.resize(40, 100);
+    term.write("hello\r");
+    let status = term.wait_exit(&mut nsoci);
+    assert_eq!(status.code(), Some(3), "{}", term.shown);
+    assert!(
+        term.shown.contains("size=40 100 got=hello"),
+        "{}",
+        term.shown
+    );
+    let tty = term.shown.split("tty=").nth(1).unwrap_or("").lines().next();
+    assert!(
+        tty.is_some_and(|t| t.starts_with("/dev/pts/")),
+        "not a terminal: {}",
+        term.shown
+    );
+    assert!(term.cooked(), "the caller's terminal was left raw");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
 
 #[test]
