@@ -1915,6 +1915,67 @@ fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
 }
 
 #[test]
+fn ids_are_looked_up_directly_not_by_scanning_the_chains() {
+    if !(need::root() && need::busybox() && require(have("strace"), "strace")) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b.status(&["create", "other"]).0, Some(0));
+    let registration = |id: &str| {
+        let text = std::fs::read(b.state_root().join(id).join("state.json")).unwrap();
+        let record: Value = serde_json::from_slice(&text).unwrap();
+        record["chain"].as_str().map(str::to_owned)
+    };
+    let other = registration("other").expect("other's chain is registered");
+    // What nsoci itself (not its chain's links) opens and lists, per command.
+    let traced = |args: &[&str]| {
+        let trace = b.path().join("trace");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-e", "trace=%file,getdents64", "-o"])
+            .arg(&trace);
+        cmd.arg(bin("nsoci"))
+            .arg("--root")
+            .arg(b.state_root())
+            .args(args);
+        with_env(&mut cmd, b.path());
+        let err = b.path().join("trace.err");
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let said = std::fs::read_to_string(&err).unwrap();
+        assert!(status.success(), "{args:?}: {status:?} {said}");
+        std::fs::read_to_string(&trace).unwrap()
+    };
+    let trace = traced(&["create", "--bundle", b.path().to_str().unwrap(), "c1"]);
+    let own = registration("c1").expect("c1's chain is recorded at create");
+    assert!(
+        !trace.contains(&other),
+        "create scanned other chains:\n{trace}"
+    );
+    let state_json = b.state_root().join("c1/state.json").display().to_string();
+    for args in [&["state", "c1"][..], &["kill", "c1", "KILL"][..]] {
+        let trace = traced(args);
+        assert!(trace.contains(&state_json), "{args:?}:\n{trace}");
+        assert!(!trace.contains("/chains"), "{args:?} read chains:\n{trace}");
+    }
+    b.wait_status("c1", "stopped");
+    let trace = traced(&["delete", "c1"]);
+    assert!(
+        trace.contains(&own),
+        "delete left its registration:\n{trace}"
+    );
+    assert!(
+        !trace.contains(&other),
+        "delete scanned other chains:\n{trace}"
+    );
+    ok(&mut b.nsoci(&["delete", "--force", "other"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
 fn exec_preserve_fds_passes_fd_3_to_the_process() {
     if !(need::root() && need::busybox()) {
         return;
