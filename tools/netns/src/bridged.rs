@@ -6,9 +6,8 @@
 //! plan the bridge's subnet; claim the address (exclusive creation); check the ports
 //! bridge (if missing), ip_forward, nft table and bridge elements if missing; unlock
 //! nft port elements; fork the cleanup watcher; unshare (+ pin)
-//! IPv6 off by default in the new namespace; veth: host end on the bridge, peer created as
-//! eth0 directly in the new namespace
-//! IPv6 off on the host end (back in the host namespace for it); eth0 was born without it
+//! veth: host end on the bridge, peer created as eth0 directly in the new namespace
+//! IPv6 off on the host end (back in the host namespace for it) and on eth0
 //! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
 //! ```
 
@@ -398,11 +397,6 @@ fn setup(
     undo.entered = true;
     let own_ns =
         File::open("/proc/self/ns/net").context("unable to open the new network namespace")?;
-    // eth0 takes its IPv6 settings from the namespace's `default` when it is made: off from
-    // the start, without a write on eth0 itself (the kernel takes the global rtnl lock for
-    // that and, while another start holds it, restarts the write in a loop: hundreds of
-    // starts at once spin there).
-    crate::ipv6::disable("default")?;
     debug::step("create veth", || {
         host.create_veth(
             &lease.veth,
@@ -420,6 +414,7 @@ fn setup(
     undo.veth = Some(veth.index);
     // Before the links are up: neither ever gets a link-local address (see ipv6.rs).
     in_namespace(host_ns, &own_ns, || crate::ipv6::disable(&lease.veth))?;
+    crate::ipv6::disable(PEER)?;
     debug::step("veth up", || {
         host.set_port_up_hairpin(veth.index, !args.icc)
     })
