@@ -30,6 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cli::Status;
 use crate::handdown::Handdown;
 use crate::handoff::Context;
 use std::sync::OnceLock;
@@ -47,7 +48,7 @@ pub const MULTI_CALL: &str = "nschain";
 #[derive(Debug)]
 pub enum Outcome {
     /// The process exits with this status (a failed link, `pidns`'s monitor, `nsps`).
-    Exit(ExitCode),
+    Exit(Status),
     /// The next link runs in this process.
     Continue(Handoff),
 }
@@ -128,17 +129,23 @@ impl Links {
 /// off in this process, until one execs for real or exits.
 pub fn dispatch(links: &'static Links) -> ExitCode {
     let _ = EXEC_USERNS.set(userns_inode());
-    let mut next = Handoff {
+    let first = Handoff {
         argv: std::env::args_os().collect(),
         handdown: Handdown::from_env(),
         registrations: Vec::new(),
     };
+    ExitCode::from(run(first, links))
+}
+
+/// Runs the link `next.argv` names, then each link handed off in this process, until one
+/// execs for real or exits: returns the status to exit with.
+fn run(mut next: Handoff, links: &'static Links) -> Status {
     loop {
         let (_, entry, own) = match links.select(next.argv) {
             Ok(selected) => selected,
             Err(message) => {
                 eprintln!("{}: fatal: {message}", report::tool());
-                return ExitCode::from(exit::FAILURE);
+                return exit::FAILURE;
             }
         };
         next.argv = own;
@@ -147,6 +154,22 @@ pub fn dispatch(links: &'static Links) -> ExitCode {
             Outcome::Continue(handoff) => next = handoff,
         }
     }
+}
+
+/// For a forked process that starts the next link itself, where an exec would start it
+/// afresh (pidns's container process): when `command` can run in this process, leaves the
+/// state an exec would, runs it (and every link it hands off to) and returns the status to
+/// exit with; `None` when it must be a real exec. What the link before the fork hands down
+/// was exported before the fork ([`Context::export_handdown`]), so the next link takes it
+/// from the environment and inherited fds, as after an exec.
+pub fn run_forked(command: &[OsString], links: &'static Links) -> Option<Status> {
+    let argv = try_hand_off(command, links, &[])?;
+    let first = Handoff {
+        argv,
+        handdown: Handdown::from_env(),
+        registrations: Vec::new(),
+    };
+    Some(run(first, links))
 }
 
 /// The links that make processes of this memory not dumpable: pidns's init (a fork that
@@ -195,11 +218,22 @@ pub(crate) fn hand_off(
     keep: &[std::os::fd::RawFd],
 ) -> Option<Vec<OsString>> {
     let links = cx.links()?;
-    if exec_links_forced() {
+    if let Some(why) = cx.real_exec_reason() {
+        if !exec_links_forced() {
+            debug::note(format_args!("real exec: {why}"));
+        }
         return None;
     }
-    if let Some(why) = cx.real_exec_reason() {
-        debug::note(format_args!("real exec: {why}"));
+    try_hand_off(command, links, keep)
+}
+
+/// The checks and the state of [`hand_off`], for a link that may hand off in process.
+fn try_hand_off(
+    command: &[OsString],
+    links: &Links,
+    keep: &[std::os::fd::RawFd],
+) -> Option<Vec<OsString>> {
+    if exec_links_forced() {
         return None;
     }
     let plan = match Plan::check(command, links) {
@@ -377,7 +411,7 @@ mod tests {
     }
 
     fn dummy(_: Handoff, _: &'static Links) -> Outcome {
-        Outcome::Exit(ExitCode::SUCCESS)
+        Outcome::Exit(0)
     }
 
     static TABLE: Links = Links {

@@ -130,7 +130,13 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // goes down as at any real exec.
     cx.export_handdown()?;
     let adopter = handover.as_mut().and_then(handover::Handover::take_pidfd);
-    let (pid, mut monitor) = wiring.fork(&link, role, &args, after, adopter)?;
+    let inside = Inside {
+        role,
+        after,
+        adopter,
+        links: cx.links(),
+    };
+    let (pid, mut monitor) = wiring.fork(&link, &args, inside)?;
     if let Some(handover) = handover {
         // The chain's supervisor waits for the container: this process ends here.
         if let Err(fatal) = handover.hand_over(&link, helper, pid, role, &monitor.channel) {
@@ -194,6 +200,17 @@ struct Wiring {
     foreground: bool,
 }
 
+/// What the container's first process is given besides the wiring.
+struct Inside {
+    role: Role,
+    /// The socket for work after the container, handed down inside.
+    after: Option<common::after::Offer>,
+    /// The chain's supervisor, which adopts the container (common::sup).
+    adopter: Option<std::os::fd::OwnedFd>,
+    /// The multi-call table: the next link may run in the container's process.
+    links: Option<&'static common::inprocess::Links>,
+}
+
 /// The monitor's side after the fork.
 struct Monitor {
     signalfd: signals::SignalFd,
@@ -238,14 +255,13 @@ impl Wiring {
 
     /// Forks the container's first process (which never returns here); the monitor keeps its
     /// ends.
-    fn fork(
-        self,
-        link: &Link,
-        role: Role,
-        args: &Args,
-        after: Option<common::after::Offer>,
-        adopter: Option<std::os::fd::OwnedFd>,
-    ) -> Result<(Pid, Monitor), Fatal> {
+    fn fork(self, link: &Link, args: &Args, inside: Inside) -> Result<(Pid, Monitor), Fatal> {
+        let Inside {
+            role,
+            after,
+            adopter,
+            links,
+        } = inside;
         // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
         let forked = unsafe { fork() }.map_err(|errno| {
             let fatal = Fatal::from(errno).context("unable to fork the container's first process");
@@ -277,6 +293,7 @@ impl Wiring {
                     channel: self.theirs,
                     mask: self.mask,
                     sigchld: self.sigchld,
+                    links,
                 })
             }
             ForkResult::Parent { child } => {
