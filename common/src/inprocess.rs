@@ -258,6 +258,8 @@ struct Plan {
     argv: Vec<OsString>,
     comm: CString,
     caps: exec_state::ExecCaps,
+    /// The signals caught now (`SigCgt`), which the hand-off resets.
+    caught: u64,
 }
 
 impl Plan {
@@ -299,6 +301,7 @@ impl Plan {
         let status = exec_state::own_status()?;
         exec_state::single_threaded_without_seccomp(&status)?;
         let caps = exec_state::ExecCaps::compute(&status)?;
+        let caught = exec_state::caught_signals(&status)?;
         let base = Path::new(program)
             .file_name()
             .unwrap_or(program)
@@ -312,6 +315,7 @@ impl Plan {
             argv: command.to_vec(),
             comm,
             caps,
+            caught,
         })
     }
 
@@ -321,7 +325,7 @@ impl Plan {
             exec_state::close_cloexec_fds(keep);
         }
         if !knobs.skip("signals") {
-            exec_state::reset_signals()?;
+            exec_state::reset_signals(self.caught)?;
         }
         if !knobs.skip("keepcaps") {
             nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;

@@ -99,28 +99,35 @@ pub fn close_cloexec_fds(keep: &[i32]) {
     }
 }
 
-/// Resets every caught signal to its default, as execve does (ignored ones stay ignored, the
-/// mask stays), then SIGPIPE ignored as every Rust program's start sets it. SIGSEGV and
-/// SIGBUS keep the Rust runtime's stack-overflow handler, which a fresh start installs too.
-pub fn reset_signals() -> Result<(), String> {
+/// The signals this process catches (a handler of its own), from `SigCgt` of `status`
+/// ([`own_status`]): bit `n - 1` is signal `n`.
+pub fn caught_signals(status: &str) -> Result<u64, String> {
+    status_field(status, "SigCgt")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .ok_or_else(|| "no SigCgt in /proc/self/status".into())
+}
+
+/// Resets every caught signal (`caught`: [`caught_signals`], read with the plan) to its
+/// default, as execve does (ignored ones stay ignored, the mask stays), then SIGPIPE ignored
+/// as every Rust program's start sets it. SIGSEGV and SIGBUS keep the Rust runtime's
+/// stack-overflow handler, which a fresh start installs too. Only the caught ones are
+/// touched: the kernel's list is exact, so asking each of the 64 signals is not needed.
+pub fn reset_signals(caught: u64) -> Result<(), String> {
     for sig in 1..=libc::SIGRTMAX() {
-        if [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS].contains(&sig) {
+        if caught & (1u64 << (sig - 1)) == 0
+            || [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS].contains(&sig)
+        {
             continue;
         }
-        // SAFETY: sigaction is plain data; all-zero is a valid initial value.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reads the disposition into `old`; a signal number the C library reserves
-        // fails with EINVAL and is skipped.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        if old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: as above; the zeroed action is SIG_DFL with an empty mask and no flags.
+        // SAFETY: sigaction is plain data; the zeroed action is SIG_DFL with an empty mask
+        // and no flags.
         let default: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: sets the default action for a valid, catchable signal.
+        // SAFETY: sets the default action for a catchable signal; a number the C library
+        // reserves for itself fails with EINVAL and is left to it.
         if unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) } != 0 {
+            if Errno::last() == Errno::EINVAL {
+                continue;
+            }
             return Err(format!("signal {sig}: {}", Errno::last()));
         }
     }

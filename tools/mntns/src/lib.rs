@@ -766,6 +766,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         tty: None,
         profile: None,
         gate: start::Gate::default(),
+        bounding: Default::default(),
     }
 }
 
@@ -1182,6 +1183,7 @@ fn run_join(
         tty: args.console_fd.map(tty::console).transpose()?,
         profile: None,
         gate,
+        bounding: Default::default(),
     };
     // The container's own profile, unless --seccomp chooses another.
     let seccomp = match &args.seccomp {
