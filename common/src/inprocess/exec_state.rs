@@ -38,7 +38,7 @@ const SECBIT_KEEP_CAPS: libc::c_int = 1 << 4;
 /// This process's /proc/self/status, read once per hand-off (each read costs the kernel a
 /// walk of the whole task).
 pub fn own_status() -> Result<String, String> {
-    std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())
+    crate::procfs::read("/proc/self/status").map_err(|e| e.to_string())
 }
 
 /// One thread (exec would kill the others), no seccomp filter, no securebits, and the same
@@ -262,7 +262,7 @@ const PR_SET_MM_MAP: libc::c_ulong = 14;
 /// memory map is rewritten with `PR_SET_MM_MAP` (no privilege needed: the exe link, the
 /// auxiliary vector and the data limits stay as they are).
 pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let stat = crate::procfs::read("/proc/self/stat").map_err(|e| e.to_string())?;
     let after_comm = stat.rsplit_once(')').ok_or("unreadable /proc/self/stat")?.1;
     let fields: Vec<u64> = after_comm
         .split_whitespace()
