@@ -6,7 +6,7 @@
 //! - `NSCHAIN_EXEC_LINKS` is not `1`, and the link did not ask for a real exec
 //!   ([`crate::Context::exec_for_real`]: userns when execve would change its capabilities,
 //!   mntns changes the root or the credentials, timens's clocks take effect at exec; pidns's
-//!   child execs itself);
+//!   container process, a fork that returns no `Next`, asks through [`run_forked`]);
 //! - the next link is not one that makes processes of this memory not dumpable (pidns's
 //!   init, mntns and its layer cleaner) while the user namespace differs from the one of
 //!   the last execve ([`NOT_DUMPABLE_LINKS`]);
