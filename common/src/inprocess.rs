@@ -281,8 +281,7 @@ impl Plan {
                 name.to_string_lossy()
             ));
         }
-        let path = resolve(program).ok_or("COMMAND not found in PATH")?;
-        let file = std::fs::metadata(&path).map_err(|e| e.to_string())?;
+        let (path, file) = resolve(program).ok_or("COMMAND not found in PATH")?;
         let me = std::fs::metadata("/proc/self/exe").map_err(|e| e.to_string())?;
         if (file.dev(), file.ino()) != (me.dev(), me.ino()) {
             return Err(format!("{} is another program", path.display()));
@@ -349,26 +348,28 @@ fn link_name(command: &[OsString]) -> Option<&OsStr> {
     Some(base)
 }
 
-/// The file exec would run for `program`: itself if it holds a `/`, else the first
-/// executable regular file of that name in `PATH` (execvp's default path when unset).
-fn resolve(program: &OsStr) -> Option<PathBuf> {
+/// The file exec would run for `program`, with its metadata: itself if it holds a `/`, else
+/// the first executable regular file of that name in `PATH` (execvp's default path when
+/// unset).
+fn resolve(program: &OsStr) -> Option<(PathBuf, std::fs::Metadata)> {
     if program.as_bytes().contains(&b'/') {
-        return Some(PathBuf::from(program));
+        let path = PathBuf::from(program);
+        let file = std::fs::metadata(&path).ok()?;
+        return Some((path, file));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| {
-            if dir.as_os_str().is_empty() {
-                PathBuf::from(program)
-            } else {
-                dir.join(program)
-            }
-        })
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                && nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
-        })
+    std::env::split_paths(&path).find_map(|dir| {
+        let candidate = if dir.as_os_str().is_empty() {
+            PathBuf::from(program)
+        } else {
+            dir.join(program)
+        };
+        let file = std::fs::metadata(&candidate).ok()?;
+        let runnable = file.is_file()
+            && file.permissions().mode() & 0o111 != 0
+            && nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok();
+        runnable.then_some((candidate, file))
+    })
 }
 
 /// Bytes of an argv or environment as the kernel lays them out: each entry NUL-terminated.
@@ -440,7 +441,9 @@ mod tests {
     fn a_bare_name_resolves_through_path_to_an_executable() {
         assert!(resolve(OsStr::new("sh")).is_some());
         assert!(resolve(OsStr::new("no-such-program-here")).is_none());
-        assert_eq!(resolve(OsStr::new("./x")), Some(PathBuf::from("./x")));
+        assert!(resolve(OsStr::new("./no-such-program-here")).is_none());
+        let (path, _) = resolve(OsStr::new("/bin/sh")).unwrap_or_else(|| unreachable!());
+        assert_eq!(path, PathBuf::from("/bin/sh"));
     }
 
     #[test]
