@@ -218,11 +218,16 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
 pub fn exec_forked(command: Vec<OsString>, links: Option<&'static Links>) -> Fatal {
     crate::link_trace::plant();
     let command = exec::command_or_shell(command);
-    if let Some(status) = links.and_then(|links| inprocess::run_forked(&command, links)) {
-        // As after an exec, nothing of the link before runs again (no destructor of its).
-        std::process::exit(status.into());
+    // As after an exec, nothing of the link before runs again: no destructor of the frames
+    // below, not even when a later link panics (the status of a panic, 101, as if exec'd).
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        links.and_then(|links| inprocess::run_forked(&command, links))
+    }));
+    match ran {
+        Ok(Some(status)) => std::process::exit(status.into()),
+        Ok(None) => exec::exec(command),
+        Err(_) => std::process::exit(101),
     }
-    exec::exec(command)
 }
 
 /// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
