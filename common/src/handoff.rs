@@ -223,11 +223,14 @@ pub fn exec_forked(command: Vec<OsString>, links: Option<&'static Links>) -> Fat
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         links.and_then(|links| inprocess::run_forked(&command, links))
     }));
-    match ran {
-        Ok(Some(status)) => std::process::exit(status.into()),
-        Ok(None) => exec::exec(command),
-        Err(_) => std::process::exit(101),
-    }
+    let status = match ran {
+        Ok(Some(status)) => status,
+        Ok(None) => return exec::exec(command),
+        Err(_) => 101,
+    };
+    // What the links printed is all that runs at this exit (std's end of `main` does this).
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    crate::sys::process::exit_group(status.into())
 }
 
 /// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
