@@ -45,7 +45,8 @@ pub fn step<T>(what: impl Display, f: impl FnOnce() -> T) -> T {
 /// Prints one trace line in one write: the processes of a chain (pidns's monitor, its
 /// container) trace to the same stderr at once, and a line written in pieces interleaves.
 fn say(line: std::fmt::Arguments<'_>) {
-    eprint!("{}", format!("{line}\n"));
+    let line = format!("{line}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Traces a single event with the time since the tool started.
