@@ -1,8 +1,9 @@
 //! Inside the namespace: the tiny init (PID 1) and COMMAND (PID 2), or COMMAND alone
 //! (`--no-init`: PID 1; `--join`: a process of the joined namespace).
 //!
-//! Everything here runs in a forked copy of the monitor and ends in exec or `_exit`: it never
-//! returns into `main`.
+//! Everything here runs in a forked copy of the monitor and ends in exec, in the next link
+//! run in this process (common::handoff::exec_forked, which ends it with the chain's status)
+//! or in `_exit`: it never returns into `main`.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -115,8 +116,9 @@ fn adopted(child: &Child, adopter: OwnedFd) {
     tie(child, &adopter, "the chain's supervisor");
 }
 
-/// COMMAND: own process group if asked, then exec with the signal mask and SIGPIPE restored
-/// (std's exec does both; the dispositions were never changed on this side of the fork).
+/// COMMAND: own process group if asked, then exec (or the next link in this process) with
+/// the caller's signal mask and SIGCHLD disposition restored (the other dispositions were
+/// never changed on this side of the fork).
 fn command(child: Child) -> ! {
     if child.pgroup {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
