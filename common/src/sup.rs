@@ -31,7 +31,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::after::{Adoption, Listener, Message, Offer};
 use crate::handdown::Slot;
 use crate::signals::{self, SignalFd};
-use crate::{chain, debug, exit, report, Context, Fatal};
+use crate::{chain, debug, exit, report, resident, Context, Fatal};
 
 /// Names the chain's supervisor (its host pid) for the later links: set by the link that
 /// forked it, taken by the `pidns` that hands it the container.
@@ -42,6 +42,9 @@ pub struct Supervisor {
     child: Pid,
     signalfd: SignalFd,
     listener: Listener,
+    /// What the supervisor gives back after each event, read once from /proc/self/smaps
+    /// (its mappings do not change while it serves).
+    resident: resident::Plan,
 }
 
 /// How the container ended.
@@ -82,6 +85,7 @@ pub fn fork_supervisor(cx: &mut Context) -> Result<Option<Supervisor>, Fatal> {
                 child,
                 signalfd: signals.signalfd,
                 listener,
+                resident: resident::Plan::trim_only(),
             }))
         }
     }
@@ -106,13 +110,14 @@ impl Supervisor {
     /// Closes every descriptor but stdio, its own and `keep` (the setup's sockets, files and
     /// locks of the link that forked it), and leaves nothing else of the caller's open. The
     /// caller must not use or drop the objects that owned them (it ends with `_exit`).
-    pub fn keep_only(&self, keep: &[RawFd]) {
+    pub fn keep_only(&mut self, keep: &[RawFd]) {
         let own = [self.signalfd.raw(), self.listener.as_fd().as_raw_fd()];
         let kept: Vec<RawFd> = keep.iter().chain(&own).copied().collect();
         crate::sys::fs::close_all_above_stdio_but(&kept);
         // What the setup allocated and touched goes back to the kernel: the supervisor
         // stays small while it idles.
-        crate::resident::shed();
+        self.resident = resident::plan();
+        self.resident.apply();
     }
 
     /// Waits for the container: forwards the signals a process sends (to the child, then to
@@ -152,8 +157,9 @@ impl Supervisor {
                     return (Ended { code }, adopted);
                 }
             }
-            // Taking the adoption and reaping pidns ran code the fork had not: back to idle.
-            crate::resident::shed();
+            // Taking the adoption and reaping pidns ran code the fork had not: back to idle
+            // (the plan of keep_only: no file read, no allocation per event).
+            self.resident.apply();
         }
     }
 

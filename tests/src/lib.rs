@@ -6,6 +6,7 @@
 //! by hand and FAILS when `CI` is set.
 
 use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -343,6 +344,65 @@ pub fn shown(cmd: &Command) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The text of section `name` of a script's output: the lines after its `==NAME==` header,
+/// up to the next header, trimmed. Panics (with the whole output) when there is none.
+pub fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let start = out
+        .find(&format!("=={name}==\n"))
+        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
+        + name.len()
+        + 5;
+    let rest = &out[start..];
+    rest.find("\n==").map_or(rest, |end| &rest[..end]).trim()
+}
+
+/// Waits until the chain registered at `chain` (`STATE/run/chains/NAME`) has the record of
+/// namespace `kind`: its link is set up. Panics after a generous deadline (a loaded machine
+/// starts chains slowly; a chain that never registers fails).
+pub fn wait_for_record(chain: &Path, kind: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !chain.has_record(kind) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not register {kind}",
+            chain.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A new pty pair of `rows` x `cols`: (master, slave), both close-on-exec, the master
+/// non-blocking (the slave's file description stays blocking).
+pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (-1, -1);
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: F_SETFD on our own fd.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: O_NONBLOCK on the master's own file description.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    (master, slave)
 }
 
 /// A chain's registration directory, read as nsps reads it: one record per `KIND.json`, or
