@@ -283,7 +283,7 @@ fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    lab.wait_registered(&name);
+    lab.wait_registered(name);
     child
 }
 
