@@ -182,20 +182,9 @@ impl TakenOver {
 /// process the caller waits on ends the container), checked against a parent already gone;
 /// `parent_name` names it in that error ("the chain's supervisor").
 pub fn die_with(parent: Pid, parent_name: &str) -> Result<(), Fatal> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(Fatal::from(io::Error::last_os_error())
-            .context("unable to set the parent-death signal"));
-    }
+    crate::sys::process::kill_me_with_parent().map_err(|e| {
+        Fatal::from(io::Error::from(e)).context("unable to set the parent-death signal")
+    })?;
     if nix::unistd::getppid() != parent {
         return Err(Fatal::new(format!("{parent_name} has exited")));
     }
