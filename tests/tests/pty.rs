@@ -6,7 +6,7 @@
 
 mod escape_common;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,7 +27,28 @@ struct Term {
 
 impl Term {
     fn new() -> Term {
-        let (master, slave) = nschain_tests::openpty(ROWS, COLS);
+        let (mut master, mut slave) = (-1, -1);
+        let ws = winsize(ROWS, COLS);
+        // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just returned by openpty and are owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        for fd in [&master, &slave] {
+            // SAFETY: F_SETFD on our own fd.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        // SAFETY: O_NONBLOCK on the master's own file description.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         Term {
             master,
             slave,
@@ -170,7 +191,12 @@ fn start(lab: &Lab, argv: &[String], name: &str, kind: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    nschain_tests::wait_for_record(&lab.chain_dir(name), kind);
+    let registration = lab.state.join("run/chains").join(name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !registration.has_record(kind) {
+        assert!(Instant::now() < deadline, "{name} did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child
 }
 
