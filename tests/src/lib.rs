@@ -6,7 +6,6 @@
 //! by hand and FAILS when `CI` is set.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 pub mod audit;
 pub mod need;
 pub mod roots;
+pub mod term;
 
 pub use serde_json::Value;
 
@@ -371,38 +371,6 @@ pub fn wait_for_record(chain: &Path, kind: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// A new pty pair of `rows` x `cols`: (master, slave), both close-on-exec, the master
-/// non-blocking (the slave's file description stays blocking).
-pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (-1, -1);
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &ws,
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just returned by openpty and are owned by nobody else.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [&master, &slave] {
-        // SAFETY: F_SETFD on our own fd.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    // SAFETY: O_NONBLOCK on the master's own file description.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    (master, slave)
 }
 
 /// A chain's registration directory, read as nsps reads it: one record per `KIND.json`, or

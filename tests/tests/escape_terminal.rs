@@ -40,7 +40,7 @@ struct Pty {
 
 impl Pty {
     fn new() -> Pty {
-        let (master, slave) = nschain_tests::openpty(ROWS, COLS);
+        let (master, slave) = nschain_tests::term::openpty(ROWS, COLS);
         Pty { master, slave }
     }
 
