@@ -30,6 +30,9 @@ pub struct Request {
     pub no_new_keyring: bool,
     /// Where the terminal's master goes (process.terminal).
     pub console_socket: Option<PathBuf>,
+    /// `run`: this process starts what it creates, so the init needs no start gate
+    /// (exec.fifo) unless startContainer hooks must run between `ready` and the exec.
+    pub run: bool,
 }
 
 /// A created container's first process.
@@ -38,6 +41,9 @@ pub struct Init {
     /// The container's PID 1 (the user's process once started): this process's child, or
     /// an orphan given to it as a subreaper.
     pub pid: i32,
+    /// It waits at the start gate (exec.fifo) for `start`; false: it goes on to exec
+    /// process.args once set up (`run` without startContainer hooks).
+    pub gated: bool,
 }
 
 /// Creates the container; returns its init.
@@ -144,12 +150,14 @@ fn start_init(
 ) -> Result<Init, Fatal> {
     // Above the fds the payload keeps (--preserve-fds), not close-on-exec: the chain's.
     let floor = 3 + req.preserve_fds as RawFd + 16;
-    let fifo = exec_fifo(dir)?;
+    let gated = !req.run || !config.hooks.start_container.is_empty();
+    let fifo_fd = gated
+        .then(|| exec_fifo(dir).and_then(|fifo| inheritable(fifo, floor)))
+        .transpose()?;
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
-    let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
     let status_fd = inheritable(status_write.into_raw_fd(), floor)?;
     let (hook_socket, hook_fd) = if config.hooks.before_pivot() {
@@ -174,7 +182,7 @@ fn start_init(
             tools,
             bundle,
             ready_fd: ready_fd.as_raw_fd(),
-            start_fifo: fifo_fd.as_raw_fd(),
+            start_fifo: fifo_fd.as_ref().map(AsRawFd::as_raw_fd),
             status_fd: status_fd.as_raw_fd(),
             console_fd: console_fd.as_ref().map(AsRawFd::as_raw_fd),
             hook_fd: hook_fd.as_ref().map(AsRawFd::as_raw_fd),
@@ -213,7 +221,7 @@ fn start_init(
         let _ = child.wait();
     }
     match settled {
-        Ok(()) => Ok(Init { pid }),
+        Ok(()) => Ok(Init { pid, gated }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
             // SAFETY: kill(2) of the init this create started (a child, or an orphan it reaps).
@@ -243,6 +251,11 @@ fn settle(
     pipes: Pipes,
     placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
+    // With pidns, PID 1 is known within moments (its --status-fd): the state is written
+    // once it is, not first with pidns's pid (each write is a file replaced by a rename).
+    if let Some(pid1) = pipes.status.and_then(crate::pid1::read_status) {
+        *pid = pid1;
+    }
     let start_time = common::procfs::start_time(*pid as u32).unwrap_or(0);
     let mut record = Record {
         id: req.id.clone(),
@@ -262,14 +275,6 @@ fn settle(
         chain: None,
     };
     state::save(dir, &record)?;
-    if let Some(pipe) = pipes.status {
-        if let Some(pid1) = crate::pid1::read_status(pipe) {
-            *pid = pid1;
-            record.pid = pid1;
-            record.start_time = common::procfs::start_time(pid1 as u32).unwrap_or(0);
-            state::save(dir, &record)?;
-        }
-    }
     if let Some(socket) = pipes.hooks {
         // The spec: a failing hook stops the container, which is then deleted (by the caller).
         hooks::at_pivot(
