@@ -1017,7 +1017,8 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
             "poststop": [hook("poststop", &host_log)],
         })
     });
-    ok(&mut b.nsoci(&["run", "--detach", "h5"]));
+    let (code, err) = b.status(&["run", "--detach", "h5"]);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(b.state("h5")["status"], "running");
     assert!(!b.state_root().join("h5/exec.fifo").exists());
     b.wait_for("the user's process", || lines().len() == 4);
