@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 pub mod audit;
 pub mod need;
 pub mod roots;
+pub mod term;
 
 pub use serde_json::Value;
 

@@ -30,6 +30,8 @@ pub struct Request {
     pub no_new_keyring: bool,
     /// Where the terminal's master goes (process.terminal).
     pub console_socket: Option<PathBuf>,
+    /// Without a console socket: mntns's end of nsoci's own (a foreground `run`, terminal.rs).
+    pub own_terminal: Option<OwnedFd>,
     /// `run`: this process starts what it creates, so the init needs no start gate
     /// (exec.fifo) unless startContainer hooks must run between `ready` and the exec.
     pub run: bool,
@@ -41,6 +43,8 @@ pub struct Init {
     /// The container's PID 1 (the user's process once started): this process's child, or
     /// an orphan given to it as a subreaper.
     pub pid: i32,
+    /// It has a terminal (process.terminal).
+    pub terminal: bool,
     /// It waits at the start gate (exec.fifo) for `start`; false: it goes on to exec
     /// process.args once set up (`run` without startContainer hooks).
     pub gated: bool,
@@ -59,7 +63,7 @@ pub fn create(req: &Request) -> Result<Init, Fatal> {
         .as_ref()
         .filter(|p| !p.args.is_empty())
         .ok_or_else(|| Fatal::new("config.json: process.args must not be empty"))?;
-    let console = crate::exec::console(process.terminal, req.console_socket.as_deref())?;
+    let console = crate::terminal::console(process.terminal, req)?;
     config.hooks.check()?;
     let tools = tools_dir()?;
     common::state::ensure_dir(&req.root, 0o711)
@@ -199,6 +203,7 @@ fn start_init(
         process.oom_score_adj,
         placed.map(crate::cgroup::procs_files).unwrap_or_default(),
     )?;
+    let fifo_fd_taken = fifo_fd.is_some();
     drop((fifo_fd, ready_fd, status_fd, console_fd, hook_fd));
     let mut pid = child.id() as i32;
     let pidns = config.linux.namespaces.iter().any(|n| n.kind == "pid");
@@ -206,6 +211,7 @@ fn start_init(
         status: pidns.then_some(status_read),
         ready: ready_read,
         hooks: hook_socket,
+        gated: fifo_fd_taken,
     };
     let settled = settle(
         req,
@@ -221,7 +227,11 @@ fn start_init(
         let _ = child.wait();
     }
     match settled {
-        Ok(()) => Ok(Init { pid, gated }),
+        Ok(()) => Ok(Init {
+            pid,
+            terminal: process.terminal,
+            gated,
+        }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
             // SAFETY: kill(2) of the init this create started (a child, or an orphan it reaps).
@@ -238,6 +248,8 @@ struct Pipes {
     status: Option<OwnedFd>,
     ready: OwnedFd,
     hooks: Option<UnixStream>,
+    /// The init waits at the start gate after `ready`.
+    gated: bool,
 }
 
 /// After the spawn: the state, PID 1, the hooks before pivot_root, the wait for `ready`, the
@@ -256,6 +268,9 @@ fn settle(
     if let Some(pid1) = pipes.status.and_then(crate::pid1::read_status) {
         *pid = pid1;
     }
+    // Without a gate the init execs the payload right after `ready` (and may have ended by
+    // the time nsoci reads it): the chain's name is read from its environment now.
+    let handed = (!pipes.gated).then(|| state::handed_name(*pid)).flatten();
     let start_time = common::procfs::start_time(*pid as u32).unwrap_or(0);
     let mut record = Record {
         id: req.id.clone(),
@@ -311,7 +326,10 @@ fn settle(
         .with_code(code));
     }
     record.ready = true;
-    record.chain = state::registration_of(*pid);
+    record.chain = match handed {
+        Some(name) => state::registration_with(*pid, Some(name)),
+        None => state::registration_of(*pid),
+    };
     state::save(dir, &record)?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, *pid)?;
