@@ -346,6 +346,33 @@ pub fn shown(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// The text of section `name` of a script's output: the lines after its `==NAME==` header,
+/// up to the next header, trimmed. Panics (with the whole output) when there is none.
+pub fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let start = out
+        .find(&format!("=={name}==\n"))
+        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
+        + name.len()
+        + 5;
+    let rest = &out[start..];
+    rest.find("\n==").map_or(rest, |end| &rest[..end]).trim()
+}
+
+/// Waits until the chain registered at `chain` (`STATE/run/chains/NAME`) has the record of
+/// namespace `kind`: its link is set up. Panics after a generous deadline (a loaded machine
+/// starts chains slowly; a chain that never registers fails).
+pub fn wait_for_record(chain: &Path, kind: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !chain.has_record(kind) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not register {kind}",
+            chain.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A chain's registration directory, read as nsps reads it: one record per `KIND.json`, or
 /// a list of the records of links that ran in one process (`links-PID-KINDS.json`).
 pub trait Registrations {

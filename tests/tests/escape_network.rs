@@ -29,16 +29,6 @@ fn bridged_chain(lab: &Lab, config: Config, mntns_args: &[&str], command: &[&str
     argv
 }
 
-/// Makes the lab's bridge and nft table (the host's shared objects, kept) before the audit.
-fn make_bridge(lab: &mut Lab) {
-    let argv: Vec<String> = ["netns", "--bridge", "--subnet", SUBNET, "--", "true"]
-        .map(str::to_owned)
-        .to_vec();
-    let out = run(&mut lab.in_host("", false, &argv));
-    assert!(out.status.success(), "netns --bridge: {}", stderr(&out));
-    lab.rebase_settled();
-}
-
 /// Runs `script` as the lab's host shell; `"$@"` in it is the attacker's chain.
 fn in_lab(lab: &Lab, script: &str, attacker: Vec<String>) -> Output {
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), script.into(), "sh".into()];
@@ -91,7 +81,7 @@ fn arp_spoofing_another_container_needs_net_raw_which_is_not_in_the_default_set(
         return;
     }
     let mut lab = Lab::new("arp");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let script = format!(
         r#"{VICTIM_UP}
         ( while :; do busybox ping -c1 -W1 {VICTIM} >/dev/null 2>&1; sleep 0.1; done ) & p=$!
@@ -212,7 +202,7 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     // Proof: with IPv6 and accept_ra back on, the host's bridge and the victim take the
     // attacker's prefix and route.
     let mut weak = Lab::new("ra-weak");
-    make_bridge(&mut weak);
+    weak.make_bridge(SUBNET);
     let out = rogue_ra(&weak, "2001:db8:5a:1::", true);
     assert_escaped(
         claim,
@@ -245,7 +235,7 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     );
     // A bridge made by netns.
     let mut lab = Lab::new("ra");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let out = rogue_ra(&lab, "2001:db8:5a:3::", false);
     assert_blocked(claim, Config::Rootful, &out);
     assert!(
@@ -265,7 +255,7 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
         return;
     }
     let mut lab = Lab::new("ipv6");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let script = r#"
         c=/proc/sys/net/ipv6/conf
         echo "bridge $(cat $c/nschain0/disable_ipv6) $(cat $c/nschain0/accept_ra)"

@@ -283,11 +283,7 @@ fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab.state.join("run/chains").join(name).has_record("mnt") {
-        assert!(Instant::now() < deadline, "{name} did not register");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_registered(name);
     child
 }
 
@@ -629,11 +625,7 @@ fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
-            assert!(Instant::now() < deadline, "no registration");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_registered(&name);
         assert!(
             std::fs::read_dir(lab.state.join("data/overlay")).is_ok_and(|mut d| d.next().is_some()),
             "no layer was made"

@@ -307,6 +307,32 @@ impl Lab {
         }
     }
 
+    /// The registration directory of chain `name` in this lab's state.
+    pub fn chain_dir(&self, name: &str) -> PathBuf {
+        self.state.join("run/chains").join(name)
+    }
+
+    /// Waits until chain `name` registered its mount namespace (its mntns is set up).
+    pub fn wait_registered(&self, name: &str) {
+        wait_for_record(&self.chain_dir(name), "mnt");
+    }
+
+    /// Whether chain `name` has a user namespace to join.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.chain_dir(name).has_record("user")
+    }
+
+    /// Makes the lab's bridge on `subnet` and its nft table (the host's shared objects, kept),
+    /// then takes the audit's baseline again.
+    pub fn make_bridge(&mut self, subnet: &str) {
+        let argv: Vec<String> = ["netns", "--bridge", "--subnet", subnet, "--", "true"]
+            .map(str::to_owned)
+            .to_vec();
+        let out = run(&mut self.in_host("", false, &argv));
+        assert!(out.status.success(), "netns --bridge: {}", stderr(&out));
+        self.rebase_settled();
+    }
+
     /// Waits (up to 5 s) until no process of this lab runs, then takes the baseline again.
     pub fn rebase_settled(&mut self) {
         let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
