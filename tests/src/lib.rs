@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod audit;
+pub mod exe;
 pub mod need;
 pub mod roots;
 
+pub use exe::{copy_exe, write_exe};
 pub use serde_json::Value;
 
 /// The directory holding the workspace's binaries (beside the test executable's `deps/`).

@@ -81,12 +81,7 @@ pub fn busybox_root(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy(attacker(), root.join("nsattack")).unwrap();
-    std::fs::set_permissions(
-        root.join("nsattack"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    copy_exe(&attacker(), &root.join("nsattack"));
     root
 }
 
@@ -204,7 +199,7 @@ impl Lab {
         let mut copies = Vec::new();
         for t in TOOLS {
             let dst = bin.join(t);
-            std::fs::copy(nschain_tests::bin(t), &dst).unwrap();
+            copy_exe(&nschain_tests::bin(t), &dst);
             copies.push(dst);
         }
         self.bin = Some(bin);
