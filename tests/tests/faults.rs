@@ -275,7 +275,10 @@ fn the_entry_into_the_container_fails_closed() {
 }
 
 /// Spawns a named container of `config` that sleeps; returns it once it is registered.
+/// The name must be new: a stale registration of it would pass for the new container's.
 fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
+    let chain = lab.state.join("run/chains").join(name);
+    assert!(!chain.exists(), "{name} is registered already");
     let argv = lab.chain_argv(config, Some(name), &[], &["/bin/sleep", "30"]);
     let child = lab
         .in_host("", config == Config::Rootless, &argv)
@@ -283,8 +286,8 @@ fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab.state.join("run/chains").join(name).has_record("mnt") {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !chain.has_record("mnt") {
         assert!(Instant::now() < deadline, "{name} did not register");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -575,8 +578,10 @@ fn sigkill_of_the_pidns_monitor_kills_the_container_and_leaves_nothing() {
         return;
     }
     let lab = Lab::new("fault-kill-pid");
-    for config in [Config::Rootful, Config::RootfulUserns] {
-        let name = format!("fkill{}", std::process::id());
+    // A name per container: the first one's registration, its monitor SIGKILLed, may stay
+    // until a later start collects it.
+    for (i, config) in [Config::Rootful, Config::RootfulUserns].into_iter().enumerate() {
+        let name = format!("fkill{}-{i}", std::process::id());
         let child = named_sleeper(&lab, config, &name);
         let pid_json =
             std::fs::read_to_string(lab.state.join("run/chains").join(&name).join("pid.json"))
