@@ -352,7 +352,7 @@ fn a_process_joined_with_nsps_exec_gets_no_host_fd_cwd_namespace_or_process() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(
                 std::time::Instant::now() < deadline,

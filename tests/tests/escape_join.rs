@@ -46,7 +46,7 @@ fn start(lab: &Lab, config: Config, name: &str, mntns_args: &[&str], command: &[
         .spawn()
         .unwrap();
     let chain = lab.state.join("run/chains").join(name);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !chain.has_record("mnt") {
         assert!(Instant::now() < deadline, "{name} did not register");
         std::thread::sleep(Duration::from_millis(20));

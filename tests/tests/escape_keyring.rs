@@ -124,7 +124,7 @@ fn a_process_joined_with_mntns_join_or_nsps_exec_cannot_read_the_callers_session
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "the container did not register");
             std::thread::sleep(Duration::from_millis(20));

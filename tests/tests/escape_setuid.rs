@@ -313,7 +313,7 @@ fn named_sleeper(lab: &Lab, name: &str, root: &Path) -> std::process::Child {
         .spawn()
         .unwrap();
     let chain = lab.state.join("run/chains").join(name);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !chain.has_record("mnt") {
         assert!(
             std::time::Instant::now() < deadline,

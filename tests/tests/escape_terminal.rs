@@ -328,7 +328,7 @@ fn a_container_cannot_type_into_kill_or_reshape_the_callers_terminal() {
 
 /// Waits until the terminal has shown `text` (10 s at most).
 fn wait_for(pty: &Pty, shown: &mut String, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !shown.contains(text) {
         assert!(
             Instant::now() < deadline,
@@ -386,7 +386,7 @@ fn an_interactive_shell_in_a_container_still_reads_writes_and_gets_ctrl_c() {
             config.name()
         );
         pty.write("exit 3\n");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
@@ -421,7 +421,7 @@ fn a_process_joined_with_nsps_exec_cannot_act_on_the_callers_terminal() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "{name} did not register");
             std::thread::sleep(Duration::from_millis(20));

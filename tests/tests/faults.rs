@@ -539,7 +539,7 @@ fn sigkill_of_the_netns_link_after_its_veth_exists_is_cleaned() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !host_links(&lab).contains("veth") && !host_links(&lab).contains("nsc") {
         assert!(
             Instant::now() < deadline,
@@ -552,7 +552,7 @@ fn sigkill_of_the_netns_link_after_its_veth_exists_is_cleaned() {
     // forked a moment after the veth appears).
     let marker = format!("NSCHAIN_RUN_DIR={}", lab.state.join("run").display());
     std::thread::sleep(Duration::from_millis(200));
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !nschain_tests::audit::processes_with_env(&marker).is_empty() {
         assert!(Instant::now() < deadline, "the container does not die");
         lab.kill_all();
@@ -634,7 +634,7 @@ fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !lab.state.join("run/chains").join(&name).has_record("mnt") {
             assert!(Instant::now() < deadline, "no registration");
             std::thread::sleep(Duration::from_millis(20));
@@ -982,7 +982,7 @@ fn stale_rm_layers_of_a_range_are_collected_by_a_later_start() {
         "/bin/sleep",
         "30",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let stale = loop {
         let layers: Vec<PathBuf> = lab
             .range_data_dirs()

@@ -49,7 +49,7 @@ fn a_mount_namespace_made_after_pidns_is_registered_by_its_host_pid_and_joined()
         .spawn()
         .unwrap();
     let registration = state.path().join(format!("run/chains/{name}"));
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !registration.has_record("mnt") {
         assert!(Instant::now() < deadline, "mntns never registered");
         std::thread::sleep(Duration::from_millis(20));

@@ -225,7 +225,7 @@ fn rm_deletes_the_layer_when_the_container_exits_and_info_fd_names_it() {
     let child = cmd.spawn().unwrap();
     // While it runs the layer is there, with the file in diff.
     let mut layer = PathBuf::new();
-    wait_for("the --info-fd line", Duration::from_secs(10), || {
+    wait_for("the --info-fd line", Duration::from_secs(30), || {
         let Ok(text) = std::fs::read_to_string(&info) else {
             return false;
         };
@@ -247,7 +247,7 @@ fn rm_deletes_the_layer_when_the_container_exits_and_info_fd_names_it() {
         "{}",
         layer.display()
     );
-    wait_for("the file in diff", Duration::from_secs(10), || {
+    wait_for("the file in diff", Duration::from_secs(30), || {
         layer.join("diff/opt/test1").exists()
     });
     let out = child.wait_with_output().unwrap();
@@ -954,7 +954,7 @@ fn join_enters_a_running_containers_root_and_working_directory() {
         .join("data/overlay")
         .join(&name)
         .join("diff/opt/jdir/here");
-    wait_for("the container's file", Duration::from_secs(10), || {
+    wait_for("the container's file", Duration::from_secs(30), || {
         here.exists()
     });
     std::thread::sleep(Duration::from_millis(100));

@@ -206,7 +206,7 @@ fn podmans_own_profile_file_runs_a_container() {
 }
 
 fn wait_registered(state: &Path, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !state
         .join("run/chains")
         .join(name)

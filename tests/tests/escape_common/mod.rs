@@ -288,10 +288,10 @@ impl Lab {
         }
     }
 
-    /// SIGKILLs this lab's processes until none is left (up to 5 s).
+    /// SIGKILLs this lab's processes until none is left (up to 30 s).
     pub fn kill_all_and_wait(&self) {
         let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !nschain_tests::audit::processes_with_env(&marker).is_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -302,10 +302,10 @@ impl Lab {
         }
     }
 
-    /// Waits (up to 5 s) until no process of this lab runs, then takes the baseline again.
+    /// Waits (up to 30 s) until no process of this lab runs, then takes the baseline again.
     pub fn rebase_settled(&mut self) {
         let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !nschain_tests::audit::processes_with_env(&marker).is_empty()
             && std::time::Instant::now() < deadline
         {
