@@ -260,7 +260,10 @@ fn every_mount_of_a_new_root_is_nodev_but_the_verified_nodes() {
     let bare = lab.dir.path().join("bare");
     std::fs::create_dir_all(bare.join("bin")).unwrap();
     std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o755)).unwrap();
-    copy_exe(std::path::Path::new("/bin/busybox"), &bare.join("bin/busybox"));
+    copy_exe(
+        std::path::Path::new("/bin/busybox"),
+        &bare.join("bin/busybox"),
+    );
     std::os::unix::fs::symlink("busybox", bare.join("bin/cat")).unwrap();
     let volume = lab.dir.path().join("vol");
     std::fs::create_dir_all(&volume).unwrap();

@@ -580,7 +580,10 @@ fn sigkill_of_the_pidns_monitor_kills_the_container_and_leaves_nothing() {
     let lab = Lab::new("fault-kill-pid");
     // A name per container: the first one's registration, its monitor SIGKILLed, may stay
     // until a later start collects it.
-    for (i, config) in [Config::Rootful, Config::RootfulUserns].into_iter().enumerate() {
+    for (i, config) in [Config::Rootful, Config::RootfulUserns]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("fkill{}-{i}", std::process::id());
         let child = named_sleeper(&lab, config, &name);
         let pid_json =
