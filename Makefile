@@ -1,5 +1,6 @@
 # nschain: build, install, test, bench, demo.
-#   make              release build of every tool
+#   make              release build: nschain, every tool a hard link to it (as installed)
+#   make build-all    also each tool's own binary and the bench floor (make bench uses them)
 #   make test         installs what the tests need (Debian packages, only if missing), then
 #                     fmt check, clippy -D warnings, docs -D warnings, unused dependencies, function length, helper protocols,
 #                     raw system calls only in common/src/sys,
@@ -29,16 +30,25 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
                 curl nginx-light tini catatonit bubblewrap crun hyperfine tmux strace passt python3 gcc libc6-dev \
                 bash-completion man-db golang-github-containers-common podman skopeo docker-registry apache2-utils openssl zstd umoci runc containerd
 
-.PHONY: all build install deps test test-multicall test-exec-links check unit bench demo shell clean oci-validation bench-oci
+.PHONY: all build build-all install deps test test-multicall test-exec-links check unit bench demo shell clean oci-validation bench-oci
 
 all: build
 
 # Release binaries are static-pie (glibc's crt-static; names are read from /etc/passwd and
 # /etc/group as files, common::accounts). Built for the explicit host target so that build
 # scripts and proc-macros stay dynamic, then linked into target/release where scripts look.
+# `build` makes what `make install` installs: nschain, and every tool as a hard link to it
+# (one LTO link, not one per tool). `build-all` adds each tool's own binary and the bench's
+# floor, which `make bench` compares.
+RELEASE_BUILD := RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST)
+
 build:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --workspace --bins --target $(HOST)
-	@mkdir -p $(RELEASE); for b in nschain $(TOOLS); do ln -f $(STATIC)/$$b $(RELEASE)/$$b; done
+	$(RELEASE_BUILD) -p nschain --bin nschain
+	@mkdir -p $(RELEASE); for b in nschain $(TOOLS); do ln -f $(STATIC)/nschain $(RELEASE)/$$b; done
+
+build-all:
+	$(RELEASE_BUILD) --workspace --bins
+	@mkdir -p $(RELEASE); for b in nschain nschain-floor $(TOOLS); do ln -f $(STATIC)/$$b $(RELEASE)/$$b; done
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -91,7 +101,7 @@ install: build
 		echo "installed $$t"; \
 	done
 
-bench: deps build
+bench: deps build-all
 	bash bench/run.sh
 
 # bench/oci.sh alone: nsoci run vs runc and crun run, podman with nsoci vs runc (issue 17)
