@@ -2,7 +2,6 @@
 //! help and version, usage errors, 126/127, the default shell, argv pass-through, exit status
 //! and SIGPIPE disposition of the payload.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
