@@ -8,6 +8,7 @@
 
 mod escape_common;
 
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,19 @@ fn start(lab: &Lab, config: Config, name: &str, mntns_args: &[&str], command: &[
     }
     std::thread::sleep(Duration::from_millis(300));
     child
+}
+
+/// Waits (up to 30 s) until the attacker made `path`.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The host pid of the chain's PID 1 (the pidns init: in every namespace but the mount one).
@@ -212,8 +226,10 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
                     &stop,
                 ];
                 let container = start(&lab, config, &name, &ptrace, &attack);
+                let stop_file = lab.root.join(&stop[1..]);
+                wait_for_file(&stop_file.with_extension("ready"));
                 let joined = run(&mut join(&name));
-                std::fs::write(lab.root.join(&stop[1..]), "").unwrap();
+                std::fs::write(&stop_file, "").unwrap();
                 let out = container.wait_with_output().unwrap();
                 let was_written = written.exists();
                 let _ = std::fs::remove_file(&written);

@@ -572,6 +572,7 @@ static void do_sethostname(const char *name) {
 
 /* root-watch MS FILE MARKER DIR [STOP]: for MS milliseconds, or until the file STOP exists
  * (the test made it once its joiner ended), every new process is tried as a way to the host:
+ * STOP.ready is made once the processes already there are known (the joiner may start then);
  * read FILE (a host-only file holding MARKER) and create a file in DIR (a host-only
  * directory) through /proc/PID/root. */
 static void do_root_watch(int ms, const char *file, const char *marker, const char *dir,
@@ -584,6 +585,12 @@ static void do_root_watch(int ms, const char *file, const char *marker, const ch
         if (pid > 0 && pid < (1 << 22)) seen[pid] = 1;
     }
     if (d) closedir(d);
+    if (stop) {
+        char ready[600];
+        snprintf(ready, sizeof ready, "%s.ready", stop);
+        int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+    }
     long end = now_ms() + ms;
     int joined = 0, denied = 0, host = 0;
     while (now_ms() < end && !escaped && !(stop && access(stop, F_OK) == 0)) {
