@@ -14,6 +14,7 @@ pub mod audit;
 pub mod exe;
 pub mod need;
 pub mod roots;
+pub mod term;
 
 pub use exe::{copy_exe, write_exe};
 pub use serde_json::Value;

@@ -23,7 +23,7 @@ impl Bundle {
             dir.path(),
             &[
                 "sh", "echo", "sleep", "hostname", "cat", "id", "grep", "mkdir", "ls", "readlink",
-                "tty",
+                "tty", "stty", "touch",
             ],
         );
         let bundle = Bundle { dir };
@@ -268,6 +268,60 @@ fn foreground_run_passes_signals_to_the_payload_and_returns_its_status() {
     assert_eq!(status.code(), Some(42), "{err}");
     assert_eq!(b.output(), "ready\ngot HUP\ngot USR1\n");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
+fn a_signal_while_the_container_is_created_is_not_lost_and_leaves_nothing_half_made() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sh", "-c", "trap 'exit 7' TERM; echo up; sleep 1000 & wait"]);
+    // A createRuntime hook holds the creation (the init made, stopped before pivot_root)
+    // until the test has sent its signal.
+    let (held, go) = (b.path().join("held"), b.path().join("go"));
+    let hook = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.01; done",
+        held.display(),
+        go.display()
+    );
+    b.edit(|c| {
+        c["hooks"] =
+            serde_json::json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]});
+    });
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    let during_create = |verb: &[&str], id: &str| {
+        let _ = std::fs::remove_file(&held);
+        let _ = std::fs::remove_file(&go);
+        let mut nsoci = b
+            .nsoci(verb)
+            .arg("--bundle")
+            .arg(b.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(File::create(b.path().join("out")).unwrap())
+            .stderr(File::create(b.path().join("nsoci.err")).unwrap())
+            .spawn()
+            .unwrap();
+        b.wait_for("the hook", || held.exists());
+        ok(Command::new("kill").args(["-TERM", &nsoci.id().to_string()]));
+        std::fs::write(&go, "").unwrap();
+        let status = nsoci.wait().unwrap();
+        let err = std::fs::read_to_string(b.path().join("nsoci.err")).unwrap();
+        (status, err)
+    };
+    // Foreground run: the SIGTERM waits for the payload and reaches its trap.
+    let (status, err) = during_create(&["run"], "s1");
+    assert_eq!(status.code(), Some(7), "{status:?} {err}");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // Detached create: the container is removed, then the signal ends nsoci.
+    let (status, err) = during_create(&["create"], "s2");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM),
+        "{status:?} {err}"
+    );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
 
 #[test]
@@ -1214,6 +1268,55 @@ fn console_socket_gets_a_pty_of_the_containers_devpts() {
 }
 
 #[test]
+fn foreground_run_with_a_terminal_proxies_the_callers_and_follows_its_size() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo tty=$(tty); echo size=$(stty size); read line; echo size=$(stty size) got=$line; exit 3",
+    ]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    // As runc: a terminal with nowhere to send it and nobody to proxy it is refused.
+    for args in [&["create"][..], &["run", "--detach"][..]] {
+        let (code, err) = b.status(&[args, &["t0"]].concat());
+        assert_eq!(code, Some(125), "{err}");
+        assert!(
+            err.contains("cannot allocate tty if runc will detach without setting console socket"),
+            "{err}"
+        );
+        assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    }
+    // In the foreground, on the user's terminal: nsoci's own pty, the caller's proxied.
+    let mut term = term::Term::new();
+    let mut cmd = b.nsoci(&["run", "--bundle"]);
+    cmd.arg(b.path()).arg("t1");
+    let mut nsoci = term.spawn(&mut cmd);
+    term.wait_for(&format!("size={} {}", term::ROWS, term::COLS));
+    // The window changes while it runs: the container's pty follows (SIGWINCH to nsoci).
+    term.resize(40, 100);
+    term.write("hello\r");
+    let status = term.wait_exit(&mut nsoci);
+    assert_eq!(status.code(), Some(3), "{}", term.shown);
+    assert!(
+        term.shown.contains("size=40 100 got=hello"),
+        "{}",
+        term.shown
+    );
+    let tty = term.shown.split("tty=").nth(1).unwrap_or("").lines().next();
+    assert!(
+        tty.is_some_and(|t| t.starts_with("/dev/pts/")),
+        "not a terminal: {}",
+        term.shown
+    );
+    assert!(term.cooked(), "the caller's terminal was left raw");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
+}
+
+#[test]
 fn every_nsoci_flag_with_a_wrong_value_is_refused_and_leaves_nothing() {
     if !(need::root() && need::busybox()) {
         return;
@@ -1613,6 +1716,71 @@ fn a_network_namespace_is_joined_by_path() {
 }
 
 #[test]
+fn a_mount_namespace_is_joined_by_path_and_the_root_set_up_inside_it() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/mnt; cat /data/f; grep -c ' /data ' /proc/self/mountinfo",
+    ]);
+    let data = b.path().join("root/data");
+    std::fs::create_dir(&data).unwrap();
+    let before = audit::snapshot_watching(b.path(), None, &[b.path()]);
+    // Another's mount namespace (as a sandbox holds one), with a tmpfs mounted only there.
+    let script = format!(
+        "mount -t tmpfs -o size=1m only-there {0} && echo here > {0}/f && echo ready && exec sleep 1000",
+        data.display()
+    );
+    let mut holder = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n", "the holder did not mount its tmpfs");
+    let ns = format!("/proc/{}/ns/mnt", holder.id());
+    let want = std::fs::read_link(&ns).unwrap();
+    assert!(!data.join("f").exists(), "the tmpfs shows on the host");
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != "mount");
+        list.push(serde_json::json!({"type": "mount", "path": ns}));
+    });
+    let (code, err) = b.status(&["run", "m1"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(0), "run failed: {err}");
+    assert_eq!(
+        b.output(),
+        format!("{}\nhere\n1\n", want.to_string_lossy()),
+        "not the namespace of the path, or its tmpfs not seen"
+    );
+    assert!(!data.join("f").exists(), "the tmpfs shows on the host");
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
+    // A new user namespace would hold no right over the joined one: refused before anything.
+    b.edit(|c| {
+        let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+        list.push(serde_json::json!({"type": "user"}));
+        c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+        c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    });
+    let out = run(&mut b.nsoci(&["run", "--bundle", b.path().to_str().unwrap(), "m2"]));
+    fails(
+        &out,
+        "a mount namespace joined by path needs the user namespace",
+    );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
+#[test]
 fn bad_resources_devices_and_paths_fail_runc_style_and_leave_nothing() {
     if !(need::root() && need::busybox()) {
         return;
@@ -1744,6 +1912,67 @@ fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
     // pidns runs without a monitor: delete is what removes the registration.
     assert!(registered().is_empty(), "left: {:?}", registered());
     assert!(!listed().contains(&format!(" {pid} ")), "{}", listed());
+}
+
+#[test]
+fn ids_are_looked_up_directly_not_by_scanning_the_chains() {
+    if !(need::root() && need::busybox() && require(have("strace"), "strace")) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b.status(&["create", "other"]).0, Some(0));
+    let registration = |id: &str| {
+        let text = std::fs::read(b.state_root().join(id).join("state.json")).unwrap();
+        let record: Value = serde_json::from_slice(&text).unwrap();
+        record["chain"].as_str().map(str::to_owned)
+    };
+    let other = registration("other").expect("other's chain is registered");
+    // What nsoci itself (not its chain's links) opens and lists, per command.
+    let traced = |args: &[&str]| {
+        let trace = b.path().join("trace");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-e", "trace=%file,getdents64", "-o"])
+            .arg(&trace);
+        cmd.arg(bin("nsoci"))
+            .arg("--root")
+            .arg(b.state_root())
+            .args(args);
+        with_env(&mut cmd, b.path());
+        let err = b.path().join("trace.err");
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let said = std::fs::read_to_string(&err).unwrap();
+        assert!(status.success(), "{args:?}: {status:?} {said}");
+        std::fs::read_to_string(&trace).unwrap()
+    };
+    let trace = traced(&["create", "--bundle", b.path().to_str().unwrap(), "c1"]);
+    let own = registration("c1").expect("c1's chain is recorded at create");
+    assert!(
+        !trace.contains(&other),
+        "create scanned other chains:\n{trace}"
+    );
+    let state_json = b.state_root().join("c1/state.json").display().to_string();
+    for args in [&["state", "c1"][..], &["kill", "c1", "KILL"][..]] {
+        let trace = traced(args);
+        assert!(trace.contains(&state_json), "{args:?}:\n{trace}");
+        assert!(!trace.contains("/chains"), "{args:?} read chains:\n{trace}");
+    }
+    b.wait_status("c1", "stopped");
+    let trace = traced(&["delete", "c1"]);
+    assert!(
+        trace.contains(&own),
+        "delete left its registration:\n{trace}"
+    );
+    assert!(
+        !trace.contains(&other),
+        "delete scanned other chains:\n{trace}"
+    );
+    ok(&mut b.nsoci(&["delete", "--force", "other"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
 }
 
 #[test]

@@ -100,7 +100,8 @@ pub struct Args {
     #[arg(long)]
     pub proc: bool,
 
-    /// Use DIR as the root filesystem (bound onto itself, pivot_root, old root detached)
+    /// Use DIR as the root filesystem (bound onto itself, pivot_root, old root detached; with
+    /// --join FILE, inside that mount namespace instead of a new one, as runc)
     #[arg(long, value_name = "DIR", conflicts_with_all = ["overlay", "image"])]
     pub rootfs: Option<PathBuf>,
 
@@ -534,7 +535,7 @@ pub fn run(mut args: Args, cx: &mut Context) -> Result<Next, Fatal> {
             common::report::warning(line);
         }
     }
-    if link.is_join() {
+    if link.is_join() && !sets_up_in_joined(&link, &plan) {
         drop(handed);
         return run_join(args, plan, &link, gate, cx);
     }
@@ -1118,6 +1119,14 @@ fn shared_writes(
             .map(|p| p.display().to_string())
             .collect()
     })
+}
+
+/// `--join FILE --rootfs DIR`: the new root is set up inside the mount namespace FILE names
+/// instead of a new one (an OCI config's mount namespace `path`, which runc and crun enter
+/// before they set the rootfs up); a joined process or chain is entered as it is.
+fn sets_up_in_joined(link: &Link, plan: &Plan) -> bool {
+    matches!(plan.root, Some(NewRoot::Rootfs(_)))
+        && matches!(link.join_target(), Some(common::ns::JoinTarget::Path(_)))
 }
 
 fn run_join(

@@ -198,14 +198,19 @@ pub fn build(config: &Config, process: &Process, inp: &Inputs) -> Result<Vec<OsS
         join(&mut argv, cgroup);
     }
     link(&mut argv, "mntns");
+    // A path: the root is set up inside that mount namespace (mntns --join FILE --rootfs).
+    if let Some(mount) = ns("mount") {
+        join(&mut argv, mount);
+    }
     mntns_args(&mut argv, config, process, inp)?;
     argv.push("--".into());
     argv.extend(process.args.iter().map(OsString::from));
     Ok(argv)
 }
 
-/// Every namespace type is one we know, and the mount namespace is a new one (mntns sets
-/// its root up).
+/// Every namespace type is one we know, and there is a mount namespace: a new one, or one
+/// joined by `path` (mntns sets the root up inside it, as runc), which the chain's user
+/// namespace must not be a new one (it would hold no right over the joined namespace).
 fn check_namespaces(config: &Config) -> Result<(), Fatal> {
     const KNOWN: [&str; 8] = [
         "pid", "network", "mount", "ipc", "uts", "user", "time", "cgroup",
@@ -221,11 +226,17 @@ fn check_namespaces(config: &Config) -> Result<(), Fatal> {
             entry.kind
         )));
     }
+    let new_user = config
+        .linux
+        .namespaces
+        .iter()
+        .any(|n| n.kind == "user" && n.path.is_none());
     match config.linux.namespaces.iter().find(|n| n.kind == "mount") {
         Some(NamespaceEntry { path: None, .. }) => Ok(()),
-        Some(_) => Err(Fatal::new(
-            "linux.namespaces: joining a mount namespace (path) is not supported",
+        Some(_) if new_user => Err(Fatal::new(
+            "linux.namespaces: a mount namespace joined by path needs the user namespace that owns it (a path), not a new one",
         )),
+        Some(_) => Ok(()),
         None => Err(Fatal::new(
             "linux.namespaces: nsoci needs a mount namespace (its root is set up by mntns)",
         )),

@@ -30,6 +30,8 @@ pub struct Request {
     pub no_new_keyring: bool,
     /// Where the terminal's master goes (process.terminal).
     pub console_socket: Option<PathBuf>,
+    /// Without a console socket: mntns's end of nsoci's own (a foreground `run`, terminal.rs).
+    pub own_terminal: Option<OwnedFd>,
 }
 
 /// A created container's first process.
@@ -38,6 +40,8 @@ pub struct Init {
     /// The container's PID 1 (the user's process once started): this process's child, or
     /// an orphan given to it as a subreaper.
     pub pid: i32,
+    /// It has a terminal (process.terminal).
+    pub terminal: bool,
 }
 
 /// Creates the container; returns its init.
@@ -53,7 +57,7 @@ pub fn create(req: &Request) -> Result<Init, Fatal> {
         .as_ref()
         .filter(|p| !p.args.is_empty())
         .ok_or_else(|| Fatal::new("config.json: process.args must not be empty"))?;
-    let console = crate::exec::console(process.terminal, req.console_socket.as_deref())?;
+    let console = crate::terminal::console(process.terminal, req)?;
     config.hooks.check()?;
     let tools = tools_dir()?;
     common::state::ensure_dir(&req.root, 0o711)
@@ -213,7 +217,10 @@ fn start_init(
         let _ = child.wait();
     }
     match settled {
-        Ok(()) => Ok(Init { pid }),
+        Ok(()) => Ok(Init {
+            pid,
+            terminal: process.terminal,
+        }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
             // SAFETY: kill(2) of the init this create started (a child, or an orphan it reaps).

@@ -69,6 +69,8 @@ pub struct ExecArgs {
 
 /// Runs the process in container `args.id`; its status, or 0 with `--detach`.
 pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
+    // Not detached: a signal while the process is set up waits for it (forward.rs).
+    let held = (!args.detach).then(crate::forward::hold);
     let c = Container::load(root, &args.id)?;
     match c.status() {
         State::Created | State::Running => {}
@@ -154,11 +156,14 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     if args.detach {
         return Ok(0);
     }
+    let Some(held) = held else {
+        return Ok(crate::pid1::wait(joined));
+    };
     if let Some(socket) = proxy_socket {
         // The proxy passes the caller's signals on too (common::pty::Proxy).
-        return crate::terminal::proxy(socket, joined);
+        return crate::terminal::proxy(socket, joined, &held);
     }
-    Ok(crate::forward::wait(joined))
+    Ok(crate::forward::wait(joined, &held))
 }
 
 fn chain_status(chain: &mut std::process::Child) -> Status {
@@ -272,7 +277,7 @@ pub fn console(terminal: bool, socket: Option<&Path>) -> Result<Option<OwnedFd>,
             "cannot allocate tty if runc will detach without setting console socket",
         )
         .with_hint(
-            "nsoci proxies a terminal itself only for a foreground exec: give --console-socket",
+            "nsoci proxies a terminal itself only for a foreground run or exec: give --console-socket",
         )),
         (true, Some(path)) => {
             let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {

@@ -32,6 +32,7 @@ mod state;
 mod terminal;
 mod update;
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -210,7 +211,11 @@ fn dispatch(args: Args) -> Result<Status, Fatal> {
             ps_args,
         } => ps::ps(&root, &id, &format, &ps_args)?,
         Command::Create(c) => {
-            create::create(&request(root, c))?;
+            // A signal while it is made undoes the container instead of halving it.
+            let held = forward::hold();
+            let id = c.id.clone();
+            create::create(&request(root.clone(), c, None))?;
+            undo_if_interrupted(&root, &id, held)?;
         }
         Command::Run {
             create,
@@ -232,8 +237,9 @@ fn dispatch(args: Args) -> Result<Status, Fatal> {
     Ok(0)
 }
 
-fn request(root: PathBuf, c: CreateArgs) -> create::Request {
+fn request(root: PathBuf, c: CreateArgs, own_terminal: Option<OwnedFd>) -> create::Request {
     create::Request {
+        own_terminal,
         root,
         id: c.id,
         bundle: c.bundle,
@@ -245,21 +251,54 @@ fn request(root: PathBuf, c: CreateArgs) -> create::Request {
 }
 
 /// `run`: create, start, and (unless detached) wait for the init, exit with its status and
-/// delete the container.
+/// delete the container. In the foreground, a terminal (process.terminal) without
+/// --console-socket is nsoci's own, proxied to the caller's, as runc's `run -t`.
 fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Result<Status, Fatal> {
+    // Before anything is made (forward.rs): a signal now waits for the payload, or undoes
+    // a detached container.
+    let held = forward::hold();
     let id = c.id.clone();
-    let init = create::create(&request(root.clone(), c))?;
+    let (ours, theirs) = if detach || c.console_socket.is_some() {
+        (None, None)
+    } else {
+        let (ours, theirs) = terminal::socket_pair()?;
+        (Some(ours), Some(theirs))
+    };
+    let req = request(root.clone(), c, theirs);
+    let created = create::create(&req);
+    // mntns holds the other end now: EOF on ours if it fails before it sends the master.
+    drop(req);
+    let init = created?;
     if let Err(e) = lifecycle::start(&root, &id) {
         let _ = lifecycle::delete(&root, &id, true);
         let _ = pid1::wait(init.pid);
         return Err(e);
     }
     if detach {
+        undo_if_interrupted(&root, &id, held)?;
         return Ok(0);
     }
-    let status = forward::wait(init.pid);
+    let status = match ours.filter(|_| init.terminal) {
+        Some(socket) => terminal::proxy(socket, init.pid, &held)?,
+        None => forward::wait(init.pid, &held),
+    };
     if !keep {
         lifecycle::delete(&root, &id, true)?;
     }
     Ok(status)
+}
+
+/// After a detached `create` (or `run -d`): a terminating signal that came meanwhile removes
+/// the container, then acts as it would have when it came; ignored by nsoci's caller, it is
+/// an error with its status.
+fn undo_if_interrupted(root: &std::path::Path, id: &str, held: forward::Held) -> Result<(), Fatal> {
+    let Some(sig) = held.interrupted() else {
+        return Ok(());
+    };
+    lifecycle::delete(root, id, true)?;
+    held.release();
+    Err(Fatal::new(format!(
+        "container {id} was removed: signal {sig} came while it was created"
+    ))
+    .with_code(128 + sig as u8))
 }

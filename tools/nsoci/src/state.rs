@@ -37,13 +37,30 @@ pub struct Record {
 }
 
 /// The registered chain whose records name `pid` (the container's PID 1) and hold its
-/// namespaces now.
+/// namespaces now: the name the chain handed to its last link (`NSCHAIN_NAME` in the
+/// environment of the init, which has not exec'd the payload yet), checked against its
+/// records, so that `create` costs the same however many chains run; else (a link reached
+/// without an exec keeps the first one's environment) every registration is looked at.
 pub fn registration_of(pid: i32) -> Option<String> {
-    common::chain::names().into_iter().find(|name| {
+    let holds = |name: &String| {
         common::chain::live_records(name)
             .iter()
             .any(|r| r.pid as i32 == pid)
-    })
+    };
+    if let Some(name) = handed_name(pid).filter(holds) {
+        return Some(name);
+    }
+    common::chain::names().into_iter().find(holds)
+}
+
+/// `NSCHAIN_NAME` in the environment `pid` was exec'd with.
+fn handed_name(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{}=", common::chain::NAME_VAR);
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .and_then(|name| String::from_utf8(name.to_vec()).ok())
 }
 
 /// The spec's statuses.

@@ -1,5 +1,5 @@
-//! `exec -t` without `--console-socket`, not detached: as runc, nsoci handles the terminal
-//! itself. mntns makes the pty in the container's devpts (its `--console-fd`, runc's
+//! `exec -t` and `run` with process.terminal, without `--console-socket`, not detached: as
+//! runc, nsoci handles the terminal itself. mntns makes the pty in the container's devpts (its `--console-fd`, runc's
 //! console-socket protocol) and sends the master over a socket pair nsoci made; nsoci proxies
 //! the caller's terminal to it with the proxy `nsps exec -t` uses (common::pty::Proxy) until
 //! the process ends, and returns its status.
@@ -11,6 +11,8 @@ use common::cli::Status;
 use common::pty::Proxy;
 use common::signals::{self, SignalFd};
 use common::Fatal;
+
+use crate::forward::Held;
 use nix::unistd::Pid;
 
 /// A socket pair: ours to receive the master on, the other end for mntns's `--console-fd`.
@@ -19,9 +21,31 @@ pub fn socket_pair() -> Result<(UnixStream, OwnedFd), Fatal> {
         .map_err(|e| Fatal::from(e).context("unable to create a socket pair"))
 }
 
+/// The console of a new container: the end of nsoci's own socket pair when `run` proxies
+/// the terminal itself, else the console socket by runc's rules (exec::console: `create`
+/// with a terminal and no socket is refused in runc's words).
+pub fn console(terminal: bool, req: &crate::create::Request) -> Result<Option<OwnedFd>, Fatal> {
+    match &req.own_terminal {
+        Some(end) if terminal && req.console_socket.is_none() => {
+            end.try_clone().map(Some).map_err(|e| {
+                Fatal::from(anyhow::Error::from(e)).context("unable to pass the terminal's socket")
+            })
+        }
+        _ => crate::exec::console(terminal, req.console_socket.as_deref()),
+    }
+}
+
 /// Receives the process's pty master on `socket` and proxies the caller's terminal to it
-/// until `process` (this process's child or an orphan given to it) ends; its status.
-pub fn proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
+/// until `process` (this process's child or an orphan given to it) ends; its status. The
+/// signals `held` noted before are passed on first.
+pub fn proxy(socket: UnixStream, process: i32, held: &Held) -> Result<Status, Fatal> {
+    let before = held.pend();
+    let status = run_proxy(socket, process);
+    crate::forward::unblock(&before);
+    status
+}
+
+fn run_proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
     let process = Pid::from_raw(process);
     // Blocked before anything can be lost; SIGCHLD raised once so that a process that has
     // already ended is seen at the proxy's first look.
