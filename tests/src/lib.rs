@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod audit;
+pub mod exe;
 pub mod need;
 pub mod roots;
 pub mod term;
 
+pub use exe::{copy_exe, write_exe};
 pub use serde_json::Value;
 
 /// The directory holding the workspace's binaries (beside the test executable's `deps/`).
@@ -215,11 +217,11 @@ pub fn throwaway_host(seconds: u32) -> Command {
 }
 
 /// Runs `script` in a [`throwaway_host`] with `lo` up, `set -eu`, and `wait_for CMD...` (retries
-/// CMD for up to 10 s), with the chain's state under `state`.
+/// CMD for up to 30 s), with the chain's state under `state`.
 pub fn in_throwaway_host(state: &Path, seconds: u32, script: &str) -> Output {
     let mut cmd = throwaway_host(seconds);
     cmd.arg(format!(
-        "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 200); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
+        "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 600); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
     ));
     with_env(&mut cmd, state);
     run(&mut cmd)

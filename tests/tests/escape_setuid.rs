@@ -42,7 +42,7 @@ fn mkdir(path: &Path, mode: u32) {
 fn plant_dir(path: &Path) {
     mkdir(path, 0o777);
     let image = path.join("suid-image");
-    std::fs::copy("/bin/true", &image).unwrap();
+    copy_exe(Path::new("/bin/true"), &image);
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o4755)).unwrap();
 }
 

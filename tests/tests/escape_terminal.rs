@@ -301,7 +301,7 @@ fn a_container_cannot_type_into_kill_or_reshape_the_callers_terminal() {
 
 /// Waits until the terminal has shown `text` (10 s at most).
 fn wait_for(pty: &Pty, shown: &mut String, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !shown.contains(text) {
         assert!(
             Instant::now() < deadline,
@@ -359,7 +359,7 @@ fn an_interactive_shell_in_a_container_still_reads_writes_and_gets_ctrl_c() {
             config.name()
         );
         pty.write("exit 3\n");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;

@@ -24,7 +24,7 @@ fn install(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let main = bin.join("nschain");
-    fs::copy(nschain_tests::bin("nschain"), &main).unwrap();
+    copy_exe(&nschain_tests::bin("nschain"), &main);
     for tool in TOOLS {
         fs::hard_link(&main, bin.join(tool)).unwrap();
     }
@@ -367,12 +367,7 @@ fn another_program_of_the_same_name_is_exec_d() {
     let bin = install(dir.path());
     let own = dir.path().join("own");
     fs::create_dir(&own).unwrap();
-    fs::write(own.join("ipcns"), "#!/bin/sh\necho own ipcns\n").unwrap();
-    fs::set_permissions(
-        own.join("ipcns"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_exe(&own.join("ipcns"), "#!/bin/sh\necho own ipcns\n", 0o755);
     let mut cmd = Command::new(bin.join("netns"));
     cmd.args(["--", "ipcns", "--", "true"]);
     with_env(&mut cmd, &dir.path().join("state"));

@@ -1243,7 +1243,7 @@ print(msg.decode(), "host-devpts" if host else "own-devpts", out.decode().replac
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "the receiver did not listen");
         std::thread::sleep(Duration::from_millis(10));

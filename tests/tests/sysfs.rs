@@ -163,12 +163,10 @@ fn the_handed_down_sysfs_reaches_no_command() {
     // gets the variable and the fd when nothing takes them.
     let fake = lab.dir.path().join("fake");
     std::fs::create_dir(&fake).unwrap();
-    std::fs::write(fake.join("mntns"), format!("#!/bin/sh\n{FDS}\n")).unwrap();
+    write_exe(&fake.join("mntns"), &format!("#!/bin/sh\n{FDS}\n"), 0o755);
     {
         use std::os::unix::fs::PermissionsExt;
-        for path in [fake.clone(), fake.join("mntns")] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let fake_mntns = fake.join("mntns").display().to_string();
     let fooled: Vec<String> = [
