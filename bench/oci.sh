@@ -13,6 +13,7 @@
 # strace summary, CPU per run, the cgroup.procs waits of each runtime), and prints it.
 # `make bench` runs it; alone: `make bench-oci` or `bash bench/oci.sh` after `make build`.
 # Knobs: NSCHAIN_BENCH_BIN (nsoci and the links, default target/release),
+# NSCHAIN_BENCH_LAYOUT (multicall, the default when BIN has nschain, or per-tool),
 # NSCHAIN_BENCH_OCI_RUNS (runs per runtime command, 60), NSCHAIN_BENCH_PODMAN_RUNS (12),
 # NSCHAIN_BENCH_OUT (default bench/RESULTS.md).
 set -euo pipefail
@@ -33,6 +34,18 @@ if [[ ${1:-} != --inside ]]; then
     export WORK
     WORK=$(mktemp -d /tmp/nschain-bench-oci.XXXXXX)
     trap 'rm -rf "$WORK"' EXIT
+    # The installed layout (make install), as bench/run.sh: every tool a hard link to the
+    # multi-call nschain, so that the links of a chain hand off in process; the per-tool
+    # binaries `make build` also puts in target/release always exec.
+    # NSCHAIN_BENCH_LAYOUT=per-tool measures those instead.
+    export LAYOUT="per-tool binaries"
+    if [[ -x $BIN/nschain && ${NSCHAIN_BENCH_LAYOUT:-multicall} == multicall ]]; then
+        mkdir -p "$WORK/bin"
+        cp "$BIN/nschain" "$WORK/bin/nschain"
+        for t in tools/*/; do ln -f "$WORK/bin/nschain" "$WORK/bin/$(basename "$t")"; done
+        LAYOUT="the installed layout: every tool a hard link to $BIN/nschain"
+        BIN=$WORK/bin
+    fi
     unshare --net --mount --propagation private bash "$0" --inside
     python3 bench/oci_report.py "$WORK" "$OUT"
     exit 0
@@ -91,7 +104,7 @@ fact load "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact runs "$RUNS"
 fact podman_runs "$PODMAN_RUNS"
 fact versions "$(runc --version | head -1), $(crun --version | head -1), $(podman --version), $(hyperfine --version)"
-fact nsoci "$(readlink -f "$BIN/nsoci") ($(stat -c %s "$BIN/nsoci") bytes, $(file -b "$BIN/nsoci" | grep -o 'static-pie linked\|dynamically linked\|statically linked' | head -1))"
+fact nsoci "$(readlink -f "$BIN/nsoci") ($(stat -c %s "$BIN/nsoci") bytes, $(file -b "$BIN/nsoci" | grep -o 'static-pie linked\|dynamically linked\|statically linked' | head -1); $LAYOUT)"
 
 # hf NAME RUNS LABEL CMD...: 4 rounds, the order reversed every other round (load that comes
 # and goes falls on every command alike); one JSON per round

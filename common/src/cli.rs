@@ -34,7 +34,7 @@ pub fn main<A: Parser>(tool: &'static str, run: Run<A>) -> ExitCode {
         registrations: Vec::new(),
     };
     match link(tool, run, start, None) {
-        Outcome::Exit(code) => code,
+        Outcome::Exit(code) => ExitCode::from(code),
         // Without a multi-call table every hand-off is a real exec.
         Outcome::Continue(_) => ExitCode::from(exit::FAILURE),
     }
@@ -58,12 +58,12 @@ pub fn link<A: Parser>(
     crate::link_trace::record(tool);
     let (args, detach) = match parse_detach::<A>(tool, argv) {
         Ok(parsed) => parsed,
-        Err(code) => return Outcome::Exit(ExitCode::from(code)),
+        Err(code) => return Outcome::Exit(code),
     };
     if let Some(name) = detach {
         match crate::supervisor::detach(tool, name.as_deref()) {
             crate::supervisor::Outcome::Chain => {}
-            crate::supervisor::Outcome::Exit(code) => return Outcome::Exit(ExitCode::from(code)),
+            crate::supervisor::Outcome::Exit(code) => return Outcome::Exit(code),
         }
     }
     let next = run(args, &mut cx);

@@ -32,26 +32,33 @@ pub fn step<T>(what: impl Display, f: impl FnOnce() -> T) -> T {
     let begin = SystemTime::now();
     let result = f();
     let micros = begin.elapsed().unwrap_or_default().as_micros();
-    eprintln!(
+    say(format_args!(
         "{}[{}]: debug: {what} ({}.{:03} ms)",
         tool(),
         std::process::id(),
         micros / 1000,
         micros % 1000
-    );
+    ));
     result
+}
+
+/// Prints one trace line in one write: the processes of a chain (pidns's monitor, its
+/// container) trace to the same stderr at once, and a line written in pieces interleaves.
+fn say(line: std::fmt::Arguments<'_>) {
+    let line = format!("{line}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Traces a single event with the time since the tool started.
 pub fn note(what: impl Display) {
     if let Some(Some(start)) = START.get() {
         let micros = start.elapsed().unwrap_or_default().as_micros();
-        eprintln!(
+        say(format_args!(
             "{}[{}]: debug: {what} (at {}.{:03} ms)",
             tool(),
             std::process::id(),
             micros / 1000,
             micros % 1000
-        );
+        ));
     }
 }

@@ -12,7 +12,6 @@
 
 use std::any::Any;
 use std::ffi::OsString;
-use std::process::ExitCode;
 
 use crate::cli::Status;
 use crate::handdown::{self, Handdown};
@@ -171,7 +170,7 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
     match next {
         Next::Exit(status) => {
             cx.register_now()?;
-            Ok(Outcome::Exit(ExitCode::from(status)))
+            Ok(Outcome::Exit(status))
         }
         Next::Exec(command) => {
             crate::link_trace::plant();
@@ -210,6 +209,30 @@ pub fn perform(next: Next, cx: &mut Context) -> Result<Outcome, Fatal> {
     }
 }
 
+/// For a forked process that starts the next program itself (pidns's container process:
+/// its link returned no [`Next`] on this side of the fork, and exported its hand-downs
+/// before it, [`Context::export_handdown`]). The next link runs in this process when it can
+/// ([`inprocess::run_forked`], the same checks and steps as [`perform`]'s hand-off); the
+/// process then exits with the chain's status. Otherwise `command` is exec'd. Returns only
+/// when that exec failed.
+pub fn exec_forked(command: Vec<OsString>, links: Option<&'static Links>) -> Fatal {
+    crate::link_trace::plant();
+    let command = exec::command_or_shell(command);
+    // As after an exec, nothing of the link before runs again: no destructor of the frames
+    // below, not even when a later link panics (the status of a panic, 101, as if exec'd).
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        links.and_then(|links| inprocess::run_forked(&command, links))
+    }));
+    let status = match ran {
+        Ok(Some(status)) => status,
+        Ok(None) => return exec::exec(command),
+        Err(_) => 101,
+    };
+    // What the links printed is all that runs at this exit (std's end of `main` does this).
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    crate::sys::process::exit_group(status.into())
+}
+
 /// Runs one link to its end: `run`, then [`perform`]; a failure is printed as the contract's
 /// one line and becomes the exit status.
 pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> Outcome {
@@ -217,7 +240,7 @@ pub fn finish(result: Result<Next, Fatal>, cx: &mut Context) -> Outcome {
         Ok(outcome) => outcome,
         Err(fatal) => {
             fatal.print();
-            Outcome::Exit(ExitCode::from(fatal.code))
+            Outcome::Exit(fatal.code)
         }
     }
 }

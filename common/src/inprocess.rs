@@ -6,7 +6,7 @@
 //! - `NSCHAIN_EXEC_LINKS` is not `1`, and the link did not ask for a real exec
 //!   ([`crate::Context::exec_for_real`]: userns when execve would change its capabilities,
 //!   mntns changes the root or the credentials, timens's clocks take effect at exec; pidns's
-//!   child execs itself);
+//!   container process, a fork that returns no `Next`, asks through [`run_forked`]);
 //! - the next link is not one that makes processes of this memory not dumpable (pidns's
 //!   init, mntns and its layer cleaner) while the user namespace differs from the one of
 //!   the last execve ([`NOT_DUMPABLE_LINKS`]);
@@ -30,6 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cli::Status;
 use crate::handdown::Handdown;
 use crate::handoff::Context;
 use std::sync::OnceLock;
@@ -47,7 +48,7 @@ pub const MULTI_CALL: &str = "nschain";
 #[derive(Debug)]
 pub enum Outcome {
     /// The process exits with this status (a failed link, `pidns`'s monitor, `nsps`).
-    Exit(ExitCode),
+    Exit(Status),
     /// The next link runs in this process.
     Continue(Handoff),
 }
@@ -128,17 +129,23 @@ impl Links {
 /// off in this process, until one execs for real or exits.
 pub fn dispatch(links: &'static Links) -> ExitCode {
     let _ = EXEC_USERNS.set(userns_inode());
-    let mut next = Handoff {
+    let first = Handoff {
         argv: std::env::args_os().collect(),
         handdown: Handdown::from_env(),
         registrations: Vec::new(),
     };
+    ExitCode::from(run(first, links))
+}
+
+/// Runs the link `next.argv` names, then each link handed off in this process, until one
+/// execs for real or exits: returns the status to exit with.
+fn run(mut next: Handoff, links: &'static Links) -> Status {
     loop {
         let (_, entry, own) = match links.select(next.argv) {
             Ok(selected) => selected,
             Err(message) => {
                 eprintln!("{}: fatal: {message}", report::tool());
-                return ExitCode::from(exit::FAILURE);
+                return exit::FAILURE;
             }
         };
         next.argv = own;
@@ -147,6 +154,22 @@ pub fn dispatch(links: &'static Links) -> ExitCode {
             Outcome::Continue(handoff) => next = handoff,
         }
     }
+}
+
+/// For a forked process that starts the next link itself, where an exec would start it
+/// afresh (pidns's container process): when `command` can run in this process, leaves the
+/// state an exec would, runs it (and every link it hands off to) and returns the status to
+/// exit with; `None` when it must be a real exec. What the link before the fork hands down
+/// was exported before the fork ([`Context::export_handdown`]), so the next link takes it
+/// from the environment and inherited fds, as after an exec.
+pub fn run_forked(command: &[OsString], links: &'static Links) -> Option<Status> {
+    let argv = try_hand_off(command, links, &[])?;
+    let first = Handoff {
+        argv,
+        handdown: Handdown::from_env(),
+        registrations: Vec::new(),
+    };
+    Some(run(first, links))
 }
 
 /// The links that make processes of this memory not dumpable: pidns's init (a fork that
@@ -195,11 +218,22 @@ pub(crate) fn hand_off(
     keep: &[std::os::fd::RawFd],
 ) -> Option<Vec<OsString>> {
     let links = cx.links()?;
-    if exec_links_forced() {
+    if let Some(why) = cx.real_exec_reason() {
+        if !exec_links_forced() {
+            debug::note(format_args!("real exec: {why}"));
+        }
         return None;
     }
-    if let Some(why) = cx.real_exec_reason() {
-        debug::note(format_args!("real exec: {why}"));
+    try_hand_off(command, links, keep)
+}
+
+/// The checks and the state of [`hand_off`], for a link that may hand off in process.
+fn try_hand_off(
+    command: &[OsString],
+    links: &Links,
+    keep: &[std::os::fd::RawFd],
+) -> Option<Vec<OsString>> {
+    if exec_links_forced() {
         return None;
     }
     let plan = match Plan::check(command, links) {
@@ -224,6 +258,8 @@ struct Plan {
     argv: Vec<OsString>,
     comm: CString,
     caps: exec_state::ExecCaps,
+    /// The signals caught now (`SigCgt`), which the hand-off resets.
+    caught: u64,
 }
 
 impl Plan {
@@ -245,8 +281,7 @@ impl Plan {
                 name.to_string_lossy()
             ));
         }
-        let path = resolve(program).ok_or("COMMAND not found in PATH")?;
-        let file = std::fs::metadata(&path).map_err(|e| e.to_string())?;
+        let (path, file) = resolve(program).ok_or("COMMAND not found in PATH")?;
         let me = std::fs::metadata("/proc/self/exe").map_err(|e| e.to_string())?;
         if (file.dev(), file.ino()) != (me.dev(), me.ino()) {
             return Err(format!("{} is another program", path.display()));
@@ -265,6 +300,7 @@ impl Plan {
         let status = exec_state::own_status()?;
         exec_state::single_threaded_without_seccomp(&status)?;
         let caps = exec_state::ExecCaps::compute(&status)?;
+        let caught = exec_state::caught_signals(&status)?;
         let base = Path::new(program)
             .file_name()
             .unwrap_or(program)
@@ -278,6 +314,7 @@ impl Plan {
             argv: command.to_vec(),
             comm,
             caps,
+            caught,
         })
     }
 
@@ -287,7 +324,7 @@ impl Plan {
             exec_state::close_cloexec_fds(keep);
         }
         if !knobs.skip("signals") {
-            exec_state::reset_signals()?;
+            exec_state::reset_signals(self.caught)?;
         }
         if !knobs.skip("keepcaps") {
             nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
@@ -311,26 +348,28 @@ fn link_name(command: &[OsString]) -> Option<&OsStr> {
     Some(base)
 }
 
-/// The file exec would run for `program`: itself if it holds a `/`, else the first
-/// executable regular file of that name in `PATH` (execvp's default path when unset).
-fn resolve(program: &OsStr) -> Option<PathBuf> {
+/// The file exec would run for `program`, with its metadata: itself if it holds a `/`, else
+/// the first executable regular file of that name in `PATH` (execvp's default path when
+/// unset).
+fn resolve(program: &OsStr) -> Option<(PathBuf, std::fs::Metadata)> {
     if program.as_bytes().contains(&b'/') {
-        return Some(PathBuf::from(program));
+        let path = PathBuf::from(program);
+        let file = std::fs::metadata(&path).ok()?;
+        return Some((path, file));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| {
-            if dir.as_os_str().is_empty() {
-                PathBuf::from(program)
-            } else {
-                dir.join(program)
-            }
-        })
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                && nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
-        })
+    std::env::split_paths(&path).find_map(|dir| {
+        let candidate = if dir.as_os_str().is_empty() {
+            PathBuf::from(program)
+        } else {
+            dir.join(program)
+        };
+        let file = std::fs::metadata(&candidate).ok()?;
+        let runnable = file.is_file()
+            && file.permissions().mode() & 0o111 != 0
+            && nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok();
+        runnable.then_some((candidate, file))
+    })
 }
 
 /// Bytes of an argv or environment as the kernel lays them out: each entry NUL-terminated.
@@ -377,7 +416,7 @@ mod tests {
     }
 
     fn dummy(_: Handoff, _: &'static Links) -> Outcome {
-        Outcome::Exit(ExitCode::SUCCESS)
+        Outcome::Exit(0)
     }
 
     static TABLE: Links = Links {
@@ -402,7 +441,9 @@ mod tests {
     fn a_bare_name_resolves_through_path_to_an_executable() {
         assert!(resolve(OsStr::new("sh")).is_some());
         assert!(resolve(OsStr::new("no-such-program-here")).is_none());
-        assert_eq!(resolve(OsStr::new("./x")), Some(PathBuf::from("./x")));
+        assert!(resolve(OsStr::new("./no-such-program-here")).is_none());
+        let (path, _) = resolve(OsStr::new("/bin/sh")).unwrap_or_else(|| unreachable!());
+        assert_eq!(path, PathBuf::from("/bin/sh"));
     }
 
     #[test]

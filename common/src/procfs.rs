@@ -5,6 +5,17 @@
 //! registrations and in leases that others judge by /proc. `/proc/self` is resolved by the
 //! /proc mount itself, so it gives the pid every reader of that /proc sees.
 
+/// Reads a /proc file whole. /proc reports no size, so `std::fs::read_to_string` asks the
+/// size first (statx), then reads 32 bytes and doubles (eight calls for a 2 KiB status, and
+/// each call of a seq file renders again from where the last stopped); this asks 16 KiB at
+/// once.
+pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(16 * 1024);
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// This process's pid in the pid namespace of the mounted /proc (the host's, before a link
 /// mounts a new /proc); `getpid()` when /proc is missing.
 pub fn own_pid() -> u32 {
@@ -16,7 +27,7 @@ pub fn own_pid() -> u32 {
 
 /// A capability set of this process from /proc/self/status (`CapEff`, `CapBnd`, ...).
 pub fn capabilities(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = read("/proc/self/status").ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -26,7 +37,7 @@ pub fn capabilities(field: &str) -> Option<u64> {
 /// `/proc/PID/stat`'s fields from the state on (field 3): the command before it may hold
 /// spaces and parentheses, so they follow the last ')'.
 fn stat_fields(pid: &str) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }

@@ -1,13 +1,15 @@
 //! The signals a waiting link takes over (pidns's monitor and init, the process `mntns --rm`
-//! leaves waiting): which ones, blocking them, reading them from a signalfd without allocating,
-//! and forwarding them to the child until it ends ([`forward_until_exit`]).
+//! leaves waiting): which ones, blocking them before a fork and giving them back in the child
+//! ([`take_over`]), reading them from a signalfd without allocating, forwarding them to the
+//! child until it ends ([`forward_until_exit`]), and the child's death with the waiter
+//! ([`die_with`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use nix::unistd::Pid;
 
-use crate::exit;
+use crate::{exit, Fatal};
 
 /// Signals left alone: SIGKILL and SIGSTOP cannot be caught; the synchronous ones (a fault of
 /// the process itself) must stay deliverable; SIGCHLD is how a waiter learns of an exit; the
@@ -135,6 +137,58 @@ pub fn restore_sigchld(old: &Disposition) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// What a process that forks a child to wait for took over before the fork, so that no signal
+/// is lost before its signalfd reads them: SIGCHLD at its default, the [`Set::taken_over`]
+/// signals blocked, a signalfd reading them. The waiting side keeps [`TakenOver::signalfd`];
+/// the child calls [`TakenOver::give_back`] (or keeps `mask` and `sigchld` to restore later).
+pub struct TakenOver {
+    /// Reads the taken-over signals (the waiting side's).
+    pub signalfd: SignalFd,
+    /// The caller's signal mask, for the child.
+    pub mask: Set,
+    /// The caller's SIGCHLD disposition, for the child.
+    pub sigchld: Disposition,
+}
+
+/// Takes the signals over before a fork (see [`TakenOver`]).
+pub fn take_over() -> Result<TakenOver, Fatal> {
+    let set = Set::taken_over();
+    let sigchld =
+        default_sigchld().map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
+    let mask = block(&set).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
+    let signalfd =
+        SignalFd::new(&set).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    Ok(TakenOver {
+        signalfd,
+        mask,
+        sigchld,
+    })
+}
+
+impl TakenOver {
+    /// In the child after the fork: closes the signalfd and gives the caller's SIGCHLD
+    /// disposition and signal mask back.
+    pub fn give_back(self) -> Result<(), Fatal> {
+        drop(self.signalfd);
+        restore_sigchld(&self.sigchld)
+            .and(restore(&self.mask))
+            .map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))
+    }
+}
+
+/// Ties this (forked) process's life to `parent`'s: SIGKILL when it dies (a `kill -9` of the
+/// process the caller waits on ends the container), checked against a parent already gone;
+/// `parent_name` names it in that error ("the chain's supervisor").
+pub fn die_with(parent: Pid, parent_name: &str) -> Result<(), Fatal> {
+    crate::sys::process::kill_me_with_parent().map_err(|e| {
+        Fatal::from(io::Error::from(e)).context("unable to set the parent-death signal")
+    })?;
+    if nix::unistd::getppid() != parent {
+        return Err(Fatal::new(format!("{parent_name} has exited")));
+    }
+    Ok(())
 }
 
 /// Makes `pgrp` the terminal's foreground process group, with SIGTTOU blocked so that a

@@ -27,7 +27,7 @@ pub fn is_host_root() -> bool {
 
 /// Whether this process's user namespace is the initial one (its uid map is the identity).
 pub fn in_initial_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
+    crate::procfs::read("/proc/self/uid_map")
         .map(|map| {
             let fields: Vec<&str> = map.split_whitespace().collect();
             fields == ["0", "0", "4294967295"]

@@ -24,7 +24,6 @@
 //! a lease by the next start that needs one or `netns gc`, a layer by the next `mntns
 //! --overlay`, the registration by `nsps`.
 
-use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use nix::unistd::{fork, ForkResult, Pid};
@@ -32,7 +31,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::after::{Adoption, Listener, Message, Offer};
 use crate::handdown::Slot;
 use crate::signals::{self, SignalFd};
-use crate::{chain, debug, exit, report, Context, Fatal};
+use crate::{chain, debug, exit, report, resident, Context, Fatal};
 
 /// Names the chain's supervisor (its host pid) for the later links: set by the link that
 /// forked it, taken by the `pidns` that hands it the container.
@@ -43,6 +42,9 @@ pub struct Supervisor {
     child: Pid,
     signalfd: SignalFd,
     listener: Listener,
+    /// What the supervisor gives back after each event, read once from /proc/self/smaps
+    /// (its mappings do not change while it serves).
+    resident: resident::Plan,
 }
 
 /// How the container ended.
@@ -56,26 +58,17 @@ pub struct Ended {
 /// (its hand-down has the supervisor's socket, [`VAR`] names it, and it dies with it); the
 /// supervisor gets `Some` and must end the process itself (it never returns into the chain).
 pub fn fork_supervisor(cx: &mut Context) -> Result<Option<Supervisor>, Fatal> {
-    let taken_over = signals::Set::taken_over();
-    let sigchld = signals::default_sigchld()
-        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-    let mask = signals::block(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd = SignalFd::new(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let signals = signals::take_over()?;
     let offer = Offer::new()
         .map_err(|e| Fatal::from(e).context("unable to create the supervisor's socket"))?;
     let supervisor = Pid::this();
     // SAFETY: links are single-threaded until exec, so both sides may run ordinary code.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork the supervisor"))? {
         ForkResult::Child => {
-            drop(signalfd);
             let (listener, theirs) = offer.split();
             drop(listener);
-            signals::restore_sigchld(&sigchld)
-                .and(signals::restore(&mask))
-                .map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))?;
-            die_with(supervisor)?;
+            signals.give_back()?;
+            signals::die_with(supervisor, "the chain's supervisor")?;
             cx.handdown().after = Slot::Made(theirs);
             crate::handdown::export(VAR, supervisor.as_raw().to_string());
             Ok(None)
@@ -90,34 +83,12 @@ pub fn fork_supervisor(cx: &mut Context) -> Result<Option<Supervisor>, Fatal> {
             let _ = nix::unistd::chdir("/");
             Ok(Some(Supervisor {
                 child,
-                signalfd,
+                signalfd: signals.signalfd,
                 listener,
+                resident: resident::Plan::trim_only(),
             }))
         }
     }
-}
-
-/// The child dies with the supervisor (a `kill -9` of the process the caller waits on ends
-/// the container, as with pidns's monitor), checked against a supervisor already gone.
-fn die_with(supervisor: Pid) -> Result<(), Fatal> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(Fatal::from(io::Error::last_os_error())
-            .context("unable to set the parent-death signal"));
-    }
-    if nix::unistd::getppid() != supervisor {
-        return Err(Fatal::new("the chain's supervisor has exited"));
-    }
-    Ok(())
 }
 
 /// Whether this process may hand its container to the chain's supervisor: [`VAR`] names its
@@ -139,24 +110,14 @@ impl Supervisor {
     /// Closes every descriptor but stdio, its own and `keep` (the setup's sockets, files and
     /// locks of the link that forked it), and leaves nothing else of the caller's open. The
     /// caller must not use or drop the objects that owned them (it ends with `_exit`).
-    pub fn keep_only(&self, keep: &[RawFd]) {
-        let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub fn keep_only(&mut self, keep: &[RawFd]) {
         let own = [self.signalfd.raw(), self.listener.as_fd().as_raw_fd()];
-        for fd in open {
-            if fd > 2 && !keep.contains(&fd) && !own.contains(&fd) {
-                // SAFETY: not used by this process from here on (see above).
-                unsafe { libc::close(fd) };
-            }
-        }
+        let kept: Vec<RawFd> = keep.iter().chain(&own).copied().collect();
+        crate::sys::fs::close_all_above_stdio_but(&kept);
         // What the setup allocated and touched goes back to the kernel: the supervisor
         // stays small while it idles.
-        crate::resident::shed();
+        self.resident = resident::plan();
+        self.resident.apply();
     }
 
     /// Waits for the container: forwards the signals a process sends (to the child, then to
@@ -196,8 +157,9 @@ impl Supervisor {
                     return (Ended { code }, adopted);
                 }
             }
-            // Taking the adoption and reaping pidns ran code the fork had not: back to idle.
-            crate::resident::shed();
+            // Taking the adoption and reaping pidns ran code the fork had not: back to idle
+            // (the plan of keep_only: no file read, no allocation per event).
+            self.resident.apply();
         }
     }
 

@@ -94,7 +94,7 @@ pub fn snapshot_watching(state: &Path, netns: Option<&str>, watched: &[&Path]) -
     }
 }
 
-/// Waits (up to 5 s, cleanup may be asynchronous) until the snapshot equals `before`, then
+/// Waits (up to 30 s, cleanup may be asynchronous) until the snapshot equals `before`, then
 /// returns; panics with the difference otherwise. Paths under `kept` are allowed to remain.
 pub fn assert_nothing_left(before: &Snapshot, state: &Path, netns: Option<&str>, kept: &[&Path]) {
     assert_nothing_left_watching(before, state, netns, kept, &[]);
@@ -108,7 +108,7 @@ pub fn assert_nothing_left_watching(
     kept: &[&Path],
     watched: &[&Path],
 ) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut after = snapshot_watching(state, netns, watched);
         after

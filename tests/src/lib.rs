@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod audit;
+pub mod exe;
 pub mod need;
 pub mod roots;
 pub mod term;
 
+pub use exe::{copy_exe, write_exe};
 pub use serde_json::Value;
 
 /// The directory holding the workspace's binaries (beside the test executable's `deps/`).
@@ -215,11 +217,11 @@ pub fn throwaway_host(seconds: u32) -> Command {
 }
 
 /// Runs `script` in a [`throwaway_host`] with `lo` up, `set -eu`, and `wait_for CMD...` (retries
-/// CMD for up to 10 s), with the chain's state under `state`.
+/// CMD for up to 30 s), with the chain's state under `state`.
 pub fn in_throwaway_host(state: &Path, seconds: u32, script: &str) -> Output {
     let mut cmd = throwaway_host(seconds);
     cmd.arg(format!(
-        "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 200); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
+        "set -eu\nip link set lo up\nwait_for() {{ for _ in $(seq 600); do if \"$@\" >/dev/null 2>&1; then return 0; fi; sleep 0.05; done; return 1; }}\n{script}"
     ));
     with_env(&mut cmd, state);
     run(&mut cmd)
@@ -344,6 +346,33 @@ pub fn shown(cmd: &Command) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The text of section `name` of a script's output: the lines after its `==NAME==` header,
+/// up to the next header, trimmed. Panics (with the whole output) when there is none.
+pub fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let start = out
+        .find(&format!("=={name}==\n"))
+        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
+        + name.len()
+        + 5;
+    let rest = &out[start..];
+    rest.find("\n==").map_or(rest, |end| &rest[..end]).trim()
+}
+
+/// Waits until the chain registered at `chain` (`STATE/run/chains/NAME`) has the record of
+/// namespace `kind`: its link is set up. Panics after a generous deadline (a loaded machine
+/// starts chains slowly; a chain that never registers fails).
+pub fn wait_for_record(chain: &Path, kind: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !chain.has_record(kind) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not register {kind}",
+            chain.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A chain's registration directory, read as nsps reads it: one record per `KIND.json`, or

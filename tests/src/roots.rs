@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 pub fn install_busybox(root: &Path, applets: &[&str]) {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
+    crate::copy_exe(Path::new("/bin/busybox"), &bin.join("busybox"));
     for applet in applets {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
     }

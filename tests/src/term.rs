@@ -28,28 +28,7 @@ impl Default for Term {
 impl Term {
     /// A new pty of [`ROWS`] × [`COLS`].
     pub fn new() -> Term {
-        let (mut master, mut slave) = (-1, -1);
-        let ws = winsize(ROWS, COLS);
-        // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both fds were just returned by openpty and are owned by nobody else.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        for fd in [&master, &slave] {
-            // SAFETY: F_SETFD on our own fd.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        // SAFETY: O_NONBLOCK on the master's own file description.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let (master, slave) = openpty(ROWS, COLS);
         Term {
             master,
             slave,
@@ -172,6 +151,33 @@ impl Term {
         let mut child = self.spawn(cmd);
         self.wait_exit(&mut child)
     }
+}
+
+/// A new pty pair of `rows` x `cols`: (master, slave), both close-on-exec, the master
+/// non-blocking (the slave's file description stays blocking).
+pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (-1, -1);
+    let ws = winsize(rows, cols);
+    // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: F_SETFD on our own fd.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: O_NONBLOCK on the master's own file description.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    (master, slave)
 }
 
 /// A window size of `rows` × `cols`.

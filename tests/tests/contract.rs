@@ -2,7 +2,6 @@
 //! help and version, usage errors, 126/127, the default shell, argv pass-through, exit status
 //! and SIGPIPE disposition of the payload.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -75,8 +74,7 @@ fn a_non_executable_file_exits_126() {
     require(is_root(), "root");
     let dir = scratch();
     let file = dir.path().join("not-executable");
-    std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write_exe(&file, "#!/bin/sh\necho hi\n", 0o644);
     for_each_tool(&["--", file.to_str().unwrap()], |name, out| {
         assert_eq!(out.status.code(), Some(126), "{name}: {}", stderr(out));
         assert!(stderr(out).starts_with(&format!("{name}: fatal: unable to execute")));

@@ -195,7 +195,7 @@ fn bash_completes_the_next_program_after_the_options_and_chain_names_where_they_
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !state
         .path()
         .join(format!("run/chains/{name}"))

@@ -293,8 +293,7 @@ fn no_writable_handle_to_a_host_binary_when_joined_with_nsps_exec_cve_2019_5736(
 /// Whether the named chain of this lab runs as uid 65534 (its registration is nobody's).
 fn lab_is_rootless(lab: &Lab, name: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let reg = lab.state.join("run/chains").join(name);
-    std::fs::metadata(reg).is_ok_and(|m| m.uid() == 65534)
+    std::fs::metadata(lab.chain_dir(name)).is_ok_and(|m| m.uid() == 65534)
 }
 
 #[test]
@@ -311,7 +310,7 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
             "CVE-2019-5736: a writable handle to a host binary through /proc/PID/exe when a new chain starts in a running container's pid namespace",
             &|lab, name| {
                 let mut argv: Vec<String> = Vec::new();
-                if lab_has_user(lab, name) {
+                if lab.has_user(name) {
                     argv.extend(["userns", "--join", name, "--"].map(str::to_owned));
                 }
                 argv.extend(["pidns", "--join", name, "--", "mntns", "--rootfs"].map(str::to_owned));
@@ -323,10 +322,6 @@ fn no_writable_handle_to_a_host_binary_when_a_second_chain_joins_at_start_cve_20
         lab.assert_clean();
     }
     assert_all(results);
-}
-
-fn lab_has_user(lab: &Lab, name: &str) -> bool {
-    lab.state.join("run/chains").join(name).has_record("user")
 }
 
 #[test]
@@ -352,14 +347,7 @@ fn a_process_joined_with_nsps_exec_gets_no_host_fd_cwd_namespace_or_process() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{name} did not register"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_registered(&name);
         for attack in [&["fds"][..], &["setns"][..], &["procs", &reversed][..]] {
             let mut argv: Vec<String> = ["nsps", "exec", &name, "--", "/nsattack"]
                 .map(str::to_owned)

@@ -38,7 +38,7 @@ fn on_weak_host(lab: &Lab, args: &[&str]) -> std::process::Output {
     for d in ["tmp", "dev/shm"] {
         std::fs::create_dir_all(jail.join(d)).unwrap();
     }
-    std::fs::copy(attacker(), jail.join("nsattack")).unwrap();
+    copy_exe(&attacker(), &jail.join("nsattack"));
     let j = jail.display();
     let script = format!(
         "mount -t tmpfs tmpfs {j}/tmp && mount -t tmpfs tmpfs {j}/dev && mkdir {j}/dev/shm && exec chroot {j} /nsattack \"$@\""
@@ -260,7 +260,10 @@ fn every_mount_of_a_new_root_is_nodev_but_the_verified_nodes() {
     let bare = lab.dir.path().join("bare");
     std::fs::create_dir_all(bare.join("bin")).unwrap();
     std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::copy("/bin/busybox", bare.join("bin/busybox")).unwrap();
+    copy_exe(
+        std::path::Path::new("/bin/busybox"),
+        &bare.join("bin/busybox"),
+    );
     std::os::unix::fs::symlink("busybox", bare.join("bin/cat")).unwrap();
     let volume = lab.dir.path().join("vol");
     std::fs::create_dir_all(&volume).unwrap();

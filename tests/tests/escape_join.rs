@@ -8,6 +8,7 @@
 
 mod escape_common;
 
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,24 @@ fn configs() -> Vec<Config> {
     }
 }
 
+/// Runs `check` for every config, each in its own thread (a lab of its own: only one config
+/// leases a `--map-auto` range), and returns their results in the order of the configs. The
+/// attacks mostly wait (for joiners, for their watch to end): side by side they take the
+/// time of the longest.
+fn per_config(check: impl Fn(Config) -> Vec<Result<(), String>> + Sync) -> Vec<Result<(), String>> {
+    let check = &check;
+    std::thread::scope(|s| {
+        let threads: Vec<_> = configs()
+            .into_iter()
+            .map(|config| s.spawn(move || check(config)))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// Starts `command` in a chain of `config` named `name`, and waits until it has registered
 /// (mntns registers right before its exec) plus a moment for the attacker to look around.
 fn start(lab: &Lab, config: Config, name: &str, mntns_args: &[&str], command: &[&str]) -> Child {
@@ -45,14 +64,22 @@ fn start(lab: &Lab, config: Config, name: &str, mntns_args: &[&str], command: &[
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let chain = lab.state.join("run/chains").join(name);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !chain.has_record("mnt") {
-        assert!(Instant::now() < deadline, "{name} did not register");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_registered(name);
     std::thread::sleep(Duration::from_millis(300));
     child
+}
+
+/// Waits (up to 30 s) until the attacker made `path`.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The host pid of the chain's PID 1 (the pidns init: in every namespace but the mount one).
@@ -151,8 +178,8 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
     }
     let _serial = serial();
     let claim = "issue 13 item 5: the host's files through /proc/PID/root of a process joined to a container with SYS_PTRACE";
-    let mut results = Vec::new();
-    for config in configs() {
+    let results = per_config(|config| {
+        let mut results = Vec::new();
         // One lab per chain: a rootless chain refuses a state directory that root made.
         let lab = Lab::new("joinroot");
         let marker = format!("host-only-{}-{}", std::process::id(), config as u8);
@@ -164,7 +191,6 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
         std::fs::set_permissions(&drop_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let written = drop_dir.join("written-by-container");
         let (secret, drop) = (secret.display().to_string(), drop_dir.display().to_string());
-        let attack = ["/nsattack", "root-watch", "4000", &secret, &marker, &drop];
         let ptrace = ["--cap-add", "SYS_PTRACE"];
         let joiners: [(&str, &Joiner); 2] = [
             ("nsenter without the mount namespace", &|name| {
@@ -181,8 +207,24 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
             let mut result = Err(String::new());
             for attempt in 0..tries {
                 let name = format!("jroot{}{}{i}{attempt}", std::process::id(), config as u8);
+                // The watch lasts until the joiner has ended (the test then makes the stop
+                // file in the container's /tmp), 30 s at most: the joined process is never
+                // killed by the container's end, nor missed by a watch already over.
+                let stop = format!("/tmp/stop-{name}");
+                let attack = [
+                    "/nsattack",
+                    "root-watch",
+                    "30000",
+                    &secret,
+                    &marker,
+                    &drop,
+                    &stop,
+                ];
                 let container = start(&lab, config, &name, &ptrace, &attack);
+                let stop_file = lab.root.join(&stop[1..]);
+                wait_for_file(&stop_file.with_extension("ready"));
                 let joined = run(&mut join(&name));
+                std::fs::write(&stop_file, "").unwrap();
                 let out = container.wait_with_output().unwrap();
                 let was_written = written.exists();
                 let _ = std::fs::remove_file(&written);
@@ -223,7 +265,8 @@ fn a_joined_process_never_leads_to_the_host_through_proc_pid_root() {
         }
         lab.kill_all_and_wait();
         lab.assert_clean();
-    }
+        results
+    });
     assert_all(results);
 }
 
@@ -234,8 +277,8 @@ fn a_joined_process_has_the_containers_user_capabilities_no_new_privs_and_seccom
     }
     let _serial = serial();
     let claim = "issue 13 item 5: a joined process gets the container's credentials, never more";
-    let mut results = Vec::new();
-    for config in configs() {
+    let results = per_config(|config| {
+        let mut results = Vec::new();
         let lab = Lab::new("joincreds");
         // A rootless chain maps only its root: there the container is root without capabilities.
         let mut restricted = vec!["--cap-drop", "ALL", "--no-new-privs"];
@@ -286,7 +329,8 @@ fn a_joined_process_has_the_containers_user_capabilities_no_new_privs_and_seccom
         lab.kill_all_and_wait();
         let _ = container.wait();
         lab.assert_clean();
-    }
+        results
+    });
     assert_all(results);
 }
 
@@ -297,8 +341,8 @@ fn no_writable_handle_to_a_host_binary_from_a_container_with_sys_ptrace_cve_2019
     }
     let _serial = serial();
     let claim = "CVE-2019-5736 with SYS_PTRACE: a writable handle to a host binary through /proc/PID/exe of a joining process";
-    let mut results = Vec::new();
-    for config in configs() {
+    let results = per_config(|config| {
+        let mut results = Vec::new();
         let mut lab = Lab::new("joinexe");
         let ids = dev_ino(&lab.private_tools());
         let mut attack = vec!["/nsattack", "exe-watch", "2500"];
@@ -338,6 +382,7 @@ fn no_writable_handle_to_a_host_binary_from_a_container_with_sys_ptrace_cve_2019
         }
         lab.kill_all_and_wait();
         lab.assert_clean();
-    }
+        results
+    });
     assert_all(results);
 }

@@ -10,7 +10,6 @@
 mod escape_common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use escape_common::*;
 use nschain_tests::*;
@@ -103,11 +102,6 @@ fn a_container_cannot_read_the_callers_session_keys() {
     assert_all(results);
 }
 
-/// Whether the named chain of this lab has a user namespace to join.
-fn has_user(lab: &Lab, name: &str) -> bool {
-    lab.state.join("run/chains").join(name).has_record("user")
-}
-
 #[test]
 fn a_process_joined_with_mntns_join_or_nsps_exec_cannot_read_the_callers_session_keys() {
     if !need_root() {
@@ -124,14 +118,10 @@ fn a_process_joined_with_mntns_join_or_nsps_exec_cannot_read_the_callers_session
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
-            assert!(Instant::now() < deadline, "the container did not register");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_registered(&name);
         for (weakened, mntns_args) in RUNS {
             let mut argv: Vec<String> = Vec::new();
-            if has_user(&lab, &name) {
+            if lab.has_user(&name) {
                 argv.extend(["userns", "--join", &name, "--"].map(str::to_owned));
             }
             argv.extend(

@@ -29,16 +29,6 @@ fn bridged_chain(lab: &Lab, config: Config, mntns_args: &[&str], command: &[&str
     argv
 }
 
-/// Makes the lab's bridge and nft table (the host's shared objects, kept) before the audit.
-fn make_bridge(lab: &mut Lab) {
-    let argv: Vec<String> = ["netns", "--bridge", "--subnet", SUBNET, "--", "true"]
-        .map(str::to_owned)
-        .to_vec();
-    let out = run(&mut lab.in_host("", false, &argv));
-    assert!(out.status.success(), "netns --bridge: {}", stderr(&out));
-    lab.rebase_settled();
-}
-
 /// Runs `script` as the lab's host shell; `"$@"` in it is the attacker's chain.
 fn in_lab(lab: &Lab, script: &str, attacker: Vec<String>) -> Output {
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), script.into(), "sh".into()];
@@ -63,7 +53,7 @@ const VICTIM_DOWN: &str = r#"
     kill $v; wait
     i=0
     while [ -n "$(find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null)" ]; do
-        i=$((i + 1)); [ $i -lt 100 ] || { echo "a lease was never released"; exit 3; }
+        i=$((i + 1)); [ $i -lt 600 ] || { echo "a lease was never released"; exit 3; }
         sleep 0.05
     done
 "#;
@@ -91,7 +81,7 @@ fn arp_spoofing_another_container_needs_net_raw_which_is_not_in_the_default_set(
         return;
     }
     let mut lab = Lab::new("arp");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let script = format!(
         r#"{VICTIM_UP}
         ( while :; do busybox ping -c1 -W1 {VICTIM} >/dev/null 2>&1; sleep 0.1; done ) & p=$!
@@ -164,18 +154,20 @@ fn rogue_ra(lab: &Lab, prefix: &str, weaken: bool) -> Output {
         r#"
         up() { n=0; for d in /sys/class/net/nsc[0-9a-f]*; do [ "$(cat $d/operstate)" = up ] && n=$((n + 1)); done; [ $n -ge 2 ]; }
         i=0
-        until up; do i=$((i + 1)); [ $i -lt 100 ] || { echo "the attacker never came up"; exit 3; }; sleep 0.05; done
+        until up; do i=$((i + 1)); [ $i -lt 600 ] || { echo "the attacker never came up"; exit 3; }; sleep 0.05; done
         for d in /proc/sys/net/ipv6/conf/nschain0 /proc/sys/net/ipv6/conf/nsc[0-9a-f]*; do
             echo 0 > $d/disable_ipv6; echo 2 > $d/accept_ra
         done
         nsenter -t $v -n sh -c 'echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; echo 2 > /proc/sys/net/ipv6/conf/eth0/accept_ra'
         echo "INFO defence off: IPv6 on and accept_ra=2 on the bridge, the host's veth ends and the victim's eth0"
+        touch root/tmp/go
         "#
     } else {
-        ""
+        "touch root/tmp/go"
     };
     let script = format!(
         r#"{VICTIM_UP}
+        rm -f root/tmp/go
         "$@" & a=$!
         {weaken_script}
         wait $a; rc=$?
@@ -189,8 +181,12 @@ fn rogue_ra(lab: &Lab, prefix: &str, weaken: bool) -> Output {
         exit $rc
         "#
     );
-    // The attacker waits until the defence is off before it sends.
-    let send = format!("sleep 2.5; exec /nsattack ra eth0 {prefix}");
+    // The attacker sends once the host script says go (its /tmp is the lab's root/tmp): at
+    // once, or once the defence is off.
+    let send = format!(
+        "i=0; until test -e /tmp/go; do i=$((i + 1)); test $i -lt 600 || exit 4; sleep 0.05; done; \
+         exec /nsattack ra eth0 {prefix}"
+    );
     in_lab(
         lab,
         &script,
@@ -212,7 +208,7 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     // Proof: with IPv6 and accept_ra back on, the host's bridge and the victim take the
     // attacker's prefix and route.
     let mut weak = Lab::new("ra-weak");
-    make_bridge(&mut weak);
+    weak.make_bridge(SUBNET);
     let out = rogue_ra(&weak, "2001:db8:5a:1::", true);
     assert_escaped(
         claim,
@@ -245,7 +241,7 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     );
     // A bridge made by netns.
     let mut lab = Lab::new("ra");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let out = rogue_ra(&lab, "2001:db8:5a:3::", false);
     assert_blocked(claim, Config::Rootful, &out);
     assert!(
@@ -265,13 +261,13 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
         return;
     }
     let mut lab = Lab::new("ipv6");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let script = r#"
         c=/proc/sys/net/ipv6/conf
         echo "bridge $(cat $c/nschain0/disable_ipv6) $(cat $c/nschain0/accept_ra)"
         netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
         i=0
-        until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 3; sleep 0.05; done
+        until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 600 ] || exit 3; sleep 0.05; done
         cat eth0
         for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/disable_ipv6) $(cat $d/accept_ra)"; done
         echo "host addresses: $(ip -6 -o addr show dev nschain0 | wc -l)"

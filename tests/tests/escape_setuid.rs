@@ -42,7 +42,7 @@ fn mkdir(path: &Path, mode: u32) {
 fn plant_dir(path: &Path) {
     mkdir(path, 0o777);
     let image = path.join("suid-image");
-    std::fs::copy("/bin/true", &image).unwrap();
+    copy_exe(Path::new("/bin/true"), &image);
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o4755)).unwrap();
 }
 
@@ -312,15 +312,7 @@ fn named_sleeper(lab: &Lab, name: &str, root: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let chain = lab.state.join("run/chains").join(name);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !chain.has_record("mnt") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} did not register"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    lab.wait_registered(name);
     child
 }
 

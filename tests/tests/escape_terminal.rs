@@ -12,13 +12,12 @@
 
 mod escape_common;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use escape_common::*;
-use nschain_tests::Registrations;
 
 const CLAIM: &str = "CVE-2017-5226 / CVE-2023-1523 / claim: a container cannot type into, kill or reshape its caller's terminal";
 const ROWS: u16 = 24;
@@ -41,33 +40,7 @@ struct Pty {
 
 impl Pty {
     fn new() -> Pty {
-        let (mut master, mut slave) = (-1, -1);
-        let ws = libc::winsize {
-            ws_row: ROWS,
-            ws_col: COLS,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty fills two fds; termios may be null, the winsize is a local.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both fds were just returned by openpty and are owned by nobody else.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        for fd in [&master, &slave] {
-            // SAFETY: F_SETFD on our own fd.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        // SAFETY: O_NONBLOCK on the master's own file description (the slave's stays blocking).
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let (master, slave) = nschain_tests::term::openpty(ROWS, COLS);
         Pty { master, slave }
     }
 
@@ -328,7 +301,7 @@ fn a_container_cannot_type_into_kill_or_reshape_the_callers_terminal() {
 
 /// Waits until the terminal has shown `text` (10 s at most).
 fn wait_for(pty: &Pty, shown: &mut String, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !shown.contains(text) {
         assert!(
             Instant::now() < deadline,
@@ -386,7 +359,7 @@ fn an_interactive_shell_in_a_container_still_reads_writes_and_gets_ctrl_c() {
             config.name()
         );
         pty.write("exit 3\n");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
@@ -421,11 +394,7 @@ fn a_process_joined_with_nsps_exec_cannot_act_on_the_callers_terminal() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
-            assert!(Instant::now() < deadline, "{name} did not register");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_registered(&name);
         let pty = Pty::new();
         // -i: the joined process keeps the caller's terminal as stdin (without -i, /dev/null).
         let argv = [

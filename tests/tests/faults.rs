@@ -275,7 +275,10 @@ fn the_entry_into_the_container_fails_closed() {
 }
 
 /// Spawns a named container of `config` that sleeps; returns it once it is registered.
+/// The name must be new: a stale registration of it would pass for the new container's.
 fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
+    let chain = lab.state.join("run/chains").join(name);
+    assert!(!chain.exists(), "{name} is registered already");
     let argv = lab.chain_argv(config, Some(name), &[], &["/bin/sleep", "30"]);
     let child = lab
         .in_host("", config == Config::Rootless, &argv)
@@ -283,11 +286,7 @@ fn named_sleeper(lab: &Lab, config: Config, name: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab.state.join("run/chains").join(name).has_record("mnt") {
-        assert!(Instant::now() < deadline, "{name} did not register");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_registered(name);
     child
 }
 
@@ -536,7 +535,7 @@ fn sigkill_of_the_netns_link_after_its_veth_exists_is_cleaned() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !host_links(&lab).contains("veth") && !host_links(&lab).contains("nsc") {
         assert!(
             Instant::now() < deadline,
@@ -549,7 +548,7 @@ fn sigkill_of_the_netns_link_after_its_veth_exists_is_cleaned() {
     // forked a moment after the veth appears).
     let marker = format!("NSCHAIN_RUN_DIR={}", lab.state.join("run").display());
     std::thread::sleep(Duration::from_millis(200));
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !nschain_tests::audit::processes_with_env(&marker).is_empty() {
         assert!(Instant::now() < deadline, "the container does not die");
         lab.kill_all();
@@ -575,8 +574,13 @@ fn sigkill_of_the_pidns_monitor_kills_the_container_and_leaves_nothing() {
         return;
     }
     let lab = Lab::new("fault-kill-pid");
-    for config in [Config::Rootful, Config::RootfulUserns] {
-        let name = format!("fkill{}", std::process::id());
+    // A name per container: the first one's registration, its monitor SIGKILLed, may stay
+    // until a later start collects it.
+    for (i, config) in [Config::Rootful, Config::RootfulUserns]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("fkill{}-{i}", std::process::id());
         let child = named_sleeper(&lab, config, &name);
         let pid_json =
             std::fs::read_to_string(lab.state.join("run/chains").join(&name).join("pid.json"))
@@ -629,11 +633,7 @@ fn sigkill_of_an_overlay_container_with_rm_removes_its_layer() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab.state.join("run/chains").join(&name).has_record("mnt") {
-            assert!(Instant::now() < deadline, "no registration");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_registered(&name);
         assert!(
             std::fs::read_dir(lab.state.join("data/overlay")).is_ok_and(|mut d| d.next().is_some()),
             "no layer was made"
@@ -977,7 +977,7 @@ fn stale_rm_layers_of_a_range_are_collected_by_a_later_start() {
         "/bin/sleep",
         "30",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let stale = loop {
         let layers: Vec<PathBuf> = lab
             .range_data_dirs()

@@ -24,7 +24,7 @@ fn install(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let main = bin.join("nschain");
-    fs::copy(nschain_tests::bin("nschain"), &main).unwrap();
+    copy_exe(&nschain_tests::bin("nschain"), &main);
     for tool in TOOLS {
         fs::hard_link(&main, bin.join(tool)).unwrap();
     }
@@ -233,9 +233,16 @@ fn rootful_chains_see_the_same_in_process_and_exec() {
     }
     let dir = scratch();
     install(dir.path());
-    for chain in [
-        chain_with(&ROOTFUL, &[]),
-        chain_with(&ROOTFUL, &["--", "timens", "--", "pidns", "--", "mntns"]),
+    for (chain, container) in [
+        (chain_with(&ROOTFUL, &[]), None),
+        (
+            chain_with(&ROOTFUL, &["--", "timens", "--", "pidns", "--", "mntns"]),
+            Some("pidns[2]"),
+        ),
+        (
+            chain_with(&ROOTFUL, &["--", "pidns", "--no-init", "--", "mntns"]),
+            Some("pidns[1]"),
+        ),
     ] {
         let (diff, stderr) = compare(dir.path(), &chain, "plant", false);
         assert!(diff.is_empty(), "{chain:?}:\n{}", diff.join("\n"));
@@ -244,6 +251,13 @@ fn rootful_chains_see_the_same_in_process_and_exec() {
             stderr.matches("hand off in process").count() >= 2,
             "{stderr}"
         );
+        // So did pidns's container process, to mntns (forked: it has a pid of its own).
+        if let Some(process) = container {
+            assert!(
+                stderr.contains(&format!("{process}: debug: hand off in process")),
+                "{stderr}"
+            );
+        }
     }
 }
 
@@ -273,6 +287,12 @@ fn rootless_chains_see_the_same_in_process_and_exec() {
     assert!(diff.is_empty(), "{chain:?}:\n{}", diff.join("\n"));
     assert!(
         stderr.contains("real exec: pidns makes processes that are not dumpable"),
+        "{stderr}"
+    );
+    // pidns's memory was made by that exec, in the container's user namespace: its
+    // container process hands mntns off in process.
+    assert!(
+        stderr.contains("pidns[2]: debug: hand off in process"),
         "{stderr}"
     );
 }
@@ -347,12 +367,7 @@ fn another_program_of_the_same_name_is_exec_d() {
     let bin = install(dir.path());
     let own = dir.path().join("own");
     fs::create_dir(&own).unwrap();
-    fs::write(own.join("ipcns"), "#!/bin/sh\necho own ipcns\n").unwrap();
-    fs::set_permissions(
-        own.join("ipcns"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_exe(&own.join("ipcns"), "#!/bin/sh\necho own ipcns\n", 0o755);
     let mut cmd = Command::new(bin.join("netns"));
     cmd.args(["--", "ipcns", "--", "true"]);
     with_env(&mut cmd, &dir.path().join("state"));

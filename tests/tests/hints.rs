@@ -109,7 +109,10 @@ fn a_read_only_root_without_proc_runs_instead_of_getting_the_pidns_hint() {
     let dir = scratch();
     let image = dir.path().join("image");
     std::fs::create_dir_all(image.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", image.join("bin/busybox")).unwrap();
+    copy_exe(
+        std::path::Path::new("/bin/busybox"),
+        &image.join("bin/busybox"),
+    );
     std::os::unix::fs::symlink("busybox", image.join("bin/sh")).unwrap();
     let view = dir.path().join("view");
     std::fs::create_dir(&view).unwrap();

@@ -3,7 +3,7 @@
 //! items 6 and 7).
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nschain_tests::*;
 
@@ -49,11 +49,7 @@ fn a_mount_namespace_made_after_pidns_is_registered_by_its_host_pid_and_joined()
         .spawn()
         .unwrap();
     let registration = state.path().join(format!("run/chains/{name}"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !registration.has_record("mnt") {
-        assert!(Instant::now() < deadline, "mntns never registered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_record(&registration, "mnt");
     std::thread::sleep(Duration::from_millis(50));
     let json: Value = registration.record("mnt").unwrap();
     let pid = json["pid"].as_u64().unwrap();

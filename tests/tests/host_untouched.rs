@@ -21,8 +21,8 @@ host_state() {
     nft list ruleset
     find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock 2>/dev/null | sort
 }
-# Wait (up to 5 s) until a command succeeds.
-wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
+# Wait (up to 30 s: generous, it returns as soon as the command succeeds) until a command succeeds.
+wait_for() { for _ in $(seq 300); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
 leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
 no_leases() { [ "$(leases)" = 0 ]; }
 # Leases whose setup is complete (an address is claimed before its veth exists).
@@ -326,7 +326,7 @@ fn a_failed_slirp4netns_start_leaves_no_process_and_its_chatter_stays_hidden() {
     assert!(!no_tun.contains("sent tapfd"), "{out}");
     // Nothing of these runs is left (the failed ones left a blocked netns each).
     let marker = format!("NSCHAIN_RUN_DIR={}", state.path().join("run").display());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let left = nschain_tests::audit::processes_with_env(&marker);
         if left.is_empty() {

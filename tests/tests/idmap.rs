@@ -439,7 +439,10 @@ fn an_idmapped_rootfs_is_root_s_inside_and_its_writes_keep_host_ownership() {
     for f in ["hostname", "hosts", "resolv.conf"] {
         std::fs::write(root.join("etc").join(f), "").unwrap();
     }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    copy_exe(
+        std::path::Path::new("/bin/busybox"),
+        &root.join("bin/busybox"),
+    );
     for applet in ["sh", "stat", "touch", "echo", "cat"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }

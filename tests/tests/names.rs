@@ -13,16 +13,6 @@ fn in_host(state: &Path, script: &str) -> Output {
     in_throwaway_host(state, 90, script)
 }
 
-fn section<'a>(out: &'a str, name: &str) -> &'a str {
-    let start = out
-        .find(&format!("=={name}==\n"))
-        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
-        + name.len()
-        + 5;
-    let rest = &out[start..];
-    rest.find("\n==").map_or(rest, |end| &rest[..end]).trim()
-}
-
 fn script_ok(state: &Path, script: &str) -> String {
     let out = in_host(state, script);
     ok_out(&out, "the script")

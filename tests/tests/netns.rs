@@ -23,8 +23,8 @@ host_state() {
     find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | sort
     sysctl -n net.ipv4.ip_forward
 }
-# Wait (up to 5 s) until a command succeeds.
-wait_for() { for _ in $(seq 50); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
+# Wait (up to 30 s: generous, it returns as soon as the command succeeds) until a command succeeds.
+wait_for() { for _ in $(seq 300); do if "$@" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done; return 1; }
 leases() { find "$NSCHAIN_RUN_DIR/netns" -type f ! -name lock ! -name last ! -name bridge.json 2>/dev/null | wc -l; }
 no_leases() { [ "$(leases)" = 0 ]; }
 # Leases whose setup is complete (an address is claimed before its veth exists).

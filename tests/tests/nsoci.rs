@@ -220,6 +220,11 @@ fn run_returns_the_payloads_exit_status_and_leaves_nothing() {
     assert_eq!(code, Some(7), "{err}");
     assert_eq!(b.output(), "box7 /tmp 0 0 7\n");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // The payload ended at once (run has no start gate here): its registration went too.
+    let chains = std::fs::read_dir(b.path().join("run/chains"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(chains.is_empty(), "registrations left: {chains:?}");
 }
 
 #[test]
@@ -1060,6 +1065,32 @@ fn hooks_run_at_their_points_with_the_state_on_stdin() {
         "{err}"
     );
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // `run` starts what it made: without startContainer hooks there is no start gate, and
+    // the hooks still run at their points, poststart once the user's process runs.
+    std::fs::remove_file(log.join("log")).unwrap();
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime", &host_log)],
+            "createContainer": [hook("createContainer", &host_log)],
+            "poststart": [hook("poststart", &host_log)],
+            "poststop": [hook("poststop", &host_log)],
+        })
+    });
+    let (code, err) = b.status(&["run", "--detach", "h5"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(b.state("h5")["status"], "running");
+    assert!(!b.state_root().join("h5/exec.fifo").exists());
+    b.wait_for("the user's process", || lines().len() == 4);
+    let all = lines();
+    assert!(all[0].starts_with("createRuntime sh") && all[1].starts_with("createContainer sh"));
+    assert!(
+        all[2..].contains(&"user".to_owned())
+            && all[2..].contains(&format!("poststart sh {host} host \"status\":\"running\"")),
+        "{all:?}"
+    );
+    ok(&mut b.nsoci(&["delete", "--force", "h5"]));
+    assert!(lines().last().unwrap().starts_with("poststop sh"));
+
     b.edit(|c| c["hooks"] = serde_json::json!({"poststop": [{"path": "true"}]}));
     let (code, err) = b.status(&["create", "h3"]);
     assert_eq!(code, Some(125));
@@ -1212,7 +1243,7 @@ print(msg.decode(), "host-devpts" if host else "own-devpts", out.decode().replac
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "the receiver did not listen");
         std::thread::sleep(Duration::from_millis(10));

@@ -13,16 +13,6 @@ fn in_host(state: &Path, script: &str) -> Output {
     in_throwaway_host(state, 60, script)
 }
 
-fn section<'a>(out: &'a str, name: &str) -> &'a str {
-    let start = out
-        .find(&format!("=={name}==\n"))
-        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
-        + name.len()
-        + 5;
-    let rest = &out[start..];
-    rest.find("\n==").map_or(rest, |end| &rest[..end]).trim()
-}
-
 #[test]
 fn nsps_lists_inspects_enters_and_forgets_a_named_chain() {
     require(is_root(), "root");

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use escape_common::{need_root, need_rootless, HostNs};
 use nschain_tests::audit::{assert_nothing_left_watching, snapshot_watching};
-use nschain_tests::{require, scratch, with_env};
+use nschain_tests::{copy_exe, require, scratch, with_env, write_exe};
 
 /// The READMEs, read when the test runs (so the examples are today's).
 const READMES: [&str; 2] = ["README.md", "README.zh-CN.md"];
@@ -790,8 +790,7 @@ fn fixtures(dir: &Path) {
     let write = |path: &str, text: &str, mode: u32| {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        write_exe(&p, text, mode);
     };
     let makefile = "all:\n\t@echo \"make ran on $$(hostname) in $$(pwd)\"\n";
     write("Makefile", makefile, 0o644);
@@ -816,7 +815,7 @@ fn fixtures(dir: &Path) {
     write("index.html", "hello from the README\n", 0o644);
     write("data/file", "data\n", 0o644);
     std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).unwrap();
+    copy_exe(Path::new("/bin/busybox"), &dir.join("rootfs/bin/busybox"));
     for applet in ["sh", "ls", "cat", "echo", "id", "ps"] {
         std::os::unix::fs::symlink("busybox", dir.join("rootfs/bin").join(applet)).unwrap();
     }

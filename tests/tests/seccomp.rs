@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
@@ -205,19 +204,6 @@ fn podmans_own_profile_file_runs_a_container() {
     assert!(out.contains("Seccomp_filters=2"), "{out}");
 }
 
-fn wait_registered(state: &Path, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !state
-        .join("run/chains")
-        .join(name)
-        .join("mnt.json")
-        .exists()
-    {
-        assert!(Instant::now() < deadline, "{name} did not register");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn nsps_exec_probe(state: &Path, name: &str) -> String {
     let mut cmd = tool("nsps", state);
     cmd.args(["exec", name, "--", "python3", "-c", PROBE]);
@@ -245,7 +231,7 @@ fn a_joined_process_gets_the_profile_its_container_recorded() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_registered(state, name);
+        wait_for_record(&state.join("run/chains").join(name), "mnt");
         started.push(child);
     }
     let open = nsps_exec_probe(state, "scopen");

@@ -18,16 +18,6 @@ const SUBNET: &str = "10.214.0.0/24";
 const BRIDGE: &str = "nschain0";
 const WARNING: &str = "mntns: warning: /sys is a read-only bind of the host's";
 
-/// Makes the lab's bridge and nft table (kept) before the audit.
-fn make_bridge(lab: &mut Lab) {
-    let argv: Vec<String> = ["netns", "--bridge", "--subnet", SUBNET, "--", "true"]
-        .map(str::to_owned)
-        .to_vec();
-    let out = run(&mut lab.in_host("", false, &argv));
-    assert!(out.status.success(), "netns --bridge: {}", stderr(&out));
-    lab.rebase_settled();
-}
-
 /// `config`'s chain with netns in bridge mode, mntns writing `--info-fd 9`, running `command`.
 /// `weaken`: `env -u NSCHAIN_SYSFS_FD` right after netns (no hand-down).
 fn chain(lab: &Lab, config: Config, weaken: bool, command: &[&str]) -> Vec<String> {
@@ -90,7 +80,7 @@ fn sys_class_net_under_a_user_namespace_is_the_containers_own() {
         return;
     }
     let mut lab = Lab::new("sysfs");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     let command = ["ls", "/sys/class/net"];
 
     // Proof: without the hand-down, mntns under userns binds the host's /sys, and the host's
@@ -153,7 +143,7 @@ fn the_handed_down_sysfs_reaches_no_command() {
         return;
     }
     let mut lab = Lab::new("sysfs-leak");
-    make_bridge(&mut lab);
+    lab.make_bridge(SUBNET);
     // In the container: the shell's own fds and no variable.
     let command = ["sh", "-c", FDS];
     let out = in_lab(
@@ -173,12 +163,10 @@ fn the_handed_down_sysfs_reaches_no_command() {
     // gets the variable and the fd when nothing takes them.
     let fake = lab.dir.path().join("fake");
     std::fs::create_dir(&fake).unwrap();
-    std::fs::write(fake.join("mntns"), format!("#!/bin/sh\n{FDS}\n")).unwrap();
+    write_exe(&fake.join("mntns"), &format!("#!/bin/sh\n{FDS}\n"), 0o755);
     {
         use std::os::unix::fs::PermissionsExt;
-        for path in [fake.clone(), fake.join("mntns")] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let fake_mntns = fake.join("mntns").display().to_string();
     let fooled: Vec<String> = [

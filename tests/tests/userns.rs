@@ -403,11 +403,11 @@ fn machine_runs_as(start: u64) -> bool {
 /// Asserts that the next allocation gives the lowest of `freed` (ranges just freed) that no
 /// process on the machine runs as: another test or container, with another state directory,
 /// leases the same ranges from its own pool, and the allocator rightly keeps a range whose
-/// uids are in use. Retried for up to 5 s, as such processes come and go.
+/// uids are in use. Retried for up to 30 s, as such processes come and go.
 fn assert_next_allocation_is_lowest(state: &Path, freed: &[u64], why: &str) {
     let mut freed = freed.to_vec();
     freed.sort();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let got = leased_range(state);
         let expected = freed.iter().copied().find(|r| !machine_runs_as(*r));

@@ -38,7 +38,7 @@ const SECBIT_KEEP_CAPS: libc::c_int = 1 << 4;
 /// This process's /proc/self/status, read once per hand-off (each read costs the kernel a
 /// walk of the whole task).
 pub fn own_status() -> Result<String, String> {
-    std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())
+    crate::procfs::read("/proc/self/status").map_err(|e| e.to_string())
 }
 
 /// One thread (exec would kill the others), no seccomp filter, no securebits, and the same
@@ -99,28 +99,35 @@ pub fn close_cloexec_fds(keep: &[i32]) {
     }
 }
 
-/// Resets every caught signal to its default, as execve does (ignored ones stay ignored, the
-/// mask stays), then SIGPIPE ignored as every Rust program's start sets it. SIGSEGV and
-/// SIGBUS keep the Rust runtime's stack-overflow handler, which a fresh start installs too.
-pub fn reset_signals() -> Result<(), String> {
+/// The signals this process catches (a handler of its own), from `SigCgt` of `status`
+/// ([`own_status`]): bit `n - 1` is signal `n`.
+pub fn caught_signals(status: &str) -> Result<u64, String> {
+    status_field(status, "SigCgt")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .ok_or_else(|| "no SigCgt in /proc/self/status".into())
+}
+
+/// Resets every caught signal (`caught`: [`caught_signals`], read with the plan) to its
+/// default, as execve does (ignored ones stay ignored, the mask stays), then SIGPIPE ignored
+/// as every Rust program's start sets it. SIGSEGV and SIGBUS keep the Rust runtime's
+/// stack-overflow handler, which a fresh start installs too. Only the caught ones are
+/// touched: the kernel's list is exact, so asking each of the 64 signals is not needed.
+pub fn reset_signals(caught: u64) -> Result<(), String> {
     for sig in 1..=libc::SIGRTMAX() {
-        if [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS].contains(&sig) {
+        if caught & (1u64 << (sig - 1)) == 0
+            || [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS].contains(&sig)
+        {
             continue;
         }
-        // SAFETY: sigaction is plain data; all-zero is a valid initial value.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reads the disposition into `old`; a signal number the C library reserves
-        // fails with EINVAL and is skipped.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        if old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: as above; the zeroed action is SIG_DFL with an empty mask and no flags.
+        // SAFETY: sigaction is plain data; the zeroed action is SIG_DFL with an empty mask
+        // and no flags.
         let default: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: sets the default action for a valid, catchable signal.
+        // SAFETY: sets the default action for a catchable signal; a number the C library
+        // reserves for itself fails with EINVAL and is left to it.
         if unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) } != 0 {
+            if Errno::last() == Errno::EINVAL {
+                continue;
+            }
             return Err(format!("signal {sig}: {}", Errno::last()));
         }
     }
@@ -255,7 +262,7 @@ const PR_SET_MM_MAP: libc::c_ulong = 14;
 /// memory map is rewritten with `PR_SET_MM_MAP` (no privilege needed: the exe link, the
 /// auxiliary vector and the data limits stay as they are).
 pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let stat = crate::procfs::read("/proc/self/stat").map_err(|e| e.to_string())?;
     let after_comm = stat.rsplit_once(')').ok_or("unreadable /proc/self/stat")?.1;
     let fields: Vec<u64> = after_comm
         .split_whitespace()

@@ -1,7 +1,7 @@
 //! Descriptors and files: `close_range` (with the one fallback of this module: descriptor by
 //! descriptor on a kernel without it) and `flock`.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use rustix::fs::FlockOperation;
 
@@ -64,6 +64,27 @@ fn cloexec_each(first: libc::c_uint) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Closes every descriptor above stdio but `keep`, as listed in /proc/self/fd (nothing is
+/// closed if it cannot be read). For a process that stays behind the chain (a waiter, a
+/// supervisor, a cleaner): the caller must not use or drop the objects that owned the closed
+/// descriptors afterwards (it ends with `_exit`).
+pub fn close_all_above_stdio_but(keep: &[RawFd]) {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: the caller owns no live object holding these (see above); the `keep`
+            // ones stay open. The directory's own descriptor is closed by now (EBADF).
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 /// `flock(fd, LOCK_EX)`: waits for the exclusive lock (retrying on `EINTR`).

@@ -1,6 +1,6 @@
 //! Processes: pidfds, the capability sets, and a fork that runs no atfork handler.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::process::{Pid, PidfdFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -12,6 +12,52 @@ use super::{from_rustix, Errno};
 pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
     let pid = Pid::from_raw(pid).ok_or(Errno::EINVAL)?;
     rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(from_rustix)
+}
+
+/// Whether the process a pidfd refers to has exited (the pidfd polls readable), without
+/// waiting.
+pub fn pidfd_has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut poll = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP) != 0
+}
+
+/// Blocks until the process a pidfd refers to has exited (the pidfd polls readable),
+/// retrying on `EINTR`; another poll error ends the wait too.
+pub fn pidfd_wait_exited(pidfd: BorrowedFd<'_>) {
+    loop {
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut poll, 1, -1) };
+        if n >= 0 || Errno::last() != Errno::EINTR {
+            return;
+        }
+    }
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`: the kernel kills this process when its parent exits. The
+/// caller re-checks the parent afterwards: it may have died before the call.
+pub fn kill_me_with_parent() -> Result<(), Errno> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
 }
 
 /// `capset(2)` on this thread: the three capability sets, as bit masks of capability numbers

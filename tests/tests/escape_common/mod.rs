@@ -81,12 +81,7 @@ pub fn busybox_root(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy(attacker(), root.join("nsattack")).unwrap();
-    std::fs::set_permissions(
-        root.join("nsattack"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    copy_exe(&attacker(), &root.join("nsattack"));
     root
 }
 
@@ -204,7 +199,7 @@ impl Lab {
         let mut copies = Vec::new();
         for t in TOOLS {
             let dst = bin.join(t);
-            std::fs::copy(nschain_tests::bin(t), &dst).unwrap();
+            copy_exe(&nschain_tests::bin(t), &dst);
             copies.push(dst);
         }
         self.bin = Some(bin);
@@ -293,10 +288,10 @@ impl Lab {
         }
     }
 
-    /// SIGKILLs this lab's processes until none is left (up to 5 s).
+    /// SIGKILLs this lab's processes until none is left (up to 30 s).
     pub fn kill_all_and_wait(&self) {
         let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !nschain_tests::audit::processes_with_env(&marker).is_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -307,10 +302,36 @@ impl Lab {
         }
     }
 
-    /// Waits (up to 5 s) until no process of this lab runs, then takes the baseline again.
+    /// The registration directory of chain `name` in this lab's state.
+    pub fn chain_dir(&self, name: &str) -> PathBuf {
+        self.state.join("run/chains").join(name)
+    }
+
+    /// Waits until chain `name` registered its mount namespace (its mntns is set up).
+    pub fn wait_registered(&self, name: &str) {
+        wait_for_record(&self.chain_dir(name), "mnt");
+    }
+
+    /// Whether chain `name` has a user namespace to join.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.chain_dir(name).has_record("user")
+    }
+
+    /// Makes the lab's bridge on `subnet` and its nft table (the host's shared objects, kept),
+    /// then takes the audit's baseline again.
+    pub fn make_bridge(&mut self, subnet: &str) {
+        let argv: Vec<String> = ["netns", "--bridge", "--subnet", subnet, "--", "true"]
+            .map(str::to_owned)
+            .to_vec();
+        let out = run(&mut self.in_host("", false, &argv));
+        assert!(out.status.success(), "netns --bridge: {}", stderr(&out));
+        self.rebase_settled();
+    }
+
+    /// Waits (up to 30 s) until no process of this lab runs, then takes the baseline again.
     pub fn rebase_settled(&mut self) {
         let marker = format!("NSCHAIN_RUN_DIR={}", self.state.join("run").display());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !nschain_tests::audit::processes_with_env(&marker).is_empty()
             && std::time::Instant::now() < deadline
         {

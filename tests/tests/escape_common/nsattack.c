@@ -570,10 +570,13 @@ static void do_sethostname(const char *name) {
 
 /* join: a process joined to the container (nsps exec) must not lead to the host. */
 
-/* root-watch MS FILE MARKER DIR: for MS milliseconds, every new process is tried as a way to
- * the host: read FILE (a host-only file holding MARKER) and create a file in DIR (a host-only
+/* root-watch MS FILE MARKER DIR [STOP]: for MS milliseconds, or until the file STOP exists
+ * (the test made it once its joiner ended), every new process is tried as a way to the host:
+ * STOP.ready is made once the processes already there are known (the joiner may start then);
+ * read FILE (a host-only file holding MARKER) and create a file in DIR (a host-only
  * directory) through /proc/PID/root. */
-static void do_root_watch(int ms, const char *file, const char *marker, const char *dir) {
+static void do_root_watch(int ms, const char *file, const char *marker, const char *dir,
+                          const char *stop) {
     static char seen[1 << 22];
     DIR *d = opendir("/proc");
     struct dirent *e;
@@ -582,9 +585,15 @@ static void do_root_watch(int ms, const char *file, const char *marker, const ch
         if (pid > 0 && pid < (1 << 22)) seen[pid] = 1;
     }
     if (d) closedir(d);
+    if (stop) {
+        char ready[600];
+        snprintf(ready, sizeof ready, "%s.ready", stop);
+        int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+    }
     long end = now_ms() + ms;
     int joined = 0, denied = 0, host = 0;
-    while (now_ms() < end && !escaped) {
+    while (now_ms() < end && !escaped && !(stop && access(stop, F_OK) == 0)) {
         d = opendir("/proc");
         while (d && (e = readdir(d))) {
             int pid = atoi(e->d_name);
@@ -1043,7 +1052,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "keyring-session") && argc >= 5) return do_keyring_session(argv[2], argv[3], argv + 4); /* keyring */
     else if (!strcmp(m, "sleep") && argc >= 3) { usleep(atoi(argv[2]) * 1000); }
     /* join */
-    else if (!strcmp(m, "root-watch") && argc == 6) do_root_watch(atoi(argv[2]), argv[3], argv[4], argv[5]);
+    else if (!strcmp(m, "root-watch") && (argc == 6 || argc == 7))
+        do_root_watch(atoi(argv[2]), argv[3], argv[4], argv[5], argc == 7 ? argv[6] : NULL);
     else if (!strcmp(m, "status-like") && argc == 3) do_status_like(atoi(argv[2]));
     /* end join */
     /* setuid */

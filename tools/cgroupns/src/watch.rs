@@ -224,7 +224,7 @@ fn watch() -> Result<(), Fatal> {
     // SAFETY: likewise for the pidfd of the chain's process.
     let pidfd = unsafe { OwnedFd::from_raw_fd(WATCH_PIDFD) };
     let told = go.ok().and_then(|go| go.recv::<Go>().ok().flatten());
-    wait_readable(&pidfd);
+    common::sys::process::pidfd_wait_exited(pidfd.as_fd());
     drop(pidfd);
     let name = told.map(|go| go.name).unwrap_or_default();
     let name = name.as_str();
@@ -267,21 +267,5 @@ fn warn_oom(record: &Record, oom: u64) {
             "the container ran out of memory: the OOM killer killed {oom} process{} at --memory {limit}{limit_bytes}",
             if oom == 1 { "" } else { "es" }
         ));
-    }
-}
-
-/// Blocks until the pidfd reports that its process exited.
-fn wait_readable(fd: &OwnedFd) {
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no timeout.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if rc >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
     }
 }

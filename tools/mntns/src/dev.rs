@@ -199,7 +199,7 @@ fn mount_pts(dev: BorrowedFd<'_>) -> anyhow::Result<()> {
 
 /// Whether `gid` is mapped in this process's user namespace (`/proc/self/gid_map`).
 fn gid_is_mapped(gid: u32) -> bool {
-    std::fs::read_to_string("/proc/self/gid_map").is_ok_and(|map| {
+    common::procfs::read("/proc/self/gid_map").is_ok_and(|map| {
         map.lines().any(|line| {
             let f: Vec<u64> = line
                 .split_whitespace()

@@ -189,6 +189,9 @@ pub struct Entry {
     /// The seccomp profile (`--seccomp`; the default one in a new root), compiled for the
     /// capabilities COMMAND will hold.
     pub profile: Option<common::seccomp_policy::Compiled>,
+    /// This process's bounding set, read once (the kernel answers one capability a call)
+    /// for the profile and for the drops; nothing here changes it before the drops.
+    pub bounding: std::cell::OnceCell<HashSet<Capability>>,
 }
 
 impl Entry {
@@ -227,11 +230,20 @@ impl Entry {
         } else {
             caps::read(None, CapSet::Permitted).unwrap_or_default()
         };
-        let all = caps::read(None, CapSet::Bounding).unwrap_or_default();
+        let all = self.bounding().unwrap_or_default();
         compute_caps(&base, &all, &self.cap_add, &self.cap_drop)
             .iter()
             .map(|c| c.to_string())
             .collect()
+    }
+
+    /// The bounding set ([`Entry::bounding`]), read at the first call.
+    fn bounding(&self) -> Result<HashSet<Capability>, caps::errors::CapsError> {
+        if let Some(set) = self.bounding.get() {
+            return Ok(set.clone());
+        }
+        let set = caps::read(None, CapSet::Bounding)?;
+        Ok(self.bounding.get_or_init(|| set).clone())
     }
 
     fn prepare(&self) -> Result<(), Fatal> {
@@ -301,16 +313,21 @@ impl Entry {
                 caps::read(None, CapSet::Permitted)
                     .map_err(|e| Fatal::new(format!("unable to read the capabilities: {e}")))?
             };
-            let all = caps::read(None, CapSet::Bounding)
+            let all = self
+                .bounding()
                 .map_err(|e| Fatal::new(format!("unable to read the capabilities: {e}")))?;
-            Some(compute_caps(&base, &all, &self.cap_add, &self.cap_drop))
+            Some((
+                compute_caps(&base, &all, &self.cap_add, &self.cap_drop),
+                all,
+            ))
         } else {
             None
         };
         debug::step("user and capabilities", || -> anyhow::Result<()> {
-            if let Some(keep) = &keep {
+            if let Some((keep, bounding)) = &keep {
                 // The bounding set first: it needs CAP_SETPCAP, which may be dropped below.
-                for cap in caps::read(None, CapSet::Bounding)? {
+                // Only what it holds needs dropping (one call each).
+                for &cap in bounding {
                     if !keep.contains(&cap) {
                         caps::drop(None, CapSet::Bounding, cap).with_context(|| {
                             format!("unable to drop {cap} from the bounding set")
@@ -328,7 +345,7 @@ impl Entry {
                 }
                 switch_user(user, &self.groups)?;
             }
-            if let Some(keep) = &keep {
+            if let Some((keep, _)) = &keep {
                 // After a switch to a non-zero uid the kernel has cleared these already.
                 let permitted = caps::read(None, CapSet::Permitted)?;
                 let keep: HashSet<Capability> = keep.intersection(&permitted).copied().collect();

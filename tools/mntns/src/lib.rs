@@ -767,6 +767,7 @@ fn new_entry(args: &Args, container: bool) -> entry::Entry {
         tty: None,
         profile: None,
         gate: start::Gate::default(),
+        bounding: Default::default(),
     }
 }
 
@@ -1191,6 +1192,7 @@ fn run_join(
         tty: args.console_fd.map(tty::console).transpose()?,
         profile: None,
         gate,
+        bounding: Default::default(),
     };
     // The container's own profile, unless --seccomp chooses another.
     let seccomp = match &args.seccomp {

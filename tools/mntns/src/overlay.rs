@@ -577,20 +577,8 @@ fn detach(keep: &[RawFd]) {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) };
     }
-    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in open {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing a descriptor this process no longer uses (the cleaner owns no
-            // other Rust object holding these fds except the `keep` ones).
-            unsafe { libc::close(fd) };
-        }
-    }
+    // The cleaner owns no other Rust object holding these fds except the `keep` ones.
+    common::sys::fs::close_all_above_stdio_but(keep);
     if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2(null.as_fd().as_raw_fd(), 0);
         let _ = nix::unistd::dup2(null.as_fd().as_raw_fd(), 1);

@@ -181,11 +181,12 @@ fn lists_own_interfaces(host: BorrowedFd<'_>) -> bool {
 /// `extra` (`--mask`) adds to the defaults, never replaces them.
 pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("mask paths", || -> anyhow::Result<()> {
+        let mut parents = Parents::new(root);
         for path in with_extra(&MASKED, extra) {
-            let Some(target) = existing(root, path)? else {
+            let Some((target, kind)) = parents.existing(path)? else {
                 continue;
             };
-            if resolve::file_type(target.as_fd())? == SFlag::S_IFDIR {
+            if kind == SFlag::S_IFDIR {
                 sys::mount_fs(
                     "tmpfs",
                     target.as_fd(),
@@ -197,6 +198,7 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Re
                 sys::bind(null, target.as_fd(), false, 0)
                     .with_context(|| format!("unable to mask {}", path.display()))?;
             }
+            parents.mounted_on(path);
         }
         Ok(())
     })
@@ -207,8 +209,9 @@ pub fn mask(root: BorrowedFd<'_>, null: BorrowedFd<'_>, extra: &[PathBuf]) -> Re
 /// `extra` (`--read-only-path`) adds to the defaults.
 pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
     debug::step("read-only paths", || -> anyhow::Result<()> {
+        let mut parents = Parents::new(root);
         for path in with_extra(&READ_ONLY, extra) {
-            let Some(target) = existing(root, path)? else {
+            let Some((target, _)) = parents.existing(path)? else {
                 continue;
             };
             sys::bind(
@@ -221,10 +224,68 @@ pub fn read_only(root: BorrowedFd<'_>, extra: &[PathBuf]) -> Result<(), Fatal> {
                     | sys::MOUNT_ATTR_NOEXEC,
             )
             .with_context(|| format!("unable to make {} read-only", path.display()))?;
+            parents.mounted_on(path);
         }
         Ok(())
     })
     .map_err(Fatal::from)
+}
+
+/// The parent directories of the masked and read-only paths, each resolved inside the root
+/// once (ten of the defaults are in /proc): a path then costs one openat and one fstat.
+struct Parents<'a> {
+    root: BorrowedFd<'a>,
+    /// A parent's path and its directory (None: it does not exist).
+    open: Vec<(PathBuf, Option<OwnedFd>)>,
+}
+
+impl<'a> Parents<'a> {
+    fn new(root: BorrowedFd<'a>) -> Parents<'a> {
+        Parents {
+            root,
+            open: Vec::new(),
+        }
+    }
+
+    /// `path` opened (O_PATH, inside the root) with its file type; None if it is missing.
+    /// A last component that is a symlink, or anything unusual, takes the full resolution.
+    fn existing(&mut self, path: &Path) -> anyhow::Result<Option<(OwnedFd, SFlag)>> {
+        let full = |root| -> anyhow::Result<Option<(OwnedFd, SFlag)>> {
+            let Some(fd) = existing(root, path)? else {
+                return Ok(None);
+            };
+            let kind = resolve::file_type(fd.as_fd())?;
+            Ok(Some((fd, kind)))
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return full(self.root);
+        };
+        let at = match self.open.iter().position(|(p, _)| p == parent) {
+            Some(at) => at,
+            None => {
+                let dir = existing(self.root, parent)?;
+                self.open.push((parent.to_path_buf(), dir));
+                self.open.len() - 1
+            }
+        };
+        let Some(dir) = &self.open[at].1 else {
+            return Ok(None);
+        };
+        match resolve::open_path(dir.as_fd(), name) {
+            Ok(fd) => match resolve::file_type(fd.as_fd())? {
+                SFlag::S_IFLNK => full(self.root),
+                kind => Ok(Some((fd, kind))),
+            },
+            Err(Errno::ENOENT) => Ok(None),
+            Err(_) => full(self.root),
+        }
+    }
+
+    /// Something was mounted on `path`: a directory opened at or below it now lies under
+    /// that mount, so it is resolved again when next needed.
+    fn mounted_on(&mut self, path: &Path) {
+        self.open.retain(|(p, _)| !p.starts_with(path));
+    }
 }
 
 /// The defaults, then the extra paths that are not among them (each mounted once).

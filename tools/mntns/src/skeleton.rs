@@ -69,14 +69,39 @@ fn mount_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
     Ok(stx.stx_mnt_id)
 }
 
-/// Every mount id of this mount namespace now.
-fn mount_ids() -> anyhow::Result<HashSet<u64>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
+/// This mount namespace's mounts now: (mount id, parent's mount id) of each.
+fn mounts() -> anyhow::Result<Vec<(u64, u64)>> {
+    let text = common::procfs::read("/proc/self/mountinfo")
         .context("unable to read /proc/self/mountinfo")?;
     Ok(text
         .lines()
-        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
         .collect())
+}
+
+/// Every mount id of this mount namespace now.
+fn mount_ids() -> anyhow::Result<HashSet<u64>> {
+    Ok(mounts()?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The mounts below mount `top` (its children, theirs, ...), not `top` itself.
+fn below(top: u64, mounts: &[(u64, u64)]) -> HashSet<u64> {
+    let mut found: HashSet<u64> = HashSet::new();
+    let mut frontier = vec![top];
+    while let Some(parent) = frontier.pop() {
+        for &(id, _) in mounts
+            .iter()
+            .filter(|(id, p)| *p == parent && *id != parent)
+        {
+            if found.insert(id) {
+                frontier.push(id);
+            }
+        }
+    }
+    found
 }
 
 /// Whether nothing may be created in the directory `fd` (it is on a protected mount).
@@ -156,7 +181,6 @@ pub fn cover(dir: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
         nix::fcntl::AtFlags::AT_EMPTY_PATH,
     );
     sys::move_onto(skeleton.as_fd(), dir).context("unable to mount the skeleton")?;
-    let before = mount_ids()?;
     let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(listing.as_raw_fd())?)?;
     for entry in entries.iter() {
         let entry = entry?;
@@ -171,13 +195,14 @@ pub fn cover(dir: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
             )
         })?;
     }
-    // The binds just made show the protected tree: protected too.
-    let now = mount_ids()?;
+    // The binds just made show the protected tree: protected too. They are exactly the
+    // mounts below the skeleton: it was empty and fresh, this process is single-threaded
+    // and the setup's propagation brings nothing in.
+    let made = below(mount_id(skeleton.as_fd())?, &mounts()?);
     let copy = skeleton.try_clone()?;
     with_state(|s| {
         if let Some(s) = s {
-            s.protected
-                .extend(now.into_iter().filter(|id| !before.contains(id)));
+            s.protected.extend(made);
             s.made.push(copy);
         }
     });
@@ -253,4 +278,17 @@ pub fn finish() -> Result<(), Fatal> {
         Ok(())
     })
     .map_err(|e| Fatal::from(e).context("unable to make the root read-only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_a_mount_are_its_children_and_theirs() {
+        // 1 is the root; 5 the skeleton on 3; 6 and 7 binds in it; 8 a submount of 6.
+        let mounts = [(1, 0), (3, 1), (5, 3), (6, 5), (7, 5), (8, 6), (9, 3)];
+        assert_eq!(below(5, &mounts), HashSet::from([6, 7, 8]));
+        assert!(below(7, &mounts).is_empty());
+    }
 }

@@ -71,28 +71,21 @@ fn fork_proxy() -> Result<(Channel, Pid), Fatal> {
     let (ours, theirs) =
         channel::pair().map_err(|e| Fatal::from(e).context("unable to create a channel"))?;
     // Blocked before the fork, so that none is lost before the signalfd reads them.
-    let taken = signals::Set::taken_over();
-    let sigchld = signals::default_sigchld()
-        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-    let mask =
-        signals::block(&taken).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd =
-        SignalFd::new(&taken).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let signals = signals::take_over()?;
     let proxy = Pid::this();
     // SAFETY: mntns is single-threaded until exec, so both sides may run ordinary code.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork"))? {
         ForkResult::Child => {
-            drop((signalfd, ours));
-            signals::restore_sigchld(&sigchld)
-                .and(signals::restore(&mask))
-                .map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))?;
+            drop(ours);
+            signals.give_back()?;
             crate::waiter::die_with(proxy)?;
             Ok((theirs, proxy))
         }
         ForkResult::Parent { child } => {
             drop(theirs);
+            let signalfd = &signals.signalfd;
             crate::waiter::shed(&[signalfd.raw(), ours.as_fd().as_raw_fd()]);
-            let code = proxy_until_exit(child, &ours, &signalfd);
+            let code = proxy_until_exit(child, &ours, signalfd);
             // SAFETY: _exit ends the proxy without running destructors: the fds shed closed
             // by number must not be closed again by their owners.
             unsafe { libc::_exit(i32::from(code)) }

@@ -17,7 +17,7 @@
 //! are not forwarded a second time (common::signals). With a pidns before mntns, pidns's
 //! monitor deletes the layer instead (common::after), and mntns forks no waiter.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 
 use common::signals::{self, SignalFd};
@@ -30,27 +30,19 @@ use crate::overlay::{self, Layer};
 /// COMMAND's life to it); the parent waits, deletes the layer and exits.
 pub fn fork_waiter(layer: &mut Layer) -> Result<Pid, Fatal> {
     // Blocked before the fork, so that none is lost before the signalfd reads them.
-    let taken_over = signals::Set::taken_over();
-    let sigchld = signals::default_sigchld()
-        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-    let mask = signals::block(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd = SignalFd::new(&taken_over)
-        .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let signals = signals::take_over()?;
     let lock = layer.take_lock();
     let waiter = Pid::this();
     // SAFETY: mntns is single-threaded until exec, so both sides may run ordinary code.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork"))? {
         ForkResult::Child => {
-            drop(signalfd);
             drop(lock);
-            let restored = signals::restore_sigchld(&sigchld).and(signals::restore(&mask));
-            restored.map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))?;
+            signals.give_back()?;
             die_with(waiter)?;
             Ok(waiter)
         }
         ForkResult::Parent { child } => {
-            let code = wait(child, &signalfd, lock.as_ref(), layer);
+            let code = wait(child, &signals.signalfd, lock.as_ref(), layer);
             // SAFETY: _exit ends the waiter without running destructors: the fds it closed
             // by number must not be closed again by their owners.
             unsafe { libc::_exit(i32::from(code)) }
@@ -83,42 +75,11 @@ fn wait(child: Pid, signalfd: &SignalFd, lock: Option<&File>, layer: &Layer) -> 
 /// Closes every fd but stdio and `keep` (the idmapped trees, the setup's handles: nothing that
 /// reaches the host stays open here), and leaves the caller's directory.
 pub fn shed(keep: &[RawFd]) {
-    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in open {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: the waiter uses no Rust object holding these fds after this point (it
-            // only exits once done); the `keep` ones stay open.
-            unsafe { libc::close(fd) };
-        }
-    }
+    common::sys::fs::close_all_above_stdio_but(keep);
     let _ = nix::unistd::chdir("/");
 }
 
-/// Ties the child's life to the waiter's: SIGKILL when it dies (a `kill -9` of the process the
-/// caller waits on ends the container, as with pidns), checked against a waiter already gone.
+/// Ties the child's life to the waiter's (common::signals::die_with).
 pub fn die_with(waiter: Pid) -> Result<(), Fatal> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(Fatal::from(std::io::Error::last_os_error())
-            .context("unable to set the parent-death signal"));
-    }
-    if nix::unistd::getppid() != waiter {
-        return Err(Fatal::new("the waiting mntns has exited"));
-    }
-    Ok(())
+    signals::die_with(waiter, "the waiting mntns")
 }

@@ -426,7 +426,7 @@ fn watch() -> Result<(), Fatal> {
         drop(held);
         return gc(false);
     };
-    wait_readable(&pidfd);
+    common::sys::process::pidfd_wait_exited(pidfd.as_fd());
     drop(pidfd);
     release_when_gone(&target, held)
 }
@@ -487,22 +487,6 @@ struct Target {
     pid: u32,
     ifindex: u32,
     veth: String,
-}
-
-/// Blocks until the pidfd reports that its process exited.
-fn wait_readable(fd: &OwnedFd) {
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no timeout.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if rc >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

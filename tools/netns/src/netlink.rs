@@ -26,6 +26,54 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 /// The multicast group of link events (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
 
+/// The messages of one netlink datagram (rtnetlink's and nfnetlink's alike), each with its
+/// header, in order. It stops at a length shorter than a header or running past the datagram
+/// ([`Messages::truncated`] then says so) and at a tail too short for a header.
+pub struct Messages<'a> {
+    data: &'a [u8],
+    offset: usize,
+    truncated: bool,
+}
+
+/// The length of a netlink message header.
+const HEADER: usize = 16;
+
+impl<'a> Messages<'a> {
+    /// The messages of `data`, one received datagram.
+    pub fn new(data: &'a [u8]) -> Messages<'a> {
+        Messages {
+            data,
+            offset: 0,
+            truncated: false,
+        }
+    }
+
+    /// Whether the walk stopped at a message whose length does not fit.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.data.get(self.offset..)?;
+        if rest.len() < HEADER {
+            return None;
+        }
+        let length = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if length < HEADER || length > rest.len() {
+            self.truncated = true;
+            self.offset = self.data.len();
+            return None;
+        }
+        // Messages are 4-byte aligned within the datagram.
+        self.offset += (length + 3) & !3;
+        Some(&rest[..length])
+    }
+}
+
 /// One rtnetlink socket, bound to the network namespace it was opened in.
 pub struct Rtnl {
     socket: Socket,
@@ -104,28 +152,16 @@ impl Rtnl {
         let len = self.socket.recv(&mut self.buf, 0)?;
         let data = &self.buf[..len.min(self.buf.len())];
         let mut messages = Vec::new();
-        let mut offset = 0;
-        while offset + 16 <= data.len() {
-            let length = u32::from_ne_bytes([
-                data[offset],
-                data[offset + 1],
-                data[offset + 2],
-                data[offset + 3],
-            ]) as usize;
-            if length < 16 || offset + length > data.len() {
-                break;
-            }
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..offset + length])
-            {
+        for bytes in Messages::new(data) {
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
                 Ok(message) => messages.push(message),
                 // An attribute this crate cannot decode: skip the message, and answer the
                 // caller's request with an error only if it was the answer it waited for.
-                Err(e) if offset == 0 && data.len() == length => {
+                Err(e) if bytes.len() == data.len() => {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
                 }
                 Err(_) => {}
             }
-            offset += (length + 3) & !3;
         }
         Ok(messages)
     }
@@ -514,4 +550,34 @@ fn to_link(message: &LinkMessage) -> Link {
         }
     }
     link
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of `length` bytes (header included) of type `kind`, padded to 4 bytes.
+    fn message(length: u32, kind: u16) -> Vec<u8> {
+        let mut bytes = length.to_ne_bytes().to_vec();
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.resize(((length as usize) + 3) & !3, 0);
+        bytes
+    }
+
+    #[test]
+    fn walks_aligned_messages_and_stops_at_one_that_does_not_fit() {
+        let mut data = message(18, 1);
+        data.extend(message(20, 2));
+        let walked: Vec<usize> = Messages::new(&data).map(<[u8]>::len).collect();
+        assert_eq!(walked, [18, 20]);
+
+        data.extend(message(64, 3)[..20].iter());
+        let mut messages = Messages::new(&data);
+        assert_eq!(messages.by_ref().count(), 2);
+        assert!(messages.truncated());
+
+        let mut short = Messages::new(&[0u8; 10]);
+        assert_eq!(short.next(), None);
+        assert!(!short.truncated());
+    }
 }

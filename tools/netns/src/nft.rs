@@ -23,6 +23,7 @@ use anyhow::{bail, Context};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::ipam::Cidr;
+use crate::netlink::Messages;
 use crate::publish::{Proto, Publish};
 
 pub const TABLE: &str = "nschain";
@@ -102,28 +103,11 @@ pub fn table_exists() -> io::Result<bool> {
         buf.clear();
         let len = socket.recv(&mut buf, 0)?;
         let data = &buf[..len.min(buf.len())];
-        let mut offset = 0;
-        while offset + 16 <= data.len() {
-            let length = u32::from_ne_bytes([
-                data[offset],
-                data[offset + 1],
-                data[offset + 2],
-                data[offset + 3],
-            ]) as usize;
-            let kind = u16::from_ne_bytes([data[offset + 4], data[offset + 5]]);
-            if length < 16 || offset + length > data.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "short nfnetlink reply",
-                ));
-            }
-            if kind == NLMSG_ERROR && length >= 20 {
-                let code = i32::from_ne_bytes([
-                    data[offset + 16],
-                    data[offset + 17],
-                    data[offset + 18],
-                    data[offset + 19],
-                ]);
+        let mut messages = Messages::new(data);
+        for message in &mut messages {
+            let kind = u16::from_ne_bytes([message[4], message[5]]);
+            if kind == NLMSG_ERROR && message.len() >= 20 {
+                let code = i32::from_ne_bytes([message[16], message[17], message[18], message[19]]);
                 return match code {
                     0 => Ok(found),
                     c if -c == libc::ENOENT => Ok(false),
@@ -133,7 +117,12 @@ pub fn table_exists() -> io::Result<bool> {
             if kind == NFNL_SUBSYS_NFTABLES << 8 {
                 found = true; // NFT_MSG_NEWTABLE: the table's description
             }
-            offset += (length + 3) & !3;
+        }
+        if messages.truncated() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "short nfnetlink reply",
+            ));
         }
     }
 }

@@ -61,13 +61,32 @@ pub fn load(
         let size = std::fs::metadata(store.layout.blob_path(diff_id)?)?.len();
         layers.push(descriptor(MediaType::ImageLayer, diff_id, size)?);
     }
+    let config_len = config_bytes.len() as u64;
+    let digest = store_image(store, added, &config, &config_digest, config_len, layers)?;
+    for name in names {
+        store.add_image(name, &digest)?;
+    }
+    Ok(())
+}
+
+/// Stores an image made here (loaded or imported): a new OCI manifest of `config` (already
+/// stored as `config_digest`, `config_len` bytes) and `layers`, its layers unpacked. Returns
+/// the manifest's digest, for the names to point at.
+pub fn store_image(
+    store: &Store,
+    added: &mut Added,
+    config: &ImageConfiguration,
+    config_digest: &str,
+    config_len: u64,
+    layers: Vec<oci_spec::image::Descriptor>,
+) -> Result<String> {
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(descriptor(
             MediaType::ImageConfig,
-            &config_digest,
-            config_bytes.len() as u64,
+            config_digest,
+            config_len,
         )?)
         .layers(layers)
         .build()
@@ -78,11 +97,8 @@ pub fn load(
     }
     let digest = added.bytes(store, &manifest_bytes)?;
     debug_assert_eq!(digest, sha256_digest(&manifest_bytes));
-    added.unpack(store, &manifest, &config)?;
-    for name in names {
-        store.add_image(name, &digest)?;
-    }
-    Ok(())
+    added.unpack(store, &manifest, config)?;
+    Ok(digest)
 }
 
 /// A descriptor of a blob.

@@ -8,12 +8,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use common::image::Reference;
 use oci_spec::image::{
-    ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
-    RootFsBuilder,
+    ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder,
 };
 
 use crate::copy::Added;
-use crate::docker::descriptor;
+use crate::docker::{descriptor, store_image};
 use crate::store::{Store, Verified};
 
 /// What `--change` instructions set (Dockerfile syntax).
@@ -115,22 +114,9 @@ pub fn import(
         .context("unable to build the image config")?;
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = added.bytes(store, &config_bytes)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(descriptor(
-            MediaType::ImageConfig,
-            &config_digest,
-            config_bytes.len() as u64,
-        )?)
-        .layers(vec![descriptor(
-            MediaType::ImageLayer,
-            &layer_digest,
-            size,
-        )?])
-        .build()?;
-    let digest = added.bytes(store, &serde_json::to_vec(&manifest)?)?;
-    added.unpack(store, &manifest, &config)?;
+    let layers = vec![descriptor(MediaType::ImageLayer, &layer_digest, size)?];
+    let config_len = config_bytes.len() as u64;
+    let digest = store_image(store, added, &config, &config_digest, config_len, layers)?;
     store.add_image(name, &digest)
 }
 

@@ -220,8 +220,15 @@ fn owner_of<'a>(layout: &'a Layout, controller: &str) -> Option<&'a Hierarchy> {
     layout.find(controller)
 }
 
-/// mkdir -p, recording what was made; a new v1 cpuset gets its parent's CPUs and nodes.
+/// mkdir -p, recording what was made.
 fn mkdir_all(h: &Hierarchy, dir: &Path, placed: &mut Placed) -> Result<(), MakeError> {
+    let below = dir.starts_with(&h.mount) && dir != h.mount;
+    // The usual case first, a new directory under an existing parent: one mkdir, no stat.
+    if below && fs::create_dir(dir).is_ok() {
+        debug::note(format_args!("mkdir {}", dir.display()));
+        placed.made.push(dir.to_path_buf());
+        return made(h, dir);
+    }
     let mut missing = Vec::new();
     let mut at = dir;
     while !at.is_dir() && at.starts_with(&h.mount) && at != h.mount {
@@ -238,9 +245,15 @@ fn mkdir_all(h: &Hierarchy, dir: &Path, placed: &mut Placed) -> Result<(), MakeE
             )
         })?;
         placed.made.push(d.clone());
-        if h.version == Version::V1 && h.has("cpuset") {
-            copy_cpuset(&d).map_err(|e| (e, None))?;
-        }
+        made(h, &d)?;
+    }
+    Ok(())
+}
+
+/// A new v1 cpuset gets its parent's CPUs and nodes.
+fn made(h: &Hierarchy, dir: &Path) -> Result<(), MakeError> {
+    if h.version == Version::V1 && h.has("cpuset") {
+        copy_cpuset(dir).map_err(|e| (e, None))?;
     }
     Ok(())
 }
@@ -302,18 +315,22 @@ pub fn write_all(dir: &Path, settings: &[crate::resources::Setting]) -> Result<(
 }
 
 fn write(file: &Path, value: &str, field: &str) -> Result<(), Fatal> {
-    if !file.exists() {
-        // cgroupfs answers EACCES, not ENOENT, for a file it does not have.
-        return Err(Fatal::new(format!(
-            "linux.resources.{field}: cannot set it: this kernel has no {}",
-            file.display()
-        ))
-        .with_hint("leave the field out of linux.resources"));
-    }
-    debug::step(format_args!("{} = {value}", file.display()), || {
-        fs::write(file, value)
-    })
-    .map_err(|e| {
+    // Opened for writing only (no O_CREAT|O_TRUNC, no stat first): one open per setting.
+    let written = debug::step(format_args!("{} = {value}", file.display()), || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+    });
+    written.map_err(|e| {
+        if !file.exists() {
+            // cgroupfs answers EACCES, not ENOENT, for a file it does not have.
+            return Fatal::new(format!(
+                "linux.resources.{field}: cannot set it: this kernel has no {}",
+                file.display()
+            ))
+            .with_hint("leave the field out of linux.resources");
+        }
         Fatal::from(anyhow::Error::from(e)).context(format!(
             "linux.resources.{field}: unable to write {value:?} to {}",
             file.display()

@@ -22,7 +22,8 @@ pub struct Inputs<'a> {
     pub tools: &'a Path,
     pub bundle: &'a Path,
     pub ready_fd: RawFd,
-    pub start_fifo: RawFd,
+    /// mntns `--start-fifo` (exec.fifo, the gate `start` opens); None: no gate.
+    pub start_fifo: Option<RawFd>,
     /// pidns's `--status-fd`: its first line names the container's PID 1 (runc's pid).
     pub status_fd: RawFd,
     /// A connected console socket for mntns `--console-fd` (process.terminal).
@@ -414,12 +415,10 @@ fn mntns_args(
         Some(file) => argv.extend(["--seccomp".into(), file.into()]),
         None => argv.extend(["--seccomp".into(), "unconfined".into()]),
     }
-    argv.extend([
-        "--ready-fd".into(),
-        inp.ready_fd.to_string().into(),
-        "--start-fifo".into(),
-        inp.start_fifo.to_string().into(),
-    ]);
+    argv.extend(["--ready-fd".into(), inp.ready_fd.to_string().into()]);
+    if let Some(fd) = inp.start_fifo {
+        argv.extend(["--start-fifo".into(), fd.to_string().into()]);
+    }
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub struct Request {
     pub console_socket: Option<PathBuf>,
     /// Without a console socket: mntns's end of nsoci's own (a foreground `run`, terminal.rs).
     pub own_terminal: Option<OwnedFd>,
+    /// `run`: this process starts what it creates, so the init needs no start gate
+    /// (exec.fifo) unless startContainer hooks must run between `ready` and the exec.
+    pub run: bool,
 }
 
 /// A created container's first process.
@@ -42,6 +45,9 @@ pub struct Init {
     pub pid: i32,
     /// It has a terminal (process.terminal).
     pub terminal: bool,
+    /// It waits at the start gate (exec.fifo) for `start`; false: it goes on to exec
+    /// process.args once set up (`run` without startContainer hooks).
+    pub gated: bool,
 }
 
 /// Creates the container; returns its init.
@@ -148,12 +154,14 @@ fn start_init(
 ) -> Result<Init, Fatal> {
     // Above the fds the payload keeps (--preserve-fds), not close-on-exec: the chain's.
     let floor = 3 + req.preserve_fds as RawFd + 16;
-    let fifo = exec_fifo(dir)?;
+    let gated = !req.run || !config.hooks.start_container.is_empty();
+    let fifo_fd = gated
+        .then(|| exec_fifo(dir).and_then(|fifo| inheritable(fifo, floor)))
+        .transpose()?;
     let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
     let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Fatal::from(e).context("unable to create a pipe"))?;
-    let fifo_fd = inheritable(fifo, floor)?;
     let ready_fd = inheritable(ready_write.into_raw_fd(), floor)?;
     let status_fd = inheritable(status_write.into_raw_fd(), floor)?;
     let (hook_socket, hook_fd) = if config.hooks.before_pivot() {
@@ -178,7 +186,7 @@ fn start_init(
             tools,
             bundle,
             ready_fd: ready_fd.as_raw_fd(),
-            start_fifo: fifo_fd.as_raw_fd(),
+            start_fifo: fifo_fd.as_ref().map(AsRawFd::as_raw_fd),
             status_fd: status_fd.as_raw_fd(),
             console_fd: console_fd.as_ref().map(AsRawFd::as_raw_fd),
             hook_fd: hook_fd.as_ref().map(AsRawFd::as_raw_fd),
@@ -195,6 +203,7 @@ fn start_init(
         process.oom_score_adj,
         placed.map(crate::cgroup::procs_files).unwrap_or_default(),
     )?;
+    let fifo_fd_taken = fifo_fd.is_some();
     drop((fifo_fd, ready_fd, status_fd, console_fd, hook_fd));
     let mut pid = child.id() as i32;
     let pidns = config.linux.namespaces.iter().any(|n| n.kind == "pid");
@@ -202,6 +211,7 @@ fn start_init(
         status: pidns.then_some(status_read),
         ready: ready_read,
         hooks: hook_socket,
+        gated: fifo_fd_taken,
     };
     let settled = settle(
         req,
@@ -220,6 +230,7 @@ fn start_init(
         Ok(()) => Ok(Init {
             pid,
             terminal: process.terminal,
+            gated,
         }),
         Err(e) => {
             // Whatever failed after the spawn, the init does not outlive this create.
@@ -237,6 +248,8 @@ struct Pipes {
     status: Option<OwnedFd>,
     ready: OwnedFd,
     hooks: Option<UnixStream>,
+    /// The init waits at the start gate after `ready`.
+    gated: bool,
 }
 
 /// After the spawn: the state, PID 1, the hooks before pivot_root, the wait for `ready`, the
@@ -250,6 +263,14 @@ fn settle(
     pipes: Pipes,
     placed: Option<&crate::cgroup::Placed>,
 ) -> Result<(), Fatal> {
+    // With pidns, PID 1 is known within moments (its --status-fd): the state is written
+    // once it is, not first with pidns's pid (each write is a file replaced by a rename).
+    if let Some(pid1) = pipes.status.and_then(crate::pid1::read_status) {
+        *pid = pid1;
+    }
+    // Without a gate the init execs the payload right after `ready` (and may have ended by
+    // the time nsoci reads it): the chain's name is read from its environment now.
+    let handed = (!pipes.gated).then(|| state::handed_name(*pid)).flatten();
     let start_time = common::procfs::start_time(*pid as u32).unwrap_or(0);
     let mut record = Record {
         id: req.id.clone(),
@@ -269,14 +290,6 @@ fn settle(
         chain: None,
     };
     state::save(dir, &record)?;
-    if let Some(pipe) = pipes.status {
-        if let Some(pid1) = crate::pid1::read_status(pipe) {
-            *pid = pid1;
-            record.pid = pid1;
-            record.start_time = common::procfs::start_time(pid1 as u32).unwrap_or(0);
-            state::save(dir, &record)?;
-        }
-    }
     if let Some(socket) = pipes.hooks {
         // The spec: a failing hook stops the container, which is then deleted (by the caller).
         hooks::at_pivot(
@@ -313,7 +326,10 @@ fn settle(
         .with_code(code));
     }
     record.ready = true;
-    record.chain = state::registration_of(*pid);
+    record.chain = match handed {
+        Some(name) => state::registration_with(*pid, Some(name)),
+        None => state::registration_of(*pid),
+    };
     state::save(dir, &record)?;
     if let Some(path) = &req.pid_file {
         write_pid_file(path, *pid)?;

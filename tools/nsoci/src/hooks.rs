@@ -7,7 +7,8 @@
 //! createContainer           then, in the container's namespaces, before pivot_root
 //!                           (inside.rs: the links' --join; the path resolves as on the host)
 //! startContainer            `start`, in the container (after pivot_root), before the gate
-//! poststart                 `start`, after the gate, in the runtime's namespaces
+//! poststart                 `start`, after the gate, in the runtime's namespaces (`run`
+//!                           without startContainer hooks has no gate: after `ready`)
 //! poststop                  `delete`
 //! ```
 
@@ -107,6 +108,17 @@ pub fn at_pivot(
     (&socket).write_all(b"g").map_err(|e| {
         Fatal::from(anyhow::Error::from(e)).context("unable to let the container go on")
     })
+}
+
+/// The poststart hooks of container `id` once its process runs: a failure is a warning
+/// (the spec), the container runs on.
+pub fn poststart(root: &std::path::Path, id: &str) {
+    let Ok(c) = crate::state::Container::load(root, id) else {
+        return;
+    };
+    if let Err(e) = run("poststart", &c.record.hooks.poststart, &c.state_json()) {
+        common::report::warning(e.message());
+    }
 }
 
 /// Runs `hooks` in order with `state` (JSON) on stdin; the first failure stops them.

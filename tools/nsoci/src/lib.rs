@@ -5,6 +5,7 @@
 //! ```text
 //! nsoci create --bundle B ID    userns → … → pidns --no-monitor → mntns; PID 1 waits at exec.fifo
 //! nsoci start ID                opens exec.fifo: mntns execs process.args
+//! nsoci run ID                  create + start; no gate unless startContainer hooks need one
 //! nsoci exec ID CMD             userns --join → … → mntns --join PID (exec.rs, join.rs)
 //! nsoci state|kill|delete ID    ROOT/ID/state.json, PID 1's pid and start time
 //! ```
@@ -247,6 +248,7 @@ fn request(root: PathBuf, c: CreateArgs, own_terminal: Option<OwnedFd>) -> creat
         preserve_fds: c.preserve_fds,
         no_new_keyring: c.no_new_keyring,
         console_socket: c.console_socket,
+        run: false,
     }
 }
 
@@ -264,12 +266,22 @@ fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Resu
         let (ours, theirs) = terminal::socket_pair()?;
         (Some(ours), Some(theirs))
     };
-    let req = request(root.clone(), c, theirs);
+    let req = create::Request {
+        run: true,
+        ..request(root.clone(), c, theirs)
+    };
     let created = create::create(&req);
     // mntns holds the other end now: EOF on ours if it fails before it sends the master.
     drop(req);
     let init = created?;
-    if let Err(e) = lifecycle::start(&root, &id) {
+    let started = if init.gated {
+        lifecycle::start(&root, &id)
+    } else {
+        // No gate: the init went on to exec process.args after `ready`, as past `start`.
+        hooks::poststart(&root, &id);
+        Ok(())
+    };
+    if let Err(e) = started {
         let _ = lifecycle::delete(&root, &id, true);
         let _ = pid1::wait(init.pid);
         return Err(e);

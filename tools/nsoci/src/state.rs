@@ -42,19 +42,29 @@ pub struct Record {
 /// records, so that `create` costs the same however many chains run; else (a link reached
 /// without an exec keeps the first one's environment) every registration is looked at.
 pub fn registration_of(pid: i32) -> Option<String> {
+    registration_with(pid, handed_name(pid))
+}
+
+/// [`registration_of`] with the name read from the init's environment earlier: `run`
+/// without a start gate reads it before `ready`, as later the init may have exec'd the
+/// payload or ended. An init that ended has no records left to check: its handed name is
+/// taken as it is (`delete` unregisters a chain only when nothing of it is live).
+pub fn registration_with(pid: i32, handed: Option<String>) -> Option<String> {
     let holds = |name: &String| {
         common::chain::live_records(name)
             .iter()
             .any(|r| r.pid as i32 == pid)
     };
-    if let Some(name) = handed_name(pid).filter(holds) {
-        return Some(name);
+    match handed {
+        Some(name) if holds(&name) => return Some(name),
+        Some(name) if !common::procfs::running(pid as u32, None) => return Some(name),
+        _ => {}
     }
     common::chain::names().into_iter().find(holds)
 }
 
 /// `NSCHAIN_NAME` in the environment `pid` was exec'd with.
-fn handed_name(pid: i32) -> Option<String> {
+pub fn handed_name(pid: i32) -> Option<String> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let prefix = format!("{}=", common::chain::NAME_VAR);
     environ

@@ -30,25 +30,17 @@ pub fn exec(name: &str, command: Vec<OsString>, input: bool) -> Result<Status, F
     let (host, container) =
         channel::pair().map_err(|e| Fatal::from(e).context("unable to create a channel"))?;
     // Blocked before the fork, so that none is lost before the proxy reads them.
-    let taken = signals::Set::taken_over();
-    let sigchld = signals::default_sigchld()
-        .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-    let mask =
-        signals::block(&taken).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd =
-        SignalFd::new(&taken).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+    let signals = signals::take_over()?;
     // SAFETY: single-threaded; both sides go on with ordinary code.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork"))? {
         ForkResult::Child => {
-            drop((signalfd, host));
-            signals::restore_sigchld(&sigchld)
-                .and(signals::restore(&mask))
-                .map_err(|e| Fatal::from(e).context("unable to restore the signal mask"))?;
+            drop(host);
+            signals.give_back()?;
             crate::enter::exec(name, command, Some(container))
         }
         ForkResult::Parent { child } => {
             drop(container);
-            host_side(child, &host, &signalfd, input)
+            host_side(child, &host, &signals.signalfd, input)
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Inside the namespace: the tiny init (PID 1) and COMMAND (PID 2), or COMMAND alone
 //! (`--no-init`: PID 1; `--join`: a process of the joined namespace).
 //!
-//! Everything here runs in a forked copy of the monitor and ends in exec or `_exit`: it never
-//! returns into `main`.
+//! Everything here runs in a forked copy of the monitor and ends in exec, in the next link
+//! run in this process (common::handoff::exec_forked, which ends it with the chain's status)
+//! or in `_exit`: it never returns into `main`.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 
 use common::channel::Channel;
 
+use common::inprocess::Links;
 use common::{debug, exit, Fatal};
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -48,6 +50,9 @@ pub struct Child {
     pub mask: signals::Set,
     /// The caller's SIGCHLD disposition, restored for COMMAND.
     pub sigchld: signals::Disposition,
+    /// The multi-call table: COMMAND, when it is the next link, may run in this process
+    /// (common::handoff::exec_forked).
+    pub links: Option<&'static Links>,
 }
 
 /// Ends this process at once, without running anything of the monitor's.
@@ -63,35 +68,26 @@ fn fail(channel: &Channel, fatal: Fatal) -> ! {
     exit_now(fatal.code)
 }
 
-/// The forked child's whole life.
+/// The forked child's whole life: tied to the monitor (or, when the monitor hands the
+/// container to the chain's supervisor, to the supervisor once the monitor is gone), the
+/// go-ahead, then its role.
 pub fn run(mut child: Child) -> ! {
-    if let Some(adopter) = child.adopter.take() {
-        adopted(&child, &adopter);
-        drop(adopter);
-        match child.role {
-            Role::Init => init(child),
-            Role::Command => command(child),
-        }
-    }
-    match lifeline::tie_to(&child.monitor) {
-        Ok(true) => {}
-        // The monitor is gone already: nobody to report to.
-        Ok(false) => exit_now(exit::FAILURE),
-        Err(e) => fail(
-            &child.channel,
-            Fatal::from(e).context("unable to tie the container to its monitor"),
-        ),
+    let adopter = child.adopter.take();
+    if adopter.is_none() {
+        tie(&child, &child.monitor, "its monitor");
     }
     // Wait for the go-ahead: the monitor registers the container and writes --status-fd and
-    // --info-fd first. EOF instead means the monitor failed (and kills us).
+    // --info-fd first. EOF instead means the monitor failed (it said why, and kills us).
     match child.channel.recv() {
         Ok(Some(MonitorWord::Go)) => {}
-        // The monitor closed its end: it failed, said why, and kills us.
         Ok(None) => exit_now(exit::FAILURE),
         Err(e) => fail(
             &child.channel,
             Fatal::from(std::io::Error::from(e)).context("unable to hear from the monitor"),
         ),
+    }
+    if let Some(adopter) = adopter {
+        adopted(&child, adopter);
     }
     match child.role {
         Role::Init => init(child),
@@ -99,31 +95,30 @@ pub fn run(mut child: Child) -> ! {
     }
 }
 
-/// Under the chain's supervisor: the go-ahead, then the monitor's exit (which re-parents this
-/// process to the supervisor, a subreaper), then the tie to the supervisor. A parent-death
-/// signal set before would fire at the monitor's exit.
-fn adopted(child: &Child, adopter: &OwnedFd) {
-    match child.channel.recv() {
-        Ok(Some(MonitorWord::Go)) => {}
-        Ok(None) => exit_now(exit::FAILURE),
-        Err(e) => fail(
-            &child.channel,
-            Fatal::from(std::io::Error::from(e)).context("unable to hear from the monitor"),
-        ),
-    }
-    lifeline::wait_exited(&child.monitor);
-    match lifeline::tie_to(adopter) {
+/// Ties this process's life to `to`'s (a pidfd); exits at once if `to` is gone already.
+fn tie(child: &Child, to: &OwnedFd, whom: &str) {
+    match lifeline::tie_to(to) {
         Ok(true) => {}
+        // Gone already: nobody to report to.
         Ok(false) => exit_now(exit::FAILURE),
         Err(e) => fail(
             &child.channel,
-            Fatal::from(e).context("unable to tie the container to the chain's supervisor"),
+            Fatal::from(e).context(format!("unable to tie the container to {whom}")),
         ),
     }
 }
 
-/// COMMAND: own process group if asked, then exec with the signal mask and SIGPIPE restored
-/// (std's exec does both; the dispositions were never changed on this side of the fork).
+/// Under the chain's supervisor, after the go-ahead: the monitor's exit (which re-parents
+/// this process to the supervisor, a subreaper), then the tie to the supervisor. A
+/// parent-death signal set before would fire at the monitor's exit.
+fn adopted(child: &Child, adopter: OwnedFd) {
+    lifeline::wait_exited(&child.monitor);
+    tie(child, &adopter, "the chain's supervisor");
+}
+
+/// COMMAND: own process group if asked, then exec (or the next link in this process) with
+/// the caller's signal mask and SIGCHLD disposition restored (the other dispositions were
+/// never changed on this side of the fork).
 fn command(child: Child) -> ! {
     if child.pgroup {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -136,6 +131,7 @@ fn command(child: Child) -> ! {
         channel,
         mask,
         sigchld,
+        links,
         ..
     } = child;
     if let Err(e) = signals::restore_sigchld(&sigchld) {
@@ -151,7 +147,8 @@ fn command(child: Child) -> ! {
             Fatal::from(e).context("unable to restore the signal mask"),
         );
     }
-    let fatal = common::exec::exec(command);
+    // The next link runs in this process when it can, as an exec would start it.
+    let fatal = common::handoff::exec_forked(command, links);
     fail(&channel, fatal)
 }
 

@@ -15,7 +15,7 @@ use common::channel::Channel;
 use common::link::Link;
 use common::{chain, Context, Fatal};
 use nix::unistd::Pid;
-use serde_json::{json, Map};
+use serde_json::json;
 
 use crate::child::Role;
 use crate::monitor::MonitorWord;
@@ -76,13 +76,9 @@ impl Handover {
         child: &Channel,
     ) -> Result<(), Fatal> {
         let host_pid = pid.as_raw() as u32;
-        if let Some(helper) = helper {
-            helper.pin()?;
-        }
-        let mut extra = Map::new();
-        extra.insert("monitor".into(), json!(self.supervisor.as_raw()));
-        extra.insert("init".into(), json!(role == Role::Init));
-        link.finish_for(host_pid, extra)?;
+        // No --status-fd: a link with one keeps its monitor (`offer`).
+        let supervisor = json!(self.supervisor.as_raw());
+        crate::start::report(link, None, helper, pid, supervisor, role == Role::Init)?;
         if let Some((name, _)) = chain::inherited() {
             // The earlier links' namespaces live on in the first process, not in this one.
             chain::hand_records(&name, common::procfs::own_pid(), host_pid);

@@ -14,6 +14,7 @@ mod handover;
 mod lifeline;
 mod monitor;
 mod shed;
+mod start;
 mod status;
 mod unmonitored;
 
@@ -27,7 +28,7 @@ use common::ns::{self, Namespace};
 use common::{chain, debug, signals, Context, Fatal, Next};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::{fork, getpgrp, ForkResult, Pid};
-use serde_json::{json, Map};
+use serde_json::json;
 
 use crate::child::{Child, Role};
 
@@ -130,14 +131,18 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     // goes down as at any real exec.
     cx.export_handdown()?;
     let adopter = handover.as_mut().and_then(handover::Handover::take_pidfd);
-    let (pid, mut monitor) = wiring.fork(&link, role, &args, after, adopter)?;
+    let inside = Inside {
+        role,
+        after,
+        adopter,
+        links: cx.links(),
+    };
+    let (pid, mut monitor) = wiring.fork(&link, &args, inside)?;
     if let Some(handover) = handover {
         // The chain's supervisor waits for the container: this process ends here.
-        if let Err(fatal) = handover.hand_over(&link, helper, pid, role, &monitor.channel) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(fatal);
-        }
+        handover
+            .hand_over(&link, helper, pid, role, &monitor.channel)
+            .map_err(|fatal| start::abandon(pid, fatal))?;
         debug::note(format_args!(
             "container handed to the supervisor: PID 1 is {pid}"
         ));
@@ -150,11 +155,9 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     } else {
         pid
     };
-    if let Err(fatal) = monitor.start(&link, &args, helper, pid, role) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        return Err(fatal);
-    }
+    monitor
+        .start(&link, &args, helper, pid, role)
+        .map_err(|fatal| start::abandon(pid, fatal))?;
     debug::note(format_args!("container started: PID 1 is {pid}"));
     let code = monitor::watch(pid, target, &monitor.signalfd, monitor.after.as_mut());
     monitor.finish(&link, &args, pid, code);
@@ -183,15 +186,24 @@ fn take_report_fds(args: &Args) -> Result<(), Fatal> {
 /// is lost before the signalfd exists), the monitor's pidfd, the go-ahead and exec-report
 /// pipes, and the terminal's foreground group.
 struct Wiring {
-    sigchld: signals::Disposition,
-    mask: signals::Set,
-    signalfd: signals::SignalFd,
+    signals: signals::TakenOver,
     me: std::os::fd::OwnedFd,
     /// The monitor's end of its channel with the child, and the child's.
     ours: Channel,
     theirs: Channel,
     caller_pgrp: Pid,
     foreground: bool,
+}
+
+/// What the container's first process is given besides the wiring.
+struct Inside {
+    role: Role,
+    /// The socket for work after the container, handed down inside.
+    after: Option<common::after::Offer>,
+    /// The chain's supervisor, which adopts the container (common::sup).
+    adopter: Option<std::os::fd::OwnedFd>,
+    /// The multi-call table: the next link may run in the container's process.
+    links: Option<&'static common::inprocess::Links>,
 }
 
 /// The monitor's side after the fork.
@@ -206,13 +218,7 @@ struct Monitor {
 
 impl Wiring {
     fn new(pgroup: bool) -> Result<Wiring, Fatal> {
-        let taken_over = signals::Set::taken_over();
-        let sigchld = signals::default_sigchld()
-            .map_err(|e| Fatal::from(e).context("unable to reset SIGCHLD"))?;
-        let mask = signals::block(&taken_over)
-            .map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-        let signalfd = signals::SignalFd::new(&taken_over)
-            .map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
+        let signals = signals::take_over()?;
         let me = lifeline::pidfd_open(Pid::this()).map_err(|e| {
             Fatal::from(e)
                 .context("unable to open a pidfd")
@@ -225,9 +231,7 @@ impl Wiring {
         let foreground =
             pgroup && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == caller_pgrp);
         Ok(Wiring {
-            sigchld,
-            mask,
-            signalfd,
+            signals,
             me,
             ours,
             theirs,
@@ -238,14 +242,13 @@ impl Wiring {
 
     /// Forks the container's first process (which never returns here); the monitor keeps its
     /// ends.
-    fn fork(
-        self,
-        link: &Link,
-        role: Role,
-        args: &Args,
-        after: Option<common::after::Offer>,
-        adopter: Option<std::os::fd::OwnedFd>,
-    ) -> Result<(Pid, Monitor), Fatal> {
+    fn fork(self, link: &Link, args: &Args, inside: Inside) -> Result<(Pid, Monitor), Fatal> {
+        let Inside {
+            role,
+            after,
+            adopter,
+            links,
+        } = inside;
         // SAFETY: single-threaded; the child only runs this crate's code, then execs or _exits.
         let forked = unsafe { fork() }.map_err(|errno| {
             let fatal = Fatal::from(errno).context("unable to fork the container's first process");
@@ -257,7 +260,7 @@ impl Wiring {
         })?;
         match forked {
             ForkResult::Child => {
-                drop(self.signalfd);
+                drop(self.signals.signalfd);
                 drop(self.ours);
                 if let Some(offer) = after {
                     if let Err(e) = offer.hand_down() {
@@ -275,8 +278,9 @@ impl Wiring {
                     monitor: self.me,
                     adopter,
                     channel: self.theirs,
-                    mask: self.mask,
-                    sigchld: self.sigchld,
+                    mask: self.signals.mask,
+                    sigchld: self.signals.sigchld,
+                    links,
                 })
             }
             ForkResult::Parent { child } => {
@@ -284,7 +288,7 @@ impl Wiring {
                 Ok((
                     child,
                     Monitor {
-                        signalfd: self.signalfd,
+                        signalfd: self.signals.signalfd,
                         channel: self.ours,
                         caller_pgrp: self.caller_pgrp,
                         foreground: self.foreground,
@@ -306,19 +310,15 @@ impl Monitor {
         pid: Pid,
         role: Role,
     ) -> Result<(), Fatal> {
-        let host_pid = pid.as_raw() as u32;
-        if let Some(fd) = args.status_fd {
-            status::write_line(fd, &status::started(host_pid)).map_err(|e| {
-                Fatal::from(e).context(format!("unable to write to status fd {fd}"))
-            })?;
-        }
-        if let Some(helper) = helper {
-            helper.pin()?;
-        }
-        let mut extra = Map::new();
-        extra.insert("monitor".into(), json!(common::procfs::own_pid()));
-        extra.insert("init".into(), json!(role == Role::Init));
-        link.finish_for(host_pid, extra)?;
+        let monitor = json!(common::procfs::own_pid());
+        start::report(
+            link,
+            args.status_fd,
+            helper,
+            pid,
+            monitor,
+            role == Role::Init,
+        )?;
         self.channel
             .send(&monitor::MonitorWord::Go)
             .map_err(|e| Fatal::from(e).context("unable to start the container"))?;

@@ -3,7 +3,7 @@
 //! pid-namespace boundary `getppid()` is 0, so only a pidfd names the parent reliably).
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::unistd::Pid;
 
@@ -14,49 +14,17 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 
 /// Whether the process a pidfd refers to has exited (the pidfd polls readable).
 pub fn has_exited(pidfd: &OwnedFd) -> bool {
-    let mut poll = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no timeout.
-    let n = unsafe { libc::poll(&mut poll, 1, 0) };
-    n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP) != 0
+    common::sys::process::pidfd_has_exited(pidfd.as_fd())
 }
 
 /// Blocks until the process a pidfd refers to has exited.
 pub fn wait_exited(pidfd: &OwnedFd) {
-    loop {
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no timeout.
-        let n = unsafe { libc::poll(&mut poll, 1, -1) };
-        if n > 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
+    common::sys::process::pidfd_wait_exited(pidfd.as_fd());
 }
 
 /// Asks the kernel to SIGKILL this process when its parent exits.
 pub fn kill_me_with_parent() -> io::Result<()> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the other arguments are unused.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    common::sys::process::kill_me_with_parent().map_err(io::Error::from)
 }
 
 /// Ties this process's life to the process `parent` refers to: true when the parent is alive

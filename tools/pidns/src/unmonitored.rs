@@ -12,9 +12,9 @@ use common::link::Link;
 use common::ns::{self, Namespace};
 use common::{debug, Context, Fatal, Next};
 use nix::unistd::{fork, ForkResult};
-use serde_json::{json, Map};
+use serde_json::json;
 
-use crate::{status, Args};
+use crate::Args;
 
 /// Forks COMMAND into the namespace, registers it, lets it go, and exits 0.
 pub fn run(
@@ -57,28 +57,12 @@ pub fn run(
     };
     drop(go_read);
     let started = || -> Result<(), Fatal> {
-        let host_pid = child.as_raw() as u32;
-        if let Some(fd) = args.status_fd {
-            status::write_line(fd, &status::started(host_pid)).map_err(|e| {
-                Fatal::from(e).context(format!("unable to write to status fd {fd}"))
-            })?;
-        }
-        if let Some(helper) = helper {
-            helper.pin()?;
-        }
-        let mut extra = Map::new();
-        extra.insert("monitor".into(), json!(null));
-        extra.insert("init".into(), json!(false));
-        link.finish_for(host_pid, extra)?;
+        crate::start::report(link, args.status_fd, helper, child, json!(null), false)?;
         go_write
             .send(&())
             .map_err(|e| Fatal::from(e).context("unable to start the container"))
     };
-    if let Err(fatal) = started() {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(child, None);
-        return Err(fatal);
-    }
+    started().map_err(|fatal| crate::start::abandon(child, fatal))?;
     debug::note(format_args!("container started without a monitor: {child}"));
     Ok(Next::Exit(0))
 }
