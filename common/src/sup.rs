@@ -40,6 +40,9 @@ pub const VAR: &str = "NSCHAIN_SUPERVISOR";
 /// The supervisor's side after the fork.
 pub struct Supervisor {
     child: Pid,
+    /// The chain's name as the forking link knew it: what the supervisor unregisters when its
+    /// child ends before pidns handed the container over (no adoption names it).
+    chain: Option<String>,
     signalfd: SignalFd,
     listener: Listener,
     /// What the supervisor gives back after each event, read once from /proc/self/smaps
@@ -57,7 +60,8 @@ pub struct Ended {
 /// Forks the chain's supervisor. Returns `None` in the child, which goes on with the chain
 /// (its hand-down has the supervisor's socket, [`VAR`] names it, and it dies with it); the
 /// supervisor gets `Some` and must end the process itself (it never returns into the chain).
-pub fn fork_supervisor(cx: &mut Context) -> Result<Option<Supervisor>, Fatal> {
+/// `chain`: the chain's name, if the forking link has one (its child claims it).
+pub fn fork_supervisor(cx: &mut Context, chain: Option<&str>) -> Result<Option<Supervisor>, Fatal> {
     let signals = signals::take_over()?;
     let offer = Offer::new()
         .map_err(|e| Fatal::from(e).context("unable to create the supervisor's socket"))?;
@@ -83,6 +87,7 @@ pub fn fork_supervisor(cx: &mut Context) -> Result<Option<Supervisor>, Fatal> {
             let _ = nix::unistd::chdir("/");
             Ok(Some(Supervisor {
                 child,
+                chain: chain.map(str::to_owned),
                 signalfd: signals.signalfd,
                 listener,
                 resident: resident::Plan::trim_only(),
@@ -254,8 +259,32 @@ impl Supervisor {
             let ended_pids = [crate::procfs::own_pid(), pid, self.child.as_raw() as u32];
             chain::unregister(name, &ended_pids);
             debug::note(format_args!("supervisor: chain {name} done"));
+        } else if let Some(name) = &self.chain {
+            unregister_unadopted(name, self.child);
         }
     }
+}
+
+/// The chain ended before pidns handed its container over (a link failed or was killed
+/// during the setup, after its child had registered the chain): nobody else removes the
+/// registration. Only one this supervisor's child claimed (another start may hold the
+/// name); the records' processes re-parented here (an init that never got its go-ahead,
+/// which exits at once) are waited for first.
+fn unregister_unadopted(name: &str, child: Pid) {
+    let child = child.as_raw() as u32;
+    if !chain::meta(name).is_some_and(|m| m.pid == child) {
+        return;
+    }
+    let mut ended = vec![crate::procfs::own_pid(), child];
+    for record in chain::live_records(name) {
+        if !ended.contains(&record.pid) && is_child(record.pid) {
+            // SAFETY: waits for a child of this process; a null status is allowed.
+            unsafe { libc::waitpid(record.pid as i32, std::ptr::null_mut(), 0) };
+            ended.push(record.pid);
+        }
+    }
+    chain::unregister(name, &ended);
+    debug::note(format_args!("supervisor: chain {name} ended in its setup"));
 }
 
 /// Whether `pid` is a child of this process (alive or not yet reaped).

@@ -70,7 +70,7 @@ pub fn run(args: Args, bridge_name: &str, cx: &mut common::Context) -> Result<Ne
     };
     let store = store.unlock(); // the lease is claimed, the bridge is ready
     let ip = lease.ip;
-    let watcher = match start_watcher(&args, cx, held, claim, &mut lease) {
+    let watcher = match start_watcher(&args, cx, &link, held, claim, &mut lease) {
         Ok((watcher, kept)) => {
             claim = kept;
             watcher
@@ -318,6 +318,7 @@ fn record_bridge(
 fn start_watcher<C>(
     args: &Args,
     cx: &mut common::Context,
+    link: &Link,
     held: Vec<OwnedFd>,
     claim: C,
     lease: &mut Lease,
@@ -332,7 +333,7 @@ fn start_watcher<C>(
     }
     let (ours, theirs) = common::channel::pair()
         .map_err(|e| Fatal::from(e).context("unable to create the supervisor's channel"))?;
-    match common::sup::fork_supervisor(cx)? {
+    match common::sup::fork_supervisor(cx, link.naming().map(|n| n.name.as_str()))? {
         None => {
             drop(held);
             drop(theirs);
