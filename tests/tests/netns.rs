@@ -734,3 +734,38 @@ fn a_recycled_registration_is_not_left_behind_by_the_supervisor_fork() {
     // ...and the bridged chain, once ended, left nothing.
     assert!(out.contains("left: []"), "{out}");
 }
+
+/// A bridged chain whose pidns is killed after it registered the container but before it
+/// handed it to the chain's supervisor (strace kills it as it sends the adoption): the
+/// supervisor reports the death and removes the registration its child made. Before, the
+/// registration of dead processes stayed (`chain.json`, `pid.json` naming the supervisor as
+/// the monitor, the earlier links' records), as bench/scale.py found after chains that ended
+/// early under load.
+#[test]
+fn a_chain_killed_before_the_hand_over_leaves_no_registration() {
+    if !require(is_root(), "root") || !require(have("strace"), "strace (fault injection)") {
+        return;
+    }
+    let state = nschain_tests::scratch();
+    let out = in_host_ok(
+        state.path(),
+        r#"
+        trace="$NSCHAIN_RUN_DIR.trace"
+        # The chain's second sendmsg is pidns's adoption (the first gives the supervisor the
+        # lease): the process that sends it is killed as it enters the call.
+        strace -f -qq -s 16 -o "$trace" -e trace=sendmsg -e inject=sendmsg:signal=SIGKILL:when=2 \
+            netns --bridge -- pidns -- true
+        echo "status: $?"
+        adopter=$(awk '/Adopt/ { print $1; exit }' "$trace")
+        awk -v p="$adopter" '$1 == p && /killed by SIGKILL/' "$trace" | grep -q . &&
+            echo "killed at the adoption"
+        echo "left: [$(ls -A "$NSCHAIN_RUN_DIR/chains" | tr '\n' ' ')]"
+        "#,
+    );
+    assert!(out.contains("killed at the adoption"), "{out}");
+    assert!(
+        out.contains(&format!("status: {}", 128 + libc::SIGKILL)),
+        "{out}"
+    );
+    assert!(out.contains("left: []"), "{out}");
+}
