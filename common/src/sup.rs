@@ -272,7 +272,7 @@ impl Supervisor {
 /// which exits at once) are waited for first.
 fn unregister_unadopted(name: &str, child: Pid) {
     let child = child.as_raw() as u32;
-    if !chain::meta(name).is_some_and(|m| m.pid == child) {
+    if chain::meta(name).is_none_or(|m| m.pid != child) {
         return;
     }
     let mut ended = vec![crate::procfs::own_pid(), child];
