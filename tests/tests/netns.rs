@@ -740,7 +740,8 @@ fn a_recycled_registration_is_not_left_behind_by_the_supervisor_fork() {
 /// supervisor reports the death and removes the registration its child made. Before, the
 /// registration of dead processes stayed (`chain.json`, `pid.json` naming the supervisor as
 /// the monitor, the earlier links' records), as bench/scale.py found after chains that ended
-/// early under load.
+/// early under load. The same for a pidns that keeps its own monitor (SIGKILLed: the
+/// container dies with it, and nothing of the chain was left to unregister).
 #[test]
 fn a_chain_killed_before_the_hand_over_leaves_no_registration() {
     if !require(is_root(), "root") || !require(have("strace"), "strace (fault injection)") {
@@ -760,8 +761,26 @@ fn a_chain_killed_before_the_hand_over_leaves_no_registration() {
         awk -v p="$adopter" '$1 == p && /killed by SIGKILL/' "$trace" | grep -q . &&
             echo "killed at the adoption"
         echo "left: [$(ls -A "$NSCHAIN_RUN_DIR/chains" | tr '\n' ' ')]"
+
+        # A pidns that keeps its own monitor (--die-with-parent), SIGKILLed once registered:
+        # the container dies with it, the supervisor unregisters.
+        netns --bridge --name kept -- pidns --die-with-parent -- sleep 60 &
+        sup=$!
+        wait_for cat "$NSCHAIN_RUN_DIR/chains/kept/pid.json" || exit 1
+        monitor=$(pgrep -P $sup)
+        grep -q "\"monitor\":$monitor}" "$NSCHAIN_RUN_DIR/chains/kept/pid.json" &&
+            echo "pidns monitors"
+        kill -KILL $monitor
+        wait $sup; echo "monitor killed: $?"
+        [ -e "$NSCHAIN_RUN_DIR/chains/kept" ] || echo "kept unregistered"
         "#,
     );
+    assert!(out.contains("pidns monitors"), "{out}");
+    assert!(
+        out.contains(&format!("monitor killed: {}", 128 + libc::SIGKILL)),
+        "{out}"
+    );
+    assert!(out.contains("kept unregistered"), "{out}");
     assert!(out.contains("killed at the adoption"), "{out}");
     assert!(
         out.contains(&format!("status: {}", 128 + libc::SIGKILL)),
