@@ -722,12 +722,14 @@ pub fn has_ended(name: &str) -> bool {
 /// and its first link's process is gone. A chain still starting (its first link has claimed
 /// the name, no link has registered yet) is not stale: pruning it would make it unlisted.
 fn is_stale(name: &str) -> bool {
-    if live_pid(name).is_some() {
-        return false;
-    }
+    // The first link's process first, the records then: pidns (in that process) re-points
+    // the records to the container before it exits ([`hand_records`]), so records read after
+    // its exit are the new ones. Read the other way round, records naming it, read just
+    // before, were found dead just after, and a running chain was taken for ended.
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    !meta(name).is_some_and(|meta| crate::procfs::running(meta.pid, meta.start))
+    let first_running = meta(name).is_some_and(|meta| crate::procfs::running(meta.pid, meta.start));
+    !first_running && live_pid(name).is_none()
 }
 
 /// The record of a `kind` namespace in the lists of links that ran in one process
