@@ -33,7 +33,8 @@ pub struct Request {
     /// Without a console socket: mntns's end of nsoci's own (a foreground `run`, terminal.rs).
     pub own_terminal: Option<OwnedFd>,
     /// `run`: this process starts what it creates, so the init needs no start gate
-    /// (exec.fifo) unless startContainer hooks must run between `ready` and the exec.
+    /// (exec.fifo) unless startContainer hooks must run between `ready` and the exec, or
+    /// nsoci proxies the terminal itself (the pty gets the caller's size before the start).
     pub run: bool,
 }
 
@@ -154,7 +155,10 @@ fn start_init(
 ) -> Result<Init, Fatal> {
     // Above the fds the payload keeps (--preserve-fds), not close-on-exec: the chain's.
     let floor = 3 + req.preserve_fds as RawFd + 16;
-    let gated = !req.run || !config.hooks.start_container.is_empty();
+    // A terminal nsoci proxies itself is sized before the payload may use it: gated too.
+    let own_terminal =
+        process.terminal && req.own_terminal.is_some() && req.console_socket.is_none();
+    let gated = !req.run || !config.hooks.start_container.is_empty() || own_terminal;
     let fifo_fd = gated
         .then(|| exec_fifo(dir).and_then(|fifo| inheritable(fifo, floor)))
         .transpose()?;

@@ -161,7 +161,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     };
     if let Some(socket) = proxy_socket {
         // The proxy passes the caller's signals on too (common::pty::Proxy).
-        return crate::terminal::proxy(socket, joined, &held);
+        return crate::terminal::proxy(socket, joined, &held, || Ok(()));
     }
     Ok(crate::forward::wait(joined, &held))
 }

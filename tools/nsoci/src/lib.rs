@@ -274,25 +274,30 @@ fn run_container(root: PathBuf, c: CreateArgs, detach: bool, keep: bool) -> Resu
     // mntns holds the other end now: EOF on ours if it fails before it sends the master.
     drop(req);
     let init = created?;
-    let started = if init.gated {
-        lifecycle::start(&root, &id)
-    } else {
-        // No gate: the init went on to exec process.args after `ready`, as past `start`.
-        hooks::poststart(&root, &id);
-        Ok(())
+    let start = || {
+        let started = if init.gated {
+            lifecycle::start(&root, &id)
+        } else {
+            // No gate: the init went on to exec process.args after `ready`, as past `start`.
+            hooks::poststart(&root, &id);
+            Ok(())
+        };
+        started.inspect_err(|_| {
+            let _ = lifecycle::delete(&root, &id, true);
+            let _ = pid1::wait(init.pid);
+        })
     };
-    if let Err(e) = started {
-        let _ = lifecycle::delete(&root, &id, true);
-        let _ = pid1::wait(init.pid);
-        return Err(e);
-    }
-    if detach {
-        undo_if_interrupted(&root, &id, held)?;
-        return Ok(0);
-    }
-    let status = match ours.filter(|_| init.terminal) {
-        Some(socket) => terminal::proxy(socket, init.pid, &held)?,
-        None => forward::wait(init.pid, &held),
+    let status = match ours.filter(|_| init.terminal && !detach) {
+        // The pty is sized before the container is started (create.rs gates it).
+        Some(socket) => terminal::proxy(socket, init.pid, &held, start)?,
+        None => {
+            start()?;
+            if detach {
+                undo_if_interrupted(&root, &id, held)?;
+                return Ok(0);
+            }
+            forward::wait(init.pid, &held)
+        }
     };
     if !keep {
         lifecycle::delete(&root, &id, true)?;

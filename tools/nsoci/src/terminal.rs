@@ -35,17 +35,28 @@ pub fn console(terminal: bool, req: &crate::create::Request) -> Result<Option<Ow
     }
 }
 
-/// Receives the process's pty master on `socket` and proxies the caller's terminal to it
-/// until `process` (this process's child or an orphan given to it) ends; its status. The
-/// signals `held` noted before are passed on first.
-pub fn proxy(socket: UnixStream, process: i32, held: &Held) -> Result<Status, Fatal> {
+/// Receives the process's pty master on `socket`, gives it the caller's window size, runs
+/// `start` (the container waits at its gate until then, so that the payload's first look
+/// at its terminal sees the right size), and proxies the caller's terminal to it until
+/// `process` (this process's child or an orphan given to it) ends; its status. The signals
+/// `held` noted before are passed on first.
+pub fn proxy(
+    socket: UnixStream,
+    process: i32,
+    held: &Held,
+    start: impl FnOnce() -> Result<(), Fatal>,
+) -> Result<Status, Fatal> {
     let before = held.pend();
-    let status = run_proxy(socket, process);
+    let status = run_proxy(socket, process, start);
     crate::forward::unblock(&before);
     status
 }
 
-fn run_proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
+fn run_proxy(
+    socket: UnixStream,
+    process: i32,
+    start: impl FnOnce() -> Result<(), Fatal>,
+) -> Result<Status, Fatal> {
     let process = Pid::from_raw(process);
     // Blocked before anything can be lost; SIGCHLD raised once so that a process that has
     // already ended is seen at the proxy's first look.
@@ -67,6 +78,10 @@ fn run_proxy(socket: UnixStream, process: i32) -> Result<Status, Fatal> {
     };
     let proxy = Proxy::new(master, true)
         .map_err(|e| Fatal::from(e).context("unable to set up the terminal"))?;
+    if let Err(e) = start() {
+        let _ = signals::restore(&mask);
+        return Err(e);
+    }
     // SAFETY: raise(3) of a signal that is blocked and read from the signalfd.
     unsafe { libc::raise(libc::SIGCHLD) };
     let status = proxy.run(process, process, &signalfd);
