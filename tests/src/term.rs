@@ -7,6 +7,30 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// `cmd` with `slave` as stdin/stdout/stderr and as the controlling terminal of a new session
+/// it leads (as a login shell would), spawned.
+pub fn spawn_on(slave: &OwnedFd, cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: setsid, TIOCSCTTY and signal dispositions in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A user's terminal session starts with the terminal's signals at their
+            // default, whatever the test runner inherited (`cmd &` in a script ignores
+            // SIGINT and SIGQUIT, and an ignored signal survives exec).
+            for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
 /// The rows of a new terminal.
 pub const ROWS: u16 = 33;
 /// The columns of a new terminal.
@@ -38,22 +62,7 @@ impl Term {
 
     /// `cmd` on this terminal: stdio, and the controlling terminal of a session led by it.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
-        cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(self.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(self.slave.try_clone().unwrap()));
-        // SAFETY: setsid, TIOCSCTTY and signal dispositions in the forked child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
-                    libc::signal(signal, libc::SIG_DFL);
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().unwrap()
+        spawn_on(&self.slave, cmd)
     }
 
     /// Reads what the terminal shows now (CRs dropped).

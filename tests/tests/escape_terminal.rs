@@ -13,7 +13,6 @@
 mod escape_common;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,28 +98,9 @@ impl Pty {
         assert_eq!(n, text.len() as isize);
     }
 
-    /// `cmd` with the slave as stdin/stdout/stderr and as the controlling terminal of a new
-    /// session it leads (as a login shell would), spawned.
+    /// `cmd` on this pty's slave, as a login shell's session (term::spawn_on).
     fn spawn(&self, cmd: &mut Command) -> std::process::Child {
-        cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(self.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(self.slave.try_clone().unwrap()));
-        // SAFETY: setsid, TIOCSCTTY and signal dispositions in the forked child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // A user's terminal session starts with the terminal's signals at their
-                // default, whatever the test runner inherited (`cmd &` in a script ignores
-                // SIGINT and SIGQUIT, and an ignored signal survives exec).
-                for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
-                    libc::signal(signal, libc::SIG_DFL);
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().unwrap()
+        nschain_tests::term::spawn_on(&self.slave, cmd)
     }
 
     /// Runs `cmd` on this terminal to its end (30 s at most); its status and what it showed.
