@@ -34,13 +34,17 @@ DEB_PACKAGES := busybox-static nftables slirp4netns uidmap iproute2 procps util-
 
 all: build
 
-# Release binaries are static-pie (glibc's crt-static; names are read from /etc/passwd and
-# /etc/group as files, common::accounts). Built for the explicit host target so that build
-# scripts and proc-macros stay dynamic, then linked into target/release where scripts look.
+# Release binaries are static (glibc's crt-static; names are read from /etc/passwd and
+# /etc/group as files, common::accounts) and not position-independent: a static-pie rewrites
+# its 168 KiB of .data.rel.ro at every start, a private copy in each resident init and
+# supervisor (DESIGN.md "Static binaries"). `make build PIE=1` links static-pie instead.
+# Built for the explicit host target so that build scripts and proc-macros stay dynamic, then
+# linked into target/release where scripts look.
 # `build` makes what `make install` installs: nschain, and every tool as a hard link to it
 # (one LTO link, not one per tool). `build-all` adds each tool's own binary and the bench's
 # floor, which `make bench` compares.
-RELEASE_BUILD := RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST)
+RELOCATION := $(if $(PIE),,-C relocation-model=static)
+RELEASE_BUILD := RUSTFLAGS="-C target-feature=+crt-static $(RELOCATION)" $(CARGO) build --release --target $(HOST)
 
 build:
 	$(RELEASE_BUILD) -p nschain --bin nschain
