@@ -52,9 +52,12 @@ json.dump(c, open(path, "w"))
 EOF
 export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
 chain() { echo "$1/netns -- $1/userns --map-root -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
-# Each its own state directories, as bench/run.sh: root refuses (and so does not register in)
-# a run directory that uid 65534 owns.
-rootless() { echo "env NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody ${NOBODY[*]} $1/userns --map-root -- $1/netns -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
+# Each table its own state directories (exported before it: an `env` in the command would add
+# an exec to the chain's rows): root refuses (and so does not register in) a run directory
+# that uid 65534 owns.
+as_root() { export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state; }
+as_nobody() { export NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody; }
+rootless() { echo "${NOBODY[*]} $1/userns --map-root -- $1/netns -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
 BWRAP="bwrap --unshare-all --hostname b --bind $R / --proc /proc --dev /dev /bin/true"
 # crun 1.8 refuses this hybrid cgroup host unless the unified mount is out of its sight
 WRAP=(unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' sh)
@@ -81,11 +84,15 @@ table() {
     done
 }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/perf.txt"
+as_root
 table rootful "${rootful_rows[@]}"
+as_nobody
 table rootless "${rootless_rows[@]}"
+as_root
 for ((i = 0; i < ${#rootful_rows[@]}; i += 2)); do
     { echo "== ${rootful_rows[i]}"; "${WRAP[@]}" perf stat -r 30 -e task-clock,page-faults ${rootful_rows[i + 1]} 2>&1 >/dev/null | grep -E 'task-clock|page-faults|elapsed'; } >>"$OUT/perf.txt"
 done
+as_nobody
 for ((i = 0; i < ${#rootless_rows[@]}; i += 2)); do
     { echo "== ${rootless_rows[i]}"; perf stat -r 30 -e task-clock,page-faults ${rootless_rows[i + 1]} 2>&1 >/dev/null | grep -E 'task-clock|page-faults|elapsed'; } >>"$OUT/perf.txt"
 done
