@@ -73,21 +73,26 @@ pub fn single_threaded_without_seccomp(status: &str) -> Result<(), String> {
 /// the hand-down and made inheritable only at a real exec), as execve does; reopens stdio on
 /// /dev/null if it is then closed, as every Rust program does at its start.
 pub fn close_cloexec_fds(keep: &[i32]) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
     };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // Those left open (the listing's own descriptor is in it too, closed by now: EBADF).
+    let mut open: Vec<i32> = Vec::with_capacity(fds.len());
     for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
-        let cloexec = fcntl(fd, FcntlArg::F_GETFD)
-            .is_ok_and(|flags| FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
-        if cloexec {
-            let _ = nix::unistd::close(fd);
+        match fcntl(fd, FcntlArg::F_GETFD) {
+            Ok(flags) if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) => {
+                let _ = nix::unistd::close(fd);
+            }
+            Ok(_) => open.push(fd),
+            Err(_) => {}
         }
     }
-    for fd in 0..3 {
+    // A stdio descriptor the listing showed open and that stayed open needs no second look.
+    for fd in (0..3).filter(|fd| !open.contains(fd)) {
         if fcntl(fd, FcntlArg::F_GETFD) == Err(Errno::EBADF) {
             // Takes the lowest free number: the missing stdio descriptor.
             let _ = nix::fcntl::open(
