@@ -242,7 +242,6 @@ const CASES: &[(&str, &[&str])] = &[
     ("cgroupns", &["--info-fd", "993"]),
     // nschain: the multi-call binary's one argument, the tool.
     ("nschain", &["no-such-tool"]),
-    ("nschain", &["--help"]),
     // nsimage (its store is NSCHAIN_DATA_DIR/image)
     ("nsimage", &["pull", "--platform", "linux", "x"]),
     ("nsimage", &["pull", "--creds", "no-colon", "x"]),
