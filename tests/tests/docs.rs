@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns", "nsimage",
+    "nsoci",
 ];
 
 fn generate(tool: &str, kind: &str) -> String {
@@ -54,8 +55,9 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
             );
         }
         assert!(page.contains("125"), "{tool}.1: exit status 125");
-        // The store managers (nsps, nsimage) take subcommands, not a COMMAND.
-        if tool != "nsps" && tool != "nsimage" {
+        // The store managers (nsps, nsimage) and the OCI runtime take subcommands, not a
+        // COMMAND.
+        if !["nsps", "nsimage", "nsoci"].contains(&tool) {
             assert!(
                 page.contains(&format!("{tool} [OPTIONS] [--] [COMMAND [ARG]...]")),
                 "{tool}.1 synopsis:\n{page}"
@@ -96,6 +98,14 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
         "nsimage rmi REF",
     ] {
         assert!(nsimage.contains(synopsis), "{nsimage}");
+    }
+    let nsoci = rendered("nsoci");
+    for synopsis in [
+        "nsoci create [OPTIONS] ID",
+        "nsoci exec [OPTIONS] ID [--] [COMMAND [ARG]...]",
+        "nsoci kill [OPTIONS] ID [SIGNAL]",
+    ] {
+        assert!(nsoci.contains(synopsis), "{nsoci}");
     }
     let netns = rendered("netns");
     assert!(netns.contains("netns gc [OPTIONS]"), "{netns}");

@@ -197,7 +197,9 @@ fn wait_until_settled(name: &str) -> Result<u32, Fatal> {
             Some(pid) => crate::inspect::payload_pid(pid.ns.inode),
             None => records.iter().map(|r| r.pid).max(),
         };
-        if let Some(pid) = payload.filter(|pid| !common::handdown::LINKS.contains(&comm(*pid).as_str())) {
+        if let Some(pid) =
+            payload.filter(|pid| !common::handdown::LINKS.contains(&comm(*pid).as_str()))
+        {
             return Ok(pid);
         }
         if Instant::now() > deadline {
