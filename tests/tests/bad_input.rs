@@ -1,7 +1,10 @@
-//! Bad input, one table: every flag that takes a value, of every tool (and nsps), gets a
-//! malformed value. Each case must exit 125 with stderr starting `TOOL: fatal: `, must not
-//! run the payload (a command that would create a marker file), and must change nothing on
-//! the throwaway host it runs in (leak audit: links, nft, mounts, state files, processes).
+//! Bad input, one table: every flag that takes a value, of every tool (and nsps, nsimage,
+//! nsoci, the multi-call nschain), gets a malformed value. Each case must exit 125 with stderr
+//! starting `TOOL: fatal: `, must not run the payload (a command that would create a marker
+//! file), and must change nothing on the throwaway host it runs in (leak audit: links, nft,
+//! mounts, state files, processes). nsoci's values that are checked only once the container
+//! is found run against a live one. A last test reads every `--help` page (subcommands too)
+//! and fails when a value-taking flag has no case here, so the table cannot fall behind.
 
 mod escape_common;
 
@@ -267,9 +270,9 @@ const CASES: &[(&str, &[&str])] = &[
     ("nsimage", &["inspect", "no-such-image"]),
     ("nsimage", &["tag", "no-such-image", "x:1"]),
     ("nsimage", &["rmi", "Bad:Ref"]),
-    // nsoci, with --root {dir}/oci unless the case gives one. runc's status is 1; nsoci's
-    // 125 is the chain's contract (DESIGN "The OCI front end"). Values checked only against a
-    // live container are in nsoci_values_checked_against_a_container_are_refused.
+    // nsoci, with --root {dir}/oci unless the case gives one. runc's status is 1; engines
+    // only test for non-zero, and nsoci keeps the contract's 125 (DESIGN §1 "Exit status").
+    // Values checked only against a live container are in NSOCI_LIVE_CASES.
     ("nsoci", &["--log-format", "yaml", "list"]),
     ("nsoci", &["list", "--format", "xml"]),
     (
