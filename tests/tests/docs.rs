@@ -264,3 +264,23 @@ fn bash_completes_the_next_program_after_the_options_and_chain_names_where_they_
     assert!(has(11, &name) && has(11, "somedir"), "{:?}", got[11]);
     assert!(has(12, "somedir"), "{:?}", got[12]);
 }
+
+#[test]
+fn nschain_answers_help_and_version_like_every_tool() {
+    let help = Command::new(bin("nschain")).arg("--help").output().unwrap();
+    assert!(help.status.success(), "nschain --help: {help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: nschain TOOL [ARG]..."), "{text}");
+    for tool in TOOLS {
+        assert!(
+            text.contains(tool),
+            "nschain --help does not name {tool}: {text}"
+        );
+    }
+    let version = Command::new(bin("nschain")).arg("-V").output().unwrap();
+    assert!(version.status.success(), "nschain -V: {version:?}");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("nschain "),
+        "{version:?}"
+    );
+}
