@@ -1347,6 +1347,41 @@ fn foreground_run_with_a_terminal_proxies_the_callers_and_follows_its_size() {
     audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
 
+/// `exec -t` without `--console-socket`: nsoci proxies the caller's terminal, and the
+/// process's pty has the caller's size from the process's first instruction on (a process
+/// that asks at once, as a shell's prompt or `stty size` does, must not see 0 0 or no size).
+/// The race is narrow: many execs, one fresh terminal each, of alternating sizes.
+#[test]
+fn exec_t_gives_the_process_the_callers_size_before_it_runs() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b.status(&["run", "--detach", "xt"]).0, Some(0));
+    let before = std::fs::read_dir(b.state_root().join("xt"))
+        .unwrap()
+        .count();
+    for i in 0..12u16 {
+        let (rows, cols) = (20 + i, 70 + 2 * i);
+        let mut term = term::Term::sized(rows, cols);
+        let status = term.run(&mut b.nsoci(&["exec", "-t", "xt", "stty", "size"]));
+        assert!(status.success(), "exec {i}: {status}:\n{}", term.shown);
+        assert_eq!(
+            term.shown.trim(),
+            format!("{rows} {cols}"),
+            "exec {i}: the process saw another size"
+        );
+        assert!(term.cooked(), "exec {i} left the terminal raw");
+    }
+    // Nothing of the execs stays in the container's state directory.
+    let after = std::fs::read_dir(b.state_root().join("xt"))
+        .unwrap()
+        .count();
+    assert_eq!(after, before);
+    ok(&mut b.nsoci(&["delete", "--force", "xt"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+}
+
 #[test]
 fn every_nsoci_flag_with_a_wrong_value_is_refused_and_leaves_nothing() {
     if !(need::root() && need::busybox()) {
