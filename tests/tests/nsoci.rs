@@ -326,6 +326,22 @@ fn a_signal_while_the_container_is_created_is_not_lost_and_leaves_nothing_half_m
         "{status:?} {err}"
     );
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // Foreground run with nsoci's own terminal (runc's `run -t`): the same through the
+    // terminal's proxy, which must not pass the signal on before the payload takes it.
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let _ = std::fs::remove_file(&held);
+    let _ = std::fs::remove_file(&go);
+    let mut term = term::Term::new();
+    let mut cmd = b.nsoci(&["run", "--bundle"]);
+    cmd.arg(b.path()).arg("sg3");
+    let mut nsoci = term.spawn(&mut cmd);
+    b.wait_for("the hook", || held.exists());
+    ok(Command::new("kill").args(["-TERM", &nsoci.id().to_string()]));
+    std::fs::write(&go, "").unwrap();
+    let status = term.wait_exit(&mut nsoci);
+    assert_eq!(status.code(), Some(7), "{status:?}: {}", term.shown);
+    assert!(term.shown.contains("up"), "{}", term.shown);
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
 
@@ -1644,8 +1660,9 @@ fn pause_freezes_resume_thaws_and_ps_lists_host_pids() {
     let (code, err) = b.status(&["create", "pz1"]);
     assert_eq!(code, Some(0), "create failed: {err}");
     ok(&mut b.nsoci(&["start", "pz1"]));
-    let pids: Vec<u64> = serde_json::from_str(&ok(&mut b.nsoci(&["ps", "--format", "json", "pz1"])))
-        .expect("ps json is a list of pids");
+    let pids: Vec<u64> =
+        serde_json::from_str(&ok(&mut b.nsoci(&["ps", "--format", "json", "pz1"])))
+            .expect("ps json is a list of pids");
     let init = b.state("pz1")["pid"].as_u64().unwrap();
     assert!(pids.contains(&init), "{pids:?} lacks the init {init}");
     let busy = *pids.iter().max().unwrap();
