@@ -26,28 +26,29 @@ struct Tree {
     fd: Option<OwnedFd>,
 }
 
-/// The trees handed down to this link.
+/// The idmapped trees handed down to this link (the consumer's side of `NSCHAIN_IDMAP`; userns's
+/// `MadeTrees` is the producer's), each given out once.
 #[derive(Debug, Default)]
-pub struct Trees {
+pub struct HandedDownTrees {
     list: Vec<Tree>,
 }
 
-impl Trees {
+impl HandedDownTrees {
     /// Takes the handed-down trees: made by a userns of this process, or inherited as
     /// `NSCHAIN_IDMAP` and checked here, taking its fds (close-on-exec from now on).
-    pub fn take(slot: Slot<Vec<(PathBuf, OwnedFd)>>) -> Result<Trees, Fatal> {
+    pub fn take(slot: Slot<Vec<(PathBuf, OwnedFd)>>) -> Result<HandedDownTrees, Fatal> {
         let value = match slot {
-            Slot::Empty => return Ok(Trees::default()),
+            Slot::Empty => return Ok(HandedDownTrees::default()),
             Slot::Made(list) => {
                 let list = list
                     .into_iter()
                     .map(|(path, fd)| Tree { path, fd: Some(fd) })
                     .collect();
-                return Ok(Trees { list });
+                return Ok(HandedDownTrees { list });
             }
             Slot::Inherited(value) => value,
         };
-        let mut trees = Trees::default();
+        let mut trees = HandedDownTrees::default();
         for line in value.as_bytes().split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;

@@ -659,7 +659,7 @@ fn plan_with_image(
 
 /// What earlier links handed down: `userns --idmap`'s trees, netns's sysfs, pidns's socket.
 struct HandedDown {
-    trees: idmap::Trees,
+    trees: idmap::HandedDownTrees,
     sysfs: Option<OwnedFd>,
     after: Option<common::channel::Channel>,
 }
@@ -667,7 +667,7 @@ struct HandedDown {
 impl HandedDown {
     fn take(cx: &mut Context) -> Result<HandedDown, Fatal> {
         let handdown = cx.handdown();
-        let trees = idmap::Trees::take(handdown.idmap.take())?;
+        let trees = idmap::HandedDownTrees::take(handdown.idmap.take())?;
         // The sysfs of the network namespace an earlier netns made (common::sysfs).
         let sysfs = common::sysfs::take(handdown.sysfs.take()).map_err(|e| {
             Fatal::new(e).with_hint(format!(
@@ -697,7 +697,7 @@ struct RootTrees {
 }
 
 impl RootTrees {
-    fn split(mut trees: idmap::Trees, plan: &Plan) -> RootTrees {
+    fn split(mut trees: idmap::HandedDownTrees, plan: &Plan) -> RootTrees {
         let handed = trees.paths();
         let root = match &plan.root {
             Some(NewRoot::Rootfs(dir)) => trees.take_for(dir, "--rootfs"),

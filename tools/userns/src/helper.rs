@@ -31,7 +31,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use common::sys::mount;
-use common::{debug, Fatal};
+use common::{debug, Fatal, Hint};
 
 /// How the maps are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,17 @@ enum Request {
 struct Reply {
     error: Option<String>,
     hint: Option<String>,
+}
+
+impl Reply {
+    /// The reply to a failed request: the message chain and its hint, for the parent to
+    /// rebuild as its own [`Fatal`].
+    fn failed(fatal: Fatal) -> Reply {
+        Reply {
+            error: Some(format!("{:#}", fatal.error)),
+            hint: fatal.hint,
+        }
+    }
 }
 
 /// The parent's handle on the helper.
@@ -247,13 +258,7 @@ fn serve(channel: Channel, target: u32) -> ! {
                 let path = PathBuf::from(OsString::from_vec(path));
                 match idmapped_tree(&path, target) {
                     Ok(fd) => (Reply::default(), Some(fd)),
-                    Err((error, hint)) => (
-                        Reply {
-                            error: Some(format!("{error:#}")),
-                            hint,
-                        },
-                        None,
-                    ),
+                    Err(fatal) => (Reply::failed(fatal), None),
                 }
             }
             Ok(Some(request)) => (handle(&request, target), None),
@@ -308,25 +313,22 @@ fn handle(request: &Request, target: u32) -> Reply {
                 Some(nix::unistd::Gid::from_raw(*gid)),
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             )
-            .with_context(|| format!("unable to give {} to host uid {uid}", path.display()))
-            .map_err(|e| (e, None))
+            .fatal_context(format!(
+                "unable to give {} to host uid {uid}",
+                path.display()
+            ))
         }
         Request::MakeDir { path, uid, gid } => {
             let path = PathBuf::from(OsString::from_vec(path.clone()));
-            make_dir(&path, *uid, *gid).map_err(|e| (e, None))
+            make_dir(&path, *uid, *gid).map_err(Fatal::from)
         }
-        Request::Idmap { .. } => Err((anyhow!("an idmap request needs a descriptor"), None)),
+        Request::Idmap { .. } => Err(Fatal::new("an idmap request needs a descriptor")),
     };
     match result {
         Ok(()) => Reply::default(),
-        Err((error, hint)) => Reply {
-            error: Some(format!("{error:#}")),
-            hint,
-        },
+        Err(fatal) => Reply::failed(fatal),
     }
 }
-
-type Failure = (anyhow::Error, Option<String>);
 
 /// `mkdir -p` of the parents (0755), the directory itself 0700, then owned by `uid`/`gid`;
 /// an existing entry must be a real directory (not a symlink).
@@ -369,49 +371,51 @@ fn make_dir(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hint when the kernel has no idmapped mounts (ENOSYS from open_tree or mount_setattr).
+const NEED_IDMAP_KERNEL: &str = "idmapped mounts need Linux 5.12 or later";
+
 /// `open_tree(path, OPEN_TREE_CLONE)` (not recursive: the submounts of a tree, such as /proc
 /// or /sys under `/`, cannot all be idmapped, and they are not part of the tree asked for),
 /// then `mount_setattr(MOUNT_ATTR_IDMAP)` with the target's user namespace.
-fn idmapped_tree(path: &Path, target: u32) -> Result<OwnedFd, Failure> {
+fn idmapped_tree(path: &Path, target: u32) -> Result<OwnedFd, Fatal> {
     if path.as_os_str().as_bytes().contains(&0) {
-        return Err((anyhow!("{} contains a NUL byte", path.display()), None));
+        return Err(Fatal::new(format!(
+            "{} contains a NUL byte",
+            path.display()
+        )));
     }
     let tree = mount::clone_path(path).map_err(|e| {
-        let hint = (e == nix::errno::Errno::ENOSYS)
-            .then(|| "idmapped mounts need Linux 5.12 or later".to_owned());
-        (
-            anyhow!(e).context(format!("unable to clone {} (open_tree)", path.display())),
-            hint,
-        )
+        let fatal =
+            Fatal::from(e).context(format!("unable to clone {} (open_tree)", path.display()));
+        match e {
+            nix::errno::Errno::ENOSYS => fatal.with_hint(NEED_IDMAP_KERNEL),
+            _ => fatal,
+        }
     })?;
-    let userns = std::fs::File::open(format!("/proc/{target}/ns/user")).map_err(|e| {
-        (
-            anyhow!(e).context("unable to open the new user namespace"),
-            None,
-        )
-    })?;
+    let userns = std::fs::File::open(format!("/proc/{target}/ns/user"))
+        .fatal_context("unable to open the new user namespace")?;
     let attr = mount::MountAttr {
         attr_set: mount::MOUNT_ATTR_IDMAP,
         userns_fd: userns.as_raw_fd() as u64,
         ..mount::MountAttr::default()
     };
     mount::mount_setattr(tree.as_fd(), &attr, false).map_err(|e| {
-        let hint = match e {
-            nix::errno::Errno::EINVAL => Some(format!(
+        let fatal = Fatal::from(e).context(format!(
+            "unable to idmap the clone of {} (mount_setattr)",
+            path.display()
+        ));
+        match e {
+            nix::errno::Errno::EINVAL => fatal.with_hint(format!(
                 "the filesystem of {} cannot be idmapped (ext4, xfs, btrfs, tmpfs and overlayfs can, \
                  on Linux 5.12 to 6.3 depending on the filesystem), or it is already idmapped",
                 path.display()
             )),
-            nix::errno::Errno::ENOSYS => Some("idmapped mounts need Linux 5.12 or later".to_owned()),
+            nix::errno::Errno::ENOSYS => fatal.with_hint(NEED_IDMAP_KERNEL),
             nix::errno::Errno::EPERM => {
-                Some("idmapped mounts need CAP_SYS_ADMIN in the host's user namespace".to_owned())
+                fatal.with_hint("idmapped mounts need CAP_SYS_ADMIN in the host's user namespace")
             }
-            _ => None,
-        };
-        (
-            anyhow!(e).context(format!("unable to idmap the clone of {} (mount_setattr)", path.display())),
-            hint,
-        )
+            _ => fatal,
+        }
     })?;
     Ok(tree)
 }
@@ -422,28 +426,23 @@ fn write_maps(
     uid_map: &[[u32; 3]],
     gid_map: &[[u32; 3]],
     setgroups: Option<&str>,
-) -> Result<(), Failure> {
+) -> Result<(), Fatal> {
     let proc = PathBuf::from(format!("/proc/{target}"));
-    let direct_hint = || {
-        Some(
-            "a user namespace's maps are written once, by a process holding CAP_SETUID and \
-             CAP_SETGID over its parent namespace, with outer ids mapped there; an LSM (AppArmor's \
-             restrict_unprivileged_userns, SELinux) may also refuse"
-                .to_owned(),
-        )
-    };
+    let direct_hint = "a user namespace's maps are written once, by a process holding CAP_SETUID \
+                       and CAP_SETGID over its parent namespace, with outer ids mapped there; an \
+                       LSM (AppArmor's restrict_unprivileged_userns, SELinux) may also refuse";
     match method {
         Method::Direct => {
-            write_proc(&proc.join("uid_map"), &text(uid_map)).map_err(|e| (e, direct_hint()))?;
+            write_proc(&proc.join("uid_map"), &text(uid_map)).hint(direct_hint)?;
             if let Some(policy) = setgroups {
-                write_proc(&proc.join("setgroups"), policy).map_err(|e| (e, direct_hint()))?;
+                write_proc(&proc.join("setgroups"), policy).hint(direct_hint)?;
             }
-            write_proc(&proc.join("gid_map"), &text(gid_map)).map_err(|e| (e, direct_hint()))
+            write_proc(&proc.join("gid_map"), &text(gid_map)).hint(direct_hint)
         }
         Method::NewIdMap => {
             run_newidmap("newuidmap", target, uid_map)?;
             if let Some(policy) = setgroups {
-                write_proc(&proc.join("setgroups"), policy).map_err(|e| (e, None))?;
+                write_proc(&proc.join("setgroups"), policy)?;
             }
             run_newidmap("newgidmap", target, gid_map)
         }
@@ -467,7 +466,7 @@ fn write_proc(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("unable to write {}", path.display()))
 }
 
-fn run_newidmap(program: &str, target: u32, lines: &[[u32; 3]]) -> Result<(), Failure> {
+fn run_newidmap(program: &str, target: u32, lines: &[[u32; 3]]) -> Result<(), Fatal> {
     let mut command = Command::new(program);
     command.arg(target.to_string());
     for [inner, outer, count] in lines {
@@ -481,14 +480,13 @@ fn run_newidmap(program: &str, target: u32, lines: &[[u32; 3]]) -> Result<(), Fa
     let output = match output {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err((
-                anyhow!("{program} is not installed"),
-                Some(format!(
+            return Err(
+                Fatal::new(format!("{program} is not installed")).with_hint(format!(
                     "install the uidmap package (it provides {program}), or run as root"
                 )),
-            ))
+            )
         }
-        Err(e) => return Err((anyhow!(e).context(format!("unable to run {program}")), None)),
+        Err(e) => return Err(Fatal::from(e).context(format!("unable to run {program}"))),
     };
     if output.status.success() {
         return Ok(());
@@ -504,17 +502,30 @@ fn run_newidmap(program: &str, target: u32, lines: &[[u32; 3]]) -> Result<(), Fa
     } else {
         crate::subid::SUBGID
     };
-    Err((
-        anyhow!("{program} failed ({}): {said}", output.status),
-        Some(format!(
+    Err(
+        Fatal::new(format!("{program} failed ({}): {said}", output.status)).with_hint(format!(
             "{program} only maps host ids delegated to you in {file}, and must be setuid root"
         )),
-    ))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reply_keeps_the_chain_and_the_first_hint() {
+        let fatal = Fatal::from(nix::errno::Errno::EPERM)
+            .context("unable to write /proc/1/uid_map")
+            .with_hint("specific")
+            .with_hint("generic");
+        let reply = Reply::failed(fatal);
+        assert_eq!(
+            reply.error.as_deref(),
+            Some("unable to write /proc/1/uid_map: EPERM: Operation not permitted")
+        );
+        assert_eq!(reply.hint.as_deref(), Some("specific"));
+    }
 
     #[test]
     fn requests_round_trip_as_json() {

@@ -192,7 +192,7 @@ pub fn run(args: Args, cx: &mut Context) -> Result<Next, Fatal> {
     if let Some(pin) = pin {
         pin.pin()?;
     }
-    let trees = trees::Trees::make(&idmap, helper.as_mut())?;
+    let trees = trees::MadeTrees::make(&idmap, helper.as_mut())?;
     let data_dir = share_data_dir(&plan, &caller, helper.as_mut())?;
 
     // Register while this process is still the caller on the host (its credentials change

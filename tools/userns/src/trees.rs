@@ -126,16 +126,18 @@ fn host_root() -> bool {
         && caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false)
 }
 
-/// The trees made for this chain, held until the exec.
+/// The idmapped trees this link made for the next links, held until the exec: the producer's
+/// side of `NSCHAIN_IDMAP` (mntns's `HandedDownTrees` is the consumer's, which gives each tree
+/// out once).
 #[derive(Debug, Default)]
-pub struct Trees {
+pub struct MadeTrees {
     list: Vec<(PathBuf, OwnedFd)>,
 }
 
-impl Trees {
+impl MadeTrees {
     /// Has the helper make one idmapped tree per path (the maps are written).
-    pub fn make(paths: &[PathBuf], helper: Option<&mut Helper>) -> Result<Trees, Fatal> {
-        let mut trees = Trees::default();
+    pub fn make(paths: &[PathBuf], helper: Option<&mut Helper>) -> Result<MadeTrees, Fatal> {
+        let mut trees = MadeTrees::default();
         if paths.is_empty() {
             return Ok(trees);
         }
