@@ -515,6 +515,27 @@ fn bad_idmap_values_fail_with_125_and_leave_nothing() {
             stderr(&out)
         );
     }
+    // A filesystem the kernel cannot idmap (procfs): the helper's failure reaches the user as
+    // userns's own, errno as plain text, with its hint.
+    let out = run(tool("userns", &state).args([
+        "--map-auto",
+        "--idmap",
+        "/proc",
+        "--",
+        "mntns",
+        "--",
+        "true",
+    ]));
+    assert_fatal(&out, "userns");
+    assert!(
+        stderr(&out).contains(
+            "userns: fatal: unable to make an idmapped tree of /proc: unable to idmap the clone \
+             of /proc (mount_setattr): Invalid argument\nuserns: hint: the filesystem of /proc \
+             cannot be idmapped"
+        ),
+        "{}",
+        stderr(&out)
+    );
     // A hand-set variable is refused by userns (one producer) and by mntns (not a tree).
     let out = run(tool("userns", &state)
         .args(["--map-auto", "--idmap", "/", "--", "true"])
