@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context};
-use common::channel::{self, Channel, RecvError};
+use common::channel::{self, Channel, Failure, RecvError};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
@@ -67,19 +67,44 @@ enum Request {
     Idmap { path: Vec<u8> },
 }
 
+/// The answer to one request: nothing on success, else the channel's typed failure and the
+/// hint the helper chose for it (it saw the errno; the parent only reports).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Reply {
-    error: Option<String>,
+    failure: Option<Failure>,
     hint: Option<String>,
 }
 
 impl Reply {
-    /// The reply to a failed request: the message chain and its hint, for the parent to
-    /// rebuild as its own [`Fatal`].
+    /// The reply to a failed request: the message chain, the errno it carries and its hint,
+    /// for the parent to rebuild as its own [`Fatal`].
     fn failed(fatal: Fatal) -> Reply {
+        let errno = fatal.error.chain().find_map(|cause| {
+            cause
+                .downcast_ref::<nix::errno::Errno>()
+                .map(|e| *e as i32)
+                .or_else(|| cause.downcast_ref::<std::io::Error>()?.raw_os_error())
+        });
         Reply {
-            error: Some(format!("{:#}", fatal.error)),
+            failure: Some(Failure {
+                errno,
+                message: format!("{:#}", fatal.error),
+            }),
             hint: fatal.hint,
+        }
+    }
+
+    /// The parent's view of the reply: a failure becomes its [`Fatal`] with the hint.
+    fn into_result(self) -> Result<(), Fatal> {
+        match self.failure {
+            None => Ok(()),
+            Some(failure) => {
+                let fatal = Fatal::new(failure.message);
+                Err(match self.hint {
+                    Some(hint) => fatal.with_hint(hint),
+                    None => fatal,
+                })
+            }
         }
     }
 }
@@ -217,16 +242,7 @@ impl Helper {
         if let Some(fds) = fds {
             fds.extend(received);
         }
-        match reply.error {
-            None => Ok(()),
-            Some(error) => {
-                let fatal = Fatal::new(error);
-                Err(match reply.hint {
-                    Some(hint) => fatal.with_hint(hint),
-                    None => fatal,
-                })
-            }
-        }
+        reply.into_result()
     }
 
     /// Ends the helper and reaps it.
@@ -265,7 +281,9 @@ fn serve(channel: Channel, target: u32) -> ! {
             Ok(None) | Err(RecvError::Io(_)) => break,
             Err(e @ RecvError::Malformed(_)) => (
                 Reply {
-                    error: Some(format!("bad request to the map helper: {e}")),
+                    failure: Some(Failure::other(format!(
+                        "bad request to the map helper: {e}"
+                    ))),
                     hint: None,
                 },
                 None,
@@ -520,11 +538,18 @@ mod tests {
             .with_hint("specific")
             .with_hint("generic");
         let reply = Reply::failed(fatal);
+        let failure = reply.failure.clone().unwrap();
+        assert_eq!(failure.errno(), Some(nix::errno::Errno::EPERM));
         assert_eq!(
-            reply.error.as_deref(),
-            Some("unable to write /proc/1/uid_map: EPERM: Operation not permitted")
+            failure.message,
+            "unable to write /proc/1/uid_map: EPERM: Operation not permitted"
         );
-        assert_eq!(reply.hint.as_deref(), Some("specific"));
+        let fatal = reply.into_result().unwrap_err();
+        assert_eq!(
+            fatal.message(),
+            "unable to write /proc/1/uid_map: Operation not permitted"
+        );
+        assert_eq!(fatal.hint.as_deref(), Some("specific"));
     }
 
     #[test]
