@@ -253,8 +253,8 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     lab.assert_clean();
 }
 
-/// What netns sets, read from the outside: IPv6 off on the bridge, the host's veth end and
-/// eth0, router advertisements refused on all three.
+/// What netns sets, read from the outside: IPv6 off on the bridge and eth0, no IPv6 address
+/// on the host's veth end, router advertisements refused on all three.
 #[test]
 fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
     if !need_root() {
@@ -269,13 +269,19 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
         i=0
         until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 600 ] || exit 3; sleep 0.05; done
         cat eth0
-        for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/disable_ipv6) $(cat $d/accept_ra)"; done
+        for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/addr_gen_mode) $(cat $d/accept_ra) addresses: $(ip -6 -o addr show dev ${d##*/} | wc -l)"; done
         echo "host addresses: $(ip -6 -o addr show dev nschain0 | wc -l)"
         kill $v; wait
     "#;
     let out = in_lab(&lab, script, Vec::new());
     let text = ok_out(&out, "ipv6");
-    for want in ["bridge 1 0", "eth0 1 0", "veth 1 0", "host addresses: 0"] {
+    // The host's veth end, a bridge port, generates no IPv6 address (addr_gen_mode 1: none).
+    for want in [
+        "bridge 1 0",
+        "eth0 1 0",
+        "veth 1 0 addresses: 0",
+        "host addresses: 0",
+    ] {
         assert!(text.lines().any(|l| l == want), "{want}: {text}");
     }
     lab.assert_clean();

@@ -7,7 +7,8 @@
 //! bridge (if missing), ip_forward, nft table and bridge elements if missing; unlock
 //! nft port elements; fork the cleanup watcher; unshare (+ pin)
 //! veth: host end on the bridge, peer created as eth0 directly in the new namespace
-//! IPv6 off on the host end (back in the host namespace for it) and on eth0
+//! IPv6 off for eth0 (the new namespace's default, before the veth); RAs refused on the host
+//! end (back in the host namespace for it), which comes up without an IPv6 address
 //! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
 //! ```
 
@@ -396,6 +397,8 @@ fn setup(
     }
     link.enter()?;
     undo.entered = true;
+    // Before the veth: eth0 is born with IPv6 off (see ipv6.rs), never a link-local address.
+    let ipv6 = crate::ipv6::off_for_new_links()?;
     let own_ns =
         File::open("/proc/self/ns/net").context("unable to open the new network namespace")?;
     debug::step("create veth", || {
@@ -413,11 +416,11 @@ fn setup(
         .context("unable to look up the new veth")?
         .ok_or_else(|| Fatal::new(format!("the veth {} vanished", lease.veth)))?;
     undo.veth = Some(veth.index);
-    // Before the links are up: neither ever gets a link-local address (see ipv6.rs).
-    in_namespace(host_ns, &own_ns, || crate::ipv6::disable(&lease.veth))?;
-    crate::ipv6::disable(PEER)?;
+    in_namespace(host_ns, &own_ns, || crate::ipv6::refuse_ra_new(&lease.veth))?;
+    // No IPv6 address on the host end, set as it comes up (see ipv6.rs); its carrier is off
+    // until eth0 is up, so no link-local address can come first.
     debug::step("veth up", || {
-        host.set_port_up_hairpin(veth.index, !args.icc)
+        host.set_port_up_hairpin(veth.index, !args.icc, ipv6)
     })
     .with_context(|| format!("unable to bring {} up", lease.veth))?;
     let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
