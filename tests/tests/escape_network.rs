@@ -265,7 +265,7 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
     let script = r#"
         c=/proc/sys/net/ipv6/conf
         echo "bridge $(cat $c/nschain0/disable_ipv6) $(cat $c/nschain0/accept_ra)"
-        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
+        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp; echo ipv4 \$(cat /proc/sys/net/ipv4/conf/eth0/arp_notify) \$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) >> eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
         i=0
         until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 600 ] || exit 3; sleep 0.05; done
         cat eth0
@@ -281,6 +281,9 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
         "eth0 1 0",
         "veth 1 0 addresses: 0",
         "host addresses: 0",
+        // and, set through the same /proc/sys/net handle: arp_notify on eth0, every port
+        // the container's own
+        "ipv4 1 0",
     ] {
         assert!(text.lines().any(|l| l == want), "{want}: {text}");
     }

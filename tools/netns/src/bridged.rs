@@ -398,7 +398,8 @@ fn setup(
     link.enter()?;
     undo.entered = true;
     // Before the veth: eth0 is born with IPv6 off (see ipv6.rs), never a link-local address.
-    let ipv6 = crate::ipv6::off_for_new_links()?;
+    let net = crate::NetDir::open().context("unable to open /proc/sys/net")?;
+    let ipv6 = crate::ipv6::off_for_new_links(&net)?;
     let own_ns =
         File::open("/proc/self/ns/net").context("unable to open the new network namespace")?;
     debug::step("create veth", || {
@@ -430,10 +431,14 @@ fn setup(
         .context("unable to look up eth0")?
         .ok_or_else(|| Fatal::new("eth0 is missing in the new namespace"))?;
     // A gratuitous ARP when eth0 comes up: neighbours forget a previous holder's MAC.
-    let _ = bridge::write_sysctl(&format!("net/ipv4/conf/{PEER}/arp_notify"), "1");
+    let _ = debug::step("sysctl net/ipv4/conf/eth0/arp_notify=1", || {
+        net.write(&format!("ipv4/conf/{PEER}/arp_notify"), "1")
+    });
     // As Docker: every port is the container's own. Its root may be an unprivileged range
     // (userns after netns), without CAP_NET_BIND_SERVICE over a namespace the host owns.
-    let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
+    let _ = debug::step("sysctl net/ipv4/ip_unprivileged_port_start=0", || {
+        net.write("ipv4/ip_unprivileged_port_start", "0")
+    });
     debug::step("eth0 address", || {
         inner.add_address(eth0.index, lease.ip, br.subnet.prefix)
     })

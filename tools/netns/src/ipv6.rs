@@ -18,6 +18,8 @@ use std::io::ErrorKind;
 
 use common::{debug, Fatal};
 
+use crate::sysctl::NetDir;
+
 /// Turns IPv6 off on `link` of the current network namespace, refusing router advertisements
 /// first (should IPv6 be turned on again later). Write it before the link is up, so that it
 /// never gets a link-local address. A kernel without IPv6 has nothing to turn off.
@@ -26,21 +28,30 @@ pub fn disable(link: &str) -> Result<(), Fatal> {
     write(link, "disable_ipv6", "1")
 }
 
-/// Links made from now on in the current (new) network namespace are born with IPv6 off and
-/// refusing router advertisements. Links that exist already (`lo`) keep theirs. Returns
-/// whether the kernel has IPv6 (learnt from the first write: one more /proc/sys lookup per
-/// start would cost O(N) again).
-pub fn off_for_new_links() -> Result<bool, Fatal> {
-    let path = "/proc/sys/net/ipv6/conf/default/accept_ra";
-    match debug::step(format_args!("sysctl {path}=0"), || {
-        std::fs::write(path, "0")
-    }) {
+/// Links made from now on in the current (new) network namespace (`net`: its /proc/sys/net)
+/// are born with IPv6 off and refusing router advertisements. Links that exist already (`lo`)
+/// keep theirs. Returns whether the kernel has IPv6 (learnt from the first lookup: one more
+/// /proc/sys lookup per start would cost O(N) again).
+pub fn off_for_new_links(net: &NetDir) -> Result<bool, Fatal> {
+    let default = match net.sub("ipv6/conf/default") {
+        Ok(dir) => dir,
         Err(e) if e.kind() == ErrorKind::NotFound && !ipv6_present() => return Ok(false),
-        other => other.map_err(|e| {
-            Fatal::from(e).context(format!("unable to write {path} (no router advertisement from a container may configure its eth0)"))
-        })?,
+        Err(e) => {
+            return Err(Fatal::from(e)
+                .context("unable to open /proc/sys/net/ipv6/conf/default (IPv6 off on eth0)"))
+        }
+    };
+    for (key, value) in [("accept_ra", "0"), ("disable_ipv6", "1")] {
+        let path = format!("/proc/sys/net/ipv6/conf/default/{key}");
+        debug::step(format_args!("sysctl {path}={value}"), || {
+            default.write(key, value)
+        })
+        .map_err(|e| {
+            Fatal::from(e).context(format!(
+                "unable to write {path} (IPv6 off on eth0: no router advertisement from a container may configure it)"
+            ))
+        })?;
     }
-    write("default", "disable_ipv6", "1")?;
     Ok(true)
 }
 
