@@ -122,9 +122,12 @@ oci-validation: deps build
 	@mkdir -p bench/oci-validation
 	@# The bundles go under a directory only root can enter (mktemp -d: 0700): else mntns's
 	@# setuid guard rightly drops CAP_FSETID/CAP_SETFCAP from a root others can reach.
+	@# runc 1.1.5 leaves linux_ns_itype's rootfs mounts (/proc, /sys, /dev...) on the host:
+	@# they are unmounted before the directory goes.
 	@for rt in $(CURDIR)/$(RELEASE)/nsoci /usr/sbin/runc /usr/bin/crun; do \
 		echo "== $$rt"; tmp=$$(mktemp -d); \
 		TMPDIR=$$tmp $(OCI_VALIDATION) $$rt $(OCI_TESTS) | tee bench/oci-validation/$$(basename $$rt).txt | tail -1; \
+		awk -v t="$$tmp/" 'index($$5, t) == 1 {print $$5}' /proc/self/mountinfo | sort -r | xargs -r umount -l; \
 		rm -rf $$tmp; \
 	done
 

@@ -8,6 +8,10 @@
 # Knobs: RUNS (per command and round, 40), ROUNDS (4), FLOOR (default: target/release's).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# With RUST_BACKTRACE set, every anyhow error made (even one handled on the way) captures a
+# backtrace, and the first capture sorts the binary's unwind tables: milliseconds per link
+# that a user without it never pays. Measure what a user gets by default.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 BEFORE=$(realpath "$1") AFTER=$(realpath "$2") OUT=${3:-/tmp/nschain-ba}
 RUNS=${RUNS:-40} ROUNDS=${ROUNDS:-4}
 FLOOR=${FLOOR:-$PWD/target/release/nschain-floor}
@@ -24,7 +28,8 @@ for side in before after; do
     for t in netns userns ipcns utsns pidns mntns; do ln -f "$WORK/$side/nschain" "$WORK/$side/$t"; done
 done
 R=$WORK/rootfs
-mkdir -p "$R"/{bin,proc,dev,sys,tmp,etc,root,run} "$WORK/run" "$WORK/state" "$WORK/crun"
+mkdir -p "$R"/{bin,proc,dev,sys,tmp,etc,root,run} "$WORK/run" "$WORK/state" "$WORK/crun" \
+    "$WORK/run-nobody" "$WORK/state-nobody"
 cp "$(command -v busybox)" "$R/bin/busybox"
 ln -s busybox "$R/bin/true"
 mkdir -p "$WORK/bundle" && (cd "$WORK/bundle" && crun spec)
@@ -47,6 +52,11 @@ json.dump(c, open(path, "w"))
 EOF
 export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
 chain() { echo "$1/netns -- $1/userns --map-root -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
+# Each table its own state directories (exported before it: an `env` in the command would add
+# an exec to the chain's rows): root refuses (and so does not register in) a run directory
+# that uid 65534 owns.
+as_root() { export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state; }
+as_nobody() { export NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody; }
 rootless() { echo "${NOBODY[*]} $1/userns --map-root -- $1/netns -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
 BWRAP="bwrap --unshare-all --hostname b --bind $R / --proc /proc --dev /dev /bin/true"
 # crun 1.8 refuses this hybrid cgroup host unless the unified mount is out of its sight
@@ -57,7 +67,7 @@ rootful_rows=("chain, before" "$(chain "$WORK/before")" "chain, after" "$(chain 
 rootless_rows=("rootless chain, before" "$(rootless "$WORK/before")" "rootless chain, after" "$(rootless "$WORK/after")"
     "bwrap rootless" "${NOBODY[*]} bwrap --unshare-all --unshare-user --hostname b --bind $R / --proc /proc --dev /dev /bin/true"
     "floor rootless" "${NOBODY[*]} $FLOOR $R /bin/true")
-chown -R 65534:65534 "$WORK/run" "$WORK/state"
+chown -R 65534:65534 "$WORK/run-nobody" "$WORK/state-nobody"
 table() {
     local name=$1 round n args ordered i j
     shift
@@ -74,11 +84,15 @@ table() {
     done
 }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/perf.txt"
+as_root
 table rootful "${rootful_rows[@]}"
+as_nobody
 table rootless "${rootless_rows[@]}"
+as_root
 for ((i = 0; i < ${#rootful_rows[@]}; i += 2)); do
     { echo "== ${rootful_rows[i]}"; "${WRAP[@]}" perf stat -r 30 -e task-clock,page-faults ${rootful_rows[i + 1]} 2>&1 >/dev/null | grep -E 'task-clock|page-faults|elapsed'; } >>"$OUT/perf.txt"
 done
+as_nobody
 for ((i = 0; i < ${#rootless_rows[@]}; i += 2)); do
     { echo "== ${rootless_rows[i]}"; perf stat -r 30 -e task-clock,page-faults ${rootless_rows[i + 1]} 2>&1 >/dev/null | grep -E 'task-clock|page-faults|elapsed'; } >>"$OUT/perf.txt"
 done

@@ -88,14 +88,28 @@ def perf_line(rt):
     )
 
 
+def procs_write_times(trace):
+    """The cgroup.procs writes' durations in ms, also of a write strace split in two because
+    another thread ran meanwhile (`<unfinished ...>`, then `<... write resumed>` of its pid):
+    runc's first, the one that waits, is such a write."""
+    times, pending = [], set()
+    for line in trace.splitlines():
+        pid = line.split(" ", 1)[0]
+        if "cgroup.procs>" in line and line.endswith("<unfinished ...>"):
+            pending.add(pid)
+            continue
+        m = re.search(r"<([0-9.]+)>$", line)
+        if m and ("cgroup.procs>, " in line or (pid in pending and "<... write resumed>" in line)):
+            pending.discard(pid)
+            times.append(float(m.group(1)) * 1000)
+    return times
+
+
 def procs_writes(rt):
     """Median over the runs of the longest and the total cgroup.procs write, in ms."""
     longest, total = [], []
     for path in glob.glob(os.path.join(WORK, f"procs-{rt}.*.txt")):
-        times = [
-            float(m.group(1)) * 1000
-            for m in re.finditer(r"cgroup\.procs>, .*<([0-9.]+)>$", open(path).read(), re.M)
-        ]
+        times = procs_write_times(open(path).read())
         if times:
             longest.append(max(times))
             total.append(sum(times))

@@ -119,7 +119,8 @@ impl Links {
         }
     }
 
-    fn names(&self) -> String {
+    /// The tools' names, comma-separated (for messages and `nschain --help`).
+    pub fn names(&self) -> String {
         let names: Vec<&str> = self.entries.iter().map(|(n, _)| *n).collect();
         names.join(", ")
     }

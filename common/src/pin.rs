@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nix::mount::{mount, MsFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
@@ -127,9 +127,4 @@ fn spawn_helper(path: &Path, kind: Namespace) -> anyhow::Result<(Pid, Channel)> 
             Ok((child, ours))
         }
     }
-}
-
-/// Waits for the helper's exit status (used only in tests and diagnostics).
-pub fn exited_ok(status: WaitStatus) -> bool {
-    matches!(status, WaitStatus::Exited(_, 0))
 }

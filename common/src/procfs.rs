@@ -8,11 +8,25 @@
 /// Reads a /proc file whole. /proc reports no size, so `std::fs::read_to_string` asks the
 /// size first (statx), then reads 32 bytes and doubles (eight calls for a 2 KiB status, and
 /// each call of a seq file renders again from where the last stopped); this asks 16 KiB at
-/// once.
+/// once, with plain `read` calls (`read_to_end` on a `File` would still ask statx and lseek
+/// for a size hint): open, one read, the read that finds the end, close.
 pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
-    let mut bytes = Vec::with_capacity(16 * 1024);
-    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
     String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
@@ -80,6 +94,18 @@ pub const PUT_MNTNS_LAST: &str = "this link runs with a container's capabilities
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_longer_than_the_first_buffer_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long");
+        let text: String = (0..5000).map(|i| format!("{i:07}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        assert!(text.len() > 16 * 1024 * 2);
+        assert_eq!(read(&path).unwrap(), text);
+        let status = read("/proc/self/status").unwrap();
+        assert!(status.starts_with("Name:") && status.contains("\nCapBnd:"));
+    }
 
     #[test]
     fn outside_a_new_pid_namespace_it_is_getpid() {

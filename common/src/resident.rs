@@ -31,7 +31,7 @@ pub struct Plan {
 /// keeps the plan: the binary's mappings and the stack's place do not change.
 pub fn plan() -> Plan {
     let mut plan = Plan::trim_only();
-    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+    if let Ok(smaps) = crate::procfs::read("/proc/self/smaps") {
         plan.read(&smaps);
     }
     plan

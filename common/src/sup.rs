@@ -66,6 +66,11 @@ pub fn fork_supervisor(cx: &mut Context, chain: Option<&str>) -> Result<Option<S
     let offer = Offer::new()
         .map_err(|e| Fatal::from(e).context("unable to create the supervisor's socket"))?;
     let supervisor = Pid::this();
+    // A subreaper before the fork, not after: the init pidns hands over is re-parented here
+    // when pidns exits, and a child that got that far before the parent ran again would
+    // leave it to the host's init (its status lost). The child does not inherit the flag.
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     // SAFETY: links are single-threaded until exec, so both sides may run ordinary code.
     match unsafe { fork() }.map_err(|e| Fatal::from(e).context("unable to fork the supervisor"))? {
         ForkResult::Child => {
@@ -80,9 +85,6 @@ pub fn fork_supervisor(cx: &mut Context, chain: Option<&str>) -> Result<Option<S
         ForkResult::Parent { child } => {
             let (listener, theirs) = offer.split();
             drop(theirs);
-            // The init pidns hands over is re-parented here when pidns exits.
-            // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag only.
-            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
             let _ = nix::sys::prctl::set_dumpable(false);
             let _ = nix::unistd::chdir("/");
             Ok(Some(Supervisor {

@@ -34,6 +34,38 @@ links!(
     run_nsoci = "nsoci" => nsoci::run,
 );
 
+enum OwnFlag {
+    Help,
+    Version,
+}
+
+/// `nschain --help` and `nschain --version`, answered as every tool answers its own (exit 0);
+/// anything else is a tool's name.
+fn own_flag() -> Option<OwnFlag> {
+    let mut argv = std::env::args_os();
+    let called = argv.next()?;
+    if std::path::Path::new(&called).file_name()? != "nschain" {
+        return None;
+    }
+    match argv.next()?.to_str()? {
+        "-h" | "--help" => Some(OwnFlag::Help),
+        "-V" | "--version" => Some(OwnFlag::Version),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    common::inprocess::dispatch(&LINKS)
+    match own_flag() {
+        Some(OwnFlag::Help) => println!(
+            "Every nschain tool in one binary, run by the name it is called as (a hard link\n\
+             named mntns runs mntns) or by the first word.\n\n\
+             Usage: nschain TOOL [ARG]...\n\n\
+             Tools: {}\n\
+             `nschain TOOL --help` shows a tool's own options.",
+            LINKS.names()
+        ),
+        Some(OwnFlag::Version) => println!("nschain {}", env!("CARGO_PKG_VERSION")),
+        None => return common::inprocess::dispatch(&LINKS),
+    }
+    ExitCode::SUCCESS
 }

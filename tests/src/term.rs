@@ -52,7 +52,12 @@ impl Default for Term {
 impl Term {
     /// A new pty of [`ROWS`] × [`COLS`].
     pub fn new() -> Term {
-        let (master, slave) = openpty(ROWS, COLS);
+        Term::sized(ROWS, COLS)
+    }
+
+    /// A new pty of `rows` × `cols`.
+    pub fn sized(rows: u16, cols: u16) -> Term {
+        let (master, slave) = openpty(rows, cols);
         Term {
             master,
             slave,

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use nschain_tests::*;
 
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "userns", "netns", "ipcns", "utsns", "pidns", "mntns", "nsps", "timens", "cgroupns", "nsimage",
+    "nsoci",
 ];
 
 fn generate(tool: &str, kind: &str) -> String {
@@ -54,8 +55,9 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
             );
         }
         assert!(page.contains("125"), "{tool}.1: exit status 125");
-        // The store managers (nsps, nsimage) take subcommands, not a COMMAND.
-        if tool != "nsps" && tool != "nsimage" {
+        // The store managers (nsps, nsimage) and the OCI runtime take subcommands, not a
+        // COMMAND.
+        if !["nsps", "nsimage", "nsoci"].contains(&tool) {
             assert!(
                 page.contains(&format!("{tool} [OPTIONS] [--] [COMMAND [ARG]...]")),
                 "{tool}.1 synopsis:\n{page}"
@@ -96,6 +98,14 @@ fn man_pages_show_usage_with_argument_names_examples_as_written_and_no_missing_p
         "nsimage rmi REF",
     ] {
         assert!(nsimage.contains(synopsis), "{nsimage}");
+    }
+    let nsoci = rendered("nsoci");
+    for synopsis in [
+        "nsoci create [OPTIONS] ID",
+        "nsoci exec [OPTIONS] ID [--] [COMMAND [ARG]...]",
+        "nsoci kill [OPTIONS] ID [SIGNAL]",
+    ] {
+        assert!(nsoci.contains(synopsis), "{nsoci}");
     }
     let netns = rendered("netns");
     assert!(netns.contains("netns gc [OPTIONS]"), "{netns}");
@@ -253,4 +263,24 @@ fn bash_completes_the_next_program_after_the_options_and_chain_names_where_they_
     assert!(has(10, "ipcns"), "{:?}", got[10]);
     assert!(has(11, &name) && has(11, "somedir"), "{:?}", got[11]);
     assert!(has(12, "somedir"), "{:?}", got[12]);
+}
+
+#[test]
+fn nschain_answers_help_and_version_like_every_tool() {
+    let help = Command::new(bin("nschain")).arg("--help").output().unwrap();
+    assert!(help.status.success(), "nschain --help: {help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: nschain TOOL [ARG]..."), "{text}");
+    for tool in TOOLS {
+        assert!(
+            text.contains(tool),
+            "nschain --help does not name {tool}: {text}"
+        );
+    }
+    let version = Command::new(bin("nschain")).arg("-V").output().unwrap();
+    assert!(version.status.success(), "nschain -V: {version:?}");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("nschain "),
+        "{version:?}"
+    );
 }

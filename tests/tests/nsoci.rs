@@ -315,16 +315,32 @@ fn a_signal_while_the_container_is_created_is_not_lost_and_leaves_nothing_half_m
         (status, err)
     };
     // Foreground run: the SIGTERM waits for the payload and reaches its trap.
-    let (status, err) = during_create(&["run"], "s1");
+    let (status, err) = during_create(&["run"], "sg1");
     assert_eq!(status.code(), Some(7), "{status:?} {err}");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     // Detached create: the container is removed, then the signal ends nsoci.
-    let (status, err) = during_create(&["create"], "s2");
+    let (status, err) = during_create(&["create"], "sg2");
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGTERM),
         "{status:?} {err}"
     );
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
+    // Foreground run with nsoci's own terminal (runc's `run -t`): the same through the
+    // terminal's proxy, which must not pass the signal on before the payload takes it.
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    let _ = std::fs::remove_file(&held);
+    let _ = std::fs::remove_file(&go);
+    let mut term = term::Term::new();
+    let mut cmd = b.nsoci(&["run", "--bundle"]);
+    cmd.arg(b.path()).arg("sg3");
+    let mut nsoci = term.spawn(&mut cmd);
+    b.wait_for("the hook", || held.exists());
+    ok(Command::new("kill").args(["-TERM", &nsoci.id().to_string()]));
+    std::fs::write(&go, "").unwrap();
+    let status = term.wait_exit(&mut nsoci);
+    assert_eq!(status.code(), Some(7), "{status:?}: {}", term.shown);
+    assert!(term.shown.contains("up"), "{}", term.shown);
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
 }
@@ -1323,7 +1339,7 @@ fn foreground_run_with_a_terminal_proxies_the_callers_and_follows_its_size() {
     // In the foreground, on the user's terminal: nsoci's own pty, the caller's proxied.
     let mut term = term::Term::new();
     let mut cmd = b.nsoci(&["run", "--bundle"]);
-    cmd.arg(b.path()).arg("t1");
+    cmd.arg(b.path()).arg("tt1");
     let mut nsoci = term.spawn(&mut cmd);
     term.wait_for(&format!("size={} {}", term::ROWS, term::COLS));
     // The window changes while it runs: the container's pty follows (SIGWINCH to nsoci).
@@ -1345,6 +1361,41 @@ fn foreground_run_with_a_terminal_proxies_the_callers_and_follows_its_size() {
     assert!(term.cooked(), "the caller's terminal was left raw");
     assert!(b.left().is_empty(), "left behind: {:?}", b.left());
     audit::assert_nothing_left_watching(&before, b.path(), None, &[], &[b.path()]);
+}
+
+/// `exec -t` without `--console-socket`: nsoci proxies the caller's terminal, and the
+/// process's pty has the caller's size from the process's first instruction on (a process
+/// that asks at once, as a shell's prompt or `stty size` does, must not see 0 0 or no size).
+/// The race is narrow: many execs, one fresh terminal each, of alternating sizes.
+#[test]
+fn exec_t_gives_the_process_the_callers_size_before_it_runs() {
+    if !(need::root() && need::busybox()) {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    assert_eq!(b.status(&["run", "--detach", "xt"]).0, Some(0));
+    let before = std::fs::read_dir(b.state_root().join("xt"))
+        .unwrap()
+        .count();
+    for i in 0..12u16 {
+        let (rows, cols) = (20 + i, 70 + 2 * i);
+        let mut term = term::Term::sized(rows, cols);
+        let status = term.run(&mut b.nsoci(&["exec", "-t", "xt", "stty", "size"]));
+        assert!(status.success(), "exec {i}: {status}:\n{}", term.shown);
+        assert_eq!(
+            term.shown.trim(),
+            format!("{rows} {cols}"),
+            "exec {i}: the process saw another size"
+        );
+        assert!(term.cooked(), "exec {i} left the terminal raw");
+    }
+    // Nothing of the execs stays in the container's state directory.
+    let after = std::fs::read_dir(b.state_root().join("xt"))
+        .unwrap()
+        .count();
+    assert_eq!(after, before);
+    ok(&mut b.nsoci(&["delete", "--force", "xt"]));
+    assert!(b.left().is_empty(), "left behind: {:?}", b.left());
 }
 
 #[test]
@@ -1416,7 +1467,7 @@ fn linux_seccomp_of_the_config_is_applied() {
             ]
         })
     });
-    let (code, err) = b.status(&["run", "s1"]);
+    let (code, err) = b.status(&["run", "sc1"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         b.output().contains("Operation not permitted"),
@@ -1531,19 +1582,19 @@ fn resources_are_set_seen_inside_updated_live_and_removed_at_delete() {
             "cpu": {"quota": 20000, "period": 100000}
         });
     });
-    let (code, err) = b.status(&["create", "r1"]);
+    let (code, err) = b.status(&["create", "rs1"]);
     assert_eq!(code, Some(0), "create failed: {err}");
     let mem_dir = cgroup_dir("memory", &path).expect("a memory hierarchy");
     let pids_dir = cgroup_dir("pids", &path).expect("a pids hierarchy");
     assert_eq!(read_trim(&mem_dir.join(memory)), (64u64 << 20).to_string());
     assert_eq!(read_trim(&pids_dir.join("pids.max")), "20");
-    let init = b.state("r1")["pid"].as_u64().unwrap().to_string();
+    let init = b.state("rs1")["pid"].as_u64().unwrap().to_string();
     let procs = read_trim(&pids_dir.join("cgroup.procs"));
     assert!(
         procs.lines().any(|p| p == init),
         "init {init} not in {procs}"
     );
-    ok(&mut b.nsoci(&["start", "r1"]));
+    ok(&mut b.nsoci(&["start", "rs1"]));
     // Inside: its own limit, and a cgroup namespace whose root is the container's cgroup.
     b.wait_for("the container's output", || b.output().lines().count() >= 2);
     let out = b.output();
@@ -1559,9 +1610,9 @@ fn resources_are_set_seen_inside_updated_live_and_removed_at_delete() {
         "no cgroup shown as / inside: {out}"
     );
     // update on the live container: flags, then a JSON on stdin.
-    ok(&mut b.nsoci(&["update", "--memory", "128m", "r1"]));
+    ok(&mut b.nsoci(&["update", "--memory", "128m", "rs1"]));
     assert_eq!(read_trim(&mem_dir.join(memory)), (128u64 << 20).to_string());
-    let mut update = b.nsoci(&["update", "--resources", "-", "r1"]);
+    let mut update = b.nsoci(&["update", "--resources", "-", "rs1"]);
     update
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -1577,7 +1628,7 @@ fn resources_are_set_seen_inside_updated_live_and_removed_at_delete() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_trim(&pids_dir.join("pids.max")), "30");
-    ok(&mut b.nsoci(&["delete", "--force", "r1"]));
+    ok(&mut b.nsoci(&["delete", "--force", "rs1"]));
     assert!(
         !mem_dir.exists() && !pids_dir.exists(),
         "cgroup left behind"
@@ -1606,15 +1657,16 @@ fn pause_freezes_resume_thaws_and_ps_lists_host_pids() {
         return;
     }
     let b = Bundle::new(&["sh", "-c", "while :; do :; done"]);
-    let (code, err) = b.status(&["create", "p1"]);
+    let (code, err) = b.status(&["create", "pz1"]);
     assert_eq!(code, Some(0), "create failed: {err}");
-    ok(&mut b.nsoci(&["start", "p1"]));
-    let pids: Vec<u64> = serde_json::from_str(&ok(&mut b.nsoci(&["ps", "--format", "json", "p1"])))
-        .expect("ps json is a list of pids");
-    let init = b.state("p1")["pid"].as_u64().unwrap();
+    ok(&mut b.nsoci(&["start", "pz1"]));
+    let pids: Vec<u64> =
+        serde_json::from_str(&ok(&mut b.nsoci(&["ps", "--format", "json", "pz1"])))
+            .expect("ps json is a list of pids");
+    let init = b.state("pz1")["pid"].as_u64().unwrap();
     assert!(pids.contains(&init), "{pids:?} lacks the init {init}");
     let busy = *pids.iter().max().unwrap();
-    let table = ok(&mut b.nsoci(&["ps", "p1"]));
+    let table = ok(&mut b.nsoci(&["ps", "pz1"]));
     assert!(
         table.lines().next().unwrap_or("").contains("PID"),
         "{table}"
@@ -1623,22 +1675,22 @@ fn pause_freezes_resume_thaws_and_ps_lists_host_pids() {
     // Running: its CPU time grows.
     let before = cpu_ticks(busy);
     b.wait_for("CPU time to grow", || cpu_ticks(busy) > before);
-    ok(&mut b.nsoci(&["pause", "p1"]));
-    assert_eq!(b.state("p1")["status"], "paused");
+    ok(&mut b.nsoci(&["pause", "pz1"]));
+    assert_eq!(b.state("pz1")["status"], "paused");
     assert!(ok(&mut b.nsoci(&["list"])).contains("paused"));
-    fails(&run(&mut b.nsoci(&["pause", "p1"])), "already paused");
-    fails(&run(&mut b.nsoci(&["start", "p1"])), "cannot start");
+    fails(&run(&mut b.nsoci(&["pause", "pz1"])), "already paused");
+    fails(&run(&mut b.nsoci(&["start", "pz1"])), "cannot start");
     // Frozen: its CPU time stands still.
     let frozen = cpu_ticks(busy);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(cpu_ticks(busy), frozen, "CPU time grew while paused");
-    ok(&mut b.nsoci(&["resume", "p1"]));
-    assert_eq!(b.state("p1")["status"], "running");
+    ok(&mut b.nsoci(&["resume", "pz1"]));
+    assert_eq!(b.state("pz1")["status"], "running");
     b.wait_for("CPU time to grow again", || cpu_ticks(busy) > frozen);
-    fails(&run(&mut b.nsoci(&["resume", "p1"])), "is not paused");
+    fails(&run(&mut b.nsoci(&["resume", "pz1"])), "is not paused");
     // A paused container is deleted by --force too (thawed to die).
-    ok(&mut b.nsoci(&["pause", "p1"]));
-    ok(&mut b.nsoci(&["delete", "--force", "p1"]));
+    ok(&mut b.nsoci(&["pause", "pz1"]));
+    ok(&mut b.nsoci(&["delete", "--force", "pz1"]));
     assert!(b.left().is_empty());
     // Gone (or a zombie its reaper has not collected yet).
     b.wait_for("the payload to end", || {
@@ -1916,9 +1968,9 @@ fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
         return;
     }
     let b = Bundle::new(&["sleep", "1000"]);
-    let (code, err) = b.status(&["create", "r1"]);
+    let (code, err) = b.status(&["create", "rg1"]);
     assert_eq!(code, Some(0), "{err}");
-    let pid = b.state("r1")["pid"].as_i64().unwrap();
+    let pid = b.state("rg1")["pid"].as_i64().unwrap();
     let chains = b.path().join("run/chains");
     let registered = || -> Vec<String> {
         std::fs::read_dir(&chains)
@@ -1937,9 +1989,9 @@ fn delete_removes_the_chains_registration_and_nsps_no_longer_lists_it() {
         "{pid}: {}",
         listed()
     );
-    ok(&mut b.nsoci(&["kill", "r1", "KILL"]));
-    b.wait_status("r1", "stopped");
-    ok(&mut b.nsoci(&["delete", "r1"]));
+    ok(&mut b.nsoci(&["kill", "rg1", "KILL"]));
+    b.wait_status("rg1", "stopped");
+    ok(&mut b.nsoci(&["delete", "rg1"]));
     // pidns runs without a monitor: delete is what removes the registration.
     assert!(registered().is_empty(), "left: {:?}", registered());
     assert!(!listed().contains(&format!(" {pid} ")), "{}", listed());
@@ -1980,20 +2032,20 @@ fn ids_are_looked_up_directly_not_by_scanning_the_chains() {
         assert!(status.success(), "{args:?}: {status:?} {said}");
         std::fs::read_to_string(&trace).unwrap()
     };
-    let trace = traced(&["create", "--bundle", b.path().to_str().unwrap(), "c1"]);
-    let own = registration("c1").expect("c1's chain is recorded at create");
+    let trace = traced(&["create", "--bundle", b.path().to_str().unwrap(), "lk1"]);
+    let own = registration("lk1").expect("lk1's chain is recorded at create");
     assert!(
         !trace.contains(&other),
         "create scanned other chains:\n{trace}"
     );
-    let state_json = b.state_root().join("c1/state.json").display().to_string();
-    for args in [&["state", "c1"][..], &["kill", "c1", "KILL"][..]] {
+    let state_json = b.state_root().join("lk1/state.json").display().to_string();
+    for args in [&["state", "lk1"][..], &["kill", "lk1", "KILL"][..]] {
         let trace = traced(args);
         assert!(trace.contains(&state_json), "{args:?}:\n{trace}");
         assert!(!trace.contains("/chains"), "{args:?} read chains:\n{trace}");
     }
-    b.wait_status("c1", "stopped");
-    let trace = traced(&["delete", "c1"]);
+    b.wait_status("lk1", "stopped");
+    let trace = traced(&["delete", "lk1"]);
     assert!(
         trace.contains(&own),
         "delete left its registration:\n{trace}"

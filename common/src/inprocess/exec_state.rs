@@ -73,21 +73,26 @@ pub fn single_threaded_without_seccomp(status: &str) -> Result<(), String> {
 /// the hand-down and made inheritable only at a real exec), as execve does; reopens stdio on
 /// /dev/null if it is then closed, as every Rust program does at its start.
 pub fn close_cloexec_fds(keep: &[i32]) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
     };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // Those left open (the listing's own descriptor is in it too, closed by now: EBADF).
+    let mut open: Vec<i32> = Vec::with_capacity(fds.len());
     for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
-        let cloexec = fcntl(fd, FcntlArg::F_GETFD)
-            .is_ok_and(|flags| FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
-        if cloexec {
-            let _ = nix::unistd::close(fd);
+        match fcntl(fd, FcntlArg::F_GETFD) {
+            Ok(flags) if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) => {
+                let _ = nix::unistd::close(fd);
+            }
+            Ok(_) => open.push(fd),
+            Err(_) => {}
         }
     }
-    for fd in 0..3 {
+    // A stdio descriptor the listing showed open and that stayed open needs no second look.
+    for fd in (0..3).filter(|fd| !open.contains(fd)) {
         if fcntl(fd, FcntlArg::F_GETFD) == Err(Errno::EBADF) {
             // Takes the lowest free number: the missing stdio descriptor.
             let _ = nix::fcntl::open(
@@ -254,14 +259,25 @@ struct MmMap {
     exe_fd: u32,
 }
 
-const PR_SET_MM: libc::c_int = 35;
-const PR_SET_MM_MAP: libc::c_ulong = 14;
+/// The parts of the memory map that only an exec sets (a fork copies them).
+#[derive(Clone, Copy)]
+struct Layout {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    start_stack: u64,
+}
 
-/// Makes `/proc/PID/cmdline` read `argv` and `/proc/PID/environ` the current environment, as
-/// after an exec: both are laid out in a buffer that lives as long as the process, and the
-/// memory map is rewritten with `PR_SET_MM_MAP` (no privilege needed: the exe link, the
-/// auxiliary vector and the data limits stay as they are).
-pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
+/// This process image's [`Layout`], read from /proc/self/stat at its first hand-off only:
+/// a chain hands off up to four times in one process, and a fork (pidns's container
+/// process) has its parent's layout.
+fn fixed_layout() -> Result<Layout, String> {
+    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+    if let Some(layout) = LAYOUT.get() {
+        return Ok(*layout);
+    }
     let stat = crate::procfs::read("/proc/self/stat").map_err(|e| e.to_string())?;
     let after_comm = stat.rsplit_once(')').ok_or("unreadable /proc/self/stat")?.1;
     let fields: Vec<u64> = after_comm
@@ -270,6 +286,26 @@ pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
         .collect();
     // /proc/PID/stat field N (1-based) is fields[N - 3] here.
     let field = |n: usize| fields.get(n - 3).copied().ok_or("short /proc/self/stat");
+    let layout = Layout {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        start_stack: field(28)?,
+    };
+    Ok(*LAYOUT.get_or_init(|| layout))
+}
+
+const PR_SET_MM: libc::c_int = 35;
+const PR_SET_MM_MAP: libc::c_ulong = 14;
+
+/// Makes `/proc/PID/cmdline` read `argv` and `/proc/PID/environ` the current environment, as
+/// after an exec: both are laid out in a buffer that lives as long as the process, and the
+/// memory map is rewritten with `PR_SET_MM_MAP` (no privilege needed: the exe link, the
+/// auxiliary vector and the data limits stay as they are).
+pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
+    let layout = fixed_layout()?;
     let args = super::nul_joined(argv.iter().map(OsString::as_os_str));
     let env = super::environment();
     let env = super::nul_joined(env.iter().map(OsString::as_os_str));
@@ -277,13 +313,13 @@ pub fn set_cmdline(argv: &[OsString]) -> Result<(), String> {
     let start = area.as_ptr() as u64;
     let brk = crate::sys::process::program_break();
     let map = MmMap {
-        start_code: field(26)?,
-        end_code: field(27)?,
-        start_data: field(45)?,
-        end_data: field(46)?,
-        start_brk: field(47)?,
+        start_code: layout.start_code,
+        end_code: layout.end_code,
+        start_data: layout.start_data,
+        end_data: layout.end_data,
+        start_brk: layout.start_brk,
         brk,
-        start_stack: field(28)?,
+        start_stack: layout.start_stack,
         arg_start: start,
         arg_end: start + args.len() as u64,
         env_start: start + args.len() as u64,

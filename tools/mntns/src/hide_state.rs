@@ -26,7 +26,7 @@ pub fn hide(root: BorrowedFd<'_>) -> Result<(), Fatal> {
 }
 
 fn cover(root: BorrowedFd<'_>, dir: &Path) -> Result<(), Fatal> {
-    let Ok(target) = resolve::open_in_root(root, dir, resolve::Create::No) else {
+    let Ok(Some(target)) = resolve::find_in_root(root, dir) else {
         return Ok(());
     };
     if resolve::file_type(target.as_fd())? != nix::sys::stat::SFlag::S_IFDIR {

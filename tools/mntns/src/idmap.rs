@@ -18,7 +18,7 @@ use common::handdown::Slot;
 use common::{debug, report, Fatal};
 
 /// The variable naming the handed-down trees.
-pub const VAR: &str = "NSCHAIN_IDMAP";
+pub const VAR: &str = common::handdown::IDMAP_VAR;
 
 #[derive(Debug)]
 struct Tree {

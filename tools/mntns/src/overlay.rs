@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use common::channel::{self, Channel};
-use common::{debug, report, state, Fatal};
+use common::{debug, report, state, Fatal, Hint};
 use nix::mount::MsFlags;
 use nix::unistd::{fork, ForkResult};
 use serde::{Deserialize, Serialize};
@@ -128,7 +128,7 @@ pub fn prepare(
             };
             let parent = layers_dir();
             state::ensure_dir(&parent, 0o700)
-                .fatal_ctx("unable to prepare the layer directory")
+                .fatal_context("unable to prepare the layer directory")
                 .map_err(data_dir_hint)?;
             let dir = parent.join(&id);
             (id, dir.clone(), !dir.exists())
@@ -584,14 +584,4 @@ fn detach(keep: &[RawFd]) {
         let _ = nix::unistd::dup2(null.as_fd().as_raw_fd(), 1);
     }
     let _ = nix::unistd::chdir("/");
-}
-
-trait FatalCtx<T> {
-    fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal>;
-}
-
-impl<T> FatalCtx<T> for anyhow::Result<T> {
-    fn fatal_ctx(self, what: &'static str) -> Result<T, Fatal> {
-        self.map_err(|e| Fatal::from(e).context(what))
-    }
 }

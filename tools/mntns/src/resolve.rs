@@ -29,31 +29,43 @@ pub enum Create {
     Dir,
     /// Create missing directories and an empty file as the last component.
     File,
-    /// Fail with [`MissingAt`] (where the first missing component is).
+    /// Stop at the first missing component (see [`missing_at_root`]).
     Probe,
 }
 
-/// The first missing component of a [`Create::Probe`] resolution, and whether it is missing
-/// right in the root's top directory.
-#[derive(Debug)]
-pub struct MissingAt {
-    pub at_root: bool,
+/// Where a walk ended: at the file, or at a missing component that [`Create::No`] or
+/// [`Create::Probe`] does not create. A missing component is an expected answer (most probes
+/// find nothing), so it is a value, not an error: an `anyhow::Error` captures a backtrace
+/// when `RUST_BACKTRACE` is set, and the first capture costs milliseconds (it sorts the
+/// binary's unwind tables).
+enum Walked {
+    Found(OwnedFd),
+    /// `name` is missing; `at_root`: right in the root's top directory.
+    Missing {
+        name: OsString,
+        at_root: bool,
+    },
 }
-
-impl std::fmt::Display for MissingAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("missing")
-    }
-}
-
-impl std::error::Error for MissingAt {}
 
 /// Whether resolving `path` inside `root` stops at a component missing in the root's top
 /// directory (through symbolic links too).
 pub fn missing_at_root(root: BorrowedFd<'_>, path: &Path) -> bool {
-    match resolve(root, path, Create::Probe) {
-        Ok(_) => false,
-        Err(e) => e.downcast_ref::<MissingAt>().is_some_and(|m| m.at_root),
+    matches!(
+        walk(root, path, Create::Probe),
+        Ok(Walked::Missing { at_root: true, .. })
+    )
+}
+
+/// Opens `path` inside `root` as [`open_in_root`] with [`Create::No`] does, or `None` when a
+/// component is missing.
+pub fn find_in_root(root: BorrowedFd<'_>, path: &Path) -> anyhow::Result<Option<OwnedFd>> {
+    match walk(root, path, Create::No) {
+        Ok(Walked::Found(fd)) => Ok(Some(fd)),
+        Ok(Walked::Missing { .. }) => Ok(None),
+        Err(e) => Err(e.context(format!(
+            "unable to resolve {} inside the root",
+            path.display()
+        ))),
     }
 }
 
@@ -74,6 +86,14 @@ fn components(path: &OsStr) -> impl Iterator<Item = OsString> + '_ {
 }
 
 fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
+    match walk(root, path, create)? {
+        Walked::Found(fd) => Ok(fd),
+        Walked::Missing { name, .. } => Err(anyhow::Error::from(Errno::ENOENT)
+            .context(format!("unable to open {}", name.to_string_lossy()))),
+    }
+}
+
+fn walk(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<Walked> {
     let mut pending: VecDeque<OsString> = components(path.as_os_str()).collect();
     // The directories walked so far, below the root, with their names.
     let mut stack: Vec<(OwnedFd, OsString)> = Vec::new();
@@ -87,11 +107,9 @@ fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<
         let parent = stack.last().map(|(fd, _)| fd.as_fd()).unwrap_or(root);
         let fd = match open_path(parent, &name) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) if create == Create::Probe => {
-                return Err(MissingAt {
-                    at_root: stack.is_empty(),
-                }
-                .into())
+            Err(Errno::ENOENT) if matches!(create, Create::Probe | Create::No) => {
+                let at_root = stack.is_empty();
+                return Ok(Walked::Missing { name, at_root });
             }
             Err(Errno::ENOENT)
                 if create != Create::No && crate::skeleton::must_not_write(parent)? =>
@@ -144,8 +162,10 @@ fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> anyhow::Result<
         stack.push((fd, name));
     }
     match stack.pop() {
-        Some((fd, _)) => Ok(fd),
-        None => open_path(root, OsStr::new(".")).context("unable to open the root"),
+        Some((fd, _)) => Ok(Walked::Found(fd)),
+        None => open_path(root, OsStr::new("."))
+            .context("unable to open the root")
+            .map(Walked::Found),
     }
 }
 

@@ -99,6 +99,17 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     let console_fd = console
         .map(|s| create::inheritable(s.into_raw_fd_owned(), floor))
         .transpose()?;
+    // nsoci's own terminal is sized before the process may look at it: it waits at a gate.
+    let gate = own_tty.then(|| crate::gate::make(&c.dir)).transpose()?;
+    let gate_fd = gate
+        .as_ref()
+        .map(|g| {
+            let copy = g.try_clone().map_err(|e| {
+                Fatal::from(anyhow::Error::from(e)).context("unable to pass the start gate")
+            })?;
+            create::inheritable(copy.into_raw_fd_owned(), floor)
+        })
+        .transpose()?;
     let pid = c.record.pid;
     let (mut argv, pidns) = join::argv(&tools, pid, status_fd.as_raw_fd(), Mnt::Process)?;
     crate::chain::process_args(&mut argv, &process);
@@ -110,6 +121,9 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     }
     if let Some(fd) = &console_fd {
         argv.extend(["--console-fd".into(), fd.as_raw_fd().to_string().into()]);
+    }
+    if let Some(fd) = &gate_fd {
+        argv.extend(["--start-fifo".into(), fd.as_raw_fd().to_string().into()]);
     }
     // `ready` right before the exec of the process: --detach returns then, as runc's.
     argv.extend(["--ready-fd".into(), ready_fd.as_raw_fd().to_string().into()]);
@@ -124,32 +138,11 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         process.oom_score_adj,
         Vec::new(),
     )?;
-    drop((status_fd, console_fd, ready_fd));
-    let joined = if pidns {
-        match crate::pid1::read_status(status_read) {
-            Some(joined) => joined,
-            // The chain failed before pidns forked (it said why): its status.
-            None => return Ok(chain_status(&mut chain)),
-        }
-    } else {
-        chain.id() as i32
+    drop((status_fd, console_fd, ready_fd, gate_fd));
+    let joined = match wait_ready(&mut chain, pidns, status_read, ready_read) {
+        Ok(joined) => joined,
+        Err(status) => return Ok(status),
     };
-    if pidns {
-        // pidns, which exits once the process is on its way.
-        let code = chain_status(&mut chain);
-        if code != 0 {
-            return Ok(code);
-        }
-    }
-    let mut said = [0u8; 6];
-    let ready = std::fs::File::from(ready_read)
-        .read_exact(&mut said)
-        .is_ok()
-        && &said == b"ready\n";
-    if !ready {
-        // mntns failed to enter (it said why): its status.
-        return Ok(crate::pid1::wait(joined));
-    }
     if let Some(path) = &args.pid_file {
         create::write_pid_file(path, joined)?;
     }
@@ -161,9 +154,49 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
     };
     if let Some(socket) = proxy_socket {
         // The proxy passes the caller's signals on too (common::pty::Proxy).
-        return crate::terminal::proxy(socket, joined, &held, || Ok(()));
+        let open_gate = || {
+            gate.as_ref()
+                .map_or(Ok(()), |g| crate::gate::open(g, joined))
+        };
+        return crate::terminal::proxy(socket, joined, &held, open_gate);
     }
     Ok(crate::forward::wait(joined, &held))
+}
+
+/// The process's pid once mntns said `ready` (right before its exec, or its start gate);
+/// else the status to exit with: the chain failed before (it said why).
+fn wait_ready(
+    chain: &mut std::process::Child,
+    pidns: bool,
+    status_read: OwnedFd,
+    ready_read: OwnedFd,
+) -> Result<i32, Status> {
+    let joined = if pidns {
+        match crate::pid1::read_status(status_read) {
+            Some(joined) => joined,
+            // The chain failed before pidns forked (it said why): its status.
+            None => return Err(chain_status(chain)),
+        }
+    } else {
+        chain.id() as i32
+    };
+    if pidns {
+        // pidns, which exits once the process is on its way.
+        let code = chain_status(chain);
+        if code != 0 {
+            return Err(code);
+        }
+    }
+    let mut said = [0u8; 6];
+    let ready = std::fs::File::from(ready_read)
+        .read_exact(&mut said)
+        .is_ok()
+        && &said == b"ready\n";
+    if !ready {
+        // mntns failed to enter (it said why): its status.
+        return Err(crate::pid1::wait(joined));
+    }
+    Ok(joined)
 }
 
 fn chain_status(chain: &mut std::process::Child) -> Status {

@@ -4,13 +4,16 @@
 //!
 //! The signals are caught from the first instruction of `run` ([`hold`]): one that arrives
 //! while the container is being created neither kills nsoci halfway (which would leave a
-//! half-made container) nor is lost. It is noted, and [`wait`] passes it on once the payload
-//! runs; to a pid namespace's init, which the kernel gives only the signals it handles, when
-//! the payload catches it (a shell's `trap` a moment after its exec). A detached `create` or
+//! half-made container) nor is lost. It is noted, and [`wait`] (with a terminal nsoci proxies
+//! itself, [`later`]) passes it on once the payload runs; to a pid namespace's init, which
+//! the kernel gives only the signals it handles, when the payload catches it (a shell's
+//! `trap` a moment after its exec). A detached `create` or
 //! `run -d` instead removes what it made and then lets the signal act ([`Held::interrupted`]).
 //! Caught, not blocked: a handler ends at exec, a blocked mask would pass to the container.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::cli::Status;
@@ -165,14 +168,12 @@ pub fn wait(pid: i32, held: &Held) -> Status {
             unblock(&before);
             return status;
         }
-        early.retain(|sig| !deliver_if_taken(pid, *sig));
+        early.retain(|sig| !deliver_if_taken(pid, *sig, &|s| kill(pid, s)));
         let timeout = (!early.is_empty()).then_some(retry);
         retry = (retry * 2).min(RETRY_MAX);
         if let Some(sig) = next_signal(&set, timeout) {
             if sig != libc::SIGCHLD {
-                // SAFETY: kill(2) with a pid and a signal number; a gone pid gives ESRCH,
-                // which the next reap answers.
-                unsafe { libc::kill(pid, sig) };
+                kill(pid, sig);
             }
         }
     }
@@ -208,10 +209,78 @@ fn next_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<libc::
     (sig > 0).then_some(sig)
 }
 
+/// The signals of [`FORWARDED`] pending now (blocked since [`Held::pend`]), taken: with the
+/// ones `pend` made pending, all that came before the payload ran.
+pub fn take_early() -> Vec<libc::c_int> {
+    take_pending(&signal_set())
+}
+
+/// Signals that came before the payload ran, passed on by a thread of their own while
+/// something else waits for the payload (the terminal's proxy), by the rule of
+/// [`wait`]: to a pid namespace's init once it catches them.
+pub struct Later {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts passing `early` on to `pid` (a child not yet reaped: its pidfd is taken now, so
+/// that a signal never reaches another process that got its pid).
+pub fn later(pid: i32, early: Vec<libc::c_int>) -> Later {
+    let stop = Arc::new(AtomicBool::new(false));
+    let pidfd = (!early.is_empty()).then(|| pidfd_open(pid)).flatten();
+    let thread = pidfd.map(|pidfd| {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut early = early;
+            let mut retry = RETRY;
+            while !stop.load(Ordering::SeqCst) {
+                early.retain(|sig| !deliver_if_taken(pid, *sig, &|s| send(&pidfd, s)));
+                if early.is_empty() {
+                    break;
+                }
+                std::thread::park_timeout(retry);
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        })
+    });
+    Later { stop, thread }
+}
+
+impl Later {
+    /// Stops passing signals on (the payload has ended).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new descriptor owned by no one else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn send(pidfd: &OwnedFd, sig: libc::c_int) {
+    // SAFETY: pidfd_send_signal(2) with our pidfd, a signal number and no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
 /// Sends `sig` to `pid` when it will take it: always, unless `pid` is a pid namespace's init
 /// (the kernel drops what such a process neither catches nor is killed by), which gets it
 /// once it catches it. Whether it was sent.
-fn deliver_if_taken(pid: i32, sig: libc::c_int) -> bool {
+fn deliver_if_taken(pid: i32, sig: libc::c_int, send: &dyn Fn(libc::c_int)) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -229,10 +298,15 @@ fn deliver_if_taken(pid: i32, sig: libc::c_int) -> bool {
     if ns_init && !caught {
         return false;
     }
+    send(sig);
+    true
+}
+
+/// kill(2) of `pid`, which this process reaps itself (so it is not reused meanwhile).
+fn kill(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) with a pid and a signal number; a gone pid gives ESRCH, which the
     // next reap answers.
     unsafe { libc::kill(pid, sig) };
-    true
 }
 
 /// The status of `pid` if it has ended (it is reaped then), None while it runs.

@@ -18,6 +18,7 @@ mod devices;
 mod exec;
 mod features;
 mod forward;
+mod gate;
 mod hooks;
 mod inside;
 mod join;

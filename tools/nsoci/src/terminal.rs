@@ -36,10 +36,12 @@ pub fn console(terminal: bool, req: &crate::create::Request) -> Result<Option<Ow
 }
 
 /// Receives the process's pty master on `socket`, gives it the caller's window size, runs
-/// `start` (the container waits at its gate until then, so that the payload's first look
-/// at its terminal sees the right size), and proxies the caller's terminal to it until
+/// `start` (the process waits at its gate until then, so that the payload's first look at
+/// its terminal sees the right size), and proxies the caller's terminal to it until
 /// `process` (this process's child or an orphan given to it) ends; its status. The signals
-/// `held` noted before are passed on first.
+/// `held` noted before the payload ran (and those that came while it was started) are
+/// passed on as `forward::wait` passes them: to a pid namespace's init once it catches them,
+/// not at once (the kernel would drop them); later ones at once, by the proxy.
 pub fn proxy(
     socket: UnixStream,
     process: i32,
@@ -47,28 +49,25 @@ pub fn proxy(
     start: impl FnOnce() -> Result<(), Fatal>,
 ) -> Result<Status, Fatal> {
     let before = held.pend();
-    let status = run_proxy(socket, process, start);
+    let status = signals::take_over().and_then(|taken| {
+        let status = run_proxy(socket, Pid::from_raw(process), &taken.signalfd, start);
+        taken.give_back().and(status)
+    });
     crate::forward::unblock(&before);
     status
 }
 
+/// The proxy with the signals taken over (blocked, read from `signalfd`).
 fn run_proxy(
     socket: UnixStream,
-    process: i32,
+    process: Pid,
+    signalfd: &SignalFd,
     start: impl FnOnce() -> Result<(), Fatal>,
 ) -> Result<Status, Fatal> {
-    let process = Pid::from_raw(process);
-    // Blocked before anything can be lost; SIGCHLD raised once so that a process that has
-    // already ended is seen at the proxy's first look.
-    let taken = signals::Set::taken_over();
-    let mask =
-        signals::block(&taken).map_err(|e| Fatal::from(e).context("unable to block signals"))?;
-    let signalfd =
-        SignalFd::new(&taken).map_err(|e| Fatal::from(e).context("unable to create a signalfd"))?;
     let master = match common::console_socket::recv_master(socket.as_fd()) {
         Ok(Some(master)) => master,
         // mntns failed before it made the pty (it said why): the process's status.
-        Ok(None) => return Ok(signals::forward_until_exit(process, process, &signalfd)),
+        Ok(None) => return Ok(signals::forward_until_exit(process, process, signalfd)),
         Err(e) => {
             // SAFETY: kill(2) of our own child, not yet reaped.
             unsafe { libc::kill(process.as_raw(), libc::SIGKILL) };
@@ -78,13 +77,12 @@ fn run_proxy(
     };
     let proxy = Proxy::new(master, true)
         .map_err(|e| Fatal::from(e).context("unable to set up the terminal"))?;
-    if let Err(e) = start() {
-        let _ = signals::restore(&mask);
-        return Err(e);
-    }
-    // SAFETY: raise(3) of a signal that is blocked and read from the signalfd.
+    start()?;
+    let early = crate::forward::later(process.as_raw(), crate::forward::take_early());
+    // SAFETY: raise(3) of a signal that is blocked and read from the signalfd: a process
+    // that has already ended is seen at the proxy's first look.
     unsafe { libc::raise(libc::SIGCHLD) };
-    let status = proxy.run(process, process, &signalfd);
-    let _ = signals::restore(&mask);
+    let status = proxy.run(process, process, signalfd);
+    early.stop();
     Ok(status)
 }

@@ -48,11 +48,6 @@ const ORDER: [Namespace; 8] = [
     Namespace::Pid,
 ];
 
-/// The links of a chain, as their processes are named while they set up.
-const LINKS: [&str; 8] = [
-    "userns", "netns", "ipcns", "utsns", "cgroupns", "timens", "pidns", "mntns",
-];
-
 /// How long `nsps exec` waits for a chain that is still starting.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -202,7 +197,9 @@ fn wait_until_settled(name: &str) -> Result<u32, Fatal> {
             Some(pid) => crate::inspect::payload_pid(pid.ns.inode),
             None => records.iter().map(|r| r.pid).max(),
         };
-        if let Some(pid) = payload.filter(|pid| !LINKS.contains(&comm(*pid).as_str())) {
+        if let Some(pid) =
+            payload.filter(|pid| !common::handdown::LINKS.contains(&comm(*pid).as_str()))
+        {
             return Ok(pid);
         }
         if Instant::now() > deadline {

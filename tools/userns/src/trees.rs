@@ -34,7 +34,7 @@ use crate::helper::Helper;
 use crate::plan::{Caller, Plan};
 
 /// The variable naming the handed-down trees.
-pub const VAR: &str = "NSCHAIN_IDMAP";
+pub const VAR: &str = common::handdown::IDMAP_VAR;
 
 /// Checks the `--idmap` paths and the privilege they need (before anything is made);
 /// returns them canonical.
