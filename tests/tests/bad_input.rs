@@ -474,9 +474,16 @@ const NSOCI_LIVE_CASES: &[&[&str]] = &[
         "{c}",
         "{touch}",
     ],
-    // runc writes the pid file once the process runs (and kills it when that fails): the
-    // process may start here, so its payload is one that ends at once.
-    &["exec", "--pid-file", "{dir}/no/such/dir/pid", "{c}", "true"],
+    // runc writes the pid file once the process runs, and kills it when that fails: a
+    // process that would run on must be gone (the `ps` count below).
+    &[
+        "exec",
+        "--pid-file",
+        "{dir}/no/such/dir/pid",
+        "{c}",
+        "sleep",
+        "1000",
+    ],
     &["update", "--cpuset-cpus", "1-0", "{c}"],
     &["update", "--cpuset-mems", "x", "{c}"],
     &["update", "--blkio-weight", "5", "{c}"],
@@ -489,7 +496,8 @@ const NSOCI_LIVE_CASES: &[&[&str]] = &[
     &["update", "-r", "/etc/passwd", "{c}"],
     &["ps", "--format", "xml", "{c}"],
     &["kill", "{c}", "NOPE"],
-    // A state root that is a file (`list` shows an empty list there, as for a missing one).
+    // A state root that is a file (a missing one is an empty list, as runc's).
+    &["--root", "/etc/passwd", "list"],
     &[
         "create",
         "--root",

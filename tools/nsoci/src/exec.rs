@@ -144,7 +144,13 @@ pub fn exec(root: &Path, args: ExecArgs) -> Result<Status, Fatal> {
         Err(status) => return Ok(status),
     };
     if let Some(path) = &args.pid_file {
-        create::write_pid_file(path, joined)?;
+        if let Err(e) = create::write_pid_file(path, joined) {
+            // As runc: a caller that did not get the pid cannot manage the process.
+            // SAFETY: kill(2) of our own child, not yet reaped (its pid cannot be reused).
+            unsafe { libc::kill(joined, libc::SIGKILL) };
+            crate::pid1::wait(joined);
+            return Err(e);
+        }
     }
     if args.detach {
         return Ok(0);

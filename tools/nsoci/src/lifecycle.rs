@@ -161,7 +161,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Fatal> {
 /// `list`: a table (runc's columns), ids only, or JSON.
 pub fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Fatal> {
     let mut all = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(root) {
+    // No state root yet is an empty list (runc's too); one that cannot be read is an error.
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(
+                Fatal::from(anyhow::Error::from(e)).context(format!("open {}", root.display()))
+            )
+        }
+    };
+    if let Some(entries) = entries {
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
             if let Ok(c) = Container::load(root, &id) {
