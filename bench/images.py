@@ -99,11 +99,13 @@ def scale_figure(out, specs):
     left, right, top_pad, bottom = 60, 30, 40, 50
     panel_w = (W - left - right - 60) / 2
     body = [text(10, 22, "Containers up after the launch, and chains gone after SIGKILL", extra='font-weight="bold"')]
-    for p, (key, title) in enumerate([("up_curve", "up (s after the launch)"), ("gone_curve", "gone (s after SIGKILL)")]):
+    # the issue 14 targets at N=1000 (up <= 8 s, gone <= 5 s), drawn as dashed lines
+    targets = [("up_curve", "up (s after the launch)", 8.0), ("gone_curve", "gone (s after SIGKILL)", 5.0)]
+    for p, (key, title, target) in enumerate(targets):
         x0 = left + p * (panel_w + 60)
         curves = [(label, d.get(key) or []) for label, d in runs]
         n_max = max([d["n"] for _, d in runs] + [1])
-        t_max = max([pt[1] for _, c in curves for pt in c] + [1.0]) * 1.05
+        t_max = max([pt[1] for _, c in curves for pt in c] + [target, 1.0]) * 1.05
         sx = panel_w / t_max
         sy = (height - top_pad - bottom) / n_max
         y_base = height - bottom
@@ -116,6 +118,10 @@ def scale_figure(out, specs):
             body.append(f'<line x1="{x:.1f}" y1="{top_pad}" x2="{x:.1f}" y2="{y_base}" stroke="#eee"/>')
             body.append(text(x, y_base + 15, f"{tick:g}", "middle"))
             tick += step
+        if n_max == 1000:
+            x = x0 + target * sx
+            body.append(f'<line x1="{x:.1f}" y1="{top_pad}" x2="{x:.1f}" y2="{y_base}" stroke="#555" stroke-dasharray="4,3"/>')
+            body.append(text(x + 3, top_pad + 12, f"target {target:g} s", extra='fill="#555"'))
         for k in range(0, 5):
             n = n_max * k / 4
             y = y_base - n * sy

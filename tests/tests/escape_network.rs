@@ -253,8 +253,8 @@ fn a_rogue_router_advertisement_configures_neither_the_host_nor_another_containe
     lab.assert_clean();
 }
 
-/// What netns sets, read from the outside: IPv6 off on the bridge, the host's veth end and
-/// eth0, router advertisements refused on all three.
+/// What netns sets, read from the outside: IPv6 off on the bridge and eth0, no IPv6 address
+/// on the host's veth end, router advertisements refused on all three.
 #[test]
 fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
     if !need_root() {
@@ -265,17 +265,26 @@ fn bridge_mode_links_have_ipv6_off_and_refuse_router_advertisements() {
     let script = r#"
         c=/proc/sys/net/ipv6/conf
         echo "bridge $(cat $c/nschain0/disable_ipv6) $(cat $c/nschain0/accept_ra)"
-        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
+        netns --bridge -- sh -c "echo eth0 \$(cat $c/eth0/disable_ipv6) \$(cat $c/eth0/accept_ra) > eth0.tmp; echo ipv4 \$(cat /proc/sys/net/ipv4/conf/eth0/arp_notify) \$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) >> eth0.tmp && mv eth0.tmp eth0; sleep 5" & v=$!
         i=0
         until [ -s eth0 ]; do i=$((i + 1)); [ $i -lt 600 ] || exit 3; sleep 0.05; done
         cat eth0
-        for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/disable_ipv6) $(cat $d/accept_ra)"; done
+        for d in $c/nsc[0-9a-f]*; do echo "veth $(cat $d/addr_gen_mode) $(cat $d/accept_ra) addresses: $(ip -6 -o addr show dev ${d##*/} | wc -l)"; done
         echo "host addresses: $(ip -6 -o addr show dev nschain0 | wc -l)"
         kill $v; wait
     "#;
     let out = in_lab(&lab, script, Vec::new());
     let text = ok_out(&out, "ipv6");
-    for want in ["bridge 1 0", "eth0 1 0", "veth 1 0", "host addresses: 0"] {
+    // The host's veth end, a bridge port, generates no IPv6 address (addr_gen_mode 1: none).
+    for want in [
+        "bridge 1 0",
+        "eth0 1 0",
+        "veth 1 0 addresses: 0",
+        "host addresses: 0",
+        // and, set through the same /proc/sys/net handle: arp_notify on eth0, every port
+        // the container's own
+        "ipv4 1 0",
+    ] {
         assert!(text.lines().any(|l| l == want), "{want}: {text}");
     }
     lab.assert_clean();

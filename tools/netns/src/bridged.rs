@@ -7,7 +7,8 @@
 //! bridge (if missing), ip_forward, nft table and bridge elements if missing; unlock
 //! nft port elements; fork the cleanup watcher; unshare (+ pin)
 //! veth: host end on the bridge, peer created as eth0 directly in the new namespace
-//! IPv6 off on the host end (back in the host namespace for it) and on eth0
+//! IPv6 off for eth0 (the new namespace's default, before the veth); RAs refused on the host
+//! end (back in the host namespace for it), which comes up without an IPv6 address
 //! inside: lo, eth0 address + up, default route; lease completed; unlock; exec
 //! ```
 
@@ -396,6 +397,9 @@ fn setup(
     }
     link.enter()?;
     undo.entered = true;
+    // Before the veth: eth0 is born with IPv6 off (see ipv6.rs), never a link-local address.
+    let net = crate::NetDir::open().context("unable to open /proc/sys/net")?;
+    let ipv6 = crate::ipv6::off_for_new_links(&net)?;
     let own_ns =
         File::open("/proc/self/ns/net").context("unable to open the new network namespace")?;
     debug::step("create veth", || {
@@ -413,11 +417,11 @@ fn setup(
         .context("unable to look up the new veth")?
         .ok_or_else(|| Fatal::new(format!("the veth {} vanished", lease.veth)))?;
     undo.veth = Some(veth.index);
-    // Before the links are up: neither ever gets a link-local address (see ipv6.rs).
-    in_namespace(host_ns, &own_ns, || crate::ipv6::disable(&lease.veth))?;
-    crate::ipv6::disable(PEER)?;
+    in_namespace(host_ns, &own_ns, || crate::ipv6::refuse_ra_new(&lease.veth))?;
+    // No IPv6 address on the host end, set as it comes up (see ipv6.rs); its carrier is off
+    // until eth0 is up, so no link-local address can come first.
     debug::step("veth up", || {
-        host.set_port_up_hairpin(veth.index, !args.icc)
+        host.set_port_up_hairpin(veth.index, !args.icc, ipv6)
     })
     .with_context(|| format!("unable to bring {} up", lease.veth))?;
     let mut inner = Rtnl::open().context("unable to open a netlink socket in the new namespace")?;
@@ -427,10 +431,14 @@ fn setup(
         .context("unable to look up eth0")?
         .ok_or_else(|| Fatal::new("eth0 is missing in the new namespace"))?;
     // A gratuitous ARP when eth0 comes up: neighbours forget a previous holder's MAC.
-    let _ = bridge::write_sysctl(&format!("net/ipv4/conf/{PEER}/arp_notify"), "1");
+    let _ = debug::step("sysctl net/ipv4/conf/eth0/arp_notify=1", || {
+        net.write(&format!("ipv4/conf/{PEER}/arp_notify"), "1")
+    });
     // As Docker: every port is the container's own. Its root may be an unprivileged range
     // (userns after netns), without CAP_NET_BIND_SERVICE over a namespace the host owns.
-    let _ = bridge::write_sysctl("net/ipv4/ip_unprivileged_port_start", "0");
+    let _ = debug::step("sysctl net/ipv4/ip_unprivileged_port_start=0", || {
+        net.write("ipv4/ip_unprivileged_port_start", "0")
+    });
     debug::step("eth0 address", || {
         inner.add_address(eth0.index, lease.ip, br.subnet.prefix)
     })

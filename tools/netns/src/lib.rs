@@ -13,7 +13,7 @@ mod publish;
 mod rootless;
 mod sysctl;
 
-pub use sysctl::NetSysctl;
+pub use sysctl::{NetDir, NetSysctl};
 
 use std::net::Ipv4Addr;
 

@@ -14,14 +14,17 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
+    InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// `IN6_ADDR_GEN_MODE_NONE`: a link that generates no IPv6 address of its own.
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 
 /// The multicast group of link events (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
@@ -340,8 +343,15 @@ impl Rtnl {
 
     /// Brings a bridge port up with hairpin mode on (a container can reach its own
     /// published port through the host); `isolated`: the port talks to no other isolated
-    /// port of the bridge (`IFLA_BRPORT_ISOLATED`, Docker's icc=false).
-    pub fn set_port_up_hairpin(&mut self, index: u32, isolated: bool) -> io::Result<()> {
+    /// port of the bridge (`IFLA_BRPORT_ISOLATED`, Docker's icc=false); `no_ipv6_address`:
+    /// the link generates no IPv6 address, link-local included (`IFLA_INET6_ADDR_GEN_MODE`
+    /// none; only on a kernel with IPv6, which otherwise refuses the attribute).
+    pub fn set_port_up_hairpin(
+        &mut self,
+        index: u32,
+        isolated: bool,
+        no_ipv6_address: bool,
+    ) -> io::Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
         message.header.flags = LinkFlags::Up;
@@ -354,6 +364,13 @@ impl Rtnl {
             LinkInfo::PortKind(InfoPortKind::Bridge),
             LinkInfo::PortData(InfoPortData::BridgePort(port)),
         ]));
+        if no_ipv6_address {
+            message
+                .attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(IN6_ADDR_GEN_MODE_NONE)],
+                )]));
+        }
         self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
 
