@@ -14,6 +14,17 @@ pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
     rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(from_rustix)
 }
 
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process a pidfd refers to, never
+/// another one that got its pid since. `EINVAL` for a number that is no signal.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), Errno> {
+    if !(1..=libc::SIGRTMAX()).contains(&sig) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: a signal number within the kernel's range, checked above.
+    let sig = unsafe { rustix::process::Signal::from_raw_unchecked(sig) };
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(from_rustix)
+}
+
 /// Whether the process a pidfd refers to has exited (the pidfd polls readable), without
 /// waiting.
 pub fn pidfd_has_exited(pidfd: BorrowedFd<'_>) -> bool {

@@ -11,7 +11,7 @@
 //! `run -d` instead removes what it made and then lets the signal act ([`Held::interrupted`]).
 //! Caught, not blocked: a handler ends at exec, a blocked mask would pass to the container.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,23 +258,12 @@ impl Later {
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a new descriptor owned by no one else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    common::sys::process::pidfd_open(pid).ok()
 }
 
 fn send(pidfd: &OwnedFd, sig: libc::c_int) {
-    // SAFETY: pidfd_send_signal(2) with our pidfd, a signal number and no siginfo.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    // Best effort: the process may have ended meanwhile.
+    let _ = common::sys::process::pidfd_send_signal(pidfd.as_fd(), sig);
 }
 
 /// Sends `sig` to `pid` when it will take it: always, unless `pid` is a pid namespace's init
