@@ -541,7 +541,7 @@ fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<
 
 /// The chain's meta record, if readable.
 pub fn meta(name: &str) -> Option<Meta> {
-    let text = fs::read(dir(name).join(META)).ok()?;
+    let text = crate::procfs::read_small(dir(name).join(META)).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -571,7 +571,7 @@ pub fn checked_records(name: &str) -> Checked {
         .flatten()
         .filter(|e| e.file_name() != META && e.file_name() != crate::supervisor::STATUS_FILE)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|e| crate::procfs::read_small(e.path()).ok())
         .flat_map(|text| parse_records(&text));
     for record in records {
         match verify(&record) {
@@ -658,7 +658,7 @@ pub fn hand_records(name: &str, from: u32, to: u32) {
         if file == META || file == crate::supervisor::STATUS_FILE {
             continue;
         }
-        let Ok(text) = fs::read(entry.path()) else {
+        let Ok(text) = crate::procfs::read_small(entry.path()) else {
             continue;
         };
         let single = serde_json::from_slice::<Record>(&text).is_ok();
@@ -739,7 +739,7 @@ fn listed_record(dir: &std::path::Path, kind: Namespace) -> Option<Record> {
         .ok()?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("links-"))
-        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|e| crate::procfs::read_small(e.path()).ok())
         .flat_map(|text| parse_records(&text))
         .filter(|r| r.kind() == Some(kind))
         .collect();
@@ -755,7 +755,7 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
             .with_hint("nsps lists the running chains"));
     }
     let path = dir.join(format!("{}.json", kind.proc_name()));
-    let record: Record = match fs::read(&path) {
+    let record: Record = match crate::procfs::read_small(&path) {
         Ok(text) => serde_json::from_slice(&text)
             .with_context(|| format!("unable to read {}", path.display()))?,
         Err(_) => match listed_record(&dir, kind) {
