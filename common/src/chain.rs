@@ -242,7 +242,7 @@ fn prune_generated(mut keep_as: Option<&std::path::Path>) {
         let Some(meta) = meta(&name) else {
             continue;
         };
-        if meta.generated && is_stale(&name) && !is_kept(&name) {
+        if meta.generated && is_stale_as(&name, Some(&meta)) && !is_kept(&name) {
             // Taken by a concurrent start or pruner: try the next one.
             let kept = keep_as.is_some_and(|to| fs::rename(entry.path(), to).is_ok());
             if kept {
@@ -728,7 +728,13 @@ fn is_stale(name: &str) -> bool {
     // before, were found dead just after, and a running chain was taken for ended.
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    let first_running = meta(name).is_some_and(|meta| crate::procfs::running(meta.pid, meta.start));
+    is_stale_as(name, meta(name).as_ref())
+}
+
+/// [`is_stale`] with the chain's meta record already read (`meta(name)`, just now): a scan
+/// of every chain reads each `chain.json` once, not twice.
+fn is_stale_as(name: &str, meta: Option<&Meta>) -> bool {
+    let first_running = meta.is_some_and(|meta| crate::procfs::running(meta.pid, meta.start));
     !first_running && live_pid(name).is_none()
 }
 
