@@ -5,7 +5,8 @@
 # rootless as uid 65534), rounds alternating in order as in bench/run.sh; then CPU time and
 # page faults of each command (perf stat, all processes of a run); then the image
 # OUT/chain.svg (bench/images.py). Writes OUT/*.json, OUT/perf.txt (OUT: /tmp/nschain-ba).
-# Knobs: RUNS (per command and round, 40), ROUNDS (4), FLOOR (default: target/release's).
+# Knobs: RUNS (per command and round, 40), ROUNDS (4), FLOOR (default: target/release's),
+# RUNS_ON (the tmpfs for run-time state, /dev/shm).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # With RUST_BACKTRACE set, every anyhow error made (even one handled on the way) captures a
@@ -18,8 +19,12 @@ FLOOR=${FLOOR:-$PWD/target/release/nschain-floor}
 NOBODY=(setpriv --reuid 65534 --regid 65534 --clear-groups)
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/nschain-ba.XXXXXX)
-chmod 755 "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+# Run-time state on a tmpfs, as installed (/run, $XDG_RUNTIME_DIR and crun's /run/crun are
+# tmpfs on Debian; this machine's /run is the ext4 root, where each registration's inodes cost).
+RUNS_ON=${RUNS_ON:-/dev/shm}
+RUN=$(mktemp -d "$RUNS_ON/nschain-ba-run.XXXXXX")
+chmod 755 "$WORK" "$RUN"
+trap 'rm -rf "$WORK" "$RUN"' EXIT
 for side in before after; do
     src=$BEFORE
     [[ $side == after ]] && src=$AFTER
@@ -28,8 +33,8 @@ for side in before after; do
     for t in netns userns ipcns utsns pidns mntns; do ln -f "$WORK/$side/nschain" "$WORK/$side/$t"; done
 done
 R=$WORK/rootfs
-mkdir -p "$R"/{bin,proc,dev,sys,tmp,etc,root,run} "$WORK/run" "$WORK/state" "$WORK/crun" \
-    "$WORK/run-nobody" "$WORK/state-nobody"
+mkdir -p "$R"/{bin,proc,dev,sys,tmp,etc,root,run} "$RUN/run" "$WORK/state" "$RUN/crun" \
+    "$RUN/run-nobody" "$WORK/state-nobody"
 cp "$(command -v busybox)" "$R/bin/busybox"
 ln -s busybox "$R/bin/true"
 mkdir -p "$WORK/bundle" && (cd "$WORK/bundle" && crun spec)
@@ -50,24 +55,24 @@ for m in c["mounts"]:
         m["options"] = [o for o in m["options"] if not o.startswith("gid=")]
 json.dump(c, open(path, "w"))
 EOF
-export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
+export NSCHAIN_RUN_DIR=$RUN/run NSCHAIN_DATA_DIR=$WORK/state
 chain() { echo "$1/netns -- $1/userns --map-root -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
 # Each table its own state directories (exported before it: an `env` in the command would add
 # an exec to the chain's rows): root refuses (and so does not register in) a run directory
 # that uid 65534 owns.
-as_root() { export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state; }
-as_nobody() { export NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody; }
+as_root() { export NSCHAIN_RUN_DIR=$RUN/run NSCHAIN_DATA_DIR=$WORK/state; }
+as_nobody() { export NSCHAIN_RUN_DIR=$RUN/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody; }
 rootless() { echo "${NOBODY[*]} $1/userns --map-root -- $1/netns -- $1/ipcns -- $1/utsns --hostname b -- $1/pidns -- $1/mntns --rootfs $R -- /bin/true"; }
 BWRAP="bwrap --unshare-all --hostname b --bind $R / --proc /proc --dev /dev /bin/true"
 # crun 1.8 refuses this hybrid cgroup host unless the unified mount is out of its sight
 WRAP=(unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' sh)
-CRUN="crun --root $WORK/crun --cgroup-manager=disabled run --bundle $WORK/bundle ba"
+CRUN="crun --root $RUN/crun --cgroup-manager=disabled run --bundle $WORK/bundle ba"
 rootful_rows=("chain, before" "$(chain "$WORK/before")" "chain, after" "$(chain "$WORK/after")"
     "bwrap --unshare-all" "$BWRAP" "crun run" "$CRUN" "floor" "$FLOOR $R /bin/true")
 rootless_rows=("rootless chain, before" "$(rootless "$WORK/before")" "rootless chain, after" "$(rootless "$WORK/after")"
     "bwrap rootless" "${NOBODY[*]} bwrap --unshare-all --unshare-user --hostname b --bind $R / --proc /proc --dev /dev /bin/true"
     "floor rootless" "${NOBODY[*]} $FLOOR $R /bin/true")
-chown -R 65534:65534 "$WORK/run-nobody" "$WORK/state-nobody"
+chown -R 65534:65534 "$RUN/run-nobody" "$WORK/state-nobody"
 table() {
     local name=$1 round n args ordered i j
     shift

@@ -20,7 +20,8 @@
 # the static build, NSCHAIN_BENCH_BIN (binaries, default target/release),
 # NSCHAIN_BENCH_LAYOUT=per-tool (the per-tool binaries, not hard links to nschain),
 # NSCHAIN_BENCH_OUT (default bench/RESULTS.md), NSCHAIN_BENCH_QUIET=SECONDS (wait that long at
-# most for a quiet machine), NSCHAIN_BENCH_KEEP=1 (keep the work directory).
+# most for a quiet machine), NSCHAIN_BENCH_KEEP=1 (keep the work directory),
+# NSCHAIN_BENCH_RUNS_ON (the tmpfs for the chains' run-time state, /dev/shm).
 # Needs root (rootful rows; rootless rows switch to uid 65534 with setpriv). Never touches the
 # host's interfaces or firewall: every network row runs in a network namespace made here.
 set -euo pipefail
@@ -48,11 +49,14 @@ for prog in hyperfine python3 unshare bwrap crun busybox setpriv strace; do
 done
 
 WORK=$(mktemp -d /tmp/nschain-bench.XXXXXX)
-chmod 755 "$WORK"
+# The chains' run-time state on a tmpfs, as installed (/run and $XDG_RUNTIME_DIR are tmpfs on
+# Debian; where /run is a disk filesystem, each registration's inodes cost milliseconds).
+RUN=$(mktemp -d "${NSCHAIN_BENCH_RUNS_ON:-/dev/shm}/nschain-bench-run.XXXXXX")
+chmod 755 "$WORK" "$RUN"
 DATA=$WORK/data
-mkdir -p "$DATA" "$WORK/run" "$WORK/state" "$WORK/run-nobody" "$WORK/state-nobody"
-chown 65534:65534 "$WORK/run-nobody" "$WORK/state-nobody"
-export NSCHAIN_RUN_DIR=$WORK/run NSCHAIN_DATA_DIR=$WORK/state
+mkdir -p "$DATA" "$RUN/run" "$WORK/state" "$RUN/run-nobody" "$WORK/state-nobody"
+chown 65534:65534 "$RUN/run-nobody" "$WORK/state-nobody"
+export NSCHAIN_RUN_DIR=$RUN/run NSCHAIN_DATA_DIR=$WORK/state
 # The installed layout (make install): every tool a hard link to the multi-call nschain, so
 # that the links of a chain hand off in process; the per-tool binaries `make build` also puts
 # in target/release always exec. NSCHAIN_BENCH_LAYOUT=per-tool measures those instead.
@@ -71,7 +75,7 @@ cleanup() {
     [[ -n $pids ]] && kill $pids 2>/dev/null
     # Mounts made by an interrupted row live in namespaces that die with their processes;
     # only plain files remain here.
-    if [[ -n ${NSCHAIN_BENCH_KEEP:-} ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK" 2>/dev/null || true; fi
+    if [[ -n ${NSCHAIN_BENCH_KEEP:-} ]]; then echo "bench: kept $WORK $RUN" >&2; else rm -rf "$WORK" "$RUN" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -357,7 +361,7 @@ row rootless "nschain chain (uid 65534)" "${NOBODY[*]} $CHAIN_NOBODY" userns net
 [[ -n $FLOOR ]] && ROW+=("floor (uid 65534)" "${NOBODY[*]} $FLOOR $ROOTFS /bin/true")
 # uid 65534's own state directories for the whole table (the other rows ignore them): an
 # `env` in the chain's command would be one more exec in its row only.
-NSCHAIN_RUN_DIR=$WORK/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody hf rootless "${ROW[@]}" \
+NSCHAIN_RUN_DIR=$RUN/run-nobody NSCHAIN_DATA_DIR=$WORK/state-nobody hf rootless "${ROW[@]}" \
     "bwrap --unshare-all --unshare-user (uid 65534)" "${NOBODY[*]} bwrap --unshare-all --unshare-user --hostname b --bind $ROOTFS / --proc /proc --dev /dev /bin/true" \
     "unshare -Urmuinp -f --mount-proc (uid 65534)" "${NOBODY[*]} unshare -Urmuinp -f --mount-proc true"
 
