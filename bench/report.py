@@ -772,5 +772,15 @@ if os.path.exists(conformance):
     emit(open(conformance).read().rstrip())
     emit()
 
+# Hand-written sections (and the sections bench/pull.sh and bench/oci.sh keep between their own
+# markers) live below this line in OUT: regenerating the report keeps them.
+KEEP_MARK = "<!-- make bench keeps everything below this line (bench/report.py) -->"
+kept = ""
+if os.path.exists(OUT):
+    old = open(OUT).read()
+    if KEEP_MARK in old:
+        kept = old[old.index(KEEP_MARK):]
 with open(OUT, "w") as f:
     f.write("\n".join(LINES) + "\n")
+    if kept:
+        f.write("\n" + kept.rstrip("\n") + "\n")

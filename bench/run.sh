@@ -63,7 +63,7 @@ export NSCHAIN_RUN_DIR=$RUN/run NSCHAIN_DATA_DIR=$WORK/state
 if [[ -x $BIN/nschain && ${NSCHAIN_BENCH_LAYOUT:-multicall} == multicall ]]; then
     mkdir -p "$WORK/bin"
     cp "$BIN/nschain" "$WORK/bin/nschain"
-    for t in "${TOOLS[@]}" nsps nsoci; do ln -f "$WORK/bin/nschain" "$WORK/bin/$t"; done
+    for t in "${TOOLS[@]}" nsps nsoci nsimage; do ln -f "$WORK/bin/nschain" "$WORK/bin/$t"; done
     [[ -x $BIN/nschain-floor ]] && cp "$BIN/nschain-floor" "$WORK/bin/"
     BIN=$WORK/bin
 fi

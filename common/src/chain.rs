@@ -242,7 +242,7 @@ fn prune_generated(mut keep_as: Option<&std::path::Path>) {
         let Some(meta) = meta(&name) else {
             continue;
         };
-        if meta.generated && is_stale(&name) && !is_kept(&name) {
+        if meta.generated && is_stale_as(&name, Some(&meta)) && !is_kept(&name) {
             // Taken by a concurrent start or pruner: try the next one.
             let kept = keep_as.is_some_and(|to| fs::rename(entry.path(), to).is_ok());
             if kept {
@@ -541,7 +541,7 @@ fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<
 
 /// The chain's meta record, if readable.
 pub fn meta(name: &str) -> Option<Meta> {
-    let text = fs::read(dir(name).join(META)).ok()?;
+    let text = crate::procfs::read_small(dir(name).join(META)).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -571,7 +571,7 @@ pub fn checked_records(name: &str) -> Checked {
         .flatten()
         .filter(|e| e.file_name() != META && e.file_name() != crate::supervisor::STATUS_FILE)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|e| crate::procfs::read_small(e.path()).ok())
         .flat_map(|text| parse_records(&text));
     for record in records {
         match verify(&record) {
@@ -658,7 +658,7 @@ pub fn hand_records(name: &str, from: u32, to: u32) {
         if file == META || file == crate::supervisor::STATUS_FILE {
             continue;
         }
-        let Ok(text) = fs::read(entry.path()) else {
+        let Ok(text) = crate::procfs::read_small(entry.path()) else {
             continue;
         };
         let single = serde_json::from_slice::<Record>(&text).is_ok();
@@ -728,7 +728,13 @@ fn is_stale(name: &str) -> bool {
     // before, were found dead just after, and a running chain was taken for ended.
     // No chain.json: emptied by an unregister that could not remove the directory itself
     // (root inside a user namespace), or garbage. A claim always comes with one.
-    let first_running = meta(name).is_some_and(|meta| crate::procfs::running(meta.pid, meta.start));
+    is_stale_as(name, meta(name).as_ref())
+}
+
+/// [`is_stale`] with the chain's meta record already read (`meta(name)`, just now): a scan
+/// of every chain reads each `chain.json` once, not twice.
+fn is_stale_as(name: &str, meta: Option<&Meta>) -> bool {
+    let first_running = meta.is_some_and(|meta| crate::procfs::running(meta.pid, meta.start));
     !first_running && live_pid(name).is_none()
 }
 
@@ -739,7 +745,7 @@ fn listed_record(dir: &std::path::Path, kind: Namespace) -> Option<Record> {
         .ok()?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("links-"))
-        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|e| crate::procfs::read_small(e.path()).ok())
         .flat_map(|text| parse_records(&text))
         .filter(|r| r.kind() == Some(kind))
         .collect();
@@ -755,7 +761,7 @@ pub fn open_namespace(name: &str, kind: Namespace) -> Result<NsFile, Fatal> {
             .with_hint("nsps lists the running chains"));
     }
     let path = dir.join(format!("{}.json", kind.proc_name()));
-    let record: Record = match fs::read(&path) {
+    let record: Record = match crate::procfs::read_small(&path) {
         Ok(text) => serde_json::from_slice(&text)
             .with_context(|| format!("unable to read {}", path.display()))?,
         Err(_) => match listed_record(&dir, kind) {

@@ -283,8 +283,7 @@ impl Plan {
             ));
         }
         let (path, file) = resolve(program).ok_or("COMMAND not found in PATH")?;
-        let me = std::fs::metadata("/proc/self/exe").map_err(|e| e.to_string())?;
-        if (file.dev(), file.ino()) != (me.dev(), me.ino()) {
+        if (file.dev(), file.ino()) != own_exe()? {
             return Err(format!("{} is another program", path.display()));
         }
         if file.mode() & (libc::S_ISUID | libc::S_ISGID) != 0 {
@@ -321,6 +320,8 @@ impl Plan {
 
     fn apply(&self, keep: &[std::os::fd::RawFd]) -> Result<(), String> {
         let knobs = crate::link_trace::Knobs::read();
+        // The next link checks its state directories afresh, as after an exec.
+        crate::state::forget_checked_roots();
         if !knobs.skip("close-fds") {
             exec_state::close_cloexec_fds(keep);
         }
@@ -338,6 +339,18 @@ impl Plan {
         exec_state::set_cmdline(&self.argv)?;
         Ok(())
     }
+}
+
+/// The device and inode of `/proc/self/exe`: the file this process image was exec'd from,
+/// which stays the same until the next execve (and that starts with a new image, and with it
+/// a new cache), so it is looked at once, not at every hand-off.
+fn own_exe() -> Result<(u64, u64), String> {
+    static EXE: OnceLock<(u64, u64)> = OnceLock::new();
+    if let Some(id) = EXE.get() {
+        return Ok(*id);
+    }
+    let me = std::fs::metadata("/proc/self/exe").map_err(|e| e.to_string())?;
+    Ok(*EXE.get_or_init(|| (me.dev(), me.ino())))
 }
 
 /// The link an argv names: its file name, or the word after `nschain`.

@@ -105,6 +105,14 @@ impl fmt::Display for Namespace {
     }
 }
 
+/// Entering a new user or mount namespace may change what the state directory checks saw
+/// (owners mapped anew, other directories): they are made again ([`crate::state`]).
+fn forget_checks_on_change(ns: Namespace) {
+    if matches!(ns, Namespace::User | Namespace::Mnt) {
+        crate::state::forget_checked_roots();
+    }
+}
+
 /// The inode number that identifies a namespace (what `lsns` and `readlink` show).
 pub fn inode_of(path: &Path) -> anyhow::Result<u64> {
     let meta = std::fs::metadata(path)
@@ -120,6 +128,7 @@ pub fn current_inode(ns: Namespace) -> anyhow::Result<u64> {
 
 /// `unshare(2)` one namespace, with a hint for the causes users meet.
 pub fn unshare(ns: Namespace) -> Result<(), Fatal> {
+    forget_checks_on_change(ns);
     debug::step(format_args!("unshare({ns})"), || {
         nix::sched::unshare(ns.clone_flag())
     })
@@ -257,6 +266,7 @@ impl NsFile {
 
     /// `setns(2)` into this namespace.
     pub fn enter(&self) -> Result<(), Fatal> {
+        forget_checks_on_change(self.kind);
         debug::step(format_args!("setns({})", self.kind), || {
             nix::sched::setns(self.file.as_fd(), self.kind.clone_flag())
         })

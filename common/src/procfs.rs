@@ -11,6 +11,15 @@
 /// once, with plain `read` calls (`read_to_end` on a `File` would still ask statx and lseek
 /// for a size hint): open, one read, the read that finds the end, close.
 pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    let bytes = read_small(path)?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads a small file whole, as [`read`] does, as bytes: a state record too (`chain.json`, a
+/// registration, a status), where `std::fs::read` would first ask statx for a size hint.
+/// Scans of every chain's registration (each start prunes the generated ones) pay that
+/// once per file.
+pub fn read_small(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut bytes = vec![0u8; 16 * 1024];
@@ -27,7 +36,7 @@ pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
         }
     }
     bytes.truncate(len);
-    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(bytes)
 }
 
 /// This process's pid in the pid namespace of the mounted /proc (the host's, before a link

@@ -91,27 +91,66 @@ const RUN_ROOT_MODE: u32 = 0o755;
 /// no one else (as podman and systemd refuse a runtime directory they do not own). A rootless
 /// `/tmp/nschain-UID` made by another user is refused, not used.
 pub fn ensure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
-    let (root, root_mode) = match state_root_of(dir) {
-        Some(found) => found,
-        None => (dir.to_owned(), mode),
+    let (root, root_mode, state_root) = match state_root_of(dir) {
+        Some((root, root_mode)) => (root, root_mode, true),
+        None => (dir.to_owned(), mode, false),
     };
-    // Existing (every start but the first): one statx per level, no mkdir (cheap start).
-    let root_exists = std::fs::symlink_metadata(&root).is_ok();
-    if let Some(parent) = root.parent().filter(|_| !root_exists) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .with_context(|| format!("unable to create {}", parent.display()))?;
+    let root_mode = if root == dir { mode } else { root_mode };
+    if !(state_root && root_checked(&root)) {
+        // Existing (every start but the first): one statx per level, no mkdir (cheap start).
+        let looked = std::fs::symlink_metadata(&root);
+        let missing = looked
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if let Some(parent) = root.parent().filter(|_| missing) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .with_context(|| format!("unable to create {}", parent.display()))?;
+        }
+        check_one(&root, root_mode, looked)?;
+        if state_root {
+            remember_root(&root);
+        }
     }
     let mut path = root.clone();
-    make_one(&path, if path == dir { mode } else { root_mode })?;
     let below = dir.strip_prefix(&root).unwrap_or(Path::new(""));
     for part in below.components() {
         path.push(part);
         make_one(&path, if path == dir { mode } else { 0o755 })?;
     }
     Ok(())
+}
+
+/// The state roots this process has checked ([`ensure_dir`]), each with the effective uid it
+/// was checked as: what it holds is made below them, so each is looked at once per process,
+/// not once per file. A state root is never removed by a chain. Forgotten where the verdict
+/// could change: at a change of user or mount namespace ([`forget_checked_roots`]) and at
+/// an in-process hand-off (an exec would start with none).
+static CHECKED_ROOTS: std::sync::Mutex<Vec<(PathBuf, u32)>> = std::sync::Mutex::new(Vec::new());
+
+fn root_checked(root: &Path) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
+    CHECKED_ROOTS
+        .lock()
+        .is_ok_and(|roots| roots.iter().any(|(r, uid)| r == root && *uid == me))
+}
+
+fn remember_root(root: &Path) {
+    let me = nix::unistd::geteuid().as_raw();
+    if let Ok(mut roots) = CHECKED_ROOTS.lock() {
+        roots.push((root.to_owned(), me));
+    }
+}
+
+/// Forgets the state roots [`ensure_dir`] checked: the next use checks again. Called where
+/// the owners a check sees may change (a new user namespace maps them anew, a new mount
+/// namespace may show other directories) and at an in-process hand-off.
+pub fn forget_checked_roots() {
+    if let Ok(mut roots) = CHECKED_ROOTS.lock() {
+        roots.clear();
+    }
 }
 
 /// The state root (run or data directory of this chain) that holds `dir`, with its mode.
@@ -124,7 +163,17 @@ fn state_root_of(dir: &Path) -> Option<(PathBuf, u32)> {
 
 fn make_one(dir: &Path, mode: u32) -> anyhow::Result<()> {
     // Looked at first: an existing directory (the usual case) costs one statx.
-    let meta = match std::fs::symlink_metadata(dir) {
+    check_one(dir, mode, std::fs::symlink_metadata(dir))
+}
+
+/// Creates `dir` when `looked` (its metadata, read by the caller) found it missing, then
+/// checks it is safe.
+fn check_one(
+    dir: &Path,
+    mode: u32,
+    looked: std::io::Result<std::fs::Metadata>,
+) -> anyhow::Result<()> {
+    let meta = match looked {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             match std::fs::DirBuilder::new().mode(mode).create(dir) {

@@ -95,7 +95,7 @@ pub fn status_path(name: &str) -> PathBuf {
 
 /// The recorded status of chain `name`, if it was started detached.
 pub fn read_status(name: &str) -> Option<Status> {
-    serde_json::from_slice(&std::fs::read(status_path(name)).ok()?).ok()
+    serde_json::from_slice(&crate::procfs::read_small(status_path(name)).ok()?).ok()
 }
 
 /// The hook for whoever learns that the OOM killer ended the chain (its memory cgroup's
