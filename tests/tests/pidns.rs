@@ -133,6 +133,38 @@ fn wait_for_child(init: u32, name: &str) -> u32 {
     }
 }
 
+/// The init's root (host pid `init`) is an empty read-only tmpfs (a chroot into a detached one,
+/// or a mount namespace of its own holding only that): no mount of the caller's is visible.
+fn assert_empty_root(init: u32) {
+    let mounts = std::fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap();
+    assert!(mounts.lines().count() <= 1, "{mounts}");
+    assert!(
+        mounts.is_empty() || (mounts.contains(" / / ro,") && mounts.contains("tmpfs")),
+        "{mounts}"
+    );
+    let root = std::ffi::CString::new(format!("/proc/{init}/root")).unwrap();
+    // SAFETY: a zeroed statfs is a valid out-parameter; root is NUL-terminated.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `root` is NUL-terminated and `fs` is a valid out-parameter.
+    assert_eq!(unsafe { libc::statfs(root.as_ptr(), &mut fs) }, 0);
+    assert_eq!(fs.f_type, libc::TMPFS_MAGIC, "the init's root is a tmpfs");
+    // SAFETY: as above, for statvfs.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `root` is NUL-terminated and `vfs` is a valid out-parameter.
+    assert_eq!(unsafe { libc::statvfs(root.as_ptr(), &mut vfs) }, 0);
+    assert_ne!(
+        vfs.f_flag & libc::ST_RDONLY,
+        0,
+        "the init's root is read-only"
+    );
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{init}/root"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
 fn alive(pid: u32) -> bool {
     let state = status_field(pid, "State");
     !state.is_empty() && !state.starts_with('Z')
@@ -212,35 +244,7 @@ fn the_init_sheds_mounts_capabilities_and_the_callers_fds() {
     }
     assert_eq!(status_field(init, "CapEff"), "0000000000000020");
     assert_eq!(status_field(init, "CapBnd"), "0000000000000020");
-    // Its root is an empty read-only tmpfs (a chroot into a detached one, or a mount namespace
-    // of its own holding only that): no mount of the caller's is visible from it.
-    let mounts = std::fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap();
-    assert!(mounts.lines().count() <= 1, "{mounts}");
-    assert!(
-        mounts.is_empty() || (mounts.contains(" / / ro,") && mounts.contains("tmpfs")),
-        "{mounts}"
-    );
-    let root = std::ffi::CString::new(format!("/proc/{init}/root")).unwrap();
-    // SAFETY: a zeroed statfs is a valid out-parameter; root is NUL-terminated.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `root` is NUL-terminated and `fs` is a valid out-parameter.
-    assert_eq!(unsafe { libc::statfs(root.as_ptr(), &mut fs) }, 0);
-    assert_eq!(fs.f_type, libc::TMPFS_MAGIC, "the init's root is a tmpfs");
-    // SAFETY: as above, for statvfs.
-    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `root` is NUL-terminated and `vfs` is a valid out-parameter.
-    assert_eq!(unsafe { libc::statvfs(root.as_ptr(), &mut vfs) }, 0);
-    assert_ne!(
-        vfs.f_flag & libc::ST_RDONLY,
-        0,
-        "the init's root is read-only"
-    );
-    assert_eq!(
-        std::fs::read_dir(format!("/proc/{init}/root"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_empty_root(init);
     // Its only fd is its signalfd: the caller's stdin/stdout/stderr and fd 3 are not kept.
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
         .unwrap()
@@ -264,6 +268,48 @@ fn the_init_sheds_mounts_capabilities_and_the_callers_fds() {
         finish(&mut monitor, Duration::from_secs(5)).code(),
         Some(143)
     );
+}
+
+/// Under a user namespace the init may not mount in the caller's mount namespace: it still
+/// ends in an empty read-only tmpfs, and keeps no copy of the caller's mount table (which
+/// would hold every filesystem of the host open): it stays in the caller's mount namespace.
+#[test]
+fn the_init_under_a_user_namespace_sheds_the_callers_mounts_too() {
+    if !root() {
+        return;
+    }
+    let state = scratch();
+    let status = state.path().join("status-userns.jsonl");
+    let mut cmd = Command::new("sh");
+    with_env(&mut cmd, state.path());
+    cmd.env("STATUS_FILE", &status)
+        .arg("-c")
+        .arg("exec \"$@\" 3>\"$STATUS_FILE\"")
+        .arg("sh")
+        .arg(bin("userns"))
+        .args(["--map-root", "--"])
+        .arg(bin("pidns"))
+        .args(["--status-fd", "3", "--", "sleep", "1000"])
+        .stdin(Stdio::null());
+    let mut monitor = cmd.spawn().unwrap();
+    let init = init_pid(&status);
+    wait_for_child(init, "sleep");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_field(init, "CapEff") != "0000000000000020" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let caps = status_field(init, "CapEff");
+    let init_mnt = std::fs::read_link(format!("/proc/{init}/ns/mnt")).unwrap();
+    let root = std::panic::catch_unwind(|| assert_empty_root(init));
+    // Stopped before judging: a failed assertion leaves no container behind.
+    signal(monitor.id(), "TERM");
+    let code = finish(&mut monitor, Duration::from_secs(5)).code();
+    assert_eq!(caps, "0000000000000020");
+    if let Err(failure) = root {
+        std::panic::resume_unwind(failure);
+    }
+    assert_eq!(init_mnt, std::fs::read_link("/proc/self/ns/mnt").unwrap());
+    assert_eq!(code, Some(143));
 }
 
 #[test]

@@ -39,8 +39,8 @@ Processes:
             with its status: n, or 128+s when it was killed by signal s
   init      PID 1: forwards signals to COMMAND (--pgroup: to its process group), reaps every
             orphan, exits with COMMAND's status when COMMAND ends (the kernel then kills the
-            rest); it keeps no way out: an empty mount namespace of its own, no capability but
-            CAP_KILL, not dumpable, no file descriptor of the caller's
+            rest); it keeps no way out: an empty read-only root (a detached tmpfs), no
+            capability but CAP_KILL, not dumpable, no file descriptor of the caller's
   COMMAND   PID 2, with the caller's signal mask and dispositions
 Killing the monitor (even with SIGKILL) kills the container; --die-with-parent also kills
 the monitor, and so the container, when the process that started pidns dies.

@@ -1,6 +1,5 @@
 //! What the init gives up once COMMAND runs, so that PID 1 is no way out of the container:
-//! the caller's filesystem (a chroot into an empty read-only tmpfs, or its own mount
-//! namespace holding one), its
+//! the caller's filesystem (a chroot into an empty, read-only, detached tmpfs), its
 //! capabilities (all but CAP_KILL, see [`drop_capabilities`]), ptrace and /proc access
 //! (not dumpable), and every file descriptor but its signalfd.
 //!
@@ -8,7 +7,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use common::debug;
 use common::sys::mount::{
@@ -32,16 +31,75 @@ fn empty_tmpfs() -> io::Result<OwnedFd> {
     mount::new_fs(c"tmpfs", &[], attrs).map_err(io::Error::from)
 }
 
-/// Leaves the caller's filesystem for an empty tmpfs. Where this process may create a tmpfs
-/// (CAP_SYS_ADMIN over its mount namespace: a rootful chain), a chroot into a detached one is
-/// enough: it copies no mount table and waits for no RCU grace period (the unshare, pivot and
-/// detach below cost ~1 ms, which a short COMMAND waits for). Otherwise (the mount namespace
-/// belongs to another user namespace), a mount namespace of its own.
+/// Leaves the caller's filesystem for an empty tmpfs: a chroot into a detached one. Where this
+/// process may not create a tmpfs (its mount namespace belongs to another user namespace:
+/// every chain with `userns` before pidns), a short-lived child makes it in a mount namespace
+/// of its own ([`tmpfs_from_a_child`]); the init itself stays in the caller's mount namespace,
+/// as a rootful init does. No `pivot_root`: it walks every task of the system (O(N) per
+/// container at scale) and, with the copied mount table, was ~1 ms a start.
 fn empty_root() -> io::Result<()> {
+    let mnt = match empty_tmpfs() {
+        Ok(mnt) => mnt,
+        Err(_) => match tmpfs_from_a_child() {
+            Ok(mnt) => mnt,
+            // No child to be had (a pids limit): a mount namespace of the init's own.
+            Err(_) => return empty_mount_namespace(),
+        },
+    };
+    chroot_into(&mnt)
+}
+
+/// What the tmpfs-making child writes back into the memory it shares with the init.
+struct Made {
+    fd: libc::c_int,
+    errno: libc::c_int,
+}
+
+extern "C" fn make_tmpfs(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Made` the init keeps alive and leaves alone until this child has
+    // exited (CLONE_VFORK); the child shares the init's memory and descriptor table.
+    let made = unsafe { &mut *arg.cast::<Made>() };
     match empty_tmpfs() {
-        Ok(mnt) => chroot_into(&mnt),
-        Err(_) => empty_mount_namespace(),
+        Ok(fd) => made.fd = fd.into_raw_fd(),
+        Err(e) => made.errno = e.raw_os_error().unwrap_or(libc::EIO),
     }
+    0
+}
+
+/// An empty tmpfs made by a child started in a new mount namespace (owned by this process's
+/// user namespace, so it may create one): it shares this process's memory and descriptor
+/// table, so the mount's descriptor is simply left here. The copy of the caller's mount table
+/// goes with the child; the detached tmpfs belongs to no namespace and keeps nothing busy.
+fn tmpfs_from_a_child() -> io::Result<OwnedFd> {
+    let mut made = Made { fd: -1, errno: 0 };
+    let mut stack = vec![0u8; 32 * 1024];
+    // The stack grows down: hand clone its (16-byte aligned) top.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let flags =
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::CLONE_NEWNS | libc::SIGCHLD;
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `make_tmpfs` on its own stack in this
+    // address space while this (single-threaded) process is suspended until it exits, so
+    // `made` and the stack stay valid and untouched by anyone else for its whole life.
+    let pid = unsafe {
+        libc::clone(
+            make_tmpfs,
+            top as *mut libc::c_void,
+            flags,
+            (&mut made as *mut Made).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Reaped here, before COMMAND goes on: it must not find a stray process in its namespace.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    drop(stack);
+    if made.fd < 0 {
+        return Err(io::Error::from_raw_os_error(made.errno));
+    }
+    // SAFETY: the child opened this descriptor in the table it shares with this process, and
+    // nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(made.fd) })
 }
 
 /// chroot into a detached mount: nothing of the caller's tree is reachable from it.
@@ -58,6 +116,7 @@ fn chroot_into(mnt: &OwnedFd) -> io::Result<()> {
 
 /// Moves the init into a mount namespace of its own whose only mount is an empty tmpfs: it
 /// holds no reference to the caller's mounts (which would keep them busy) and sees no file.
+/// The fallback of [`tmpfs_from_a_child`], at the price of a `pivot_root`.
 fn empty_mount_namespace() -> io::Result<()> {
     // SAFETY: unshare takes flags only.
     check_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
