@@ -475,14 +475,16 @@ const NSOCI_LIVE_CASES: &[&[&str]] = &[
         "{touch}",
     ],
     // runc writes the pid file once the process runs, and kills it when that fails: a
-    // process that would run on must be gone (the `ps` count below).
+    // process that would run on must be gone (the `ps` count below). Its output goes away
+    // from nsoci's pipes, so that a survivor fails the count instead of hanging the read.
     &[
         "exec",
         "--pid-file",
         "{dir}/no/such/dir/pid",
         "{c}",
-        "sleep",
-        "1000",
+        "sh",
+        "-c",
+        "exec sleep 1000 >/dev/null 2>&1",
     ],
     &["update", "--cpuset-cpus", "1-0", "{c}"],
     &["update", "--cpuset-mems", "x", "{c}"],
