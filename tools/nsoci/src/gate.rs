@@ -38,21 +38,32 @@ pub fn make(dir: &Path) -> Result<OwnedFd, Fatal> {
 /// at once if `pid` (the process, this process's child) ended before it got there (its
 /// status says why).
 pub fn open(fifo: &OwnedFd, pid: i32) -> Result<(), Fatal> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    wait_for_writer(Path::new(&path), || ended(pid))
+        .map(drop)
+        .map_err(|e| Fatal::from(e).context("unable to open the exec's start gate"))
+}
+
+/// Opens a start gate's FIFO for reading and waits for the byte the process at the gate
+/// writes as it goes on: true once it came, false when `gone` says the process ended first.
+/// `run`'s exec.fifo and an exec's own gate both work this way.
+pub fn wait_for_writer(fifo: &Path, gone: impl Fn() -> bool) -> nix::Result<bool> {
     // Non-blocking: a process that died before the gate must not hang nsoci.
     let fd = nix::fcntl::open(
-        format!("/proc/self/fd/{}", fifo.as_raw_fd()).as_str(),
+        fifo,
         OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )
-    .map_err(|e| Fatal::from(e).context("unable to open the exec's start gate"))?;
+    )?;
     // SAFETY: open just returned this descriptor; the File owns it.
     let mut reader = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut byte = [0u8; 1];
     loop {
         let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
-        if matches!(reader.read(&mut byte), Ok(1)) || ended(pid) {
-            return Ok(());
+        match reader.read(&mut byte) {
+            Ok(1) => return Ok(true),
+            _ if gone() => return Ok(false),
+            _ => {}
         }
     }
 }

@@ -1,14 +1,9 @@
 //! `start`, `state`, `kill`, `delete`, `list`: the container's directory and its init.
 
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Fatal;
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::stat::Mode;
 
 use crate::hooks;
 use crate::signal;
@@ -42,27 +37,12 @@ pub fn start(root: &Path, id: &str) -> Result<(), Fatal> {
         unsafe { libc::kill(c.record.pid, libc::SIGKILL) };
         return Err(e);
     }
-    // Non-blocking: an init that died at the gate must not hang `start`.
-    let fifo = nix::fcntl::open(
-        &c.fifo(),
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
-    // SAFETY: open just returned this descriptor; the File owns it.
-    let mut fifo = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fifo) };
-    let mut byte = [0u8; 1];
-    loop {
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
-        match fifo.read(&mut byte) {
-            Ok(1) => break,
-            _ if !state::alive(c.record.pid, c.record.start_time) => {
-                let _ = std::fs::remove_file(c.fifo());
-                return Err(Fatal::new("cannot start a container that has stopped"));
-            }
-            _ => {}
-        }
+    let alive = || state::alive(c.record.pid, c.record.start_time);
+    let passed = crate::gate::wait_for_writer(&c.fifo(), || !alive())
+        .map_err(|e| Fatal::from(e).context("unable to open exec.fifo"))?;
+    if !passed {
+        let _ = std::fs::remove_file(c.fifo());
+        return Err(Fatal::new("cannot start a container that has stopped"));
     }
     std::fs::remove_file(c.fifo())
         .map_err(|e| Fatal::from(anyhow::Error::from(e)).context("unable to remove exec.fifo"))?;
