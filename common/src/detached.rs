@@ -118,25 +118,17 @@ pub fn spawn(
         forked: 0,
         errno: 0,
     };
-    let mut stack = vec![0u8; 64 * 1024];
-    // The stack grows down: hand clone its (16-byte aligned) top.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `intermediate` on its own stack in this
-    // address space while this thread is suspended until it exits, so `ctx`, the stack and
-    // every pointer in `ctx` stay valid and unshared for its whole life.
-    let pid = unsafe {
-        libc::clone(
+    // SAFETY: `intermediate` touches only `ctx` and what its pointers name, all alive until
+    // vfork_run returns (the child has exited by then).
+    unsafe {
+        crate::sys::process::vfork_run(
             intermediate,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&mut ctx as *mut Context).cast(),
+            0,
+            64 * 1024,
         )
-    };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
     }
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    drop(stack);
+    .map_err(io::Error::from)?;
     drop(moved);
     if ctx.forked < 0 {
         return Err(io::Error::from_raw_os_error(ctx.errno));

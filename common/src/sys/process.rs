@@ -113,6 +113,37 @@ pub unsafe fn fork_raw() -> Result<libc::pid_t, Errno> {
     Errno::result(rc).map(|pid| pid as libc::pid_t)
 }
 
+/// `clone(CLONE_VM | CLONE_VFORK | extra_flags | SIGCHLD)`: runs `child(arg)` in a child that
+/// shares this process's memory, on a stack of `stack_size` bytes of its own, while this
+/// thread waits until it has exited; then reaps it. `extra_flags` add what the child needs
+/// (`CLONE_FILES` to leave a descriptor here, `CLONE_NEWNS` for a mount namespace of its own).
+///
+/// # Safety
+///
+/// `child` runs in this address space while this thread is suspended: it may only use what
+/// `arg` points to (kept alive by the caller for the call) and its own stack, take no lock
+/// another thread may hold, and must return (its return is its exit status).
+pub unsafe fn vfork_run(
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+    extra_flags: libc::c_int,
+    stack_size: usize,
+) -> Result<(), Errno> {
+    let mut stack = vec![0u8; stack_size];
+    // The stack grows down: hand clone its (16-byte aligned) top.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | extra_flags | libc::SIGCHLD;
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs on `stack`, which outlives it (this
+    // thread is suspended until it exits); the caller upholds what `child` may touch.
+    let pid = unsafe { libc::clone(child, top as *mut libc::c_void, flags, arg) };
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    drop(stack);
+    Ok(())
+}
+
 /// `exit_group(code)`: ends the process at once, without running anything (no atexit, no
 /// stdio flush): for a forked child whose exec failed.
 pub fn exit_group(code: libc::c_int) -> ! {

@@ -72,28 +72,17 @@ extern "C" fn make_tmpfs(arg: *mut libc::c_void) -> libc::c_int {
 /// goes with the child; the detached tmpfs belongs to no namespace and keeps nothing busy.
 fn tmpfs_from_a_child() -> io::Result<OwnedFd> {
     let mut made = Made { fd: -1, errno: 0 };
-    let mut stack = vec![0u8; 32 * 1024];
-    // The stack grows down: hand clone its (16-byte aligned) top.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    let flags =
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::CLONE_NEWNS | libc::SIGCHLD;
-    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `make_tmpfs` on its own stack in this
-    // address space while this (single-threaded) process is suspended until it exits, so
-    // `made` and the stack stay valid and untouched by anyone else for its whole life.
-    let pid = unsafe {
-        libc::clone(
+    // SAFETY: `make_tmpfs` touches only `made`, alive until vfork_run returns; the child is
+    // reaped there, before COMMAND goes on: it must not find a stray process in its namespace.
+    unsafe {
+        common::sys::process::vfork_run(
             make_tmpfs,
-            top as *mut libc::c_void,
-            flags,
             (&mut made as *mut Made).cast(),
+            libc::CLONE_FILES | libc::CLONE_NEWNS,
+            32 * 1024,
         )
-    };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
     }
-    // Reaped here, before COMMAND goes on: it must not find a stray process in its namespace.
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    drop(stack);
+    .map_err(io::Error::from)?;
     if made.fd < 0 {
         return Err(io::Error::from_raw_os_error(made.errno));
     }
